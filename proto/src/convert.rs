@@ -1,0 +1,23 @@
+//! Small helpers on the generated types shared by every service and client.
+
+use crate::v1::{PointId, point_id};
+use std::fmt;
+
+impl PointId {
+    pub fn num(n: u64) -> Self {
+        PointId { kind: Some(point_id::Kind::Num(n)) }
+    }
+    pub fn uuid(s: impl Into<String>) -> Self {
+        PointId { kind: Some(point_id::Kind::Uuid(s.into())) }
+    }
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Some(point_id::Kind::Num(n)) => write!(f, "{n}"),
+            Some(point_id::Kind::Uuid(u)) => write!(f, "{u}"),
+            None => write!(f, "<unset>"),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The AkiDB gRPC API, package `akidb.v1`.
+//!
+//! The `.proto` files under `proto/akidb/v1` are the single source of the API; this crate
+//! compiles them at build time (pure Rust, no system `protoc`) and embeds the descriptor set
+//! so that every service can serve gRPC reflection.
+
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("akidb.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every `akidb.v1` file, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/akidb_descriptor.bin"));
+
+pub use prost_types;
+
+pub mod convert;

@@ -1,0 +1,1 @@
+//! akidb-telemetry
