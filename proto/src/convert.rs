@@ -5,10 +5,14 @@ use std::fmt;
 
 impl PointId {
     pub fn num(n: u64) -> Self {
-        PointId { kind: Some(point_id::Kind::Num(n)) }
+        PointId {
+            kind: Some(point_id::Kind::Num(n)),
+        }
     }
     pub fn uuid(s: impl Into<String>) -> Self {
-        PointId { kind: Some(point_id::Kind::Uuid(s.into())) }
+        PointId {
+            kind: Some(point_id::Kind::Uuid(s.into())),
+        }
     }
 }
 

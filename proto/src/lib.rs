@@ -10,7 +10,8 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every `akidb.v1` file, for `tonic-reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/akidb_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/akidb_descriptor.bin"));
 
 pub use prost_types;
 

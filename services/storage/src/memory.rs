@@ -1,0 +1,254 @@
+//! An in-memory collection searched exactly: the reference implementation of
+//! [`CollectionStore`], used by tests as ground truth and by the engine's appendable segment.
+
+use crate::distance::{normalize, rank_key, score};
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::model::*;
+use crate::store::CollectionStore;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+struct Inner {
+    /// Slot per point ever written; a slot is reused by an overwrite of the same key.
+    vectors: Vec<f32>,
+    keys: Vec<PointKey>,
+    payloads: Vec<Payload>,
+    alive: Vec<bool>,
+    free: Vec<usize>,
+    by_key: BTreeMap<PointKey, usize>,
+}
+
+pub struct MemoryCollection {
+    spec: CollectionSpec,
+    inner: RwLock<Inner>,
+    version: AtomicU64,
+}
+
+/// Max-heap entry on rank key, so the worst of the current top-k is on top.
+#[derive(PartialEq)]
+struct Cand(f32, usize);
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+impl MemoryCollection {
+    pub fn new(spec: CollectionSpec) -> Self {
+        Self {
+            spec,
+            inner: RwLock::new(Inner::default()),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    fn point(
+        inner: &Inner,
+        slot: usize,
+        dim: usize,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> StoredPoint {
+        StoredPoint {
+            key: inner.keys[slot].clone(),
+            payload: with_payload.then(|| inner.payloads[slot].clone()),
+            vector: with_vector.then(|| inner.vectors[slot * dim..(slot + 1) * dim].to_vec()),
+        }
+    }
+}
+
+impl CollectionStore for MemoryCollection {
+    fn stats(&self) -> CollectionStats {
+        let n = self.inner.read().by_key.len() as u64;
+        CollectionStats {
+            spec: self.spec.clone(),
+            point_count: n,
+            indexed_point_count: 0,
+            segment_count: 1,
+            version: self.version.load(Ordering::Acquire),
+            tier: Tier::Hot,
+        }
+    }
+
+    fn upsert(&self, points: Vec<PointRecord>) -> Result<u64> {
+        let dim = self.spec.dimension as usize;
+        let mut guard = self.inner.write();
+        let g = &mut *guard;
+        for mut p in points {
+            if self.spec.metric == Metric::Cosine {
+                normalize(&mut p.vector);
+            }
+            let slot = match g.by_key.get(&p.key) {
+                Some(&s) => s,
+                None => match g.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        let len = g.vectors.len();
+                        g.vectors.resize(len + dim, 0.0);
+                        g.keys.push(p.key.clone());
+                        g.payloads.push(Payload::new());
+                        g.alive.push(false);
+                        g.keys.len() - 1
+                    }
+                },
+            };
+            g.vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&p.vector);
+            g.keys[slot] = p.key.clone();
+            g.payloads[slot] = p.payload;
+            g.alive[slot] = true;
+            g.by_key.insert(p.key, slot);
+        }
+        Ok(self.version.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
+        let mut g = self.inner.write();
+        let mut victims: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| g.by_key.get(k).copied())
+            .collect();
+        if let Some(f) = filter {
+            victims.extend(
+                g.by_key
+                    .values()
+                    .copied()
+                    .filter(|&s| f.matches(&g.keys[s], &g.payloads[s])),
+            );
+        }
+        victims.sort_unstable();
+        victims.dedup();
+        for &s in &victims {
+            let key = g.keys[s].clone();
+            g.by_key.remove(&key);
+            g.alive[s] = false;
+            g.payloads[s] = Payload::new();
+            g.free.push(s);
+        }
+        Ok((
+            victims.len() as u64,
+            self.version.fetch_add(1, Ordering::AcqRel) + 1,
+        ))
+    }
+
+    fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
+        let dim = self.spec.dimension as usize;
+        let metric = self.spec.metric;
+        let mut q = params.vector.clone();
+        if metric == Metric::Cosine {
+            normalize(&mut q);
+        }
+        let g = self.inner.read();
+        let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(params.k + 1);
+        let mut scanned = 0u64;
+        for slot in 0..g.keys.len() {
+            if !g.alive[slot] {
+                continue;
+            }
+            if let Some(f) = &params.filter {
+                if !f.matches(&g.keys[slot], &g.payloads[slot]) {
+                    continue;
+                }
+            }
+            scanned += 1;
+            let r = rank_key(
+                metric,
+                score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
+            );
+            if heap.len() < params.k {
+                heap.push(Cand(r, slot));
+            } else if heap.peek().is_some_and(|w| r < w.0) {
+                heap.pop();
+                heap.push(Cand(r, slot));
+            }
+        }
+        let hits = heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Cand(r, slot)| {
+                let p = Self::point(&g, slot, dim, params.with_payload, params.with_vector);
+                Hit {
+                    key: p.key,
+                    score: rank_key(metric, r),
+                    payload: p.payload,
+                    vector: p.vector,
+                }
+            })
+            .collect();
+        Ok((
+            hits,
+            SearchInfo {
+                points_exact: scanned,
+                points_graph: 0,
+                segments_searched: 1,
+            },
+        ))
+    }
+
+    fn get(
+        &self,
+        keys: &[PointKey],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<StoredPoint>> {
+        let dim = self.spec.dimension as usize;
+        let g = self.inner.read();
+        Ok(keys
+            .iter()
+            .filter_map(|k| g.by_key.get(k))
+            .map(|&s| Self::point(&g, s, dim, with_payload, with_vector))
+            .collect())
+    }
+
+    fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        let g = self.inner.read();
+        Ok(match filter {
+            None => g.by_key.len() as u64,
+            Some(f) => g
+                .by_key
+                .values()
+                .filter(|&&s| f.matches(&g.keys[s], &g.payloads[s]))
+                .count() as u64,
+        })
+    }
+
+    fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        after: Option<&PointKey>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
+        use std::ops::Bound;
+        let dim = self.spec.dimension as usize;
+        let g = self.inner.read();
+        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for (_, &s) in g.by_key.range((lower, Bound::Unbounded)) {
+            if filter.is_some_and(|f| !f.matches(&g.keys[s], &g.payloads[s])) {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(Self::point(&g, s, dim, with_payload, with_vector));
+        }
+        let next = if more {
+            out.last().map(|p: &StoredPoint| p.key.clone())
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+}

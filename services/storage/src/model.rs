@@ -1,0 +1,138 @@
+//! Domain types of the storage engine, independent of the wire format.
+
+use std::fmt;
+
+/// A point id: an unsigned integer or a UUID string (kept as given, lower-cased).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum PointKey {
+    Num(u64),
+    Uuid(String),
+}
+
+impl fmt::Display for PointKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointKey::Num(n) => write!(f, "{n}"),
+            PointKey::Uuid(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// A JSON object attached to a point.
+pub type Payload = serde_json::Map<String, serde_json::Value>;
+
+/// One point to write.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PointRecord {
+    pub key: PointKey,
+    pub vector: Vec<f32>,
+    pub payload: Payload,
+}
+
+/// Distance function of a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    /// Cosine similarity (vectors normalized on write); higher is closer.
+    Cosine,
+    /// Euclidean distance; lower is closer.
+    L2,
+    /// Dot product; higher is closer.
+    Dot,
+}
+
+impl Metric {
+    /// Whether a higher score means closer.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Metric::L2)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::L2 => "l2",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
+/// Where a collection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Tier {
+    Hot,
+    Warm,
+    Cold,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Warm => "warm",
+            Tier::Cold => "cold",
+        }
+    }
+}
+
+pub const DEFAULT_M: u32 = 16;
+pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
+
+/// What a collection is created with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CollectionSpec {
+    pub name: String,
+    pub dimension: u32,
+    pub metric: Metric,
+    pub m: u32,
+    pub ef_construction: u32,
+    pub pinned: bool,
+}
+
+/// A collection's state as reported to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStats {
+    pub spec: CollectionSpec,
+    pub point_count: u64,
+    pub indexed_point_count: u64,
+    pub segment_count: u64,
+    pub version: u64,
+    pub tier: Tier,
+}
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct SearchParams {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub filter: Option<crate::filter::Filter>,
+    pub ef: Option<usize>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+    /// Search every point exactly.
+    pub exact: bool,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub key: PointKey,
+    pub score: f32,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a search was served.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchInfo {
+    pub points_exact: u64,
+    pub points_graph: u64,
+    pub segments_searched: u64,
+}
+
+/// A point read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    pub key: PointKey,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}

@@ -1,0 +1,255 @@
+//! The `StorageService` gRPC handlers: thin wrappers that convert, call the engine on the
+//! blocking pool, and record metrics.
+
+use crate::convert::*;
+use crate::engine::{Engine, validate_points, validate_search};
+use crate::error::{Result, StorageError};
+use akidb_proto::v1 as pb;
+use akidb_proto::v1::storage_service_server::StorageService;
+use akidb_telemetry::metrics;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct StorageApi {
+    pub engine: Arc<Engine>,
+}
+
+/// Run blocking engine work off the async threads, keeping the caller's span.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
+}
+
+fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
+    let start = Instant::now();
+    let coll = engine.get(&req.collection)?;
+    let stats = coll.stats();
+    let params = search_from_pb(req)?;
+    validate_search(&stats.spec, &params)?;
+    let (hits, info) = {
+        let _s =
+            tracing::info_span!("segment.search", k = params.k, exact = params.exact).entered();
+        coll.search(&params)?
+    };
+    metrics()
+        .search_duration
+        .with_label_values(&[stats.tier.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    Ok(pb::SearchResponse {
+        hits: hits.into_iter().map(hit_to_pb).collect(),
+        stats: Some(pb::SearchStats {
+            tier: tier_to_pb(stats.tier) as i32,
+            loaded: false,
+            points_exact: info.points_exact,
+            points_graph: info.points_graph,
+            cache_hit: false,
+            segments_searched: info.segments_searched,
+        }),
+    })
+}
+
+#[tonic::async_trait]
+impl StorageService for StorageApi {
+    async fn create_collection(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        let spec = spec_from_pb(req.get_ref())?;
+        let engine = self.engine.clone();
+        let stats = blocking(move || engine.create(spec)).await?;
+        tracing::info!(collection = %stats.spec.name, dimension = stats.spec.dimension, metric = stats.spec.metric.as_str(), "collection created");
+        Ok(Response::new(pb::CreateCollectionResponse {
+            collection: Some(info_to_pb(&stats)),
+        }))
+    }
+
+    async fn get_collection(
+        &self,
+        req: Request<pb::GetCollectionRequest>,
+    ) -> Result<Response<pb::GetCollectionResponse>, Status> {
+        let c = self.engine.get(&req.get_ref().name)?;
+        Ok(Response::new(pb::GetCollectionResponse {
+            collection: Some(info_to_pb(&c.stats())),
+        }))
+    }
+
+    async fn list_collections(
+        &self,
+        _req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let collections = self.engine.list().iter().map(info_to_pb).collect();
+        Ok(Response::new(pb::ListCollectionsResponse { collections }))
+    }
+
+    async fn delete_collection(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        let name = req.into_inner().name;
+        let engine = self.engine.clone();
+        let n = name.clone();
+        blocking(move || engine.delete(&n)).await?;
+        metrics()
+            .collection_points
+            .remove_label_values(&[&name])
+            .ok();
+        tracing::info!(collection = %name, "collection deleted");
+        Ok(Response::new(pb::DeleteCollectionResponse {}))
+    }
+
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::UpsertResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let coll = self.engine.get(&req.collection)?;
+        let stats = coll.stats();
+        let points = req
+            .points
+            .into_iter()
+            .map(point_from_pb)
+            .collect::<Result<Vec<_>>>()?;
+        validate_points(&stats.spec, &points)?;
+        let n = points.len() as u64;
+        let c2 = coll.clone();
+        let seq = blocking(move || c2.upsert(points)).await?;
+        let m = metrics();
+        m.upsert_duration
+            .with_label_values(&[stats.tier.as_str()])
+            .observe(start.elapsed().as_secs_f64());
+        m.upserted_points.inc_by(n);
+        m.collection_points
+            .with_label_values(&[&stats.spec.name])
+            .set(coll.stats().point_count as i64);
+        Ok(Response::new(pb::UpsertResponse {
+            upserted: n,
+            sequence: seq,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let coll = self.engine.get(&req.collection)?;
+        let keys = req
+            .ids
+            .iter()
+            .map(|i| key_from_pb(Some(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let filter = filter_from_pb(req.filter.as_ref())?;
+        if keys.is_empty() && filter.is_none() {
+            return Err(StorageError::InvalidArgument(
+                "delete needs ids or a non-empty filter; to drop everything delete the collection"
+                    .into(),
+            )
+            .into());
+        }
+        let c2 = coll.clone();
+        let (deleted, seq) = blocking(move || c2.delete(&keys, filter.as_ref())).await?;
+        metrics().deleted_points.inc_by(deleted);
+        metrics()
+            .collection_points
+            .with_label_values(&[&req.collection])
+            .set(coll.stats().point_count as i64);
+        Ok(Response::new(pb::DeleteResponse {
+            deleted,
+            sequence: seq,
+        }))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let engine = self.engine.clone();
+        let req = req.into_inner();
+        Ok(Response::new(
+            blocking(move || search_one(&engine, req)).await?,
+        ))
+    }
+
+    async fn search_batch(
+        &self,
+        req: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        let engine = self.engine.clone();
+        let searches = req.into_inner().searches;
+        if searches.is_empty() {
+            return Err(StorageError::InvalidArgument("search batch is empty".into()).into());
+        }
+        let results = blocking(move || {
+            searches
+                .into_iter()
+                .map(|s| search_one(&engine, s))
+                .collect()
+        })
+        .await?;
+        Ok(Response::new(pb::SearchBatchResponse { results }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let req = req.into_inner();
+        let coll = self.engine.get(&req.collection)?;
+        let keys = req
+            .ids
+            .iter()
+            .map(|i| key_from_pb(Some(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let pts = blocking(move || coll.get(&keys, req.with_payload, req.with_vector)).await?;
+        Ok(Response::new(pb::GetResponse {
+            points: pts.into_iter().map(stored_to_pb).collect(),
+        }))
+    }
+
+    async fn count(
+        &self,
+        req: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let req = req.into_inner();
+        let coll = self.engine.get(&req.collection)?;
+        let filter = filter_from_pb(req.filter.as_ref())?;
+        let count = blocking(move || coll.count(filter.as_ref())).await?;
+        Ok(Response::new(pb::CountResponse { count }))
+    }
+
+    async fn scroll(
+        &self,
+        req: Request<pb::ScrollRequest>,
+    ) -> Result<Response<pb::ScrollResponse>, Status> {
+        let req = req.into_inner();
+        let coll = self.engine.get(&req.collection)?;
+        let filter = filter_from_pb(req.filter.as_ref())?;
+        let limit = match req.limit {
+            0 => 100,
+            l if l > 10_000 => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "scroll limit must be 1 to 10000, got {l}"
+                ))
+                .into());
+            }
+            l => l as usize,
+        };
+        let after = cursor_decode(&req.cursor)?;
+        let (pts, next) = blocking(move || {
+            coll.scroll(
+                filter.as_ref(),
+                limit,
+                after.as_ref(),
+                req.with_payload,
+                req.with_vector,
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::ScrollResponse {
+            points: pts.into_iter().map(stored_to_pb).collect(),
+            next_cursor: next.as_ref().map(cursor_encode).unwrap_or_default(),
+        }))
+    }
+}

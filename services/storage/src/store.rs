@@ -1,0 +1,45 @@
+//! The seam between the gRPC layer and the engine: one collection's operations.
+//!
+//! Every method is synchronous and may block (a write waits for its WAL fsync); the server
+//! calls them from the blocking pool. Writes are all-or-nothing: a batch that fails validation
+//! changes nothing.
+
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::model::{
+    CollectionStats, Hit, PointKey, PointRecord, SearchInfo, SearchParams, StoredPoint,
+};
+
+pub trait CollectionStore: Send + Sync {
+    fn stats(&self) -> CollectionStats;
+
+    /// Apply a validated batch; returns once it is durable, with its sequence number.
+    /// Duplicate keys inside one batch: the last one wins.
+    fn upsert(&self, points: Vec<PointRecord>) -> Result<u64>;
+
+    /// Delete the given keys and every point matching `filter`; returns (deleted, sequence).
+    fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)>;
+
+    fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)>;
+
+    /// Points in the order of `keys`; missing keys are skipped.
+    fn get(
+        &self,
+        keys: &[PointKey],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<StoredPoint>>;
+
+    fn count(&self, filter: Option<&Filter>) -> Result<u64>;
+
+    /// Up to `limit` matching points with keys strictly after `after`, in key order, and the
+    /// key to continue from when there are more.
+    fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        after: Option<&PointKey>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)>;
+}

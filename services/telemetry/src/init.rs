@@ -1,0 +1,124 @@
+//! One call that sets up logs, traces and metrics for a service.
+
+use crate::metrics::{Component, init_metrics};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging and tracing settings shared by every service (flags and environment variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Log filter, `tracing` EnvFilter syntax (e.g. `info,akidb_storage=debug`).
+    #[arg(long, env = "AKIDB_LOG", default_value = "info")]
+    pub log: String,
+    /// Log line format.
+    #[arg(long, env = "AKIDB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// OTLP/gRPC collector for traces (e.g. http://127.0.0.1:4317); unset: no trace export.
+    #[arg(long, env = "AKIDB_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (parent-based: a sampled caller is always followed).
+    #[arg(long, env = "AKIDB_TRACE_SAMPLE_RATIO", default_value_t = 0.1)]
+    pub trace_sample_ratio: f64,
+}
+
+impl Default for TelemetryArgs {
+    fn default() -> Self {
+        Self {
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            trace_sample_ratio: 0.1,
+        }
+    }
+}
+
+/// Flushes and stops trace export when dropped or shut down.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Flush pending spans (bounded by the exporter timeout) without blocking async threads.
+    pub async fn shutdown(mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = p.force_flush();
+                let _ = p.shutdown();
+            })
+            .await;
+        }
+    }
+}
+
+/// Set up logs, metrics for `component` and (when an endpoint is set) OTLP trace export.
+/// Must be called inside a tokio runtime. Export never blocks a request: spans go through a
+/// bounded batch queue and are dropped when the collector is away.
+pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
+    init_metrics(component);
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = || EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt_layer = match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .boxed(),
+    };
+    let service_name = format!("akidb-{}", component.as_str());
+    let mut provider = None;
+    let otel_layer = match &args.otlp_endpoint {
+        Some(endpoint) if !endpoint.is_empty() => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(Duration::from_secs(3))
+                .build()?;
+            let ratio = args.trace_sample_ratio.clamp(0.0, 1.0);
+            let p = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    ratio,
+                ))))
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service_name.clone())
+                        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                        .build(),
+                )
+                .build();
+            global::set_tracer_provider(p.clone());
+            let tracer = p.tracer(service_name.clone());
+            provider = Some(p);
+            // Spans only from AkiDB code: never the exporter's own transport.
+            let otel_filter =
+                EnvFilter::new("info,h2=off,hyper=off,tonic=off,tower=off,opentelemetry=off");
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(otel_filter),
+            )
+        }
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(fmt_layer.with_filter(filter()))
+        .with(otel_layer)
+        .try_init()
+        .ok();
+    Ok(TelemetryGuard { provider })
+}

@@ -1,0 +1,78 @@
+//! Server plumbing every service shares: the instrumented tonic builder, reflection and the
+//! shutdown signal.
+
+use crate::grpc::ServerLayer;
+use std::time::Duration;
+use tower::layer::util::{Identity, Stack};
+
+/// A tonic server with AkiDB's instrumentation and transport settings (no Nagle, HTTP/2
+/// keep-alive so dead peers are noticed).
+pub fn builder() -> tonic::transport::Server<Stack<ServerLayer, Identity>> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(ServerLayer)
+}
+
+/// gRPC server reflection for the `akidb.v1` API and `grpc.health.v1`.
+pub fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(akidb_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// A channel to another AkiDB service: lazy connect (a peer that is down does not fail
+/// start-up), no Nagle, keep-alive, a connect timeout, and the client layer.
+pub fn channel(
+    endpoint: &str,
+    connect_timeout: Duration,
+) -> Result<
+    tower::util::BoxCloneService<
+        http::Request<tonic::body::Body>,
+        http::Response<tonic::body::Body>,
+        tonic::transport::Error,
+    >,
+    tonic::transport::Error,
+> {
+    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy();
+    Ok(tower::util::BoxCloneService::new(
+        tower::ServiceBuilder::new()
+            .layer(crate::grpc::ClientLayer)
+            .service(ch),
+    ))
+}
