@@ -1,1 +1,171 @@
-fn main() {}
+//! `akidb`: run the stack, run one service, and talk to a running stack.
+
+mod admin;
+mod client;
+mod dataset;
+mod filter;
+mod payload;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "akidb",
+    version,
+    about = "AkiDB: a vector database with observability you can trust"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Query service (reads, collections).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_QUERY_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub query_addr: String,
+    /// Ingest service (writes).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_INGEST_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub ingest_addr: String,
+    /// Storage service (admin).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_STORAGE_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub storage_addr: String,
+    /// Telemetry service (SLOs).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_TELEMETRY_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub telemetry_addr: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Deadline of one call, in seconds.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Start storage, ingest, query and telemetry on this machine (Ctrl-C stops them).
+    Up(up::UpArgs),
+    /// Run one service in this process.
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// grpc.health.v1 status of every service.
+    Health,
+    /// Create, list, inspect and delete collections.
+    Collection {
+        #[command(subcommand)]
+        cmd: client::CollectionCmd,
+    },
+    /// Upsert points from an .fvecs or JSON-lines file.
+    Upsert(client::UpsertArgs),
+    /// Search a collection.
+    Search(client::SearchArgs),
+    /// SLO status from the telemetry service.
+    Slo,
+    /// Operator actions on storage: tiers, snapshots, compaction, DLQ, breaker, WAL.
+    Admin {
+        #[command(subcommand)]
+        cmd: admin::AdminCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Service {
+    Storage {
+        #[command(flatten)]
+        config: akidb_storage::StorageConfig,
+        #[command(flatten)]
+        telemetry: akidb_telemetry::TelemetryArgs,
+    },
+    Ingest {
+        #[command(flatten)]
+        config: akidb_ingest::IngestConfig,
+        #[command(flatten)]
+        telemetry: akidb_telemetry::TelemetryArgs,
+    },
+    Query {
+        #[command(flatten)]
+        config: akidb_query::QueryConfig,
+        #[command(flatten)]
+        telemetry: akidb_telemetry::TelemetryArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) if s.code() == tonic::Code::Unavailable => {
+                    eprintln!(
+                        "error: Unavailable: {}\n(is the stack running? start it with `akidb up`)",
+                        s.message()
+                    )
+                }
+                Some(s) => eprintln!("error: {:?}: {}", s.code(), s.message()),
+                None => eprintln!("error: {e:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    {
+        match cli.cmd {
+            Cmd::Up(a) => up::up(a, vec![]).await,
+            Cmd::Serve { service } => match service {
+                Service::Storage { config, telemetry } => {
+                    akidb_storage::main_with(config, telemetry).await
+                }
+                Service::Ingest { config, telemetry } => {
+                    akidb_ingest::main_with(config, telemetry).await
+                }
+                Service::Query { config, telemetry } => {
+                    akidb_query::main_with(config, telemetry).await
+                }
+            },
+            Cmd::Health => client::health(&cli.global).await,
+            Cmd::Collection { cmd } => client::collection(&cli.global, cmd).await,
+            Cmd::Upsert(a) => client::upsert(&cli.global, a).await,
+            Cmd::Search(a) => client::search(&cli.global, a).await,
+            Cmd::Slo => client::slo(&cli.global).await,
+            Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,
+        }
+    }
+}

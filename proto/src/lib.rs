@@ -16,3 +16,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use prost_types;
 
 pub mod convert;
+pub mod validate;

@@ -1,1 +1,266 @@
-//! akidb-ingest
+//! AkiDB ingest service: the public write API.
+//!
+//! Validates every write at the edge, bounds the writes in flight (backpressure answered with
+//! RESOURCE_EXHAUSTED), and forwards to storage with a deadline; an upsert is acknowledged only
+//! after storage has made it durable. Health mirrors storage's.
+
+use akidb_client::Link;
+use akidb_proto::v1 as pb;
+use akidb_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use akidb_proto::validate::{self, BatchLimits};
+use akidb_telemetry::{Component, TelemetryArgs, metrics};
+use prost::Message;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestConfig {
+    /// gRPC listen address.
+    #[arg(
+        long = "grpc-addr",
+        env = "AKIDB_INGEST_GRPC_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    #[arg(
+        long = "metrics-addr",
+        env = "AKIDB_INGEST_METRICS_ADDR",
+        default_value = "127.0.0.1:9102"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Storage service endpoint.
+    #[arg(
+        long = "storage-addr",
+        env = "AKIDB_STORAGE_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub storage_addr: String,
+    /// Deadline of one forwarded write, retries included (milliseconds).
+    #[arg(
+        long = "storage-timeout-ms",
+        env = "AKIDB_INGEST_STORAGE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub storage_timeout_ms: u64,
+    /// Most points in one batch.
+    #[arg(
+        long = "max-batch-points",
+        env = "AKIDB_MAX_BATCH_POINTS",
+        default_value_t = 10_000
+    )]
+    pub max_batch_points: usize,
+    /// Most bytes in one batch (encoded).
+    #[arg(long = "max-batch-bytes", env = "AKIDB_MAX_BATCH_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
+    /// Writes forwarded at once; more wait up to `--queue-wait-ms`, then get RESOURCE_EXHAUSTED.
+    #[arg(
+        long = "max-in-flight",
+        env = "AKIDB_INGEST_MAX_IN_FLIGHT",
+        default_value_t = 64
+    )]
+    pub max_in_flight: usize,
+    #[arg(
+        long = "queue-wait-ms",
+        env = "AKIDB_INGEST_QUEUE_WAIT_MS",
+        default_value_t = 1_000
+    )]
+    pub queue_wait_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    storage: Link,
+    limits: BatchLimits,
+    in_flight: Arc<Semaphore>,
+    queue_wait: Duration,
+}
+
+fn reject(reason: &str, s: Status) -> Status {
+    metrics().ingest_rejected.with_label_values(&[reason]).inc();
+    s
+}
+
+impl Ingest {
+    pub fn new(cfg: &IngestConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            storage: Link::new(
+                &cfg.storage_addr,
+                Duration::from_millis(cfg.storage_timeout_ms),
+            )?,
+            limits: BatchLimits {
+                max_points: cfg.max_batch_points,
+                max_bytes: cfg.max_batch_bytes,
+            },
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            queue_wait: Duration::from_millis(cfg.queue_wait_ms),
+        })
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        match tokio::time::timeout(self.queue_wait, self.in_flight.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(reject(
+                "backpressure",
+                Status::resource_exhausted(format!(
+                    "ingest is at its limit of {} writes in flight; retry with backoff",
+                    self.in_flight.available_permits().max(1)
+                )),
+            )),
+        }
+    }
+
+    async fn upsert_one(&self, req: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
+        validate::upsert(&req, self.limits, req.encoded_len()).map_err(|s| {
+            let reason = if s.code() == tonic::Code::ResourceExhausted {
+                "too_large"
+            } else {
+                "invalid"
+            };
+            reject(reason, s)
+        })?;
+        let _permit = self.permit().await?;
+        let n = req.points.len() as u64;
+        let res = self
+            .storage
+            .idempotent(|left| {
+                let mut c = self.storage.storage();
+                let r = akidb_client::with_deadline(req.clone(), left);
+                async move { c.upsert(r).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|s| {
+                if s.code() == tonic::Code::Unavailable {
+                    reject("unavailable", s)
+                } else {
+                    s
+                }
+            })?;
+        metrics().ingest_points.inc_by(n);
+        Ok(res)
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for Ingest {
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::UpsertResponse>, Status> {
+        Ok(Response::new(self.upsert_one(req.into_inner()).await?))
+    }
+
+    async fn upsert_stream(
+        &self,
+        req: Request<Streaming<pb::UpsertRequest>>,
+    ) -> Result<Response<pb::UpsertResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut total = pb::UpsertResponse::default();
+        while let Some(msg) = stream.next().await {
+            let r = self.upsert_one(msg?).await.map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "{} (after {} points of this stream were acknowledged)",
+                        s.message(),
+                        total.upserted
+                    ),
+                )
+            })?;
+            total.upserted += r.upserted;
+            total.sequence = r.sequence;
+        }
+        Ok(Response::new(total))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
+        for id in &req.ids {
+            validate::point_id(Some(id), &"delete").map_err(|s| reject("invalid", s))?;
+        }
+        let _permit = self.permit().await?;
+        let res = self
+            .storage
+            .idempotent(|left| {
+                let mut c = self.storage.storage();
+                let r = akidb_client::with_deadline(req.clone(), left);
+                async move { c.delete(r).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(Response::new(res))
+    }
+}
+
+/// Run on already-bound listeners until `shutdown` resolves; in-flight writes finish first.
+pub async fn run(
+    config: IngestConfig,
+    grpc: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ingest = Ingest::new(&config)?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_not_serving::<IngestServiceServer<Ingest>>()
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let watcher = tokio::spawn(akidb_client::watch_health(
+        ingest.storage.clone(),
+        reporter,
+        vec!["akidb.v1.IngestService".into()],
+        Duration::from_millis(500),
+        stopped(),
+    ));
+    let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(
+        metrics_listener,
+        stopped(),
+    ));
+    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
+    akidb_telemetry::server::builder()
+        .add_service(health)
+        .add_service(akidb_telemetry::server::reflection()?)
+        .add_service(
+            IngestServiceServer::new(ingest)
+                .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
+                .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown,
+        )
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(watcher, metrics_task);
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+pub async fn main_with(config: IngestConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
+    let guard = akidb_telemetry::init(Component::Ingest, &telemetry)?;
+    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    let metrics = tokio::net::TcpListener::bind(config.metrics_addr).await?;
+    let res = run(
+        config,
+        grpc,
+        metrics,
+        akidb_telemetry::server::shutdown_signal(),
+    )
+    .await;
+    guard.shutdown().await;
+    res
+}

@@ -1,1 +1,297 @@
-//! akidb-query
+//! AkiDB query service: the public read API and collection DDL.
+//!
+//! Validates at the edge and forwards to storage with the caller's deadline (or the configured
+//! one, whichever is shorter); reads are idempotent and retried on UNAVAILABLE until the
+//! deadline. Health mirrors storage's.
+
+use akidb_client::{Link, with_deadline};
+use akidb_proto::v1 as pb;
+use akidb_proto::v1::collection_service_server::{CollectionService, CollectionServiceServer};
+use akidb_proto::v1::query_service_server::{QueryService, QueryServiceServer};
+use akidb_proto::validate;
+use akidb_telemetry::{Component, TelemetryArgs};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryConfig {
+    /// gRPC listen address.
+    #[arg(
+        long = "grpc-addr",
+        env = "AKIDB_QUERY_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    #[arg(
+        long = "metrics-addr",
+        env = "AKIDB_QUERY_METRICS_ADDR",
+        default_value = "127.0.0.1:9101"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Storage service endpoint.
+    #[arg(
+        long = "storage-addr",
+        env = "AKIDB_STORAGE_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub storage_addr: String,
+    /// Deadline of one forwarded read, retries included (milliseconds).
+    #[arg(
+        long = "storage-timeout-ms",
+        env = "AKIDB_QUERY_STORAGE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub storage_timeout_ms: u64,
+    /// Most searches in one SearchBatch.
+    #[arg(
+        long = "max-batch-searches",
+        env = "AKIDB_MAX_BATCH_SEARCHES",
+        default_value_t = 1_000
+    )]
+    pub max_batch_searches: usize,
+}
+
+#[derive(Clone)]
+pub struct Query {
+    storage: Link,
+    max_batch_searches: usize,
+}
+
+/// The time a forwarded call may take: the configured budget, or less when the caller's own
+/// `grpc-timeout` is shorter.
+fn budget<T>(link: &Link, req: &Request<T>) -> Link {
+    let caller = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    let mut l = link.clone();
+    if let Some(t) = caller {
+        l.timeout = l.timeout.min(t);
+    }
+    l
+}
+
+/// Parse a `grpc-timeout` header value (`100m`, `5S`, ...).
+pub fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+macro_rules! forward {
+    ($self:ident, $req:ident, $method:ident) => {{
+        let link = budget(&$self.storage, &$req);
+        let msg = $req.into_inner();
+        let res = link
+            .idempotent(|left| {
+                let mut c = link.storage();
+                let r = with_deadline(msg.clone(), left);
+                async move { c.$method(r).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(Response::new(res))
+    }};
+}
+
+#[tonic::async_trait]
+impl QueryService for Query {
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        validate::search(req.get_ref())?;
+        forward!(self, req, search)
+    }
+
+    async fn search_batch(
+        &self,
+        req: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        let n = req.get_ref().searches.len();
+        if n == 0 {
+            return Err(Status::invalid_argument(
+                "search batch is empty; send at least one search",
+            ));
+        }
+        if n > self.max_batch_searches {
+            return Err(Status::resource_exhausted(format!(
+                "search batch has {n} searches, over the limit of {}; split it",
+                self.max_batch_searches
+            )));
+        }
+        for (i, s) in req.get_ref().searches.iter().enumerate() {
+            validate::search(s)
+                .map_err(|e| Status::new(e.code(), format!("search #{i}: {}", e.message())))?;
+        }
+        forward!(self, req, search_batch)
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        validate::collection_name(&req.get_ref().collection)?;
+        for id in &req.get_ref().ids {
+            validate::point_id(Some(id), &"get")?;
+        }
+        forward!(self, req, get)
+    }
+
+    async fn count(
+        &self,
+        req: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        validate::collection_name(&req.get_ref().collection)?;
+        forward!(self, req, count)
+    }
+
+    async fn scroll(
+        &self,
+        req: Request<pb::ScrollRequest>,
+    ) -> Result<Response<pb::ScrollResponse>, Status> {
+        validate::collection_name(&req.get_ref().collection)?;
+        forward!(self, req, scroll)
+    }
+}
+
+#[tonic::async_trait]
+impl CollectionService for Query {
+    async fn create_collection(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        validate::create_collection(req.get_ref())?;
+        // Not retried: a retry after a lost reply would answer ALREADY_EXISTS.
+        let link = budget(&self.storage, &req);
+        let r = link
+            .storage()
+            .create_collection(link.request(req.into_inner()))
+            .await?;
+        Ok(Response::new(r.into_inner()))
+    }
+
+    async fn get_collection(
+        &self,
+        req: Request<pb::GetCollectionRequest>,
+    ) -> Result<Response<pb::GetCollectionResponse>, Status> {
+        validate::collection_name(&req.get_ref().name)?;
+        forward!(self, req, get_collection)
+    }
+
+    async fn list_collections(
+        &self,
+        req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        forward!(self, req, list_collections)
+    }
+
+    async fn delete_collection(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        validate::collection_name(&req.get_ref().name)?;
+        let link = budget(&self.storage, &req);
+        let r = link
+            .storage()
+            .delete_collection(link.request(req.into_inner()))
+            .await?;
+        Ok(Response::new(r.into_inner()))
+    }
+}
+
+/// Run on already-bound listeners until `shutdown` resolves; in-flight reads finish first.
+pub async fn run(
+    config: QueryConfig,
+    grpc: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let query = Query {
+        storage: Link::new(
+            &config.storage_addr,
+            Duration::from_millis(config.storage_timeout_ms),
+        )?,
+        max_batch_searches: config.max_batch_searches,
+    };
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_not_serving::<QueryServiceServer<Query>>()
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let watcher = tokio::spawn(akidb_client::watch_health(
+        query.storage.clone(),
+        reporter,
+        vec![
+            "akidb.v1.QueryService".into(),
+            "akidb.v1.CollectionService".into(),
+        ],
+        Duration::from_millis(500),
+        stopped(),
+    ));
+    let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(
+        metrics_listener,
+        stopped(),
+    ));
+    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "query serving");
+    akidb_telemetry::server::builder()
+        .add_service(health)
+        .add_service(akidb_telemetry::server::reflection()?)
+        .add_service(
+            QueryServiceServer::new(query.clone())
+                .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+        )
+        .add_service(CollectionServiceServer::new(query))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown,
+        )
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(watcher, metrics_task);
+    tracing::info!("query stopped");
+    Ok(())
+}
+
+pub async fn main_with(config: QueryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
+    let guard = akidb_telemetry::init(Component::Query, &telemetry)?;
+    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    let metrics = tokio::net::TcpListener::bind(config.metrics_addr).await?;
+    let res = run(
+        config,
+        grpc,
+        metrics,
+        akidb_telemetry::server::shutdown_signal(),
+    )
+    .await;
+    guard.shutdown().await;
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}

@@ -55,14 +55,7 @@ pub async fn shutdown_signal() {
 pub fn channel(
     endpoint: &str,
     connect_timeout: Duration,
-) -> Result<
-    tower::util::BoxCloneService<
-        http::Request<tonic::body::Body>,
-        http::Response<tonic::body::Body>,
-        tonic::transport::Error,
-    >,
-    tonic::transport::Error,
-> {
+) -> Result<crate::grpc::ClientService<tonic::transport::Channel>, tonic::transport::Error> {
     let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -70,9 +63,5 @@ pub fn channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(tower::util::BoxCloneService::new(
-        tower::ServiceBuilder::new()
-            .layer(crate::grpc::ClientLayer)
-            .service(ch),
-    ))
+    Ok(tower::Layer::layer(&crate::grpc::ClientLayer, ch))
 }

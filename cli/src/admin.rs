@@ -1,0 +1,409 @@
+//! `akidb admin ...`: operator actions on storage's AdminService (used by the runbooks).
+
+use crate::Global;
+use crate::client::{emit, link};
+use akidb_proto::v1 as pb;
+use comfy_table::Table;
+use serde_json::json;
+
+#[derive(clap::Subcommand)]
+pub enum AdminCmd {
+    /// Tiers: status, promote, demote, pin, unpin.
+    Tier {
+        #[command(subcommand)]
+        cmd: TierCmd,
+    },
+    /// Snapshots: create, list.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
+    /// Compact a collection now (rewrite segments with many tombstones, merge small ones).
+    Compact { collection: String },
+    /// The dead-letter queue of uploads that failed.
+    Dlq {
+        #[command(subcommand)]
+        cmd: DlqCmd,
+    },
+    /// The object store circuit breaker.
+    Breaker {
+        #[command(subcommand)]
+        cmd: BreakerCmd,
+    },
+    /// The write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        cmd: WalCmd,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum TierCmd {
+    /// Tier, memory, disk and object store bytes of every (or one) collection.
+    Status {
+        #[arg(long)]
+        collection: Option<String>,
+    },
+    /// Load a collection into memory (hot).
+    Promote { collection: String },
+    /// Move a collection to warm (local disk only) or cold (object store only).
+    Demote {
+        collection: String,
+        #[arg(long, default_value = "warm", value_parser = ["warm", "cold"])]
+        to: String,
+    },
+    /// Keep a collection hot whatever the policy says.
+    Pin { collection: String },
+    /// Let the policy move a pinned collection again.
+    Unpin { collection: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum SnapshotCmd {
+    /// Take a snapshot now.
+    Create { collection: String },
+    /// List a collection's snapshots.
+    List { collection: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum DlqCmd {
+    /// List entries.
+    List,
+    /// Retry one entry (--id) or all now.
+    Retry {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Drop one entry (--id) or all (--all); the data of a purged upload is not in the object store.
+    Purge {
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum BreakerCmd {
+    /// Current state.
+    Get,
+    /// Close the breaker now.
+    Reset,
+}
+
+#[derive(clap::Subcommand)]
+pub enum WalCmd {
+    /// Sequence numbers, segments and size of a collection's WAL.
+    Status { collection: String },
+}
+
+fn tier_name(t: i32) -> &'static str {
+    pb::Tier::try_from(t)
+        .map(|t| t.as_str_name())
+        .unwrap_or("?")
+}
+
+fn tier_rows(g: &Global, rows: &[pb::CollectionTierStatus]) {
+    let v = json!(rows.iter().map(|s| json!({
+        "collection": s.name, "tier": tier_name(s.tier), "pinned": s.pinned, "bytes_in_memory": s.bytes_in_memory,
+        "bytes_on_disk": s.bytes_on_disk, "bytes_in_object_store": s.bytes_in_object_store,
+        "last_access_unix_ms": s.last_access_unix_ms, "moving_to": tier_name(s.moving_to)})).collect::<Vec<_>>());
+    emit(g, v, || {
+        let mut t = Table::new();
+        t.set_header([
+            "collection",
+            "tier",
+            "pinned",
+            "memory",
+            "disk",
+            "object store",
+            "moving to",
+        ]);
+        for s in rows {
+            t.add_row(vec![
+                s.name.clone(),
+                tier_name(s.tier).into(),
+                s.pinned.to_string(),
+                s.bytes_in_memory.to_string(),
+                s.bytes_on_disk.to_string(),
+                s.bytes_in_object_store.to_string(),
+                if s.moving_to == 0 {
+                    String::new()
+                } else {
+                    tier_name(s.moving_to).into()
+                },
+            ]);
+        }
+        t
+    });
+}
+
+fn breaker(g: &Global, b: &pb::BreakerStatus) {
+    let state = pb::BreakerState::try_from(b.state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("?");
+    emit(
+        g,
+        json!({"state": state, "consecutive_failures": b.consecutive_failures, "failure_ratio": b.failure_ratio,
+               "open_until_unix_ms": b.open_until_unix_ms, "remote": b.remote}),
+        || {
+            let mut t = Table::new();
+            t.set_header([
+                "state",
+                "consecutive failures",
+                "failure ratio",
+                "open until (unix ms)",
+                "remote store",
+            ]);
+            t.add_row(vec![
+                state.into(),
+                b.consecutive_failures.to_string(),
+                format!("{:.3}", b.failure_ratio),
+                b.open_until_unix_ms.to_string(),
+                b.remote.to_string(),
+            ]);
+            t
+        },
+    );
+}
+
+fn snapshots(g: &Global, s: &[pb::SnapshotInfo]) {
+    let v = json!(s.iter().map(|s| json!({"collection": s.collection, "id": s.id, "sequence": s.sequence,
+        "created_unix_ms": s.created_unix_ms, "size_bytes": s.size_bytes, "points": s.point_count, "uploaded": s.uploaded})).collect::<Vec<_>>());
+    emit(g, v, || {
+        let mut t = Table::new();
+        t.set_header([
+            "collection",
+            "id",
+            "sequence",
+            "created (unix ms)",
+            "bytes",
+            "points",
+            "uploaded",
+        ]);
+        for s in s {
+            t.add_row(vec![
+                s.collection.clone(),
+                s.id.clone(),
+                s.sequence.to_string(),
+                s.created_unix_ms.to_string(),
+                s.size_bytes.to_string(),
+                s.point_count.to_string(),
+                s.uploaded.to_string(),
+            ]);
+        }
+        t
+    });
+}
+
+pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
+    let l = link(g, &g.storage_addr)?;
+    let mut a = l.admin();
+    match cmd {
+        AdminCmd::Tier { cmd } => {
+            let rows = match cmd {
+                TierCmd::Status { collection } => {
+                    let r = a
+                        .tier_status(l.request(pb::TierStatusRequest {
+                            collection: collection.unwrap_or_default(),
+                        }))
+                        .await?
+                        .into_inner();
+                    r.collections
+                }
+                TierCmd::Promote { collection } => {
+                    let r = a
+                        .promote(l.request(pb::TierMoveRequest {
+                            collection,
+                            target: pb::Tier::Hot as i32,
+                        }))
+                        .await?;
+                    r.into_inner().status.into_iter().collect()
+                }
+                TierCmd::Demote { collection, to } => {
+                    let target = if to == "cold" {
+                        pb::Tier::Cold
+                    } else {
+                        pb::Tier::Warm
+                    };
+                    let r = a
+                        .demote(l.request(pb::TierMoveRequest {
+                            collection,
+                            target: target as i32,
+                        }))
+                        .await?;
+                    r.into_inner().status.into_iter().collect()
+                }
+                TierCmd::Pin { collection } => a
+                    .pin(l.request(pb::PinRequest {
+                        collection,
+                        pinned: true,
+                    }))
+                    .await?
+                    .into_inner()
+                    .status
+                    .into_iter()
+                    .collect(),
+                TierCmd::Unpin { collection } => a
+                    .pin(l.request(pb::PinRequest {
+                        collection,
+                        pinned: false,
+                    }))
+                    .await?
+                    .into_inner()
+                    .status
+                    .into_iter()
+                    .collect(),
+            };
+            tier_rows(g, &rows);
+        }
+        AdminCmd::Snapshot { cmd } => match cmd {
+            SnapshotCmd::Create { collection } => {
+                let r = a
+                    .snapshot(l.request(pb::SnapshotRequest { collection }))
+                    .await?
+                    .into_inner();
+                snapshots(g, &r.snapshot.into_iter().collect::<Vec<_>>());
+            }
+            SnapshotCmd::List { collection } => {
+                let r = a
+                    .list_snapshots(l.request(pb::ListSnapshotsRequest { collection }))
+                    .await?
+                    .into_inner();
+                snapshots(g, &r.snapshots);
+            }
+        },
+        AdminCmd::Compact { collection } => {
+            let r = a
+                .compact(l.request(pb::CompactRequest { collection }))
+                .await?
+                .into_inner();
+            emit(
+                g,
+                json!({"segments_before": r.segments_before, "segments_after": r.segments_after, "tombstones_removed": r.tombstones_removed}),
+                || {
+                    let mut t = Table::new();
+                    t.set_header(["segments before", "segments after", "tombstones removed"]);
+                    t.add_row(vec![
+                        r.segments_before.to_string(),
+                        r.segments_after.to_string(),
+                        r.tombstones_removed.to_string(),
+                    ]);
+                    t
+                },
+            );
+        }
+        AdminCmd::Dlq { cmd } => match cmd {
+            DlqCmd::List => {
+                let r = a
+                    .dlq_list(l.request(pb::DlqListRequest {}))
+                    .await?
+                    .into_inner();
+                let v = json!(r.entries.iter().map(|e| json!({"id": e.id, "collection": e.collection, "object_key": e.object_key,
+                    "size_bytes": e.size_bytes, "attempts": e.attempts, "first_failed_unix_ms": e.first_failed_unix_ms,
+                    "next_retry_unix_ms": e.next_retry_unix_ms, "last_error": e.last_error})).collect::<Vec<_>>());
+                emit(g, v, || {
+                    let mut t = Table::new();
+                    t.set_header([
+                        "id",
+                        "collection",
+                        "object key",
+                        "bytes",
+                        "attempts",
+                        "last error",
+                    ]);
+                    for e in &r.entries {
+                        t.add_row(vec![
+                            e.id.clone(),
+                            e.collection.clone(),
+                            e.object_key.clone(),
+                            e.size_bytes.to_string(),
+                            e.attempts.to_string(),
+                            e.last_error.clone(),
+                        ]);
+                    }
+                    t
+                });
+            }
+            DlqCmd::Retry { id } => {
+                let r = a
+                    .dlq_retry(l.request(pb::DlqRetryRequest {
+                        id: id.unwrap_or_default(),
+                    }))
+                    .await?
+                    .into_inner();
+                emit(
+                    g,
+                    json!({"succeeded": r.succeeded, "failed": r.failed}),
+                    || {
+                        let mut t = Table::new();
+                        t.set_header(["succeeded", "failed"]);
+                        t.add_row(vec![r.succeeded.to_string(), r.failed.to_string()]);
+                        t
+                    },
+                );
+            }
+            DlqCmd::Purge { id, all } => {
+                let r = a
+                    .dlq_purge(l.request(pb::DlqPurgeRequest {
+                        id: id.unwrap_or_default(),
+                        all,
+                    }))
+                    .await?
+                    .into_inner();
+                emit(g, json!({"purged": r.purged}), || {
+                    let mut t = Table::new();
+                    t.set_header(["purged"]);
+                    t.add_row(vec![r.purged.to_string()]);
+                    t
+                });
+            }
+        },
+        AdminCmd::Breaker { cmd } => {
+            let b = match cmd {
+                BreakerCmd::Get => a
+                    .breaker_get(l.request(pb::BreakerGetRequest {}))
+                    .await?
+                    .into_inner(),
+                BreakerCmd::Reset => a
+                    .breaker_reset(l.request(pb::BreakerResetRequest {}))
+                    .await?
+                    .into_inner(),
+            };
+            breaker(g, &b);
+        }
+        AdminCmd::Wal {
+            cmd: WalCmd::Status { collection },
+        } => {
+            let r = a
+                .wal_status(l.request(pb::WalStatusRequest { collection }))
+                .await?
+                .into_inner();
+            emit(
+                g,
+                json!({"last_sequence": r.last_sequence, "snapshot_sequence": r.snapshot_sequence, "segments": r.segment_count,
+                       "size_bytes": r.size_bytes, "fsync_policy": r.fsync_policy}),
+                || {
+                    let mut t = Table::new();
+                    t.set_header([
+                        "last sequence",
+                        "snapshot sequence",
+                        "segments",
+                        "bytes",
+                        "fsync",
+                    ]);
+                    t.add_row(vec![
+                        r.last_sequence.to_string(),
+                        r.snapshot_sequence.to_string(),
+                        r.segment_count.to_string(),
+                        r.size_bytes.to_string(),
+                        r.fsync_policy.clone(),
+                    ]);
+                    t
+                },
+            );
+        }
+    }
+    Ok(())
+}

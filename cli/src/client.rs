@@ -1,0 +1,434 @@
+//! Client commands: health, collections, upsert, search, SLOs.
+
+use crate::{Global, dataset, filter, payload};
+use akidb_client::Link;
+use akidb_proto::v1 as pb;
+use anyhow::{Context, bail};
+use comfy_table::Table;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn link(g: &Global, addr: &str) -> anyhow::Result<Link> {
+    Ok(Link::new(addr, Duration::from_secs_f64(g.timeout))?)
+}
+
+/// Print `value` as JSON, or `table` for people.
+pub fn emit(g: &Global, value: serde_json::Value, table: impl FnOnce() -> Table) {
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", table());
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
+    t
+}
+
+pub async fn health(g: &Global) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let mut rows = vec![];
+    let mut all = true;
+    for (name, addr) in [
+        ("query", &g.query_addr),
+        ("ingest", &g.ingest_addr),
+        ("storage", &g.storage_addr),
+        ("telemetry", &g.telemetry_addr),
+    ] {
+        let l = Link::new(addr, Duration::from_secs(2))?;
+        let status = match l
+            .health()
+            .check(l.request(HealthCheckRequest {
+                service: String::new(),
+            }))
+            .await
+        {
+            Ok(r) => ServingStatus::try_from(r.into_inner().status)
+                .map(|s| s.as_str_name().to_string())
+                .unwrap_or_default(),
+            Err(e) => format!("UNREACHABLE ({})", e.message()),
+        };
+        all &= status == "SERVING";
+        rows.push((name, addr.clone(), status));
+    }
+    emit(
+        g,
+        json!(
+            rows.iter()
+                .map(|(n, a, s)| json!({"service": n, "addr": a, "status": s}))
+                .collect::<Vec<_>>()
+        ),
+        || {
+            let mut t = table(&["service", "address", "status"]);
+            for (n, a, s) in &rows {
+                t.add_row(vec![n.to_string(), a.clone(), s.clone()]);
+            }
+            t
+        },
+    );
+    if !all {
+        bail!("not every service is SERVING");
+    }
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum CollectionCmd {
+    /// Create a collection.
+    Create {
+        name: String,
+        #[arg(long)]
+        dimension: u32,
+        #[arg(long, value_parser = ["cosine", "l2", "dot"])]
+        metric: String,
+        /// HNSW links per node.
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW build candidate list size.
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// Keep it in memory whatever the tier policy says.
+        #[arg(long)]
+        pin: bool,
+    },
+    /// List collections.
+    List,
+    /// Show one collection.
+    Get { name: String },
+    /// Delete a collection and all its points.
+    Delete { name: String },
+}
+
+pub fn metric_of(s: &str) -> pb::Metric {
+    match s {
+        "cosine" => pb::Metric::Cosine,
+        "l2" => pb::Metric::L2,
+        _ => pb::Metric::Dot,
+    }
+}
+
+fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
+    json!({
+        "name": c.name, "dimension": c.dimension,
+        "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
+        "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
+    })
+}
+
+fn info_table(cs: &[pb::CollectionInfo]) -> Table {
+    let mut t = table(&[
+        "name",
+        "dimension",
+        "metric",
+        "points",
+        "indexed",
+        "tier",
+        "pinned",
+    ]);
+    for c in cs {
+        let j = info_json(c);
+        t.add_row(
+            [
+                "name",
+                "dimension",
+                "metric",
+                "points",
+                "indexed_points",
+                "tier",
+                "pinned",
+            ]
+            .map(|k| {
+                j[k].as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| j[k].to_string())
+            }),
+        );
+    }
+    t
+}
+
+pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
+    let l = link(g, &g.query_addr)?;
+    let mut c = l.collections();
+    match cmd {
+        CollectionCmd::Create {
+            name,
+            dimension,
+            metric,
+            m,
+            ef_construction,
+            pin,
+        } => {
+            let r = c
+                .create_collection(l.request(pb::CreateCollectionRequest {
+                    name,
+                    dimension,
+                    metric: metric_of(&metric) as i32,
+                    m,
+                    ef_construction,
+                    pin,
+                }))
+                .await?
+                .into_inner();
+            let info = r.collection.unwrap_or_default();
+            emit(g, info_json(&info), || info_table(&[info.clone()]));
+        }
+        CollectionCmd::List => {
+            let r = c
+                .list_collections(l.request(pb::ListCollectionsRequest {}))
+                .await?
+                .into_inner();
+            emit(
+                g,
+                json!(r.collections.iter().map(info_json).collect::<Vec<_>>()),
+                || info_table(&r.collections),
+            );
+        }
+        CollectionCmd::Get { name } => {
+            let info = c
+                .get_collection(l.request(pb::GetCollectionRequest { name }))
+                .await?
+                .into_inner()
+                .collection
+                .unwrap_or_default();
+            emit(g, info_json(&info), || info_table(&[info.clone()]));
+        }
+        CollectionCmd::Delete { name } => {
+            c.delete_collection(l.request(pb::DeleteCollectionRequest { name: name.clone() }))
+                .await?;
+            emit(g, json!({"deleted": name}), || {
+                let mut t = table(&["deleted"]);
+                t.add_row(vec![name.clone()]);
+                t
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct UpsertArgs {
+    #[arg(long)]
+    pub collection: String,
+    /// `.fvecs` (ids are row numbers) or JSON lines `{"id":..,"vector":[..],"payload":{..}}`.
+    #[arg(long)]
+    pub file: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+}
+
+pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
+    let points: Vec<pb::Point> = if a.file.extension().is_some_and(|e| e == "fvecs") {
+        dataset::read_fvecs(&a.file)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| pb::Point {
+                id: Some(pb::PointId::num(i as u64)),
+                vector: v,
+                payload: None,
+            })
+            .collect()
+    } else {
+        dataset::read_jsonl(&a.file)?
+            .into_iter()
+            .map(|p| {
+                Ok(pb::Point {
+                    id: Some(filter::point_id(&p.id)?),
+                    vector: p.vector,
+                    payload: Some(payload::to_struct(&p.payload)),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let l = link(g, &g.ingest_addr)?;
+    let mut c = l.ingest();
+    let bar = if g.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(points.len() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} points {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let total = points.len();
+    for chunk in points.chunks(a.batch_size.max(1)) {
+        c.upsert(l.request(pb::UpsertRequest {
+            collection: a.collection.clone(),
+            points: chunk.to_vec(),
+        }))
+        .await
+        .with_context(|| format!("upserting into `{}`", a.collection))?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    emit(
+        g,
+        json!({"upserted": total, "seconds": secs, "points_per_second": total as f64 / secs}),
+        || {
+            let mut t = table(&["upserted", "seconds", "points/s"]);
+            t.add_row(vec![
+                total.to_string(),
+                format!("{secs:.2}"),
+                format!("{:.0}", total as f64 / secs),
+            ]);
+            t
+        },
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    #[arg(long)]
+    pub collection: String,
+    /// Comma-separated components.
+    #[arg(long, conflicts_with = "query_file")]
+    pub vector: Option<String>,
+    /// Search with the rows of an .fvecs file (prints one result table per row; --limit rows).
+    #[arg(long)]
+    pub query_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 10)]
+    pub k: u32,
+    #[arg(long)]
+    pub ef: Option<u32>,
+    /// JSON filter, see `akidb search --help` and README.
+    #[arg(long)]
+    pub filter: Option<String>,
+    #[arg(long)]
+    pub with_payload: bool,
+    /// Exact search over every point.
+    #[arg(long)]
+    pub exact: bool,
+}
+
+pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
+    let vectors = match (&a.vector, &a.query_file) {
+        (Some(v), _) => vec![
+            v.split(',')
+                .map(|x| {
+                    x.trim()
+                        .parse::<f32>()
+                        .with_context(|| format!("`{x}` is not a number"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ],
+        (None, Some(f)) => dataset::read_fvecs(f)?.into_iter().take(a.limit).collect(),
+        (None, None) => bail!("give --vector or --query-file"),
+    };
+    let filter = a.filter.as_deref().map(filter::parse).transpose()?;
+    let l = link(g, &g.query_addr)?;
+    let mut c = l.query();
+    let mut out = vec![];
+    for v in vectors {
+        let r = c
+            .search(l.request(pb::SearchRequest {
+                collection: a.collection.clone(),
+                vector: v,
+                k: a.k,
+                filter: filter.clone(),
+                ef: a.ef,
+                with_payload: a.with_payload,
+                with_vector: false,
+                exact: a.exact,
+            }))
+            .await?
+            .into_inner();
+        out.push(r);
+    }
+    let as_json = |r: &pb::SearchResponse| {
+        json!({
+            "hits": r.hits.iter().map(|h| json!({
+                "id": h.id.as_ref().map(|i| i.to_string()), "score": h.score,
+                "payload": h.payload.as_ref().map(payload::from_struct)})).collect::<Vec<_>>(),
+            "stats": r.stats.as_ref().map(|s| json!({
+                "tier": pb::Tier::try_from(s.tier).map(|t| t.as_str_name()).unwrap_or("?"), "loaded": s.loaded,
+                "points_exact": s.points_exact, "points_graph": s.points_graph, "cache_hit": s.cache_hit})),
+        })
+    };
+    let value = if out.len() == 1 {
+        as_json(&out[0])
+    } else {
+        json!(out.iter().map(as_json).collect::<Vec<_>>())
+    };
+    emit(g, value, || {
+        let mut t = table(&["query", "rank", "id", "score", "payload"]);
+        for (qi, r) in out.iter().enumerate() {
+            for (i, h) in r.hits.iter().enumerate() {
+                t.add_row(vec![
+                    qi.to_string(),
+                    (i + 1).to_string(),
+                    h.id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+                    format!("{:.4}", h.score),
+                    h.payload
+                        .as_ref()
+                        .map(|p| payload::from_struct(p).to_string())
+                        .unwrap_or_default(),
+                ]);
+            }
+        }
+        t
+    });
+    Ok(())
+}
+
+pub async fn slo(g: &Global) -> anyhow::Result<()> {
+    let l = link(g, &g.telemetry_addr)?;
+    let r = l
+        .telemetry()
+        .get_slo_status(l.request(pb::GetSloStatusRequest {}))
+        .await?
+        .into_inner();
+    let value = json!(r.slos.iter().map(|s| json!({
+        "name": s.name, "objective": s.objective, "period": s.period,
+        "error_budget_remaining": s.error_budget_remaining, "page": s.page_alert, "ticket": s.ticket_alert,
+        "windows": s.windows.iter().map(|w| json!({"window": w.window, "sli": w.sli, "burn_rate": w.burn_rate,
+            "total": w.total_events, "good": w.good_events})).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>());
+    emit(g, value, || {
+        let mut t = table(&[
+            "slo",
+            "objective",
+            "sli 1h",
+            "burn 1h",
+            "burn 6h",
+            "budget left",
+            "alert",
+        ]);
+        for s in &r.slos {
+            let w = |name: &str| s.windows.iter().find(|w| w.window == name);
+            let alert = match (s.page_alert, s.ticket_alert) {
+                (true, _) => "PAGE",
+                (false, true) => "TICKET",
+                _ => "ok",
+            };
+            t.add_row(vec![
+                s.name.clone(),
+                format!("{:.4}", s.objective),
+                w("1h").map(|w| format!("{:.5}", w.sli)).unwrap_or_default(),
+                w("1h")
+                    .map(|w| format!("{:.2}", w.burn_rate))
+                    .unwrap_or_default(),
+                w("6h")
+                    .map(|w| format!("{:.2}", w.burn_rate))
+                    .unwrap_or_default(),
+                format!("{:.1}%", s.error_budget_remaining * 100.0),
+                alert.into(),
+            ]);
+        }
+        t
+    });
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! JSON ↔ `google.protobuf.Struct` for the CLI.
+
+use akidb_proto::prost_types::{self, value::Kind};
+use serde_json::Value;
+
+pub fn to_struct(m: &serde_json::Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+    }
+}
+
+pub fn to_value(v: &Value) -> prost_types::Value {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(to_value).collect(),
+        }),
+        Value::Object(o) => Kind::StructValue(to_struct(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn from_struct(s: &prost_types::Struct) -> Value {
+    Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), from_value(v)))
+            .collect(),
+    )
+}
+
+pub fn from_value(v: &prost_types::Value) -> Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+            Value::from(*n as i64)
+        }
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(from_value).collect()),
+        Some(Kind::StructValue(s)) => from_struct(s),
+    }
+}

@@ -1,0 +1,425 @@
+//! Cross-service tests on the real binaries: the public API, every validation case, and what
+//! ingest and query do when storage dies and comes back.
+
+mod common;
+
+use akidb_proto::v1 as pb;
+use common::*;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+fn point(id: u64, v: Vec<f32>) -> pb::Point {
+    pb::Point {
+        id: Some(pb::PointId::num(id)),
+        vector: v,
+        payload: None,
+    }
+}
+
+fn create(name: &str, dim: u32, metric: pb::Metric) -> pb::CreateCollectionRequest {
+    pb::CreateCollectionRequest {
+        name: name.into(),
+        dimension: dim,
+        metric: metric as i32,
+        ..Default::default()
+    }
+}
+
+fn search(c: &str, v: Vec<f32>, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: c.into(),
+        vector: v,
+        k,
+        ..Default::default()
+    }
+}
+
+async fn count(s: &Stack, c: &str) -> u64 {
+    let q = s.q();
+    q.query()
+        .count(q.request(pb::CountRequest {
+            collection: c.into(),
+            filter: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .count
+}
+
+#[track_caller]
+fn expect_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+    match r {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "message: {}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "message `{}` lacks `{needle}`",
+                s.message()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_cases_answer_the_right_status_and_change_nothing() {
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    let mut coll = q.collections();
+    let mut ing = i.ingest();
+    let mut qs = q.query();
+
+    coll.create_collection(create("v", 4, pb::Metric::L2))
+        .await
+        .unwrap();
+    // duplicate collection
+    expect_code(
+        coll.create_collection(create("v", 4, pb::Metric::L2)).await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+    // bad names
+    for bad in ["../x", "", &"a".repeat(65), "sp ace"] {
+        expect_code(
+            coll.create_collection(create(bad, 4, pb::Metric::L2)).await,
+            Code::InvalidArgument,
+            "collection name",
+        );
+    }
+    assert!(
+        coll.create_collection(create(&"a".repeat(64), 4, pb::Metric::L2))
+            .await
+            .is_ok()
+    );
+    // dimension 0 and too large; metric unset
+    expect_code(
+        coll.create_collection(create("d0", 0, pb::Metric::L2))
+            .await,
+        Code::InvalidArgument,
+        "dimension",
+    );
+    expect_code(
+        coll.create_collection(create("dbig", 65_537, pb::Metric::L2))
+            .await,
+        Code::InvalidArgument,
+        "dimension",
+    );
+    expect_code(
+        coll.create_collection(create("nom", 4, pb::Metric::Unspecified))
+            .await,
+        Code::InvalidArgument,
+        "metric",
+    );
+    // unknown collection, for every call
+    expect_code(
+        qs.search(search("nope", vec![0.0; 4], 3)).await,
+        Code::NotFound,
+        "not found",
+    );
+    expect_code(
+        ing.upsert(pb::UpsertRequest {
+            collection: "nope".into(),
+            points: vec![point(1, vec![0.0; 4])],
+        })
+        .await,
+        Code::NotFound,
+        "not found",
+    );
+    expect_code(
+        coll.get_collection(pb::GetCollectionRequest {
+            name: "nope".into(),
+        })
+        .await,
+        Code::NotFound,
+        "nope",
+    );
+    expect_code(
+        coll.delete_collection(pb::DeleteCollectionRequest {
+            name: "nope".into(),
+        })
+        .await,
+        Code::NotFound,
+        "nope",
+    );
+
+    ing.upsert(pb::UpsertRequest {
+        collection: "v".into(),
+        points: vec![point(1, vec![1.0, 0.0, 0.0, 0.0])],
+    })
+    .await
+    .unwrap();
+    let up = |points: Vec<pb::Point>| pb::UpsertRequest {
+        collection: "v".into(),
+        points,
+    };
+    // wrong length: a batch with one bad point changes nothing
+    expect_code(
+        ing.upsert(up(vec![point(2, vec![1.0; 4]), point(3, vec![1.0; 3])]))
+            .await,
+        Code::InvalidArgument,
+        "components",
+    );
+    expect_code(
+        ing.upsert(up(vec![point(2, vec![1.0; 5])])).await,
+        Code::InvalidArgument,
+        "dimension 4",
+    );
+    // NaN and infinity
+    expect_code(
+        ing.upsert(up(vec![point(2, vec![1.0, f32::NAN, 0.0, 0.0])]))
+            .await,
+        Code::InvalidArgument,
+        "finite",
+    );
+    expect_code(
+        ing.upsert(up(vec![point(2, vec![f32::INFINITY, 0.0, 0.0, 0.0])]))
+            .await,
+        Code::InvalidArgument,
+        "finite",
+    );
+    // empty batch
+    expect_code(ing.upsert(up(vec![])).await, Code::InvalidArgument, "empty");
+    // missing id
+    expect_code(
+        ing.upsert(up(vec![pb::Point {
+            id: None,
+            vector: vec![0.0; 4],
+            payload: None,
+        }]))
+        .await,
+        Code::InvalidArgument,
+        "id",
+    );
+    // batch over the point limit (the stack runs with the default 10,000)
+    let big: Vec<_> = (0..10_001).map(|n| point(n, vec![0.5; 4])).collect();
+    expect_code(ing.upsert(up(big)).await, Code::ResourceExhausted, "limit");
+    assert_eq!(count(&s, "v").await, 1, "rejected batches changed nothing");
+
+    // duplicate ids inside one batch: the last one wins
+    ing.upsert(up(vec![point(7, vec![1.0; 4]), point(7, vec![2.0; 4])]))
+        .await
+        .unwrap();
+    let got = qs
+        .get(pb::GetRequest {
+            collection: "v".into(),
+            ids: vec![pb::PointId::num(7)],
+            with_vector: true,
+            with_payload: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), 1);
+    assert_eq!(got.points[0].vector, vec![2.0; 4]);
+
+    // k out of range, bad query vector
+    expect_code(
+        qs.search(search("v", vec![0.0; 4], 0)).await,
+        Code::InvalidArgument,
+        "k must be",
+    );
+    expect_code(
+        qs.search(search("v", vec![0.0; 4], 10_001)).await,
+        Code::InvalidArgument,
+        "k must be",
+    );
+    expect_code(
+        qs.search(search("v", vec![0.0; 3], 1)).await,
+        Code::InvalidArgument,
+        "dimension",
+    );
+    expect_code(
+        qs.search(search("v", vec![f32::NAN; 4], 1)).await,
+        Code::InvalidArgument,
+        "finite",
+    );
+    // malformed filters
+    use pb::condition::Condition as C;
+    let bad_filters = [
+        pb::Filter {
+            must: vec![pb::Condition { condition: None }],
+            ..Default::default()
+        },
+        pb::Filter {
+            must: vec![pb::Condition {
+                condition: Some(C::Field(pb::FieldCondition {
+                    key: "x".into(),
+                    r#match: None,
+                })),
+            }],
+            ..Default::default()
+        },
+        pb::Filter {
+            must: vec![pb::Condition {
+                condition: Some(C::Field(pb::FieldCondition {
+                    key: "x".into(),
+                    r#match: Some(pb::field_condition::Match::Range(pb::Range::default())),
+                })),
+            }],
+            ..Default::default()
+        },
+        pb::Filter {
+            must: vec![pb::Condition {
+                condition: Some(C::Field(pb::FieldCondition {
+                    key: "".into(),
+                    r#match: Some(pb::field_condition::Match::Integer(1)),
+                })),
+            }],
+            ..Default::default()
+        },
+    ];
+    for f in bad_filters {
+        let mut r = search("v", vec![0.0; 4], 1);
+        r.filter = Some(f.clone());
+        expect_code(qs.search(r).await, Code::InvalidArgument, "");
+        expect_code(
+            qs.count(pb::CountRequest {
+                collection: "v".into(),
+                filter: Some(f.clone()),
+            })
+            .await,
+            Code::InvalidArgument,
+            "",
+        );
+        expect_code(
+            ing.delete(pb::DeleteRequest {
+                collection: "v".into(),
+                ids: vec![],
+                filter: Some(f),
+            })
+            .await,
+            Code::InvalidArgument,
+            "",
+        );
+    }
+    assert_eq!(count(&s, "v").await, 2, "rejected deletes changed nothing");
+    // a bad UUID id
+    expect_code(
+        ing.upsert(up(vec![pb::Point {
+            id: Some(pb::PointId::uuid("not-a-uuid")),
+            vector: vec![0.0; 4],
+            payload: None,
+        }]))
+        .await,
+        Code::InvalidArgument,
+        "UUID",
+    );
+    assert_eq!(count(&s, "v").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_byte_limit_is_resource_exhausted() {
+    let s = Stack::start_with(&[], &["--max-batch-bytes", "4096"], &[]).await;
+    let i = s.i();
+    s.q()
+        .collections()
+        .create_collection(create("b", 64, pb::Metric::Dot))
+        .await
+        .unwrap();
+    let pts: Vec<_> = (0..100).map(|n| point(n, vec![0.1; 64])).collect();
+    expect_code(
+        i.ingest()
+            .upsert(pb::UpsertRequest {
+                collection: "b".into(),
+                points: pts,
+            })
+            .await,
+        Code::ResourceExhausted,
+        "bytes",
+    );
+    assert_eq!(count(&s, "b").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_down_means_unavailable_within_the_deadline_then_recovery() {
+    let mut s = Stack::start_with(
+        &[],
+        &["--storage-timeout-ms", "1500"],
+        &["--storage-timeout-ms", "1500"],
+    )
+    .await;
+    s.q()
+        .collections()
+        .create_collection(create("k", 2, pb::Metric::L2))
+        .await
+        .unwrap();
+    s.storage.kill();
+    wait_health(&s.query_addr, "NOT_SERVING", Duration::from_secs(5)).await;
+    wait_health(&s.ingest_addr, "NOT_SERVING", Duration::from_secs(5)).await;
+    let t = Instant::now();
+    let r = s.q().query().search(search("k", vec![0.0, 0.0], 1)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "search took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.unwrap_err().code(), Code::Unavailable);
+    let t = Instant::now();
+    let r = s
+        .i()
+        .ingest()
+        .upsert(pb::UpsertRequest {
+            collection: "k".into(),
+            points: vec![point(1, vec![0.0, 0.0])],
+        })
+        .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "upsert took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.unwrap_err().code(), Code::Unavailable);
+    // a caller's own shorter deadline is honoured
+    let mut req = tonic::Request::new(search("k", vec![0.0, 0.0], 1));
+    req.set_timeout(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = s.q().query().search(req).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(
+        r.unwrap_err().code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    ));
+
+    s.storage.spawn();
+    wait_serving(&s.query_addr, Duration::from_secs(30)).await;
+    wait_serving(&s.ingest_addr, Duration::from_secs(30)).await;
+    // the front doors were not restarted and serve again
+    let r = s
+        .q()
+        .collections()
+        .list_collections(pb::ListCollectionsRequest {})
+        .await;
+    assert!(r.is_ok(), "{r:?}\n{}", s.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_exits_zero_and_metrics_are_served() {
+    let mut s = Stack::start().await;
+    s.q()
+        .collections()
+        .create_collection(create("m", 2, pb::Metric::Cosine))
+        .await
+        .unwrap();
+    let _ = s
+        .q()
+        .query()
+        .search(search("m", vec![1.0, 0.0], 1))
+        .await
+        .unwrap();
+    let text = scrape(s.query_metrics).await;
+    assert!(text.contains("akidb_grpc_server_requests_total{grpc_code=\"OK\",grpc_method=\"Search\",grpc_service=\"akidb.v1.QueryService\"} 1"), "{text}");
+    let st = scrape(s.storage_metrics).await;
+    assert!(
+        st.contains("akidb_search_duration_seconds_count{tier=\"hot\"} 1"),
+        "{st}"
+    );
+    for p in [&mut s.query, &mut s.ingest, &mut s.storage] {
+        let st = p.stop().expect("stopped within 20 s");
+        assert!(st.success(), "{} exited with {st}", p.name);
+    }
+}

@@ -1,0 +1,247 @@
+//! Harness for cross-service tests: starts the real `akidb` binary as separate processes
+//! (`akidb serve <service>`) on free loopback ports and talks gRPC to them.
+#![allow(dead_code)]
+
+use akidb_client::Link;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_akidb");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Shared data sets live beside the repository, never inside it.
+pub fn data_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("AKIDB_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.join("../../shared/data"))
+}
+
+pub struct Proc {
+    pub name: &'static str,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(name: &'static str, args: Vec<String>, log: PathBuf) -> Self {
+        let mut p = Proc {
+            name,
+            args,
+            child: None,
+            log,
+        };
+        p.spawn();
+        p
+    }
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg(self.name)
+            .args(&self.args)
+            .env("AKIDB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start akidb");
+        self.child = Some(child);
+    }
+    pub fn signal(&mut self, sig: i32) {
+        if let Some(c) = &self.child {
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    /// SIGTERM and the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let mut c = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub storage: Proc,
+    pub ingest: Proc,
+    pub query: Proc,
+    pub storage_addr: String,
+    pub ingest_addr: String,
+    pub query_addr: String,
+    pub storage_metrics: u16,
+    pub ingest_metrics: u16,
+    pub query_metrics: u16,
+}
+
+impl Stack {
+    /// storage, ingest and query, all SERVING.
+    pub async fn start() -> Stack {
+        Self::start_with(&[], &[], &[]).await
+    }
+
+    pub async fn start_with(
+        storage_extra: &[&str],
+        ingest_extra: &[&str],
+        query_extra: &[&str],
+    ) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let (sp, ip, qp) = (free_port(), free_port(), free_port());
+        let (sm, im, qm) = (free_port(), free_port(), free_port());
+        let storage_addr = format!("127.0.0.1:{sp}");
+        let mut sargs: Vec<String> = vec![
+            "--grpc-addr".into(),
+            storage_addr.clone(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{sm}"),
+            "--data-dir".into(),
+            dir.path().join("storage").display().to_string(),
+        ];
+        sargs.extend(storage_extra.iter().map(|s| s.to_string()));
+        let storage = Proc::start("storage", sargs, dir.path().join("storage.log"));
+        let front = |p: u16, m: u16, extra: &[&str]| {
+            let mut v: Vec<String> = vec![
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{p}"),
+                "--metrics-addr".into(),
+                format!("127.0.0.1:{m}"),
+                "--storage-addr".into(),
+                format!("http://{storage_addr}"),
+            ];
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let ingest = Proc::start(
+            "ingest",
+            front(ip, im, ingest_extra),
+            dir.path().join("ingest.log"),
+        );
+        let query = Proc::start(
+            "query",
+            front(qp, qm, query_extra),
+            dir.path().join("query.log"),
+        );
+        let s = Stack {
+            storage,
+            ingest,
+            query,
+            storage_addr,
+            ingest_addr: format!("127.0.0.1:{ip}"),
+            query_addr: format!("127.0.0.1:{qp}"),
+            storage_metrics: sm,
+            ingest_metrics: im,
+            query_metrics: qm,
+            dir,
+        };
+        for a in [&s.storage_addr, &s.ingest_addr, &s.query_addr] {
+            wait_serving(a, Duration::from_secs(30)).await;
+        }
+        s
+    }
+
+    pub fn link(addr: &str) -> Link {
+        Link::new(addr, Duration::from_secs(10)).unwrap()
+    }
+    pub fn q(&self) -> Link {
+        Self::link(&self.query_addr)
+    }
+    pub fn i(&self) -> Link {
+        Self::link(&self.ingest_addr)
+    }
+
+    pub fn logs(&self) -> String {
+        ["storage", "ingest", "query"]
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- {n} ---\n{}",
+                    std::fs::read_to_string(self.dir.path().join(format!("{n}.log")))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The overall grpc.health.v1 status of `addr` ("" service), as its enum name.
+pub async fn health(addr: &str) -> String {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let l = Link::new(addr, Duration::from_secs(1)).unwrap();
+    match l
+        .health()
+        .check(l.request(HealthCheckRequest {
+            service: String::new(),
+        }))
+        .await
+    {
+        Ok(r) => ServingStatus::try_from(r.into_inner().status)
+            .map(|s| s.as_str_name().to_string())
+            .unwrap_or_default(),
+        Err(e) => format!("ERROR {:?}", e.code()),
+    }
+}
+
+pub async fn wait_health(addr: &str, want: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let h = health(addr).await;
+        if h == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still {h} after {within:?}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn wait_serving(addr: &str, within: Duration) {
+    wait_health(addr, "SERVING", within).await
+}
+
+pub async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

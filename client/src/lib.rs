@@ -1,0 +1,192 @@
+//! Clients for AkiDB's gRPC services.
+//!
+//! - [`Link`]: an instrumented, lazily connected channel to another service, with a per-call
+//!   deadline and retries of idempotent calls on `UNAVAILABLE`.
+//! - [`watch_health`]: mirrors an upstream's `grpc.health.v1` status into a local health
+//!   reporter, so ingest and query say NOT_SERVING while storage is unreachable.
+
+use akidb_proto::v1::{
+    admin_service_client::AdminServiceClient, collection_service_client::CollectionServiceClient,
+    ingest_service_client::IngestServiceClient, query_service_client::QueryServiceClient,
+    storage_service_client::StorageServiceClient, telemetry_service_client::TelemetryServiceClient,
+};
+use std::future::Future;
+use std::time::Duration;
+use tonic::{Code, Status};
+
+/// The channel type every client here uses: tonic's channel behind the telemetry client layer.
+pub type Channel = akidb_telemetry::grpc::ClientService<tonic::transport::Channel>;
+
+/// Largest message the clients send or accept.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A connection to one AkiDB service.
+#[derive(Clone)]
+pub struct Link {
+    channel: Channel,
+    /// Deadline of one call, retries included.
+    pub timeout: Duration,
+    pub endpoint: String,
+}
+
+impl Link {
+    /// Lazy: an unreachable peer does not fail here, only the calls made while it is down.
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, tonic::transport::Error> {
+        let endpoint = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let channel = akidb_telemetry::server::channel(&endpoint, Duration::from_secs(2))?;
+        Ok(Self {
+            channel,
+            timeout,
+            endpoint,
+        })
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn storage(&self) -> StorageServiceClient<Channel> {
+        StorageServiceClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel())
+    }
+    pub fn query(&self) -> QueryServiceClient<Channel> {
+        QueryServiceClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+    pub fn collections(&self) -> CollectionServiceClient<Channel> {
+        CollectionServiceClient::new(self.channel())
+    }
+    pub fn ingest(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+    pub fn telemetry(&self) -> TelemetryServiceClient<Channel> {
+        TelemetryServiceClient::new(self.channel())
+    }
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        tonic_health::pb::health_client::HealthClient::new(self.channel())
+    }
+
+    /// A request carrying this link's deadline (sent as `grpc-timeout`).
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.timeout);
+        r
+    }
+
+    /// Run an idempotent call, retrying on `UNAVAILABLE` with exponential backoff and jitter
+    /// until the link's deadline. The last error is returned; a call that ran out of time is
+    /// `DEADLINE_EXCEEDED` unless the peer was simply unreachable (`UNAVAILABLE`).
+    pub async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(Status::deadline_exceeded(format!(
+                    "no answer from {} within {:?}",
+                    self.endpoint, self.timeout
+                )));
+            }
+            let res = match tokio::time::timeout(left, call(left)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "{} did not answer within {:?}",
+                        self.endpoint, self.timeout
+                    )));
+                }
+            };
+            match res {
+                Err(s) if s.code() == Code::Unavailable => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let jitter = Duration::from_millis(
+                        rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
+                    );
+                    let wait = (backoff + jitter).min(left);
+                    if wait.is_zero() || left <= wait {
+                        return Err(Status::unavailable(format!(
+                            "{} is unavailable ({}); retried until the deadline of {:?}",
+                            self.endpoint,
+                            s.message(),
+                            self.timeout
+                        )));
+                    }
+                    tracing::debug!(endpoint = %self.endpoint, error = %s.message(), ?wait, "retrying unavailable peer");
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Set `request`'s deadline to `left` (what remains of the caller's budget).
+pub fn with_deadline<T>(msg: T, left: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(left);
+    r
+}
+
+/// Poll `upstream`'s overall health every `every` and mirror it into `reporter` for the
+/// services named in `local` (plus the overall "" status). Returns when `stop` resolves.
+pub async fn watch_health(
+    upstream: Link,
+    reporter: tonic_health::server::HealthReporter,
+    local: Vec<String>,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    let mut last: Option<bool> = None;
+    let check = async {
+        loop {
+            let mut h = upstream.health();
+            let mut req = tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            req.set_timeout(Duration::from_secs(1));
+            let serving = matches!(
+                tokio::time::timeout(Duration::from_secs(1), h.check(req)).await,
+                Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+            if last != Some(serving) {
+                let status = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                for s in local.iter().map(String::as_str).chain([""]) {
+                    reporter.set_service_status(s, status).await;
+                }
+                if serving {
+                    tracing::info!(upstream = %upstream.endpoint, "upstream is serving");
+                } else {
+                    tracing::warn!(upstream = %upstream.endpoint, "upstream is not serving; reporting NOT_SERVING");
+                }
+                last = Some(serving);
+            }
+            tokio::time::sleep(every).await;
+        }
+    };
+    tokio::select! {
+        _ = check => {}
+        _ = stop => {}
+    }
+}

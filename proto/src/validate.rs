@@ -1,0 +1,128 @@
+//! Checks the front doors (ingest, query) run before forwarding, so a bad request is refused
+//! at the edge with a message a person can act on. Storage re-checks everything that needs the
+//! collection (dimension, filter semantics).
+
+use crate::v1 as pb;
+use tonic::Status;
+
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_DIMENSION: u32 = 65_536;
+pub const MAX_K: u32 = 10_000;
+
+pub fn collection_name(name: &str) -> Result<(), Status> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(Status::invalid_argument(format!(
+            "collection name must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-], got {} characters",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(Status::invalid_argument(format!(
+            "collection name `{}` has the character {c:?}; use only letters, digits, `_` and `-`",
+            name.escape_default()
+        )));
+    }
+    Ok(())
+}
+
+pub fn finite_vector(v: &[f32], what: &dyn std::fmt::Display) -> Result<(), Status> {
+    if v.is_empty() {
+        return Err(Status::invalid_argument(format!("{what}: vector is empty")));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Status::invalid_argument(format!(
+            "{what}: component {i} is {}; vectors must be finite",
+            v[i]
+        )));
+    }
+    Ok(())
+}
+
+pub fn point_id(id: Option<&pb::PointId>, what: &dyn std::fmt::Display) -> Result<(), Status> {
+    match id.and_then(|i| i.kind.as_ref()) {
+        Some(_) => Ok(()),
+        None => Err(Status::invalid_argument(format!(
+            "{what}: id is missing; set `num` or `uuid`"
+        ))),
+    }
+}
+
+/// Limits of one write.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_points: usize,
+    pub max_bytes: usize,
+}
+
+pub fn upsert(
+    req: &pb::UpsertRequest,
+    limits: BatchLimits,
+    encoded_len: usize,
+) -> Result<(), Status> {
+    collection_name(&req.collection)?;
+    if req.points.is_empty() {
+        return Err(Status::invalid_argument(
+            "upsert batch is empty; send at least one point",
+        ));
+    }
+    if req.points.len() > limits.max_points {
+        return Err(Status::resource_exhausted(format!(
+            "batch has {} points, over the limit of {}; split it into smaller batches",
+            req.points.len(),
+            limits.max_points
+        )));
+    }
+    if encoded_len > limits.max_bytes {
+        return Err(Status::resource_exhausted(format!(
+            "batch is {encoded_len} bytes, over the limit of {} bytes; split it into smaller batches",
+            limits.max_bytes
+        )));
+    }
+    let dim = req.points[0].vector.len();
+    for (i, p) in req.points.iter().enumerate() {
+        let what = format_args!(
+            "point #{i} (id {})",
+            p.id.as_ref().map(|x| x.to_string()).unwrap_or_default()
+        );
+        point_id(p.id.as_ref(), &what)?;
+        finite_vector(&p.vector, &what)?;
+        if p.vector.len() != dim {
+            return Err(Status::invalid_argument(format!(
+                "{what}: vector has {} components but point #0 has {dim}; all vectors of a collection have its dimension",
+                p.vector.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
+    collection_name(&req.collection)?;
+    if req.k == 0 || req.k > MAX_K {
+        return Err(Status::invalid_argument(format!(
+            "k must be between 1 and {MAX_K}, got {}",
+            req.k
+        )));
+    }
+    finite_vector(&req.vector, &"query")
+}
+
+pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status> {
+    collection_name(&req.name)?;
+    if req.dimension == 0 || req.dimension > MAX_DIMENSION {
+        return Err(Status::invalid_argument(format!(
+            "dimension must be between 1 and {MAX_DIMENSION}, got {}",
+            req.dimension
+        )));
+    }
+    match pb::Metric::try_from(req.metric) {
+        Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => Ok(()),
+        _ => Err(Status::invalid_argument(format!(
+            "metric must be COSINE, L2 or DOT, got {}",
+            req.metric
+        ))),
+    }
+}
