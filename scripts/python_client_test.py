@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
+running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
+the ground truth, and Get, Count, Delete and a filtered search as documented.
+
+Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR
+"""
+import os
+import struct
+import sys
+import tempfile
+
+from grpc_tools import protoc
+import grpc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def generate_stubs():
+    out = tempfile.mkdtemp(prefix="akidb-py-")
+    import grpc_tools
+    wkt = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    protos = [os.path.join("akidb", "v1", f) for f in sorted(os.listdir(os.path.join(ROOT, "proto", "akidb", "v1")))]
+    rc = protoc.main(["protoc", f"-I{os.path.join(ROOT, 'proto')}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", *protos])
+    assert rc == 0, "grpcio-tools failed to compile proto/"
+    sys.path.insert(0, out)
+
+
+def read_xvecs(path, fmt):
+    rows = []
+    with open(path, "rb") as f:
+        data = f.read()
+    off = 0
+    while off < len(data):
+        (d,) = struct.unpack_from("<i", data, off)
+        off += 4
+        rows.append(list(struct.unpack_from(f"<{d}{fmt}", data, off)))
+        off += 4 * d
+    return rows
+
+
+def main():
+    query_addr, ingest_addr, datasets = sys.argv[1:4]
+    generate_stubs()
+    from akidb.v1 import common_pb2, collection_pb2, collection_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
+
+    qch = grpc.insecure_channel(query_addr, options=[("grpc.max_receive_message_length", 64 << 20)])
+    ich = grpc.insecure_channel(ingest_addr, options=[("grpc.max_send_message_length", 64 << 20)])
+    colls = collection_pb2_grpc.CollectionServiceStub(qch)
+    query = query_pb2_grpc.QueryServiceStub(qch)
+    ingest = ingest_pb2_grpc.IngestServiceStub(ich)
+
+    base = read_xvecs(os.path.join(datasets, "siftsmall", "siftsmall_base.fvecs"), "f")
+    queries = read_xvecs(os.path.join(datasets, "siftsmall", "siftsmall_query.fvecs"), "f")
+    gt = read_xvecs(os.path.join(datasets, "siftsmall", "siftsmall_groundtruth.ivecs"), "i")
+
+    name = "siftsmall_py"
+    try:
+        colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=name))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+    info = colls.CreateCollection(collection_pb2.CreateCollectionRequest(name=name, dimension=128, metric=common_pb2.L2)).collection
+    assert info.dimension == 128 and info.metric == common_pb2.L2
+
+    for start in range(0, len(base), 1000):
+        pts = []
+        for i in range(start, min(start + 1000, len(base))):
+            p = common_pb2.Point(id=common_pb2.PointId(num=i), vector=base[i])
+            p.payload.update({"parity": "even" if i % 2 == 0 else "odd", "bucket": i % 10})
+            pts.append(p)
+        r = ingest.Upsert(ingest_pb2.UpsertRequest(collection=name, points=pts))
+        assert r.upserted == len(pts)
+
+    assert query.Count(query_pb2.CountRequest(collection=name)).count == 10_000
+
+    hits = 0
+    for qi, q in enumerate(queries):
+        r = query.Search(query_pb2.SearchRequest(collection=name, vector=q, k=10))
+        got = [h.id.num for h in r.hits]
+        assert len(got) == 10
+        scores = [h.score for h in r.hits]
+        assert scores == sorted(scores), "L2 results come nearest first"
+        hits += len(set(got) & set(gt[qi][:10]))
+    recall = hits / (10 * len(queries))
+    print(f"python grpcio client: siftsmall recall@10 = {recall:.4f}")
+    assert recall >= 0.99, recall
+
+    # Get: ids in order, payload and vector on request
+    g = query.Get(query_pb2.GetRequest(collection=name, ids=[common_pb2.PointId(num=5), common_pb2.PointId(num=10**9), common_pb2.PointId(num=6)], with_payload=True, with_vector=True))
+    assert [p.id.num for p in g.points] == [5, 6], g
+    assert list(g.points[0].vector) == base[5]
+    assert g.points[0].payload["parity"] == "odd" and g.points[1].payload["bucket"] == 6
+
+    # Filtered search: only even points, still k results
+    f = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="parity", keyword="even"))])
+    r = query.Search(query_pb2.SearchRequest(collection=name, vector=queries[0], k=10, filter=f, with_payload=True))
+    assert len(r.hits) == 10 and all(h.id.num % 2 == 0 for h in r.hits), r
+    exact_even = [i for i in gt[0] if i % 2 == 0][:5]
+    assert exact_even[0] in [h.id.num for h in r.hits]
+    # Count with a filter, range filter
+    assert query.Count(query_pb2.CountRequest(collection=name, filter=f)).count == 5000
+    rf = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="bucket", range=common_pb2.Range(gte=2, lt=4)))])
+    assert query.Count(query_pb2.CountRequest(collection=name, filter=rf)).count == 2000
+
+    # Delete by ids and by filter
+    d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))
+    assert d.deleted == 2
+    bf = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="bucket", integer=9))])
+    d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, filter=bf))
+    assert d.deleted == 1000, d
+    assert query.Count(query_pb2.CountRequest(collection=name)).count == 10_000 - 2 - 1000
+    r = query.Search(query_pb2.SearchRequest(collection=name, vector=base[0], k=1))
+    assert r.hits[0].id.num != 0, "a deleted point is never returned"
+
+    # Scroll pages through everything exactly once
+    seen, cursor = 0, ""
+    while True:
+        s = query.Scroll(query_pb2.ScrollRequest(collection=name, limit=2500, cursor=cursor))
+        seen += len(s.points)
+        cursor = s.next_cursor
+        if not cursor:
+            break
+    assert seen == 10_000 - 1002, seen
+
+    # Errors: a status a person can act on
+    try:
+        query.Search(query_pb2.SearchRequest(collection=name, vector=[0.0] * 3, k=10))
+        raise AssertionError("wrong dimension accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "dimension" in e.details(), e
+
+    colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=name))
+    print("1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
