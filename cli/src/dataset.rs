@@ -10,7 +10,6 @@ pub fn read_fvecs(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
 }
 
 /// Rows of an `.ivecs` file.
-#[allow(dead_code)] // used by the benchmark
 pub fn read_ivecs(path: &Path) -> anyhow::Result<Vec<Vec<i32>>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     read_xvecs(&bytes, path, i32::from_le_bytes)

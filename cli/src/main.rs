@@ -1,6 +1,7 @@
 //! `akidb`: run the stack, run one service, and talk to a running stack.
 
 mod admin;
+mod bench;
 mod client;
 mod dataset;
 mod filter;
@@ -86,6 +87,8 @@ pub enum Cmd {
     Search(client::SearchArgs),
     /// SLO status from the telemetry service.
     Slo,
+    /// Load a data set and measure ingest, indexing, search latency, QPS and recall.
+    Bench(bench::BenchArgs),
     /// Operator actions on storage: tiers, snapshots, compaction, DLQ, breaker, WAL.
     Admin {
         #[command(subcommand)]
@@ -165,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Upsert(a) => client::upsert(&cli.global, a).await,
             Cmd::Search(a) => client::search(&cli.global, a).await,
             Cmd::Slo => client::slo(&cli.global).await,
+            Cmd::Bench(a) => bench::bench(&cli.global, a).await,
             Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,
         }
     }
