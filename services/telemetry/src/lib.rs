@@ -6,7 +6,9 @@
 //! - [`grpc`]: tower layers for every gRPC server and client: request metrics, W3C trace
 //!   context extracted on the server and injected on the client.
 //! - [`server`]: shared gRPC server plumbing (health, reflection, shutdown signal).
+//! - [`aggregator`]: scraping, `/federate` and the SLOs of `observability/slo.yaml`.
 
+pub mod aggregator;
 pub mod grpc;
 pub mod init;
 pub mod metrics;
