@@ -50,19 +50,20 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What [`channel`] returns: a cloneable, `Send + Sync` gRPC transport, so that a client
+/// built on it can live in a tonic service (whose handlers must be `Sync`).
+pub type Channel = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    tonic::transport::Error,
+>;
+
 /// A channel to another AkiDB service: lazy connect (a peer that is down does not fail
 /// start-up), no Nagle, keep-alive, a connect timeout, and the client layer.
 pub fn channel(
     endpoint: &str,
     connect_timeout: Duration,
-) -> Result<
-    tower::util::BoxCloneService<
-        http::Request<tonic::body::Body>,
-        http::Response<tonic::body::Body>,
-        tonic::transport::Error,
-    >,
-    tonic::transport::Error,
-> {
+) -> Result<Channel, tonic::transport::Error> {
     let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -70,7 +71,7 @@ pub fn channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(tower::util::BoxCloneService::new(
+    Ok(tower::util::BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
             .layer(crate::grpc::ClientLayer)
             .service(ch),
