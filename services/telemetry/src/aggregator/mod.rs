@@ -379,12 +379,6 @@ impl Aggregator {
         let now = self.clock.now();
         self.slo.lock().unwrap().evaluate(now)
     }
-
-    /// Record SLO counters directly (tests and tools): see [`slo::SloEngine::record`].
-    pub fn record_slo(&self, slo: usize, samples: &[(&str, f64, f64)]) {
-        let now = self.clock.now();
-        self.slo.lock().unwrap().record(slo, now, samples);
-    }
 }
 
 /// `akidb.v1.TelemetryService` over an [`Aggregator`].
