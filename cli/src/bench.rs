@@ -66,6 +66,9 @@ pub struct BenchArgs {
     /// Storage metrics URL, to read its memory (default: the started stack's).
     #[arg(long)]
     pub storage_metrics: Option<String>,
+    /// Seconds to wait for the collection to be fully indexed before measuring anyway.
+    #[arg(long, default_value_t = 300)]
+    pub index_timeout: u64,
     /// Skip loading (the collection already holds the data set).
     #[arg(long)]
     pub no_load: bool,
@@ -75,13 +78,18 @@ fn find(dir: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
     std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix)))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(suffix))
+        })
         .with_context(|| format!("no *{suffix} in {}", dir.display()))
 }
 
 /// Child processes of a stack started by the benchmark; killed on drop.
 struct OwnStack {
-    children: Vec<(&'static str, tokio::process::Child)>,
+    /// Killed on drop (`kill_on_drop`).
+    _children: Vec<(&'static str, tokio::process::Child)>,
     _dir: tempfile_dir::Dir,
 }
 
@@ -95,25 +103,49 @@ mod tempfile_dir {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack, String)> {
     let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("akidb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (sp, ip, qp, sm, im, qm) = (free_port()?, free_port()?, free_port()?, free_port()?, free_port()?, free_port()?);
+    let (sp, ip, qp, sm, im, qm) = (
+        free_port()?,
+        free_port()?,
+        free_port()?,
+        free_port()?,
+        free_port()?,
+        free_port()?,
+    );
     let storage = format!("http://127.0.0.1:{sp}");
     let mut children = vec![];
     let specs: Vec<(&'static str, Vec<String>)> = vec![
         ("storage", {
-            let mut v = vec![format!("--grpc-addr=127.0.0.1:{sp}"), format!("--metrics-addr=127.0.0.1:{sm}"), format!("--data-dir={}", dir.join("storage").display())];
+            let mut v = vec![
+                format!("--grpc-addr=127.0.0.1:{sp}"),
+                format!("--metrics-addr=127.0.0.1:{sm}"),
+                format!("--data-dir={}", dir.join("storage").display()),
+            ];
             v.extend(a.storage_args.iter().cloned());
             v
         }),
-        ("ingest", vec![format!("--grpc-addr=127.0.0.1:{ip}"), format!("--metrics-addr=127.0.0.1:{im}"), format!("--storage-addr={storage}")]),
+        (
+            "ingest",
+            vec![
+                format!("--grpc-addr=127.0.0.1:{ip}"),
+                format!("--metrics-addr=127.0.0.1:{im}"),
+                format!("--storage-addr={storage}"),
+            ],
+        ),
         ("query", {
-            let mut v = vec![format!("--grpc-addr=127.0.0.1:{qp}"), format!("--metrics-addr=127.0.0.1:{qm}"), format!("--storage-addr={storage}")];
+            let mut v = vec![
+                format!("--grpc-addr=127.0.0.1:{qp}"),
+                format!("--metrics-addr=127.0.0.1:{qm}"),
+                format!("--storage-addr={storage}"),
+            ];
             v.extend(a.query_args.iter().cloned());
             v
         }),
@@ -138,7 +170,9 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
         loop {
             let ok = l
                 .health()
-                .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
                 .await
                 .is_ok_and(|r| r.into_inner().status == 1);
             if ok {
@@ -150,21 +184,36 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    Ok((OwnStack { children, _dir: tempfile_dir::Dir(dir) }, format!("http://127.0.0.1:{sm}/metrics")))
+    Ok((
+        OwnStack {
+            _children: children,
+            _dir: tempfile_dir::Dir(dir),
+        },
+        format!("http://127.0.0.1:{sm}/metrics"),
+    ))
 }
 
 async fn storage_rss(url: &Option<String>) -> Option<f64> {
     let text = reqwest_get(url.as_ref()?).await?;
-    text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 async fn reqwest_get(url: &str) -> Option<String> {
     // A tiny HTTP/1.1 GET, enough for a local /metrics endpoint.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -197,7 +246,11 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
 
     if !a.no_load {
         let mut coll = q.collections();
-        let _ = coll.delete_collection(q.request(pb::DeleteCollectionRequest { name: a.collection.clone() })).await;
+        let _ = coll
+            .delete_collection(q.request(pb::DeleteCollectionRequest {
+                name: a.collection.clone(),
+            }))
+            .await;
         coll.create_collection(q.request(pb::CreateCollectionRequest {
             name: a.collection.clone(),
             dimension: dim as u32,
@@ -206,7 +259,11 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         }))
         .await?;
         let i = link(&g, &g.ingest_addr)?;
-        let bar = if g.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(base.len() as u64) };
+        let bar = if g.json {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(base.len() as u64)
+        };
         bar.set_style(
             indicatif::ProgressStyle::with_template("loading {bar:40} {pos}/{len} {per_sec}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -220,7 +277,11 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
                 points: chunk
                     .iter()
                     .enumerate()
-                    .map(|(j, v)| pb::Point { id: Some(pb::PointId::num((bi * a.batch_size + j) as u64)), vector: v.clone(), payload: None })
+                    .map(|(j, v)| pb::Point {
+                        id: Some(pb::PointId::num((bi * a.batch_size + j) as u64)),
+                        vector: v.clone(),
+                        payload: None,
+                    })
                     .collect(),
             })
             .collect();
@@ -245,15 +306,19 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         let load = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let mut indexed_after = None;
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = Instant::now() + Duration::from_secs(a.index_timeout);
         while Instant::now() < deadline {
             let info = coll
-                .get_collection(q.request(pb::GetCollectionRequest { name: a.collection.clone() }))
+                .get_collection(q.request(pb::GetCollectionRequest {
+                    name: a.collection.clone(),
+                }))
                 .await?
                 .into_inner()
                 .collection
                 .unwrap_or_default();
-            if info.indexed_point_count >= info.point_count && info.point_count as usize == base.len() {
+            if info.indexed_point_count >= info.point_count
+                && info.point_count as usize == base.len()
+            {
                 indexed_after = Some(start.elapsed().as_secs_f64());
                 break;
             }
@@ -274,14 +339,28 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
     let mut batch_qps = None;
     if a.search_batch > 0 {
         let n = a.search_batch.min(queries.len());
-        let reqs: Vec<pb::SearchRequest> =
-            queries[..n].iter().map(|v| pb::SearchRequest { collection: a.collection.clone(), vector: v.clone(), k: a.k, ..Default::default() }).collect();
+        let reqs: Vec<pb::SearchRequest> = queries[..n]
+            .iter()
+            .map(|v| pb::SearchRequest {
+                collection: a.collection.clone(),
+                vector: v.clone(),
+                k: a.k,
+                ..Default::default()
+            })
+            .collect();
         let mut c = q.query();
-        let _ = c.search_batch(q.request(pb::SearchBatchRequest { searches: reqs.clone() })).await?;
+        let _ = c
+            .search_batch(q.request(pb::SearchBatchRequest {
+                searches: reqs.clone(),
+            }))
+            .await?;
         let start = Instant::now();
         let mut done = 0usize;
         while start.elapsed().as_secs_f64() < a.seconds {
-            c.search_batch(q.request(pb::SearchBatchRequest { searches: reqs.clone() })).await?;
+            c.search_batch(q.request(pb::SearchBatchRequest {
+                searches: reqs.clone(),
+            }))
+            .await?;
             done += n;
         }
         batch_qps = Some(done as f64 / start.elapsed().as_secs_f64());
@@ -301,10 +380,24 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut t = Table::new();
-    t.set_header(["ef", "clients", "QPS", "recall@10", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]);
+    t.set_header([
+        "ef",
+        "clients",
+        "QPS",
+        "recall@10",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+    ]);
     for c in &cells {
         t.add_row(vec![
-            if c.ef == 0 { "default".into() } else { c.ef.to_string() },
+            if c.ef == 0 {
+                "default".into()
+            } else {
+                c.ef.to_string()
+            },
             c.concurrency.to_string(),
             format!("{:.0}", c.qps),
             format!("{:.4}", c.recall),
@@ -315,8 +408,20 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             c.errors.to_string(),
         ]);
     }
-    let f = |k: &str| report[k].as_f64().map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
-    println!("data set {} ({} × {}), {} queries, k={}", a.data.display(), base.len(), dim, queries.len(), a.k);
+    let f = |k: &str| {
+        report[k]
+            .as_f64()
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "data set {} ({} × {}), {} queries, k={}",
+        a.data.display(),
+        base.len(),
+        dim,
+        queries.len(),
+        a.k
+    );
     println!(
         "ingest: {} vectors/s durable (batch {}, {} in flight); fully indexed after {} s ({} vectors/s)",
         f("ingest_vectors_per_second"),
@@ -365,7 +470,8 @@ async fn run_cell(
         let gt = gt.clone();
         let k = a.k as usize;
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let (mut hits, mut total, mut n, mut errors) = (0usize, 0usize, 0u64, 0u64);
             let mut i = w * 7919 % reqs.len();
             let mut next_send = Instant::now();
@@ -390,11 +496,14 @@ async fn run_cell(
                     let _ = h.record((done - sent).as_micros().max(1) as u64);
                     match r {
                         Ok(r) => {
-                            let truth: std::collections::HashSet<u64> = gt[i].iter().take(k.min(10)).map(|&x| x as u64).collect();
+                            let truth: std::collections::HashSet<u64> =
+                                gt[i].iter().take(k.min(10)).map(|&x| x as u64).collect();
                             let resp = r.into_inner();
-                            let got = resp.hits.iter().take(k.min(10)).filter_map(|h| match h.id.as_ref()?.kind {
-                                Some(pb::point_id::Kind::Num(x)) => Some(x),
-                                _ => None,
+                            let got = resp.hits.iter().take(k.min(10)).filter_map(|h| {
+                                match h.id.as_ref()?.kind {
+                                    Some(pb::point_id::Kind::Num(x)) => Some(x),
+                                    _ => None,
+                                }
                             });
                             hits += got.filter(|x| truth.contains(x)).count();
                             total += truth.len();
@@ -422,7 +531,11 @@ async fn run_cell(
         concurrency: conc,
         qps: n as f64 / a.seconds,
         hist,
-        recall: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
+        recall: if total == 0 {
+            0.0
+        } else {
+            hits as f64 / total as f64
+        },
         errors,
     })
 }

@@ -116,6 +116,12 @@ pub enum Service {
         #[command(flatten)]
         telemetry: akidb_telemetry::TelemetryArgs,
     },
+    Telemetry {
+        #[command(flatten)]
+        config: akidb_telemetry::TelemetryConfig,
+        #[command(flatten)]
+        telemetry: akidb_telemetry::TelemetryArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -161,6 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Service::Query { config, telemetry } => {
                     akidb_query::main_with(config, telemetry).await
+                }
+                Service::Telemetry { config, telemetry } => {
+                    akidb_telemetry::main_with(config, telemetry).await
                 }
             },
             Cmd::Health => client::health(&cli.global).await,

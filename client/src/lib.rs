@@ -15,7 +15,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 
 /// The channel type every client here uses: tonic's channel behind the telemetry client layer.
-pub type Channel = akidb_telemetry::grpc::ClientService<tonic::transport::Channel>;
+pub type Channel = akidb_telemetry::server::Channel;
 
 /// Largest message the clients send or accept.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

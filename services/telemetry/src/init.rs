@@ -52,6 +52,13 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
+    /// Export the spans ended so far (bounded by the exporter timeout) and keep exporting.
+    pub async fn flush(&self) {
+        if let Some(p) = self.provider.clone() {
+            let _ = tokio::task::spawn_blocking(move || p.force_flush()).await;
+        }
+    }
+
     /// Flush pending spans (bounded by the exporter timeout) without blocking async threads.
     pub async fn shutdown(mut self) {
         if let Some(p) = self.provider.take() {

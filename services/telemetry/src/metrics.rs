@@ -128,8 +128,7 @@ pub fn metrics() -> &'static Metrics {
 
 /// Register the metrics of `component`. Call once at start-up, before [`metrics`].
 pub fn init_metrics(component: Component) -> &'static Metrics {
-    let m = METRICS.get_or_init(|| Metrics::new(component));
-    m
+    METRICS.get_or_init(|| Metrics::new(component))
 }
 
 fn c(name: &str, help: &str) -> IntCounter {

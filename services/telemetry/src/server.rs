@@ -50,12 +50,16 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What [`channel`] returns: a cloneable, `Send + Sync` gRPC transport, so that a client
+/// built on it can live in a tonic service (whose handlers must be `Sync`).
+pub type Channel = crate::grpc::ClientService<tonic::transport::Channel>;
+
 /// A channel to another AkiDB service: lazy connect (a peer that is down does not fail
 /// start-up), no Nagle, keep-alive, a connect timeout, and the client layer.
 pub fn channel(
     endpoint: &str,
     connect_timeout: Duration,
-) -> Result<crate::grpc::ClientService<tonic::transport::Channel>, tonic::transport::Error> {
+) -> Result<Channel, tonic::transport::Error> {
     let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)

@@ -1,0 +1,479 @@
+//! The telemetry aggregator: scrapes every service's `/metrics`, re-exposes the series at
+//! `/federate`, and evaluates the SLOs of `observability/slo.yaml`.
+//!
+//! - [`scrape`]: the Prometheus text format parser and the HTTP fetch.
+//! - [`federate`]: the `/federate` exposition.
+//! - [`slo`]: slo.yaml, the event history and the SLO math.
+//!
+//! [`Aggregator`] ties them together; [`TelemetryApi`] serves it over gRPC.
+
+pub mod federate;
+pub mod scrape;
+pub mod slo;
+
+use akidb_proto::v1 as pb;
+use scrape::MetricFamily;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Parse a Prometheus-style duration: one or more `<integer><unit>` with units `ms`, `s`,
+/// `m`, `h`, `d`, `w`, `y` (e.g. `5s`, `30d`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("invalid duration {s:?}: expected a number"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unit must be one of ms, s, m, h, d, w, y"
+                ));
+            }
+        };
+        let add = n
+            .checked_mul(ms)
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
+        total += Duration::from_millis(add);
+    }
+    Ok(total)
+}
+
+/// A scrape target: which service, its `host:port`, and the URL scraped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub service: String,
+    pub instance: String,
+    pub url: String,
+}
+
+impl Target {
+    /// `host:port` (scrapes `http://host:port/metrics`) or a full `http://host:port/path`.
+    pub fn new(service: &str, address: &str) -> Result<Self, String> {
+        let service = service.trim();
+        if service.is_empty()
+            || !service
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!("invalid service name {service:?}"));
+        }
+        let address = address.trim();
+        let (instance, url) = if let Some(rest) = address
+            .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"))
+        {
+            let host = rest.split('/').next().unwrap_or_default();
+            let url = if rest.contains('/') {
+                address.to_string()
+            } else {
+                format!("{address}/metrics")
+            };
+            (host.to_string(), url)
+        } else {
+            (address.to_string(), format!("http://{address}/metrics"))
+        };
+        if instance.is_empty() || instance.contains(char::is_whitespace) {
+            return Err(format!("invalid target address {address:?}"));
+        }
+        Ok(Target {
+            service: service.to_string(),
+            instance,
+            url,
+        })
+    }
+}
+
+/// Parse `service=host:port,service=host:port,...` (a service may appear more than once).
+pub fn parse_targets(s: &str) -> Result<Vec<Target>, String> {
+    let mut out: Vec<Target> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (service, address) = part
+            .split_once('=')
+            .ok_or_else(|| format!("scrape target {part:?} is not service=host:port"))?;
+        let t = Target::new(service, address)?;
+        if out
+            .iter()
+            .any(|o| o.service == t.service && o.instance == t.instance)
+        {
+            return Err(format!("scrape target {part:?} appears twice"));
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// The aggregator's time, in seconds from an arbitrary origin. Injectable so that tests can
+/// feed the SLO history known samples at known times.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> f64;
+}
+
+/// Monotonic time since the clock was made.
+pub struct MonotonicClock(Instant);
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Default)]
+pub struct ManualClock(Mutex<f64>);
+
+impl ManualClock {
+    pub fn set(&self, t: f64) {
+        *self.0.lock().unwrap() = t;
+    }
+    pub fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d.as_secs_f64();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> f64 {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl<C: Clock> Clock for Arc<C> {
+    fn now(&self) -> f64 {
+        (**self).now()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct TargetState {
+    up: bool,
+    duration: Option<Duration>,
+    last_error: String,
+    /// Families of the last scrape; empty when it failed.
+    families: Arc<Vec<MetricFamily>>,
+}
+
+/// The state of one target, as `GetTargets` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetStatus {
+    pub service: String,
+    pub instance: String,
+    pub up: bool,
+    pub last_scrape_duration: Option<Duration>,
+    pub last_error: String,
+}
+
+/// Scrapes targets, keeps their last expositions and the SLO history.
+pub struct Aggregator {
+    targets: Vec<Target>,
+    client: reqwest::Client,
+    timeout: Duration,
+    state: RwLock<Vec<TargetState>>,
+    slo: Mutex<slo::SloEngine>,
+    clock: Box<dyn Clock>,
+}
+
+impl Aggregator {
+    pub fn new(targets: Vec<Target>, slos: slo::SloConfig, timeout: Duration) -> Self {
+        Self::with_clock(targets, slos, timeout, MonotonicClock::default())
+    }
+
+    pub fn with_clock(
+        targets: Vec<Target>,
+        slos: slo::SloConfig,
+        timeout: Duration,
+        clock: impl Clock,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap_or_default();
+        let state = RwLock::new(vec![TargetState::default(); targets.len()]);
+        Self {
+            targets,
+            client,
+            timeout,
+            state,
+            slo: Mutex::new(slo::SloEngine::new(slos)),
+            clock: Box::new(clock),
+        }
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Scrape every target concurrently (each within the timeout), then update the SLO
+    /// history and the `akidb_slo_*` gauges.
+    pub async fn scrape_once(&self) {
+        let now = self.clock.now();
+        let results = futures::future::join_all(
+            self.targets
+                .iter()
+                .map(|t| scrape::scrape(&self.client, &t.url, self.timeout)),
+        )
+        .await;
+        let m = crate::metrics::metrics();
+        {
+            let mut state = self.state.write().unwrap();
+            for ((t, st), r) in self.targets.iter().zip(state.iter_mut()).zip(results) {
+                st.duration = Some(r.duration);
+                match r.result {
+                    Ok(families) => {
+                        if !st.up {
+                            tracing::info!(service = %t.service, instance = %t.instance, "target up");
+                        }
+                        st.up = true;
+                        st.last_error.clear();
+                        st.families = Arc::new(families);
+                        m.aggregator_scrapes
+                            .with_label_values(&[&t.service, "success"])
+                            .inc();
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if st.up || st.last_error != msg {
+                            tracing::warn!(service = %t.service, instance = %t.instance, url = %t.url, error = %msg, "scrape failed");
+                        }
+                        st.up = false;
+                        st.last_error = msg;
+                        st.families = Arc::new(Vec::new());
+                        m.aggregator_scrapes
+                            .with_label_values(&[&t.service, "error"])
+                            .inc();
+                    }
+                }
+            }
+        }
+        let snapshot = self.snapshot();
+        let keys: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{}/{}", t.service, t.instance))
+            .collect();
+        let statuses = {
+            let mut engine = self.slo.lock().unwrap();
+            engine.observe_scrape(
+                now,
+                keys.iter()
+                    .zip(&snapshot)
+                    .filter(|(_, s)| s.up)
+                    .map(|(k, s)| (k.as_str(), s.families.as_slice())),
+            );
+            engine.evaluate(now)
+        };
+        slo::export(&statuses, m);
+    }
+
+    fn snapshot(&self) -> Vec<TargetState> {
+        self.state.read().unwrap().clone()
+    }
+
+    /// Scrape every `interval` (the first time at once) until `shutdown` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = self.scrape_once() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `/federate` exposition of the last scrape.
+    pub fn federate(&self) -> String {
+        let snapshot = self.snapshot();
+        let views: Vec<federate::TargetView<'_>> = self
+            .targets
+            .iter()
+            .zip(&snapshot)
+            .map(|(t, s)| federate::TargetView {
+                service: &t.service,
+                instance: &t.instance,
+                up: s.up,
+                duration: s.duration,
+                families: &s.families,
+            })
+            .collect();
+        federate::render(&views)
+    }
+
+    /// `GET /federate`, to mount next to `/metrics` with
+    /// [`crate::metrics::serve_http`]. Query parameters (`match[]`) are accepted and ignored:
+    /// every series is returned.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        let agg = Arc::clone(self);
+        axum::Router::new().route(
+            "/federate",
+            axum::routing::get(move || {
+                let agg = Arc::clone(&agg);
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                        agg.federate(),
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Every target's state.
+    pub fn target_status(&self) -> Vec<TargetStatus> {
+        let snapshot = self.snapshot();
+        self.targets
+            .iter()
+            .zip(snapshot)
+            .map(|(t, s)| TargetStatus {
+                service: t.service.clone(),
+                instance: t.instance.clone(),
+                up: s.up,
+                last_scrape_duration: s.duration,
+                last_error: if s.duration.is_none() {
+                    "not scraped yet".into()
+                } else {
+                    s.last_error
+                },
+            })
+            .collect()
+    }
+
+    /// Every SLO evaluated now.
+    pub fn slo_status(&self) -> Vec<slo::SloStatus> {
+        let now = self.clock.now();
+        self.slo.lock().unwrap().evaluate(now)
+    }
+}
+
+/// `akidb.v1.TelemetryService` over an [`Aggregator`].
+#[derive(Clone)]
+pub struct TelemetryApi {
+    pub aggregator: Arc<Aggregator>,
+}
+
+#[tonic::async_trait]
+impl pb::telemetry_service_server::TelemetryService for TelemetryApi {
+    async fn get_slo_status(
+        &self,
+        _req: tonic::Request<pb::GetSloStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetSloStatusResponse>, tonic::Status> {
+        let slos = self
+            .aggregator
+            .slo_status()
+            .into_iter()
+            .map(|s| pb::SloStatus {
+                name: s.name,
+                description: s.description,
+                objective: s.objective,
+                period: s.period,
+                windows: s
+                    .windows
+                    .into_iter()
+                    .map(|w| pb::SloWindow {
+                        window: w.window,
+                        sli: w.sli,
+                        burn_rate: w.burn_rate,
+                        total_events: w.total,
+                        good_events: w.good,
+                    })
+                    .collect(),
+                error_budget_remaining: s.error_budget_remaining,
+                page_alert: s.page,
+                ticket_alert: s.ticket,
+            })
+            .collect();
+        Ok(tonic::Response::new(pb::GetSloStatusResponse { slos }))
+    }
+
+    async fn get_targets(
+        &self,
+        _req: tonic::Request<pb::GetTargetsRequest>,
+    ) -> Result<tonic::Response<pb::GetTargetsResponse>, tonic::Status> {
+        let targets = self
+            .aggregator
+            .target_status()
+            .into_iter()
+            .map(|t| pb::ScrapeTarget {
+                service: t.service,
+                instance: t.instance,
+                up: t.up,
+                last_scrape_duration_seconds: t
+                    .last_scrape_duration
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+                last_error: t.last_error,
+            })
+            .collect();
+        Ok(tonic::Response::new(pb::GetTargetsResponse { targets }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "5", "s", "5x", "1.5s", "-1s", "5 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let t =
+            parse_targets("storage=127.0.0.1:9103, query=127.0.0.1:9101,query=http://q2:9101/m")
+                .unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].service, "storage");
+        assert_eq!(t[0].instance, "127.0.0.1:9103");
+        assert_eq!(t[0].url, "http://127.0.0.1:9103/metrics");
+        assert_eq!(t[2].instance, "q2:9101");
+        assert_eq!(t[2].url, "http://q2:9101/m");
+        assert_eq!(parse_targets("").unwrap(), vec![]);
+        assert!(parse_targets("storage").is_err());
+        assert!(parse_targets("=x:1").is_err());
+        assert!(parse_targets("a=x:1,a=x:1").is_err());
+        assert!(parse_targets("a b=x:1").is_err());
+    }
+}

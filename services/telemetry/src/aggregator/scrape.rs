@@ -1,0 +1,605 @@
+//! Scraping: the Prometheus text exposition format (version 0.0.4) parser and the HTTP fetch.
+//!
+//! The parser reads what Prometheus client libraries write: `# HELP` and `# TYPE` lines,
+//! other comments (ignored), and samples `name{label="value",...} value [timestamp]` with
+//! escaped label values (`\\`, `\"`, `\n`), `NaN`, `+Inf` and `-Inf` values and optional
+//! millisecond timestamps. Samples are grouped into families: `_bucket`, `_count` and `_sum`
+//! samples belong to the histogram or summary declared just before them; a sample whose
+//! family was never declared forms an `untyped` family of its own.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The type of a metric family (`# TYPE` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" => MetricType::Untyped,
+            _ => return None,
+        })
+    }
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's own name (`foo_bucket` for a bucket of histogram `foo`).
+    pub name: String,
+    /// Labels in the order they were written, values unescaped.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch, when the exposition gave one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Sample {
+    /// The value of label `name`, if present.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A metric family: its metadata and samples, in exposition order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    pub name: String,
+    /// Unescaped help text.
+    pub help: Option<String>,
+    pub kind: MetricType,
+    pub samples: Vec<Sample>,
+}
+
+/// A malformed exposition: the 1-based line and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':'
+}
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+fn is_label_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// True when `name` is a valid metric name.
+pub fn valid_metric_name(name: &str) -> bool {
+    let mut it = name.chars();
+    matches!(it.next(), Some(c) if is_name_start(c)) && it.all(is_name_char)
+}
+
+/// Parse a sample value as the text format writes it (Go `ParseFloat` syntax plus `±Inf`).
+pub fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+/// Unescape `\\` and `\n` (HELP text).
+fn unescape_help(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('\\') => out.push('\\'),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Families of a text exposition, in order of first appearance.
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
+    let mut families: Vec<MetricFamily> = Vec::new();
+    // Index of the family that `# HELP`/`# TYPE` or the last sample opened.
+    let mut current: Option<usize> = None;
+    let find = |families: &Vec<MetricFamily>, name: &str| -> Option<usize> {
+        families.iter().rposition(|f| f.name == name)
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let err = |message: String| ParseError {
+            line: lineno,
+            message,
+        };
+        let line = raw.trim_matches(|c| c == ' ' || c == '\t' || c == '\r');
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            let rest = rest.trim_start();
+            let (keyword, rest) = split_word(rest);
+            if keyword != "HELP" && keyword != "TYPE" {
+                continue; // an ordinary comment
+            }
+            let (name, rest) = split_word(rest);
+            if !valid_metric_name(name) {
+                return Err(err(format!("invalid metric name {name:?} in # {keyword}")));
+            }
+            let idx = match find(&families, name) {
+                Some(idx) => idx,
+                None => {
+                    families.push(MetricFamily {
+                        name: name.to_string(),
+                        help: None,
+                        kind: MetricType::Untyped,
+                        samples: Vec::new(),
+                    });
+                    families.len() - 1
+                }
+            };
+            let fam = &mut families[idx];
+            if keyword == "HELP" {
+                if fam.help.is_some() {
+                    return Err(err(format!("second HELP line for {name}")));
+                }
+                fam.help = Some(unescape_help(rest));
+            } else {
+                let t = rest.trim();
+                let kind = MetricType::parse(t)
+                    .ok_or_else(|| err(format!("unknown metric type {t:?} for {name}")))?;
+                if !fam.samples.is_empty() {
+                    return Err(err(format!("TYPE line for {name} after its samples")));
+                }
+                fam.kind = kind;
+            }
+            current = Some(idx);
+            continue;
+        }
+        let sample = parse_sample(line).map_err(err)?;
+        let idx = match current.filter(|&c| belongs(&families[c], &sample.name)) {
+            Some(c) => c,
+            None => match families.iter().rposition(|f| belongs(f, &sample.name)) {
+                Some(c) => c,
+                None => {
+                    families.push(MetricFamily {
+                        name: sample.name.clone(),
+                        help: None,
+                        kind: MetricType::Untyped,
+                        samples: Vec::new(),
+                    });
+                    families.len() - 1
+                }
+            },
+        };
+        current = Some(idx);
+        families[idx].samples.push(sample);
+    }
+    Ok(families)
+}
+
+/// True when a sample called `sample` is part of family `fam`.
+fn belongs(fam: &MetricFamily, sample: &str) -> bool {
+    if sample == fam.name {
+        return fam.kind != MetricType::Histogram;
+    }
+    let Some(suffix) = sample.strip_prefix(fam.name.as_str()) else {
+        return false;
+    };
+    match fam.kind {
+        MetricType::Histogram => matches!(suffix, "_bucket" | "_count" | "_sum"),
+        MetricType::Summary => matches!(suffix, "_count" | "_sum"),
+        _ => false,
+    }
+}
+
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start_matches([' ', '\t']);
+    match s.find([' ', '\t']) {
+        Some(i) => (&s[..i], s[i..].trim_start_matches([' ', '\t'])),
+        None => (s, ""),
+    }
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let mut chars = line.char_indices().peekable();
+    let name_end = match chars.next() {
+        Some((_, c)) if is_name_start(c) => {
+            let mut end = line.len();
+            for (i, c) in chars.by_ref() {
+                if !is_name_char(c) {
+                    end = i;
+                    break;
+                }
+            }
+            end
+        }
+        _ => return Err(format!("invalid sample line {line:?}")),
+    };
+    let name = &line[..name_end];
+    let mut rest = line[name_end..].trim_start_matches([' ', '\t']);
+    let mut labels = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let (ls, after) = parse_labels(after)?;
+        labels = ls;
+        rest = after.trim_start_matches([' ', '\t']);
+    }
+    let (value_s, rest) = split_word(rest);
+    if value_s.is_empty() {
+        return Err(format!("missing value for {name}"));
+    }
+    let value = parse_value(value_s).ok_or_else(|| format!("invalid value {value_s:?}"))?;
+    let (ts_s, rest) = split_word(rest);
+    let timestamp_ms = if ts_s.is_empty() {
+        None
+    } else {
+        Some(
+            ts_s.parse::<i64>()
+                .map_err(|_| format!("invalid timestamp {ts_s:?}"))?,
+        )
+    };
+    if !rest.is_empty() {
+        return Err(format!("unexpected text after the sample: {rest:?}"));
+    }
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+        timestamp_ms,
+    })
+}
+
+/// Labels after the opening `{`; returns them and the text after the closing `}`.
+#[allow(clippy::type_complexity)]
+fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let end = rest
+            .char_indices()
+            .find(|&(i, c)| {
+                if i == 0 {
+                    !is_label_start(c)
+                } else {
+                    !is_label_char(c)
+                }
+            })
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return Err(format!("invalid label name at {rest:?}"));
+        }
+        let lname = &rest[..end];
+        rest = rest[end..].trim_start_matches([' ', '\t']);
+        rest = rest
+            .strip_prefix('=')
+            .ok_or_else(|| format!("expected '=' after label {lname}"))?;
+        rest = rest.trim_start_matches([' ', '\t']);
+        rest = rest
+            .strip_prefix('"')
+            .ok_or_else(|| format!("expected '\"' to open the value of label {lname}"))?;
+        let mut value = String::new();
+        let mut closed = None;
+        let mut it = rest.char_indices();
+        while let Some((i, c)) = it.next() {
+            match c {
+                '\\' => match it.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    Some((_, other)) => {
+                        value.push('\\');
+                        value.push(other);
+                    }
+                    None => break,
+                },
+                '"' => {
+                    closed = Some(i);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let close = closed.ok_or_else(|| format!("unterminated value of label {lname}"))?;
+        if labels.iter().any(|(k, _)| k == lname) {
+            return Err(format!("duplicate label {lname}"));
+        }
+        labels.push((lname.to_string(), value));
+        rest = rest[close + 1..].trim_start_matches([' ', '\t']);
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+        } else if !rest.starts_with('}') {
+            return Err(format!("expected ',' or '}}' after label {lname}"));
+        }
+    }
+}
+
+/// Escape a label value for the text format.
+pub fn escape_label_value(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escape HELP text for the text format.
+pub fn escape_help(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Format a value as Prometheus does (`+Inf`, `-Inf`, `NaN`, shortest round-trip decimal).
+pub fn format_value(v: f64, out: &mut String) {
+    use std::fmt::Write;
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Why a scrape failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrapeError {
+    Timeout,
+    Http(String),
+    Status(u16),
+    Parse(ParseError),
+}
+
+impl fmt::Display for ScrapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScrapeError::Timeout => write!(f, "scrape timed out"),
+            ScrapeError::Http(e) => write!(f, "{e}"),
+            ScrapeError::Status(s) => write!(f, "HTTP status {s}"),
+            ScrapeError::Parse(e) => write!(f, "bad exposition: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ScrapeError {}
+
+/// The result of one scrape of one target.
+#[derive(Debug, Clone)]
+pub struct ScrapeResult {
+    pub duration: Duration,
+    pub result: Result<Vec<MetricFamily>, ScrapeError>,
+}
+
+/// Fetch and parse `url` within `timeout`.
+pub async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> ScrapeResult {
+    let start = Instant::now();
+    let fetch = async {
+        let resp = client
+            .get(url)
+            .header(
+                http::header::ACCEPT,
+                "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+            )
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(http_error)?;
+        if !resp.status().is_success() {
+            return Err(ScrapeError::Status(resp.status().as_u16()));
+        }
+        let body = resp.text().await.map_err(http_error)?;
+        parse(&body).map_err(ScrapeError::Parse)
+    };
+    let result = match tokio::time::timeout(timeout, fetch).await {
+        Ok(r) => r,
+        Err(_) => Err(ScrapeError::Timeout),
+    };
+    ScrapeResult {
+        duration: start.elapsed(),
+        result,
+    }
+}
+
+fn http_error(e: reqwest::Error) -> ScrapeError {
+    if e.is_timeout() {
+        ScrapeError::Timeout
+    } else {
+        // The innermost cause says what happened (connection refused, reset, ...).
+        let mut msg = e.to_string();
+        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg = format!("{e}: {s}");
+            src = s.source();
+        }
+        ScrapeError::Http(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"# HELP akidb_grpc_server_requests_total Finished gRPC calls served, by service.
+# TYPE akidb_grpc_server_requests_total counter
+akidb_grpc_server_requests_total{grpc_code="OK",grpc_method="Search",grpc_service="akidb.v1.QueryService"} 42
+akidb_grpc_server_requests_total{grpc_code="INTERNAL",grpc_method="Search",grpc_service="akidb.v1.QueryService"} 3 1700000000000
+# A free comment
+# HELP lat Latency with a \\ backslash\nand a newline.
+# TYPE lat histogram
+lat_bucket{le="0.1"} 1
+lat_bucket{le="+Inf"} 2
+lat_sum 0.35
+lat_count 2
+# TYPE q summary
+q{quantile="0.5"} NaN
+q_sum 0
+q_count 0
+weird{path="a\"b\\c\nd", empty=""} -Inf
+   spaced   {  a = "1" ,  }   +Inf   
+no_labels 1.5e3
+"#;
+
+    #[test]
+    fn parses_families_samples_and_escapes() {
+        let fams = parse(TEXT).unwrap();
+        let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "akidb_grpc_server_requests_total",
+                "lat",
+                "q",
+                "weird",
+                "spaced",
+                "no_labels"
+            ]
+        );
+        let req = &fams[0];
+        assert_eq!(req.kind, MetricType::Counter);
+        assert_eq!(
+            req.help.as_deref(),
+            Some("Finished gRPC calls served, by service.")
+        );
+        assert_eq!(req.samples.len(), 2);
+        assert_eq!(req.samples[0].label("grpc_code"), Some("OK"));
+        assert_eq!(req.samples[0].value, 42.0);
+        assert_eq!(req.samples[0].timestamp_ms, None);
+        assert_eq!(req.samples[1].timestamp_ms, Some(1_700_000_000_000));
+
+        let lat = &fams[1];
+        assert_eq!(lat.kind, MetricType::Histogram);
+        assert_eq!(
+            lat.help.as_deref(),
+            Some("Latency with a \\ backslash\nand a newline.")
+        );
+        assert_eq!(lat.samples.len(), 4);
+        assert_eq!(lat.samples[1].label("le"), Some("+Inf"));
+        assert_eq!(lat.samples[3].name, "lat_count");
+
+        let q = &fams[2];
+        assert_eq!(q.kind, MetricType::Summary);
+        assert!(q.samples[0].value.is_nan());
+        assert_eq!(q.samples.len(), 3);
+
+        let weird = &fams[3];
+        assert_eq!(weird.kind, MetricType::Untyped);
+        assert_eq!(weird.samples[0].label("path"), Some("a\"b\\c\nd"));
+        assert_eq!(weird.samples[0].label("empty"), Some(""));
+        assert_eq!(weird.samples[0].value, f64::NEG_INFINITY);
+
+        assert_eq!(fams[4].samples[0].labels, vec![("a".into(), "1".into())]);
+        assert_eq!(fams[4].samples[0].value, f64::INFINITY);
+        assert_eq!(fams[5].samples[0].value, 1500.0);
+    }
+
+    #[test]
+    fn parses_what_the_catalogue_renders() {
+        let m = crate::metrics::Metrics::new(crate::metrics::Component::Storage);
+        m.grpc_server_requests
+            .with_label_values(&["akidb.v1.StorageService", "Search", "OK"])
+            .inc_by(7);
+        m.grpc_server_duration
+            .with_label_values(&["akidb.v1.StorageService", "Search"])
+            .observe(0.01);
+        let text = String::from_utf8(m.render()).unwrap();
+        let fams = parse(&text).unwrap();
+        let h = fams
+            .iter()
+            .find(|f| f.name == "akidb_grpc_server_request_duration_seconds")
+            .unwrap();
+        assert_eq!(h.kind, MetricType::Histogram);
+        assert_eq!(h.samples.len(), LATENCY_SAMPLES);
+        let c = fams
+            .iter()
+            .find(|f| f.name == "akidb_grpc_server_requests_total")
+            .unwrap();
+        assert_eq!(c.samples[0].value, 7.0);
+    }
+    const LATENCY_SAMPLES: usize = crate::metrics::LATENCY_BUCKETS.len() + 3;
+
+    #[test]
+    fn rejects_malformed_lines() {
+        for bad in [
+            "x{a=\"1\" 1",
+            "x{a=1} 1",
+            "x{a=\"1\",a=\"2\"} 1",
+            "x abc",
+            "x",
+            "x 1 notatime",
+            "x 1 2 3",
+            "1x 1",
+            "# TYPE x bogus",
+            "x{=\"1\"} 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+        let e = parse("ok 1\nbad{").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn escapes_round_trip() {
+        let mut s = String::new();
+        escape_label_value("a\"b\\c\nd", &mut s);
+        assert_eq!(s, r#"a\"b\\c\nd"#);
+        let fams = parse(&format!("m{{l=\"{s}\"}} 1")).unwrap();
+        assert_eq!(fams[0].samples[0].label("l"), Some("a\"b\\c\nd"));
+        let mut v = String::new();
+        format_value(0.1, &mut v);
+        v.push(' ');
+        format_value(f64::INFINITY, &mut v);
+        v.push(' ');
+        format_value(3.0, &mut v);
+        assert_eq!(v, "0.1 +Inf 3");
+    }
+}
