@@ -16,6 +16,7 @@ pub mod memory;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod wal;
 
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
 use akidb_telemetry::{Component, TelemetryArgs};
