@@ -115,7 +115,7 @@ pub enum WalOp {
 const OP_UPSERT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
-fn put_key(out: &mut Vec<u8>, k: &PointKey) {
+pub(crate) fn put_key(out: &mut Vec<u8>, k: &PointKey) {
     match k {
         PointKey::Num(n) => {
             out.push(0);
@@ -213,29 +213,29 @@ impl WalOp {
     }
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
         let end = end.ok_or_else(|| format!("body ends early at byte {}", self.at))?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> std::result::Result<u8, String> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> std::result::Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
-    fn key(&mut self) -> std::result::Result<PointKey, String> {
+    pub(crate) fn key(&mut self) -> std::result::Result<PointKey, String> {
         match self.u8()? {
             0 => Ok(PointKey::Num(self.u64()?)),
             1 => {
@@ -274,10 +274,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let e = e?;
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".wal") {
-            if let Ok(seq) = stem.parse::<u64>() {
-                out.push((seq, e.path()));
-            }
+        if let Some(stem) = name.strip_suffix(".wal")
+            && let Ok(seq) = stem.parse::<u64>()
+        {
+            out.push((seq, e.path()));
         }
     }
     out.sort();
