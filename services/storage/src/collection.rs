@@ -841,3 +841,7 @@ mod tests {
         assert_eq!(c.stats().version, 10);
     }
 }
+
+#[cfg(test)]
+#[path = "dataset_tests.rs"]
+mod dataset_tests;
