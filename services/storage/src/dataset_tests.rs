@@ -101,7 +101,10 @@ fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
         dimension: set.base[0].len() as u32,
         metric: set.metric,
         m: DEFAULT_M,
-        ef_construction: DEFAULT_EF_CONSTRUCTION,
+        ef_construction: std::env::var("AKIDB_BENCH_EF_CONSTRUCTION")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: false,
     };
     let c = Collection::create(&dir.join("bench"), spec, CollectionOptions::default()).unwrap();
@@ -297,6 +300,7 @@ fn bench(name: &str) {
         set.base.len() as f64 / build
     );
     let nq = set.queries.len();
+    recall(&c, &set, None, nq); // warm-up
     for ef in [None, Some(16), Some(32), Some(64), Some(128)] {
         let (r, us) = recall(&c, &set, ef, nq);
         // The same searches straight on the graph, without the collection around it.
