@@ -1,7 +1,10 @@
 //! Storage service configuration (flags and environment variables).
 
+use crate::engine::EngineOptions;
+use crate::wal::{FsyncPolicy, RecoveryMode};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StorageConfig {
@@ -26,4 +29,66 @@ pub struct StorageConfig {
         default_value = "./akidb-data/storage"
     )]
     pub data_dir: PathBuf,
+    /// WAL fsync policy: `always` (a write returns only once it is on disk; the default),
+    /// `interval=<ms>` (fsync in the background: a machine crash can lose the last interval
+    /// of acknowledged writes) or `never` (the OS decides: fastest, least durable).
+    #[arg(long = "fsync", env = "AKIDB_WAL_FSYNC", default_value = "always")]
+    pub fsync: FsyncPolicy,
+    /// What start-up does with a WAL record that fails its checksum before the end of the
+    /// log: `strict` refuses to start and names the file and offset; `skip-corrupt` skips
+    /// the damaged records (their writes are lost). A torn last record is always truncated.
+    #[arg(
+        long = "wal-recovery",
+        env = "AKIDB_WAL_RECOVERY",
+        value_enum,
+        default_value = "strict"
+    )]
+    pub wal_recovery: RecoveryMode,
+    /// Points in the appendable segment before it is sealed and indexed with HNSW.
+    #[arg(
+        long = "segment-max-points",
+        env = "AKIDB_SEGMENT_MAX_POINTS",
+        default_value_t = 20_000
+    )]
+    pub segment_max_points: usize,
+    /// Seconds between scheduled snapshots of changed collections (0: only on demand).
+    #[arg(
+        long = "snapshot-interval-secs",
+        env = "AKIDB_SNAPSHOT_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub snapshot_interval_secs: u64,
+    /// Snapshots kept per collection.
+    #[arg(
+        long = "snapshot-keep",
+        env = "AKIDB_SNAPSHOT_KEEP",
+        default_value_t = 2
+    )]
+    pub snapshot_keep: usize,
+    /// Share of tombstones above which compaction rewrites a sealed segment.
+    #[arg(
+        long = "compaction-tombstone-ratio",
+        env = "AKIDB_COMPACTION_TOMBSTONE_RATIO",
+        default_value_t = 0.2
+    )]
+    pub compaction_tombstone_ratio: f64,
+    /// Smallest HNSW `ef` used when a search sets none (`ef = max(k, this)`).
+    #[arg(long = "search-ef", env = "AKIDB_SEARCH_EF", default_value_t = 64)]
+    pub search_ef: usize,
+}
+
+impl StorageConfig {
+    /// The engine settings these flags describe.
+    pub fn engine_options(&self) -> EngineOptions {
+        let mut o = EngineOptions::new(&self.data_dir);
+        o.collection.wal.fsync = self.fsync;
+        o.collection.wal.recovery = self.wal_recovery;
+        o.collection.segment_max_points = self.segment_max_points.max(1);
+        o.collection.snapshot_keep = self.snapshot_keep.max(1);
+        o.collection.compaction_tombstone_ratio = self.compaction_tombstone_ratio;
+        o.collection.tuning.ef_floor = self.search_ef.max(1);
+        o.snapshot_interval = (self.snapshot_interval_secs > 0)
+            .then(|| Duration::from_secs(self.snapshot_interval_secs));
+        o
+    }
 }

@@ -1,12 +1,19 @@
 //! The catalog of collections and the checks every write and search passes first.
 
+use crate::collection::{BuildJob, Collection, CollectionOptions, SPEC_FILE};
 use crate::error::{Result, StorageError};
-use crate::memory::MemoryCollection;
 use crate::model::*;
 use crate::store::CollectionStore;
-use parking_lot::RwLock;
+use crate::wal::{self, FsyncPolicy};
+use akidb_telemetry::metrics;
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 pub const MAX_DIMENSION: u32 = 65_536;
 pub const MAX_K: usize = 10_000;
@@ -97,12 +104,12 @@ pub fn validate_search(spec: &CollectionSpec, params: &SearchParams) -> Result<(
             params.k
         )));
     }
-    if let Some(ef) = params.ef {
-        if ef == 0 || ef > 100_000 {
-            return Err(StorageError::InvalidArgument(format!(
-                "ef must be between 1 and 100000, got {ef}"
-            )));
-        }
+    if let Some(ef) = params.ef
+        && (ef == 0 || ef > 100_000)
+    {
+        return Err(StorageError::InvalidArgument(format!(
+            "ef must be between 1 and 100000, got {ef}"
+        )));
     }
     validate_vector(spec, &params.vector, &"query")?;
     if let Some(f) = &params.filter {
@@ -111,31 +118,258 @@ pub fn validate_search(spec: &CollectionSpec, params: &SearchParams) -> Result<(
     Ok(())
 }
 
-/// All collections of this storage node.
-#[derive(Default)]
-pub struct Engine {
-    collections: RwLock<BTreeMap<String, Arc<dyn CollectionStore>>>,
+/// How the engine stores and maintains collections.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub collection: CollectionOptions,
+    /// Snapshot every collection that changed this often (`None`: only on demand).
+    pub snapshot_interval: Option<Duration>,
+    /// Check for compaction work this often (`None`: only on demand).
+    pub compaction_interval: Option<Duration>,
 }
 
+impl EngineOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            collection: CollectionOptions::default(),
+            snapshot_interval: Some(Duration::from_secs(300)),
+            compaction_interval: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// All collections of this storage node, durable under `<data_dir>/collections/<name>/`.
+///
+/// [`Engine::new`] is cheap and leaves the engine recovering (every call but `list` answers
+/// UNAVAILABLE); [`Engine::recover`] loads snapshots, replays WALs and starts the background
+/// workers (graph builder, snapshots, compaction, interval fsync).
+pub struct Engine {
+    opts: EngineOptions,
+    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    ready: AtomicBool,
+    /// Serializes create and delete (directory work) without blocking lookups.
+    ddl: Mutex<()>,
+    builder: Mutex<Option<Sender<BuildJob>>>,
+    stop: Arc<AtomicBool>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+const DELETED_PREFIX: &str = ".deleted-";
+
 impl Engine {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(opts: EngineOptions) -> Arc<Self> {
+        Arc::new(Self {
+            opts,
+            collections: RwLock::new(BTreeMap::new()),
+            ready: AtomicBool::new(false),
+            ddl: Mutex::new(()),
+            builder: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
+            workers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// New engine over `data_dir`, recovered and ready (tests, tools).
+    pub fn open(opts: EngineOptions) -> Result<Arc<Self>> {
+        let e = Self::new(opts);
+        e.recover()?;
+        Ok(e)
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    fn collections_dir(&self) -> PathBuf {
+        self.opts.data_dir.join("collections")
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn check_ready(&self) -> Result<()> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(StorageError::Unavailable(
+                "storage is recovering its WAL; retry in a moment".into(),
+            ))
+        }
+    }
+
+    /// Load every collection (snapshot, then WAL) and start the background workers.
+    pub fn recover(self: &Arc<Self>) -> Result<()> {
+        let m = metrics();
+        m.wal_recovering.set(1);
+        m.wal_replay_progress.set(0.0);
+        let res = self.recover_inner();
+        m.wal_recovering.set(0);
+        res?;
+        m.wal_replay_progress.set(1.0);
+        self.start_workers();
+        self.ready.store(true, Ordering::Release);
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    fn recover_inner(&self) -> Result<()> {
+        let start = Instant::now();
+        let root = self.collections_dir();
+        fs::create_dir_all(&root)?;
+        let mut dirs = Vec::new();
+        for e in fs::read_dir(&root)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.starts_with(DELETED_PREFIX) || name.ends_with(".tmp") {
+                fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path))?;
+                continue;
+            }
+            if !path.join(SPEC_FILE).exists() {
+                tracing::warn!(dir = %path.display(), "removing a collection directory whose creation never finished");
+                fs::remove_dir_all(&path)?;
+                continue;
+            }
+            dirs.push((name, path));
+        }
+        dirs.sort();
+        let total: u64 = dirs
+            .iter()
+            .flat_map(|(_, p)| wal::list_segments(&p.join("wal")).unwrap_or_default())
+            .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
+            .sum::<u64>()
+            .max(1);
+        let mut before = 0u64;
+        for (name, path) in dirs {
+            let mut last = 0;
+            let c = Collection::open(&path, self.opts.collection, |done, _| {
+                last = done;
+                metrics()
+                    .wal_replay_progress
+                    .set((before + done) as f64 / total as f64);
+            })?;
+            before += last;
+            self.collections.write().insert(name, c);
+        }
+        tracing::info!(
+            collections = self.collections.read().len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            simd = crate::distance::kernel_name(),
+            "storage recovered"
+        );
+        Ok(())
+    }
+
+    fn start_workers(self: &Arc<Self>) {
+        let (tx, rx) = std::sync::mpsc::channel::<BuildJob>();
+        for c in self.collections.read().values() {
+            c.set_builder(tx.clone());
+        }
+        *self.builder.lock() = Some(tx);
+        let mut workers = self.workers.lock();
+        workers.push(
+            std::thread::Builder::new()
+                .name("akidb-index-builder".into())
+                .spawn(move || {
+                    while let Ok((coll, seg)) = rx.recv() {
+                        let Some(c) = coll.upgrade() else { continue };
+                        if c.deleted.load(Ordering::Acquire) {
+                            continue;
+                        }
+                        let outcome = match c.build_graph(seg) {
+                            Ok(_) => "success",
+                            Err(e) => {
+                                tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
+                                "failure"
+                            }
+                        };
+                        metrics()
+                            .worker_runs
+                            .with_label_values(&["index_builder", outcome])
+                            .inc();
+                    }
+                })
+                .expect("spawn builder thread"),
+        );
+        let me = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name("akidb-maintenance".into())
+                .spawn(move || maintenance_loop(me, stop))
+                .expect("spawn maintenance thread"),
+        );
+        if let FsyncPolicy::Interval(every) = self.opts.collection.wal.fsync {
+            let me = Arc::downgrade(self);
+            let stop = self.stop.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name("akidb-wal-flusher".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Acquire) {
+                            std::thread::sleep(every);
+                            let Some(e) = me.upgrade() else { return };
+                            for c in e.all() {
+                                if let Err(err) = c.flush_wal() {
+                                    tracing::error!(collection = %c.spec().name, error = %err, "WAL flush failed");
+                                }
+                            }
+                        }
+                    })
+                    .expect("spawn flusher thread"),
+            );
+        }
+    }
+
+    /// Stop the workers and flush every WAL.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        *self.builder.lock() = None;
+        for c in self.all() {
+            *c.builder_slot() = None;
+            let _ = c.flush_wal();
+        }
+        let workers: Vec<_> = self.workers.lock().drain(..).collect();
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Collection>> {
+        self.collections.read().values().cloned().collect()
     }
 
     pub fn create(&self, spec: CollectionSpec) -> Result<CollectionStats> {
         validate_spec(&spec)?;
-        let mut g = self.collections.write();
-        if g.contains_key(&spec.name) {
+        self.check_ready()?;
+        let _d = self.ddl.lock();
+        if self.collections.read().contains_key(&spec.name) {
             return Err(StorageError::CollectionExists(spec.name));
         }
-        let c: Arc<dyn CollectionStore> = Arc::new(MemoryCollection::new(spec.clone()));
+        let dir = self.collections_dir().join(&spec.name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        let c = Collection::create(&dir, spec.clone(), self.opts.collection)?;
+        if let Some(tx) = &*self.builder.lock() {
+            c.set_builder(tx.clone());
+        }
         let stats = c.stats();
-        g.insert(spec.name, c);
+        self.collections.write().insert(spec.name, c);
+        self.refresh_gauges();
         Ok(stats)
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
+        Ok(self.collection(name)?)
+    }
+
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         validate_name(name)?;
+        self.check_ready()?;
         self.collections
             .read()
             .get(name)
@@ -144,20 +378,133 @@ impl Engine {
     }
 
     pub fn list(&self) -> Vec<CollectionStats> {
-        self.collections
-            .read()
-            .values()
-            .map(|c| c.stats())
-            .collect()
+        self.all().iter().map(|c| c.stats()).collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.collections.read().keys().cloned().collect()
     }
 
     pub fn delete(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        self.collections
+        self.check_ready()?;
+        let _d = self.ddl.lock();
+        let c = self
+            .collections
             .write()
             .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))
+            .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))?;
+        c.deleted.store(true, Ordering::Release);
+        // Rename first: a crash mid-removal leaves a `.deleted-` directory, cleaned on start.
+        let root = self.collections_dir();
+        let grave = root.join(format!("{DELETED_PREFIX}{name}-{}", std::process::id()));
+        fs::rename(c.dir(), &grave)?;
+        wal::sync_dir(&root)?;
+        fs::remove_dir_all(&grave)?;
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// Update the engine-wide gauges (segments, pending points, memory, collections).
+    pub fn refresh_gauges(&self) {
+        let m = metrics();
+        let (mut pending, mut sealed, mut indexed) = (0, 0, 0);
+        let (mut vectors, mut graphs, mut other) = (0, 0, 0);
+        let all = self.all();
+        for c in &all {
+            let (p, s, i, (v, g, o)) = c.gauges();
+            pending += p;
+            sealed += s;
+            indexed += i;
+            vectors += v;
+            graphs += g;
+            other += o;
+        }
+        m.indexing_pending_points.set(pending as i64);
+        m.segments
+            .with_label_values(&["appendable"])
+            .set(all.len() as i64);
+        m.segments
+            .with_label_values(&["sealed"])
+            .set((sealed - indexed) as i64);
+        m.segments
+            .with_label_values(&["indexed"])
+            .set(indexed as i64);
+        m.memory_bytes
+            .with_label_values(&["vectors"])
+            .set(vectors as i64);
+        m.memory_bytes
+            .with_label_values(&["hnsw"])
+            .set(graphs as i64);
+        m.memory_bytes
+            .with_label_values(&["payload_index"])
+            .set(other as i64);
+        m.collections
+            .with_label_values(&["hot"])
+            .set(all.len() as i64);
+    }
+}
+
+fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
+    let tick = Duration::from_millis(200);
+    let mut last_snapshot = Instant::now();
+    let mut last_compaction = Instant::now();
+    let mut last_gauges = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(tick);
+        let Some(e) = engine.upgrade() else { return };
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            e.refresh_gauges();
+            last_gauges = Instant::now();
+        }
+        if e.opts
+            .snapshot_interval
+            .is_some_and(|i| last_snapshot.elapsed() >= i)
+        {
+            for c in e.all() {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if c.deleted.load(Ordering::Acquire)
+                    || c.applied_sequence() == c.snapshot_sequence()
+                {
+                    continue;
+                }
+                let outcome = if c.snapshot().is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                };
+                metrics()
+                    .worker_runs
+                    .with_label_values(&["snapshot", outcome])
+                    .inc();
+            }
+            last_snapshot = Instant::now();
+        }
+        if e.opts
+            .compaction_interval
+            .is_some_and(|i| last_compaction.elapsed() >= i)
+        {
+            for c in e.all() {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if c.deleted.load(Ordering::Acquire) || !c.needs_compaction() {
+                    continue;
+                }
+                let outcome = if c.compact().is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                };
+                metrics()
+                    .worker_runs
+                    .with_label_values(&["compaction", outcome])
+                    .inc();
+            }
+            last_compaction = Instant::now();
+        }
     }
 }
 

@@ -2,32 +2,48 @@
 //!
 //! - [`model`], [`filter`], [`distance`]: the domain (points, payloads, filters, metrics).
 //! - [`store`]: the [`store::CollectionStore`] trait the engine implements per collection.
-//! - [`memory`]: the exact in-memory reference collection.
-//! - [`engine`]: the catalog of collections and input validation.
-//! - [`server`], [`convert`]: the gRPC layer.
+//! - [`memory`]: the exact in-memory reference collection (the test oracle).
+//! - [`engine`]: the durable catalog of collections, input validation, background workers.
+//! - [`collection`]: one durable collection: WAL + segments, snapshots, compaction.
+//! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
+//! - [`segment`]: in-memory segments (appendable + sealed), id map, payload index, search.
+//! - [`index`]: HNSW graphs (`hnsw_rs`), built, searched, dumped and loaded.
+//! - [`snapshot`]: point-in-time copies of a collection with checksummed manifests.
+//! - [`server`], [`admin`], [`convert`]: the gRPC layer.
 
+pub mod admin;
+pub mod collection;
 pub mod config;
 pub mod convert;
 pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod filter;
+pub mod index;
 pub mod memory;
 pub mod model;
+pub mod segment;
 pub mod server;
+pub mod snapshot;
 pub mod store;
+pub mod wal;
 
+use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
 use akidb_telemetry::{Component, TelemetryArgs};
 pub use config::StorageConfig;
 use std::future::Future;
-use std::sync::Arc;
 
 /// Largest gRPC message storage accepts (a 1,000-point batch of 1536-d vectors is ~6 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Run the storage service on already-bound listeners until `shutdown` resolves; in-flight
 /// requests finish first.
+///
+/// The gRPC server (health first) starts before the engine recovers, so that health checks
+/// see NOT_SERVING while snapshots load and WALs replay; it turns SERVING once recovery is
+/// done. A recovery error (e.g. a corrupt WAL in strict mode) stops the server and is
+/// returned.
 pub async fn run(
     config: StorageConfig,
     grpc: tokio::net::TcpListener,
@@ -41,15 +57,13 @@ pub async fn run(
     reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    let engine = Arc::new(engine::Engine::new());
-    tracing::info!(data_dir = %config.data_dir.display(), "storage engine ready");
-    let api = server::StorageApi { engine };
-    reporter
-        .set_serving::<StorageServiceServer<server::StorageApi>>()
-        .await;
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    let engine = engine::Engine::new(config.engine_options());
+    let api = server::StorageApi {
+        engine: engine.clone(),
+    };
+    let admin_api = admin::AdminApi {
+        engine: engine.clone(),
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(metrics_listener, {
@@ -61,18 +75,54 @@ pub async fn run(
     let svc = StorageServiceServer::new(api)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tracing::info!(grpc = %grpc.local_addr()?, "storage serving");
-    akidb_telemetry::server::builder()
-        .add_service(health)
-        .add_service(akidb_telemetry::server::reflection()?)
-        .add_service(svc)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown,
-        )
-        .await?;
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_server = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fail_rx => {}
+        }
+    };
+    tracing::info!(grpc = %grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
+    let server = tokio::spawn(
+        akidb_telemetry::server::builder()
+            .add_service(health)
+            .add_service(akidb_telemetry::server::reflection()?)
+            .add_service(svc)
+            .add_service(AdminServiceServer::new(admin_api))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                stop_server,
+            ),
+    );
+
+    let e2 = engine.clone();
+    let recovered = tokio::task::spawn_blocking(move || e2.recover()).await?;
+    let mut failure = None;
+    match recovered {
+        Ok(()) => {
+            reporter
+                .set_serving::<StorageServiceServer<server::StorageApi>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+            tracing::info!("storage serving");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storage recovery failed");
+            failure = Some(e);
+            let _ = fail_tx.send(());
+        }
+    }
+    let served = server.await?;
+    let e2 = engine.clone();
+    tokio::task::spawn_blocking(move || e2.shutdown()).await?;
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
+    if let Some(e) = failure {
+        return Err(anyhow::anyhow!("storage recovery failed: {e}"));
+    }
+    served?;
     tracing::info!("storage stopped");
     Ok(())
 }

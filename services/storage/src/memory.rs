@@ -153,10 +153,10 @@ impl CollectionStore for MemoryCollection {
             if !g.alive[slot] {
                 continue;
             }
-            if let Some(f) = &params.filter {
-                if !f.matches(&g.keys[slot], &g.payloads[slot]) {
-                    continue;
-                }
+            if let Some(f) = &params.filter
+                && !f.matches(&g.keys[slot], &g.payloads[slot])
+            {
+                continue;
             }
             scanned += 1;
             let r = rank_key(

@@ -75,7 +75,9 @@ impl Tier {
 }
 
 pub const DEFAULT_M: u32 = 16;
-pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
+/// 100 builds about twice as fast as 200 with the same recall curve (within 0.01 on
+/// siftsmall and jeopardy at m = 16).
+pub const DEFAULT_EF_CONSTRUCTION: u32 = 100;
 
 /// What a collection is created with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

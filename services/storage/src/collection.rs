@@ -1,0 +1,847 @@
+//! One durable collection: its WAL, its segments, snapshots and compaction.
+//!
+//! Write path: under the collection's write-order lock a batch is appended to the WAL (which
+//! assigns its sequence number) and applied to the in-memory state, so state and log agree
+//! on the order; the writer then waits for the group-committed fsync and only then returns.
+//! A write can therefore be visible to searches a moment before it is acknowledged, never the
+//! other way round.
+//!
+//! Background work never holds the state lock while it computes: graph builds and compaction
+//! read an immutable sealed segment, then swap the result in under a short write lock.
+
+use crate::distance::normalize;
+use crate::engine::validate_points;
+use crate::error::{Result, StorageError};
+use crate::filter::Filter;
+use crate::index::Graph;
+use crate::model::*;
+use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
+use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
+use crate::store::CollectionStore;
+use crate::wal::{self, Wal, WalOp, WalOptions, WalStatus};
+use akidb_telemetry::metrics;
+use parking_lot::{Mutex, RwLock};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+pub const SPEC_FILE: &str = "collection.json";
+
+#[derive(Debug, Clone, Copy)]
+pub struct CollectionOptions {
+    pub wal: WalOptions,
+    /// The appendable segment is sealed (and a graph built) at this many points.
+    pub segment_max_points: usize,
+    pub tuning: SearchTuning,
+    /// Snapshots kept on disk.
+    pub snapshot_keep: usize,
+    /// A sealed segment with more than this share of tombstones is rewritten.
+    pub compaction_tombstone_ratio: f64,
+}
+
+impl Default for CollectionOptions {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            segment_max_points: 20_000,
+            tuning: SearchTuning::default(),
+            snapshot_keep: 2,
+            compaction_tombstone_ratio: 0.2,
+        }
+    }
+}
+
+/// A graph to build: which collection and which sealed segment.
+pub type BuildJob = (std::sync::Weak<Collection>, u64);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompactReport {
+    pub segments_before: u64,
+    pub segments_after: u64,
+    pub tombstones_removed: u64,
+}
+
+pub struct Collection {
+    /// Handle to itself, for background jobs.
+    me: std::sync::Weak<Collection>,
+    spec: CollectionSpec,
+    dir: PathBuf,
+    opts: CollectionOptions,
+    wal: Wal,
+    /// Serializes writers so that WAL order and apply order are the same.
+    order: Mutex<()>,
+    state: RwLock<State>,
+    /// One graph build per collection at a time (background builder, snapshot, compaction).
+    build_lock: Mutex<()>,
+    /// One snapshot or compaction per collection at a time.
+    maint_lock: Mutex<()>,
+    builder: Mutex<Option<Sender<BuildJob>>>,
+    /// Sequence number of the newest snapshot.
+    snapshot_seq: AtomicU64,
+    /// Set when the collection is dropped: background work skips it.
+    pub(crate) deleted: AtomicBool,
+}
+
+/// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        wal::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+impl Collection {
+    /// Create a new, empty collection in `dir` (which must not exist yet).
+    pub fn create(dir: &Path, spec: CollectionSpec, opts: CollectionOptions) -> Result<Arc<Self>> {
+        fs::create_dir_all(dir)?;
+        let json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
+        write_atomic(&dir.join(SPEC_FILE), &json)?;
+        if let Some(parent) = dir.parent() {
+            wal::sync_dir(parent)?;
+        }
+        let (wal, _) = Wal::open(&dir.join("wal"), opts.wal, 0, |_, _| Ok(()), |_, _| {})?;
+        Ok(Self::assemble(dir, spec, opts, wal, None, 0))
+    }
+
+    fn assemble(
+        dir: &Path,
+        spec: CollectionSpec,
+        opts: CollectionOptions,
+        wal: Wal,
+        state: Option<State>,
+        snapshot_seq: u64,
+    ) -> Arc<Self> {
+        let state = state.unwrap_or_else(|| State::new(spec.clone()));
+        Arc::new_cyclic(|me| Collection {
+            me: me.clone(),
+            spec,
+            dir: dir.to_path_buf(),
+            opts,
+            wal,
+            order: Mutex::new(()),
+            state: RwLock::new(state),
+            build_lock: Mutex::new(()),
+            maint_lock: Mutex::new(()),
+            builder: Mutex::new(None),
+            snapshot_seq: AtomicU64::new(snapshot_seq),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Open an existing collection: load its newest snapshot (graphs included), then replay
+    /// the WAL after it. `progress` gets (WAL bytes read, WAL bytes total).
+    pub fn open(
+        dir: &Path,
+        opts: CollectionOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Arc<Self>> {
+        let spec_path = dir.join(SPEC_FILE);
+        let spec: CollectionSpec = serde_json::from_slice(&fs::read(&spec_path)?).map_err(|e| {
+            StorageError::DataLoss(format!("{} is unreadable: {e}", spec_path.display()))
+        })?;
+        let stale = snapshot::clean_temp(dir)?;
+        if stale > 0 {
+            tracing::info!(collection = %spec.name, stale, "removed unfinished snapshot directories");
+        }
+        let mut state = State::new(spec.clone());
+        let mut snapshot_seq = 0;
+        if let Some((path, _)) = snapshot::list(dir)?.pop() {
+            let start = Instant::now();
+            let loaded = snapshot::load(&path)?;
+            snapshot_seq = loaded.manifest.sequence;
+            state.applied_seq = loaded.manifest.sequence;
+            state.next_segment_id = loaded.manifest.next_segment_id;
+            let mut have_app = false;
+            for s in loaded.segments {
+                if s.appendable {
+                    state.app_id = s.data.id;
+                    let live = s.deleted.iter().filter(|d| !**d).count();
+                    state.app = Appendable {
+                        alive: s.deleted.iter().map(|d| !d).collect(),
+                        data: s.data,
+                        live,
+                    };
+                    have_app = true;
+                } else {
+                    let id = s.data.id;
+                    state.sealed.insert(
+                        id,
+                        Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new)),
+                    );
+                }
+            }
+            if !have_app {
+                state.app_id = state.next_segment_id;
+                state.next_segment_id += 1;
+            }
+            state.reindex();
+            tracing::info!(collection = %spec.name, snapshot = %path.display(), points = state.point_count(), elapsed_ms = start.elapsed().as_millis() as u64, "snapshot loaded");
+        }
+        let max = opts.segment_max_points;
+        let (wal, report) = Wal::open(
+            &dir.join("wal"),
+            opts.wal,
+            state.applied_seq,
+            |seq, op| {
+                match op {
+                    WalOp::Upsert(points) => state.apply_upsert(points),
+                    WalOp::Delete(keys) => {
+                        state.apply_delete(&keys);
+                    }
+                }
+                state.applied_seq = seq;
+                if state.app.data.len() >= max {
+                    state.seal();
+                }
+                Ok(())
+            },
+            progress,
+        )?;
+        tracing::info!(collection = %spec.name, replayed = report.records, torn_tails = report.torn_tails, corrupt = report.corrupt_records, sequence = report.last_seq, "WAL replayed");
+        Ok(Self::assemble(
+            dir,
+            spec,
+            opts,
+            wal,
+            Some(state),
+            snapshot_seq,
+        ))
+    }
+
+    pub fn spec(&self) -> &CollectionSpec {
+        &self.spec
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Send future graph builds to a background builder, and queue the pending ones.
+    pub fn set_builder(&self, tx: Sender<BuildJob>) {
+        for seg in self.state.read().unindexed() {
+            let _ = tx.send((self.me.clone(), seg));
+        }
+        *self.builder.lock() = Some(tx);
+    }
+
+    fn enqueue_build(&self, seg: u64) {
+        if let Some(tx) = &*self.builder.lock() {
+            let _ = tx.send((self.me.clone(), seg));
+        }
+    }
+
+    /// Build the graph of sealed segment `seg` if it still needs one.
+    pub fn build_graph(&self, seg: u64) -> Result<bool> {
+        let _b = self.build_lock.lock();
+        let (data, deleted) = {
+            let st = self.state.read();
+            match st.sealed.get(&seg) {
+                Some(s) if s.graph.is_none() => (s.data.clone(), s.deleted.clone()),
+                _ => return Ok(false),
+            }
+        };
+        let graph = self.build_over(&data, &deleted);
+        let installed = self.state.write().install_graph(seg, Arc::new(graph));
+        Ok(installed)
+    }
+
+    fn build_over(&self, data: &SegmentData, deleted: &[bool]) -> Graph {
+        let _span =
+            tracing::info_span!("index.build", collection = %self.spec.name, points = data.len())
+                .entered();
+        let start = Instant::now();
+        let dim = self.spec.dimension as usize;
+        let items: Vec<(&[f32], usize)> = (0..data.len())
+            .filter(|&o| !deleted[o])
+            .map(|o| (data.vector(dim, o), o))
+            .collect();
+        let g = Graph::build(
+            self.spec.metric,
+            self.spec.m as usize,
+            self.spec.ef_construction as usize,
+            dim,
+            &items,
+        );
+        let secs = start.elapsed().as_secs_f64();
+        metrics().index_build_duration.observe(secs);
+        tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, "HNSW graph built");
+        g
+    }
+
+    /// Build every missing graph now (snapshots, tests).
+    pub fn build_pending(&self) -> Result<()> {
+        let pending = self.state.read().unindexed();
+        for seg in pending {
+            self.build_graph(seg)?;
+        }
+        Ok(())
+    }
+
+    /// Seal the appendable segment now; its graph is built in the background (or by
+    /// [`Collection::build_pending`]).
+    pub fn seal(&self) -> Option<u64> {
+        let _o = self.order.lock();
+        let id = self.state.write().seal();
+        if let Some(id) = id {
+            self.enqueue_build(id);
+        }
+        id
+    }
+
+    pub(crate) fn builder_slot(&self) -> parking_lot::MutexGuard<'_, Option<Sender<BuildJob>>> {
+        self.builder.lock()
+    }
+
+    pub fn wal_status(&self) -> WalStatus {
+        self.wal.status()
+    }
+
+    pub fn wal_options(&self) -> WalOptions {
+        self.wal.options()
+    }
+
+    pub fn snapshot_sequence(&self) -> u64 {
+        self.snapshot_seq.load(Ordering::Acquire)
+    }
+
+    pub fn applied_sequence(&self) -> u64 {
+        self.state.read().applied_seq
+    }
+
+    pub fn flush_wal(&self) -> Result<()> {
+        self.wal.flush()
+    }
+
+    /// (points pending a graph, sealed segments, segments with a graph, memory by kind).
+    pub fn gauges(&self) -> (u64, u64, u64, (u64, u64, u64)) {
+        let st = self.state.read();
+        let indexed = st.sealed.values().filter(|s| s.graph.is_some()).count() as u64;
+        (
+            st.pending_points() as u64,
+            st.sealed.len() as u64,
+            indexed,
+            st.memory_bytes(),
+        )
+    }
+
+    /// Take a snapshot now; returns its manifest. The WAL before it is then deleted.
+    pub fn snapshot(&self) -> Result<SnapshotManifest> {
+        let _m = self.maint_lock.lock();
+        let span = tracing::info_span!("snapshot", collection = %self.spec.name);
+        let _e = span.enter();
+        let start = Instant::now();
+        let res = self.snapshot_inner();
+        let m = metrics();
+        match &res {
+            Ok(man) => {
+                m.snapshots.with_label_values(&["success"]).inc();
+                m.snapshot_duration.observe(start.elapsed().as_secs_f64());
+                m.snapshot_last_success
+                    .set(man.created_unix_ms as f64 / 1000.0);
+                tracing::info!(collection = %self.spec.name, id = %man.id, sequence = man.sequence, points = man.point_count, bytes = man.size_bytes(), "snapshot written");
+            }
+            Err(e) => {
+                m.snapshots.with_label_values(&["failure"]).inc();
+                tracing::error!(collection = %self.spec.name, error = %e, "snapshot failed");
+            }
+        }
+        res
+    }
+
+    fn snapshot_inner(&self) -> Result<SnapshotManifest> {
+        self.build_pending()?;
+        let cap = {
+            let _o = self.order.lock();
+            self.wal.rotate()?;
+            let st = self.state.read();
+            let mut app = SegmentData {
+                id: st.app_id,
+                ..Default::default()
+            };
+            for off in 0..st.app.data.len() {
+                if st.app.alive[off] {
+                    app.keys.push(st.app.data.keys[off].clone());
+                    app.vectors
+                        .extend_from_slice(st.app.data.vector(st.dim, off));
+                    app.payloads.push(st.app.data.payloads[off].clone());
+                }
+            }
+            let n = app.len();
+            let mut segments: Vec<CapturedSegment> = st
+                .sealed
+                .values()
+                .map(|s| CapturedSegment {
+                    data: s.data.clone(),
+                    deleted: s.deleted.clone(),
+                    graph: s.graph.clone(),
+                    appendable: false,
+                })
+                .collect();
+            segments.push(CapturedSegment {
+                data: Arc::new(app),
+                deleted: vec![false; n],
+                graph: None,
+                appendable: true,
+            });
+            Capture {
+                spec: self.spec.clone(),
+                sequence: st.applied_seq,
+                point_count: st.point_count() as u64,
+                next_segment_id: st.next_segment_id,
+                segments,
+            }
+        };
+        let (_, manifest) = snapshot::write(&self.dir, &cap)?;
+        self.snapshot_seq.store(cap.sequence, Ordering::Release);
+        self.wal.truncate_upto(cap.sequence)?;
+        snapshot::prune(&self.dir, self.opts.snapshot_keep)?;
+        Ok(manifest)
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotManifest>> {
+        Ok(snapshot::list(&self.dir)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// Segments compaction would rewrite: those with many tombstones, and small ones when
+    /// there are at least two to merge.
+    fn compaction_plan(&self, st: &State) -> Vec<u64> {
+        let small = self.opts.segment_max_points / 4;
+        let mut plan: Vec<u64> = st
+            .sealed
+            .iter()
+            .filter(|(_, s)| {
+                s.deleted_count > 0
+                    && s.deleted_count as f64
+                        > self.opts.compaction_tombstone_ratio * s.data.len() as f64
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        let smalls: Vec<u64> = st
+            .sealed
+            .iter()
+            .filter(|(_, s)| s.live() < small)
+            .map(|(&id, _)| id)
+            .collect();
+        if smalls.len() >= 2 {
+            plan.extend(smalls);
+        }
+        plan.sort_unstable();
+        plan.dedup();
+        plan
+    }
+
+    pub fn needs_compaction(&self) -> bool {
+        !self.compaction_plan(&self.state.read()).is_empty()
+    }
+
+    /// Rewrite segments with many tombstones and merge small ones.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let _m = self.maint_lock.lock();
+        let start = Instant::now();
+        let res = self.compact_inner();
+        let m = metrics();
+        match &res {
+            Ok(r) if r.segments_before != r.segments_after || r.tombstones_removed > 0 => {
+                m.compactions.with_label_values(&["success"]).inc();
+                m.compaction_duration.observe(start.elapsed().as_secs_f64());
+                tracing::info!(collection = %self.spec.name, before = r.segments_before, after = r.segments_after, tombstones = r.tombstones_removed, "compacted");
+            }
+            Ok(_) => m.compactions.with_label_values(&["noop"]).inc(),
+            Err(e) => {
+                m.compactions.with_label_values(&["failure"]).inc();
+                tracing::error!(collection = %self.spec.name, error = %e, "compaction failed");
+            }
+        }
+        res
+    }
+
+    fn compact_inner(&self) -> Result<CompactReport> {
+        let dim = self.spec.dimension as usize;
+        let (plan, before, data, origins) = {
+            let st = self.state.read();
+            let plan = self.compaction_plan(&st);
+            let before = st.sealed.len() as u64 + 1;
+            let mut data = SegmentData::default();
+            let mut origins = Vec::new();
+            for id in &plan {
+                let s = &st.sealed[id];
+                for off in 0..s.data.len() {
+                    if !s.deleted[off] {
+                        data.keys.push(s.data.keys[off].clone());
+                        data.vectors.extend_from_slice(s.data.vector(dim, off));
+                        data.payloads.push(s.data.payloads[off].clone());
+                        origins.push(Loc {
+                            seg: *id,
+                            off: off as u32,
+                        });
+                    }
+                }
+            }
+            (plan, before, data, origins)
+        };
+        if plan.is_empty() {
+            return Ok(CompactReport {
+                segments_before: before,
+                segments_after: before,
+                tombstones_removed: 0,
+            });
+        }
+        let graph = (!data.is_empty()).then(|| {
+            let _b = self.build_lock.lock();
+            Arc::new(self.build_over(&data, &vec![false; data.len()]))
+        });
+        let mut st = self.state.write();
+        let removed = st.replace_segments(&plan, data, &origins, graph);
+        Ok(CompactReport {
+            segments_before: before,
+            segments_after: st.sealed.len() as u64 + 1,
+            tombstones_removed: removed,
+        })
+    }
+
+    fn commit(&self, seq: u64) -> Result<()> {
+        self.wal.wait_durable(seq)
+    }
+}
+
+impl CollectionStore for Collection {
+    fn stats(&self) -> CollectionStats {
+        let st = self.state.read();
+        CollectionStats {
+            spec: self.spec.clone(),
+            point_count: st.point_count() as u64,
+            indexed_point_count: st
+                .sealed
+                .values()
+                .filter(|s| s.graph.is_some())
+                .map(|s| s.live() as u64)
+                .sum(),
+            segment_count: st.sealed.len() as u64 + 1,
+            version: st.applied_seq,
+            tier: Tier::Hot,
+        }
+    }
+
+    fn upsert(&self, mut points: Vec<PointRecord>) -> Result<u64> {
+        validate_points(&self.spec, &points)?;
+        if self.spec.metric == Metric::Cosine {
+            points.iter_mut().for_each(|p| normalize(&mut p.vector));
+        }
+        let op = WalOp::Upsert(points);
+        let body = op.encode();
+        let WalOp::Upsert(points) = op else {
+            unreachable!()
+        };
+        let span = tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len(), bytes = body.len());
+        let _e = span.enter();
+        let (seq, sealed) = {
+            let _o = self.order.lock();
+            let seq = self.wal.append(&body)?;
+            let mut st = self.state.write();
+            st.apply_upsert(points);
+            st.applied_seq = seq;
+            let sealed = if st.app.data.len() >= self.opts.segment_max_points {
+                st.seal()
+            } else {
+                None
+            };
+            (seq, sealed)
+        };
+        if let Some(id) = sealed {
+            self.enqueue_build(id);
+        }
+        self.commit(seq)?;
+        Ok(seq)
+    }
+
+    fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
+        let span = tracing::info_span!("wal.commit", collection = %self.spec.name, delete = true);
+        let _e = span.enter();
+        let seq = {
+            let _o = self.order.lock();
+            let victims: Vec<PointKey> = {
+                let st = self.state.read();
+                let mut v: Vec<PointKey> = keys
+                    .iter()
+                    .filter(|k| st.ids.contains_key(k))
+                    .cloned()
+                    .collect();
+                if let Some(f) = filter {
+                    v.extend(st.keys_matching(f));
+                }
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            if victims.is_empty() {
+                return Ok((0, self.state.read().applied_seq));
+            }
+            let seq = self.wal.append(&WalOp::Delete(victims.clone()).encode())?;
+            let mut st = self.state.write();
+            let n = st.apply_delete(&victims);
+            st.applied_seq = seq;
+            (seq, n)
+        };
+        self.commit(seq.0)?;
+        Ok((seq.1, seq.0))
+    }
+
+    fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
+        let mut q = params.vector.clone();
+        if self.spec.metric == Metric::Cosine {
+            normalize(&mut q);
+        }
+        Ok(self.state.read().search(&q, params, &self.opts.tuning))
+    }
+
+    fn get(
+        &self,
+        keys: &[PointKey],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<StoredPoint>> {
+        let st = self.state.read();
+        Ok(keys
+            .iter()
+            .filter_map(|k| st.stored(k, with_payload, with_vector))
+            .collect())
+    }
+
+    fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        Ok(self.state.read().count(filter))
+    }
+
+    fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        after: Option<&PointKey>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
+        Ok(self
+            .state
+            .read()
+            .scroll(filter, limit, after, with_payload, with_vector))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{Condition, Match};
+    use crate::memory::MemoryCollection;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    fn spec(metric: Metric) -> CollectionSpec {
+        CollectionSpec {
+            name: "t".into(),
+            dimension: 8,
+            metric,
+            m: 8,
+            ef_construction: 64,
+            pinned: false,
+        }
+    }
+
+    fn opts(seg: usize) -> CollectionOptions {
+        CollectionOptions {
+            segment_max_points: seg,
+            ..Default::default()
+        }
+    }
+
+    fn color_filter(c: &str) -> Filter {
+        Filter {
+            must: vec![Condition::Field {
+                key: "color".into(),
+                path: vec!["color".into()],
+                matcher: Match::Keyword(c.into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn random_batch(rng: &mut impl Rng, n: usize, max_id: u64) -> Vec<PointRecord> {
+        (0..n)
+            .map(|_| {
+                let id = rng.random_range(0..max_id);
+                let colors = ["red", "green", "blue"];
+                PointRecord {
+                    key: if id % 7 == 0 {
+                        PointKey::Uuid(format!("00000000-0000-4000-8000-{id:012}"))
+                    } else {
+                        PointKey::Num(id)
+                    },
+                    vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                    payload: json!({"color": colors[rng.random_range(0..3)], "n": rng.random_range(0..10)})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn exact(q: Vec<f32>, k: usize, filter: Option<Filter>) -> SearchParams {
+        SearchParams {
+            vector: q,
+            k,
+            filter,
+            ef: None,
+            with_payload: true,
+            with_vector: true,
+            exact: true,
+        }
+    }
+
+    /// Everything observable must equal the oracle.
+    fn assert_same(c: &dyn CollectionStore, o: &MemoryCollection, rng: &mut impl Rng) {
+        assert_eq!(c.count(None).unwrap(), o.count(None).unwrap());
+        let red = color_filter("red");
+        assert_eq!(c.count(Some(&red)).unwrap(), o.count(Some(&red)).unwrap());
+        let (a, _) = c.scroll(None, 100_000, None, true, true).unwrap();
+        let (b, _) = o.scroll(None, 100_000, None, true, true).unwrap();
+        assert_eq!(a, b);
+        for _ in 0..5 {
+            let q: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            for f in [None, Some(red.clone())] {
+                let (h1, _) = c.search(&exact(q.clone(), 10, f.clone())).unwrap();
+                let (h2, _) = o.search(&exact(q.clone(), 10, f)).unwrap();
+                let k1: Vec<_> = h1.iter().map(|h| &h.key).collect();
+                let k2: Vec<_> = h2.iter().map(|h| &h.key).collect();
+                assert_eq!(k1, k2);
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_equals_memory_oracle() {
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let oracle = MemoryCollection::new(spec(metric));
+            let c = Collection::create(&path, spec(metric), opts(40)).unwrap();
+            for round in 0..60 {
+                let n = rng.random_range(1..20);
+                let b = random_batch(&mut rng, n, 300);
+                c.upsert(b.clone()).unwrap();
+                oracle.upsert(b).unwrap();
+                if round % 5 == 4 {
+                    let keys: Vec<PointKey> = (0..5)
+                        .map(|_| PointKey::Num(rng.random_range(0..300)))
+                        .collect();
+                    let (n1, _) = c.delete(&keys, None).unwrap();
+                    let (n2, _) = oracle.delete(&keys, None).unwrap();
+                    assert_eq!(n1, n2);
+                }
+                if round == 30 {
+                    let f = color_filter("green");
+                    let (n1, _) = c.delete(&[], Some(&f)).unwrap();
+                    let (n2, _) = oracle.delete(&[], Some(&f)).unwrap();
+                    assert_eq!(n1, n2);
+                }
+                match round {
+                    20 => c.build_pending().unwrap(),
+                    25 => {
+                        c.snapshot().unwrap();
+                    }
+                    45 => {
+                        c.compact().unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            assert_same(&*c, &oracle, &mut rng);
+            assert!(c.stats().segment_count > 2);
+            drop(c);
+            let c = Collection::open(&path, opts(40), |_, _| {}).unwrap();
+            assert_same(&*c, &oracle, &mut rng);
+            // And once more after a snapshot, with the WAL behind it truncated.
+            c.snapshot().unwrap();
+            let b = random_batch(&mut rng, 10, 300);
+            c.upsert(b.clone()).unwrap();
+            oracle.upsert(b).unwrap();
+            drop(c);
+            let c = Collection::open(&path, opts(40), |_, _| {}).unwrap();
+            assert_same(&*c, &oracle, &mut rng);
+        }
+    }
+
+    #[test]
+    fn graph_search_sees_tombstones_and_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(1000)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let pts: Vec<PointRecord> = (0..500u64)
+            .map(|i| PointRecord {
+                key: PointKey::Num(i),
+                vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                payload: Payload::new(),
+            })
+            .collect();
+        c.upsert(pts.clone()).unwrap();
+        c.seal().unwrap();
+        c.build_pending().unwrap();
+        assert_eq!(c.stats().indexed_point_count, 500);
+        // Delete point 3 and move point 4 far away: neither may come back near its old place.
+        c.delete(&[PointKey::Num(3)], None).unwrap();
+        let mut moved = pts[4].clone();
+        moved.vector = vec![100.0; 8];
+        c.upsert(vec![moved]).unwrap();
+        for probe in [3usize, 4] {
+            let params = SearchParams {
+                exact: false,
+                ..exact(pts[probe].vector.clone(), 5, None)
+            };
+            let (hits, info) = c.search(&params).unwrap();
+            assert_eq!(hits.len(), 5);
+            assert!(info.points_graph > 0);
+            assert!(hits.iter().all(|h| h.key != PointKey::Num(probe as u64)));
+        }
+    }
+
+    #[test]
+    fn snapshot_restart_loads_graphs_without_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, spec(Metric::Cosine), opts(100)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..10 {
+            c.upsert(random_batch(&mut rng, 50, 1_000_000)).unwrap();
+        }
+        let m = c.snapshot().unwrap();
+        let indexed = c.stats().indexed_point_count;
+        assert!(indexed > 0);
+        let files = snapshot::list_files(&snapshot::list(&path).unwrap()[0].0).unwrap();
+        assert!(files.iter().any(|f| f.name.ends_with(".hnsw.graph")));
+        assert!(files.iter().all(|f| f.sha256.len() == 64));
+        assert_eq!(m.sequence, 10);
+        drop(c);
+        // No builder is attached: any graph present after open came from the snapshot.
+        let c = Collection::open(&path, opts(100), |_, _| {}).unwrap();
+        assert_eq!(c.stats().indexed_point_count, indexed);
+        assert_eq!(c.wal_status().last_sequence, 10);
+        assert_eq!(c.stats().version, 10);
+    }
+}
+
+#[cfg(test)]
+#[path = "dataset_tests.rs"]
+mod dataset_tests;

@@ -1,0 +1,418 @@
+//! Recall, filtered search and speed on the shared benchmark sets (siftsmall, jeopardy).
+//! Skipped when `/work/shared/data` (or `AKIDB_DATA`) is absent. The `bench_*` tests are
+//! ignored by default and print the numbers: `cargo test --release -p akidb-storage
+//! bench_ -- --ignored --nocapture`.
+
+use super::*;
+use crate::filter::{Condition, Match};
+use crate::memory::MemoryCollection;
+use std::time::Instant;
+
+fn data_dir() -> Option<PathBuf> {
+    let d = std::env::var("AKIDB_DATA")
+        .map_or_else(|_| PathBuf::from("/work/shared/data"), PathBuf::from);
+    d.exists().then_some(d)
+}
+
+fn read_xvecs(p: &Path) -> Vec<Vec<u32>> {
+    let b = fs::read(p).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        let d = i32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        out.push(
+            b[at..at + 4 * d]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+        at += 4 * d;
+    }
+    out
+}
+
+fn fvecs(p: &Path) -> Vec<Vec<f32>> {
+    read_xvecs(p)
+        .into_iter()
+        .map(|r| r.into_iter().map(f32::from_bits).collect())
+        .collect()
+}
+
+fn ivecs(p: &Path) -> Vec<Vec<u64>> {
+    read_xvecs(p)
+        .into_iter()
+        .map(|r| r.into_iter().map(u64::from).collect())
+        .collect()
+}
+
+struct Set {
+    base: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    gt: Vec<Vec<u64>>,
+    payloads: Vec<Payload>,
+    metric: Metric,
+}
+
+fn load(name: &str) -> Option<Set> {
+    let d = data_dir()?;
+    Some(match name {
+        "siftsmall" => {
+            let d = d.join("siftsmall");
+            let base = fvecs(&d.join("siftsmall_base.fvecs"));
+            let n = base.len();
+            Set {
+                base,
+                queries: fvecs(&d.join("siftsmall_query.fvecs")),
+                gt: ivecs(&d.join("siftsmall_groundtruth.ivecs")),
+                payloads: vec![Payload::new(); n],
+                metric: Metric::L2,
+            }
+        }
+        _ => {
+            let d = d.join("jeopardy-ada002-10k");
+            let meta = fs::read_to_string(d.join("jeopardy_base_meta.jsonl")).unwrap();
+            let payloads = meta
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let mut p = Payload::new();
+                    for f in ["Category", "Value", "Round"] {
+                        p.insert(f.to_lowercase(), v[f].clone());
+                    }
+                    p
+                })
+                .collect();
+            Set {
+                base: fvecs(&d.join("jeopardy_base.fvecs")),
+                queries: fvecs(&d.join("jeopardy_query.fvecs")),
+                gt: ivecs(&d.join("jeopardy_groundtruth.ivecs")),
+                payloads,
+                metric: Metric::Cosine,
+            }
+        }
+    })
+}
+
+/// A collection holding the whole set in one sealed, indexed segment; returns build seconds.
+fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
+    let spec = CollectionSpec {
+        name: "bench".into(),
+        dimension: set.base[0].len() as u32,
+        metric: set.metric,
+        m: DEFAULT_M,
+        ef_construction: std::env::var("AKIDB_BENCH_EF_CONSTRUCTION")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_EF_CONSTRUCTION),
+        pinned: false,
+    };
+    let c = Collection::create(&dir.join("bench"), spec, CollectionOptions::default()).unwrap();
+    for (chunk_no, chunk) in set.base.chunks(1000).enumerate() {
+        let pts = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = chunk_no * 1000 + i;
+                PointRecord {
+                    key: PointKey::Num(id as u64),
+                    vector: v.clone(),
+                    payload: set.payloads[id].clone(),
+                }
+            })
+            .collect();
+        c.upsert(pts).unwrap();
+    }
+    c.seal();
+    let start = Instant::now();
+    c.build_pending().unwrap();
+    (c, start.elapsed().as_secs_f64())
+}
+
+fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) -> SearchParams {
+    SearchParams {
+        vector: q.to_vec(),
+        k,
+        filter,
+        ef,
+        with_payload: false,
+        with_vector: false,
+        exact: false,
+    }
+}
+
+/// (mean recall@10, mean µs per search) at `ef` (None: the default).
+fn recall(c: &Collection, set: &Set, ef: Option<usize>, nq: usize) -> (f64, f64) {
+    let mut hit = 0usize;
+    let start = Instant::now();
+    let mut results = Vec::with_capacity(nq);
+    for q in &set.queries[..nq] {
+        results.push(c.search(&params(q, 10, ef, None)).unwrap().0);
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / nq as f64;
+    for (hits, gt) in results.iter().zip(&set.gt) {
+        let truth: HashSet<u64> = gt[..10].iter().copied().collect();
+        hit += hits
+            .iter()
+            .filter(|h| matches!(h.key, PointKey::Num(n) if truth.contains(&n)))
+            .count();
+    }
+    (hit as f64 / (10 * nq) as f64, us)
+}
+
+use std::collections::HashSet;
+
+#[test]
+fn siftsmall_recall_at_default_ef() {
+    let Some(set) = load("siftsmall") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = indexed(&set, dir.path());
+    assert_eq!(c.stats().indexed_point_count, 10_000);
+    let (r, _) = recall(&c, &set, None, set.queries.len());
+    assert!(r >= 0.95, "siftsmall recall@10 at default ef: {r}");
+}
+
+fn field(key: &str, m: Match) -> Condition {
+    Condition::Field {
+        key: key.into(),
+        path: vec![key.into()],
+        matcher: m,
+    }
+}
+
+#[test]
+fn jeopardy_filtered_search_matches_brute_force() {
+    let Some(set) = load("jeopardy") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = indexed(&set, dir.path());
+    let oracle = MemoryCollection::new(c.spec().clone());
+    for (i, v) in set.base.iter().enumerate() {
+        oracle
+            .upsert(vec![PointRecord {
+                key: PointKey::Num(i as u64),
+                vector: v.clone(),
+                payload: set.payloads[i].clone(),
+            }])
+            .unwrap();
+    }
+    let (r, _) = recall(&c, &set, None, 200);
+    assert!(r >= 0.95, "jeopardy recall@10 at default ef: {r}");
+    let mut narrow_total = 0;
+    let (mut broad_hit, mut broad_total) = (0usize, 0usize);
+    for (qi, q) in set.queries.iter().take(60).enumerate() {
+        // The category of the nearest base question: a narrow filter with real matches.
+        let near = set.gt[qi][0] as usize;
+        let cat = set.payloads[near]["category"].as_str().unwrap().to_string();
+        let filters = [
+            (
+                true,
+                Filter {
+                    must: vec![field("category", Match::Keyword(cat.clone()))],
+                    ..Default::default()
+                },
+            ),
+            (
+                true,
+                Filter {
+                    must: vec![
+                        field("value", Match::Integer(800)),
+                        field("category", Match::Keyword(cat)),
+                    ],
+                    ..Default::default()
+                },
+            ),
+            (
+                false,
+                Filter {
+                    must: vec![field("round", Match::Keyword("Jeopardy!".into()))],
+                    ..Default::default()
+                },
+            ),
+            (
+                false,
+                Filter {
+                    must_not: vec![field("value", Match::AnyInteger([200, 400].into()))],
+                    ..Default::default()
+                },
+            ),
+            (
+                false,
+                Filter {
+                    should: vec![
+                        field("round", Match::Keyword("Double Jeopardy!".into())),
+                        field("value", Match::Integer(1000)),
+                    ],
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (narrow, f) in filters {
+            let (got, info) = c.search(&params(q, 10, None, Some(f.clone()))).unwrap();
+            let (want, _) = oracle
+                .search(&SearchParams {
+                    exact: true,
+                    ..params(q, 10, None, Some(f.clone()))
+                })
+                .unwrap();
+            let matching = oracle.count(Some(&f)).unwrap() as usize;
+            assert_eq!(
+                got.len(),
+                want.len().min(10),
+                "k results whenever k points match"
+            );
+            assert_eq!(want.len(), matching.min(10));
+            for h in &got {
+                let PointKey::Num(n) = h.key else { panic!() };
+                assert!(
+                    f.matches(&h.key, &set.payloads[n as usize]),
+                    "result violates the filter"
+                );
+            }
+            if narrow {
+                assert_eq!(info.points_graph, 0, "a narrow filter is answered exactly");
+                let a: Vec<_> = got.iter().map(|h| &h.key).collect();
+                let b: Vec<_> = want.iter().map(|h| &h.key).collect();
+                assert_eq!(a, b);
+                narrow_total += 1;
+            } else {
+                let truth: HashSet<&PointKey> = want.iter().map(|h| &h.key).collect();
+                broad_hit += got.iter().filter(|h| truth.contains(&h.key)).count();
+                broad_total += want.len();
+            }
+        }
+    }
+    assert!(narrow_total > 0);
+    let r = broad_hit as f64 / broad_total as f64;
+    assert!(r >= 0.95, "broad filtered recall {r}");
+}
+
+fn bench(name: &str) {
+    let Some(set) = load(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let (c, build) = indexed(&set, dir.path());
+    let total = t.elapsed().as_secs_f64();
+    println!(
+        "{name}: {} points, ingest+build {:.2}s, graph build {:.2}s = {:.0} vectors/s",
+        set.base.len(),
+        total,
+        build,
+        set.base.len() as f64 / build
+    );
+    let nq = set.queries.len();
+    recall(&c, &set, None, nq); // warm-up
+    for ef in [None, Some(16), Some(32), Some(64), Some(128)] {
+        let (r, us) = recall(&c, &set, ef, nq);
+        // The same searches straight on the graph, without the collection around it.
+        let st = c.state.read();
+        let g = st.sealed.values().next().unwrap().graph.clone().unwrap();
+        drop(st);
+        let e = ef.unwrap_or(c.opts.tuning.ef_floor).max(10);
+        let qs: Vec<Vec<f32>> = set
+            .queries
+            .iter()
+            .map(|q| {
+                let mut q = q.clone();
+                if set.metric == Metric::Cosine {
+                    normalize(&mut q);
+                }
+                q
+            })
+            .collect();
+        let start = Instant::now();
+        for q in &qs {
+            std::hint::black_box(g.search(q, 10, e, None));
+        }
+        let bare = start.elapsed().as_secs_f64() * 1e6 / nq as f64;
+        println!(
+            "{name}: ef={e:>3}{} recall@10 {r:.4}  storage {us:.1} µs  bare graph {bare:.1} µs  ratio {:.2}",
+            if ef.is_none() { " (default)" } else { "" },
+            us / bare
+        );
+    }
+    // Restart: snapshot, drop, open again (graphs loaded, not rebuilt).
+    c.snapshot().unwrap();
+    let path = c.dir().to_path_buf();
+    drop(c);
+    let start = Instant::now();
+    let c = Collection::open(&path, CollectionOptions::default(), |_, _| {}).unwrap();
+    println!(
+        "{name}: restart from snapshot {:.3}s, indexed points {}",
+        start.elapsed().as_secs_f64(),
+        c.stats().indexed_point_count
+    );
+}
+
+#[test]
+#[ignore]
+fn bench_siftsmall() {
+    bench("siftsmall");
+}
+
+#[test]
+#[ignore]
+fn bench_jeopardy() {
+    bench("jeopardy");
+}
+
+#[test]
+#[ignore]
+fn bench_ingest() {
+    // Durable ingest with fsync=always: 1000-point batches of 128-d vectors, 1 and 4 writers.
+    let Some(set) = load("siftsmall") else { return };
+    for writers in [1usize, 4] {
+        let dir = tempfile::tempdir_in(
+            std::env::var("AKIDB_BENCH_DIR").unwrap_or_else(|_| "/work".into()),
+        )
+        .unwrap();
+        let spec = CollectionSpec {
+            name: "ingest".into(),
+            dimension: 128,
+            metric: Metric::L2,
+            m: DEFAULT_M,
+            ef_construction: DEFAULT_EF_CONSTRUCTION,
+            pinned: false,
+        };
+        let c = Collection::create(
+            &dir.path().join("i"),
+            spec,
+            CollectionOptions {
+                segment_max_points: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let rounds = 10;
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let (c, set) = (&c, &set);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        for (b, chunk) in set.base.chunks(1000).enumerate() {
+                            let pts = chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| PointRecord {
+                                    key: PointKey::Num(
+                                        ((w * rounds + r) * 10_000 + b * 1000 + i) as u64,
+                                    ),
+                                    vector: v.clone(),
+                                    payload: Payload::new(),
+                                })
+                                .collect();
+                            c.upsert(pts).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let n = writers * rounds * set.base.len();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "ingest: {writers} writer(s), {n} vectors durable in {secs:.2}s = {:.0} vectors/s, {} fsyncs",
+            n as f64 / secs,
+            c.wal.fsync_count()
+        );
+    }
+}

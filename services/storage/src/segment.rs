@@ -1,0 +1,788 @@
+//! The in-memory state of one collection: an appendable segment searched exactly, sealed
+//! segments with an HNSW graph, the id map and the payload index.
+//!
+//! Invariants:
+//! - `ids` maps every live key to exactly one location; every other slot is dead (appendable)
+//!   or tombstoned (sealed).
+//! - A sealed segment's points never change; only its tombstones do. A graph indexes the
+//!   offsets that were live when it was built; later tombstones are filtered at search time.
+//! - The payload index holds exactly the live points' indexable top-level values.
+
+use crate::distance::{rank_key, score};
+use crate::filter::{Condition, Filter, Match, as_integer};
+use crate::index::Graph;
+use crate::model::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Where a live point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    pub seg: u64,
+    pub off: u32,
+}
+
+/// Points of a segment in slot order.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentData {
+    pub id: u64,
+    pub keys: Vec<PointKey>,
+    pub vectors: Vec<f32>,
+    pub payloads: Vec<Payload>,
+}
+
+impl SegmentData {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    #[inline]
+    pub fn vector(&self, dim: usize, off: usize) -> &[f32] {
+        &self.vectors[off * dim..(off + 1) * dim]
+    }
+    pub fn memory_bytes(&self) -> u64 {
+        (self.vectors.len() * 4 + self.keys.len() * 48) as u64
+    }
+}
+
+/// The segment writes go to. Slots of overwritten keys are reused in place; deleted slots
+/// stay dead until the segment is sealed.
+#[derive(Default)]
+pub struct Appendable {
+    pub data: SegmentData,
+    pub alive: Vec<bool>,
+    pub live: usize,
+}
+
+pub struct Sealed {
+    pub data: Arc<SegmentData>,
+    pub deleted: Vec<bool>,
+    pub deleted_count: usize,
+    pub graph: Option<Arc<Graph>>,
+}
+
+impl Sealed {
+    pub fn new(data: Arc<SegmentData>, deleted: Vec<bool>, graph: Option<Arc<Graph>>) -> Self {
+        let deleted_count = deleted.iter().filter(|d| **d).count();
+        Sealed {
+            data,
+            deleted,
+            deleted_count,
+            graph,
+        }
+    }
+    pub fn live(&self) -> usize {
+        self.data.len() - self.deleted_count
+    }
+}
+
+/// A value the payload index knows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IKey {
+    S(String),
+    I(i64),
+    B(bool),
+}
+
+/// Longest keyword indexed; longer strings (free text) are only matched by scanning.
+const MAX_INDEXED_KEYWORD: usize = 128;
+
+fn ikeys(v: &Value, out: &mut Vec<IKey>) {
+    match v {
+        Value::String(s) if s.len() <= MAX_INDEXED_KEYWORD => out.push(IKey::S(s.clone())),
+        Value::Bool(b) => out.push(IKey::B(*b)),
+        Value::Number(_) => {
+            if let Some(i) = as_integer(v) {
+                out.push(IKey::I(i));
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| match i {
+            Value::Array(_) => {}
+            _ => ikeys(i, out),
+        }),
+        _ => {}
+    }
+}
+
+/// Top-level keyword, integer and bool payload values → the live points holding them.
+#[derive(Default)]
+pub struct PayloadIndex {
+    fields: HashMap<String, HashMap<IKey, HashSet<PointKey>>>,
+}
+
+impl PayloadIndex {
+    pub fn insert(&mut self, key: &PointKey, payload: &Payload) {
+        let mut buf = Vec::new();
+        for (field, v) in payload {
+            buf.clear();
+            ikeys(v, &mut buf);
+            if buf.is_empty() {
+                continue;
+            }
+            let f = self.fields.entry(field.clone()).or_default();
+            for ik in buf.drain(..) {
+                f.entry(ik).or_default().insert(key.clone());
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &PointKey, payload: &Payload) {
+        let mut buf = Vec::new();
+        for (field, v) in payload {
+            buf.clear();
+            ikeys(v, &mut buf);
+            let Some(f) = self.fields.get_mut(field) else {
+                continue;
+            };
+            for ik in buf.drain(..) {
+                if let Some(set) = f.get_mut(&ik) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        f.remove(&ik);
+                    }
+                }
+            }
+            if f.is_empty() {
+                self.fields.remove(field);
+            }
+        }
+    }
+
+    fn posting(&self, field: &str, ik: &IKey) -> Option<&HashSet<PointKey>> {
+        self.fields.get(field).and_then(|f| f.get(ik))
+    }
+
+    /// Keys that may match one `must` condition, for the most selective condition the index
+    /// can answer: a superset of the filter's matches. `None` when no condition is indexed.
+    pub fn candidates(&self, filter: &Filter) -> Option<Vec<PointKey>> {
+        let mut best: Option<Vec<&HashSet<PointKey>>> = None;
+        let mut best_ids: Option<&HashSet<PointKey>> = None;
+        let mut best_len = usize::MAX;
+        let empty = HashSet::new();
+        for c in &filter.must {
+            match c {
+                Condition::HasId(ids) if ids.len() < best_len => {
+                    best_len = ids.len();
+                    best_ids = Some(ids);
+                    best = None;
+                }
+                Condition::Field { path, matcher, .. } if path.len() == 1 => {
+                    let field = path[0].as_str();
+                    let iks: Vec<IKey> = match matcher {
+                        Match::Keyword(s) => vec![IKey::S(s.clone())],
+                        Match::Integer(i) => vec![IKey::I(*i)],
+                        Match::Bool(b) => vec![IKey::B(*b)],
+                        Match::AnyKeyword(set) => set.iter().map(|s| IKey::S(s.clone())).collect(),
+                        Match::AnyInteger(set) => set.iter().map(|i| IKey::I(*i)).collect(),
+                        Match::Range(_) => continue,
+                    };
+                    // Long keywords are not indexed: the index cannot say they are absent.
+                    if iks
+                        .iter()
+                        .any(|k| matches!(k, IKey::S(s) if s.len() > MAX_INDEXED_KEYWORD))
+                    {
+                        continue;
+                    }
+                    let sets: Vec<&HashSet<PointKey>> = iks
+                        .iter()
+                        .map(|ik| self.posting(field, ik).unwrap_or(&empty))
+                        .collect();
+                    let n: usize = sets.iter().map(|s| s.len()).sum();
+                    if n < best_len {
+                        best_len = n;
+                        best = Some(sets);
+                        best_ids = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(ids) = best_ids {
+            return Some(ids.iter().cloned().collect());
+        }
+        let sets = best?;
+        let mut out: Vec<PointKey> = sets.iter().flat_map(|s| s.iter().cloned()).collect();
+        if sets.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        Some(out)
+    }
+
+    pub fn memory_bytes(&self) -> u64 {
+        self.fields
+            .values()
+            .flat_map(|f| f.values())
+            .map(|s| s.len() as u64 * 48 + 64)
+            .sum()
+    }
+}
+
+/// Search tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchTuning {
+    /// Smallest `ef` used when the request sets none.
+    pub ef_floor: usize,
+    /// A filter whose indexed candidates are at most this many is answered exactly.
+    pub exact_filter_max: usize,
+}
+
+impl Default for SearchTuning {
+    fn default() -> Self {
+        Self {
+            ef_floor: 64,
+            exact_filter_max: 2_000,
+        }
+    }
+}
+
+/// Max-heap entry on rank key: the worst of the current top-k is on top.
+#[derive(PartialEq)]
+struct Cand(f32, u64, u32);
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0
+            .total_cmp(&o.0)
+            .then(self.1.cmp(&o.1))
+            .then(self.2.cmp(&o.2))
+    }
+}
+
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Cand>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+    #[inline]
+    fn push(&mut self, r: f32, seg: u64, off: u32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Cand(r, seg, off));
+        } else if self.heap.peek().is_some_and(|w| r < w.0) {
+            self.heap.pop();
+            self.heap.push(Cand(r, seg, off));
+        }
+    }
+}
+
+pub struct State {
+    pub spec: CollectionSpec,
+    pub dim: usize,
+    pub app_id: u64,
+    pub app: Appendable,
+    pub sealed: BTreeMap<u64, Sealed>,
+    pub ids: BTreeMap<PointKey, Loc>,
+    pub pindex: PayloadIndex,
+    /// Sequence number of the last applied WAL record.
+    pub applied_seq: u64,
+    pub next_segment_id: u64,
+}
+
+impl State {
+    pub fn new(spec: CollectionSpec) -> Self {
+        State {
+            dim: spec.dimension as usize,
+            spec,
+            app_id: 1,
+            app: Appendable::default(),
+            sealed: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            pindex: PayloadIndex::default(),
+            applied_seq: 0,
+            next_segment_id: 2,
+        }
+    }
+
+    /// Rebuild the id map and payload index after segments were loaded from a snapshot.
+    pub fn reindex(&mut self) {
+        self.ids.clear();
+        self.pindex = PayloadIndex::default();
+        for (&seg, s) in &self.sealed {
+            for off in 0..s.data.len() {
+                if !s.deleted[off] {
+                    self.ids.insert(
+                        s.data.keys[off].clone(),
+                        Loc {
+                            seg,
+                            off: off as u32,
+                        },
+                    );
+                    self.pindex.insert(&s.data.keys[off], &s.data.payloads[off]);
+                }
+            }
+        }
+        for off in 0..self.app.data.len() {
+            if self.app.alive[off] {
+                self.ids.insert(
+                    self.app.data.keys[off].clone(),
+                    Loc {
+                        seg: self.app_id,
+                        off: off as u32,
+                    },
+                );
+                self.pindex
+                    .insert(&self.app.data.keys[off], &self.app.data.payloads[off]);
+            }
+        }
+    }
+
+    pub fn point_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn seg_data(&self, seg: u64) -> &SegmentData {
+        if seg == self.app_id {
+            &self.app.data
+        } else {
+            &self.sealed[&seg].data
+        }
+    }
+
+    /// Tombstone (or kill) the point at `loc` and drop it from the payload index.
+    fn remove_at(&mut self, key: &PointKey, loc: Loc) {
+        let off = loc.off as usize;
+        if loc.seg == self.app_id {
+            self.pindex.remove(key, &self.app.data.payloads[off]);
+            self.app.alive[off] = false;
+            self.app.live -= 1;
+        } else if let Some(s) = self.sealed.get_mut(&loc.seg) {
+            self.pindex.remove(key, &s.data.payloads[off]);
+            if !s.deleted[off] {
+                s.deleted[off] = true;
+                s.deleted_count += 1;
+            }
+        }
+    }
+
+    /// Apply an upsert (vectors already normalized for cosine). Later duplicates win.
+    pub fn apply_upsert(&mut self, points: Vec<PointRecord>) {
+        let dim = self.dim;
+        for p in points {
+            match self.ids.get(&p.key).copied() {
+                Some(loc) if loc.seg == self.app_id => {
+                    let off = loc.off as usize;
+                    self.pindex.remove(&p.key, &self.app.data.payloads[off]);
+                    self.pindex.insert(&p.key, &p.payload);
+                    self.app.data.vectors[off * dim..(off + 1) * dim].copy_from_slice(&p.vector);
+                    self.app.data.payloads[off] = p.payload;
+                }
+                other => {
+                    if let Some(loc) = other {
+                        self.remove_at(&p.key, loc);
+                    }
+                    let off = self.app.data.len();
+                    self.pindex.insert(&p.key, &p.payload);
+                    self.app.data.keys.push(p.key.clone());
+                    self.app.data.vectors.extend_from_slice(&p.vector);
+                    self.app.data.payloads.push(p.payload);
+                    self.app.alive.push(true);
+                    self.app.live += 1;
+                    self.ids.insert(
+                        p.key,
+                        Loc {
+                            seg: self.app_id,
+                            off: off as u32,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Remove the given keys; returns how many existed.
+    pub fn apply_delete(&mut self, keys: &[PointKey]) -> u64 {
+        let mut n = 0;
+        for k in keys {
+            if let Some(loc) = self.ids.remove(k) {
+                self.remove_at(k, loc);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Seal the appendable segment (dropping its dead slots); returns the new sealed id.
+    pub fn seal(&mut self) -> Option<u64> {
+        if self.app.live == 0 {
+            self.app = Appendable::default();
+            return None;
+        }
+        let old = std::mem::take(&mut self.app);
+        let id = self.app_id;
+        let mut data = SegmentData {
+            id,
+            keys: Vec::with_capacity(old.live),
+            vectors: Vec::with_capacity(old.live * self.dim),
+            payloads: Vec::with_capacity(old.live),
+        };
+        let SegmentData {
+            keys,
+            vectors,
+            payloads,
+            ..
+        } = old.data;
+        for (off, ((key, payload), alive)) in
+            keys.into_iter().zip(payloads).zip(old.alive).enumerate()
+        {
+            if !alive {
+                continue;
+            }
+            let new_off = data.keys.len() as u32;
+            self.ids.insert(
+                key.clone(),
+                Loc {
+                    seg: id,
+                    off: new_off,
+                },
+            );
+            data.vectors
+                .extend_from_slice(&vectors[off * self.dim..(off + 1) * self.dim]);
+            data.keys.push(key);
+            data.payloads.push(payload);
+        }
+        let n = data.len();
+        self.sealed
+            .insert(id, Sealed::new(Arc::new(data), vec![false; n], None));
+        self.app_id = self.next_segment_id;
+        self.next_segment_id += 1;
+        Some(id)
+    }
+
+    /// Sealed segments still waiting for a graph.
+    pub fn unindexed(&self) -> Vec<u64> {
+        self.sealed
+            .iter()
+            .filter(|(_, s)| s.graph.is_none() && s.live() > 0)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Points not in any graph yet.
+    pub fn pending_points(&self) -> usize {
+        self.app.live
+            + self
+                .sealed
+                .values()
+                .filter(|s| s.graph.is_none())
+                .map(|s| s.live())
+                .sum::<usize>()
+    }
+
+    pub fn install_graph(&mut self, seg: u64, graph: Arc<Graph>) -> bool {
+        match self.sealed.get_mut(&seg) {
+            Some(s) if s.graph.is_none() => {
+                s.graph = Some(graph);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Replace `old` segments by `new` (compaction). `origins[i]` is where new point `i` came
+    /// from; points moved or deleted since are tombstoned in the new segment.
+    pub fn replace_segments(
+        &mut self,
+        old: &[u64],
+        mut data: SegmentData,
+        origins: &[Loc],
+        graph: Option<Arc<Graph>>,
+    ) -> u64 {
+        let id = self.next_segment_id;
+        self.next_segment_id += 1;
+        data.id = id;
+        let mut deleted = vec![false; data.len()];
+        for (i, origin) in origins.iter().enumerate() {
+            let key = &data.keys[i];
+            match self.ids.get_mut(key) {
+                Some(loc) if loc == origin => {
+                    *loc = Loc {
+                        seg: id,
+                        off: i as u32,
+                    }
+                }
+                _ => deleted[i] = true,
+            }
+        }
+        let mut removed = 0;
+        for o in old {
+            if let Some(s) = self.sealed.remove(o) {
+                removed += s.deleted_count as u64;
+            }
+        }
+        if !data.is_empty() {
+            self.sealed
+                .insert(id, Sealed::new(Arc::new(data), deleted, graph));
+        }
+        removed
+    }
+
+    /// Keys of live points matching `filter`.
+    pub fn keys_matching(&self, filter: &Filter) -> Vec<PointKey> {
+        if let Some(cands) = self.pindex.candidates(filter) {
+            return cands
+                .into_iter()
+                .filter(|k| {
+                    self.ids.get(k).is_some_and(|&loc| {
+                        filter.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
+                    })
+                })
+                .collect();
+        }
+        self.ids
+            .iter()
+            .filter(|(k, loc)| {
+                filter.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn count(&self, filter: Option<&Filter>) -> u64 {
+        match filter {
+            None => self.ids.len() as u64,
+            Some(f) => self.keys_matching(f).len() as u64,
+        }
+    }
+
+    pub fn stored(
+        &self,
+        key: &PointKey,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Option<StoredPoint> {
+        let loc = self.ids.get(key)?;
+        let d = self.seg_data(loc.seg);
+        let off = loc.off as usize;
+        Some(StoredPoint {
+            key: key.clone(),
+            payload: with_payload.then(|| d.payloads[off].clone()),
+            vector: with_vector.then(|| d.vector(self.dim, off).to_vec()),
+        })
+    }
+
+    pub fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        after: Option<&PointKey>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> (Vec<StoredPoint>, Option<PointKey>) {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for (k, loc) in self.ids.range((lower, Bound::Unbounded)) {
+            if let Some(f) = filter
+                && !f.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
+            {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.extend(self.stored(k, with_payload, with_vector));
+        }
+        let next = if more {
+            out.last().map(|p| p.key.clone())
+        } else {
+            None
+        };
+        (out, next)
+    }
+
+    /// Exact scan of one segment's live slots.
+    fn scan(
+        &self,
+        top: &mut TopK,
+        q: &[f32],
+        seg: u64,
+        data: &SegmentData,
+        dead: &dyn Fn(usize) -> bool,
+        filter: Option<&Filter>,
+    ) -> u64 {
+        let metric = self.spec.metric;
+        let mut n = 0;
+        for off in 0..data.len() {
+            if dead(off) {
+                continue;
+            }
+            if let Some(f) = filter
+                && !f.matches(&data.keys[off], &data.payloads[off])
+            {
+                continue;
+            }
+            n += 1;
+            let r = rank_key(metric, score(metric, q, data.vector(self.dim, off)));
+            top.push(r, seg, off as u32);
+        }
+        n
+    }
+
+    /// Search every segment and merge. `q` is already normalized for cosine.
+    pub fn search(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        tuning: &SearchTuning,
+    ) -> (Vec<Hit>, SearchInfo) {
+        let metric = self.spec.metric;
+        let k = params.k;
+        let ef = params.ef.unwrap_or(tuning.ef_floor).max(k);
+        let filter = params.filter.as_ref().filter(|f| !f.is_empty());
+        let mut top = TopK::new(k);
+        let mut info = SearchInfo::default();
+
+        let narrow = filter.and_then(|f| {
+            self.pindex
+                .candidates(f)
+                .filter(|c| params.exact || c.len() <= tuning.exact_filter_max)
+        });
+        if let (Some(cands), Some(f)) = (narrow, filter) {
+            // Few candidates: score exactly the ones that really match.
+            for key in &cands {
+                let Some(&loc) = self.ids.get(key) else {
+                    continue;
+                };
+                let d = self.seg_data(loc.seg);
+                let off = loc.off as usize;
+                if !f.matches(key, &d.payloads[off]) {
+                    continue;
+                }
+                info.points_exact += 1;
+                let r = rank_key(metric, score(metric, q, d.vector(self.dim, off)));
+                top.push(r, loc.seg, loc.off);
+            }
+            info.segments_searched = 1 + self.sealed.len() as u64;
+            return (self.hits(top, params), info);
+        }
+
+        let alive = &self.app.alive;
+        info.points_exact += self.scan(
+            &mut top,
+            q,
+            self.app_id,
+            &self.app.data,
+            &|o| !alive[o],
+            filter,
+        );
+        info.segments_searched += 1;
+        for (&seg, s) in &self.sealed {
+            info.segments_searched += 1;
+            let deleted = &s.deleted;
+            let dead = |o: usize| deleted[o];
+            let graph = match &s.graph {
+                Some(g) if !params.exact => g,
+                _ => {
+                    info.points_exact += self.scan(&mut top, q, seg, &s.data, &dead, filter);
+                    continue;
+                }
+            };
+            let live = s.live();
+            let found: Vec<usize> = match filter {
+                None if s.deleted_count == 0 => graph
+                    .search(q, k, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect(),
+                None => {
+                    // Ask for a few more and drop tombstones; filter in the graph if too few.
+                    let k2 = (k + s.deleted_count).min(2 * k + 16);
+                    let mut v: Vec<usize> = graph
+                        .search(q, k2, ef.max(k2), None)
+                        .into_iter()
+                        .map(|r| r.0)
+                        .filter(|&o| !deleted[o])
+                        .collect();
+                    if v.len() < k.min(live) {
+                        v = graph
+                            .search(q, k, ef, Some(&dead_filter(&dead)))
+                            .into_iter()
+                            .map(|r| r.0)
+                            .collect();
+                    }
+                    v.truncate(k);
+                    v
+                }
+                Some(f) => {
+                    let accept =
+                        |o: usize| !deleted[o] && f.matches(&s.data.keys[o], &s.data.payloads[o]);
+                    graph
+                        .search(q, k, ef, Some(&accept))
+                        .into_iter()
+                        .map(|r| r.0)
+                        .collect()
+                }
+            };
+            if found.len() < k.min(live) {
+                // The graph could not deliver k (tiny or heavily filtered segment): scan it.
+                info.points_exact += self.scan(&mut top, q, seg, &s.data, &dead, filter);
+                continue;
+            }
+            info.points_graph += live as u64;
+            for off in found {
+                let r = rank_key(metric, score(metric, q, s.data.vector(self.dim, off)));
+                top.push(r, seg, off as u32);
+            }
+        }
+        (self.hits(top, params), info)
+    }
+
+    fn hits(&self, top: TopK, params: &SearchParams) -> Vec<Hit> {
+        let metric = self.spec.metric;
+        top.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Cand(r, seg, off)| {
+                let d = self.seg_data(seg);
+                let off = off as usize;
+                Hit {
+                    key: d.keys[off].clone(),
+                    score: rank_key(metric, r),
+                    payload: params.with_payload.then(|| d.payloads[off].clone()),
+                    vector: params.with_vector.then(|| d.vector(self.dim, off).to_vec()),
+                }
+            })
+            .collect()
+    }
+
+    pub fn memory_bytes(&self) -> (u64, u64, u64) {
+        let vectors = self.app.data.memory_bytes()
+            + self
+                .sealed
+                .values()
+                .map(|s| s.data.memory_bytes())
+                .sum::<u64>();
+        let graphs = self
+            .sealed
+            .values()
+            .filter_map(|s| s.graph.as_ref())
+            .map(|g| g.memory_bytes())
+            .sum();
+        (
+            vectors,
+            graphs,
+            self.pindex.memory_bytes() + self.ids.len() as u64 * 64,
+        )
+    }
+}
+
+fn dead_filter(dead: &dyn Fn(usize) -> bool) -> impl Fn(usize) -> bool + '_ {
+    move |o| !dead(o)
+}
