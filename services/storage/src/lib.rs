@@ -6,6 +6,7 @@
 //! - [`engine`]: the catalog of collections and input validation.
 //! - [`server`], [`convert`]: the gRPC layer.
 
+pub mod breaker;
 pub mod config;
 pub mod convert;
 pub mod distance;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod memory;
 pub mod model;
+pub mod objstore;
 pub mod server;
 pub mod store;
 
