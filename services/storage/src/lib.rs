@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod config;
 pub mod convert;
 pub mod distance;
+pub mod dlq;
 pub mod engine;
 pub mod error;
 pub mod filter;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod objstore;
 pub mod server;
 pub mod store;
+pub mod upload;
 
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
 use akidb_telemetry::{Component, TelemetryArgs};
