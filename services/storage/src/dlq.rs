@@ -283,6 +283,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// How one upload attempt of an entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Uploaded (or superseded and dropped); the entry is gone.
+    Uploaded,
+    /// The store failed; rescheduled with backoff.
+    Failed,
+    /// The breaker failed it fast; rescheduled for when the breaker lets calls through.
+    Rejected,
+    /// Not tried: gone, already in flight, or an older entry of its key is in flight.
+    Skipped,
+}
+
 /// In-memory index of the queue; the files are the truth, this mirrors them.
 #[derive(Debug, Default)]
 struct Index {
@@ -744,28 +757,27 @@ impl Dlq {
         let mut report = RetryReport::default();
         for id in ids {
             match self.attempt(&id).await? {
-                Some(true) => report.succeeded += 1,
-                Some(false) => report.failed += 1,
-                None => {}
+                Attempt::Uploaded => report.succeeded += 1,
+                Attempt::Failed | Attempt::Rejected => report.failed += 1,
+                Attempt::Skipped => {}
             }
         }
         Ok(report)
     }
 
-    /// Upload one entry. `Some(true)`: uploaded and removed; `Some(false)`: failed and
-    /// rescheduled; `None`: gone, busy, or its key is busy with an older entry.
-    async fn attempt(&self, id: &str) -> Result<Option<bool>, DlqError> {
+    /// Upload one entry now.
+    async fn attempt(&self, id: &str) -> Result<Attempt, DlqError> {
         let entry = {
             let mut idx = self.index.lock().await;
             let Some(e) = idx.entries.get(id).cloned() else {
-                return Ok(None);
+                return Ok(Attempt::Skipped);
             };
             let key_busy = idx
                 .in_flight
                 .iter()
                 .any(|f| idx.entries.get(f).map(|o| o.key == e.key).unwrap_or(false));
             if key_busy {
-                return Ok(None);
+                return Ok(Attempt::Skipped);
             }
             idx.in_flight.insert(id.to_string());
             e
@@ -799,7 +811,7 @@ impl Dlq {
         let superseded = idx.superseded.contains(id);
         if !idx.entries.contains_key(id) {
             // Purged while uploading.
-            return Ok(None);
+            return Ok(Attempt::Skipped);
         }
         let outcome = match result {
             Ok(_) => {
@@ -817,7 +829,7 @@ impl Dlq {
                         key: entry.key.clone(),
                     }
                 });
-                Some(true)
+                Attempt::Uploaded
             }
             Err(e) if superseded => {
                 m.dlq_retries.with_label_values(&["error"]).inc();
@@ -827,7 +839,7 @@ impl Dlq {
                     id: id.to_string(),
                     key: entry.key.clone(),
                 });
-                Some(false)
+                Attempt::Failed
             }
             Err(e) => {
                 let rejected = e.kind() == ErrorKind::BreakerOpen;
@@ -853,13 +865,20 @@ impl Dlq {
                     .with_label_values(&[if rejected { "rejected" } else { "error" }])
                     .inc();
                 updated.next_retry_unix_ms = now + delay.as_millis() as u64;
-                updated.last_error = e.to_string();
-                updated.last_error_kind = e.kind().as_str().to_string();
+                if !rejected {
+                    // A rejection says nothing new about the upload: keep the last real error.
+                    updated.last_error = e.to_string();
+                    updated.last_error_kind = e.kind().as_str().to_string();
+                }
                 let (d, u) = (self.dir.clone(), updated.clone());
                 blocking(move || Self::write_entry(&d, &u)).await?;
                 tracing::debug!(id, key = %entry.key, attempts = updated.attempts, next_retry_ms = delay.as_millis() as u64, error = %e, "dead-letter upload failed; rescheduled");
                 idx.entries.insert(id.to_string(), updated);
-                Some(false)
+                if rejected {
+                    Attempt::Rejected
+                } else {
+                    Attempt::Failed
+                }
             }
         };
         drop(idx);
@@ -891,25 +910,19 @@ impl Dlq {
     }
 
     /// One pass of the background worker: retry every due entry, oldest schedule first.
-    /// Stops early when the breaker rejects (the rest would be rejected too).
+    /// Stops early when the breaker is open (the rest would be rejected too).
     pub async fn run_due(&self) -> RetryReport {
         let (due, _) = self.due().await;
         let mut report = RetryReport::default();
         for id in due {
             match self.attempt(&id).await {
-                Ok(Some(true)) => report.succeeded += 1,
-                Ok(Some(false)) => {
+                Ok(Attempt::Uploaded) => report.succeeded += 1,
+                Ok(Attempt::Failed) => report.failed += 1,
+                Ok(Attempt::Rejected) => {
                     report.failed += 1;
-                    let breaker_open = self
-                        .get(&id)
-                        .await
-                        .map(|e| e.last_error_kind == ErrorKind::BreakerOpen.as_str())
-                        .unwrap_or(false);
-                    if breaker_open {
-                        break;
-                    }
+                    break;
                 }
-                Ok(None) => {}
+                Ok(Attempt::Skipped) => {}
                 Err(e) => {
                     tracing::error!(id, error = %e, "dead-letter queue could not record a retry");
                     report.failed += 1;
