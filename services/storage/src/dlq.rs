@@ -624,11 +624,19 @@ impl Dlq {
             if idx.in_flight.contains(&old) {
                 idx.superseded.insert(old);
             } else {
-                self.remove_locked(&mut idx, &old).await?;
-                let _ = self.events.send(DlqEvent::Superseded {
-                    id: old,
-                    key: key.to_string(),
-                });
+                match self.remove_locked(&mut idx, &old).await {
+                    Ok(_) => {
+                        let _ = self.events.send(DlqEvent::Superseded {
+                            id: old,
+                            key: key.to_string(),
+                        });
+                    }
+                    // The new entry is durable either way; the stale one is dropped at the
+                    // next open (newest entry per key wins).
+                    Err(e) => {
+                        tracing::warn!(id = %old, key, error = %e, "could not remove a superseded dead-letter entry")
+                    }
+                }
             }
         }
         drop(idx);

@@ -446,6 +446,30 @@ async fn s3_store_roundtrip_checked_with_boto3() {
         b"hello from boto3"
     );
 
+    // Listing follows continuation tokens across pages.
+    let paged = S3Store::new(S3Settings {
+        list_page_size: 2,
+        ..S3Settings::from_config(&cfg).unwrap()
+    })
+    .unwrap();
+    let keys: Vec<String> = paged
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "c1/big",
+            "c1/small",
+            "c2/key with spaces+plus",
+            "c2/snap",
+            "ext/from-boto"
+        ]
+    );
+
     // Delete is idempotent.
     store.delete("c1/small").await.unwrap();
     store.delete("c1/small").await.unwrap();

@@ -39,6 +39,8 @@ pub struct S3Settings {
     pub connect_timeout: Duration,
     /// Objects larger than this go up as multipart uploads in parts of this size.
     pub part_size: usize,
+    /// Keys asked for per listing request (S3 caps it at 1000).
+    pub list_page_size: usize,
 }
 
 impl S3Settings {
@@ -82,6 +84,7 @@ impl S3Settings {
             timeout,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms.max(1)).min(timeout),
             part_size: c.part_size as usize,
+            list_page_size: 1000,
         })
     }
 }
@@ -597,10 +600,10 @@ impl ObjectStore for S3Store {
         loop {
             let page: ListBucketResult = self
                 .timed(op, prefix, async {
-                    let mut exec = self
-                        .exec(Method::GET)
-                        .query("list-type", "2")
-                        .query("max-keys", "1000");
+                    let mut exec = self.exec(Method::GET).query("list-type", "2").query(
+                        "max-keys",
+                        self.settings.list_page_size.clamp(1, 1000).to_string(),
+                    );
                     if !prefix.is_empty() {
                         exec = exec.query("prefix", prefix);
                     }
