@@ -291,6 +291,33 @@ mod tests {
         assert!(matches!(e.dlq, DlqError::Source { .. }), "{e}");
     }
 
+    #[test]
+    fn flags_fit_next_to_the_service_flags() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            storage: crate::StorageConfig,
+            #[command(flatten)]
+            objects: ObjectLayerConfig,
+            #[command(flatten)]
+            telemetry: akidb_telemetry::TelemetryArgs,
+        }
+        Cli::command().debug_assert();
+        let c = Cli::parse_from([
+            "storage",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--breaker-open-ms",
+            "2500",
+            "--dlq-max-entries",
+            "7",
+        ]);
+        assert_eq!(c.objects.breaker.open_ms, 2_500);
+        assert_eq!(c.objects.dlq.max_entries, 7);
+        assert_eq!(c.objects.retry.attempts, 4);
+    }
+
     #[tokio::test]
     async fn object_layer_local_default() {
         let dir = tempfile::tempdir().unwrap();
