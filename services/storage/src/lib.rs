@@ -13,9 +13,11 @@
 
 pub mod admin;
 pub mod collection;
+pub mod breaker;
 pub mod config;
 pub mod convert;
 pub mod distance;
+pub mod dlq;
 pub mod engine;
 pub mod error;
 pub mod filter;
@@ -23,10 +25,12 @@ pub mod index;
 pub mod memory;
 pub mod model;
 pub mod segment;
+pub mod objstore;
 pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod wal;
+pub mod upload;
 
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;

@@ -1,0 +1,626 @@
+//! The object layer against a real S3 server (moto).
+//!
+//! Needs `AKIDB_TEST_MOTO_BIN` (path to `moto_server`; `scripts/s3-test-server env` prints
+//! it). Without it every test here prints a loud SKIPPED line and passes. Objects are checked
+//! with an independent client: boto3, run with the Python next to `moto_server` (or
+//! `AKIDB_TEST_PYTHON`).
+//!
+//! Each test starts its own moto_server so that stopping one (SIGSTOP) affects no other.
+
+use akidb_storage::breaker::{BreakerConfig, BreakerState, RetryConfig};
+use akidb_storage::dlq::DlqConfig;
+use akidb_storage::objstore::{
+    ErrorKind, ObjectStore, ObjectStoreConfig, S3Settings, S3Store, Secret,
+};
+use akidb_storage::upload::{ObjectLayer, ObjectLayerConfig, UploadOutcome, UploadSource};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+// ---------------------------------------------------------------------------------------
+// moto
+
+fn moto_bin(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("AKIDB_TEST_MOTO_BIN") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            // Straight to the process's stderr: `eprintln!` would be captured and hidden for
+            // a passing test.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! SKIPPED {test}: AKIDB_TEST_MOTO_BIN is not set, so the S3 integration tests did not run.\n!!!!!!!! Run: eval \"$(scripts/s3-test-server env)\" and test again.\n"
+            );
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto_server child process; killed on drop.
+struct Moto {
+    child: Child,
+    addr: SocketAddr,
+    python: PathBuf,
+}
+
+impl Moto {
+    async fn start(bin: &Path) -> Moto {
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let python = std::env::var_os("AKIDB_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| bin.parent().unwrap().join("python"));
+        let moto = Moto {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            python,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(moto.url()).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn signal(&self, sig: i32) -> i32 {
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, sig) }
+    }
+
+    fn stop(&self) {
+        assert_eq!(self.signal(libc::SIGSTOP), 0, "SIGSTOP moto_server");
+    }
+
+    fn cont(&self) {
+        assert_eq!(self.signal(libc::SIGCONT), 0, "SIGCONT moto_server");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BOTO: &str = r#"
+import sys, json, hashlib, boto3
+cmd, ep, bucket, arg = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=ep, region_name="us-west-2",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+if cmd == "list":
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=arg):
+        for o in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            out[o["Key"]] = [o["Size"], hashlib.sha256(body).hexdigest()]
+    print(json.dumps(out))
+elif cmd == "put":
+    key, path = arg.split("=", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=open(path, "rb").read())
+    print("{}")
+"#;
+
+/// Objects under `prefix` as seen by boto3: key -> (size, sha256 hex).
+async fn boto_list(moto: &Moto, bucket: &str, prefix: &str) -> BTreeMap<String, (u64, String)> {
+    let out = tokio::process::Command::new(&moto.python)
+        .args(["-c", BOTO, "list", &moto.url(), bucket, prefix])
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "boto3 list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: BTreeMap<String, (u64, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    v
+}
+
+async fn boto_put(moto: &Moto, bucket: &str, key: &str, data: &[u8]) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), data).unwrap();
+    let arg = format!("{key}={}", f.path().display());
+    let out = tokio::process::Command::new(&moto.python)
+        .args(["-c", BOTO, "put", &moto.url(), bucket, &arg])
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "boto3 put failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[0] ^ seed)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// a TCP proxy that can refuse or delay connections
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Pass,
+    /// Accept and close at once (the client sees the connection reset/closed).
+    Refuse,
+    /// Hold new connections this long before forwarding (a black hole for short timeouts).
+    Delay(Duration),
+}
+
+/// Forwards 127.0.0.1:<port> to `upstream`. Changing the mode cuts every open connection, so
+/// pooled keep-alive connections see the new mode too.
+struct Proxy {
+    addr: SocketAddr,
+    mode: watch::Sender<Mode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, rx) = watch::channel(Mode::Pass);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let m = *rx.borrow_and_update();
+                    match m {
+                        Mode::Refuse => return,
+                        Mode::Delay(d) => {
+                            tokio::select! {
+                                _ = tokio::time::sleep(d) => {}
+                                _ = rx.changed() => return,
+                            }
+                        }
+                        Mode::Pass => {}
+                    }
+                    let Ok(mut out) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, mode, task }
+    }
+
+    fn set(&self, m: Mode) {
+        self.mode.send_replace(m);
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// configuration
+
+fn store_cfg(endpoint: &str, bucket: &str) -> ObjectStoreConfig {
+    ObjectStoreConfig {
+        endpoint: Some(endpoint.to_string()),
+        bucket: bucket.to_string(),
+        region: "us-west-2".into(),
+        access_key: Secret::new("testing"),
+        secret_key: Secret::new("testing"),
+        path_style: true,
+        timeout_ms: 500,
+        connect_timeout_ms: 300,
+        part_size: 5 * 1024 * 1024,
+        local_dir: None,
+    }
+}
+
+fn layer_cfg(endpoint: &str, bucket: &str) -> ObjectLayerConfig {
+    ObjectLayerConfig {
+        store: store_cfg(endpoint, bucket),
+        retry: RetryConfig {
+            attempts: 2,
+            base_ms: 20,
+            max_ms: 50,
+        },
+        breaker: BreakerConfig {
+            consecutive_failures: 3,
+            failure_ratio: 0.5,
+            window_ms: 10_000,
+            min_calls: 10,
+            open_ms: 1_000,
+            max_open_ms: 2_000,
+            half_open_probes: 1,
+            close_after: 1,
+        },
+        dlq: DlqConfig {
+            dir: None,
+            max_entries: 1_000,
+            max_bytes: 1 << 30,
+            retry_base_ms: 100,
+            retry_max_ms: 500,
+            poll_ms: 50,
+        },
+    }
+}
+
+async fn wait_drained(layer: &ObjectLayer, within: Duration) {
+    let t = Instant::now();
+    while layer.dlq.depth() > 0 {
+        assert!(
+            t.elapsed() < within,
+            "DLQ did not drain within {within:?}: {:?}, breaker {:?}",
+            layer.dlq.list().await,
+            layer.breaker_status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Upload `n` objects `<prefix><i>` while the store is down; all must be queued, and once the
+/// breaker is open they must fail fast. Returns the expected (key -> sha) map.
+async fn upload_while_down(
+    layer: &ObjectLayer,
+    prefix: &str,
+    n: u8,
+) -> BTreeMap<String, (u64, String)> {
+    let mut expected = BTreeMap::new();
+    let mut fast = 0;
+    for i in 0..n {
+        let key = format!("{prefix}{i}");
+        let body = data(i, 1000 + i as usize);
+        expected.insert(key.clone(), (body.len() as u64, sha(&body)));
+        // Open with time to spare: this call must be rejected without touching the network.
+        let before = layer.breaker_status();
+        let surely_open = before.state == BreakerState::Open
+            && before
+                .open_until
+                .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok())
+                .is_some_and(|left| left > Duration::from_millis(300));
+        let t = Instant::now();
+        let out = layer
+            .uploader
+            .upload("c", &key, UploadSource::Bytes(Bytes::from(body)))
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        // Never hangs: at most 2 attempts x 500 ms timeout plus backoff.
+        assert!(took < Duration::from_millis(1_500), "{key} took {took:?}");
+        let UploadOutcome::Queued { error, .. } = out else {
+            panic!("{key}: expected queued while down, got {out:?}");
+        };
+        if surely_open {
+            assert_eq!(error.kind(), ErrorKind::BreakerOpen, "{error}");
+            assert!(
+                took < Duration::from_millis(100),
+                "rejected slowly: {took:?}"
+            );
+            fast += 1;
+        }
+        assert_eq!(layer.dlq.depth(), i as u64 + 1, "DLQ grows while down");
+    }
+    assert!(fast >= 1, "the breaker never failed a call fast");
+    let st = layer.breaker_status();
+    assert!(st.opened_total >= 1, "{st:?}");
+    assert_ne!(st.state, BreakerState::Closed, "{st:?}");
+    expected
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_roundtrip_checked_with_boto3() {
+    let Some(bin) = moto_bin("s3_store_roundtrip_checked_with_boto3") else {
+        return;
+    };
+    let moto = Moto::start(&bin).await;
+    let bucket = "akidb-roundtrip";
+    let cfg = ObjectStoreConfig {
+        // moto takes its time over 5 MiB parts on a busy machine.
+        timeout_ms: 20_000,
+        ..store_cfg(&moto.url(), bucket)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // `open` creates the missing bucket.
+    let store = akidb_storage::objstore::open(&cfg, dir.path())
+        .await
+        .unwrap();
+    assert!(store.is_remote());
+    assert_eq!(store.describe(), format!("s3://{bucket} at {}", moto.url()));
+
+    let small = data(1, 9);
+    let big = data(2, 11 * 1024 * 1024 + 123); // 3 parts of 5 MiB
+    store
+        .put("c1/small", Bytes::from(small.clone()))
+        .await
+        .unwrap();
+    store.put("c1/big", Bytes::from(big.clone())).await.unwrap();
+    let file = dir.path().join("snap.bin");
+    let from_file = data(3, 6 * 1024 * 1024 + 7); // multipart from a file
+    std::fs::write(&file, &from_file).unwrap();
+    assert_eq!(
+        store.put_file("c2/snap", &file).await.unwrap(),
+        from_file.len() as u64
+    );
+    store
+        .put("c2/key with spaces+plus", Bytes::from_static(b"odd"))
+        .await
+        .unwrap();
+
+    // Read back through our client.
+    assert_eq!(&store.get("c1/small").await.unwrap()[..], &small[..]);
+    assert_eq!(sha(&store.get("c1/big").await.unwrap()), sha(&big));
+    let dst = dir.path().join("fetched.bin");
+    assert_eq!(
+        store.get_to_file("c2/snap", &dst).await.unwrap(),
+        from_file.len() as u64
+    );
+    assert_eq!(sha(&std::fs::read(&dst).unwrap()), sha(&from_file));
+    assert_eq!(store.head("c1/big").await.unwrap().size, big.len() as u64);
+    assert!(store.exists("c1/small").await.unwrap());
+    assert!(!store.exists("c1/none").await.unwrap());
+    assert_eq!(
+        store.get("c1/none").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let c1: Vec<(String, u64)> = store
+        .list("c1/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.key, m.size))
+        .collect();
+    assert_eq!(
+        c1,
+        [
+            ("c1/big".to_string(), big.len() as u64),
+            ("c1/small".to_string(), 9)
+        ]
+    );
+    assert_eq!(store.list("").await.unwrap().len(), 4);
+
+    // ... and through an independent client.
+    let seen = boto_list(&moto, bucket, "").await;
+    let want: BTreeMap<String, (u64, String)> = [
+        ("c1/small", &small[..]),
+        ("c1/big", &big[..]),
+        ("c2/snap", &from_file[..]),
+        ("c2/key with spaces+plus", b"odd"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), (v.len() as u64, sha(v))))
+    .collect();
+    assert_eq!(seen, want);
+
+    // An object written by boto3 reads back through S3Store.
+    boto_put(&moto, bucket, "ext/from-boto", b"hello from boto3").await;
+    assert_eq!(
+        &store.get("ext/from-boto").await.unwrap()[..],
+        b"hello from boto3"
+    );
+
+    // Listing follows continuation tokens across pages.
+    let paged = S3Store::new(S3Settings {
+        list_page_size: 2,
+        ..S3Settings::from_config(&cfg).unwrap()
+    })
+    .unwrap();
+    let keys: Vec<String> = paged
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "c1/big",
+            "c1/small",
+            "c2/key with spaces+plus",
+            "c2/snap",
+            "ext/from-boto"
+        ]
+    );
+
+    // Delete is idempotent.
+    store.delete("c1/small").await.unwrap();
+    store.delete("c1/small").await.unwrap();
+    assert!(
+        !boto_list(&moto, bucket, "c1/")
+            .await
+            .contains_key("c1/small")
+    );
+
+    // A bucket that does not exist is a permanent error, not a retryable one.
+    let other =
+        S3Store::new(S3Settings::from_config(&store_cfg(&moto.url(), "no-such-bucket")).unwrap())
+            .unwrap();
+    let e = other.put("k", Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Permanent, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
+    let Some(bin) = moto_bin("breaker_opens_when_moto_is_stopped_and_dlq_drains_after") else {
+        return;
+    };
+    let metrics = akidb_telemetry::metrics::init_metrics(akidb_telemetry::Component::Storage);
+    let opened_before = metrics
+        .breaker_transitions
+        .with_label_values(&["open"])
+        .get();
+    let moto = Moto::start(&bin).await;
+    let bucket = "akidb-sigstop";
+    let data_dir = tempfile::tempdir().unwrap();
+    let cfg = layer_cfg(&moto.url(), bucket);
+    let layer = ObjectLayer::start(&cfg, data_dir.path()).await.unwrap();
+    assert!(layer.is_remote());
+
+    let up = layer
+        .uploader
+        .upload(
+            "c",
+            "before/one",
+            UploadSource::Bytes(Bytes::from_static(b"first")),
+        )
+        .await
+        .unwrap();
+    assert!(up.is_uploaded(), "{up:?}");
+
+    // Unresponsive server: connections are accepted by the kernel, nothing answers.
+    moto.stop();
+    let mut expected = upload_while_down(&layer, "down/", 6).await;
+    expected.insert("before/one".into(), (5, sha(b"first")));
+    assert!(
+        metrics
+            .breaker_transitions
+            .with_label_values(&["open"])
+            .get()
+            > opened_before,
+        "akidb_breaker_transitions_total{{to=\"open\"}} counted"
+    );
+    let text = String::from_utf8(metrics.render()).unwrap();
+    assert!(text.contains("akidb_dlq_depth"), "DLQ metrics exported");
+    assert!(text.contains("akidb_breaker_state{state=\"open\"}"));
+    assert!(text.contains("outcome=\"rejected\""));
+
+    // Restart the layer while the store is still down: the queue is on disk.
+    let queued: Vec<String> = layer.dlq.list().await.into_iter().map(|e| e.key).collect();
+    layer.shutdown().await;
+    let layer = ObjectLayer::start(&cfg, data_dir.path()).await.unwrap();
+    let reloaded: Vec<String> = layer.dlq.list().await.into_iter().map(|e| e.key).collect();
+    assert_eq!(reloaded, queued);
+    assert_eq!(reloaded.len(), 6);
+    assert!(layer.dlq.oldest_age() > Duration::ZERO);
+
+    // The server is back: the worker drains the queue (after the breaker lets probes in).
+    moto.cont();
+    wait_drained(&layer, Duration::from_secs(20)).await;
+    assert_eq!(layer.breaker_status().state, BreakerState::Closed);
+    for key in expected.keys() {
+        assert!(
+            layer.uploader.is_confirmed(key, None).await.unwrap(),
+            "{key}"
+        );
+    }
+    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    layer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_when_proxy_refuses_connections() {
+    let Some(bin) = moto_bin("breaker_opens_when_proxy_refuses_connections") else {
+        return;
+    };
+    let moto = Moto::start(&bin).await;
+    let proxy = Proxy::start(moto.addr).await;
+    let bucket = "akidb-refuse";
+    let data_dir = tempfile::tempdir().unwrap();
+    let layer = ObjectLayer::start(&layer_cfg(&proxy.url(), bucket), data_dir.path())
+        .await
+        .unwrap();
+    assert!(
+        layer
+            .uploader
+            .upload(
+                "c",
+                "ok/0",
+                UploadSource::Bytes(Bytes::from_static(b"zero"))
+            )
+            .await
+            .unwrap()
+            .is_uploaded()
+    );
+
+    proxy.set(Mode::Refuse);
+    let mut expected = upload_while_down(&layer, "refused/", 5).await;
+    expected.insert("ok/0".into(), (4, sha(b"zero")));
+    // Reads fail fast too while open.
+    let e = layer.store.get("ok/0").await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::BreakerOpen | ErrorKind::Transient),
+        "{e}"
+    );
+
+    proxy.set(Mode::Pass);
+    wait_drained(&layer, Duration::from_secs(20)).await;
+    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    assert_eq!(&layer.store.get("ok/0").await.unwrap()[..], b"zero");
+    layer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_when_proxy_delays_connections() {
+    let Some(bin) = moto_bin("breaker_opens_when_proxy_delays_connections") else {
+        return;
+    };
+    let moto = Moto::start(&bin).await;
+    let proxy = Proxy::start(moto.addr).await;
+    let bucket = "akidb-delay";
+    let data_dir = tempfile::tempdir().unwrap();
+    let layer = ObjectLayer::start(&layer_cfg(&proxy.url(), bucket), data_dir.path())
+        .await
+        .unwrap();
+
+    // Slower than the 500 ms request timeout: every call times out.
+    proxy.set(Mode::Delay(Duration::from_secs(30)));
+    let expected = upload_while_down(&layer, "delayed/", 4).await;
+    let listed = layer.dlq.list().await;
+    assert!(
+        listed.iter().any(|e| e.last_error_kind == "transient"),
+        "{listed:?}"
+    );
+
+    proxy.set(Mode::Pass);
+    wait_drained(&layer, Duration::from_secs(20)).await;
+    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    layer.shutdown().await;
+}
