@@ -241,7 +241,7 @@ def performance():
     b.ts("Indexing backlog", "Points not yet in an HNSW graph (searched exactly until indexed).",
          [(f"sum by (instance) (akidb_indexing_pending_points{{{SEL}}})", "{{instance}}")], w=12)
     b.ts("HNSW build p99", "Time to build one segment graph.",
-         [(hq(0.99, "akidb_index_build_duration_seconds", "instance"), "{{instance}}")], unit="s", w=12)
+         [(hq(0.99, "akidb_index_build_duration_seconds", "instance"), "{{instance}}")], unit="s", w=12, exemplars=True)
     b.row("Cache and memory")
     b.ts("Result cache hit rate", "Share of query result cache lookups that hit. LowCacheHitRate under 50%.",
          [(f'sum by (service) (rate(akidb_cache_requests_total{{{SEL}, result="hit"}}[{RI}])) / '
