@@ -275,8 +275,17 @@ def runbook_files():
     return sorted(p for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
 
 
+FENCE_RE = re.compile(r"^([ \t]*)```([a-z]*)[ \t]*\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
+
+
 def fenced_blocks(text, langs):
-    return [m.group(2) for m in re.finditer(r"^```([a-z]*)\n(.*?)^```", text, re.M | re.S) if m.group(1) in langs]
+    """Contents of the fenced code blocks in these languages, also indented ones (in lists)."""
+    out = []
+    for m in FENCE_RE.finditer(text):
+        if m.group(2) in langs:
+            indent = len(m.group(1))
+            out.append("\n".join(l[indent:] if l[:indent].strip() == "" else l for l in m.group(3).splitlines()))
+    return out
 
 
 def runbook_promql():
@@ -569,7 +578,7 @@ def runbook_commands():
                     out.append((f.name, line.strip()))
                 elif re.search(r"(^|[;&|]\s*)akidb\s", line):
                     out.append((f.name, "NOT-ON-ITS-OWN-LINE " + line.strip()))
-        prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+        prose = FENCE_RE.sub("", text)
         for span in re.findall(r"`([^`\n]+)`", prose):
             if span.startswith("akidb "):
                 out.append((f.name, span.strip()))
