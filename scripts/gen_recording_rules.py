@@ -48,8 +48,13 @@ HEADER = """\
 AGGREGATES = [
     ("akidb:grpc_server_requests:rate5m",
      "sum by (service, grpc_service, grpc_method, grpc_code) (rate(akidb_grpc_server_requests_total[5m]))"),
+    # Ratios: a service without any failure yet has no failure series; count it as 0.
     ("akidb:grpc_server_errors:ratio_rate5m",
-     "sum by (service) (rate(akidb_grpc_server_requests_total{grpc_code=~\"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED\"}[5m]))\n"
+     "(\n"
+     "  sum by (service) (rate(akidb_grpc_server_requests_total{grpc_code=~\"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED\"}[5m]))\n"
+     "  or\n"
+     "  0 * sum by (service) (rate(akidb_grpc_server_requests_total[5m]))\n"
+     ")\n"
      "/\n"
      "sum by (service) (rate(akidb_grpc_server_requests_total[5m]))"),
     ("akidb:grpc_server_request_duration_seconds:p50_rate5m",
@@ -63,11 +68,19 @@ AGGREGATES = [
     ("akidb:upsert_duration_seconds:p99_rate5m",
      "histogram_quantile(0.99, sum by (service, tier, le) (rate(akidb_upsert_duration_seconds_bucket[5m])))"),
     ("akidb:cache_hits:ratio_rate5m",
-     "sum by (service) (rate(akidb_cache_requests_total{result=\"hit\"}[5m]))\n"
+     "(\n"
+     "  sum by (service) (rate(akidb_cache_requests_total{result=\"hit\"}[5m]))\n"
+     "  or\n"
+     "  0 * sum by (service) (rate(akidb_cache_requests_total[5m]))\n"
+     ")\n"
      "/\n"
      "sum by (service) (rate(akidb_cache_requests_total[5m]))"),
     ("akidb:s3_operation_errors:ratio_rate5m",
-     "sum by (service, operation) (rate(akidb_s3_operations_total{outcome=\"error\"}[5m]))\n"
+     "(\n"
+     "  sum by (service, operation) (rate(akidb_s3_operations_total{outcome=\"error\"}[5m]))\n"
+     "  or\n"
+     "  0 * sum by (service, operation) (rate(akidb_s3_operations_total{outcome=~\"success|error\"}[5m]))\n"
+     ")\n"
      "/\n"
      "sum by (service, operation) (rate(akidb_s3_operations_total{outcome=~\"success|error\"}[5m]))"),
 ]
