@@ -179,7 +179,9 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let info = r.collection.unwrap_or_default();
-            emit(g, info_json(&info), || info_table(&[info.clone()]));
+            emit(g, info_json(&info), || {
+                info_table(std::slice::from_ref(&info))
+            });
         }
         CollectionCmd::List => {
             let r = c
@@ -199,7 +201,9 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                 .into_inner()
                 .collection
                 .unwrap_or_default();
-            emit(g, info_json(&info), || info_table(&[info.clone()]));
+            emit(g, info_json(&info), || {
+                info_table(std::slice::from_ref(&info))
+            });
         }
         CollectionCmd::Delete { name } => {
             c.delete_collection(l.request(pb::DeleteCollectionRequest { name: name.clone() }))

@@ -12,8 +12,8 @@
 //! - [`server`], [`admin`], [`convert`]: the gRPC layer.
 
 pub mod admin;
-pub mod collection;
 pub mod breaker;
+pub mod collection;
 pub mod config;
 pub mod convert;
 pub mod distance;
@@ -24,13 +24,13 @@ pub mod filter;
 pub mod index;
 pub mod memory;
 pub mod model;
-pub mod segment;
 pub mod objstore;
+pub mod segment;
 pub mod server;
 pub mod snapshot;
 pub mod store;
-pub mod wal;
 pub mod upload;
+pub mod wal;
 
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
