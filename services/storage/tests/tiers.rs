@@ -1024,10 +1024,10 @@ async fn bench_jeopardy_promotion_times() {
     let mut warm = Vec::new();
     let mut cold = Vec::new();
     let mut size = 0;
-    for round in 0..5 {
+    for q in queries.iter().take(5) {
         demote(&mut a, name, pb::Tier::Warm).await.unwrap();
         let t = Instant::now();
-        let (_, st) = search(&mut c, name, &queries[round]).await;
+        let (_, st) = search(&mut c, name, q).await;
         warm.push(t.elapsed());
         assert!(st.loaded && st.tier == pb::Tier::Warm as i32);
 
@@ -1035,7 +1035,7 @@ async fn bench_jeopardy_promotion_times() {
         assert_eq!(s.tier, pb::Tier::Cold as i32);
         size = s.bytes_in_object_store;
         let t = Instant::now();
-        let (_, st) = search(&mut c, name, &queries[round]).await;
+        let (_, st) = search(&mut c, name, q).await;
         cold.push(t.elapsed());
         assert!(st.loaded && st.tier == pb::Tier::Cold as i32);
     }
