@@ -1,9 +1,15 @@
-//! The `AdminService` handlers: snapshots, compaction and WAL status. Tier moves, the
-//! dead-letter queue and the object-store breaker are not implemented yet.
+//! The `AdminService` handlers: tiers (status, promote, demote, pin), snapshots,
+//! compaction, WAL status, the dead-letter queue and the object-store circuit breaker.
 
+use crate::breaker::{BreakerState, BreakerStatus};
+use crate::convert::tier_to_pb;
+use crate::dlq::{DlqEntry, Target};
 use crate::engine::Engine;
 use crate::error::{Result, StorageError};
+use crate::model::Tier;
 use crate::snapshot::SnapshotManifest;
+use crate::tier::TierStatus;
+use crate::upload::ObjectLayer;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use std::sync::Arc;
@@ -12,6 +18,7 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct AdminApi {
     pub engine: Arc<Engine>,
+    pub objects: Arc<ObjectLayer>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -21,7 +28,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
 }
 
-fn snapshot_to_pb(m: &SnapshotManifest) -> pb::SnapshotInfo {
+fn snapshot_to_pb(m: &SnapshotManifest, uploaded: bool) -> pb::SnapshotInfo {
     pb::SnapshotInfo {
         collection: m.collection.name.clone(),
         id: m.id.clone(),
@@ -29,54 +36,138 @@ fn snapshot_to_pb(m: &SnapshotManifest) -> pb::SnapshotInfo {
         created_unix_ms: m.created_unix_ms,
         size_bytes: m.size_bytes(),
         point_count: m.point_count,
-        uploaded: false,
+        uploaded,
     }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not available in this storage build yet (tiers, object storage and the DLQ come later)"
-    ))
+fn tier_status_to_pb(s: &TierStatus) -> pb::CollectionTierStatus {
+    pb::CollectionTierStatus {
+        name: s.name.clone(),
+        tier: tier_to_pb(s.tier) as i32,
+        pinned: s.pinned,
+        bytes_in_memory: s.bytes_in_memory,
+        bytes_on_disk: s.bytes_on_disk,
+        bytes_in_object_store: s.bytes_in_object_store,
+        last_access_unix_ms: s.last_access_unix_ms,
+        moving_to: s.moving_to.map_or(pb::Tier::Unspecified, tier_to_pb) as i32,
+    }
+}
+
+fn tier_from_pb(t: i32) -> Result<Tier> {
+    match pb::Tier::try_from(t) {
+        Ok(pb::Tier::Hot) => Ok(Tier::Hot),
+        Ok(pb::Tier::Warm) => Ok(Tier::Warm),
+        Ok(pb::Tier::Cold) => Ok(Tier::Cold),
+        _ => Err(StorageError::InvalidArgument(format!(
+            "target tier must be HOT, WARM or COLD, got {t}"
+        ))),
+    }
+}
+
+fn breaker_to_pb(s: &BreakerStatus, remote: bool) -> pb::BreakerStatus {
+    pb::BreakerStatus {
+        state: match s.state {
+            BreakerState::Closed => pb::BreakerState::Closed,
+            BreakerState::Open => pb::BreakerState::Open,
+            BreakerState::HalfOpen => pb::BreakerState::HalfOpen,
+        } as i32,
+        consecutive_failures: s.consecutive_failures as u64,
+        failure_ratio: s.failure_ratio,
+        open_until_unix_ms: s.open_until_unix_ms(),
+        remote,
+    }
+}
+
+fn dlq_to_pb(e: DlqEntry) -> pb::DlqEntry {
+    pb::DlqEntry {
+        id: e.id,
+        collection: e.collection,
+        object_key: e.key,
+        size_bytes: e.size_bytes,
+        attempts: e.attempts,
+        first_failed_unix_ms: e.first_failed_unix_ms,
+        next_retry_unix_ms: e.next_retry_unix_ms,
+        last_error: e.last_error,
+    }
+}
+
+fn move_request(req: pb::TierMoveRequest) -> Result<(String, Tier)> {
+    let to = if req.target == pb::Tier::Unspecified as i32 {
+        Err(StorageError::InvalidArgument(
+            "set the target tier (HOT, WARM or COLD)".into(),
+        ))
+    } else {
+        tier_from_pb(req.target)
+    }?;
+    Ok((req.collection, to))
 }
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn tier_status(
         &self,
-        _req: Request<pb::TierStatusRequest>,
+        req: Request<pb::TierStatusRequest>,
     ) -> Result<Response<pb::TierStatusResponse>, Status> {
-        Err(not_yet("TierStatus"))
+        let name = req.into_inner().collection;
+        let engine = self.engine.clone();
+        let (all, used) = blocking(move || {
+            let all = engine.tier_status(&name)?;
+            Ok((all, engine.hot_memory_bytes()))
+        })
+        .await?;
+        Ok(Response::new(pb::TierStatusResponse {
+            collections: all.iter().map(tier_status_to_pb).collect(),
+            hot_memory_budget_bytes: self.engine.options().tiers.hot_memory_bytes,
+            hot_memory_used_bytes: used,
+        }))
     }
 
     async fn promote(
         &self,
-        _req: Request<pb::TierMoveRequest>,
+        req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
-        Err(not_yet("Promote"))
+        let (name, to) = move_request(req.into_inner())?;
+        let engine = self.engine.clone();
+        let st = blocking(move || engine.promote(&name, to)).await?;
+        Ok(Response::new(pb::TierMoveResponse {
+            status: Some(tier_status_to_pb(&st)),
+        }))
     }
 
     async fn demote(
         &self,
-        _req: Request<pb::TierMoveRequest>,
+        req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
-        Err(not_yet("Demote"))
+        let (name, to) = move_request(req.into_inner())?;
+        let engine = self.engine.clone();
+        let st = blocking(move || engine.demote(&name, to)).await?;
+        Ok(Response::new(pb::TierMoveResponse {
+            status: Some(tier_status_to_pb(&st)),
+        }))
     }
 
-    async fn pin(
-        &self,
-        _req: Request<pb::PinRequest>,
-    ) -> Result<Response<pb::PinResponse>, Status> {
-        Err(not_yet("Pin"))
+    async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<pb::PinResponse>, Status> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        let st = blocking(move || engine.pin(&req.collection, req.pinned)).await?;
+        Ok(Response::new(pb::PinResponse {
+            status: Some(tier_status_to_pb(&st)),
+        }))
     }
 
     async fn snapshot(
         &self,
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
-        let c = self.engine.collection(&req.get_ref().collection)?;
-        let m = blocking(move || c.snapshot()).await?;
+        let name = req.into_inner().collection;
+        let engine = self.engine.clone();
+        let m = blocking(move || {
+            let c = engine.collection(&name)?;
+            engine.snapshot_collection(&c)
+        })
+        .await?;
         Ok(Response::new(pb::SnapshotResponse {
-            snapshot: Some(snapshot_to_pb(&m)),
+            snapshot: Some(snapshot_to_pb(&m, false)),
         }))
     }
 
@@ -86,25 +177,32 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
         let name = req.into_inner().collection;
         let engine = self.engine.clone();
-        let snapshots = blocking(move || {
-            let names = if name.is_empty() {
-                engine.names()
+        let local = blocking(move || {
+            let slots = if name.is_empty() {
+                engine.slots()
             } else {
-                vec![name]
+                vec![engine.slot(&name)?]
             };
             let mut out = Vec::new();
-            for n in names {
-                out.extend(
-                    engine
-                        .collection(&n)?
-                        .snapshots()?
-                        .iter()
-                        .map(snapshot_to_pb),
-                );
+            for s in slots {
+                out.extend(crate::snapshot::list(&s.dir)?);
             }
             Ok(out)
         })
         .await?;
+        let mut snapshots = Vec::with_capacity(local.len());
+        for (dir, m) in local {
+            let uploaded = match self.engine.objects() {
+                Some(o) => tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    Engine::snapshot_confirmed(o, &m.collection.name, &dir, &m.id),
+                )
+                .await
+                .unwrap_or(false),
+                None => false,
+            };
+            snapshots.push(snapshot_to_pb(&m, uploaded));
+        }
         Ok(Response::new(pb::ListSnapshotsResponse { snapshots }))
     }
 
@@ -112,8 +210,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CompactRequest>,
     ) -> Result<Response<pb::CompactResponse>, Status> {
-        let c = self.engine.collection(&req.get_ref().collection)?;
-        let r = blocking(move || c.compact()).await?;
+        let name = req.into_inner().collection;
+        let engine = self.engine.clone();
+        let r = blocking(move || engine.collection(&name)?.compact()).await?;
         Ok(Response::new(pb::CompactResponse {
             segments_before: r.segments_before,
             segments_after: r.segments_after,
@@ -125,35 +224,75 @@ impl AdminService for AdminApi {
         &self,
         _req: Request<pb::DlqListRequest>,
     ) -> Result<Response<pb::DlqListResponse>, Status> {
-        Err(not_yet("DlqList"))
+        let entries = self.objects.dlq.list().await;
+        Ok(Response::new(pb::DlqListResponse {
+            entries: entries.into_iter().map(dlq_to_pb).collect(),
+        }))
     }
 
     async fn dlq_retry(
         &self,
-        _req: Request<pb::DlqRetryRequest>,
+        req: Request<pb::DlqRetryRequest>,
     ) -> Result<Response<pb::DlqRetryResponse>, Status> {
-        Err(not_yet("DlqRetry"))
+        let id = req.into_inner().id;
+        let target = if id.is_empty() {
+            Target::All
+        } else {
+            Target::One(id)
+        };
+        let r = self
+            .objects
+            .dlq
+            .retry(target)
+            .await
+            .map_err(StorageError::from)?;
+        Ok(Response::new(pb::DlqRetryResponse {
+            succeeded: r.succeeded,
+            failed: r.failed,
+        }))
     }
 
     async fn dlq_purge(
         &self,
-        _req: Request<pb::DlqPurgeRequest>,
+        req: Request<pb::DlqPurgeRequest>,
     ) -> Result<Response<pb::DlqPurgeResponse>, Status> {
-        Err(not_yet("DlqPurge"))
+        let req = req.into_inner();
+        let target = match (req.id.is_empty(), req.all) {
+            (false, _) => Target::One(req.id),
+            (true, true) => Target::All,
+            (true, false) => {
+                return Err(StorageError::InvalidArgument(
+                    "name a DLQ entry id, or set all to purge every entry".into(),
+                )
+                .into());
+            }
+        };
+        let purged = self
+            .objects
+            .dlq
+            .purge(target)
+            .await
+            .map_err(StorageError::from)?;
+        Ok(Response::new(pb::DlqPurgeResponse { purged }))
     }
 
     async fn breaker_get(
         &self,
         _req: Request<pb::BreakerGetRequest>,
     ) -> Result<Response<pb::BreakerStatus>, Status> {
-        Err(not_yet("BreakerGet"))
+        Ok(Response::new(breaker_to_pb(
+            &self.objects.breaker_status(),
+            self.objects.is_remote(),
+        )))
     }
 
     async fn breaker_reset(
         &self,
         _req: Request<pb::BreakerResetRequest>,
     ) -> Result<Response<pb::BreakerStatus>, Status> {
-        Err(not_yet("BreakerReset"))
+        let st = self.objects.breaker().reset();
+        tracing::info!("object store circuit breaker reset by an operator");
+        Ok(Response::new(breaker_to_pb(&st, self.objects.is_remote())))
     }
 
     /// One collection's WAL, or (empty name) the sum over all collections.
@@ -164,13 +303,12 @@ impl AdminService for AdminApi {
         let name = req.into_inner().collection;
         let policy = self.engine.options().collection.wal.fsync.to_string();
         let colls = if name.is_empty() {
-            self.engine
-                .names()
-                .iter()
-                .filter_map(|n| self.engine.collection(n).ok())
-                .collect()
+            self.engine.all()
         } else {
-            vec![self.engine.collection(&name)?]
+            match self.engine.slot(&name)?.loaded() {
+                Some(c) => vec![c],
+                None => vec![],
+            }
         };
         let mut out = pb::WalStatusResponse {
             fsync_policy: policy,

@@ -75,6 +75,40 @@ pub struct StorageConfig {
     /// Smallest HNSW `ef` used when a search sets none (`ef = max(k, this)`).
     #[arg(long = "search-ef", env = "AKIDB_SEARCH_EF", default_value_t = 64)]
     pub search_ef: usize,
+    /// Memory the hot tier may use, in bytes (0: unlimited). Over it, the least recently
+    /// used unpinned collections are demoted to warm.
+    #[arg(
+        long = "hot-memory-bytes",
+        env = "AKIDB_HOT_MEMORY_BYTES",
+        default_value_t = 0
+    )]
+    pub hot_memory_bytes: u64,
+    /// Demote a hot collection to warm (snapshot on local disk) after this many seconds
+    /// without reads or writes (0: never).
+    #[arg(
+        long = "hot-idle-secs",
+        env = "AKIDB_HOT_IDLE_SECS",
+        default_value_t = 0
+    )]
+    pub hot_idle_secs: u64,
+    /// Demote a warm collection to cold (object store only) after this many seconds
+    /// without reads or writes (0: never).
+    #[arg(
+        long = "warm-idle-secs",
+        env = "AKIDB_WARM_IDLE_SECS",
+        default_value_t = 0
+    )]
+    pub warm_idle_secs: u64,
+    /// Milliseconds between two runs of the tier policy.
+    #[arg(
+        long = "tier-interval-ms",
+        env = "AKIDB_TIER_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub tier_interval_ms: u64,
+    /// Object store, retries, circuit breaker and dead-letter queue.
+    #[command(flatten)]
+    pub objects: crate::upload::ObjectLayerConfig,
 }
 
 impl StorageConfig {
@@ -89,6 +123,12 @@ impl StorageConfig {
         o.collection.tuning.ef_floor = self.search_ef.max(1);
         o.snapshot_interval = (self.snapshot_interval_secs > 0)
             .then(|| Duration::from_secs(self.snapshot_interval_secs));
+        o.tiers = crate::tier::TierOptions {
+            hot_memory_bytes: self.hot_memory_bytes,
+            hot_idle: (self.hot_idle_secs > 0).then(|| Duration::from_secs(self.hot_idle_secs)),
+            warm_idle: (self.warm_idle_secs > 0).then(|| Duration::from_secs(self.warm_idle_secs)),
+            interval: Duration::from_millis(self.tier_interval_ms.max(10)),
+        };
         o
     }
 }

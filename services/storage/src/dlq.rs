@@ -196,7 +196,7 @@ impl From<DlqError> for crate::error::StorageError {
         use crate::error::StorageError;
         match &e {
             DlqError::Full { .. } => StorageError::ResourceExhausted(e.to_string()),
-            DlqError::NoSuchEntry(_) => StorageError::InvalidArgument(e.to_string()),
+            DlqError::NoSuchEntry(_) => StorageError::NotFound(e.to_string()),
             DlqError::Source { .. } => StorageError::FailedPrecondition(e.to_string()),
             DlqError::Io(_) => StorageError::Internal(e.to_string()),
         }

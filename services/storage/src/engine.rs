@@ -4,6 +4,7 @@ use crate::collection::{BuildJob, Collection, CollectionOptions, SPEC_FILE};
 use crate::error::{Result, StorageError};
 use crate::model::*;
 use crate::store::CollectionStore;
+use crate::tier::{self, Objects, Slot, TierOptions, TierRecord};
 use crate::wal::{self, FsyncPolicy};
 use akidb_telemetry::metrics;
 use parking_lot::{Mutex, RwLock};
@@ -127,6 +128,8 @@ pub struct EngineOptions {
     pub snapshot_interval: Option<Duration>,
     /// Check for compaction work this often (`None`: only on demand).
     pub compaction_interval: Option<Duration>,
+    /// Memory budget and idle times of the tiers.
+    pub tiers: TierOptions,
 }
 
 impl EngineOptions {
@@ -136,6 +139,7 @@ impl EngineOptions {
             collection: CollectionOptions::default(),
             snapshot_interval: Some(Duration::from_secs(300)),
             compaction_interval: Some(Duration::from_secs(30)),
+            tiers: TierOptions::default(),
         }
     }
 }
@@ -147,7 +151,8 @@ impl EngineOptions {
 /// workers (graph builder, snapshots, compaction, interval fsync).
 pub struct Engine {
     opts: EngineOptions,
-    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    collections: RwLock<BTreeMap<String, Arc<Slot>>>,
+    objects: std::sync::OnceLock<Objects>,
     ready: AtomicBool,
     /// Serializes create and delete (directory work) without blocking lookups.
     ddl: Mutex<()>,
@@ -163,6 +168,7 @@ impl Engine {
         Arc::new(Self {
             opts,
             collections: RwLock::new(BTreeMap::new()),
+            objects: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             ddl: Mutex::new(()),
             builder: Mutex::new(None),
@@ -176,6 +182,53 @@ impl Engine {
         let e = Self::new(opts);
         e.recover()?;
         Ok(e)
+    }
+
+    /// Wire in the object layer (before [`Engine::recover`]): snapshots are then uploaded
+    /// and collections can go cold.
+    pub fn set_objects(&self, objects: Objects) {
+        let _ = self.objects.set(objects);
+    }
+
+    pub fn objects(&self) -> Option<&Objects> {
+        self.objects.get()
+    }
+
+    /// The slot of a collection in any tier.
+    pub fn slot(&self, name: &str) -> Result<Arc<Slot>> {
+        validate_name(name)?;
+        self.check_ready()?;
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))
+    }
+
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.collections.read().values().cloned().collect()
+    }
+
+    /// Give a freshly loaded collection the background graph builder.
+    pub(crate) fn attach_builder(&self, c: &Arc<Collection>) {
+        if let Some(tx) = &*self.builder.lock() {
+            c.set_builder(tx.clone());
+        }
+    }
+
+    /// Snapshot a hot collection now and upload the snapshot in the background.
+    pub fn snapshot_collection(
+        &self,
+        c: &Arc<Collection>,
+    ) -> Result<crate::snapshot::SnapshotManifest> {
+        let m = c.snapshot()?;
+        self.schedule_upload(&c.spec().name, &m.id);
+        Ok(m)
+    }
+
+    /// Stats of a collection without loading it.
+    pub fn stats(&self, name: &str) -> Result<CollectionStats> {
+        Ok(self.slot(name)?.stats())
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -244,6 +297,24 @@ impl Engine {
             .max(1);
         let mut before = 0u64;
         for (name, path) in dirs {
+            let rec = tier::read_record(&path)?;
+            if let Some(rec) = rec.filter(|r| r.tier != crate::model::Tier::Hot) {
+                let spec = read_spec(&path)?;
+                let mut rec: TierRecord = rec;
+                let has_local = !crate::snapshot::list(&path)?.is_empty();
+                if rec.tier == crate::model::Tier::Warm && !has_local && rec.cold.is_some() {
+                    rec.tier = crate::model::Tier::Cold;
+                }
+                tracing::info!(collection = %name, tier = rec.tier.as_str(), "collection not loaded (not hot)");
+                self.collections
+                    .write()
+                    .insert(name, Slot::unloaded(&path, spec, rec));
+                continue;
+            }
+            let pinned = match tier::read_record(&path)? {
+                Some(r) => r.pinned,
+                None => read_spec(&path)?.pinned,
+            };
             let mut last = 0;
             let c = Collection::open(&path, self.opts.collection, |done, _| {
                 last = done;
@@ -252,7 +323,7 @@ impl Engine {
                     .set((before + done) as f64 / total as f64);
             })?;
             before += last;
-            self.collections.write().insert(name, c);
+            self.collections.write().insert(name, Slot::hot(c, pinned));
         }
         tracing::info!(
             collections = self.collections.read().len(),
@@ -265,7 +336,7 @@ impl Engine {
 
     fn start_workers(self: &Arc<Self>) {
         let (tx, rx) = std::sync::mpsc::channel::<BuildJob>();
-        for c in self.collections.read().values() {
+        for c in self.all() {
             c.set_builder(tx.clone());
         }
         *self.builder.lock() = Some(tx);
@@ -301,6 +372,21 @@ impl Engine {
                 .name("akidb-maintenance".into())
                 .spawn(move || maintenance_loop(me, stop))
                 .expect("spawn maintenance thread"),
+        );
+        let me = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        let every = self.opts.tiers.interval.max(Duration::from_millis(10));
+        workers.push(
+            std::thread::Builder::new()
+                .name("akidb-tiers".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(every);
+                        let Some(e) = me.upgrade() else { return };
+                        e.run_tier_policy();
+                    }
+                })
+                .expect("spawn tier thread"),
         );
         if let FsyncPolicy::Interval(every) = self.opts.collection.wal.fsync {
             let me = Arc::downgrade(self);
@@ -338,8 +424,13 @@ impl Engine {
         }
     }
 
-    fn all(&self) -> Vec<Arc<Collection>> {
-        self.collections.read().values().cloned().collect()
+    /// Every hot collection.
+    pub fn all(&self) -> Vec<Arc<Collection>> {
+        self.collections
+            .read()
+            .values()
+            .filter_map(|s| s.loaded())
+            .collect()
     }
 
     pub fn create(&self, spec: CollectionSpec) -> Result<CollectionStats> {
@@ -354,31 +445,27 @@ impl Engine {
             fs::remove_dir_all(&dir)?;
         }
         let c = Collection::create(&dir, spec.clone(), self.opts.collection)?;
-        if let Some(tx) = &*self.builder.lock() {
-            c.set_builder(tx.clone());
-        }
+        self.attach_builder(&c);
         let stats = c.stats();
-        self.collections.write().insert(spec.name, c);
+        let slot = Slot::hot(c, spec.pinned);
+        slot.persist()?;
+        self.collections.write().insert(spec.name, slot);
         self.refresh_gauges();
         Ok(stats)
     }
 
+    /// The collection for a read or write (loaded if warm or cold).
     pub fn get(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
         Ok(self.collection(name)?)
     }
 
+    /// The collection for a read or write (loaded if warm or cold).
     pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        validate_name(name)?;
-        self.check_ready()?;
-        self.collections
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))
+        Ok(self.access(name)?.collection)
     }
 
     pub fn list(&self) -> Vec<CollectionStats> {
-        self.all().iter().map(|c| c.stats()).collect()
+        self.slots().iter().map(|s| s.stats()).collect()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -389,16 +476,18 @@ impl Engine {
         validate_name(name)?;
         self.check_ready()?;
         let _d = self.ddl.lock();
-        let c = self
+        let slot = self
             .collections
             .write()
             .remove(name)
             .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))?;
-        c.deleted.store(true, Ordering::Release);
+        if let Some(c) = slot.unload_for_delete() {
+            c.deleted.store(true, Ordering::Release);
+        }
         // Rename first: a crash mid-removal leaves a `.deleted-` directory, cleaned on start.
         let root = self.collections_dir();
         let grave = root.join(format!("{DELETED_PREFIX}{name}-{}", std::process::id()));
-        fs::rename(c.dir(), &grave)?;
+        fs::rename(&slot.dir, &grave)?;
         wal::sync_dir(&root)?;
         fs::remove_dir_all(&grave)?;
         self.refresh_gauges();
@@ -439,9 +528,7 @@ impl Engine {
         m.memory_bytes
             .with_label_values(&["payload_index"])
             .set(other as i64);
-        m.collections
-            .with_label_values(&["hot"])
-            .set(all.len() as i64);
+        self.refresh_tier_gauges();
     }
 }
 
@@ -470,7 +557,7 @@ fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
                 {
                     continue;
                 }
-                let outcome = if c.snapshot().is_ok() {
+                let outcome = if e.snapshot_collection(&c).is_ok() {
                     "success"
                 } else {
                     "failure"
@@ -506,6 +593,12 @@ fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
             last_compaction = Instant::now();
         }
     }
+}
+
+fn read_spec(dir: &std::path::Path) -> Result<CollectionSpec> {
+    let p = dir.join(SPEC_FILE);
+    serde_json::from_slice(&fs::read(&p)?)
+        .map_err(|e| StorageError::DataLoss(format!("{} is unreadable: {e}", p.display())))
 }
 
 #[cfg(test)]

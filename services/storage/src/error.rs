@@ -9,6 +9,9 @@ pub enum StorageError {
     InvalidArgument(String),
     #[error("collection `{0}` not found; list collections with `akidb collection list`")]
     CollectionNotFound(String),
+    /// Something other than a collection (a DLQ entry, a snapshot) does not exist.
+    #[error("{0}")]
+    NotFound(String),
     #[error("collection `{0}` already exists; delete it first or choose another name")]
     CollectionExists(String),
     /// A size limit or backpressure; the caller may retry later or send less.
@@ -36,6 +39,7 @@ impl From<StorageError> for Status {
         let code = match &e {
             StorageError::InvalidArgument(_) => Code::InvalidArgument,
             StorageError::CollectionNotFound(_) => Code::NotFound,
+            StorageError::NotFound(_) => Code::NotFound,
             StorageError::CollectionExists(_) => Code::AlreadyExists,
             StorageError::ResourceExhausted(_) => Code::ResourceExhausted,
             StorageError::Unavailable(_) => Code::Unavailable,

@@ -29,9 +29,11 @@ pub mod segment;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod tier;
 pub mod upload;
 pub mod wal;
 
+use crate::objstore::ObjectStore as _;
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
 use akidb_telemetry::{Component, TelemetryArgs};
@@ -62,11 +64,20 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let engine = engine::Engine::new(config.engine_options());
+    let objects = upload::ObjectLayer::start(&config.objects, &config.data_dir).await?;
+    tracing::info!(store = %objects.store.describe(), remote = objects.is_remote(), "object layer started");
+    engine.set_objects(tier::Objects {
+        store: objects.store.clone(),
+        uploader: objects.uploader.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let objects = std::sync::Arc::new(objects);
     let api = server::StorageApi {
         engine: engine.clone(),
     };
     let admin_api = admin::AdminApi {
         engine: engine.clone(),
+        objects: objects.clone(),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -121,6 +132,10 @@ pub async fn run(
     let served = server.await?;
     let e2 = engine.clone();
     tokio::task::spawn_blocking(move || e2.shutdown()).await?;
+    match std::sync::Arc::try_unwrap(objects) {
+        Ok(layer) => layer.shutdown().await,
+        Err(_) => tracing::warn!("object layer still in use at shutdown; DLQ entries stay on disk"),
+    }
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
     if let Some(e) = failure {

@@ -4,6 +4,7 @@
 use crate::convert::*;
 use crate::engine::{Engine, validate_points, validate_search};
 use crate::error::{Result, StorageError};
+use crate::store::CollectionStore;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::storage_service_server::StorageService;
 use akidb_telemetry::metrics;
@@ -26,7 +27,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
     let start = Instant::now();
-    let coll = engine.get(&req.collection)?;
+    let access = engine.access(&req.collection)?;
+    let coll = access.collection;
     let stats = coll.stats();
     let params = search_from_pb(req)?;
     validate_search(&stats.spec, &params)?;
@@ -37,19 +39,29 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
     };
     metrics()
         .search_duration
-        .with_label_values(&[stats.tier.as_str()])
+        .with_label_values(&[access.served.as_str()])
         .observe(start.elapsed().as_secs_f64());
     Ok(pb::SearchResponse {
         hits: hits.into_iter().map(hit_to_pb).collect(),
         stats: Some(pb::SearchStats {
-            tier: tier_to_pb(stats.tier) as i32,
-            loaded: false,
+            tier: tier_to_pb(access.served) as i32,
+            loaded: access.loaded,
             points_exact: info.points_exact,
             points_graph: info.points_graph,
             cache_hit: false,
             segments_searched: info.segments_searched,
         }),
     })
+}
+
+impl StorageApi {
+    /// The collection for a read or write; loading a warm or cold one happens off the
+    /// async threads.
+    async fn collection(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
+        let engine = self.engine.clone();
+        let name = name.to_string();
+        blocking(move || engine.get(&name)).await
+    }
 }
 
 #[tonic::async_trait]
@@ -71,9 +83,11 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
-        let c = self.engine.get(&req.get_ref().name)?;
+        let engine = self.engine.clone();
+        let name = req.into_inner().name;
+        let stats = blocking(move || engine.stats(&name)).await?;
         Ok(Response::new(pb::GetCollectionResponse {
-            collection: Some(info_to_pb(&c.stats())),
+            collection: Some(info_to_pb(&stats)),
         }))
     }
 
@@ -107,7 +121,7 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::UpsertResponse>, Status> {
         let start = Instant::now();
         let req = req.into_inner();
-        let coll = self.engine.get(&req.collection)?;
+        let coll = self.collection(&req.collection).await?;
         let stats = coll.stats();
         let points = req
             .points
@@ -137,7 +151,7 @@ impl StorageService for StorageApi {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = req.into_inner();
-        let coll = self.engine.get(&req.collection)?;
+        let coll = self.collection(&req.collection).await?;
         let keys = req
             .ids
             .iter()
@@ -196,7 +210,7 @@ impl StorageService for StorageApi {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let req = req.into_inner();
-        let coll = self.engine.get(&req.collection)?;
+        let coll = self.collection(&req.collection).await?;
         let keys = req
             .ids
             .iter()
@@ -213,7 +227,7 @@ impl StorageService for StorageApi {
         req: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
         let req = req.into_inner();
-        let coll = self.engine.get(&req.collection)?;
+        let coll = self.collection(&req.collection).await?;
         let filter = filter_from_pb(req.filter.as_ref())?;
         let count = blocking(move || coll.count(filter.as_ref())).await?;
         Ok(Response::new(pb::CountResponse { count }))
@@ -224,7 +238,7 @@ impl StorageService for StorageApi {
         req: Request<pb::ScrollRequest>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         let req = req.into_inner();
-        let coll = self.engine.get(&req.collection)?;
+        let coll = self.collection(&req.collection).await?;
         let filter = filter_from_pb(req.filter.as_ref())?;
         let limit = match req.limit {
             0 => 100,

@@ -299,8 +299,6 @@ mod tests {
             #[command(flatten)]
             storage: crate::StorageConfig,
             #[command(flatten)]
-            objects: ObjectLayerConfig,
-            #[command(flatten)]
             telemetry: akidb_telemetry::TelemetryArgs,
         }
         Cli::command().debug_assert();
@@ -313,9 +311,10 @@ mod tests {
             "--dlq-max-entries",
             "7",
         ]);
-        assert_eq!(c.objects.breaker.open_ms, 2_500);
-        assert_eq!(c.objects.dlq.max_entries, 7);
-        assert_eq!(c.objects.retry.attempts, 4);
+        let o = &c.storage.objects;
+        assert_eq!(o.breaker.open_ms, 2_500);
+        assert_eq!(o.dlq.max_entries, 7);
+        assert_eq!(o.retry.attempts, 4);
     }
 
     #[tokio::test]
