@@ -239,10 +239,7 @@ pub async fn run(
                 .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
                 .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), shutdown)
         .await?;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(watcher, metrics_task);

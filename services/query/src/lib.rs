@@ -52,12 +52,23 @@ pub struct QueryConfig {
         default_value_t = 1_000
     )]
     pub max_batch_searches: usize,
+    /// Searches whose results are cached (0 disables the cache). A cached result is reused
+    /// only after storage confirms the collection has not changed since (see `cache.rs`).
+    #[arg(
+        long = "cache-entries",
+        env = "AKIDB_QUERY_CACHE_ENTRIES",
+        default_value_t = 4_096
+    )]
+    pub cache_entries: usize,
 }
+
+pub mod cache;
 
 #[derive(Clone)]
 pub struct Query {
     storage: Link,
     max_batch_searches: usize,
+    cache: std::sync::Arc<cache::ResultCache>,
 }
 
 /// The time a forwarded call may take: the configured budget, or less when the caller's own
@@ -105,6 +116,78 @@ macro_rules! forward {
     }};
 }
 
+impl Query {
+    /// A search through the result cache: one call to storage either way (see `cache.rs`).
+    async fn cached_search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        use prost::Message;
+        let link = budget(&self.storage, &req);
+        let msg = req.into_inner();
+        let key = msg.encode_to_vec();
+        let held = self.cache.get(&key);
+        let token = held.as_ref().and_then(|(e, v, _)| {
+            tonic::metadata::MetadataValue::try_from(format!("{e}.{v}")).ok()
+        });
+        let res = link
+            .idempotent(|left| {
+                let mut c = link.storage();
+                let mut r = with_deadline(msg.clone(), left);
+                if let Some(t) = &token {
+                    r.metadata_mut().insert(IF_VERSION_HEADER, t.clone());
+                }
+                async move { c.search(r).await }
+            })
+            .await?;
+        let not_modified = res.metadata().contains_key(NOT_MODIFIED_HEADER);
+        let mut res = res.into_inner();
+        let m = akidb_telemetry::metrics::metrics();
+        let got = res
+            .stats
+            .as_ref()
+            .map(|s| (s.collection_epoch, s.collection_version));
+        if not_modified {
+            if let Some((e, v, mut cached)) = held
+                && got == Some((e, v))
+            {
+                m.cache_requests.with_label_values(&["hit"]).inc();
+                if let Some(s) = cached.stats.as_mut() {
+                    s.cache_hit = true;
+                }
+                return Ok(Response::new(cached));
+            }
+            // Cannot happen (storage only says so for the pair we sent); never guess.
+            return Err(Status::internal(
+                "storage answered not-modified for a result this query service does not hold",
+            ));
+        }
+        m.cache_requests.with_label_values(&["miss"]).inc();
+        if let Some((epoch, version)) = got
+            && epoch != 0
+        {
+            let n = self.cache.put(
+                key,
+                cache::Entry {
+                    epoch,
+                    version,
+                    response: res.clone(),
+                },
+            );
+            m.cache_entries.set(n as i64);
+        }
+        if let Some(s) = res.stats.as_mut() {
+            s.cache_hit = false;
+        }
+        Ok(Response::new(res))
+    }
+}
+
+/// Request metadata: "I hold this search's result computed at `<epoch>.<version>`".
+pub const IF_VERSION_HEADER: &str = "akidb-if-version";
+/// Response metadata from storage: still at that version; the response carries no hits.
+pub const NOT_MODIFIED_HEADER: &str = "akidb-not-modified";
+
 #[tonic::async_trait]
 impl QueryService for Query {
     async fn search(
@@ -112,7 +195,10 @@ impl QueryService for Query {
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         validate::search(req.get_ref())?;
-        forward!(self, req, search)
+        if !self.cache.enabled() {
+            return forward!(self, req, search);
+        }
+        self.cached_search(req).await
     }
 
     async fn search_batch(
@@ -221,6 +307,7 @@ pub async fn run(
             Duration::from_millis(config.storage_timeout_ms),
         )?,
         max_batch_searches: config.max_batch_searches,
+        cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -257,10 +344,7 @@ pub async fn run(
                 .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
         )
         .add_service(CollectionServiceServer::new(query))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), shutdown)
         .await?;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(watcher, metrics_task);

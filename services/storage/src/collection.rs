@@ -83,6 +83,10 @@ pub struct Collection {
     snapshot_seq: AtomicU64,
     /// Set when the collection is dropped: background work skips it.
     pub(crate) deleted: AtomicBool,
+    /// Random, non-zero, fixed for the life of this in-memory object: a collection that is
+    /// re-created, reloaded or served by a restarted process gets another one, so a cached
+    /// (epoch, version) pair can never be confused with a later state of the same name.
+    epoch: u64,
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
@@ -136,6 +140,7 @@ impl Collection {
             builder: Mutex::new(None),
             snapshot_seq: AtomicU64::new(snapshot_seq),
             deleted: AtomicBool::new(false),
+            epoch: rand::random::<u64>() | 1,
         })
     }
 
@@ -605,7 +610,16 @@ impl CollectionStore for Collection {
         if self.spec.metric == Metric::Cosine {
             normalize(&mut q);
         }
-        Ok(self.state.read().search(&q, params, &self.opts.tuning))
+        let st = self.state.read();
+        let (hits, mut info) = st.search(&q, params, &self.opts.tuning);
+        // Read under the same lock as the search: the result is exactly that version's.
+        info.version = st.applied_seq;
+        info.epoch = self.epoch;
+        Ok((hits, info))
+    }
+
+    fn version_token(&self) -> Option<(u64, u64)> {
+        Some((self.epoch, self.state.read().applied_seq))
     }
 
     fn get(

@@ -104,10 +104,7 @@ pub async fn run(
             .add_service(akidb_telemetry::server::reflection()?)
             .add_service(svc)
             .add_service(AdminServiceServer::new(admin_api))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                stop_server,
-            ),
+            .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), stop_server),
     );
 
     let e2 = engine.clone();

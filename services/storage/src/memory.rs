@@ -189,6 +189,7 @@ impl CollectionStore for MemoryCollection {
                 points_exact: scanned,
                 points_graph: 0,
                 segments_searched: 1,
+                ..Default::default()
             },
         ))
     }

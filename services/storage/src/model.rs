@@ -129,6 +129,10 @@ pub struct SearchInfo {
     pub points_exact: u64,
     pub points_graph: u64,
     pub segments_searched: u64,
+    /// Collection version the result was computed at (0 with `epoch` 0: unknown).
+    pub version: u64,
+    /// Incarnation of the collection; 0 = unknown, not cacheable.
+    pub epoch: u64,
 }
 
 /// A point read back.

@@ -4,6 +4,7 @@
 use crate::convert::*;
 use crate::engine::{Engine, validate_points, validate_search};
 use crate::error::{Result, StorageError};
+use crate::model::CollectionStats;
 use crate::store::CollectionStore;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::storage_service_server::StorageService;
@@ -25,11 +26,38 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
 }
 
+/// Request metadata: "I hold a result of this very search computed at `<epoch>.<version>`".
+pub const IF_VERSION_HEADER: &str = "akidb-if-version";
+/// Response metadata: the collection is still at the version asked about; the response
+/// carries no hits, only the version in its stats.
+pub const NOT_MODIFIED_HEADER: &str = "akidb-not-modified";
+
+/// Searches cheaper than this (vector components scored exactly, roughly) run on the async
+/// thread that received them: handing them to the blocking pool costs more than they do.
+const INLINE_EXACT_BUDGET: u64 = 512 * 1024;
+
 fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
     let start = Instant::now();
     let access = engine.access(&req.collection)?;
-    let coll = access.collection;
-    let stats = coll.stats();
+    let stats = access.collection.stats();
+    search_in(
+        &*access.collection,
+        &stats,
+        req,
+        start,
+        access.served,
+        access.loaded,
+    )
+}
+
+fn search_in(
+    coll: &dyn CollectionStore,
+    stats: &CollectionStats,
+    req: pb::SearchRequest,
+    start: Instant,
+    served: crate::model::Tier,
+    loaded: bool,
+) -> Result<pb::SearchResponse> {
     let params = search_from_pb(req)?;
     validate_search(&stats.spec, &params)?;
     let (hits, info) = {
@@ -39,25 +67,98 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
     };
     metrics()
         .search_duration
-        .with_label_values(&[access.served.as_str()])
+        .with_label_values(&[served.as_str()])
         .observe(start.elapsed().as_secs_f64());
     Ok(pb::SearchResponse {
         hits: hits.into_iter().map(hit_to_pb).collect(),
         stats: Some(pb::SearchStats {
-            tier: tier_to_pb(access.served) as i32,
-            loaded: access.loaded,
+            tier: tier_to_pb(served) as i32,
+            loaded,
             points_exact: info.points_exact,
             points_graph: info.points_graph,
             cache_hit: false,
             segments_searched: info.segments_searched,
+            collection_version: info.version,
+            collection_epoch: info.epoch,
         }),
     })
+}
+
+/// Whether a search is cheap enough to run inline on the async thread: through the graph,
+/// without a filter, over few points that still need an exact scan.
+fn cheap(stats: &CollectionStats, req: &pb::SearchRequest) -> bool {
+    let unindexed = stats.point_count.saturating_sub(stats.indexed_point_count);
+    !req.exact
+        && req.filter.is_none()
+        && unindexed * stats.spec.dimension as u64 <= INLINE_EXACT_BUDGET
+}
+
+fn parse_if_version(req: &Request<pb::SearchRequest>) -> Option<(u64, u64)> {
+    let v = req.metadata().get(IF_VERSION_HEADER)?.to_str().ok()?;
+    let (e, v) = v.split_once('.')?;
+    Some((e.parse().ok()?, v.parse().ok()?))
+}
+
+/// Run a batch of searches across the cores (one scoped thread per core, contiguous chunks,
+/// results in request order).
+fn search_many(
+    engine: &Engine,
+    searches: Vec<pb::SearchRequest>,
+) -> Result<Vec<pb::SearchResponse>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(searches.len());
+    if threads <= 1 || searches.len() < 8 {
+        return searches
+            .into_iter()
+            .map(|s| search_one(engine, s))
+            .collect();
+    }
+    let chunk = searches.len().div_ceil(threads);
+    let mut parts: Vec<Vec<pb::SearchRequest>> = Vec::with_capacity(threads);
+    let mut it = searches.into_iter();
+    loop {
+        let part: Vec<_> = it.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let span = tracing::Span::current();
+    let outs: Vec<Result<Vec<pb::SearchResponse>>> =
+        std::thread::scope(|sc| {
+            let mut handles = Vec::with_capacity(parts.len());
+            let mut parts = parts.into_iter();
+            let first = parts.next().unwrap_or_default();
+            for part in parts {
+                let span = span.clone();
+                handles.push(sc.spawn(move || {
+                    span.in_scope(|| part.into_iter().map(|s| search_one(engine, s)).collect())
+                }));
+            }
+            let mut outs = vec![first.into_iter().map(|s| search_one(engine, s)).collect()];
+            for h in handles {
+                outs.push(h.join().unwrap_or_else(|_| {
+                    Err(StorageError::Internal("search worker panicked".into()))
+                }));
+            }
+            outs
+        });
+    let mut results = Vec::new();
+    for o in outs {
+        results.extend(o?);
+    }
+    Ok(results)
 }
 
 impl StorageApi {
     /// The collection for a read or write; loading a warm or cold one happens off the
     /// async threads.
     async fn collection(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
+        if let Some(a) = self.engine.access_if_hot(name)? {
+            return Ok(a.collection);
+        }
         let engine = self.engine.clone();
         let name = name.to_string();
         blocking(move || engine.get(&name)).await
@@ -182,11 +283,42 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let engine = self.engine.clone();
+        let start = Instant::now();
+        let if_version = parse_if_version(&req);
         let req = req.into_inner();
-        Ok(Response::new(
-            blocking(move || search_one(&engine, req)).await?,
-        ))
+        let access = match self.engine.access_if_hot(&req.collection)? {
+            Some(a) => a,
+            None => {
+                let (engine, name) = (self.engine.clone(), req.collection.clone());
+                blocking(move || engine.access(&name)).await?
+            }
+        };
+        let (coll, served, loaded) = (access.collection, access.served, access.loaded);
+        if let Some(token) = if_version
+            && coll.version_token() == Some(token)
+        {
+            // The caller's copy is current: no search, no hits on the wire.
+            let mut r = Response::new(pb::SearchResponse {
+                hits: vec![],
+                stats: Some(pb::SearchStats {
+                    collection_epoch: token.0,
+                    collection_version: token.1,
+                    ..Default::default()
+                }),
+            });
+            r.metadata_mut().insert(
+                NOT_MODIFIED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            return Ok(r);
+        }
+        let stats = coll.stats();
+        let res = if cheap(&stats, &req) {
+            search_in(&*coll, &stats, req, start, served, loaded)?
+        } else {
+            blocking(move || search_in(&*coll, &stats, req, start, served, loaded)).await?
+        };
+        Ok(Response::new(res))
     }
 
     async fn search_batch(
@@ -198,13 +330,7 @@ impl StorageService for StorageApi {
         if searches.is_empty() {
             return Err(StorageError::InvalidArgument("search batch is empty".into()).into());
         }
-        let results = blocking(move || {
-            searches
-                .into_iter()
-                .map(|s| search_one(&engine, s))
-                .collect()
-        })
-        .await?;
+        let results = blocking(move || search_many(&engine, searches)).await?;
         Ok(Response::new(pb::SearchBatchResponse { results }))
     }
 

@@ -22,6 +22,13 @@ pub trait CollectionStore: Send + Sync {
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)>;
 
+    /// (epoch, version) of the collection now, read as cheaply as possible, for a caller that
+    /// holds a result computed at some (epoch, version) and wants to know whether it is still
+    /// current. `None` when the store cannot tell (its results are then never reused).
+    fn version_token(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Points in the order of `keys`; missing keys are skipped.
     fn get(
         &self,

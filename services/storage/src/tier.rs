@@ -447,6 +447,20 @@ impl Engine {
     }
 
     /// The collection for a read or write, loading it if it is warm or cold.
+    /// [`Self::access`] when the collection is already in memory; `None` when serving it
+    /// needs a load (which blocks, so callers run that off the async threads).
+    pub fn access_if_hot(&self, name: &str) -> Result<Option<Access>> {
+        let slot = self.slot(name)?;
+        Ok(slot.loaded().map(|c| {
+            slot.touch();
+            Access {
+                collection: c,
+                served: Tier::Hot,
+                loaded: false,
+            }
+        }))
+    }
+
     pub fn access(&self, name: &str) -> Result<Access> {
         let slot = self.slot(name)?;
         slot.touch();

@@ -84,10 +84,7 @@ pub async fn run(
         .add_service(TelemetryServiceServer::new(TelemetryApi {
             aggregator: Arc::clone(&aggregator),
         }))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(crate::server::incoming(grpc), shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = scrape_task.await;

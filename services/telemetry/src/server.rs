@@ -15,6 +15,13 @@ pub fn builder() -> tonic::transport::Server<Stack<ServerLayer, Identity>> {
         .layer(ServerLayer)
 }
 
+/// The accepted connections of `listener`, with Nagle off. `Server::tcp_nodelay` only applies
+/// when tonic binds the socket itself; with `serve_with_incoming` each service must set it,
+/// or small responses wait for the peer's delayed ACK (40 ms on Linux).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// gRPC server reflection for the `akidb.v1` API and `grpc.health.v1`.
 pub fn reflection() -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
