@@ -30,6 +30,7 @@ With --metrics-from FILE:
                       or listed in unused-metrics.txt
 With --runbook-cli CMD:
   runbook-cli         `CMD <args> --help` accepts every akidb command of the runbooks
+  compose-env         every AKIDB_* variable compose sets is read by `CMD serve <svc>`
 """
 import argparse
 import copy
@@ -892,7 +893,7 @@ def check_compose(rep):
         env = s.get("environment", {}) or {}
         if isinstance(env, list):
             env = dict(e.split("=", 1) for e in env)
-        for k in ("AKIDB_GRPC_ADDR", "AKIDB_METRICS_ADDR"):
+        for k in (f"AKIDB_{name.upper()}_GRPC_ADDR", f"AKIDB_{name.upper()}_METRICS_ADDR"):
             if k in env:
                 ports.add(str(env[k]).rsplit(":", 1)[-1])
         return ports, env
@@ -923,8 +924,9 @@ def check_compose(rep):
             fails.append(f"AKIDB_SCRAPE_TARGETS: {item}: the service label must match the compose service")
         check_target("AKIDB_SCRAPE_TARGETS", t)
         _, env = ports_of(name)
-        if env.get("AKIDB_METRICS_ADDR", "").rsplit(":", 1)[-1] != t.partition(":")[2]:
-            fails.append(f"AKIDB_SCRAPE_TARGETS: {item}: {name} serves /metrics on {env.get('AKIDB_METRICS_ADDR')}")
+        maddr = env.get(f"AKIDB_{name.upper()}_METRICS_ADDR", "")
+        if maddr.rsplit(":", 1)[-1] != t.partition(":")[2]:
+            fails.append(f"AKIDB_SCRAPE_TARGETS: {item}: {name} serves /metrics on {maddr!r}")
     if seen != {"storage", "ingest", "query", "telemetry"}:
         fails.append(f"AKIDB_SCRAPE_TARGETS must name storage, ingest, query, telemetry (got {sorted(seen)})")
     for name in ("ingest", "query"):
@@ -977,6 +979,37 @@ def check_shell(rep):
     rep.add("shell", fails)
 
 
+OBJSTORE_CONFIG = ROOT / "services" / "storage" / "src" / "objstore" / "config.rs"
+
+
+def check_compose_env(rep, cli):
+    """Every environment variable compose sets on an AkiDB service is one that
+    `CLI serve <service> --help` lists as `[env: NAME=]`. Variables declared by the object
+    store's settings (services/storage/src/objstore/config.rs) that the storage binary does
+    not read yet are reported as a note, not a failure, until the object layer is wired."""
+    fails, notes = [], []
+    svcs = load_yaml(COMPOSE).get("services", {})
+    declared = set(re.findall(r'env\s*=\s*"(AKIDB_[A-Z0-9_]+)"', OBJSTORE_CONFIG.read_text())) \
+        if OBJSTORE_CONFIG.is_file() else set()
+    for name in ("storage", "ingest", "query", "telemetry"):
+        rc, out = run(shlex.split(cli) + ["serve", name, "--help"])
+        if rc:
+            fails.append(f"{cli} serve {name} --help failed: {tail(out)}")
+            continue
+        reads = set(re.findall(r"\[env: ([A-Z0-9_]+)=", out))
+        env = svcs.get(name, {}).get("environment", {}) or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env)
+        for k in sorted(env):
+            if k in reads:
+                continue
+            if k in declared:
+                notes.append(f"{name}: {k} (object store setting, not read by this build)")
+            else:
+                fails.append(f"compose: {name} sets {k}, which `akidb serve {name}` does not read")
+    rep.add("compose-env", fails, "; ".join(notes))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--metrics-from", metavar="FILE",
@@ -1005,6 +1038,8 @@ def main():
     check_dashboards(rep)
     check_alertmanager(rep)
     check_compose(rep)
+    if args.runbook_cli:
+        check_compose_env(rep, args.runbook_cli)
     check_shell(rep)
     failed = rep.failed()
     print()

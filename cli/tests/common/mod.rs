@@ -237,6 +237,40 @@ pub async fn wait_serving(addr: &str, within: Duration) {
     wait_health(addr, "SERVING", within).await
 }
 
+/// A telemetry aggregator (`akidb serve telemetry`) scraping `targets`
+/// (`service=host:port,...`) every `interval`; returns the process and its gRPC address
+/// and HTTP port (`/metrics`, `/federate`).
+pub fn start_telemetry(
+    dir: &Path,
+    targets: &str,
+    interval: &str,
+    extra: &[&str],
+) -> (Proc, String, u16) {
+    let (gp, hp) = (free_port(), free_port());
+    let mut args: Vec<String> = vec![
+        "--grpc-addr".into(),
+        format!("127.0.0.1:{gp}"),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{hp}"),
+        "--scrape-targets".into(),
+        targets.replace("{self}", &format!("127.0.0.1:{hp}")),
+        "--scrape-interval".into(),
+        interval.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let p = Proc::start("telemetry", args, dir.join("telemetry.log"));
+    (p, format!("127.0.0.1:{gp}"), hp)
+}
+
+/// Whether `bin` is an executable on PATH.
+pub fn on_path(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
 pub async fn scrape(port: u16) -> String {
     reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await

@@ -1,0 +1,223 @@
+//! Telemetry overhead benchmark (ignored by default; results in docs/benchmarks-telemetry.md):
+//!
+//!   cargo test --release -p akidb --test telemetry_overhead -- --ignored --nocapture
+//!
+//! Two stacks side by side on the same machine, same data: one exporting traces over OTLP
+//! at 10% sampling to a receiver in the test, one without trace export. Metrics are always on
+//! (there is no switch to turn them off). Rounds alternate between the two stacks so that both
+//! see the same machine load; search QPS at a fixed concurrency is compared. While the traced
+//! stack is loaded, storage's /metrics is scraped repeatedly and timed.
+
+mod common;
+
+use akidb_proto::v1 as pb;
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const DIM: usize = 32;
+const POINTS: u64 = 5000;
+const CONCURRENCY: usize = 8;
+const ROUND: Duration = Duration::from_secs(5);
+const ROUNDS: usize = 4;
+
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+#[tonic::async_trait]
+impl TraceService for Counter {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = req
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn vector(seed: u64) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|d| (((seed * 2654435761 + d * 40503) % 1000) as f32) / 1000.0)
+        .collect()
+}
+
+async fn load(s: &Stack) {
+    let q = s.q();
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "bench".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let i = s.i();
+    for chunk in (0..POINTS).collect::<Vec<_>>().chunks(1000) {
+        i.ingest()
+            .upsert(
+                i.request(pb::UpsertRequest {
+                    collection: "bench".into(),
+                    points: chunk
+                        .iter()
+                        .map(|&k| pb::Point {
+                            id: Some(pb::PointId::num(k)),
+                            vector: vector(k),
+                            payload: None,
+                        })
+                        .collect(),
+                }),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Searches per second with `CONCURRENCY` clients for `ROUND`.
+async fn qps(s: &Stack) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|w| {
+            let addr = s.query_addr.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let l = Stack::link(&addr);
+                let mut c = l.query();
+                let mut k = w as u64 * 1_000_003;
+                while start.elapsed() < ROUND {
+                    k += 1;
+                    c.search(l.request(pb::SearchRequest {
+                        collection: "bench".into(),
+                        vector: vector(k),
+                        k: 10,
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn search_qps_with_and_without_tracing() {
+    let spans = Counter::default();
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let svc = TraceServiceServer::new(spans.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let on = [
+        "--otlp-endpoint",
+        endpoint.as_str(),
+        "--trace-sample-ratio",
+        "0.1",
+    ];
+    let traced = Stack::start_with(&on, &on, &on).await;
+    let plain = Stack::start().await;
+    load(&traced).await;
+    load(&plain).await;
+    // warm-up
+    qps(&traced).await;
+    qps(&plain).await;
+
+    let (mut t, mut p) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        // alternate which stack goes first
+        if r % 2 == 0 {
+            t.push(qps(&traced).await);
+            p.push(qps(&plain).await);
+        } else {
+            p.push(qps(&plain).await);
+            t.push(qps(&traced).await);
+        }
+        eprintln!("round {r}: traced {:.0} qps, plain {:.0} qps", t[r], p[r]);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (mt, mp) = (mean(&t), mean(&p));
+    eprintln!(
+        "search QPS ({CONCURRENCY} clients, {POINTS} x {DIM}d, {ROUNDS} rounds of {ROUND:?}): \
+         tracing on (10% sampling, collector receiving) {mt:.0}, tracing off {mp:.0}: \
+         {:+.2}% ; spans received {}",
+        (mt / mp - 1.0) * 100.0,
+        spans.0.load(Ordering::Relaxed)
+    );
+
+    // /metrics of a loaded storage: scrape while the traced stack is under search load.
+    let load_task = tokio::spawn({
+        let addr = traced.query_addr.clone();
+        async move {
+            let l = Stack::link(&addr);
+            let mut c = l.query();
+            let start = Instant::now();
+            let mut k = 0;
+            while start.elapsed() < Duration::from_secs(6) {
+                k += 1;
+                let _ = c
+                    .search(l.request(pb::SearchRequest {
+                        collection: "bench".into(),
+                        vector: vector(k),
+                        k: 10,
+                        ..Default::default()
+                    }))
+                    .await;
+            }
+        }
+    });
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/metrics", traced.storage_metrics);
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let body = http.get(&url).send().await.unwrap().text().await.unwrap();
+        times.push(t0.elapsed());
+        bytes = body.len();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    load_task.await.unwrap();
+    eprintln!(
+        "storage /metrics under load ({bytes} bytes): p50 {:?} p99 {:?} max {:?}",
+        pct(&mut times, 0.5),
+        pct(&mut times, 0.99),
+        pct(&mut times, 1.0)
+    );
+}

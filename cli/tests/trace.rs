@@ -1,0 +1,427 @@
+//! Distributed tracing across the real services: an OTLP/gRPC receiver in the test (a tonic
+//! server on the official `opentelemetry-proto` types) collects the spans that storage, ingest
+//! and query export. One Search and one Upsert, each sent with the client's own W3C
+//! `traceparent`, must arrive as one trace: the client's trace id on every span, the front
+//! service's server span a child of the client's span, storage's server span a child of the
+//! front service's client span, and the costly steps (`segment.search`, `wal.commit`) inside
+//! storage's span. With the receiver gone, requests still succeed at full speed.
+
+mod common;
+
+use akidb_proto::v1 as pb;
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One received span with the `service.name` of its resource.
+#[derive(Debug, Clone)]
+struct Got {
+    service: String,
+    name: String,
+    kind: i32,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Got>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut out = self.spans.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map(|v| match v {
+                    Value::StringValue(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    out.push(Got {
+                        service: service.clone(),
+                        name: s.name,
+                        kind: s.kind,
+                        trace_id: s.trace_id,
+                        span_id: s.span_id,
+                        parent: s.parent_span_id,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Serve the receiver on `port` until the returned sender is dropped or fired.
+async fn start_receiver(port: u16, recv: Receiver) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(recv))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    tx
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn with_traceparent<T>(msg: T, trace: &str, span: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(Duration::from_secs(10));
+    r.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-{span}-01").parse().unwrap(),
+    );
+    r
+}
+
+/// Poll the receiver until `done` holds for the spans of `trace`, up to `within`
+/// (the services' batch processors export every 5 s).
+async fn wait_spans(
+    recv: &Receiver,
+    trace: &str,
+    within: Duration,
+    done: impl Fn(&[Got]) -> bool,
+) -> Vec<Got> {
+    let id = unhex(trace);
+    let deadline = Instant::now() + within;
+    loop {
+        let got: Vec<Got> = recv
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == id)
+            .cloned()
+            .collect();
+        if done(&got) || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn find<'a>(spans: &'a [Got], service: &str, kind: SpanKind, name: &str) -> Vec<&'a Got> {
+    spans
+        .iter()
+        .filter(|s| s.service == service && s.kind == kind as i32 && s.name == name)
+        .collect()
+}
+
+/// Whether `span` descends from `ancestor` through the parent links among `spans`.
+fn descends(spans: &[Got], span: &Got, ancestor: &[u8]) -> bool {
+    let mut cur = span.parent.clone();
+    for _ in 0..32 {
+        if cur == ancestor {
+            return true;
+        }
+        match spans.iter().find(|s| s.span_id == cur) {
+            Some(p) => cur = p.parent.clone(),
+            None => return false,
+        }
+    }
+    false
+}
+
+fn dump(spans: &[Got]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{:<14} {:<40} kind={} id={} parent={}\n",
+                s.service,
+                s.name,
+                s.kind,
+                hex(&s.span_id),
+                hex(&s.parent)
+            )
+        })
+        .collect()
+}
+
+/// Asserts the chain client -> `front` server span -> `front` client span -> storage server
+/// span -> `step` span, all in `trace`, and returns nothing but panics with the spans seen.
+fn check_chain(
+    spans: &[Got],
+    client_span: &str,
+    front: &str,
+    front_method: &str,
+    storage_method: &str,
+    step: &str,
+) {
+    let ctx = dump(spans);
+    let servers = find(spans, front, SpanKind::Server, front_method);
+    assert_eq!(
+        servers.len(),
+        1,
+        "one {front} server span {front_method}:\n{ctx}"
+    );
+    let server = servers[0];
+    assert_eq!(
+        hex(&server.parent),
+        client_span,
+        "{front} server span continues the client's span:\n{ctx}"
+    );
+    let clients = find(spans, front, SpanKind::Client, storage_method);
+    assert!(
+        !clients.is_empty(),
+        "{front} client span {storage_method}:\n{ctx}"
+    );
+    for c in &clients {
+        assert!(
+            descends(spans, c, &server.span_id),
+            "{front} client span is inside its server span:\n{ctx}"
+        );
+    }
+    let st = find(spans, "akidb-storage", SpanKind::Server, storage_method);
+    assert!(
+        !st.is_empty(),
+        "storage server span {storage_method}:\n{ctx}"
+    );
+    for s in &st {
+        assert!(
+            clients.iter().any(|c| c.span_id == s.parent),
+            "storage server span's parent is {front}'s client span:\n{ctx}"
+        );
+    }
+    let steps: Vec<&Got> = spans
+        .iter()
+        .filter(|s| s.service == "akidb-storage" && s.name == step)
+        .collect();
+    assert!(!steps.is_empty(), "storage span {step}:\n{ctx}");
+    assert!(
+        steps
+            .iter()
+            .any(|x| st.iter().any(|s| descends(spans, x, &s.span_id))),
+        "{step} inside storage's server span:\n{ctx}"
+    );
+}
+
+fn point(id: u64, v: Vec<f32>) -> pb::Point {
+    pb::Point {
+        id: Some(pb::PointId::num(id)),
+        vector: v,
+        payload: None,
+    }
+}
+
+async fn fill(s: &Stack, name: &str, n: u64) {
+    let q = s.q();
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: name.into(),
+            dimension: 8,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let i = s.i();
+    let points: Vec<pb::Point> = (0..n)
+        .map(|k| point(k, (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect()))
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: name.into(),
+            points,
+        }))
+        .await
+        .unwrap();
+}
+
+/// Mean and p50 latency of `n` sequential searches, every one of which must succeed.
+async fn search_latency(s: &Stack, name: &str, n: usize) -> (Duration, Duration) {
+    let q = s.q();
+    let mut c = q.query();
+    let mut lat = Vec::with_capacity(n);
+    for k in 0..n {
+        let t = Instant::now();
+        c.search(q.request(pb::SearchRequest {
+            collection: name.into(),
+            vector: (0..8).map(|d| ((k + d) % 11) as f32).collect(),
+            k: 10,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("search {k} failed: {e}\n{}", s.logs()));
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let mean = lat.iter().sum::<Duration>() / n as u32;
+    (mean, lat[n / 2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_across_services_and_export_never_slows_requests() {
+    let recv = Receiver::default();
+    let port = free_port();
+    let stop = start_receiver(port, recv.clone()).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let otlp = [
+        "--otlp-endpoint",
+        endpoint.as_str(),
+        "--trace-sample-ratio",
+        "1.0",
+    ];
+    let s = Stack::start_with(&otlp, &otlp, &otlp).await;
+    fill(&s, "t", 200).await;
+
+    // Upsert through ingest with the client's own trace context.
+    let (t_up, c_up) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let i = s.i();
+    i.ingest()
+        .upsert(with_traceparent(
+            pb::UpsertRequest {
+                collection: "t".into(),
+                points: vec![point(1000, vec![0.5; 8])],
+            },
+            t_up,
+            c_up,
+        ))
+        .await
+        .unwrap();
+    // Search through query, same.
+    let (t_se, c_se) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let q = s.q();
+    let r = q
+        .query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: "t".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            t_se,
+            c_se,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.hits.len(), 3);
+
+    let t0 = Instant::now();
+    let complete = |front: &'static str, fm: &'static str, sm: &'static str, step: &'static str| {
+        move |g: &[Got]| {
+            !find(g, front, SpanKind::Server, fm).is_empty()
+                && !find(g, front, SpanKind::Client, sm).is_empty()
+                && !find(g, "akidb-storage", SpanKind::Server, sm).is_empty()
+                && g.iter().any(|s| s.name == step)
+        }
+    };
+    let search_spans = wait_spans(
+        &recv,
+        t_se,
+        Duration::from_secs(15),
+        complete(
+            "akidb-query",
+            "akidb.v1.QueryService/Search",
+            "akidb.v1.StorageService/Search",
+            "segment.search",
+        ),
+    )
+    .await;
+    let upsert_spans = wait_spans(
+        &recv,
+        t_up,
+        Duration::from_secs(5),
+        complete(
+            "akidb-ingest",
+            "akidb.v1.IngestService/Upsert",
+            "akidb.v1.StorageService/Upsert",
+            "wal.commit",
+        ),
+    )
+    .await;
+    eprintln!(
+        "spans of both traces received {:?} after the requests",
+        t0.elapsed()
+    );
+    check_chain(
+        &search_spans,
+        c_se,
+        "akidb-query",
+        "akidb.v1.QueryService/Search",
+        "akidb.v1.StorageService/Search",
+        "segment.search",
+    );
+    check_chain(
+        &upsert_spans,
+        c_up,
+        "akidb-ingest",
+        "akidb.v1.IngestService/Upsert",
+        "akidb.v1.StorageService/Upsert",
+        "wal.commit",
+    );
+
+    // The collector goes away: requests still succeed, and as fast as without export.
+    drop(stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plain = Stack::start().await;
+    fill(&plain, "t", 200).await;
+    // warm both up, then alternate so that both see the same machine load
+    search_latency(&s, "t", 50).await;
+    search_latency(&plain, "t", 50).await;
+    let (mut down, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        down.push(search_latency(&s, "t", 200).await);
+        off.push(search_latency(&plain, "t", 200).await);
+    }
+    let best = |v: &[(Duration, Duration)]| v.iter().map(|x| x.1).min().unwrap();
+    let mean = |v: &[(Duration, Duration)]| v.iter().map(|x| x.0).sum::<Duration>() / 3;
+    eprintln!(
+        "search latency, collector down (sampling 100%): p50 {:?} mean {:?}; no export: p50 {:?} mean {:?}",
+        best(&down),
+        mean(&down),
+        best(&off),
+        mean(&off)
+    );
+    assert!(
+        best(&down) < best(&off) * 2 + Duration::from_millis(2),
+        "collector down slows searches: {down:?} vs {off:?}"
+    );
+    assert!(
+        mean(&down) < mean(&off) * 2 + Duration::from_millis(5),
+        "collector down slows searches: {down:?} vs {off:?}"
+    );
+}
