@@ -66,6 +66,7 @@ pub struct Global {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Cmd {
     /// Start storage, ingest, query and telemetry on this machine (Ctrl-C stops them).
     Up(up::UpArgs),
@@ -97,6 +98,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Service {
     Storage {
         #[command(flatten)]
