@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const SPEC_FILE: &str = "collection.json";
 
@@ -40,6 +40,10 @@ pub struct CollectionOptions {
     pub snapshot_keep: usize,
     /// A sealed segment with more than this share of tombstones is rewritten.
     pub compaction_tombstone_ratio: f64,
+    /// Seal an appendable segment idle this long (`None`: only at `segment_max_points`).
+    pub seal_idle: Option<Duration>,
+    /// ... when it holds at least this many points.
+    pub seal_idle_min_points: usize,
 }
 
 impl Default for CollectionOptions {
@@ -50,6 +54,8 @@ impl Default for CollectionOptions {
             tuning: SearchTuning::default(),
             snapshot_keep: 2,
             compaction_tombstone_ratio: 0.2,
+            seal_idle: Some(Duration::from_secs(2)),
+            seal_idle_min_points: 1000,
         }
     }
 }
@@ -87,6 +93,15 @@ pub struct Collection {
     /// re-created, reloaded or served by a restarted process gets another one, so a cached
     /// (epoch, version) pair can never be confused with a later state of the same name.
     epoch: u64,
+    /// Unix milliseconds of the last applied write, for sealing an idle appendable segment.
+    last_write_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
@@ -141,6 +156,7 @@ impl Collection {
             snapshot_seq: AtomicU64::new(snapshot_seq),
             deleted: AtomicBool::new(false),
             epoch: rand::random::<u64>() | 1,
+            last_write_ms: AtomicU64::new(now_ms()),
         })
     }
 
@@ -302,6 +318,21 @@ impl Collection {
             self.enqueue_build(id);
         }
         id
+    }
+
+    /// Seal the appendable segment when it holds at least `min_points` and nothing was
+    /// written for `idle`: a collection that stopped growing gets its graph instead of being
+    /// scanned exactly for ever.
+    pub fn seal_if_idle(&self, idle: Duration, min_points: usize) -> Option<u64> {
+        if now_ms().saturating_sub(self.last_write_ms.load(Ordering::Acquire))
+            < idle.as_millis() as u64
+        {
+            return None;
+        }
+        if self.state.read().app.data.len() < min_points.max(1) {
+            return None;
+        }
+        self.seal()
     }
 
     pub(crate) fn builder_slot(&self) -> parking_lot::MutexGuard<'_, Option<Sender<BuildJob>>> {
@@ -559,6 +590,7 @@ impl CollectionStore for Collection {
             let mut st = self.state.write();
             st.apply_upsert(points);
             st.applied_seq = seq;
+            self.last_write_ms.store(now_ms(), Ordering::Release);
             let sealed = if st.app.data.len() >= self.opts.segment_max_points {
                 st.seal()
             } else {
@@ -599,6 +631,7 @@ impl CollectionStore for Collection {
             let mut st = self.state.write();
             let n = st.apply_delete(&victims);
             st.applied_seq = seq;
+            self.last_write_ms.store(now_ms(), Ordering::Release);
             (seq, n)
         };
         self.commit(seq.0)?;

@@ -51,6 +51,22 @@ pub struct StorageConfig {
         default_value_t = 20_000
     )]
     pub segment_max_points: usize,
+    /// Seal (and index) an appendable segment after this many milliseconds without writes
+    /// (0: only at --segment-max-points).
+    #[arg(
+        long = "seal-idle-ms",
+        env = "AKIDB_SEAL_IDLE_MS",
+        default_value_t = 2_000
+    )]
+    pub seal_idle_ms: u64,
+    /// The least points an idle appendable segment needs to be sealed (smaller ones are
+    /// cheap to scan exactly).
+    #[arg(
+        long = "seal-idle-min-points",
+        env = "AKIDB_SEAL_IDLE_MIN_POINTS",
+        default_value_t = 1_000
+    )]
+    pub seal_idle_min_points: usize,
     /// Seconds between scheduled snapshots of changed collections (0: only on demand).
     #[arg(
         long = "snapshot-interval-secs",
@@ -118,6 +134,9 @@ impl StorageConfig {
         o.collection.wal.fsync = self.fsync;
         o.collection.wal.recovery = self.wal_recovery;
         o.collection.segment_max_points = self.segment_max_points.max(1);
+        o.collection.seal_idle =
+            (self.seal_idle_ms > 0).then(|| Duration::from_millis(self.seal_idle_ms));
+        o.collection.seal_idle_min_points = self.seal_idle_min_points;
         o.collection.snapshot_keep = self.snapshot_keep.max(1);
         o.collection.compaction_tombstone_ratio = self.compaction_tombstone_ratio;
         o.collection.tuning.ef_floor = self.search_ef.max(1);

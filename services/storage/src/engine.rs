@@ -540,6 +540,13 @@ fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(tick);
         let Some(e) = engine.upgrade() else { return };
+        if let Some(idle) = e.opts.collection.seal_idle {
+            for c in e.all() {
+                if !c.deleted.load(Ordering::Acquire) {
+                    c.seal_if_idle(idle, e.opts.collection.seal_idle_min_points);
+                }
+            }
+        }
         if last_gauges.elapsed() >= Duration::from_secs(1) {
             e.refresh_gauges();
             last_gauges = Instant::now();
