@@ -13,38 +13,13 @@ Usage: bench_python.py QUERY_ADDR DATASET_DIR [--collection bench] [--ef 16] [--
 import argparse
 import glob
 import os
-import struct
 import sys
-import tempfile
 import time
 
 import grpc
-from grpc_tools import protoc
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def generate_stubs():
-    out = tempfile.mkdtemp(prefix="akidb-py-")
-    import grpc_tools
-    wkt = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    protos = [os.path.join("akidb", "v1", f) for f in sorted(os.listdir(os.path.join(ROOT, "proto", "akidb", "v1")))]
-    rc = protoc.main(["protoc", f"-I{os.path.join(ROOT, 'proto')}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", *protos])
-    assert rc == 0, "grpcio-tools failed to compile proto/"
-    sys.path.insert(0, out)
-
-
-def read_xvecs(path, fmt):
-    rows = []
-    with open(path, "rb") as f:
-        data = f.read()
-    off = 0
-    while off < len(data):
-        (d,) = struct.unpack_from("<i", data, off)
-        off += 4
-        rows.append(list(struct.unpack_from(f"<{d}{fmt}", data, off)))
-        off += 4 * d
-    return rows
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from akidb_py import generate_stubs, read_xvecs  # noqa: E402
 
 
 def one(pattern):

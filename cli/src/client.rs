@@ -247,7 +247,7 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
                 Ok(pb::Point {
                     id: Some(filter::point_id(&p.id)?),
                     vector: p.vector,
-                    payload: Some(payload::to_struct(&p.payload)),
+                    payload: Some(akidb_storage::convert::payload_to_pb(&p.payload)),
                 })
             })
             .collect::<anyhow::Result<_>>()?

@@ -1,27 +1,8 @@
-//! JSON ↔ `google.protobuf.Struct` for the CLI.
+//! `google.protobuf.Struct` → JSON for printing; the other way is
+//! `akidb_storage::convert::payload_to_pb`, the conversion storage itself uses.
 
 use akidb_proto::prost_types::{self, value::Kind};
 use serde_json::Value;
-
-pub fn to_struct(m: &serde_json::Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-    }
-}
-
-pub fn to_value(v: &Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.iter().map(to_value).collect(),
-        }),
-        Value::Object(o) => Kind::StructValue(to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
 
 pub fn from_struct(s: &prost_types::Struct) -> Value {
     Value::Object(

@@ -145,16 +145,20 @@ pub async fn run(
 
 /// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve storage` do.
 pub async fn main_with(config: StorageConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    let guard = akidb_telemetry::init(Component::Storage, &telemetry)?;
-    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-    let metrics = tokio::net::TcpListener::bind(config.metrics_addr).await?;
-    let res = run(
-        config,
-        grpc,
-        metrics,
-        akidb_telemetry::server::shutdown_signal(),
+    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
+    akidb_telemetry::server::run_until_signal(
+        Component::Storage,
+        &telemetry,
+        grpc_addr,
+        metrics_addr,
+        |grpc, metrics| {
+            run(
+                config,
+                grpc,
+                metrics,
+                akidb_telemetry::server::shutdown_signal(),
+            )
+        },
     )
-    .await;
-    guard.shutdown().await;
-    res
+    .await
 }

@@ -2,7 +2,7 @@
 //! blocking pool, and record metrics.
 
 use crate::convert::*;
-use crate::engine::{Engine, validate_points, validate_search};
+use crate::engine::{Engine, validate_search};
 use crate::error::{Result, StorageError};
 use crate::model::CollectionStats;
 use crate::store::CollectionStore;
@@ -223,24 +223,24 @@ impl StorageService for StorageApi {
         let start = Instant::now();
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
-        let stats = coll.stats();
         let points = req
             .points
             .into_iter()
             .map(point_from_pb)
             .collect::<Result<Vec<_>>>()?;
-        validate_points(&stats.spec, &points)?;
         let n = points.len() as u64;
         let c2 = coll.clone();
+        // The collection validates the batch (dimension, finite values) before the WAL.
         let seq = blocking(move || c2.upsert(points)).await?;
+        let stats = coll.stats();
         let m = metrics();
         m.upsert_duration
             .with_label_values(&[stats.tier.as_str()])
             .observe(start.elapsed().as_secs_f64());
         m.upserted_points.inc_by(n);
         m.collection_points
-            .with_label_values(&[&stats.spec.name])
-            .set(coll.stats().point_count as i64);
+            .with_label_values(&[&req.collection])
+            .set(stats.point_count as i64);
         Ok(Response::new(pb::UpsertResponse {
             upserted: n,
             sequence: seq,

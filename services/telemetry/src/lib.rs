@@ -97,10 +97,13 @@ pub async fn run(
 /// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve telemetry`
 /// do.
 pub async fn main_with(config: TelemetryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    let guard = init(Component::Telemetry, &telemetry)?;
-    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-    let metrics = tokio::net::TcpListener::bind(config.metrics_addr).await?;
-    let res = run(config, grpc, metrics, server::shutdown_signal()).await;
-    guard.shutdown().await;
-    res
+    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
+    server::run_until_signal(
+        Component::Telemetry,
+        &telemetry,
+        grpc_addr,
+        metrics_addr,
+        |grpc, metrics| run(config, grpc, metrics, server::shutdown_signal()),
+    )
+    .await
 }

@@ -76,3 +76,24 @@ pub fn channel(
         .connect_lazy();
     Ok(tower::Layer::layer(&crate::grpc::ClientLayer, ch))
 }
+
+/// What every service's `main_with` does: set up telemetry for `component`, bind the gRPC and
+/// metrics addresses, run until SIGINT/SIGTERM, then flush traces.
+pub async fn run_until_signal<F, Fut>(
+    component: crate::Component,
+    telemetry: &crate::TelemetryArgs,
+    grpc_addr: std::net::SocketAddr,
+    metrics_addr: std::net::SocketAddr,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let guard = crate::init(component, telemetry)?;
+    let grpc = tokio::net::TcpListener::bind(grpc_addr).await?;
+    let metrics = tokio::net::TcpListener::bind(metrics_addr).await?;
+    let res = run(grpc, metrics).await;
+    guard.shutdown().await;
+    res
+}
