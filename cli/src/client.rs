@@ -293,6 +293,45 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+pub struct FlushArgs {
+    pub collection: String,
+    /// Return at once instead of when every graph is built.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+pub async fn flush(g: &Global, a: FlushArgs) -> anyhow::Result<()> {
+    let l = link(g, &g.ingest_addr)?;
+    let start = std::time::Instant::now();
+    let r = l
+        .ingest()
+        .flush(l.request(pb::FlushRequest {
+            collection: a.collection.clone(),
+            wait_indexed: !a.no_wait,
+        }))
+        .await
+        .with_context(|| format!("flushing `{}`", a.collection))?
+        .into_inner();
+    let secs = start.elapsed().as_secs_f64();
+    emit(
+        g,
+        json!({"sealed_points": r.sealed_points, "indexed_point_count": r.indexed_point_count,
+               "point_count": r.point_count, "seconds": secs}),
+        || {
+            let mut t = table(&["sealed", "indexed", "points", "seconds"]);
+            t.add_row(vec![
+                r.sealed_points.to_string(),
+                r.indexed_point_count.to_string(),
+                r.point_count.to_string(),
+                format!("{secs:.2}"),
+            ]);
+            t
+        },
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
 pub struct SearchArgs {
     #[arg(long)]
     pub collection: String,

@@ -84,6 +84,8 @@ pub enum Cmd {
     },
     /// Upsert points from an .fvecs or JSON-lines file.
     Upsert(client::UpsertArgs),
+    /// Seal a collection's unindexed points and build their graph now (e.g. after a bulk load).
+    Flush(client::FlushArgs),
     /// Search a collection.
     Search(client::SearchArgs),
     /// SLO status from the telemetry service.
@@ -177,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Health => client::health(&cli.global).await,
             Cmd::Collection { cmd } => client::collection(&cli.global, cmd).await,
             Cmd::Upsert(a) => client::upsert(&cli.global, a).await,
+            Cmd::Flush(a) => client::flush(&cli.global, a).await,
             Cmd::Search(a) => client::search(&cli.global, a).await,
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,

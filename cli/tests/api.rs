@@ -308,6 +308,81 @@ async fn validation_cases_answer_the_right_status_and_change_nothing() {
     assert_eq!(count(&s, "v").await, 2);
 }
 
+/// Flush seals the points a search still scans exactly and, with `wait_indexed`, returns once
+/// they are in a graph; a second flush has nothing to seal; bad names and unknown collections
+/// are rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_indexes_the_appendable_points_now() {
+    // Idle sealing off (an hour), so only the flush can seal.
+    let s = Stack::start_with(&["--seal-idle-ms", "3600000"], &[], &[]).await;
+    let (q, i) = (s.q(), s.i());
+    q.collections()
+        .create_collection(create("f", 8, pb::Metric::L2))
+        .await
+        .unwrap();
+    let pts: Vec<_> = (0..1500u64)
+        .map(|n| point(n, (0..8).map(|d| ((n * 31 + d * 7) % 97) as f32).collect()))
+        .collect();
+    i.ingest()
+        .upsert(pb::UpsertRequest {
+            collection: "f".into(),
+            points: pts,
+        })
+        .await
+        .unwrap();
+    let stats = |r: pb::SearchResponse| r.stats.unwrap();
+    let before = stats(
+        q.query()
+            .search(search("f", vec![1.0; 8], 5))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((before.points_exact, before.points_graph), (1500, 0));
+
+    let flush = |wait| pb::FlushRequest {
+        collection: "f".into(),
+        wait_indexed: wait,
+    };
+    let r = i.ingest().flush(flush(true)).await.unwrap().into_inner();
+    assert_eq!(
+        (r.sealed_points, r.indexed_point_count, r.point_count),
+        (1500, 1500, 1500)
+    );
+    // Another vector: the query cache would answer the first one (flushing changes no point).
+    let after = stats(
+        q.query()
+            .search(search("f", vec![2.0; 8], 5))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((after.points_exact, after.points_graph), (0, 1500));
+    let again = i.ingest().flush(flush(true)).await.unwrap().into_inner();
+    assert_eq!((again.sealed_points, again.indexed_point_count), (0, 1500));
+
+    expect_code(
+        i.ingest()
+            .flush(pb::FlushRequest {
+                collection: "no such".into(),
+                wait_indexed: true,
+            })
+            .await,
+        Code::InvalidArgument,
+        "collection name",
+    );
+    expect_code(
+        i.ingest()
+            .flush(pb::FlushRequest {
+                collection: "nope".into(),
+                wait_indexed: false,
+            })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_byte_limit_is_resource_exhausted() {
     let s = Stack::start_with(&[], &["--max-batch-bytes", "4096"], &[]).await;

@@ -198,6 +198,24 @@ impl IngestService for Ingest {
             .await?;
         Ok(Response::new(res))
     }
+
+    async fn flush(
+        &self,
+        req: Request<pb::FlushRequest>,
+    ) -> Result<Response<pb::FlushResponse>, Status> {
+        let req = req.into_inner();
+        validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
+        // Idempotent: a second flush seals nothing new.
+        let res = self
+            .storage
+            .idempotent(|left| {
+                let mut c = self.storage.storage();
+                let r = akidb_client::with_deadline(req.clone(), left);
+                async move { c.flush(r).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(Response::new(res))
+    }
 }
 
 /// Run on already-bound listeners until `shutdown` resolves; in-flight writes finish first.

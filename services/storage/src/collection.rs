@@ -312,12 +312,19 @@ impl Collection {
     /// Seal the appendable segment now; its graph is built in the background (or by
     /// [`Collection::build_pending`]).
     pub fn seal(&self) -> Option<u64> {
+        self.seal_counted().map(|(id, _)| id)
+    }
+
+    /// [`Collection::seal`], also returning the live points the new segment holds.
+    fn seal_counted(&self) -> Option<(u64, usize)> {
         let _o = self.order.lock();
-        let id = self.state.write().seal();
-        if let Some(id) = id {
-            self.enqueue_build(id);
-        }
-        id
+        let (id, live) = {
+            let mut st = self.state.write();
+            let live = st.app.live;
+            (st.seal()?, live)
+        };
+        self.enqueue_build(id);
+        Some((id, live))
     }
 
     /// Seal the appendable segment when it holds at least `min_points` and nothing was
@@ -555,6 +562,14 @@ impl Collection {
 }
 
 impl CollectionStore for Collection {
+    fn flush(&self, wait_indexed: bool) -> Result<u64> {
+        let sealed = self.seal_counted().map_or(0, |(_, live)| live as u64);
+        if wait_indexed {
+            self.build_pending()?;
+        }
+        Ok(sealed)
+    }
+
     fn stats(&self) -> CollectionStats {
         let st = self.state.read();
         CollectionStats {

@@ -279,6 +279,24 @@ impl StorageService for StorageApi {
         }))
     }
 
+    async fn flush(
+        &self,
+        req: Request<pb::FlushRequest>,
+    ) -> Result<Response<pb::FlushResponse>, Status> {
+        let req = req.into_inner();
+        let coll = self.collection(&req.collection).await?;
+        let c2 = coll.clone();
+        let wait = req.wait_indexed;
+        let sealed_points = blocking(move || c2.flush(wait)).await?;
+        let stats = coll.stats();
+        tracing::info!(collection = %req.collection, sealed_points, wait_indexed = wait, "collection flushed");
+        Ok(Response::new(pb::FlushResponse {
+            sealed_points,
+            indexed_point_count: stats.indexed_point_count,
+            point_count: stats.point_count,
+        }))
+    }
+
     async fn search(
         &self,
         req: Request<pb::SearchRequest>,

@@ -22,6 +22,13 @@ pub trait CollectionStore: Send + Sync {
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)>;
 
+    /// Seal what is still scanned exactly so that it gets indexed now; with `wait_indexed`,
+    /// return only once every sealed segment has its graph. Returns the live points sealed.
+    /// Stores without segments have nothing to seal.
+    fn flush(&self, _wait_indexed: bool) -> Result<u64> {
+        Ok(0)
+    }
+
     /// (epoch, version) of the collection now, read as cheaply as possible, for a caller that
     /// holds a result computed at some (epoch, version) and wants to know whether it is still
     /// current. `None` when the store cannot tell (its results are then never reused).
