@@ -310,11 +310,13 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         let load = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if !a.no_flush {
+            let mut r = tonic::Request::new(pb::FlushRequest {
+                collection: a.collection.clone(),
+                wait_indexed: true,
+            });
+            r.set_timeout(Duration::from_secs(a.index_timeout));
             i.ingest()
-                .flush(i.request(pb::FlushRequest {
-                    collection: a.collection.clone(),
-                    wait_indexed: true,
-                }))
+                .flush(r)
                 .await
                 .context("flushing after the load")?;
         }

@@ -136,6 +136,29 @@ impl Link {
     }
 }
 
+/// The deadline the caller of `req` set (its `grpc-timeout`), if any.
+pub fn caller_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+}
+
+/// Parse a `grpc-timeout` header value (`100m`, `5S`, ...).
+pub fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Set `request`'s deadline to `left` (what remains of the caller's budget).
 pub fn with_deadline<T>(msg: T, left: Duration) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
@@ -188,5 +211,18 @@ pub async fn watch_health(
     tokio::select! {
         _ = check => {}
         _ = stop => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
     }
 }

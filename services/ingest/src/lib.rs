@@ -203,13 +203,16 @@ impl IngestService for Ingest {
         &self,
         req: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
+        let mut link = self.storage.clone();
+        // Waiting for a graph build takes longer than a write: the caller's deadline rules
+        // (10 minutes without one), not --storage-timeout-ms.
+        link.timeout = akidb_client::caller_timeout(&req).unwrap_or(Duration::from_secs(600));
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
         // Idempotent: a second flush seals nothing new.
-        let res = self
-            .storage
+        let res = link
             .idempotent(|left| {
-                let mut c = self.storage.storage();
+                let mut c = link.storage();
                 let r = akidb_client::with_deadline(req.clone(), left);
                 async move { c.flush(r).await.map(|r| r.into_inner()) }
             })

@@ -74,31 +74,12 @@ pub struct Query {
 /// The time a forwarded call may take: the configured budget, or less when the caller's own
 /// `grpc-timeout` is shorter.
 fn budget<T>(link: &Link, req: &Request<T>) -> Link {
-    let caller = req
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
+    let caller = akidb_client::caller_timeout(req);
     let mut l = link.clone();
     if let Some(t) = caller {
         l.timeout = l.timeout.min(t);
     }
     l
-}
-
-/// Parse a `grpc-timeout` header value (`100m`, `5S`, ...).
-pub fn parse_grpc_timeout(s: &str) -> Option<Duration> {
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 macro_rules! forward {
@@ -369,17 +350,4 @@ pub async fn main_with(config: QueryConfig, telemetry: TelemetryArgs) -> anyhow:
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeout_header() {
-        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("x"), None);
-        assert_eq!(parse_grpc_timeout(""), None);
-    }
 }
