@@ -253,7 +253,7 @@ where
         } else {
             event.parent().and_then(|p| ctx.span(p))
         };
-        if !span.is_some_and(|s| s.extensions().get::<Skip>().is_some()) {
+        if span.is_none_or(|s| s.extensions().get::<Skip>().is_none()) {
             self.0.on_event(event, ctx)
         }
     }
