@@ -7,6 +7,10 @@
 //! (there is no switch to turn them off). Rounds alternate between the two stacks so that both
 //! see the same machine load; search QPS at a fixed concurrency is compared. While the traced
 //! stack is loaded, storage's /metrics is scraped repeatedly and timed.
+//!
+//! `AKIDB_BENCH_RATIO` sets the traced stack's sample ratio (default 0.1; `off`: no trace
+//! export, an A/A run that shows the noise of the comparison itself); `AKIDB_BENCH_ROUNDS` the
+//! number of rounds (default 4).
 
 mod common;
 
@@ -26,7 +30,13 @@ const DIM: usize = 32;
 const POINTS: u64 = 5000;
 const CONCURRENCY: usize = 8;
 const ROUND: Duration = Duration::from_secs(5);
-const ROUNDS: usize = 4;
+
+fn rounds() -> usize {
+    std::env::var("AKIDB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
 
 #[derive(Clone, Default)]
 struct Counter(Arc<AtomicU64>);
@@ -144,12 +154,17 @@ async fn search_qps_with_and_without_tracing() {
             .unwrap();
     });
     let endpoint = format!("http://127.0.0.1:{port}");
-    let on = [
-        "--otlp-endpoint",
-        endpoint.as_str(),
-        "--trace-sample-ratio",
-        "0.1",
-    ];
+    let ratio = std::env::var("AKIDB_BENCH_RATIO").unwrap_or_else(|_| "0.1".into());
+    let on: Vec<&str> = if ratio == "off" {
+        Vec::new()
+    } else {
+        vec![
+            "--otlp-endpoint",
+            endpoint.as_str(),
+            "--trace-sample-ratio",
+            ratio.as_str(),
+        ]
+    };
     let traced = Stack::start_with(&on, &on, &on).await;
     let plain = Stack::start().await;
     load(&traced).await;
@@ -159,7 +174,8 @@ async fn search_qps_with_and_without_tracing() {
     qps(&plain).await;
 
     let (mut t, mut p) = (Vec::new(), Vec::new());
-    for r in 0..ROUNDS {
+    let rounds = rounds();
+    for r in 0..rounds {
         // alternate which stack goes first
         if r % 2 == 0 {
             t.push(qps(&traced).await);
@@ -173,8 +189,8 @@ async fn search_qps_with_and_without_tracing() {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (mt, mp) = (mean(&t), mean(&p));
     eprintln!(
-        "search QPS ({CONCURRENCY} clients, {POINTS} x {DIM}d, {ROUNDS} rounds of {ROUND:?}): \
-         tracing on (10% sampling, collector receiving) {mt:.0}, tracing off {mp:.0}: \
+        "search QPS ({CONCURRENCY} clients, {POINTS} x {DIM}d, {rounds} rounds of {ROUND:?}): \
+         tracing on (ratio {ratio}, collector receiving) {mt:.0}, tracing off {mp:.0}: \
          {:+.2}% ; spans received {}",
         (mt / mp - 1.0) * 100.0,
         spans.0.load(Ordering::Relaxed)

@@ -4,7 +4,9 @@
 //! `traceparent`, must arrive as one trace: the client's trace id on every span, the front
 //! service's server span a child of the client's span, storage's server span a child of the
 //! front service's client span, and the costly steps (`segment.search`, `wal.commit`) inside
-//! storage's span. With the receiver gone, requests still succeed at full speed.
+//! storage's span. A caller's `traceparent` with flags 00 leaves no span in any service (and
+//! storage starts no trace of its own); at ratio 0 requests without `traceparent` leave none
+//! either. With the receiver gone, requests still succeed at full speed.
 
 mod common;
 
@@ -111,6 +113,17 @@ fn with_traceparent<T>(msg: T, trace: &str, span: &str) -> tonic::Request<T> {
     r.metadata_mut().insert(
         "traceparent",
         format!("00-{trace}-{span}-01").parse().unwrap(),
+    );
+    r
+}
+
+/// A request carrying `traceparent` with flags 00 (the caller did not sample).
+fn unsampled<T>(msg: T, trace: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(Duration::from_secs(10));
+    r.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-a0f067aa0ba902b7-00").parse().unwrap(),
     );
     r
 }
@@ -393,6 +406,160 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         "akidb.v1.StorageService/Upsert",
         "wal.commit",
     );
+
+    // A caller that did not sample (flags 00): no service exports a span of its trace, and
+    // storage is told so too (at ratio 1.0 it would otherwise start a root trace of its own).
+    let (t_no_se, t_no_up) = (
+        "5bf92f3577b34da6a3ce929d0e0e4700",
+        "6af7651916cd43dd8448eb211c803100",
+    );
+    q.query()
+        .search(unsampled(
+            pb::SearchRequest {
+                collection: "t".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            t_no_se,
+        ))
+        .await
+        .unwrap();
+    i.ingest()
+        .upsert(unsampled(
+            pb::UpsertRequest {
+                collection: "t".into(),
+                points: vec![point(1001, vec![0.25; 8])],
+            },
+            t_no_up,
+        ))
+        .await
+        .unwrap();
+    // A sampled search after them, as a barrier: once its spans are in, theirs would be too.
+    let (t_b, c_b) = ("7af7651916cd43dd8448eb211c80319c", "c7ad6b7169203331");
+    q.query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: "t".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            t_b,
+            c_b,
+        ))
+        .await
+        .unwrap();
+    let barrier = wait_spans(
+        &recv,
+        t_b,
+        Duration::from_secs(15),
+        complete(
+            "akidb-query",
+            "akidb.v1.QueryService/Search",
+            "akidb.v1.StorageService/Search",
+            "segment.search",
+        ),
+    )
+    .await;
+    check_chain(
+        &barrier,
+        c_b,
+        "akidb-query",
+        "akidb.v1.QueryService/Search",
+        "akidb.v1.StorageService/Search",
+        "segment.search",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let all = recv.spans.lock().unwrap().clone();
+        let ctx = dump(&all);
+        for t in [t_no_se, t_no_up] {
+            let id = unhex(t);
+            assert!(
+                !all.iter().any(|s| s.trace_id == id),
+                "spans of unsampled trace {t} exported:\n{ctx}"
+            );
+        }
+        let storage_roots: Vec<&Got> = all
+            .iter()
+            .filter(|s| {
+                s.service == "akidb-storage"
+                    && s.kind == SpanKind::Server as i32
+                    && s.parent.is_empty()
+            })
+            .collect();
+        assert!(
+            storage_roots.is_empty(),
+            "storage started root traces of its own:\n{}",
+            dump(&storage_roots.into_iter().cloned().collect::<Vec<_>>())
+        );
+    }
+
+    // Ratio 0: requests without traceparent export nothing from any service; a sampled
+    // caller is still traced through every hop.
+    let zero = [
+        "--otlp-endpoint",
+        endpoint.as_str(),
+        "--trace-sample-ratio",
+        "0.0",
+    ];
+    let z = Stack::start_with(&zero, &zero, &zero).await;
+    let seen_before = recv.spans.lock().unwrap().len();
+    fill(&z, "z", 50).await;
+    search_latency(&z, "z", 20).await;
+    let (t_z, c_z) = ("8af7651916cd43dd8448eb211c80319c", "d7ad6b7169203331");
+    z.q()
+        .query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: "z".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            t_z,
+            c_z,
+        ))
+        .await
+        .unwrap();
+    let zs = wait_spans(
+        &recv,
+        t_z,
+        Duration::from_secs(15),
+        complete(
+            "akidb-query",
+            "akidb.v1.QueryService/Search",
+            "akidb.v1.StorageService/Search",
+            "segment.search",
+        ),
+    )
+    .await;
+    check_chain(
+        &zs,
+        c_z,
+        "akidb-query",
+        "akidb.v1.QueryService/Search",
+        "akidb.v1.StorageService/Search",
+        "segment.search",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let all = recv.spans.lock().unwrap().clone();
+        let z_id = unhex(t_z);
+        let known: Vec<Vec<u8>> = [t_up, t_se, t_b].iter().map(|t| unhex(t)).collect();
+        let stray: Vec<Got> = all[seen_before..]
+            .iter()
+            .filter(|s| s.trace_id != z_id && !known.contains(&s.trace_id))
+            .cloned()
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "ratio 0 exported spans of requests without traceparent:\n{}",
+            dump(&stray)
+        );
+    }
+    drop(z);
 
     // The collector goes away: requests still succeed, and as fast as without export.
     drop(stop);

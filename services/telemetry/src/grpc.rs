@@ -1,21 +1,48 @@
 //! Tower layers for every AkiDB gRPC server and client.
 //!
 //! [`ServerLayer`]: counts and times every call by service, method and gRPC code, tracks calls
-//! in flight, and opens a `grpc.server` span that continues the caller's W3C trace
-//! (`traceparent`/`tracestate` from the request metadata).
+//! in flight, and decides whether the request is traced (head sampling) before any span is
+//! built:
 //!
-//! [`ClientLayer`]: the same metrics on the calling side, a `grpc.client` span, and the
-//! current trace context injected into the outgoing metadata.
+//! - incoming `traceparent` sampled (flags `01`): a `grpc.server` span continuing the caller's
+//!   trace, exported;
+//! - incoming `traceparent` not sampled (flags `00`): no OpenTelemetry span at all; the caller's
+//!   (trace id, span id, not sampled) context is kept so that outgoing calls carry
+//!   `traceparent` with flags `00`, and downstream services do not start traces of their own;
+//! - no (valid) `traceparent`: a new trace id is drawn and the configured ratio decides (the
+//!   SDK's `TraceIdRatioBased` rule on that id), then as above;
+//! - trace export off: no span for OpenTelemetry; a caller's `traceparent` is forwarded as is.
+//!
+//! A request that is not traced still gets a light `grpc.server` span (target
+//! [`UNTRACED_TARGET`], one field) so that logs keep their request context; the OpenTelemetry
+//! layer ignores it and every span under it (see `init`), and [`ClientLayer`] finds the context
+//! to propagate in it.
+//!
+//! [`ClientLayer`]: the same metrics on the calling side, and the trace context injected into
+//! the outgoing metadata: the `grpc.client` span's when the current request is traced, the
+//! untraced request's context otherwise.
+//!
+//! Metric handles are cached per (service, method) and per code: no label lookup, `String` or
+//! `format!` per request.
 
 use crate::metrics::metrics;
 use futures::future::BoxFuture;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Target of the span given to a request that is not traced: the OpenTelemetry layer skips it
+/// and its descendants.
+pub const UNTRACED_TARGET: &str = "akidb_telemetry::untraced";
 
 /// (service, method) label values of a gRPC path, bounded: anything outside `akidb.v1` and
 /// the standard gRPC services is reported as `other`.
@@ -58,6 +85,11 @@ pub fn code_name(code: i32) -> &'static str {
     }
 }
 
+/// Codes that count against availability: the server's fault, not the caller's.
+pub fn is_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 13 | 14 | 15)
+}
+
 /// The gRPC code of a response: `grpc-status` in the headers (a trailers-only response, which
 /// is how every error of a unary call is sent), otherwise OK.
 fn response_code(headers: &http::HeaderMap) -> i32 {
@@ -66,6 +98,136 @@ fn response_code(headers: &http::HeaderMap) -> i32 {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trace settings (set by `init`)
+
+static EXPORT: AtomicBool = AtomicBool::new(false);
+/// `(ratio * 2^63) as u64`, or `u64::MAX` for "always": the bound of `TraceIdRatioBased`.
+static RATIO_BOUND: AtomicU64 = AtomicU64::new(0);
+
+/// Turn head sampling on (trace export is set up, new traces sampled at `ratio`) or off.
+/// Called by [`crate::init`].
+pub fn set_tracing(export: bool, ratio: f64) {
+    let bound = if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        (ratio.max(0.0) * (1u64 << 63) as f64) as u64
+    };
+    RATIO_BOUND.store(bound, Ordering::Relaxed);
+    EXPORT.store(export, Ordering::Relaxed);
+}
+
+fn export_enabled() -> bool {
+    EXPORT.load(Ordering::Relaxed)
+}
+
+/// The SDK's `TraceIdRatioBased` decision for a trace id whose low 8 bytes are `low`.
+fn ratio_samples(low: u64) -> bool {
+    let bound = RATIO_BOUND.load(Ordering::Relaxed);
+    bound == u64::MAX || (low >> 1) < bound
+}
+
+/// Random non-zero u64 (trace and span ids): splitmix64 over a per-thread random seed.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    use std::hash::BuildHasher;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().hash_one(0u64));
+    }
+    STATE.with(|s| {
+        loop {
+            let x = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            s.set(x);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            if z != 0 {
+                return z;
+            }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3C traceparent
+
+/// The parts of a valid `traceparent` that matter here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TraceParent {
+    version00: bool,
+    trace_hi: u64,
+    trace_lo: u64,
+    span: u64,
+    sampled: bool,
+}
+
+fn hex_u64(b: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
+}
+
+/// Parse `traceparent` as the W3C Trace Context spec says (version `00`, or a later version
+/// read as `00`; lowercase hex; all-zero ids and version `ff` are invalid).
+fn parse_traceparent(v: &http::HeaderValue) -> Option<TraceParent> {
+    let b = v.as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let version = hex_u64(&b[0..2])?;
+    if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
+        return None;
+    }
+    let trace_hi = hex_u64(&b[3..19])?;
+    let trace_lo = hex_u64(&b[19..35])?;
+    let span = hex_u64(&b[36..52])?;
+    let flags = hex_u64(&b[53..55])?;
+    if (trace_hi == 0 && trace_lo == 0) || span == 0 {
+        return None;
+    }
+    Some(TraceParent {
+        version00: version == 0,
+        trace_hi,
+        trace_lo,
+        span,
+        sampled: flags & 1 == 1,
+    })
+}
+
+/// `00-<trace>-<span>-<flags>`.
+fn format_traceparent(trace_hi: u64, trace_lo: u64, span: u64, sampled: bool) -> http::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; 55];
+    b[..3].copy_from_slice(b"00-");
+    let put = |b: &mut [u8], v: u64| {
+        for (i, out) in b.iter_mut().enumerate() {
+            *out = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    };
+    put(&mut b[3..19], trace_hi);
+    put(&mut b[19..35], trace_lo);
+    b[35] = b'-';
+    put(&mut b[36..52], span);
+    b[52] = b'-';
+    b[53..55].copy_from_slice(if sampled { b"01" } else { b"00" });
+    http::HeaderValue::from_bytes(&b).expect("ASCII")
+}
+
+/// What an untraced request propagates: registry extension of its `grpc.server` span.
+#[derive(Clone)]
+struct Untraced {
+    traceparent: http::HeaderValue,
+    tracestate: Option<http::HeaderValue>,
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -90,112 +252,307 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Server side: metrics, and a span continuing the caller's trace.
+// ---------------------------------------------------------------------------------------------
+// Cached metric handles per (service, method)
+
+/// Handles and names of one (side, service, method).
+struct Rpc {
+    /// `service/method`: the span name.
+    name: &'static str,
+    service: &'static str,
+    method: &'static str,
+    /// `grpc.*` (health, reflection): metrics only, never a span.
+    infra: bool,
+    duration: Histogram,
+    in_flight: Option<IntGauge>,
+    requests: IntCounterVec,
+    codes: [OnceLock<IntCounter>; 17],
+}
+
+impl Rpc {
+    fn new(server: bool, service: &'static str, method: &'static str) -> Self {
+        let m = metrics();
+        let name: &'static str = Box::leak(format!("{service}/{method}").into_boxed_str());
+        let (duration, requests) = if server {
+            (&m.grpc_server_duration, &m.grpc_server_requests)
+        } else {
+            (&m.grpc_client_duration, &m.grpc_client_requests)
+        };
+        Rpc {
+            name,
+            service,
+            method,
+            infra: service.starts_with("grpc."),
+            duration: duration.with_label_values(&[service, method]),
+            in_flight: server.then(|| {
+                m.grpc_server_in_flight
+                    .with_label_values(&[service, method])
+            }),
+            requests: requests.clone(),
+            codes: Default::default(),
+        }
+    }
+
+    fn finish(&self, start: Instant, code: i32) {
+        self.duration.observe(start.elapsed().as_secs_f64());
+        let i = if (0..=16).contains(&code) {
+            code as usize
+        } else {
+            2
+        };
+        self.codes[i]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[self.service, self.method, code_name(i as i32)])
+            })
+            .inc();
+    }
+}
+
+/// Distinct (service, method) pairs kept per side; further ones are counted as `other`.
+const MAX_RPCS: usize = 256;
+
+struct Rpcs {
+    server: bool,
+    by_path: RwLock<HashMap<&'static str, &'static Rpc>>,
+    other: OnceLock<&'static Rpc>,
+}
+
+impl Rpcs {
+    fn new(server: bool) -> Self {
+        Rpcs {
+            server,
+            by_path: RwLock::new(HashMap::new()),
+            other: OnceLock::new(),
+        }
+    }
+
+    fn other(&self) -> &'static Rpc {
+        self.other
+            .get_or_init(|| Box::leak(Box::new(Rpc::new(self.server, "other", "other"))))
+    }
+
+    /// The handles of `path`; the set is bounded, so leaking them is too.
+    fn get(&self, path: &str) -> &'static Rpc {
+        if let Some(r) = self
+            .by_path
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
+            return r;
+        }
+        if labels_of(path).0 == "other" {
+            return self.other();
+        }
+        let mut map = self.by_path.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = map.get(path) {
+            return r;
+        }
+        if map.len() >= MAX_RPCS {
+            return self.other();
+        }
+        let path: &'static str = Box::leak(path.to_string().into_boxed_str());
+        let (s, m) = labels_of(path);
+        let rpc: &'static Rpc = Box::leak(Box::new(Rpc::new(self.server, s, m)));
+        map.insert(path, rpc);
+        rpc
+    }
+}
+
+static SERVER_RPCS: LazyLock<Rpcs> = LazyLock::new(|| Rpcs::new(true));
+static CLIENT_RPCS: LazyLock<Rpcs> = LazyLock::new(|| Rpcs::new(false));
+
+// ---------------------------------------------------------------------------------------------
+// Spans
+
+/// The light span of a request that is not traced, carrying what its outgoing calls propagate.
+fn untraced_span(rpc: &'static Rpc, ctx: Option<Untraced>) -> tracing::Span {
+    let span =
+        tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", rpc = rpc.name);
+    if let Some(ctx) = ctx {
+        span.with_subscriber(|(id, dispatch)| {
+            if let Some(s) = dispatch
+                .downcast_ref::<tracing_subscriber::Registry>()
+                .and_then(|r| r.span(id))
+            {
+                s.extensions_mut().insert(ctx);
+            }
+        });
+    }
+    span
+}
+
+fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "grpc.server",
+        otel.name = rpc.name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = rpc.service,
+        rpc.method = rpc.method,
+        rpc.grpc.status_code = field::Empty,
+        otel.status_code = field::Empty,
+    );
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Head sampling: the span of an incoming request (see the module docs). The bool: whether it
+/// is the traced `grpc.server` span.
+fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, bool) {
+    let tp = headers.get("traceparent");
+    let parsed = tp.and_then(parse_traceparent);
+    let tracestate = || headers.get("tracestate").cloned();
+    if !export_enabled() {
+        let fwd = tp.filter(|_| parsed.is_some()).map(|tp| Untraced {
+            traceparent: tp.clone(),
+            tracestate: tracestate(),
+        });
+        return (untraced_span(rpc, fwd), false);
+    }
+    match parsed {
+        Some(p) if p.sampled => {
+            let parent =
+                global::get_text_map_propagator(|pr| pr.extract(&HeaderExtractor(headers)));
+            (traced_server_span(rpc, parent), true)
+        }
+        Some(p) => {
+            let traceparent = if p.version00 {
+                tp.cloned().expect("parsed")
+            } else {
+                format_traceparent(p.trace_hi, p.trace_lo, p.span, false)
+            };
+            let ctx = Untraced {
+                traceparent,
+                tracestate: tracestate(),
+            };
+            (untraced_span(rpc, Some(ctx)), false)
+        }
+        None => {
+            let (hi, lo) = (random_u64(), random_u64());
+            if ratio_samples(lo) {
+                // A new trace: the SDK sampler records server roots (the decision is made here).
+                (traced_server_span(rpc, opentelemetry::Context::new()), true)
+            } else {
+                let ctx = Untraced {
+                    traceparent: format_traceparent(hi, lo, random_u64(), false),
+                    tracestate: None,
+                };
+                (untraced_span(rpc, Some(ctx)), false)
+            }
+        }
+    }
+}
+
+/// Where an outgoing call stands.
+enum Caller {
+    /// Inside an untraced request (with what it propagates, if anything).
+    Untraced(Option<Untraced>),
+    /// Inside another span, or none.
+    Other,
+}
+
+fn caller() -> Caller {
+    tracing::dispatcher::get_default(|d| {
+        let current = d.current_span();
+        let Some(id) = current.id() else {
+            return Caller::Other;
+        };
+        let Some(span) = d
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .and_then(|r| r.span(id))
+        else {
+            return Caller::Other;
+        };
+        for s in span.scope() {
+            if s.metadata().target() == UNTRACED_TARGET {
+                return Caller::Untraced(s.extensions().get::<Untraced>().cloned());
+            }
+        }
+        Caller::Other
+    })
+}
+
+/// The span of an outgoing call, with the trace context injected into `headers`. The bool:
+/// whether it is a traced `grpc.client` span.
+fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Span, bool) {
+    match caller() {
+        Caller::Untraced(ctx) => {
+            if let Some(ctx) = ctx {
+                headers.insert("traceparent", ctx.traceparent);
+                if let Some(ts) = ctx.tracestate {
+                    headers.insert("tracestate", ts);
+                }
+            }
+            (tracing::Span::none(), false)
+        }
+        Caller::Other if export_enabled() => {
+            let span = tracing::info_span!(
+                "grpc.client",
+                otel.name = rpc.name,
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = rpc.service,
+                rpc.method = rpc.method,
+                rpc.grpc.status_code = field::Empty,
+            );
+            let cx = span.context();
+            global::get_text_map_propagator(|p| {
+                p.inject_context(&cx, &mut HeaderInjector(headers))
+            });
+            (span, true)
+        }
+        Caller::Other => (tracing::Span::none(), false),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layers
+
+/// Server side: metrics, and a span continuing the caller's trace when it is sampled.
 #[derive(Clone, Copy, Default)]
 pub struct ServerLayer;
+
+/// Client side: metrics, a `grpc.client` span when traced, and trace context propagation.
+#[derive(Clone, Copy, Default)]
+pub struct ClientLayer;
 
 impl<S> Layer<S> for ServerLayer {
     type Service = ServerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ServerService { inner }
+        GrpcService { inner }
     }
 }
-
-#[derive(Clone)]
-pub struct ServerService<S> {
-    inner: S,
-}
-
-impl<S, B, RB> Service<http::Request<B>> for ServerService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (svc, method) = labels_of(req.uri().path());
-        let (svc, method) = (svc.to_string(), method.to_string());
-        let is_health = svc.starts_with("grpc.");
-        let span = if is_health {
-            tracing::Span::none()
-        } else {
-            let parent =
-                global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
-            let span = tracing::info_span!(
-                "grpc.server",
-                otel.name = format!("{svc}/{method}"),
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = %svc,
-                rpc.method = %method,
-                rpc.grpc.status_code = field::Empty,
-                otel.status_code = field::Empty,
-            );
-            let _ = span.set_parent(parent);
-            span
-        };
-        let m = metrics();
-        let in_flight = m.grpc_server_in_flight.with_label_values(&[&svc, &method]);
-        in_flight.inc();
-        let start = Instant::now();
-        let fut = self.inner.call(req);
-        let span2 = span.clone();
-        Box::pin(
-            async move {
-                let res = fut.await;
-                let code = match &res {
-                    Ok(r) => response_code(r.headers()),
-                    Err(_) => 2,
-                };
-                in_flight.dec();
-                m.grpc_server_duration
-                    .with_label_values(&[&svc, &method])
-                    .observe(start.elapsed().as_secs_f64());
-                m.grpc_server_requests
-                    .with_label_values(&[&svc, &method, code_name(code)])
-                    .inc();
-                span2.record("rpc.grpc.status_code", code);
-                if is_server_error(code) {
-                    span2.record("otel.status_code", "ERROR");
-                }
-                res
-            }
-            .instrument(span),
-        )
-    }
-}
-
-/// Codes that count against availability: the server's fault, not the caller's.
-pub fn is_server_error(code: i32) -> bool {
-    matches!(code, 2 | 4 | 13 | 14 | 15)
-}
-
-/// Client side: metrics, a `grpc.client` span, and trace context injection.
-#[derive(Clone, Copy, Default)]
-pub struct ClientLayer;
 
 impl<S> Layer<S> for ClientLayer {
     type Service = ClientService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ClientService { inner }
+        GrpcService { inner }
     }
 }
 
+/// The service of [`ServerLayer`] (`SERVER = true`) and [`ClientLayer`].
 #[derive(Clone)]
-pub struct ClientService<S> {
+pub struct GrpcService<S, const SERVER: bool> {
     inner: S,
 }
 
-impl<S, B, RB> Service<http::Request<B>> for ClientService<S>
+pub type ServerService<S> = GrpcService<S, true>;
+pub type ClientService<S> = GrpcService<S, false>;
+
+/// Decrements the in-flight gauge when the call ends or is dropped.
+struct InFlight(Option<&'static IntGauge>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.dec();
+        }
+    }
+}
+
+impl<S, B, RB, const SERVER: bool> Service<http::Request<B>> for GrpcService<S, SERVER>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -211,39 +568,39 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let (svc, method) = labels_of(req.uri().path());
-        let (svc, method) = (svc.to_string(), method.to_string());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = format!("{svc}/{method}"),
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = %svc,
-            rpc.method = %method,
-            rpc.grpc.status_code = field::Empty,
-        );
-        let cx = span.context();
-        global::get_text_map_propagator(|p| {
-            p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
-        });
+        let rpcs = if SERVER { &SERVER_RPCS } else { &CLIENT_RPCS };
+        let rpc = rpcs.get(req.uri().path());
+        let (span, traced) = if rpc.infra {
+            (tracing::Span::none(), false)
+        } else if SERVER {
+            server_span(rpc, req.headers())
+        } else {
+            client_span(rpc, req.headers_mut())
+        };
+        let in_flight = InFlight(rpc.in_flight.as_ref());
+        if let Some(g) = in_flight.0 {
+            g.inc();
+        }
+        // A transport error: the handler failed (server) or the peer is unreachable (client).
+        let failed = if SERVER { 2 } else { 14 };
+        let recorded = traced.then(|| span.clone());
         let start = Instant::now();
         let fut = self.inner.call(req);
-        let span2 = span.clone();
         Box::pin(
             async move {
                 let res = fut.await;
                 let code = match &res {
                     Ok(r) => response_code(r.headers()),
-                    Err(_) => 14,
+                    Err(_) => failed,
                 };
-                let m = metrics();
-                m.grpc_client_duration
-                    .with_label_values(&[&svc, &method])
-                    .observe(start.elapsed().as_secs_f64());
-                m.grpc_client_requests
-                    .with_label_values(&[&svc, &method, code_name(code)])
-                    .inc();
-                span2.record("rpc.grpc.status_code", code);
+                drop(in_flight);
+                rpc.finish(start, code);
+                if let Some(span) = recorded {
+                    span.record("rpc.grpc.status_code", code);
+                    if SERVER && is_server_error(code) {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
                 res
             }
             .instrument(span),
@@ -267,5 +624,85 @@ mod tests {
         );
         assert_eq!(labels_of("/evil/../x"), ("other", "other"));
         assert_eq!(labels_of("/akidb.v1.QueryService/a-b"), ("other", "other"));
+    }
+
+    #[test]
+    fn handles_are_cached_and_bounded() {
+        let a = SERVER_RPCS.get("/akidb.v1.QueryService/Search");
+        let b = SERVER_RPCS.get("/akidb.v1.QueryService/Search");
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(a.name, "akidb.v1.QueryService/Search");
+        assert!(!a.infra);
+        assert!(SERVER_RPCS.get("/grpc.health.v1.Health/Check").infra);
+        let o = SERVER_RPCS.get("/evil/../x");
+        assert_eq!((o.service, o.method), ("other", "other"));
+        for i in 0..MAX_RPCS + 10 {
+            CLIENT_RPCS.get(&format!("/akidb.v1.X/M{i}"));
+        }
+        let last = CLIENT_RPCS.get("/akidb.v1.X/Overflow");
+        assert_eq!(last.name, "other/other");
+        a.finish(Instant::now(), 0);
+        a.finish(Instant::now(), 99);
+        let m = metrics();
+        let ok = m
+            .grpc_server_requests
+            .with_label_values(&["akidb.v1.QueryService", "Search", "OK"])
+            .get();
+        let unknown = m
+            .grpc_server_requests
+            .with_label_values(&["akidb.v1.QueryService", "Search", "UNKNOWN"])
+            .get();
+        assert!(ok >= 1 && unknown >= 1);
+    }
+
+    #[test]
+    fn traceparent_round_trip() {
+        let v = http::HeaderValue::from_static(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let p = parse_traceparent(&v).unwrap();
+        assert!(p.sampled && p.version00);
+        assert_eq!(p.trace_hi, 0x4bf92f3577b34da6);
+        assert_eq!(p.trace_lo, 0xa3ce929d0e0e4736);
+        assert_eq!(p.span, 0x00f067aa0ba902b7);
+        assert_eq!(format_traceparent(p.trace_hi, p.trace_lo, p.span, true), v);
+        let unsampled = format_traceparent(p.trace_hi, p.trace_lo, p.span, false);
+        assert!(!parse_traceparent(&unsampled).unwrap().sampled);
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(
+                parse_traceparent(&http::HeaderValue::from_static(bad)),
+                None,
+                "{bad}"
+            );
+        }
+        // A later version is read as 00 when its extra fields are dash-separated.
+        let v1 = http::HeaderValue::from_static(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra",
+        );
+        let p = parse_traceparent(&v1).unwrap();
+        assert!(!p.sampled && !p.version00);
+    }
+
+    #[test]
+    fn ratio_follows_trace_id_ratio_based() {
+        set_tracing(false, 0.0);
+        assert!(!ratio_samples(0));
+        set_tracing(false, 1.0);
+        assert!(ratio_samples(u64::MAX));
+        set_tracing(false, 0.5);
+        // the SDK: (low >> 1) < ratio * 2^63
+        assert!(ratio_samples(((1u64 << 62) - 1) << 1));
+        assert!(!ratio_samples((1u64 << 62) << 1));
+        assert!(!ratio_samples(u64::MAX));
+        let n = (0..20_000).filter(|_| ratio_samples(random_u64())).count();
+        assert!((9_000..11_000).contains(&n), "{n}");
+        set_tracing(false, 0.1);
     }
 }

@@ -1,0 +1,277 @@
+//! Head-sampling tests: an OTLP receiver, and a two-hop chain (plain client -> front -> back)
+//! built with `server::builder()` and `server::channel()` as the services are. The back
+//! service records the `traceparent` it receives and opens an inner span on a blocking thread
+//! (as storage does for a search).
+#![allow(dead_code)]
+
+use akidb_proto::v1 as pb;
+use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
+use akidb_proto::v1::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
+use akidb_telemetry::server::{self, Channel};
+use akidb_telemetry::{Component, TelemetryArgs, TelemetryGuard};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// The OTLP receiver: keeps every span it is sent.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Forwards GetTargets to the next hop through the instrumented channel.
+struct Front {
+    next: TelemetryServiceClient<Channel>,
+}
+
+/// Records the `traceparent` of every call and does its work in an inner span on a blocking
+/// thread.
+#[derive(Clone, Default)]
+pub struct Back {
+    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+#[tonic::async_trait]
+impl TelemetryService for Front {
+    async fn get_slo_status(
+        &self,
+        _req: tonic::Request<pb::GetSloStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetSloStatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("front only forwards"))
+    }
+    async fn get_targets(
+        &self,
+        _req: tonic::Request<pb::GetTargetsRequest>,
+    ) -> Result<tonic::Response<pb::GetTargetsResponse>, tonic::Status> {
+        tracing::info!("front forwards");
+        self.next
+            .clone()
+            .get_targets(pb::GetTargetsRequest {})
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl TelemetryService for Back {
+    async fn get_slo_status(
+        &self,
+        _req: tonic::Request<pb::GetSloStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetSloStatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("back only answers GetTargets"))
+    }
+    async fn get_targets(
+        &self,
+        req: tonic::Request<pb::GetTargetsRequest>,
+    ) -> Result<tonic::Response<pb::GetTargetsResponse>, tonic::Status> {
+        let tp = req
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        self.traceparents.lock().unwrap().push(tp);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let _step = tracing::info_span!("back.step").entered();
+                tracing::info!("back works");
+            })
+        })
+        .await
+        .unwrap();
+        Ok(tonic::Response::new(pb::GetTargetsResponse {
+            targets: Vec::new(),
+        }))
+    }
+}
+
+pub struct Chain {
+    pub guard: TelemetryGuard,
+    pub receiver: Receiver,
+    pub back: Back,
+    pub front_addr: String,
+}
+
+async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, format!("http://{a}"))
+}
+
+/// The receiver, telemetry initialised with `ratio`, back and front serving.
+pub async fn start(ratio: f64) -> Chain {
+    let receiver = Receiver::default();
+    let (rl, raddr) = listener().await;
+    let svc = TraceServiceServer::new(receiver.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpListenerStream::new(rl))
+            .await
+            .unwrap();
+    });
+    let guard = akidb_telemetry::init(
+        Component::Other,
+        &TelemetryArgs {
+            log: "info".into(),
+            otlp_endpoint: Some(raddr),
+            trace_sample_ratio: ratio,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let back = Back::default();
+    let (bl, baddr) = listener().await;
+    let svc = TelemetryServiceServer::new(back.clone());
+    tokio::spawn(async move {
+        server::builder()
+            .add_service(svc)
+            .serve_with_incoming(server::incoming(bl))
+            .await
+            .unwrap();
+    });
+    let (fl, front_addr) = listener().await;
+    let next =
+        TelemetryServiceClient::new(server::channel(&baddr, Duration::from_secs(1)).unwrap());
+    tokio::spawn(async move {
+        server::builder()
+            .add_service(TelemetryServiceServer::new(Front { next }))
+            .serve_with_incoming(server::incoming(fl))
+            .await
+            .unwrap();
+    });
+    Chain {
+        guard,
+        receiver,
+        back,
+        front_addr,
+    }
+}
+
+impl Chain {
+    /// One call to front from a plain client (no AkiDB layer), with `traceparent` if given;
+    /// returns the `traceparent` back received.
+    pub async fn call(&self, traceparent: Option<String>) -> Option<String> {
+        let ch = tonic::transport::Endpoint::from_shared(self.front_addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut req = tonic::Request::new(pb::GetTargetsRequest {});
+        if let Some(tp) = traceparent {
+            req.metadata_mut()
+                .insert("traceparent", tp.parse().unwrap());
+        }
+        let before = self.back.traceparents.lock().unwrap().len();
+        TelemetryServiceClient::new(ch)
+            .get_targets(req)
+            .await
+            .unwrap();
+        let got = self.back.traceparents.lock().unwrap();
+        assert_eq!(got.len(), before + 1);
+        got[before].clone()
+    }
+
+    /// Flush until `done` holds for the received spans (or 10 s); returns them.
+    pub async fn spans_until(&self, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.guard.flush().await;
+            let spans = self.receiver.spans.lock().unwrap().clone();
+            if done(&spans) || Instant::now() > deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// (trace id, parent span id, flags) of a `traceparent`.
+pub fn parts(tp: &str) -> (String, String, String) {
+    let v: Vec<&str> = tp.split('-').collect();
+    assert_eq!(v.len(), 4, "{tp}");
+    (v[1].to_string(), v[2].to_string(), v[3].to_string())
+}
+
+pub fn describe(spans: &[Span]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} kind={} id={} parent={}\n",
+                hex(&s.trace_id),
+                s.name,
+                s.kind,
+                hex(&s.span_id),
+                hex(&s.parent_span_id)
+            )
+        })
+        .collect()
+}
+
+pub const METHOD: &str = "akidb.v1.TelemetryService/GetTargets";
+
+/// Asserts the spans of `trace` are exactly: front server (parent `parent`, or a root when
+/// `None`), front client under it, back server under that, `back.step` under that; returns the
+/// front client span id.
+pub fn assert_chain(spans: &[Span], trace: &str, parent: Option<&str>) -> String {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    let ctx = describe(spans);
+    let ours: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == trace).collect();
+    assert_eq!(ours.len(), 4, "four spans in trace {trace}:\n{ctx}");
+    let one = |kind: SpanKind, name: &str, parent: &[u8]| -> Vec<u8> {
+        let v: Vec<&&Span> = ours
+            .iter()
+            .filter(|s| s.kind == kind as i32 && s.name == name && s.parent_span_id == parent)
+            .collect();
+        assert_eq!(
+            v.len(),
+            1,
+            "{name} ({kind:?}) under {}:\n{ctx}",
+            hex(parent)
+        );
+        v[0].span_id.clone()
+    };
+    let root: Vec<u8> = parent.map(unhex).unwrap_or_default();
+    let front = one(SpanKind::Server, METHOD, &root);
+    let client = one(SpanKind::Client, METHOD, &front);
+    let back = one(SpanKind::Server, METHOD, &client);
+    one(SpanKind::Internal, "back.step", &back);
+    hex(&client)
+}
+
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -1,0 +1,41 @@
+//! Head sampling at `--trace-sample-ratio 1`: a request without `traceparent` starts a new
+//! trace that every hop exports, linked; a caller's `traceparent` with flags `00` is still
+//! followed (parent-based): nothing exported, back receives flags `00`.
+//!
+//! One test per file: `init` installs process-wide tracing state.
+
+mod common;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratio_one_exports_every_new_trace() {
+    let chain = start(1.0).await;
+
+    // An unsampled caller first.
+    let (t0, p0) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let got = chain
+        .call(Some(format!("00-{t0}-{p0}-00")))
+        .await
+        .expect("back receives a traceparent");
+    assert_eq!(got, format!("00-{t0}-{p0}-00"));
+
+    // No traceparent: a new sampled trace through both hops.
+    let got = chain.call(None).await.expect("back receives a traceparent");
+    let (trace, parent, flags) = parts(&got);
+    assert_eq!(flags, "01", "{got}");
+    let spans = chain
+        .spans_until(|s| s.iter().filter(|s| hex(&s.trace_id) == trace).count() >= 4)
+        .await;
+    let client = assert_chain(&spans, &trace, None);
+    assert_eq!(parent, client, "back's parent is front's client span");
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    chain.guard.flush().await;
+    let spans = chain.receiver.spans.lock().unwrap().clone();
+    let others: Vec<_> = spans.iter().filter(|s| hex(&s.trace_id) != trace).collect();
+    assert!(
+        others.is_empty(),
+        "spans other than the sampled trace's:\n{}",
+        describe(&spans)
+    );
+}
