@@ -99,9 +99,27 @@ async fn load(s: &Stack) {
     }
 }
 
-/// Searches per second with `CONCURRENCY` clients for `ROUND`.
-async fn qps(s: &Stack) -> f64 {
+/// CPU seconds (user + system) the process has used so far, from /proc.
+fn cpu_seconds(p: &Proc) -> f64 {
+    let pid = p.child.as_ref().expect("process running").id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (1-based).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Query's and storage's CPU together.
+fn service_cpu(s: &Stack) -> f64 {
+    cpu_seconds(&s.query) + cpu_seconds(&s.storage)
+}
+
+/// Searches per second with `CONCURRENCY` clients for `ROUND`, and the CPU query and storage
+/// spent per search (µs): the product's own cost, whatever else shares the machine.
+async fn qps(s: &Stack) -> (f64, f64) {
     let done = Arc::new(AtomicU64::new(0));
+    let cpu0 = service_cpu(s);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
         .map(|w| {
@@ -129,7 +147,9 @@ async fn qps(s: &Stack) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let n = done.load(Ordering::Relaxed) as f64;
+    let cpu_us = (service_cpu(s) - cpu0) * 1e6 / n;
+    (n / start.elapsed().as_secs_f64(), cpu_us)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
@@ -184,16 +204,25 @@ async fn search_qps_with_and_without_tracing() {
             p.push(qps(&plain).await);
             t.push(qps(&traced).await);
         }
-        eprintln!("round {r}: traced {:.0} qps, plain {:.0} qps", t[r], p[r]);
+        eprintln!(
+            "round {r}: traced {:.0} qps {:.1} µs CPU/search, plain {:.0} qps {:.1} µs CPU/search",
+            t[r].0, t[r].1, p[r].0, p[r].1
+        );
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (mt, mp) = (mean(&t), mean(&p));
+    let mean =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+    let (mt, mp) = (mean(&t, |x| x.0), mean(&p, |x| x.0));
+    let (ct, cp) = (mean(&t, |x| x.1), mean(&p, |x| x.1));
     eprintln!(
         "search QPS ({CONCURRENCY} clients, {POINTS} x {DIM}d, {rounds} rounds of {ROUND:?}): \
          tracing on (ratio {ratio}, collector receiving) {mt:.0}, tracing off {mp:.0}: \
          {:+.2}% ; spans received {}",
         (mt / mp - 1.0) * 100.0,
         spans.0.load(Ordering::Relaxed)
+    );
+    eprintln!(
+        "query + storage CPU per search: tracing on {ct:.1} µs, off {cp:.1} µs: {:+.2}%",
+        (ct / cp - 1.0) * 100.0
     );
 
     // /metrics of a loaded storage: scrape while the traced stack is under search load.
