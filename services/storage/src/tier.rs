@@ -26,6 +26,7 @@ use crate::upload::{UploadOutcome, UploadSource, Uploader};
 use akidb_telemetry::metrics;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -770,6 +771,7 @@ impl Engine {
             return;
         };
         let id = manifest_id.to_string();
+        let keep = self.options().collection.snapshot_keep;
         let slot = Arc::downgrade(&slot);
         objects.runtime.spawn(async move {
             let Some(name) = slot.upgrade().map(|s| s.name.clone()) else {
@@ -777,8 +779,21 @@ impl Engine {
             };
             match upload_snapshot(&objects.uploader, &name, &dir, &id, &files).await {
                 Ok(true) => {
-                    if let Some(s) = slot.upgrade() {
-                        s.set_uploaded(files.iter().map(|f| f.size_bytes).sum());
+                    let Some(s) = slot.upgrade() else { return };
+                    s.set_uploaded(files.iter().map(|f| f.size_bytes).sum());
+                    // Older copies go once this one is there; never the cold copy.
+                    let cold = s.info.lock().cold.as_ref().map(|c| c.snapshot_id.clone());
+                    drop(s);
+                    match prune_remote(objects.store.as_ref(), &name, keep, &id, cold.as_deref())
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(collection = %name, objects = n, keep, "old snapshots removed from the object store")
+                        }
+                        Err(e) => {
+                            tracing::warn!(collection = %name, error = %e, "old snapshots not removed from the object store; retried after the next upload")
+                        }
                     }
                 }
                 Ok(false) => {
@@ -890,6 +905,41 @@ impl Engine {
 }
 
 /// Upload the files of a snapshot (manifest last), skipping those the store already has.
+/// Remove from the object store every snapshot of `collection` except the newest `keep`
+/// (by id, which orders by WAL sequence), `uploaded` (just confirmed) and `cold` (the copy a
+/// cold collection is restored from). Each snapshot loses its manifest first, so an
+/// interrupted removal leaves an incomplete snapshot that nothing restores from, never a
+/// manifest naming missing files. Returns the objects deleted.
+pub async fn prune_remote(
+    store: &dyn ObjectStore,
+    collection: &str,
+    keep: usize,
+    uploaded: &str,
+    cold: Option<&str>,
+) -> std::result::Result<usize, crate::objstore::ObjectStoreError> {
+    let prefix = format!("collections/{collection}/snapshots/");
+    let objects = store.list(&prefix).await?;
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for o in objects {
+        if let Some((id, _file)) = o.key[prefix.len()..].split_once('/') {
+            by_id.entry(id.to_string()).or_default().push(o.key.clone());
+        }
+    }
+    let newest: Vec<String> = by_id.keys().rev().take(keep.max(1)).cloned().collect();
+    let mut deleted = 0;
+    for (id, mut keys) in by_id {
+        if newest.contains(&id) || id == uploaded || Some(id.as_str()) == cold {
+            continue;
+        }
+        keys.sort_by_key(|k| !k.ends_with(&format!("/{}", snapshot::MANIFEST)));
+        for k in keys {
+            store.delete(&k).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// `Ok(true)`: all uploaded; `Ok(false)`: some went to the DLQ.
 async fn upload_snapshot(
     uploader: &Uploader,
@@ -994,5 +1044,60 @@ mod tests {
         let mut moving = views[0].clone();
         moving.moving = true;
         assert!(plan(&[moving], &opts, true).is_empty());
+    }
+
+    #[tokio::test]
+    async fn prune_remote_keeps_the_newest_the_uploaded_and_the_cold_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::objstore::LocalDirStore::open(dir.path()).unwrap();
+        let ids = ["001-a", "002-b", "003-c", "004-d", "005-e"];
+        for id in ids {
+            for f in ["seg-1.bin", MANIFEST] {
+                store
+                    .put(&object_key("c", id, f), bytes::Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+        }
+        // Another collection whose name shares the prefix is not touched.
+        store
+            .put(
+                &object_key("c2", "001-a", MANIFEST),
+                bytes::Bytes::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+        let n = prune_remote(&store, "c", 2, "003-c", Some("001-a"))
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "002-b: its two files");
+        let left: Vec<String> = store
+            .list("collections/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        let mut ids_left: Vec<&str> = left
+            .iter()
+            .filter_map(|k| k.strip_prefix("collections/c/snapshots/"))
+            .map(|k| k.split_once('/').unwrap().0)
+            .collect();
+        ids_left.dedup();
+        assert_eq!(ids_left, ["001-a", "003-c", "004-d", "005-e"]);
+        assert!(left.contains(&object_key("c2", "001-a", MANIFEST)));
+        // 003-c was kept only as the one just uploaded.
+        assert_eq!(
+            prune_remote(&store, "c", 2, "005-e", Some("001-a"))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            prune_remote(&store, "c", 2, "005-e", Some("001-a"))
+                .await
+                .unwrap(),
+            0
+        );
     }
 }
