@@ -877,7 +877,7 @@ mod tests {
         let indexed = c.stats().indexed_point_count;
         assert!(indexed > 0);
         let files = snapshot::list_files(&snapshot::list(&path).unwrap()[0].0).unwrap();
-        assert!(files.iter().any(|f| f.name.ends_with(".hnsw.graph")));
+        assert!(files.iter().any(|f| f.name.ends_with(".graph")));
         assert!(files.iter().all(|f| f.sha256.len() == 64));
         assert_eq!(m.sequence, 10);
         drop(c);

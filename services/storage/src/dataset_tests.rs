@@ -286,50 +286,164 @@ fn jeopardy_filtered_search_matches_brute_force() {
     assert!(r >= 0.95, "broad filtered recall {r}");
 }
 
+/// Resident and peak memory of this process in KiB (`/proc/self/status`).
+fn rss_kib() -> (u64, u64) {
+    let s = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Mean recall@10 of result offsets (row numbers) against the ground truth.
+fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
+    let mut hit = 0;
+    for (r, g) in results.iter().zip(gt) {
+        let truth: HashSet<u64> = g[..10].iter().copied().collect();
+        hit += r.iter().filter(|o| truth.contains(&(**o as u64))).count();
+    }
+    hit as f64 / (10 * results.len()) as f64
+}
+
+/// (µs per query, results) of `search` over every query, best of `reps` timed passes.
+fn timed(
+    qs: &[Vec<f32>],
+    reps: usize,
+    search: &dyn Fn(&[f32]) -> Vec<usize>,
+) -> (f64, Vec<Vec<usize>>) {
+    let out: Vec<Vec<usize>> = qs.iter().map(|q| search(q)).collect(); // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        for q in qs {
+            std::hint::black_box(search(q));
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e6 / qs.len() as f64);
+    }
+    (best, out)
+}
+
 fn bench(name: &str) {
     let Some(set) = load(name) else { return };
     let dir = tempfile::tempdir().unwrap();
+    let dim = set.base[0].len();
+    let (rss0, _) = rss_kib();
     let t = Instant::now();
     let (c, build) = indexed(&set, dir.path());
     let total = t.elapsed().as_secs_f64();
+    let n = set.base.len();
     println!(
-        "{name}: {} points, ingest+build {:.2}s, graph build {:.2}s = {:.0} vectors/s",
-        set.base.len(),
-        total,
-        build,
-        set.base.len() as f64 / build
+        "## {name}: {n} points, dim {dim}, {:?}, m {DEFAULT_M}",
+        set.metric
     );
-    let nq = set.queries.len();
-    recall(&c, &set, None, nq); // warm-up
-    for ef in [None, Some(16), Some(32), Some(64), Some(128)] {
-        let (r, us) = recall(&c, &set, ef, nq);
-        // The same searches straight on the graph, without the collection around it.
-        let st = c.state.read();
-        let g = st.sealed.values().next().unwrap().graph.clone().unwrap();
-        drop(st);
-        let e = ef.unwrap_or(c.opts.tuning.ef_floor).max(10);
-        let qs: Vec<Vec<f32>> = set
-            .queries
-            .iter()
-            .map(|q| {
-                let mut q = q.clone();
-                if set.metric == Metric::Cosine {
-                    normalize(&mut q);
-                }
-                q
-            })
-            .collect();
-        let start = Instant::now();
-        for q in &qs {
-            std::hint::black_box(g.search(q, 10, e, None));
-        }
-        let bare = start.elapsed().as_secs_f64() * 1e6 / nq as f64;
+    println!(
+        "build in-engine (ef_construction {}): ingest+build {total:.2}s = {:.0} vectors/s; graph build alone {build:.2}s = {:.0} vectors/s",
+        c.spec().ef_construction,
+        n as f64 / total,
+        n as f64 / build
+    );
+    let (v, g, o) = c.state.read().memory_bytes();
+    let (rss1, _) = rss_kib();
+    println!(
+        "memory: segment vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB; RSS grew {:.1} MiB while ingesting and indexing",
+        mib(v),
+        mib(g),
+        mib(o),
+        (rss1 as f64 - rss0 as f64) / 1024.0
+    );
+
+    // The same queries on the same graph: hnsw_rs's search, then ours.
+    let rows: Vec<f32> = set
+        .base
+        .iter()
+        .flat_map(|r| {
+            let mut r = r.clone();
+            if set.metric == Metric::Cosine {
+                normalize(&mut r);
+            }
+            r
+        })
+        .collect();
+    let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let efc = c.spec().ef_construction as usize;
+    let start = Instant::now();
+    let (flat, bare) =
+        crate::index::Graph::build_with_hnsw_rs(set.metric, DEFAULT_M as usize, efc, dim, &items);
+    let ours_build = start.elapsed().as_secs_f64();
+    let native =
+        crate::index::bench_hnsw_rs_native_build(set.metric, DEFAULT_M as usize, efc, &items);
+    let native200 =
+        crate::index::bench_hnsw_rs_native_build(set.metric, DEFAULT_M as usize, 200, &items);
+    println!(
+        "build alone, {} rayon threads: through graph_distance + flat copy {:.0} vectors/s; hnsw_rs with its own {} {:.0} vectors/s (ef_construction {efc}), {:.0} vectors/s (200)",
+        rayon_threads(),
+        n as f64 / ours_build,
+        if set.metric == Metric::L2 {
+            "DistL2"
+        } else {
+            "DistDot"
+        },
+        n as f64 / native,
+        n as f64 / native200,
+    );
+    let qs: Vec<Vec<f32>> = set
+        .queries
+        .iter()
+        .map(|q| {
+            let mut q = q.clone();
+            if set.metric == Metric::Cosine {
+                normalize(&mut q);
+            }
+            q
+        })
+        .collect();
+    let reps = if dim > 512 { 2 } else { 5 };
+    println!();
+    println!(
+        "| ef | hnsw_rs µs | hnsw_rs QPS | hnsw_rs recall@10 | flat µs | flat QPS | flat recall@10 | speed-up | storage-side µs | storage recall@10 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ef in [16usize, 32, 64, 128] {
+        let (hu, hr) = timed(&qs, reps, &|q| {
+            bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
+        });
+        let (fu, fr) = timed(&qs, reps, &|q| {
+            flat.search(&rows, q, 10, ef, None)
+                .into_iter()
+                .map(|r| r.0)
+                .collect()
+        });
+        let (su, sr) = timed(&set.queries, reps, &|q| {
+            c.search(&params(q, 10, Some(ef), None))
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|h| match h.key {
+                    PointKey::Num(n) => n as usize,
+                    _ => usize::MAX,
+                })
+                .collect()
+        });
         println!(
-            "{name}: ef={e:>3}{} recall@10 {r:.4}  storage {us:.1} µs  bare graph {bare:.1} µs  ratio {:.2}",
-            if ef.is_none() { " (default)" } else { "" },
-            us / bare
+            "| {ef} | {hu:.1} | {:.0} | {:.4} | {fu:.1} | {:.0} | {:.4} | {:.2}× | {su:.1} | {:.4} |",
+            1e6 / hu,
+            recall_rows(&hr, &set.gt),
+            1e6 / fu,
+            recall_rows(&fr, &set.gt),
+            hu / fu,
+            recall_rows(&sr, &set.gt),
         );
     }
+    println!();
+    drop(bare);
     // Restart: snapshot, drop, open again (graphs loaded, not rebuilt).
     c.snapshot().unwrap();
     let path = c.dir().to_path_buf();
@@ -337,10 +451,58 @@ fn bench(name: &str) {
     let start = Instant::now();
     let c = Collection::open(&path, CollectionOptions::default(), |_, _| {}).unwrap();
     println!(
-        "{name}: restart from snapshot {:.3}s, indexed points {}",
+        "restart from snapshot {:.3}s, indexed points {}",
         start.elapsed().as_secs_f64(),
         c.stats().indexed_point_count
     );
+    drop(c);
+    // A fresh process that only opens the snapshot: its memory is the collection's.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "collection::dataset_tests::rss_probe",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AKIDB_RSS_PROBE", &path)
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("rss"))
+    {
+        println!("{l}");
+    }
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Run by [`bench`] in a child process: open the collection at `AKIDB_RSS_PROBE` and print
+/// the process's memory before and after.
+#[test]
+#[ignore]
+fn rss_probe() {
+    let Ok(path) = std::env::var("AKIDB_RSS_PROBE") else {
+        return;
+    };
+    let (before, _) = rss_kib();
+    let c = Collection::open(Path::new(&path), CollectionOptions::default(), |_, _| {}).unwrap();
+    let (after, peak) = rss_kib();
+    let (v, g, o) = c.state.read().memory_bytes();
+    println!(
+        "rss of a process opening the snapshot: {:.1} MiB before, {:.1} MiB after (+{:.1} MiB), peak {:.1} MiB; collection accounts vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0,
+        peak as f64 / 1024.0,
+        mib(v),
+        mib(g),
+        mib(o)
+    );
+    drop(c);
 }
 
 #[test]
