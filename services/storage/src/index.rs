@@ -475,30 +475,20 @@ impl Graph {
     }
 }
 
-/// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`, or
-/// `DistDot` for unit vectors), for comparison with the build through [`graph_distance`].
+/// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`), for comparison with the build through
+/// [`graph_distance`].
 pub fn bench_hnsw_rs_native_build(
-    metric: Metric,
     m: usize,
     ef_construction: usize,
     items: &[(&[f32], usize)],
 ) -> f64 {
-    use hnsw_rs::anndists::dist::distances::{DistDot, DistL2};
+    use hnsw_rs::anndists::dist::distances::DistL2;
     let items = items.to_vec();
     let start = std::time::Instant::now();
+    let h = Hnsw::<f32, DistL2>::new(m, items.len(), MAX_LAYERS, ef_construction, DistL2);
+    h.parallel_insert_slice(&items);
     // Timed before the structure is dropped (dropping it is slow too).
-    match metric {
-        Metric::L2 => {
-            let h = Hnsw::<f32, DistL2>::new(m, items.len(), MAX_LAYERS, ef_construction, DistL2);
-            h.parallel_insert_slice(&items);
-            start.elapsed().as_secs_f64()
-        }
-        _ => {
-            let h = Hnsw::<f32, DistDot>::new(m, items.len(), MAX_LAYERS, ef_construction, DistDot);
-            h.parallel_insert_slice(&items);
-            start.elapsed().as_secs_f64()
-        }
-    }
+    start.elapsed().as_secs_f64()
 }
 
 /// A heap entry ordered by distance, then id.
