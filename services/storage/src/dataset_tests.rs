@@ -313,22 +313,29 @@ fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
     hit as f64 / (10 * results.len()) as f64
 }
 
-/// (µs per query, results) of `search` over every query, best of `reps` timed passes.
-fn timed(
-    qs: &[Vec<f32>],
+/// For each variant (queries, search): (µs per query, results), best of `reps` passes that
+/// take turns, so a busy machine slows every variant alike.
+#[allow(clippy::type_complexity)]
+fn timed_interleaved(
+    variants: &[(&[Vec<f32>], &dyn Fn(&[f32]) -> Vec<usize>)],
     reps: usize,
-    search: &dyn Fn(&[f32]) -> Vec<usize>,
-) -> (f64, Vec<Vec<usize>>) {
-    let out: Vec<Vec<usize>> = qs.iter().map(|q| search(q)).collect(); // warm-up
-    let mut best = f64::INFINITY;
+) -> Vec<(f64, Vec<Vec<usize>>)> {
+    let mut out: Vec<(f64, Vec<Vec<usize>>)> = variants
+        .iter()
+        .map(|(qs, f)| (f64::INFINITY, qs.iter().map(|q| f(q)).collect()))
+        .collect();
     for _ in 0..reps {
-        let start = Instant::now();
-        for q in qs {
-            std::hint::black_box(search(q));
+        for (i, (qs, f)) in variants.iter().enumerate() {
+            let start = Instant::now();
+            for q in qs.iter() {
+                std::hint::black_box(f(q));
+            }
+            out[i].0 = out[i]
+                .0
+                .min(start.elapsed().as_secs_f64() * 1e6 / qs.len() as f64);
         }
-        best = best.min(start.elapsed().as_secs_f64() * 1e6 / qs.len() as f64);
     }
-    (best, out)
+    out
 }
 
 fn bench(name: &str) {
@@ -374,19 +381,24 @@ fn bench(name: &str) {
         .collect();
     let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
     let efc = c.spec().ef_construction as usize;
+    let m = DEFAULT_M as usize;
     let start = Instant::now();
-    let (flat, bare) =
-        crate::index::Graph::build_with_hnsw_rs(set.metric, DEFAULT_M as usize, efc, dim, &items);
-    let ours_build = start.elapsed().as_secs_f64();
+    let (flat, bare) = crate::index::Graph::build_with_hnsw_rs(set.metric, m, efc, dim, &items);
+    let rs_build = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let own = crate::index::Graph::build(set.metric, m, efc, dim, &items);
+    let own_build = start.elapsed().as_secs_f64();
     println!(
-        "build alone, {} rayon threads: through graph_distance + flat copy {:.0} vectors/s",
+        "build alone, {} threads, ef_construction {efc}: ours {:.0} vectors/s, hnsw_rs through graph_distance (+ flat copy) {:.0} vectors/s ({:.2}×)",
         rayon_threads(),
-        n as f64 / ours_build
+        n as f64 / own_build,
+        n as f64 / rs_build,
+        rs_build / own_build
     );
     if set.metric == Metric::L2 {
         // hnsw_rs with its own distance, at our ef_construction and at 200.
         for e in [efc, 200] {
-            let secs = crate::index::bench_hnsw_rs_native_build(DEFAULT_M as usize, e, &items);
+            let secs = crate::index::bench_hnsw_rs_native_build(m, e, &items);
             println!(
                 "build alone: hnsw_rs with its own DistL2, ef_construction {e}: {:.0} vectors/s",
                 n as f64 / secs
@@ -404,41 +416,66 @@ fn bench(name: &str) {
             q
         })
         .collect();
-    let reps = if dim > 512 { 2 } else { 5 };
+    let reps = if dim > 512 { 3 } else { 7 };
     println!();
     println!(
-        "| ef | hnsw_rs µs | hnsw_rs QPS | hnsw_rs recall@10 | flat µs | flat QPS | flat recall@10 | speed-up | storage-side µs | storage recall@10 |"
+        "Same queries; A = hnsw_rs's graph searched by hnsw_rs, B = the same graph searched by ours, C = our graph searched by ours, S = storage-side Collection::search (our graph, built in-engine). Best of {reps} interleaved passes."
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!();
+    println!(
+        "| ef | A µs | A QPS | A recall@10 | B µs | B QPS | B recall@10 | A/B | C µs | C recall@10 | S µs | S QPS | S recall@10 | A/S |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ef in [16usize, 32, 64, 128] {
-        let (hu, hr) = timed(&qs, reps, &|q| {
-            bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
-        });
-        let (fu, fr) = timed(&qs, reps, &|q| {
-            flat.search(&rows, q, 10, ef, None)
-                .into_iter()
-                .map(|r| r.0)
-                .collect()
-        });
-        let (su, sr) = timed(&set.queries, reps, &|q| {
-            c.search(&params(q, 10, Some(ef), None))
-                .unwrap()
-                .0
-                .into_iter()
-                .map(|h| match h.key {
-                    PointKey::Num(n) => n as usize,
-                    _ => usize::MAX,
-                })
-                .collect()
-        });
+        let variants: [(&[Vec<f32>], &dyn Fn(&[f32]) -> Vec<usize>); 4] = [
+            (&qs, &|q| {
+                bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
+            }),
+            (&qs, &|q| {
+                flat.search(&rows, q, 10, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect()
+            }),
+            (&qs, &|q| {
+                own.search(&rows, q, 10, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect()
+            }),
+            (&set.queries, &|q| {
+                c.search(&params(q, 10, Some(ef), None))
+                    .unwrap()
+                    .0
+                    .into_iter()
+                    .map(|h| match h.key {
+                        PointKey::Num(n) => n as usize,
+                        _ => usize::MAX,
+                    })
+                    .collect()
+            }),
+        ];
+        let res = timed_interleaved(&variants, reps);
+        let r: Vec<f64> = res
+            .iter()
+            .map(|(_, out)| recall_rows(out, &set.gt))
+            .collect();
+        let us: Vec<f64> = res.iter().map(|x| x.0).collect();
         println!(
-            "| {ef} | {hu:.1} | {:.0} | {:.4} | {fu:.1} | {:.0} | {:.4} | {:.2}× | {su:.1} | {:.4} |",
-            1e6 / hu,
-            recall_rows(&hr, &set.gt),
-            1e6 / fu,
-            recall_rows(&fr, &set.gt),
-            hu / fu,
-            recall_rows(&sr, &set.gt),
+            "| {ef} | {:.1} | {:.0} | {:.4} | {:.1} | {:.0} | {:.4} | {:.2}× | {:.1} | {:.4} | {:.1} | {:.0} | {:.4} | {:.2}× |",
+            us[0],
+            1e6 / us[0],
+            r[0],
+            us[1],
+            1e6 / us[1],
+            r[1],
+            us[0] / us[1],
+            us[2],
+            r[2],
+            us[3],
+            1e6 / us[3],
+            r[3],
+            us[0] / us[3],
         );
     }
     println!();

@@ -121,6 +121,18 @@ impl Graph {
         dim: usize,
         items: &[(&[f32], usize)],
     ) -> Graph {
+        Builder::new(metric, m, ef_construction, dim, items).run()
+    }
+
+    /// Build with `hnsw_rs` and copy its graph (what [`Graph::build`] did before it had its
+    /// own construction; kept for comparisons).
+    pub fn build_hnsw_rs(
+        metric: Metric,
+        m: usize,
+        ef_construction: usize,
+        dim: usize,
+        items: &[(&[f32], usize)],
+    ) -> Graph {
         let hnsw = build_hnsw(metric, m, ef_construction, items);
         Graph::from_hnsw(&hnsw, metric, dim)
     }
@@ -489,6 +501,252 @@ pub fn bench_hnsw_rs_native_build(
     h.parallel_insert_slice(&items);
     // Timed before the structure is dropped (dropping it is slow too).
     start.elapsed().as_secs_f64()
+}
+
+/// HNSW construction (the algorithm of hnswlib, which `hnsw_rs` follows too): points get a
+/// random level, are inserted in parallel by every core, each one linked to `m` neighbours
+/// chosen by the diversity heuristic among `ef_construction` candidates, with back links
+/// capped at `m` (`2m` on layer 0) and re-pruned by the same heuristic when full. Each node's
+/// lists sit behind their own lock; the vectors are read in place.
+struct Builder<'a> {
+    metric: Metric,
+    dim: usize,
+    m: usize,
+    ef_construction: usize,
+    /// Vector of each slot (empty for offsets not indexed).
+    vecs: Vec<&'a [f32]>,
+    order: Vec<u32>,
+    levels: Vec<u8>,
+    /// Per slot: one neighbour list per layer up to its level.
+    links: Vec<parking_lot::Mutex<Vec<Vec<u32>>>>,
+    /// (entry point, its level)
+    top: parking_lot::Mutex<(u32, usize)>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        metric: Metric,
+        m: usize,
+        ef_construction: usize,
+        dim: usize,
+        items: &[(&'a [f32], usize)],
+    ) -> Self {
+        use rand::{Rng, SeedableRng};
+        let m = m.max(2);
+        let slots = items.iter().map(|i| i.1 + 1).max().unwrap_or(0);
+        let mut vecs: Vec<&[f32]> = vec![&[]; slots];
+        let mut levels = vec![0u8; slots];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0f_4a6b + items.len() as u64);
+        let ml = 1.0 / (m as f64).ln();
+        for &(v, o) in items {
+            vecs[o] = v;
+            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            levels[o] = ((-u.ln() * ml) as usize).min(MAX_LAYERS - 1) as u8;
+        }
+        let links = levels
+            .iter()
+            .map(|&l| parking_lot::Mutex::new(vec![Vec::new(); l as usize + 1]))
+            .collect();
+        Builder {
+            metric,
+            dim,
+            m,
+            ef_construction: ef_construction.max(m),
+            vecs,
+            order: items.iter().map(|i| i.1 as u32).collect(),
+            levels,
+            links,
+            top: parking_lot::Mutex::new((0, 0)),
+        }
+    }
+
+    #[inline]
+    fn dist(&self, a: &[f32], b: u32) -> f32 {
+        graph_distance(self.metric, a, self.vecs[b as usize])
+    }
+
+    fn cap(&self, layer: usize) -> usize {
+        if layer == 0 { 2 * self.m } else { self.m }
+    }
+
+    fn run(self) -> Graph {
+        let Some(&first) = self.order.first() else {
+            return Graph::empty(self.metric, self.dim);
+        };
+        *self.top.lock() = (first, self.levels[first as usize] as usize);
+        let next = std::sync::atomic::AtomicUsize::new(1);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(self.order.len().div_ceil(256))
+            .max(1);
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                sc.spawn(|| {
+                    SCRATCH.with(|s| {
+                        let mut s = s.borrow_mut();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&id) = self.order.get(i) else { break };
+                            self.insert(id, &mut s);
+                        }
+                    })
+                });
+            }
+        });
+        self.into_graph()
+    }
+
+    fn insert(&self, id: u32, s: &mut Scratch) {
+        let q = self.vecs[id as usize];
+        let level = self.levels[id as usize] as usize;
+        let (ep, top) = *self.top.lock();
+        let mut cur = ep;
+        let mut cur_d = self.dist(q, cur);
+        for l in (level + 1..=top).rev() {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                s.todo.clear();
+                s.todo
+                    .extend_from_slice(&self.links[cur as usize].lock()[l]);
+                for &n in &s.todo {
+                    let d = self.dist(q, n);
+                    if d < cur_d {
+                        cur = n;
+                        cur_d = d;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        for l in (0..=level.min(top)).rev() {
+            let mut w = self.search_layer(q, cur, cur_d, l, s);
+            w.retain(|n| n.1 != id);
+            if w.is_empty() {
+                continue;
+            }
+            let chosen = self.select(&w, self.m);
+            self.links[id as usize].lock()[l] = chosen.iter().map(|n| n.1).collect();
+            for &Near(d, n) in &chosen {
+                self.link_back(n, id, d, l);
+            }
+            Near(cur_d, cur) = w[0];
+        }
+        if level > top {
+            let mut t = self.top.lock();
+            if level > t.1 {
+                *t = (id, level);
+            }
+        }
+    }
+
+    /// The `ef_construction` nearest nodes of layer `l` to `q`, nearest first.
+    fn search_layer(&self, q: &[f32], ep: u32, ep_d: f32, l: usize, s: &mut Scratch) -> Vec<Near> {
+        let ef = self.ef_construction;
+        s.begin(self.vecs.len());
+        s.visit(ep);
+        s.found.push(Near(ep_d, ep));
+        s.cands.push(Reverse(Near(ep_d, ep)));
+        let mut bound = ep_d;
+        while let Some(Reverse(Near(d, c))) = s.cands.pop() {
+            if d > bound && s.found.len() >= ef {
+                break;
+            }
+            s.todo.clear();
+            for &n in &self.links[c as usize].lock()[l] {
+                if s.visit(n) {
+                    s.todo.push(n);
+                }
+            }
+            for i in 0..s.todo.len() {
+                let n = s.todo[i];
+                let dn = self.dist(q, n);
+                if s.found.len() < ef || dn < bound {
+                    s.cands.push(Reverse(Near(dn, n)));
+                    s.found.push(Near(dn, n));
+                    if s.found.len() > ef {
+                        s.found.pop();
+                    }
+                    bound = s.found.peek().map_or(f32::INFINITY, |w| w.0);
+                }
+            }
+        }
+        s.cands.clear();
+        let mut w: Vec<Near> = s.found.drain().collect();
+        w.sort_unstable();
+        w
+    }
+
+    /// The diversity heuristic: walk `cands` (nearest first to some base point, distances
+    /// to it in `.0`) and keep a candidate unless it is closer to one already kept than to
+    /// the base point; at most `m`.
+    fn select(&self, cands: &[Near], m: usize) -> Vec<Near> {
+        if cands.len() <= m {
+            return cands.to_vec();
+        }
+        let mut out: Vec<Near> = Vec::with_capacity(m);
+        for &c in cands {
+            if out.len() >= m {
+                break;
+            }
+            let vc = self.vecs[c.1 as usize];
+            if out.iter().all(|r| self.dist(vc, r.1) >= c.0) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn link_back(&self, n: u32, id: u32, d: f32, l: usize) {
+        let cap = self.cap(l);
+        let mut g = self.links[n as usize].lock();
+        let list = &mut g[l];
+        if list.contains(&id) {
+            return;
+        }
+        if list.len() < cap {
+            list.push(id);
+            return;
+        }
+        let vn = self.vecs[n as usize];
+        let mut c: Vec<Near> = list.iter().map(|&x| Near(self.dist(vn, x), x)).collect();
+        c.push(Near(d, id));
+        c.sort_unstable();
+        *list = self.select(&c, cap).iter().map(|x| x.1).collect();
+    }
+
+    fn into_graph(self) -> Graph {
+        let (entry, top) = *self.top.lock();
+        let slots = self.vecs.len();
+        let links: Vec<Vec<Vec<u32>>> = self.links.into_iter().map(|m| m.into_inner()).collect();
+        let mut layers = Vec::with_capacity(top + 1);
+        for l in 0..=top {
+            let mut layer = Layer::default();
+            layer.off.push(0);
+            for (id, lists) in links.iter().enumerate() {
+                if l == 0 {
+                    layer.nb.extend_from_slice(&lists[0]);
+                    layer.off.push(layer.nb.len() as u32);
+                } else if let Some(list) = lists.get(l) {
+                    layer.nodes.push(id as u32);
+                    layer.nb.extend_from_slice(list);
+                    layer.off.push(layer.nb.len() as u32);
+                }
+            }
+            layer.nb.shrink_to_fit();
+            layer.nodes.shrink_to_fit();
+            layer.off.shrink_to_fit();
+            layers.push(layer);
+        }
+        Graph {
+            metric: self.metric,
+            dim: self.dim,
+            points: self.order.len(),
+            slots,
+            entry,
+            layers,
+        }
+    }
 }
 
 /// A heap entry ordered by distance, then id.
