@@ -315,11 +315,9 @@ fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
 
 /// For each variant (queries, search): (µs per query, results), best of `reps` passes that
 /// take turns, so a busy machine slows every variant alike.
-#[allow(clippy::type_complexity)]
-fn timed_interleaved(
-    variants: &[(&[Vec<f32>], &dyn Fn(&[f32]) -> Vec<usize>)],
-    reps: usize,
-) -> Vec<(f64, Vec<Vec<usize>>)> {
+type Variant<'a> = (&'a [Vec<f32>], &'a dyn Fn(&[f32]) -> Vec<usize>);
+
+fn timed_interleaved(variants: &[Variant], reps: usize) -> Vec<(f64, Vec<Vec<usize>>)> {
     let mut out: Vec<(f64, Vec<Vec<usize>>)> = variants
         .iter()
         .map(|(qs, f)| (f64::INFINITY, qs.iter().map(|q| f(q)).collect()))
@@ -427,7 +425,7 @@ fn bench(name: &str) {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ef in [16usize, 32, 64, 128] {
-        let variants: [(&[Vec<f32>], &dyn Fn(&[f32]) -> Vec<usize>); 4] = [
+        let variants: [Variant; 4] = [
             (&qs, &|q| {
                 bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
             }),

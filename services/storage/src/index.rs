@@ -536,7 +536,7 @@ impl<'a> Builder<'a> {
         let slots = items.iter().map(|i| i.1 + 1).max().unwrap_or(0);
         let mut vecs: Vec<&[f32]> = vec![&[]; slots];
         let mut levels = vec![0u8; slots];
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0f_4a6b + items.len() as u64);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0f4a_6b00 + items.len() as u64);
         let ml = 1.0 / (m as f64).ln();
         for &(v, o) in items {
             vecs[o] = v;
@@ -927,7 +927,7 @@ mod tests {
         let g = Graph::build(Metric::L2, 16, 100, dim, &items(&v, dim, &|_| false));
         let qs = random(30, dim, 2, false);
         for modulus in [2usize, 7, 50] {
-            let ok = |o: usize| o % modulus == 0;
+            let ok = |o: usize| o.is_multiple_of(modulus);
             let (mut hit, mut total) = (0, 0);
             for q in qs.chunks(dim) {
                 let got = g.search(&v, q, 10, 64, Some(&ok));
@@ -964,7 +964,7 @@ mod tests {
 
         // Deleted at build time: every third offset is never returned.
         let v = random(500, dim, 4, false);
-        let dead = |o: usize| o % 3 == 0;
+        let dead = |o: usize| o.is_multiple_of(3);
         let g = Graph::build(Metric::L2, 16, 100, dim, &items(&v, dim, &dead));
         assert_eq!(g.len(), 500 - 167);
         for q in v.chunks(dim).take(20) {
