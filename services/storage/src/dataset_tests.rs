@@ -107,7 +107,13 @@ fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
             .unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: false,
     };
-    let c = Collection::create(&dir.join("bench"), spec, CollectionOptions::default()).unwrap();
+    // Where the storage engine looks for it when `dir` is its data directory.
+    let c = Collection::create(
+        &dir.join("collections").join("bench"),
+        spec,
+        CollectionOptions::default(),
+    )
+    .unwrap();
     for (chunk_no, chunk) in set.base.chunks(1000).enumerate() {
         let pts = chunk
             .iter()
@@ -515,6 +521,73 @@ fn bench(name: &str) {
         );
     }
     lines.iter().for_each(|l| println!("{l}"));
+    // The storage service itself (gRPC server, engine, object layer) started on the data
+    // directory, as `akidb-storage --data-dir` would, in a fresh process; and on an empty one.
+    let empty = tempfile::tempdir().unwrap();
+    for (what, d) in [("empty", empty.path()), ("this set", dir.path())] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "collection::dataset_tests::storage_rss_probe",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AKIDB_RSS_PROBE", d)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find_map(|l| l.find("rss ").map(|i| &l[i..])) {
+            Some(l) => println!("{l} ({what})"),
+            None => println!(
+                "storage rss probe failed: {}\n{text}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
+/// Run by [`bench`] in a child process: serve the data directory at `AKIDB_RSS_PROBE` with
+/// the storage service for 2 s (recovery loads the snapshot in milliseconds), then print the
+/// process's memory.
+#[test]
+#[ignore]
+fn storage_rss_probe() {
+    let Ok(dir) = std::env::var("AKIDB_RSS_PROBE") else {
+        return;
+    };
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        c: crate::StorageConfig,
+    }
+    use clap::Parser;
+    let a = A::try_parse_from([
+        "akidb-storage",
+        "--data-dir",
+        &dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (rss, peak) = rss_kib();
+            println!(
+                "rss of the storage service serving the data directory: {:.1} MiB, peak {:.1} MiB",
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        };
+        crate::run(a.c, grpc, metrics, stop).await.unwrap();
+    });
 }
 
 fn rayon_threads() -> usize {
