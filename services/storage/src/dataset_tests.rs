@@ -178,6 +178,49 @@ fn siftsmall_recall_at_default_ef() {
     assert!(r >= 0.95, "siftsmall recall@10 at default ef: {r}");
 }
 
+#[test]
+fn siftsmall_flat_graph_recall_and_filtered_search_match_brute_force() {
+    let Some(set) = load("siftsmall") else { return };
+    let dim = 128;
+    let rows: Vec<f32> = set.base.concat();
+    let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let g = crate::index::Graph::build(Metric::L2, 16, 100, dim, &items);
+    let found: Vec<Vec<usize>> = set
+        .queries
+        .iter()
+        .map(|q| {
+            g.search(&rows, q, 10, 64, None)
+                .into_iter()
+                .map(|r| r.0)
+                .collect()
+        })
+        .collect();
+    let r = recall_rows(&found, &set.gt);
+    assert!(r >= 0.98, "siftsmall recall@10 at ef 64: {r}");
+    // Filtered: a third of the points pass; compare with an exact scan of those.
+    let ok = |o: usize| o % 3 == 1;
+    let (mut hit, mut total) = (0, 0);
+    for q in &set.queries {
+        let got = g.search(&rows, q, 10, 64, Some(&ok));
+        assert!(got.iter().all(|(o, _)| ok(*o)));
+        let mut all: Vec<(f32, usize)> = (0..set.base.len())
+            .filter(|&o| ok(o))
+            .map(|o| {
+                (
+                    crate::distance::l2_squared(q, &rows[o * dim..(o + 1) * dim]),
+                    o,
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let want: HashSet<usize> = all[..10].iter().map(|x| x.1).collect();
+        hit += got.iter().filter(|x| want.contains(&x.0)).count();
+        total += 10;
+    }
+    let r = hit as f64 / total as f64;
+    assert!(r >= 0.97, "siftsmall filtered recall@10 at ef 64: {r}");
+}
+
 fn field(key: &str, m: Match) -> Condition {
     Condition::Field {
         key: key.into(),

@@ -503,6 +503,26 @@ pub fn bench_hnsw_rs_native_build(
     start.elapsed().as_secs_f64()
 }
 
+/// Write what snapshot format 1 held for a graph over `items`: an `hnsw_rs` dump
+/// `<basename>.hnsw.graph` + `.hnsw.data` in `dir` (tests of old snapshots).
+#[cfg(test)]
+pub fn dump_hnsw_rs(
+    metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    items: &[(&[f32], usize)],
+    dir: &Path,
+    basename: &str,
+) -> [String; 2] {
+    use hnsw_rs::api::AnnT;
+    let hnsw = build_hnsw(metric, m, ef_construction, items);
+    assert_eq!(hnsw.file_dump(dir, basename).unwrap(), basename);
+    [
+        format!("{basename}.hnsw.graph"),
+        format!("{basename}.hnsw.data"),
+    ]
+}
+
 /// HNSW construction (the algorithm of hnswlib, which `hnsw_rs` follows too): points get a
 /// random level, are inserted in parallel by every core, each one linked to `m` neighbours
 /// chosen by the diversity heuristic among `ef_construction` candidates, with back links

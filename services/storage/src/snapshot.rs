@@ -108,7 +108,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn checksum(path: &Path, name: String) -> Result<SnapshotFile> {
+pub(crate) fn checksum(path: &Path, name: String) -> Result<SnapshotFile> {
     let bytes = fs::read(path)?;
     Ok(SnapshotFile {
         name,
