@@ -1,10 +1,13 @@
-//! The HNSW graph of a sealed segment: `hnsw_rs` builds it, this module searches it.
+//! The HNSW graph of a sealed segment, built and searched here.
 //!
-//! After `hnsw_rs` has inserted the points, the graph is copied into a compact read-only form
-//! (per layer, neighbour lists as flat `u32` arrays) and the `hnsw_rs` structure, with its own
-//! copy of every vector, is dropped. A search reads the vectors from the segment's contiguous
-//! data, which the caller passes in. Node ids are segment offsets; offsets that were not
-//! indexed (tombstoned at build time) have no neighbours and are never reached.
+//! The graph is a compact read-only structure: per layer, neighbour lists as flat `u32`
+//! arrays (CSR). It holds no vectors: a search reads them from the segment's contiguous data,
+//! which the caller passes in. Node ids are segment offsets; offsets that were not indexed
+//! (tombstoned at build time) have no neighbours and are never reached.
+//!
+//! The build (`Builder`) is hnswlib's algorithm, run by every core. `hnsw_rs`, which built
+//! the graphs before, is only used to load older snapshots and as a benchmark baseline
+//! ([`Graph::build_with_hnsw_rs`] copies its graph into this form).
 //!
 //! The search is the usual HNSW one: greedy descent through the upper layers, then a beam
 //! search of width `ef` on layer 0, with a reusable generation-stamped visited array and a
@@ -833,7 +836,8 @@ thread_local! {
 const PREFETCH_AHEAD: usize = 1;
 
 /// Cache lines of a vector to prefetch: all of it, up to 16 lines (the hardware prefetcher
-/// follows a long vector once it is being read).
+/// follows a long vector once it is being read). On jeopardy (1536-d, 96 lines) 16 lines
+/// beat both no prefetch (7 % slower at ef 64) and the whole vector (4 % slower).
 #[inline]
 fn prefetch_lines(dim: usize) -> usize {
     (dim * 4).div_ceil(64).min(16)
