@@ -892,7 +892,7 @@ mod tests {
         let indexed = c.stats().indexed_point_count;
         assert!(indexed > 0);
         let files = snapshot::list_files(&snapshot::list(&path).unwrap()[0].0).unwrap();
-        assert!(files.iter().any(|f| f.name.ends_with(".hnsw.graph")));
+        assert!(files.iter().any(|f| f.name.ends_with(".graph")));
         assert!(files.iter().all(|f| f.sha256.len() == 64));
         assert_eq!(m.sequence, 10);
         drop(c);
@@ -901,6 +901,72 @@ mod tests {
         assert_eq!(c.stats().indexed_point_count, indexed);
         assert_eq!(c.wal_status().last_sequence, 10);
         assert_eq!(c.stats().version, 10);
+    }
+
+    #[test]
+    fn format_1_snapshot_with_hnsw_rs_dumps_loads_without_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, spec(Metric::L2), opts(200)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..8 {
+            c.upsert(random_batch(&mut rng, 100, 1_000_000)).unwrap();
+        }
+        c.snapshot().unwrap();
+        let indexed = c.stats().indexed_point_count;
+        assert!(indexed > 0);
+        let q: Vec<f32> = (0..8).map(|i| i as f32 * 0.1 - 0.3).collect();
+        let want = c.search(&exact(q.clone(), 10, None)).unwrap().0;
+        drop(c);
+        // Rewrite the snapshot as format 1 wrote it: hnsw_rs dumps instead of graph files.
+        let snap = snapshot::list(&path).unwrap().pop().unwrap().0;
+        let loaded = snapshot::load(&snap).unwrap();
+        let mut m = snapshot::read_manifest(&snap).unwrap();
+        m.format = 1;
+        for (e, seg) in m.segments.iter_mut().zip(&loaded.segments) {
+            let Some(name) = e.graph_file.take() else {
+                continue;
+            };
+            fs::remove_file(snap.join(&name)).unwrap();
+            m.files.retain(|f| f.name != name);
+            let items: Vec<(&[f32], usize)> = (0..seg.data.len())
+                .filter(|&o| !seg.deleted[o])
+                .map(|o| (seg.data.vector(8, o), o))
+                .collect();
+            let base = format!("seg-{}", e.id);
+            for f in crate::index::dump_hnsw_rs(Metric::L2, 8, 64, &items, &snap, &base) {
+                m.files.push(snapshot::checksum(&snap.join(&f), f).unwrap());
+            }
+            e.graph = Some(base);
+        }
+        assert!(m.segments.iter().any(|e| e.graph.is_some()));
+        fs::write(
+            snap.join(snapshot::MANIFEST),
+            serde_json::to_vec_pretty(&m).unwrap(),
+        )
+        .unwrap();
+        // No builder is attached: the graphs come from the converted dumps.
+        let c = Collection::open(&path, opts(200), |_, _| {}).unwrap();
+        assert_eq!(c.stats().indexed_point_count, indexed);
+        let got = c
+            .search(&SearchParams {
+                exact: false,
+                ef: Some(64),
+                ..exact(q, 10, None)
+            })
+            .unwrap();
+        assert!(got.1.points_graph > 0);
+        let same = got
+            .0
+            .iter()
+            .filter(|h| want.iter().any(|w| w.key == h.key))
+            .count();
+        assert!(same >= 9, "{same} of 10");
+        // The next snapshot is written in format 2.
+        let m2 = c.snapshot().unwrap();
+        assert_eq!(m2.format, 2);
+        assert!(m2.files.iter().any(|f| f.name.ends_with(".graph")));
+        assert!(!m2.files.iter().any(|f| f.name.contains(".hnsw.")));
     }
 }
 

@@ -107,7 +107,13 @@ fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
             .unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: false,
     };
-    let c = Collection::create(&dir.join("bench"), spec, CollectionOptions::default()).unwrap();
+    // Where the storage engine looks for it when `dir` is its data directory.
+    let c = Collection::create(
+        &dir.join("collections").join("bench"),
+        spec,
+        CollectionOptions::default(),
+    )
+    .unwrap();
     for (chunk_no, chunk) in set.base.chunks(1000).enumerate() {
         let pts = chunk
             .iter()
@@ -170,6 +176,49 @@ fn siftsmall_recall_at_default_ef() {
     assert_eq!(c.stats().indexed_point_count, 10_000);
     let (r, _) = recall(&c, &set, None, set.queries.len());
     assert!(r >= 0.95, "siftsmall recall@10 at default ef: {r}");
+}
+
+#[test]
+fn siftsmall_flat_graph_recall_and_filtered_search_match_brute_force() {
+    let Some(set) = load("siftsmall") else { return };
+    let dim = 128;
+    let rows: Vec<f32> = set.base.concat();
+    let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let g = crate::index::Graph::build(Metric::L2, 16, 100, dim, &items);
+    let found: Vec<Vec<usize>> = set
+        .queries
+        .iter()
+        .map(|q| {
+            g.search(&rows, q, 10, 64, None)
+                .into_iter()
+                .map(|r| r.0)
+                .collect()
+        })
+        .collect();
+    let r = recall_rows(&found, &set.gt);
+    assert!(r >= 0.98, "siftsmall recall@10 at ef 64: {r}");
+    // Filtered: a third of the points pass; compare with an exact scan of those.
+    let ok = |o: usize| o % 3 == 1;
+    let (mut hit, mut total) = (0, 0);
+    for q in &set.queries {
+        let got = g.search(&rows, q, 10, 64, Some(&ok));
+        assert!(got.iter().all(|(o, _)| ok(*o)));
+        let mut all: Vec<(f32, usize)> = (0..set.base.len())
+            .filter(|&o| ok(o))
+            .map(|o| {
+                (
+                    crate::distance::l2_squared(q, &rows[o * dim..(o + 1) * dim]),
+                    o,
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let want: HashSet<usize> = all[..10].iter().map(|x| x.1).collect();
+        hit += got.iter().filter(|x| want.contains(&x.0)).count();
+        total += 10;
+    }
+    let r = hit as f64 / total as f64;
+    assert!(r >= 0.97, "siftsmall filtered recall@10 at ef 64: {r}");
 }
 
 fn field(key: &str, m: Match) -> Condition {
@@ -286,50 +335,198 @@ fn jeopardy_filtered_search_matches_brute_force() {
     assert!(r >= 0.95, "broad filtered recall {r}");
 }
 
+/// Resident and peak memory of this process in KiB (`/proc/self/status`).
+fn rss_kib() -> (u64, u64) {
+    let s = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Mean recall@10 of result offsets (row numbers) against the ground truth.
+fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
+    let mut hit = 0;
+    for (r, g) in results.iter().zip(gt) {
+        let truth: HashSet<u64> = g[..10].iter().copied().collect();
+        hit += r.iter().filter(|o| truth.contains(&(**o as u64))).count();
+    }
+    hit as f64 / (10 * results.len()) as f64
+}
+
+/// For each variant (queries, search): (µs per query, results), best of `reps` passes that
+/// take turns, so a busy machine slows every variant alike.
+type Variant<'a> = (&'a [Vec<f32>], &'a dyn Fn(&[f32]) -> Vec<usize>);
+
+fn timed_interleaved(variants: &[Variant], reps: usize) -> Vec<(f64, Vec<Vec<usize>>)> {
+    let mut out: Vec<(f64, Vec<Vec<usize>>)> = variants
+        .iter()
+        .map(|(qs, f)| (f64::INFINITY, qs.iter().map(|q| f(q)).collect()))
+        .collect();
+    for _ in 0..reps {
+        for (i, (qs, f)) in variants.iter().enumerate() {
+            let start = Instant::now();
+            for q in qs.iter() {
+                std::hint::black_box(f(q));
+            }
+            out[i].0 = out[i]
+                .0
+                .min(start.elapsed().as_secs_f64() * 1e6 / qs.len() as f64);
+        }
+    }
+    out
+}
+
 fn bench(name: &str) {
     let Some(set) = load(name) else { return };
     let dir = tempfile::tempdir().unwrap();
+    let dim = set.base[0].len();
+    let (rss0, _) = rss_kib();
     let t = Instant::now();
     let (c, build) = indexed(&set, dir.path());
     let total = t.elapsed().as_secs_f64();
+    let n = set.base.len();
     println!(
-        "{name}: {} points, ingest+build {:.2}s, graph build {:.2}s = {:.0} vectors/s",
-        set.base.len(),
-        total,
-        build,
-        set.base.len() as f64 / build
+        "## {name}: {n} points, dim {dim}, {:?}, m {DEFAULT_M}",
+        set.metric
     );
-    let nq = set.queries.len();
-    recall(&c, &set, None, nq); // warm-up
-    for ef in [None, Some(16), Some(32), Some(64), Some(128)] {
-        let (r, us) = recall(&c, &set, ef, nq);
-        // The same searches straight on the graph, without the collection around it.
-        let st = c.state.read();
-        let g = st.sealed.values().next().unwrap().graph.clone().unwrap();
-        drop(st);
-        let e = ef.unwrap_or(c.opts.tuning.ef_floor).max(10);
-        let qs: Vec<Vec<f32>> = set
-            .queries
-            .iter()
-            .map(|q| {
-                let mut q = q.clone();
-                if set.metric == Metric::Cosine {
-                    normalize(&mut q);
-                }
-                q
-            })
-            .collect();
-        let start = Instant::now();
-        for q in &qs {
-            std::hint::black_box(g.search(q, 10, e, None));
+    println!(
+        "build in-engine (ef_construction {}): ingest+build {total:.2}s = {:.0} vectors/s; graph build alone {build:.2}s = {:.0} vectors/s",
+        c.spec().ef_construction,
+        n as f64 / total,
+        n as f64 / build
+    );
+    let (v, g, o) = c.state.read().memory_bytes();
+    let (rss1, _) = rss_kib();
+    println!(
+        "memory: segment vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB; RSS grew {:.1} MiB while ingesting and indexing",
+        mib(v),
+        mib(g),
+        mib(o),
+        (rss1 as f64 - rss0 as f64) / 1024.0
+    );
+
+    // The same queries on the same graph: hnsw_rs's search, then ours.
+    let rows: Vec<f32> = set
+        .base
+        .iter()
+        .flat_map(|r| {
+            let mut r = r.clone();
+            if set.metric == Metric::Cosine {
+                normalize(&mut r);
+            }
+            r
+        })
+        .collect();
+    let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let efc = c.spec().ef_construction as usize;
+    let m = DEFAULT_M as usize;
+    let start = Instant::now();
+    let (flat, bare) = crate::index::Graph::build_with_hnsw_rs(set.metric, m, efc, dim, &items);
+    let rs_build = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let own = crate::index::Graph::build(set.metric, m, efc, dim, &items);
+    let own_build = start.elapsed().as_secs_f64();
+    println!(
+        "build alone, {} threads, ef_construction {efc}: ours {:.0} vectors/s, hnsw_rs through graph_distance (+ flat copy) {:.0} vectors/s ({:.2}×)",
+        rayon_threads(),
+        n as f64 / own_build,
+        n as f64 / rs_build,
+        rs_build / own_build
+    );
+    if set.metric == Metric::L2 {
+        // hnsw_rs with its own distance, at our ef_construction and at 200.
+        for e in [efc, 200] {
+            let secs = crate::index::bench_hnsw_rs_native_build(m, e, &items);
+            println!(
+                "build alone: hnsw_rs with its own DistL2, ef_construction {e}: {:.0} vectors/s",
+                n as f64 / secs
+            );
         }
-        let bare = start.elapsed().as_secs_f64() * 1e6 / nq as f64;
+    }
+    let qs: Vec<Vec<f32>> = set
+        .queries
+        .iter()
+        .map(|q| {
+            let mut q = q.clone();
+            if set.metric == Metric::Cosine {
+                normalize(&mut q);
+            }
+            q
+        })
+        .collect();
+    let reps = if dim > 512 { 3 } else { 7 };
+    println!();
+    println!(
+        "Same queries; A = hnsw_rs's graph searched by hnsw_rs, B = the same graph searched by ours, C = our graph searched by ours, S = storage-side Collection::search (our graph, built in-engine). Best of {reps} interleaved passes."
+    );
+    println!();
+    println!(
+        "| ef | A µs | A QPS | A recall@10 | B µs | B QPS | B recall@10 | A/B | C µs | C recall@10 | S µs | S QPS | S recall@10 | A/S |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ef in [16usize, 32, 64, 128] {
+        let variants: [Variant; 4] = [
+            (&qs, &|q| {
+                bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
+            }),
+            (&qs, &|q| {
+                flat.search(&rows, q, 10, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect()
+            }),
+            (&qs, &|q| {
+                own.search(&rows, q, 10, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect()
+            }),
+            (&set.queries, &|q| {
+                c.search(&params(q, 10, Some(ef), None))
+                    .unwrap()
+                    .0
+                    .into_iter()
+                    .map(|h| match h.key {
+                        PointKey::Num(n) => n as usize,
+                        _ => usize::MAX,
+                    })
+                    .collect()
+            }),
+        ];
+        let res = timed_interleaved(&variants, reps);
+        let r: Vec<f64> = res
+            .iter()
+            .map(|(_, out)| recall_rows(out, &set.gt))
+            .collect();
+        let us: Vec<f64> = res.iter().map(|x| x.0).collect();
         println!(
-            "{name}: ef={e:>3}{} recall@10 {r:.4}  storage {us:.1} µs  bare graph {bare:.1} µs  ratio {:.2}",
-            if ef.is_none() { " (default)" } else { "" },
-            us / bare
+            "| {ef} | {:.1} | {:.0} | {:.4} | {:.1} | {:.0} | {:.4} | {:.2}× | {:.1} | {:.4} | {:.1} | {:.0} | {:.4} | {:.2}× |",
+            us[0],
+            1e6 / us[0],
+            r[0],
+            us[1],
+            1e6 / us[1],
+            r[1],
+            us[0] / us[1],
+            us[2],
+            r[2],
+            us[3],
+            1e6 / us[3],
+            r[3],
+            us[0] / us[3],
         );
     }
+    println!();
+    drop(bare);
     // Restart: snapshot, drop, open again (graphs loaded, not rebuilt).
     c.snapshot().unwrap();
     let path = c.dir().to_path_buf();
@@ -337,10 +534,156 @@ fn bench(name: &str) {
     let start = Instant::now();
     let c = Collection::open(&path, CollectionOptions::default(), |_, _| {}).unwrap();
     println!(
-        "{name}: restart from snapshot {:.3}s, indexed points {}",
+        "restart from snapshot {:.3}s, indexed points {}",
         start.elapsed().as_secs_f64(),
         c.stats().indexed_point_count
     );
+    drop(c);
+    // A fresh process that only opens the snapshot: its memory is the collection's.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "collection::dataset_tests::rss_probe",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AKIDB_RSS_PROBE", &path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.find("rss ").map(|i| &l[i..]))
+        .collect();
+    if lines.is_empty() {
+        println!(
+            "rss probe failed: {}\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lines.iter().for_each(|l| println!("{l}"));
+    // The storage service itself (gRPC server, engine, object layer) started on the data
+    // directory, as `akidb-storage --data-dir` would, in a fresh process; and on an empty one.
+    let empty = tempfile::tempdir().unwrap();
+    for (what, d) in [("empty", empty.path()), ("this set", dir.path())] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "collection::dataset_tests::storage_rss_probe",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AKIDB_RSS_PROBE", d)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find_map(|l| l.find("rss ").map(|i| &l[i..])) {
+            Some(l) => println!("{l} ({what})"),
+            None => println!(
+                "storage rss probe failed: {}\n{text}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
+/// Run by [`bench`] in a child process: serve the data directory at `AKIDB_RSS_PROBE` with
+/// the storage service for 2 s (recovery loads the snapshot in milliseconds), then print the
+/// process's memory.
+#[test]
+#[ignore]
+fn storage_rss_probe() {
+    let Ok(dir) = std::env::var("AKIDB_RSS_PROBE") else {
+        return;
+    };
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        c: crate::StorageConfig,
+    }
+    use clap::Parser;
+    let a = A::try_parse_from([
+        "akidb-storage",
+        "--data-dir",
+        &dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (rss, peak) = rss_kib();
+            println!(
+                "rss of the storage service serving the data directory: {:.1} MiB, peak {:.1} MiB",
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        };
+        crate::run(a.c, grpc, metrics, stop).await.unwrap();
+    });
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Run by [`bench`] in a child process: open the collection at `AKIDB_RSS_PROBE` and print
+/// the process's memory before and after.
+#[test]
+#[ignore]
+fn rss_probe() {
+    let Ok(path) = std::env::var("AKIDB_RSS_PROBE") else {
+        return;
+    };
+    let (before, _) = rss_kib();
+    let c = Collection::open(Path::new(&path), CollectionOptions::default(), |_, _| {}).unwrap();
+    let (after, peak) = rss_kib();
+    let (v, g, o) = c.state.read().memory_bytes();
+    println!(
+        "rss of a process opening the snapshot: {:.1} MiB before, {:.1} MiB after (+{:.1} MiB), peak {:.1} MiB; collection accounts vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0,
+        peak as f64 / 1024.0,
+        mib(v),
+        mib(g),
+        mib(o)
+    );
+    // What storage held next to the segment before the flat graph: hnsw_rs's structure
+    // (its own copy of every vector and its neighbour lists).
+    let st = c.state.read();
+    let seg = st.sealed.values().next().unwrap();
+    let dim = c.spec().dimension as usize;
+    let items: Vec<(&[f32], usize)> = (0..seg.data.len())
+        .map(|o| (seg.data.vector(dim, o), o))
+        .collect();
+    let (g, h) = crate::index::Graph::build_with_hnsw_rs(
+        c.spec().metric,
+        c.spec().m as usize,
+        c.spec().ef_construction as usize,
+        dim,
+        &items,
+    );
+    drop(g);
+    let (with_rs, _) = rss_kib();
+    println!(
+        "rss with hnsw_rs's structure for the same points also held (as before): {:.1} MiB (+{:.1} MiB, build garbage included)",
+        with_rs as f64 / 1024.0,
+        (with_rs as f64 - after as f64) / 1024.0
+    );
+    drop(h);
+    drop(st);
+    drop(c);
 }
 
 #[test]

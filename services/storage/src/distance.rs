@@ -261,8 +261,9 @@ mod x86 {
     }
 }
 
-/// The distance the HNSW graph orders by: non-negative (hnsw_rs asserts it), smaller is
-/// closer, and monotone in the collection's score so the graph and exact search agree.
+/// The distance the HNSW graph orders by: non-negative (`hnsw_rs`, still used for old
+/// snapshots and benchmark baselines, asserts it), smaller is closer, and monotone in the
+/// collection's score so the graph and exact search agree.
 #[inline]
 pub fn graph_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {

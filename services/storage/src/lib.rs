@@ -7,7 +7,7 @@
 //! - [`collection`]: one durable collection: WAL + segments, snapshots, compaction.
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
 //! - [`segment`]: in-memory segments (appendable + sealed), id map, payload index, search.
-//! - [`index`]: HNSW graphs (`hnsw_rs`), built, searched, dumped and loaded.
+//! - [`index`]: HNSW graphs: built, searched, encoded for snapshots (flat neighbour lists).
 //! - [`snapshot`]: point-in-time copies of a collection with checksummed manifests.
 //! - [`server`], [`admin`], [`convert`]: the gRPC layer.
 

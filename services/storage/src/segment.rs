@@ -697,7 +697,7 @@ impl State {
             let live = s.live();
             let found: Vec<usize> = match filter {
                 None if s.deleted_count == 0 => graph
-                    .search(q, k, ef, None)
+                    .search(&s.data.vectors, q, k, ef, None)
                     .into_iter()
                     .map(|r| r.0)
                     .collect(),
@@ -705,14 +705,14 @@ impl State {
                     // Ask for a few more and drop tombstones; filter in the graph if too few.
                     let k2 = (k + s.deleted_count).min(2 * k + 16);
                     let mut v: Vec<usize> = graph
-                        .search(q, k2, ef.max(k2), None)
+                        .search(&s.data.vectors, q, k2, ef.max(k2), None)
                         .into_iter()
                         .map(|r| r.0)
                         .filter(|&o| !deleted[o])
                         .collect();
                     if v.len() < k.min(live) {
                         v = graph
-                            .search(q, k, ef, Some(&dead_filter(&dead)))
+                            .search(&s.data.vectors, q, k, ef, Some(&dead_filter(&dead)))
                             .into_iter()
                             .map(|r| r.0)
                             .collect();
@@ -724,7 +724,7 @@ impl State {
                     let accept =
                         |o: usize| !deleted[o] && f.matches(&s.data.keys[o], &s.data.payloads[o]);
                     graph
-                        .search(q, k, ef, Some(&accept))
+                        .search(&s.data.vectors, q, k, ef, Some(&accept))
                         .into_iter()
                         .map(|r| r.0)
                         .collect()

@@ -1,14 +1,16 @@
 //! Snapshots: a consistent point-in-time copy of one collection on local disk.
 //!
 //! Layout: `<collection>/snapshots/<id>/` with `manifest.json`, one `seg-<id>.pts` file per
-//! segment (keys, vectors, payloads, tombstones) and, for segments with a graph, the
-//! `hnsw_rs` dump `seg-<id>.hnsw.graph` + `seg-<id>.hnsw.data`. The manifest lists every other
+//! segment (keys, vectors, payloads, tombstones) and, for segments with a graph, its neighbour
+//! lists `seg-<id>.graph` ([`Graph::encode`]). Snapshots of format 1 hold `hnsw_rs` dumps
+//! (`seg-<id>.hnsw.graph` + `.hnsw.data`) instead: those still load (converted, not rebuilt),
+//! and the next snapshot is written in the new format. The manifest lists every other
 //! file with its size, sha256 and crc32c. A snapshot is written into `.tmp-<id>/`, every file
 //! is fsynced, and the directory is renamed into place: a snapshot directory without the
 //! `.tmp-` prefix is always complete. Ids sort by sequence number.
 
 use crate::error::{Result, StorageError};
-use crate::index::{Graph, graph_files};
+use crate::index::Graph;
 use crate::model::{CollectionSpec, Payload};
 use crate::segment::SegmentData;
 use crate::wal::{Reader, put_key, sync_dir};
@@ -36,8 +38,12 @@ pub struct SnapshotFile {
 pub struct SegmentEntry {
     pub id: u64,
     pub points_file: String,
-    /// `hnsw_rs` dump basename, when the segment has a graph.
+    /// Format 1 only: `hnsw_rs` dump basename, when the segment has a graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<String>,
+    /// Format 2: the graph file ([`Graph::encode`]), when the segment has a graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_file: Option<String>,
     /// Whether this is the segment writes go to.
     pub appendable: bool,
 }
@@ -102,7 +108,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn checksum(path: &Path, name: String) -> Result<SnapshotFile> {
+pub(crate) fn checksum(path: &Path, name: String) -> Result<SnapshotFile> {
     let bytes = fs::read(path)?;
     Ok(SnapshotFile {
         name,
@@ -278,27 +284,31 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             sha256: hex::encode(Sha256::digest(&bytes)),
             crc32c: crc32c::crc32c(&bytes),
         });
-        let graph = match &s.graph {
+        let graph_file = match &s.graph {
             Some(g) => {
-                g.dump(&tmp, &base)?;
-                for name in graph_files(&base) {
-                    let p = tmp.join(&name);
-                    File::open(&p)?.sync_all()?;
-                    files.push(checksum(&p, name)?);
-                }
-                Some(base)
+                let name = format!("{base}.graph");
+                let bytes = g.encode();
+                write_synced(&tmp.join(&name), &bytes)?;
+                files.push(SnapshotFile {
+                    name: name.clone(),
+                    size_bytes: bytes.len() as u64,
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    crc32c: crc32c::crc32c(&bytes),
+                });
+                Some(name)
             }
             None => None,
         };
         segments.push(SegmentEntry {
             id: s.data.id,
             points_file,
-            graph,
+            graph: None,
+            graph_file,
             appendable: s.appendable,
         });
     }
     let manifest = SnapshotManifest {
-        format: 1,
+        format: 2,
         id: id.clone(),
         collection: cap.spec.clone(),
         sequence: cap.sequence,
@@ -318,9 +328,10 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
 }
 
 /// Load the snapshot in `dir`, checking every file against its crc32c. Graphs are loaded
-/// from their dumps, not rebuilt.
+/// from their files (format 1: from `hnsw_rs` dumps, converted), not rebuilt.
 pub fn load(dir: &Path) -> Result<Loaded> {
     let manifest = read_manifest(dir)?;
+    let mut contents = std::collections::HashMap::new();
     for f in &manifest.files {
         let p = dir.join(&f.name);
         let bytes = fs::read(&p).map_err(|e| {
@@ -332,21 +343,46 @@ pub fn load(dir: &Path) -> Result<Loaded> {
                 p.display()
             )));
         }
+        contents.insert(f.name.clone(), bytes);
     }
+    let mut read = |name: &str| -> Result<Vec<u8>> {
+        match contents.remove(name) {
+            Some(b) => Ok(b),
+            None => Ok(fs::read(dir.join(name))?),
+        }
+    };
     let spec = &manifest.collection;
     let mut segments = Vec::new();
     for e in &manifest.segments {
         let p = dir.join(&e.points_file);
-        let (data, deleted) = decode_segment(&fs::read(&p)?).map_err(|err| {
+        let (data, deleted) = decode_segment(&read(&e.points_file)?).map_err(|err| {
             StorageError::DataLoss(format!(
                 "snapshot segment {} is damaged: {err}",
                 p.display()
             ))
         })?;
-        let graph = match &e.graph {
-            Some(base) => Some(Graph::load(dir, base, spec.metric, spec.m as usize)?),
-            None => None,
+        let dim = spec.dimension as usize;
+        let graph = match (&e.graph_file, &e.graph) {
+            (Some(name), _) => Some(Graph::decode(&read(name)?, spec.metric, dim).map_err(
+                |err| {
+                    StorageError::DataLoss(format!(
+                        "snapshot graph {} is damaged: {err}",
+                        dir.join(name).display()
+                    ))
+                },
+            )?),
+            (None, Some(base)) => Some(Graph::load_hnsw_rs(dir, base, spec.metric, dim)?),
+            (None, None) => None,
         };
+        if let Some(g) = &graph
+            && g.slots() > data.len()
+        {
+            return Err(StorageError::DataLoss(format!(
+                "snapshot graph of segment {} indexes offsets past its {} points",
+                e.id,
+                data.len()
+            )));
+        }
         segments.push(LoadedSegment {
             data,
             deleted,
