@@ -127,7 +127,10 @@ impl Graph {
         items: &[(&[f32], usize)],
     ) -> Graph {
         let hnsw = build_hnsw(metric, m, ef_construction, items);
-        Graph::from_hnsw(&hnsw, metric, dim)
+        let g = Graph::from_hnsw(&hnsw, metric, dim);
+        drop(hnsw);
+        release_free_heap();
+        g
     }
 
     /// Build, and keep `hnsw_rs`'s structure too (benchmarks).
@@ -514,6 +517,17 @@ pub fn dump_hnsw_rs(
         format!("{basename}.hnsw.graph"),
         format!("{basename}.hnsw.data"),
     ]
+}
+
+/// Give the allocator's free pages back to the system. `hnsw_rs`'s structure (a copy of every
+/// vector plus per-node `Arc`s and locks, ~2.5× the segment) was just freed; glibc's malloc
+/// would otherwise keep those pages and the process would stay at its build peak.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A heap entry ordered by distance, then id.

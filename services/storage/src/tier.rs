@@ -663,6 +663,8 @@ impl Engine {
             .tier_demotions
             .with_label_values(&["hot", "warm"])
             .inc();
+        // The collection's memory was freed: give the pages back.
+        crate::index::release_free_heap();
         tracing::info!(collection = %slot.name, "collection demoted to warm");
         Ok(())
     }
