@@ -185,8 +185,12 @@ async fn search_qps_with_and_without_tracing() {
             ratio.as_str(),
         ]
     };
+    // Idle polling off in both: its spinner's CPU would blur the CPU-per-search figures.
+    let mut on = on;
+    on.extend(["--idle-poll-us", "0"]);
+    let off = ["--idle-poll-us", "0"];
     let traced = Stack::start_with(&on, &on, &on).await;
-    let plain = Stack::start().await;
+    let plain = Stack::start_with(&off, &off, &off).await;
     load(&traced).await;
     load(&plain).await;
     // warm-up

@@ -585,10 +585,16 @@ where
         let failed = if SERVER { 2 } else { 14 };
         let recorded = traced.then(|| span.clone());
         let start = Instant::now();
+        if SERVER {
+            crate::idle_poll::touch();
+        }
         let fut = self.inner.call(req);
         Box::pin(
             async move {
                 let res = fut.await;
+                if SERVER {
+                    crate::idle_poll::touch();
+                }
                 let code = match &res {
                     Ok(r) => response_code(r.headers()),
                     Err(_) => failed,

@@ -42,6 +42,11 @@ pub struct TelemetryArgs {
     /// (parent-based: a caller's sampled or not-sampled decision is always followed).
     #[arg(long, env = "AKIDB_TRACE_SAMPLE_RATIO", default_value_t = 0.1)]
     pub trace_sample_ratio: f64,
+    /// Keep a core awake this long after each request (microseconds; 0: off): a spinner
+    /// thread at the lowest priority, so a lone client does not pay for waking a halted
+    /// core, while any real work runs first. See `idle_poll.rs`.
+    #[arg(long, env = "AKIDB_IDLE_POLL_US", default_value_t = 1000)]
+    pub idle_poll_us: u64,
 }
 
 impl Default for TelemetryArgs {
@@ -51,6 +56,7 @@ impl Default for TelemetryArgs {
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             trace_sample_ratio: 0.1,
+            idle_poll_us: 0,
         }
     }
 }

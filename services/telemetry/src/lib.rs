@@ -13,6 +13,7 @@
 pub mod aggregator;
 pub mod config;
 pub mod grpc;
+pub mod idle_poll;
 pub mod init;
 pub mod metrics;
 pub mod server;

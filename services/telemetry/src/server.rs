@@ -91,6 +91,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let guard = crate::init(component, telemetry)?;
+    crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
     let grpc = tokio::net::TcpListener::bind(grpc_addr).await?;
     let metrics = tokio::net::TcpListener::bind(metrics_addr).await?;
     let res = run(grpc, metrics).await;
