@@ -78,6 +78,67 @@ impl TraceService for Receiver {
 }
 
 /// Serve the receiver on `port` until the returned sender is dropped or fired.
+/// Whether `g` holds the front service's server and client spans, storage's server span and
+/// the inner step `step`.
+fn complete(
+    front: &'static str,
+    fm: &'static str,
+    sm: &'static str,
+    step: &'static str,
+) -> impl Fn(&[Got]) -> bool {
+    move |g: &[Got]| {
+        !find(g, front, SpanKind::Server, fm).is_empty()
+            && !find(g, front, SpanKind::Client, sm).is_empty()
+            && !find(g, "akidb-storage", SpanKind::Server, sm).is_empty()
+            && g.iter().any(|s| s.name == step)
+    }
+}
+
+/// A search sent with a sampled `traceparent` (`trace`, caller span `span`) into collection
+/// `c`; returns its spans once query's and storage's are in, after checking their links.
+async fn sampled_search(
+    recv: &Receiver,
+    l: &akidb_client::Link,
+    c: &str,
+    trace: &str,
+    span: &str,
+) -> Vec<Got> {
+    l.query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: c.into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            trace,
+            span,
+        ))
+        .await
+        .unwrap();
+    let spans = wait_spans(
+        recv,
+        trace,
+        Duration::from_secs(15),
+        complete(
+            "akidb-query",
+            "akidb.v1.QueryService/Search",
+            "akidb.v1.StorageService/Search",
+            "segment.search",
+        ),
+    )
+    .await;
+    check_chain(
+        &spans,
+        span,
+        "akidb-query",
+        "akidb.v1.QueryService/Search",
+        "akidb.v1.StorageService/Search",
+        "segment.search",
+    );
+    spans
+}
+
 async fn start_receiver(port: u16, recv: Receiver) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -354,14 +415,6 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     assert_eq!(r.hits.len(), 3);
 
     let t0 = Instant::now();
-    let complete = |front: &'static str, fm: &'static str, sm: &'static str, step: &'static str| {
-        move |g: &[Got]| {
-            !find(g, front, SpanKind::Server, fm).is_empty()
-                && !find(g, front, SpanKind::Client, sm).is_empty()
-                && !find(g, "akidb-storage", SpanKind::Server, sm).is_empty()
-                && g.iter().any(|s| s.name == step)
-        }
-    };
     let search_spans = wait_spans(
         &recv,
         t_se,
@@ -437,39 +490,7 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         .unwrap();
     // A sampled search after them, as a barrier: once its spans are in, theirs would be too.
     let (t_b, c_b) = ("7af7651916cd43dd8448eb211c80319c", "c7ad6b7169203331");
-    q.query()
-        .search(with_traceparent(
-            pb::SearchRequest {
-                collection: "t".into(),
-                vector: vec![0.5; 8],
-                k: 3,
-                ..Default::default()
-            },
-            t_b,
-            c_b,
-        ))
-        .await
-        .unwrap();
-    let barrier = wait_spans(
-        &recv,
-        t_b,
-        Duration::from_secs(15),
-        complete(
-            "akidb-query",
-            "akidb.v1.QueryService/Search",
-            "akidb.v1.StorageService/Search",
-            "segment.search",
-        ),
-    )
-    .await;
-    check_chain(
-        &barrier,
-        c_b,
-        "akidb-query",
-        "akidb.v1.QueryService/Search",
-        "akidb.v1.StorageService/Search",
-        "segment.search",
-    );
+    sampled_search(&recv, &q, "t", t_b, c_b).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     {
         let all = recv.spans.lock().unwrap().clone();
@@ -509,40 +530,7 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     fill(&z, "z", 50).await;
     search_latency(&z, "z", 20).await;
     let (t_z, c_z) = ("8af7651916cd43dd8448eb211c80319c", "d7ad6b7169203331");
-    z.q()
-        .query()
-        .search(with_traceparent(
-            pb::SearchRequest {
-                collection: "z".into(),
-                vector: vec![0.5; 8],
-                k: 3,
-                ..Default::default()
-            },
-            t_z,
-            c_z,
-        ))
-        .await
-        .unwrap();
-    let zs = wait_spans(
-        &recv,
-        t_z,
-        Duration::from_secs(15),
-        complete(
-            "akidb-query",
-            "akidb.v1.QueryService/Search",
-            "akidb.v1.StorageService/Search",
-            "segment.search",
-        ),
-    )
-    .await;
-    check_chain(
-        &zs,
-        c_z,
-        "akidb-query",
-        "akidb.v1.QueryService/Search",
-        "akidb.v1.StorageService/Search",
-        "segment.search",
-    );
+    sampled_search(&recv, &z.q(), "z", t_z, c_z).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     {
         let all = recv.spans.lock().unwrap().clone();
