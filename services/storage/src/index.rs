@@ -87,8 +87,10 @@ pub struct Graph {
 }
 
 /// `hnsw_rs`'s own structure, kept only by benchmarks that compare against it.
+#[cfg(test)]
 pub struct HnswRs(Hnsw<'static, f32, GraphDist>);
 
+#[cfg(test)]
 impl HnswRs {
     pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
         self.0
@@ -129,11 +131,14 @@ impl Graph {
         let hnsw = build_hnsw(metric, m, ef_construction, items);
         let g = Graph::from_hnsw(&hnsw, metric, dim);
         drop(hnsw);
-        release_free_heap();
+        // Its structure held a copy of every vector plus per-node `Arc`s and locks, ~2.5× the
+        // segment: give those pages back rather than stay at the build peak.
+        crate::release_free_heap();
         g
     }
 
     /// Build, and keep `hnsw_rs`'s structure too (benchmarks).
+    #[cfg(test)]
     pub fn build_with_hnsw_rs(
         metric: Metric,
         m: usize,
@@ -485,6 +490,7 @@ impl Graph {
 
 /// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`), for comparison with the build through
 /// [`graph_distance`].
+#[cfg(test)]
 pub fn bench_hnsw_rs_native_build(
     m: usize,
     ef_construction: usize,
@@ -517,17 +523,6 @@ pub fn dump_hnsw_rs(
         format!("{basename}.hnsw.graph"),
         format!("{basename}.hnsw.data"),
     ]
-}
-
-/// Give the allocator's free pages back to the system. `hnsw_rs`'s structure (a copy of every
-/// vector plus per-node `Arc`s and locks, ~2.5× the segment) was just freed; glibc's malloc
-/// would otherwise keep those pages and the process would stay at its build peak.
-pub fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns unused memory of the allocator to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// A heap entry ordered by distance, then id.

@@ -162,3 +162,14 @@ pub async fn main_with(config: StorageConfig, telemetry: TelemetryArgs) -> anyho
     )
     .await
 }
+
+/// Give the allocator's free pages back to the system, after a large structure was freed
+/// (a graph build's `hnsw_rs` structure, a demoted collection): glibc's malloc keeps them
+/// otherwise, and the process would stay at its peak.
+pub(crate) fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -664,7 +664,7 @@ impl Engine {
             .with_label_values(&["hot", "warm"])
             .inc();
         // The collection's memory was freed: give the pages back.
-        crate::index::release_free_heap();
+        crate::release_free_heap();
         tracing::info!(collection = %slot.name, "collection demoted to warm");
         Ok(())
     }
@@ -928,12 +928,13 @@ pub async fn prune_remote(
         }
     }
     let newest: Vec<String> = by_id.keys().rev().take(keep.max(1)).cloned().collect();
+    let manifest_suffix = format!("/{MANIFEST}");
     let mut deleted = 0;
     for (id, mut keys) in by_id {
         if newest.contains(&id) || id == uploaded || Some(id.as_str()) == cold {
             continue;
         }
-        keys.sort_by_key(|k| !k.ends_with(&format!("/{}", snapshot::MANIFEST)));
+        keys.sort_by_key(|k| !k.ends_with(&manifest_suffix));
         for k in keys {
             store.delete(&k).await?;
             deleted += 1;
