@@ -116,25 +116,56 @@ async fn sampled_search(
         ))
         .await
         .unwrap();
+    linked_chain(recv, trace, span, Duration::from_secs(15), SEARCH).await
+}
+
+/// The spans one call leaves: the front service's server and client spans, storage's server
+/// span and an inner step of storage.
+#[derive(Clone, Copy)]
+struct Chain {
+    front: &'static str,
+    front_method: &'static str,
+    storage_method: &'static str,
+    step: &'static str,
+}
+
+const SEARCH: Chain = Chain {
+    front: "akidb-query",
+    front_method: "akidb.v1.QueryService/Search",
+    storage_method: "akidb.v1.StorageService/Search",
+    step: "segment.search",
+};
+
+const UPSERT: Chain = Chain {
+    front: "akidb-ingest",
+    front_method: "akidb.v1.IngestService/Upsert",
+    storage_method: "akidb.v1.StorageService/Upsert",
+    step: "wal.commit",
+};
+
+/// Wait (up to `within`) for the spans of `trace` to hold the whole `chain`, then check its
+/// links under the caller's span `caller`.
+async fn linked_chain(
+    recv: &Receiver,
+    trace: &str,
+    caller: &str,
+    within: Duration,
+    c: Chain,
+) -> Vec<Got> {
     let spans = wait_spans(
         recv,
         trace,
-        Duration::from_secs(15),
-        complete(
-            "akidb-query",
-            "akidb.v1.QueryService/Search",
-            "akidb.v1.StorageService/Search",
-            "segment.search",
-        ),
+        within,
+        complete(c.front, c.front_method, c.storage_method, c.step),
     )
     .await;
     check_chain(
         &spans,
-        span,
-        "akidb-query",
-        "akidb.v1.QueryService/Search",
-        "akidb.v1.StorageService/Search",
-        "segment.search",
+        caller,
+        c.front,
+        c.front_method,
+        c.storage_method,
+        c.step,
     );
     spans
 }
@@ -415,49 +446,11 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     assert_eq!(r.hits.len(), 3);
 
     let t0 = Instant::now();
-    let search_spans = wait_spans(
-        &recv,
-        t_se,
-        Duration::from_secs(15),
-        complete(
-            "akidb-query",
-            "akidb.v1.QueryService/Search",
-            "akidb.v1.StorageService/Search",
-            "segment.search",
-        ),
-    )
-    .await;
-    let upsert_spans = wait_spans(
-        &recv,
-        t_up,
-        Duration::from_secs(5),
-        complete(
-            "akidb-ingest",
-            "akidb.v1.IngestService/Upsert",
-            "akidb.v1.StorageService/Upsert",
-            "wal.commit",
-        ),
-    )
-    .await;
+    linked_chain(&recv, t_se, c_se, Duration::from_secs(15), SEARCH).await;
+    linked_chain(&recv, t_up, c_up, Duration::from_secs(5), UPSERT).await;
     eprintln!(
         "spans of both traces received {:?} after the requests",
         t0.elapsed()
-    );
-    check_chain(
-        &search_spans,
-        c_se,
-        "akidb-query",
-        "akidb.v1.QueryService/Search",
-        "akidb.v1.StorageService/Search",
-        "segment.search",
-    );
-    check_chain(
-        &upsert_spans,
-        c_up,
-        "akidb-ingest",
-        "akidb.v1.IngestService/Upsert",
-        "akidb.v1.StorageService/Upsert",
-        "wal.commit",
     );
 
     // A caller that did not sample (flags 00): no service exports a span of its trace, and
