@@ -275,14 +275,7 @@ pub async fn main_with(config: IngestConfig, telemetry: TelemetryArgs) -> anyhow
         &telemetry,
         grpc_addr,
         metrics_addr,
-        |grpc, metrics| {
-            run(
-                config,
-                grpc,
-                metrics,
-                akidb_telemetry::server::shutdown_signal(),
-            )
-        },
+        |grpc, metrics, stop| run(config, grpc, metrics, stop),
     )
     .await
 }

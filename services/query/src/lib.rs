@@ -340,14 +340,7 @@ pub async fn main_with(config: QueryConfig, telemetry: TelemetryArgs) -> anyhow:
         &telemetry,
         grpc_addr,
         metrics_addr,
-        |grpc, metrics| {
-            run(
-                config,
-                grpc,
-                metrics,
-                akidb_telemetry::server::shutdown_signal(),
-            )
-        },
+        |grpc, metrics, stop| run(config, grpc, metrics, stop),
     )
     .await
 }

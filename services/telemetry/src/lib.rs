@@ -104,7 +104,7 @@ pub async fn main_with(config: TelemetryConfig, telemetry: TelemetryArgs) -> any
         &telemetry,
         grpc_addr,
         metrics_addr,
-        |grpc, metrics| run(config, grpc, metrics, server::shutdown_signal()),
+        |grpc, metrics, stop| run(config, grpc, metrics, stop),
     )
     .await
 }

@@ -77,6 +77,9 @@ pub fn channel(
     Ok(tower::Layer::layer(&crate::grpc::ClientLayer, ch))
 }
 
+/// Resolves when the service must stop ([`shutdown_signal`], as [`run_until_signal`] passes it).
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
 /// What every service's `main_with` does: set up telemetry for `component`, bind the gRPC and
 /// metrics addresses, run until SIGINT/SIGTERM, then flush traces.
 pub async fn run_until_signal<F, Fut>(
@@ -87,14 +90,14 @@ pub async fn run_until_signal<F, Fut>(
     run: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener) -> Fut,
+    F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener, Shutdown) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let guard = crate::init(component, telemetry)?;
     crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
     let grpc = tokio::net::TcpListener::bind(grpc_addr).await?;
     let metrics = tokio::net::TcpListener::bind(metrics_addr).await?;
-    let res = run(grpc, metrics).await;
+    let res = run(grpc, metrics, Box::pin(shutdown_signal())).await;
     guard.shutdown().await;
     res
 }
