@@ -762,7 +762,9 @@ impl ResilientStore {
             };
             let started = Instant::now();
             let res = f()
-                .instrument(tracing::info_span!("objstore", op = label, key, attempt))
+                .instrument(akidb_telemetry::grpc::step_span(|| {
+                    tracing::info_span!("objstore", op = label, key, attempt)
+                }))
                 .await;
             metrics
                 .s3_duration

@@ -278,9 +278,10 @@ impl Collection {
     }
 
     fn build_over(&self, data: &SegmentData, deleted: &[bool]) -> Graph {
-        let _span =
+        let _span = akidb_telemetry::grpc::step_span(|| {
             tracing::info_span!("index.build", collection = %self.spec.name, points = data.len())
-                .entered();
+        })
+        .entered();
         let start = Instant::now();
         let dim = self.spec.dimension as usize;
         let items: Vec<(&[f32], usize)> = (0..data.len())
@@ -381,7 +382,9 @@ impl Collection {
     /// Take a snapshot now; returns its manifest. The WAL before it is then deleted.
     pub fn snapshot(&self) -> Result<SnapshotManifest> {
         let _m = self.maint_lock.lock();
-        let span = tracing::info_span!("snapshot", collection = %self.spec.name);
+        let span = akidb_telemetry::grpc::step_span(
+            || tracing::info_span!("snapshot", collection = %self.spec.name),
+        );
         let _e = span.enter();
         let start = Instant::now();
         let res = self.snapshot_inner();
@@ -597,7 +600,9 @@ impl CollectionStore for Collection {
         let WalOp::Upsert(points) = op else {
             unreachable!()
         };
-        let span = tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len(), bytes = body.len());
+        let span = akidb_telemetry::grpc::step_span(
+            || tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len(), bytes = body.len()),
+        );
         let _e = span.enter();
         let (seq, sealed) = {
             let _o = self.order.lock();
@@ -621,7 +626,9 @@ impl CollectionStore for Collection {
     }
 
     fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
-        let span = tracing::info_span!("wal.commit", collection = %self.spec.name, delete = true);
+        let span = akidb_telemetry::grpc::step_span(
+            || tracing::info_span!("wal.commit", collection = %self.spec.name, delete = true),
+        );
         let _e = span.enter();
         let seq = {
             let _o = self.order.lock();

@@ -61,8 +61,10 @@ fn search_in(
     let params = search_from_pb(req)?;
     validate_search(&stats.spec, &params)?;
     let (hits, info) = {
-        let _s =
-            tracing::info_span!("segment.search", k = params.k, exact = params.exact).entered();
+        let _s = akidb_telemetry::grpc::step_span(|| {
+            tracing::info_span!("segment.search", k = params.k, exact = params.exact)
+        })
+        .entered();
         coll.search(&params)?
     };
     metrics()

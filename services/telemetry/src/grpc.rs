@@ -15,7 +15,8 @@
 //!
 //! A request that is not traced still gets a light `grpc.server` span (target
 //! [`UNTRACED_TARGET`], one field) so that logs keep their request context; the OpenTelemetry
-//! layer ignores it and every span under it (see `init`), and [`ClientLayer`] finds the context
+//! layer never sees it (its target is off for that layer, see `init`), costly steps under it
+//! make no span at all ([`step_span`]), and [`ClientLayer`] finds the context
 //! to propagate in it.
 //!
 //! [`ClientLayer`]: the same metrics on the calling side, and the trace context injected into
@@ -240,6 +241,15 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// `v` marked sensitive, which HTTP/2 sends as a literal "never indexed": trace context
+/// differs on every call, so letting HPACK index it would only cycle the connection's header
+/// table and push out the entries every call reuses (path, content-type, te, ...), making
+/// each request's headers larger and costlier to encode and decode on both ends.
+fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
@@ -247,7 +257,7 @@ impl Injector for HeaderInjector<'_> {
             http::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_str(&value),
         ) {
-            self.0.insert(k, v);
+            self.0.insert(k, never_indexed(v));
         }
     }
 }
@@ -454,25 +464,38 @@ enum Caller {
     Other,
 }
 
-fn caller() -> Caller {
+/// `f` of the propagation context of the untraced request the current span belongs to;
+/// `None` outside an untraced request (inside a traced one, in background work, no span).
+fn with_untraced_request<R>(f: impl Fn(Option<&Untraced>) -> R) -> Option<R> {
     tracing::dispatcher::get_default(|d| {
         let current = d.current_span();
-        let Some(id) = current.id() else {
-            return Caller::Other;
-        };
-        let Some(span) = d
+        let id = current.id()?;
+        let span = d
             .downcast_ref::<tracing_subscriber::Registry>()
-            .and_then(|r| r.span(id))
-        else {
-            return Caller::Other;
-        };
-        for s in span.scope() {
-            if s.metadata().target() == UNTRACED_TARGET {
-                return Caller::Untraced(s.extensions().get::<Untraced>().cloned());
-            }
-        }
-        Caller::Other
+            .and_then(|r| r.span(id))?;
+        let request = span
+            .scope()
+            .find(|s| s.metadata().target() == UNTRACED_TARGET)?;
+        Some(f(request.extensions().get::<Untraced>()))
     })
+}
+
+fn caller() -> Caller {
+    match with_untraced_request(|ctx| ctx.cloned()) {
+        Some(ctx) => Caller::Untraced(ctx),
+        None => Caller::Other,
+    }
+}
+
+/// The span of a costly step (`segment.search`, `wal.commit`, ...): `make()` unless the
+/// current request is not traced, where the span would be skipped by the exporter anyway and
+/// only cost its bookkeeping (`Span::none()` then; logs keep the request's span).
+pub fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if with_untraced_request(|_| ()).is_some() {
+        tracing::Span::none()
+    } else {
+        make()
+    }
 }
 
 /// The span of an outgoing call, with the trace context injected into `headers`. The bool:
@@ -481,9 +504,9 @@ fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Sp
     match caller() {
         Caller::Untraced(ctx) => {
             if let Some(ctx) = ctx {
-                headers.insert("traceparent", ctx.traceparent);
+                headers.insert("traceparent", never_indexed(ctx.traceparent));
                 if let Some(ts) = ctx.tracestate {
-                    headers.insert("tracestate", ts);
+                    headers.insert("tracestate", never_indexed(ts));
                 }
             }
             (tracing::Span::none(), false)

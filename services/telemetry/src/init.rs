@@ -10,13 +10,9 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
 };
-use std::any::TypeId;
 use std::time::Duration;
-use tracing::subscriber::Interest;
-use tracing::{Event, Metadata, Subscriber, span};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::{self, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -94,7 +90,12 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
     global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = || EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt_layer = match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        // Colours only on a terminal: log files and pipes get plain text (and the escape
+        // codes are not formatted into every span's fields).
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -126,16 +127,35 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
             global::set_tracer_provider(p.clone());
             let tracer = p.tracer(service_name.clone());
             provider = Some(p);
-            // Spans only from AkiDB code: never the exporter's own transport.
-            let otel_filter =
-                EnvFilter::new("info,h2=off,hyper=off,tonic=off,tower=off,opentelemetry=off");
+            // Spans only from AkiDB code: never the exporter's own transport, nor the light
+            // span of an untraced request (costly steps under it make no span at all, see
+            // `grpc::step_span`, so nothing of an untraced request reaches this layer). A
+            // static filter, decided once per callsite: an EnvFilter would look up every span
+            // on every enter and exit.
+            let otel_filter = Targets::new().with_default(LevelFilter::INFO).with_targets(
+                [
+                    "h2",
+                    "hyper",
+                    "tonic",
+                    "tower",
+                    "opentelemetry",
+                    crate::grpc::UNTRACED_TARGET,
+                ]
+                .map(|t| (t, LevelFilter::OFF)),
+            );
+            // Lean spans: no per-span thread, source-location and target attributes, no
+            // busy/idle clocks on every poll, no OpenTelemetry context attached on every
+            // enter (parents come from the span tree; outgoing calls take the context from
+            // their span, see grpc.rs).
             Some(
-                SkipUntraced(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(tracer)
-                        .with_threads(false),
-                )
-                .with_filter(otel_filter),
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_threads(false)
+                    .with_location(false)
+                    .with_target(false)
+                    .with_tracked_inactivity(false)
+                    .with_context_activation(false)
+                    .with_filter(otel_filter),
             )
         }
         _ => None,
@@ -178,116 +198,6 @@ impl ShouldSample for RequestRoots {
         } else {
             self.0
                 .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
-        }
-    }
-}
-
-/// Marks a span the OpenTelemetry layer must not see: an untraced request's span and all
-/// spans under it.
-struct Skip;
-
-/// The OpenTelemetry layer, minus untraced requests: their `grpc.server` span (target
-/// [`crate::grpc::UNTRACED_TARGET`]) and every span and event under it are not passed on, so
-/// no OpenTelemetry span data is built for them, and inner spans (`segment.search`,
-/// `wal.commit`, ...) of an unsampled request do not become root traces of their own. Other
-/// layers (logs) see everything as before.
-struct SkipUntraced<L>(L);
-
-impl<L> SkipUntraced<L> {
-    fn skipped<S>(id: &span::Id, ctx: &layer::Context<'_, S>) -> bool
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        ctx.span(id)
-            .is_some_and(|s| s.extensions().get::<Skip>().is_some())
-    }
-}
-
-impl<S, L> Layer<S> for SkipUntraced<L>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    L: Layer<S>,
-{
-    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        self.0.on_register_dispatch(subscriber)
-    }
-    fn on_layer(&mut self, subscriber: &mut S) {
-        self.0.on_layer(subscriber)
-    }
-    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        self.0.register_callsite(metadata)
-    }
-    fn enabled(&self, metadata: &Metadata<'_>, ctx: layer::Context<'_, S>) -> bool {
-        self.0.enabled(metadata, ctx)
-    }
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        self.0.max_level_hint()
-    }
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: layer::Context<'_, S>) {
-        let skip = attrs.metadata().target() == crate::grpc::UNTRACED_TARGET || {
-            let parent = if attrs.is_contextual() {
-                ctx.lookup_current()
-            } else {
-                attrs.parent().and_then(|p| ctx.span(p))
-            };
-            parent.is_some_and(|p| p.extensions().get::<Skip>().is_some())
-        };
-        if skip {
-            if let Some(s) = ctx.span(id) {
-                s.extensions_mut().insert(Skip);
-            }
-        } else {
-            self.0.on_new_span(attrs, id, ctx)
-        }
-    }
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: layer::Context<'_, S>) {
-        if !Self::skipped(id, &ctx) {
-            self.0.on_record(id, values, ctx)
-        }
-    }
-    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: layer::Context<'_, S>) {
-        if !Self::skipped(id, &ctx) {
-            self.0.on_follows_from(id, follows, ctx)
-        }
-    }
-    fn event_enabled(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) -> bool {
-        self.0.event_enabled(event, ctx)
-    }
-    fn on_event(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) {
-        let span = if event.is_contextual() {
-            ctx.lookup_current()
-        } else {
-            event.parent().and_then(|p| ctx.span(p))
-        };
-        if span.is_none_or(|s| s.extensions().get::<Skip>().is_none()) {
-            self.0.on_event(event, ctx)
-        }
-    }
-    fn on_enter(&self, id: &span::Id, ctx: layer::Context<'_, S>) {
-        if !Self::skipped(id, &ctx) {
-            self.0.on_enter(id, ctx)
-        }
-    }
-    fn on_exit(&self, id: &span::Id, ctx: layer::Context<'_, S>) {
-        if !Self::skipped(id, &ctx) {
-            self.0.on_exit(id, ctx)
-        }
-    }
-    fn on_close(&self, id: span::Id, ctx: layer::Context<'_, S>) {
-        if !Self::skipped(&id, &ctx) {
-            self.0.on_close(id, ctx)
-        }
-    }
-    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: layer::Context<'_, S>) {
-        self.0.on_id_change(old, new, ctx)
-    }
-    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
-        if id == TypeId::of::<Self>() {
-            Some(self as *const Self as *const ())
-        } else {
-            // SAFETY: forwarded to the wrapped layer, which upholds the contract for its types
-            // (the OpenTelemetry layer is found this way by `OpenTelemetrySpanExt`).
-            unsafe { self.0.downcast_raw(id) }
         }
     }
 }
