@@ -25,6 +25,9 @@ pub struct BenchArgs {
     pub data: PathBuf,
     #[arg(long, default_value = "l2", value_parser = ["l2", "cosine", "dot"])]
     pub metric: String,
+    /// Vector datatype of the collection created.
+    #[arg(long, default_value = "float32", value_parser = ["float32", "float16"])]
+    pub datatype: String,
     /// Collection to (re)create.
     #[arg(long, default_value = "bench")]
     pub collection: String,
@@ -259,6 +262,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             name: a.collection.clone(),
             dimension: dim as u32,
             metric: crate::client::metric_of(&a.metric) as i32,
+            datatype: crate::client::datatype_of(&a.datatype) as i32,
             ..Default::default()
         }))
         .await?;

@@ -97,6 +97,10 @@ pub enum CollectionCmd {
         /// Keep it in memory whatever the tier policy says.
         #[arg(long)]
         pin: bool,
+        /// How vectors are stored: float32, or float16 (half the memory, each component
+        /// rounded to 11 significant bits).
+        #[arg(long, default_value = "float32", value_parser = ["float32", "float16"])]
+        datatype: String,
     },
     /// List collections.
     List,
@@ -104,6 +108,13 @@ pub enum CollectionCmd {
     Get { name: String },
     /// Delete a collection and all its points.
     Delete { name: String },
+}
+
+pub fn datatype_of(s: &str) -> pb::VectorDatatype {
+    match s {
+        "float16" => pb::VectorDatatype::Float16,
+        _ => pb::VectorDatatype::Float32,
+    }
 }
 
 pub fn metric_of(s: &str) -> pb::Metric {
@@ -118,6 +129,11 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
     json!({
         "name": c.name, "dimension": c.dimension,
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "datatype": match pb::VectorDatatype::try_from(c.datatype) {
+            Ok(pb::VectorDatatype::Float16) => "FLOAT16",
+            Ok(_) => "FLOAT32",
+            Err(_) => "?",
+        },
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
     })
@@ -128,6 +144,7 @@ fn info_table(cs: &[pb::CollectionInfo]) -> Table {
         "name",
         "dimension",
         "metric",
+        "datatype",
         "points",
         "indexed",
         "tier",
@@ -140,6 +157,7 @@ fn info_table(cs: &[pb::CollectionInfo]) -> Table {
                 "name",
                 "dimension",
                 "metric",
+                "datatype",
                 "points",
                 "indexed_points",
                 "tier",
@@ -166,6 +184,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             m,
             ef_construction,
             pin,
+            datatype,
         } => {
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
@@ -175,6 +194,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     m,
                     ef_construction,
                     pin,
+                    datatype: datatype_of(&datatype) as i32,
                 }))
                 .await?
                 .into_inner();

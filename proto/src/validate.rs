@@ -119,10 +119,19 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
         )));
     }
     match pb::Metric::try_from(req.metric) {
-        Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => Ok(()),
-        _ => Err(Status::invalid_argument(format!(
-            "metric must be COSINE, L2 or DOT, got {}",
-            req.metric
-        ))),
+        Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "metric must be COSINE, L2 or DOT, got {}",
+                req.metric
+            )));
+        }
     }
+    if pb::VectorDatatype::try_from(req.datatype).is_err() {
+        return Err(Status::invalid_argument(format!(
+            "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {}",
+            req.datatype
+        )));
+    }
+    Ok(())
 }

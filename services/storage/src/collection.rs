@@ -284,9 +284,12 @@ impl Collection {
         .entered();
         let start = Instant::now();
         let dim = self.spec.dimension as usize;
+        // `hnsw_rs` builds over float32: float16 vectors are widened for the build (exactly:
+        // the graph sees the values searches see) and the copy is dropped after it.
+        let all = data.vectors.to_f32();
         let items: Vec<(&[f32], usize)> = (0..data.len())
             .filter(|&o| !deleted[o])
-            .map(|o| (data.vector(dim, o), o))
+            .map(|o| (&all[o * dim..(o + 1) * dim], o))
             .collect();
         let g = Graph::build(
             self.spec.metric,
@@ -411,15 +414,11 @@ impl Collection {
             let _o = self.order.lock();
             self.wal.rotate()?;
             let st = self.state.read();
-            let mut app = SegmentData {
-                id: st.app_id,
-                ..Default::default()
-            };
+            let mut app = SegmentData::new(st.app_id, self.spec.datatype);
             for off in 0..st.app.data.len() {
                 if st.app.alive[off] {
                     app.keys.push(st.app.data.keys[off].clone());
-                    app.vectors
-                        .extend_from_slice(st.app.data.vector(st.dim, off));
+                    app.vectors.push_row(st.app.data.vector(st.dim, off));
                     app.payloads.push(st.app.data.payloads[off].clone());
                 }
             }
@@ -521,14 +520,14 @@ impl Collection {
             let st = self.state.read();
             let plan = self.compaction_plan(&st);
             let before = st.sealed.len() as u64 + 1;
-            let mut data = SegmentData::default();
+            let mut data = SegmentData::new(0, self.spec.datatype);
             let mut origins = Vec::new();
             for id in &plan {
                 let s = &st.sealed[id];
                 for off in 0..s.data.len() {
                     if !s.deleted[off] {
                         data.keys.push(s.data.keys[off].clone());
-                        data.vectors.extend_from_slice(s.data.vector(dim, off));
+                        data.vectors.push_row(s.data.vector(dim, off));
                         data.payloads.push(s.data.payloads[off].clone());
                         origins.push(Loc {
                             seg: *id,
@@ -725,6 +724,7 @@ mod tests {
             m: 8,
             ef_construction: 64,
             pinned: false,
+            datatype: Datatype::Float32,
         }
     }
 
@@ -801,10 +801,19 @@ mod tests {
 
     #[test]
     fn recovery_equals_memory_oracle() {
-        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let cases = [Metric::Cosine, Metric::L2, Metric::Dot]
+            .into_iter()
+            .flat_map(|m| [(m, Datatype::Float32), (m, Datatype::Float16)]);
+        for (metric, datatype) in cases {
+            let spec = |metric| CollectionSpec {
+                datatype,
+                ..spec(metric)
+            };
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("t");
             let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            // The oracle stores what the datatype keeps (float16: rounded components), so
+            // search, Get and Scroll must agree exactly through the WAL and snapshots.
             let oracle = MemoryCollection::new(spec(metric));
             let c = Collection::create(&path, spec(metric), opts(40)).unwrap();
             for round in 0..60 {
@@ -851,6 +860,77 @@ mod tests {
             let c = Collection::open(&path, opts(40), |_, _| {}).unwrap();
             assert_same(&*c, &oracle, &mut rng);
         }
+    }
+
+    #[test]
+    fn float16_snapshot_holds_half_size_vectors_and_reloads_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let spec16 = CollectionSpec {
+            datatype: Datatype::Float16,
+            ..spec(Metric::L2)
+        };
+        let c = Collection::create(&path, spec16.clone(), opts(100)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let pts: Vec<PointRecord> = (0..250u64)
+            .map(|i| PointRecord {
+                key: PointKey::Num(i),
+                vector: (0..8).map(|_| rng.random_range(-300.0f32..300.0)).collect(),
+                payload: Payload::new(),
+            })
+            .collect();
+        c.upsert(pts.clone()).unwrap();
+        // Out of the float16 range: refused, nothing written.
+        let mut big = pts[0].clone();
+        big.vector[3] = 70_000.0;
+        let err = c.upsert(vec![big]).unwrap_err().to_string();
+        assert!(
+            err.contains("float16 range") && err.contains("component 3"),
+            "{err}"
+        );
+        let rounded = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| crate::distance::f16_to_f32(crate::distance::f32_to_f16(x)))
+                .collect()
+        };
+        let got = c.get(&[PointKey::Num(7)], false, true).unwrap();
+        assert_eq!(got[0].vector.as_deref(), Some(&rounded(&pts[7].vector)[..]));
+        let m = c.snapshot().unwrap();
+        assert_eq!(m.format, 3);
+        assert_eq!(m.collection.datatype, Datatype::Float16);
+        let snap = snapshot::list(&path).unwrap().pop().unwrap().0;
+        for e in &m.segments {
+            let bytes = fs::read(snap.join(&e.points_file)).unwrap();
+            assert_eq!(&bytes[..8], b"AKSEG02\0");
+        }
+        let sealed = m.segments.iter().find(|e| !e.appendable).unwrap();
+        let size = m
+            .files
+            .iter()
+            .find(|f| f.name == sealed.points_file)
+            .unwrap()
+            .size_bytes;
+        // Header, then per point: key, 8 × 2 bytes of vector, tombstone, payload length.
+        let n = 250;
+        assert_eq!(size, 8 + 8 + 8 + 4 + 1 + n * (9 + 16 + 1 + 4));
+        let q = vec![1.5f32; 8];
+        let before = c.search(&exact(q.clone(), 10, None)).unwrap().0;
+        drop(c);
+        let c = Collection::open(&path, opts(100), |_, _| {}).unwrap();
+        assert_eq!(c.spec().datatype, Datatype::Float16);
+        assert_eq!(c.search(&exact(q, 10, None)).unwrap().0, before);
+        assert_eq!(c.stats().point_count, 250);
+        // A damaged float16 segment file is refused by its checksum.
+        drop(c);
+        let p = snap.join(&sealed.points_file);
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[200] ^= 0x40;
+        fs::write(&p, bytes).unwrap();
+        let err = Collection::open(&path, opts(100), |_, _| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("checksum"), "{err}");
     }
 
     #[test]
@@ -936,9 +1016,10 @@ mod tests {
             };
             fs::remove_file(snap.join(&name)).unwrap();
             m.files.retain(|f| f.name != name);
+            let all = seg.data.vectors.to_f32();
             let items: Vec<(&[f32], usize)> = (0..seg.data.len())
                 .filter(|&o| !seg.deleted[o])
-                .map(|o| (seg.data.vector(8, o), o))
+                .map(|o| (&all[o * 8..(o + 1) * 8], o))
                 .collect();
             let base = format!("seg-{}", e.id);
             for f in crate::index::dump_hnsw_rs(Metric::L2, 8, 64, &items, &snap, &base) {

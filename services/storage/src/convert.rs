@@ -57,6 +57,23 @@ pub fn metric_to_pb(m: Metric) -> pb::Metric {
     }
 }
 
+pub fn datatype_from_pb(d: i32) -> Result<Datatype> {
+    match pb::VectorDatatype::try_from(d) {
+        Ok(pb::VectorDatatype::Unspecified | pb::VectorDatatype::Float32) => Ok(Datatype::Float32),
+        Ok(pb::VectorDatatype::Float16) => Ok(Datatype::Float16),
+        Err(_) => Err(StorageError::InvalidArgument(format!(
+            "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {d}"
+        ))),
+    }
+}
+
+pub fn datatype_to_pb(d: Datatype) -> pb::VectorDatatype {
+    match d {
+        Datatype::Float32 => pb::VectorDatatype::Float32,
+        Datatype::Float16 => pb::VectorDatatype::Float16,
+    }
+}
+
 pub fn tier_to_pb(t: Tier) -> pb::Tier {
     match t {
         Tier::Hot => pb::Tier::Hot,
@@ -73,6 +90,7 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
         m: r.m.unwrap_or(DEFAULT_M),
         ef_construction: r.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: r.pin,
+        datatype: datatype_from_pb(r.datatype)?,
     })
 }
 
@@ -91,6 +109,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         version: s.version,
         indexed_point_count: s.indexed_point_count,
         segment_count: s.segment_count,
+        datatype: datatype_to_pb(s.spec.datatype) as i32,
     }
 }
 

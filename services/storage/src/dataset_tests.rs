@@ -95,7 +95,16 @@ fn load(name: &str) -> Option<Set> {
 }
 
 /// A collection holding the whole set in one sealed, indexed segment; returns build seconds.
+/// Its datatype is float32, or `AKIDB_BENCH_DATATYPE` (`float16`).
 fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
+    let datatype = match std::env::var("AKIDB_BENCH_DATATYPE").as_deref() {
+        Ok("float16") => Datatype::Float16,
+        _ => Datatype::Float32,
+    };
+    indexed_as(set, dir, datatype)
+}
+
+fn indexed_as(set: &Set, dir: &Path, datatype: Datatype) -> (Arc<Collection>, f64) {
     let spec = CollectionSpec {
         name: "bench".into(),
         dimension: set.base[0].len() as u32,
@@ -106,6 +115,7 @@ fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: false,
+        datatype,
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
@@ -176,6 +186,45 @@ fn siftsmall_recall_at_default_ef() {
     assert_eq!(c.stats().indexed_point_count, 10_000);
     let (r, _) = recall(&c, &set, None, set.queries.len());
     assert!(r >= 0.95, "siftsmall recall@10 at default ef: {r}");
+}
+
+#[test]
+fn siftsmall_float16_is_exact_and_keeps_recall() {
+    let Some(set) = load("siftsmall") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = indexed_as(&set, dir.path(), Datatype::Float16);
+    assert_eq!(c.stats().indexed_point_count, 10_000);
+    // SIFT components are integers from 0 to 255: float16 holds them exactly.
+    for i in [0usize, 4321, 9999] {
+        let got = c.get(&[PointKey::Num(i as u64)], false, true).unwrap();
+        assert_eq!(got[0].vector.as_deref(), Some(&set.base[i][..]));
+    }
+    // Exact search over the float16 vectors equals brute force over the float32 originals,
+    // order and scores included (integer sums below 2^24 are exact in float32).
+    for q in set.queries.iter().take(25) {
+        let got = c
+            .search(&SearchParams {
+                exact: true,
+                ..params(q, 10, None, None)
+            })
+            .unwrap()
+            .0;
+        let mut all: Vec<(f32, usize)> = set
+            .base
+            .iter()
+            .enumerate()
+            .map(|(o, v)| (crate::distance::l2_scalar(q, v), o))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let want: Vec<(PointKey, f32)> = all[..10]
+            .iter()
+            .map(|&(d, o)| (PointKey::Num(o as u64), d.sqrt()))
+            .collect();
+        let got: Vec<(PointKey, f32)> = got.into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(got, want);
+    }
+    let (r, _) = recall(&c, &set, Some(64), set.queries.len());
+    assert!(r >= 0.98, "siftsmall float16 recall@10 at ef 64: {r}");
 }
 
 #[test]
@@ -651,8 +700,9 @@ fn rss_probe() {
     let st = c.state.read();
     let seg = st.sealed.values().next().unwrap();
     let dim = c.spec().dimension as usize;
+    let all = seg.data.vectors.to_f32();
     let items: Vec<(&[f32], usize)> = (0..seg.data.len())
-        .map(|o| (seg.data.vector(dim, o), o))
+        .map(|o| (&all[o * dim..(o + 1) * dim], o))
         .collect();
     let (g, h) = crate::index::Graph::build_with_hnsw_rs(
         c.spec().metric,
@@ -702,6 +752,7 @@ fn bench_ingest() {
             m: DEFAULT_M,
             ef_construction: DEFAULT_EF_CONSTRUCTION,
             pinned: false,
+            datatype: Datatype::Float32,
         };
         let c = Collection::create(
             &dir.path().join("i"),

@@ -1,14 +1,21 @@
 //! Vector distances. The hot kernels (dot product, squared L2) use AVX-512 or AVX2+FMA when
 //! the CPU has them (detected once at run time) and a chunked scalar loop otherwise.
+//!
+//! Float16 collections keep their vectors as IEEE half-precision bit patterns (`u16`); the
+//! `_f16` kernels compare a float32 query with such a vector, widening each component to
+//! float32 (AVX-512F `vcvtph2ps`, or F16C with AVX2) and computing in float32.
 
 use crate::model::Metric;
 use std::sync::LazyLock;
 
 type Kernel = fn(&[f32], &[f32]) -> f32;
+type Kernel16 = fn(&[f32], &[u16]) -> f32;
 
 struct Kernels {
     dot: Kernel,
     l2: Kernel,
+    dot16: Kernel16,
+    l2_16: Kernel16,
     name: &'static str,
 }
 
@@ -19,21 +26,28 @@ static KERNELS: LazyLock<Kernels> = LazyLock::new(|| {
             return Kernels {
                 dot: x86::dot_avx512,
                 l2: x86::l2_avx512,
+                dot16: x86::dot16_avx512,
+                l2_16: x86::l2_16_avx512,
                 name: "avx512",
             };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
+            let f16c = std::arch::is_x86_feature_detected!("f16c");
             return Kernels {
                 dot: x86::dot_avx2,
                 l2: x86::l2_avx2,
-                name: "avx2+fma",
+                dot16: if f16c { x86::dot16_avx2 } else { dot16_scalar },
+                l2_16: if f16c { x86::l2_16_avx2 } else { l2_16_scalar },
+                name: if f16c { "avx2+fma+f16c" } else { "avx2+fma" },
             };
         }
     }
     Kernels {
         dot: dot_scalar,
         l2: l2_scalar,
+        dot16: dot16_scalar,
+        l2_16: l2_16_scalar,
         name: "scalar",
     }
 });
@@ -53,6 +67,121 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     (KERNELS.l2)(a, b)
+}
+
+/// Dot product of a float32 query and a float16 vector.
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (KERNELS.dot16)(a, b)
+}
+
+/// Squared L2 distance of a float32 query and a float16 vector.
+#[inline]
+pub fn l2_squared_f16(a: &[f32], b: &[u16]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    (KERNELS.l2_16)(a, b)
+}
+
+/// The float32 value of an IEEE 754 half-precision bit pattern (exact).
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: shift the mantissa up to an implicit leading one.
+            let (mut e, mut m) = (113u32, man);
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3ff) << 13)
+        }
+        31 => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// The nearest IEEE 754 half-precision value of `x` (ties to even), as its bit pattern.
+/// Beyond ±65504 (after rounding) it is ±infinity: callers check the range first.
+pub fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 255 {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 31 {
+        return sign | 0x7c00;
+    }
+    let round = |v: u32, rem: u32, half: u32| {
+        if rem > half || (rem == half && v & 1 == 1) {
+            v + 1
+        } else {
+            v
+        }
+    };
+    if e <= 0 {
+        if e < -11 {
+            return sign;
+        }
+        // Subnormal result: the value is r * 2^-24.
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let r = round(m >> shift, m & ((1 << shift) - 1), 1 << (shift - 1));
+        return sign | r as u16;
+    }
+    // A carry out of the mantissa moves to the next exponent (or to infinity): still right.
+    let r = round(((e as u32) << 10) | (man >> 13), man & 0x1fff, 0x1000);
+    sign | r as u16
+}
+
+/// Largest finite float16 value.
+pub const F16_MAX: f32 = 65504.0;
+
+/// Whether `x` rounds to a finite float16 value.
+pub fn fits_f16(x: f32) -> bool {
+    f32_to_f16(x) & 0x7c00 != 0x7c00
+}
+
+pub fn dot16_scalar(a: &[f32], b: &[u16]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, ra) = a.as_chunks::<16>();
+    let (cb, rb) = b.as_chunks::<16>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * f16_to_f32(y[i]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * f16_to_f32(*y);
+    }
+    s
+}
+
+pub fn l2_16_scalar(a: &[f32], b: &[u16]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, ra) = a.as_chunks::<16>();
+    let (cb, rb) = b.as_chunks::<16>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..16 {
+            let d = x[i] - f16_to_f32(y[i]);
+            acc[i] += d * d;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - f16_to_f32(*y);
+        s += d * d;
+    }
+    s
 }
 
 pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
@@ -109,6 +238,160 @@ mod x86 {
     pub fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: chosen only when `avx2` and `fma` are detected.
         unsafe { l2_256(a, b) }
+    }
+    pub fn dot16_avx512(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: chosen only when `avx512f` is detected.
+        unsafe { dot16_512(a, b) }
+    }
+    pub fn l2_16_avx512(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: chosen only when `avx512f` is detected.
+        unsafe { l2_16_512(a, b) }
+    }
+    pub fn dot16_avx2(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: chosen only when `avx2`, `fma` and `f16c` are detected.
+        unsafe { dot16_256(a, b) }
+    }
+    pub fn l2_16_avx2(a: &[f32], b: &[u16]) -> f32 {
+        // SAFETY: chosen only when `avx2`, `fma` and `f16c` are detected.
+        unsafe { l2_16_256(a, b) }
+    }
+
+    /// 16 float16 values at `p`, widened.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16_512(p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable values at `p`.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot16_512(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 32 <= n {
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), load16_512(pb.add(i)), acc0);
+                acc1 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    load16_512(pb.add(i + 16)),
+                    acc1,
+                );
+                i += 32;
+            }
+            if i + 16 <= n {
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), load16_512(pb.add(i)), acc0);
+                i += 16;
+            }
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+            while i < n {
+                s += *pa.add(i) * super::f16_to_f32(*pb.add(i));
+                i += 1;
+            }
+            s
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn l2_16_512(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 32 <= n {
+                let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), load16_512(pb.add(i)));
+                let d1 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i + 16)), load16_512(pb.add(i + 16)));
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+                i += 32;
+            }
+            if i + 16 <= n {
+                let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), load16_512(pb.add(i)));
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                i += 16;
+            }
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+            while i < n {
+                let d = *pa.add(i) - super::f16_to_f32(*pb.add(i));
+                s += d * d;
+                i += 1;
+            }
+            s
+        }
+    }
+
+    /// 8 float16 values at `p`, widened.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_256(p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable values at `p`.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot16_256(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 16 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load8_256(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    load8_256(pb.add(i + 8)),
+                    acc1,
+                );
+                i += 16;
+            }
+            if i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load8_256(pb.add(i)), acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(acc0, acc1));
+            while i < n {
+                s += *pa.add(i) * super::f16_to_f32(*pb.add(i));
+                i += 1;
+            }
+            s
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn l2_16_256(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 16 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load8_256(pb.add(i)));
+                let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), load8_256(pb.add(i + 8)));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load8_256(pb.add(i)));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(acc0, acc1));
+            while i < n {
+                let d = *pa.add(i) - super::f16_to_f32(*pb.add(i));
+                s += d * d;
+                i += 1;
+            }
+            s
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -278,6 +561,69 @@ pub fn graph_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// One stored vector, in its collection's datatype.
+#[derive(Clone, Copy, Debug)]
+pub enum Row<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+}
+
+impl<'a> From<&'a [f32]> for Row<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Row::F32(v)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for Row<'a> {
+    fn from(v: &'a Vec<f32>) -> Self {
+        Row::F32(v)
+    }
+}
+
+impl Row<'_> {
+    /// Components.
+    pub fn len(self) -> usize {
+        match self {
+            Row::F32(v) => v.len(),
+            Row::F16(v) => v.len(),
+        }
+    }
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+    pub fn to_vec(self) -> Vec<f32> {
+        match self {
+            Row::F32(v) => v.to_vec(),
+            Row::F16(v) => v.iter().map(|&h| f16_to_f32(h)).collect(),
+        }
+    }
+}
+
+/// [`graph_distance`] of a float32 query and a stored float16 vector.
+#[inline]
+pub fn graph_distance_f16(metric: Metric, q: &[f32], b: &[u16]) -> f32 {
+    match metric {
+        Metric::L2 => l2_squared_f16(q, b),
+        Metric::Cosine => (1.0 - dot_f16(q, b)).max(0.0),
+        Metric::Dot => {
+            let d = dot_f16(q, b);
+            if d >= 0.0 { 1.0 / (1.0 + d) } else { 1.0 - d }
+        }
+    }
+}
+
+/// [`score`] of a query and a stored vector of either datatype.
+#[inline]
+pub fn score_row(metric: Metric, q: &[f32], row: Row<'_>) -> f32 {
+    match row {
+        Row::F32(v) => score(metric, q, v),
+        Row::F16(v) => match metric {
+            Metric::Cosine | Metric::Dot => dot_f16(q, v),
+            Metric::L2 => l2_squared_f16(q, v).sqrt(),
+        },
+    }
+}
+
 /// Normalize in place; a zero vector stays zero.
 pub fn normalize(v: &mut [f32]) {
     let n = dot(v, v).sqrt();
@@ -327,6 +673,74 @@ mod tests {
                 (l - ls).abs() <= 1e-3 * ls.abs().max(1.0),
                 "{n}: {l} vs {ls}"
             );
+        }
+    }
+
+    #[test]
+    fn f16_conversions_round_trip_and_round_to_nearest_even() {
+        // Every finite or infinite half value survives the round trip.
+        for h in 0..=u16::MAX {
+            if h & 0x7c00 == 0x7c00 && h & 0x3ff != 0 {
+                assert!(f16_to_f32(h).is_nan());
+                continue;
+            }
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#06x}");
+        }
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0x7bff), F16_MAX);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        // Integers 0..=2048 are exact; 2049 is a tie and goes to the even 2048.
+        for i in 0..=2048 {
+            assert_eq!(f16_to_f32(f32_to_f16(i as f32)), i as f32);
+        }
+        assert_eq!(f16_to_f32(f32_to_f16(2049.0)), 2048.0);
+        assert_eq!(f16_to_f32(f32_to_f16(2051.0)), 2052.0);
+        assert!(fits_f16(65504.0) && fits_f16(-65519.0) && !fits_f16(65520.0));
+        assert!(!fits_f16(f32::INFINITY));
+        // Against the CPU's own conversion (F16C, round to nearest even), when it has one.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("f16c") {
+            #[target_feature(enable = "f16c")]
+            unsafe fn hw(x: f32) -> u16 {
+                use std::arch::x86_64::*;
+                _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set1_ps(x)))
+                    as u16
+            }
+            let mut bits = 0x1234_5678u32;
+            for _ in 0..1_000_000 {
+                bits ^= bits << 13;
+                bits ^= bits >> 17;
+                bits ^= bits << 5;
+                let x = f32::from_bits(bits);
+                if x.is_nan() {
+                    continue;
+                }
+                // SAFETY: f16c was detected above.
+                assert_eq!(f32_to_f16(x), unsafe { hw(x) }, "{x:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_kernels_match_scalar_and_f32() {
+        for n in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 100, 128, 1536] {
+            let q: Vec<f32> = (0..n)
+                .map(|i| ((i * 37) % 11) as f32 * 0.25 - 1.0)
+                .collect();
+            let v: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
+            let h: Vec<u16> = v.iter().map(|&x| f32_to_f16(x)).collect();
+            // These values are exact in float16: every kernel equals the float32 one.
+            for (got, want) in [
+                (dot_f16(&q, &h), dot(&q, &v)),
+                (dot16_scalar(&q, &h), dot_scalar(&q, &v)),
+                (l2_squared_f16(&q, &h), l2_squared(&q, &v)),
+                (l2_16_scalar(&q, &h), l2_scalar(&q, &v)),
+            ] {
+                assert!(
+                    (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                    "{n}: {got} vs {want}"
+                );
+            }
         }
     }
 

@@ -94,6 +94,19 @@ pub fn validate_points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<
     }
     for p in points {
         validate_vector(spec, &p.vector, &format_args!("point {}", p.key))?;
+        // Cosine vectors are stored normalized (components within ±1): always in range.
+        if spec.datatype == Datatype::Float16
+            && spec.metric != Metric::Cosine
+            && let Some(i) = p.vector.iter().position(|&x| !crate::distance::fits_f16(x))
+        {
+            return Err(StorageError::InvalidArgument(format!(
+                "point {}: component {i} is {}, outside the float16 range of collection `{}` (±{}); scale the vectors or create the collection with datatype FLOAT32",
+                p.key,
+                p.vector[i],
+                spec.name,
+                crate::distance::F16_MAX
+            )));
+        }
     }
     Ok(())
 }
@@ -611,6 +624,48 @@ fn read_spec(dir: &std::path::Path) -> Result<CollectionSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datatype_is_validated_with_an_actionable_message() {
+        use akidb_proto::v1 as pb;
+        let req = |datatype: i32| pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::L2 as i32,
+            datatype,
+            ..Default::default()
+        };
+        let spec = crate::convert::spec_from_pb(&req(0)).unwrap();
+        assert_eq!(spec.datatype, Datatype::Float32);
+        let spec = crate::convert::spec_from_pb(&req(pb::VectorDatatype::Float16 as i32)).unwrap();
+        assert_eq!(spec.datatype, Datatype::Float16);
+        let err = crate::convert::spec_from_pb(&req(9)).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)));
+        assert!(err.to_string().contains("FLOAT32 or FLOAT16"), "{err}");
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::InvalidArgument
+        );
+        let status = akidb_proto::validate::create_collection(&req(9)).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("FLOAT32 or FLOAT16"));
+        assert!(akidb_proto::validate::create_collection(&req(2)).is_ok());
+        // Float16 range on write; cosine vectors are normalized, so never out of range.
+        let mut spec = spec;
+        let p = |x: f32| PointRecord {
+            key: PointKey::Num(1),
+            vector: vec![x, 0.0, 0.0, 0.0],
+            payload: Payload::new(),
+        };
+        assert!(validate_points(&spec, &[p(65504.0)]).is_ok());
+        let err = validate_points(&spec, &[p(-1e6)]).unwrap_err().to_string();
+        assert!(
+            err.contains("float16 range") && err.contains("FLOAT32"),
+            "{err}"
+        );
+        spec.metric = Metric::Cosine;
+        assert!(validate_points(&spec, &[p(-1e6)]).is_ok());
+    }
 
     #[test]
     fn names() {

@@ -19,7 +19,7 @@
 //! Snapshots store the graph in this module's own format ([`Graph::encode`]); graphs dumped by
 //! `hnsw_rs` in older snapshots are loaded with its loader and converted ([`Graph::load_hnsw_rs`]).
 
-use crate::distance::graph_distance;
+use crate::distance::{Row, graph_distance, graph_distance_f16};
 use crate::error::{Result, StorageError};
 use crate::model::Metric;
 use hnsw_rs::hnsw::Hnsw;
@@ -238,10 +238,10 @@ impl Graph {
 
     /// Nearest offsets with their graph distances, nearest first; `accept` limits results
     /// to offsets it returns true for (applied during traversal). `vectors` is the segment's
-    /// data the graph was built over (offset `o` at `o * dim`).
-    pub fn search(
+    /// data the graph was built over (offset `o` at `o * dim`), float32 or float16.
+    pub fn search<'a>(
         &self,
-        vectors: &[f32],
+        vectors: impl Into<Row<'a>>,
         q: &[f32],
         k: usize,
         ef: usize,
@@ -251,17 +251,55 @@ impl Graph {
             return Vec::new();
         }
         let dim = self.dim;
+        let vectors = vectors.into();
         assert!(
             vectors.len() >= self.slots * dim && q.len() == dim,
             "graph searched over the wrong data"
         );
         let metric = self.metric;
-        // SAFETY (for `vec`): every node id is below `slots` (checked when the graph is built
-        // or decoded) and `vectors` holds `slots * dim` values (asserted above).
-        let vec =
-            |id: u32| unsafe { vectors.get_unchecked(id as usize * dim..(id as usize + 1) * dim) };
-        let dist = |id: u32| graph_distance(metric, q, vec(id));
+        // SAFETY (for the row accessors): every node id is below `slots` (checked when the
+        // graph is built or decoded) and `vectors` holds `slots * dim` values (asserted above).
+        match vectors {
+            Row::F32(v) => {
+                let row = |id: u32| unsafe {
+                    v.get_unchecked(id as usize * dim..(id as usize + 1) * dim)
+                };
+                self.search_with(
+                    |id| graph_distance(metric, q, row(id)),
+                    |id| row(id).as_ptr() as *const u8,
+                    dim * 4,
+                    k,
+                    ef,
+                    accept,
+                )
+            }
+            Row::F16(v) => {
+                let row = |id: u32| unsafe {
+                    v.get_unchecked(id as usize * dim..(id as usize + 1) * dim)
+                };
+                self.search_with(
+                    |id| graph_distance_f16(metric, q, row(id)),
+                    |id| row(id).as_ptr() as *const u8,
+                    dim * 2,
+                    k,
+                    ef,
+                    accept,
+                )
+            }
+        }
+    }
 
+    /// The search over any vector layout: `dist(id)` is the query's graph distance to node
+    /// `id`, `addr(id)` where its `row_bytes` bytes start (for prefetching).
+    fn search_with(
+        &self,
+        dist: impl Fn(u32) -> f32,
+        addr: impl Fn(u32) -> *const u8,
+        row_bytes: usize,
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(usize) -> bool>,
+    ) -> Vec<(usize, f32)> {
         // Greedy descent through the upper layers.
         let mut cur = self.entry;
         let mut cur_d = dist(cur);
@@ -286,7 +324,7 @@ impl Graph {
             let s = &mut *s;
             s.begin(self.slots);
             let base = &self.layers[0];
-            let lines = prefetch_lines(dim);
+            let lines = prefetch_lines(row_bytes);
             s.visit(cur);
             // `found`: the best `ef` accepted nodes so far (max-heap, worst on top).
             // `cands`: nodes to expand (min-heap).
@@ -308,11 +346,11 @@ impl Graph {
                     }
                 }
                 for &n in s.todo.iter().take(PREFETCH_AHEAD) {
-                    prefetch(vec(n), lines);
+                    prefetch(addr(n), lines);
                 }
                 for i in 0..s.todo.len() {
                     if let Some(&n) = s.todo.get(i + PREFETCH_AHEAD) {
-                        prefetch(vec(n), lines);
+                        prefetch(addr(n), lines);
                     }
                     let n = s.todo[i];
                     let dn = dist(n);
@@ -592,25 +630,26 @@ const PREFETCH_AHEAD: usize = 1;
 /// follows a long vector once it is being read). On jeopardy (1536-d, 96 lines) 16 lines
 /// beat both no prefetch (7 % slower at ef 64) and the whole vector (4 % slower).
 #[inline]
-fn prefetch_lines(dim: usize) -> usize {
-    (dim * 4).div_ceil(64).min(16)
+fn prefetch_lines(row_bytes: usize) -> usize {
+    row_bytes.div_ceil(64).min(16)
 }
 
+/// Prefetch the first `lines` cache lines from `p` (the start of a vector that holds at
+/// least that many lines, see [`prefetch_lines`]).
 #[inline(always)]
-fn prefetch(v: &[f32], lines: usize) {
+fn prefetch(p: *const u8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = v.as_ptr() as *const i8;
-        for i in 0..lines.min(v.len().div_ceil(16)) {
-            // SAFETY: SSE is part of x86_64; a prefetch never faults, and the address stays
-            // inside `v`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(i * 64)) };
+        for i in 0..lines {
+            // SAFETY: SSE is part of x86_64, and a prefetch never faults (the address is
+            // within the vector anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * 64) as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (v, lines);
+        let _ = (p, lines);
     }
 }
 
@@ -728,7 +767,7 @@ mod tests {
         let dim = 8;
         let g = Graph::build(Metric::L2, 16, 100, dim, &[]);
         assert!(g.is_empty());
-        assert!(g.search(&[], &[0.0; 8], 5, 16, None).is_empty());
+        assert!(g.search(&[][..], &[0.0; 8], 5, 16, None).is_empty());
         let enc = g.encode();
         assert_eq!(Graph::decode(&enc, Metric::L2, dim).unwrap(), g);
 

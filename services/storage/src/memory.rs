@@ -87,6 +87,12 @@ impl CollectionStore for MemoryCollection {
             if self.spec.metric == Metric::Cosine {
                 normalize(&mut p.vector);
             }
+            // Stored as the collection's datatype stores it.
+            if self.spec.datatype == Datatype::Float16 {
+                for x in &mut p.vector {
+                    *x = crate::distance::f16_to_f32(crate::distance::f32_to_f16(*x));
+                }
+            }
             let slot = match g.by_key.get(&p.key) {
                 Some(&s) => s,
                 None => match g.free.pop() {

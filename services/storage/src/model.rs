@@ -79,6 +79,35 @@ pub const DEFAULT_M: u32 = 16;
 /// siftsmall and jeopardy at m = 16).
 pub const DEFAULT_EF_CONSTRUCTION: u32 = 100;
 
+/// How a collection keeps its vectors, in memory and in snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Datatype {
+    /// 4 bytes a component, as written.
+    #[default]
+    Float32,
+    /// IEEE half precision, 2 bytes a component: each component rounded to nearest on write.
+    Float16,
+}
+
+impl Datatype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datatype::Float32 => "float32",
+            Datatype::Float16 => "float16",
+        }
+    }
+    /// Bytes a component takes.
+    pub fn size(self) -> usize {
+        match self {
+            Datatype::Float32 => 4,
+            Datatype::Float16 => 2,
+        }
+    }
+    fn is_float32(&self) -> bool {
+        *self == Datatype::Float32
+    }
+}
+
 /// What a collection is created with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CollectionSpec {
@@ -88,6 +117,9 @@ pub struct CollectionSpec {
     pub m: u32,
     pub ef_construction: u32,
     pub pinned: bool,
+    /// Absent from specs written before it existed: float32.
+    #[serde(default, skip_serializing_if = "Datatype::is_float32")]
+    pub datatype: Datatype,
 }
 
 /// A collection's state as reported to clients.

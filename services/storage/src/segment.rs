@@ -8,7 +8,7 @@
 //!   offsets that were live when it was built; later tombstones are filtered at search time.
 //! - The payload index holds exactly the live points' indexable top-level values.
 
-use crate::distance::{rank_key, score};
+use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
 use crate::index::Graph;
 use crate::model::*;
@@ -23,16 +23,118 @@ pub struct Loc {
     pub off: u32,
 }
 
+/// A segment's vectors, contiguous in slot order, in the collection's datatype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vectors {
+    F32(Vec<f32>),
+    /// IEEE half-precision bit patterns.
+    F16(Vec<u16>),
+}
+
+impl Default for Vectors {
+    fn default() -> Self {
+        Vectors::F32(Vec::new())
+    }
+}
+
+impl Vectors {
+    /// Empty, with room for `values` components.
+    pub fn with_capacity(datatype: Datatype, values: usize) -> Self {
+        match datatype {
+            Datatype::Float32 => Vectors::F32(Vec::with_capacity(values)),
+            Datatype::Float16 => Vectors::F16(Vec::with_capacity(values)),
+        }
+    }
+    pub fn datatype(&self) -> Datatype {
+        match self {
+            Vectors::F32(_) => Datatype::Float32,
+            Vectors::F16(_) => Datatype::Float16,
+        }
+    }
+    /// Components held (points × dimension).
+    pub fn values(&self) -> usize {
+        match self {
+            Vectors::F32(v) => v.len(),
+            Vectors::F16(v) => v.len(),
+        }
+    }
+    pub fn bytes(&self) -> usize {
+        match self {
+            Vectors::F32(v) => v.capacity() * 4,
+            Vectors::F16(v) => v.capacity() * 2,
+        }
+    }
+    /// Every vector, as one row of `values()` components (what a graph search reads).
+    #[inline]
+    pub fn all(&self) -> Row<'_> {
+        match self {
+            Vectors::F32(v) => Row::F32(v),
+            Vectors::F16(v) => Row::F16(v),
+        }
+    }
+    #[inline]
+    pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
+        let r = off * dim..(off + 1) * dim;
+        match self {
+            Vectors::F32(v) => Row::F32(&v[r]),
+            Vectors::F16(v) => Row::F16(&v[r]),
+        }
+    }
+    /// Append a float32 vector, rounded to this datatype.
+    pub fn push(&mut self, x: &[f32]) {
+        match self {
+            Vectors::F32(v) => v.extend_from_slice(x),
+            Vectors::F16(v) => v.extend(x.iter().map(|&c| f32_to_f16(c))),
+        }
+    }
+    /// Overwrite vector `off` with a float32 vector, rounded to this datatype.
+    pub fn set(&mut self, dim: usize, off: usize, x: &[f32]) {
+        let r = off * dim..(off + 1) * dim;
+        match self {
+            Vectors::F32(v) => v[r].copy_from_slice(x),
+            Vectors::F16(v) => v[r]
+                .iter_mut()
+                .zip(x)
+                .for_each(|(d, &c)| *d = f32_to_f16(c)),
+        }
+    }
+    /// Append a stored vector (copied as is when the datatypes agree).
+    pub fn push_row(&mut self, row: Row<'_>) {
+        match (self, row) {
+            (Vectors::F32(v), Row::F32(r)) => v.extend_from_slice(r),
+            (Vectors::F16(v), Row::F16(r)) => v.extend_from_slice(r),
+            (me, row) => me.push(&row.to_vec()),
+        }
+    }
+    /// All components as float32 (borrowed when they are float32 already).
+    pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            Vectors::F32(v) => std::borrow::Cow::Borrowed(v),
+            Vectors::F16(v) => {
+                std::borrow::Cow::Owned(v.iter().map(|&h| crate::distance::f16_to_f32(h)).collect())
+            }
+        }
+    }
+}
+
 /// Points of a segment in slot order.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentData {
     pub id: u64,
     pub keys: Vec<PointKey>,
-    pub vectors: Vec<f32>,
+    pub vectors: Vectors,
     pub payloads: Vec<Payload>,
 }
 
 impl SegmentData {
+    /// Empty segment `id` holding vectors of `datatype`.
+    pub fn new(id: u64, datatype: Datatype) -> Self {
+        SegmentData {
+            id,
+            vectors: Vectors::with_capacity(datatype, 0),
+            ..Default::default()
+        }
+    }
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -40,11 +142,11 @@ impl SegmentData {
         self.keys.is_empty()
     }
     #[inline]
-    pub fn vector(&self, dim: usize, off: usize) -> &[f32] {
-        &self.vectors[off * dim..(off + 1) * dim]
+    pub fn vector(&self, dim: usize, off: usize) -> Row<'_> {
+        self.vectors.row(dim, off)
     }
     pub fn memory_bytes(&self) -> u64 {
-        (self.vectors.len() * 4 + self.keys.len() * 48) as u64
+        (self.vectors.bytes() + self.keys.len() * 48) as u64
     }
 }
 
@@ -55,6 +157,15 @@ pub struct Appendable {
     pub data: SegmentData,
     pub alive: Vec<bool>,
     pub live: usize,
+}
+
+impl Appendable {
+    pub fn new(datatype: Datatype) -> Self {
+        Appendable {
+            data: SegmentData::new(0, datatype),
+            ..Default::default()
+        }
+    }
 }
 
 pub struct Sealed {
@@ -295,11 +406,12 @@ pub struct State {
 
 impl State {
     pub fn new(spec: CollectionSpec) -> Self {
+        let datatype = spec.datatype;
         State {
             dim: spec.dimension as usize,
             spec,
             app_id: 1,
-            app: Appendable::default(),
+            app: Appendable::new(datatype),
             sealed: BTreeMap::new(),
             ids: BTreeMap::new(),
             pindex: PayloadIndex::default(),
@@ -378,7 +490,7 @@ impl State {
                     let off = loc.off as usize;
                     self.pindex.remove(&p.key, &self.app.data.payloads[off]);
                     self.pindex.insert(&p.key, &p.payload);
-                    self.app.data.vectors[off * dim..(off + 1) * dim].copy_from_slice(&p.vector);
+                    self.app.data.vectors.set(dim, off, &p.vector);
                     self.app.data.payloads[off] = p.payload;
                 }
                 other => {
@@ -388,7 +500,7 @@ impl State {
                     let off = self.app.data.len();
                     self.pindex.insert(&p.key, &p.payload);
                     self.app.data.keys.push(p.key.clone());
-                    self.app.data.vectors.extend_from_slice(&p.vector);
+                    self.app.data.vectors.push(&p.vector);
                     self.app.data.payloads.push(p.payload);
                     self.app.alive.push(true);
                     self.app.live += 1;
@@ -418,16 +530,17 @@ impl State {
 
     /// Seal the appendable segment (dropping its dead slots); returns the new sealed id.
     pub fn seal(&mut self) -> Option<u64> {
+        let datatype = self.spec.datatype;
         if self.app.live == 0 {
-            self.app = Appendable::default();
+            self.app = Appendable::new(datatype);
             return None;
         }
-        let old = std::mem::take(&mut self.app);
+        let old = std::mem::replace(&mut self.app, Appendable::new(datatype));
         let id = self.app_id;
         let mut data = SegmentData {
             id,
             keys: Vec::with_capacity(old.live),
-            vectors: Vec::with_capacity(old.live * self.dim),
+            vectors: Vectors::with_capacity(datatype, old.live * self.dim),
             payloads: Vec::with_capacity(old.live),
         };
         let SegmentData {
@@ -450,8 +563,7 @@ impl State {
                     off: new_off,
                 },
             );
-            data.vectors
-                .extend_from_slice(&vectors[off * self.dim..(off + 1) * self.dim]);
+            data.vectors.push_row(vectors.row(self.dim, off));
             data.keys.push(key);
             data.payloads.push(payload);
         }
@@ -629,7 +741,7 @@ impl State {
                 continue;
             }
             n += 1;
-            let r = rank_key(metric, score(metric, q, data.vector(self.dim, off)));
+            let r = rank_key(metric, score_row(metric, q, data.vector(self.dim, off)));
             top.push(r, seg, off as u32);
         }
         n
@@ -666,7 +778,7 @@ impl State {
                     continue;
                 }
                 info.points_exact += 1;
-                let r = rank_key(metric, score(metric, q, d.vector(self.dim, off)));
+                let r = rank_key(metric, score_row(metric, q, d.vector(self.dim, off)));
                 top.push(r, loc.seg, loc.off);
             }
             info.segments_searched = 1 + self.sealed.len() as u64;
@@ -697,7 +809,7 @@ impl State {
             let live = s.live();
             let found: Vec<usize> = match filter {
                 None if s.deleted_count == 0 => graph
-                    .search(&s.data.vectors, q, k, ef, None)
+                    .search(s.data.vectors.all(), q, k, ef, None)
                     .into_iter()
                     .map(|r| r.0)
                     .collect(),
@@ -705,14 +817,14 @@ impl State {
                     // Ask for a few more and drop tombstones; filter in the graph if too few.
                     let k2 = (k + s.deleted_count).min(2 * k + 16);
                     let mut v: Vec<usize> = graph
-                        .search(&s.data.vectors, q, k2, ef.max(k2), None)
+                        .search(s.data.vectors.all(), q, k2, ef.max(k2), None)
                         .into_iter()
                         .map(|r| r.0)
                         .filter(|&o| !deleted[o])
                         .collect();
                     if v.len() < k.min(live) {
                         v = graph
-                            .search(&s.data.vectors, q, k, ef, Some(&dead_filter(&dead)))
+                            .search(s.data.vectors.all(), q, k, ef, Some(&dead_filter(&dead)))
                             .into_iter()
                             .map(|r| r.0)
                             .collect();
@@ -724,7 +836,7 @@ impl State {
                     let accept =
                         |o: usize| !deleted[o] && f.matches(&s.data.keys[o], &s.data.payloads[o]);
                     graph
-                        .search(&s.data.vectors, q, k, ef, Some(&accept))
+                        .search(s.data.vectors.all(), q, k, ef, Some(&accept))
                         .into_iter()
                         .map(|r| r.0)
                         .collect()
@@ -737,7 +849,7 @@ impl State {
             }
             info.points_graph += live as u64;
             for off in found {
-                let r = rank_key(metric, score(metric, q, s.data.vector(self.dim, off)));
+                let r = rank_key(metric, score_row(metric, q, s.data.vector(self.dim, off)));
                 top.push(r, seg, off as u32);
             }
         }

@@ -2,7 +2,11 @@
 //!
 //! Layout: `<collection>/snapshots/<id>/` with `manifest.json`, one `seg-<id>.pts` file per
 //! segment (keys, vectors, payloads, tombstones) and, for segments with a graph, its neighbour
-//! lists `seg-<id>.graph` ([`Graph::encode`]). Snapshots of format 1 hold `hnsw_rs` dumps
+//! lists `seg-<id>.graph` ([`Graph::encode`]). A float16 collection's segment files hold
+//! its vectors as float16 (`AKSEG02`, manifest format 3); float32 ones are written as before
+//! (`AKSEG01`, format 2). Segment files are written and read as streams, checksummed on the
+//! way: loading one never holds the whole file in memory next to the decoded segment.
+//! Snapshots of format 1 hold `hnsw_rs` dumps
 //! (`seg-<id>.hnsw.graph` + `.hnsw.data`) instead: those still load (converted, not rebuilt),
 //! and the next snapshot is written in the new format. The manifest lists every other
 //! file with its size, sha256 and crc32c. A snapshot is written into `.tmp-<id>/`, every file
@@ -11,18 +15,26 @@
 
 use crate::error::{Result, StorageError};
 use crate::index::Graph;
-use crate::model::{CollectionSpec, Payload};
-use crate::segment::SegmentData;
-use crate::wal::{Reader, put_key, sync_dir};
+use crate::model::{CollectionSpec, Datatype, Payload, PointKey};
+use crate::segment::{SegmentData, Vectors};
+use crate::wal::{put_key, sync_dir};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const MANIFEST: &str = "manifest.json";
 const TMP_PREFIX: &str = ".tmp-";
+/// Segment file with float32 vectors.
 const SEG_MAGIC: &[u8; 8] = b"AKSEG01\0";
+/// Segment file with a datatype byte after the header (float16 vectors).
+const SEG_MAGIC_2: &[u8; 8] = b"AKSEG02\0";
+/// Manifest format of snapshots whose segment files are all `AKSEG01`.
+const FORMAT_F32: u32 = 2;
+/// Manifest format of snapshots with `AKSEG02` segment files (older binaries cannot read
+/// them).
+const FORMAT_TYPED: u32 = 3;
 
 /// One file of a snapshot, as listed in its manifest.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -188,56 +200,227 @@ pub fn prune(collection_dir: &Path, keep: usize) -> Result<usize> {
     Ok(excess)
 }
 
-fn encode_segment(data: &SegmentData, deleted: &[bool], dim: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + data.vectors.len() * 4 + data.len() * 64);
-    out.extend_from_slice(SEG_MAGIC);
-    out.extend_from_slice(&data.id.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(dim as u32).to_le_bytes());
-    for k in &data.keys {
-        put_key(&mut out, k);
-    }
-    for x in &data.vectors {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.extend(deleted.iter().map(|&d| d as u8));
-    for p in &data.payloads {
-        if p.is_empty() {
-            out.extend_from_slice(&0u32.to_le_bytes());
-        } else {
-            let json = serde_json::to_vec(p).expect("JSON map serializes");
-            out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-            out.extend_from_slice(&json);
-        }
-    }
-    out
+/// A writer that keeps the size, sha256 and crc32c of what went through it.
+struct Summing<W: Write> {
+    w: W,
+    size: u64,
+    sha: Sha256,
+    crc: u32,
 }
 
-fn decode_segment(bytes: &[u8]) -> std::result::Result<(SegmentData, Vec<bool>), String> {
-    let mut r = Reader { b: bytes, at: 0 };
-    if r.take(8)? != SEG_MAGIC {
-        return Err("not a segment file".into());
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.w.write(b)?;
+        self.size += n as u64;
+        self.sha.update(&b[..n]);
+        self.crc = crc32c::crc32c_append(self.crc, &b[..n]);
+        Ok(n)
     }
-    let id = r.u64()?;
-    let n = r.u64()? as usize;
-    let dim = r.u32()? as usize;
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Write segment `data` to `path` (fsynced) as a stream; returns its manifest entry.
+fn write_segment(
+    path: &Path,
+    name: String,
+    data: &SegmentData,
+    deleted: &[bool],
+    dim: usize,
+) -> Result<SnapshotFile> {
+    let mut w = Summing {
+        w: std::io::BufWriter::with_capacity(64 * 1024, File::create(path)?),
+        size: 0,
+        sha: Sha256::new(),
+        crc: 0,
+    };
+    let mut head = Vec::with_capacity(64);
+    match data.vectors.datatype() {
+        Datatype::Float32 => head.extend_from_slice(SEG_MAGIC),
+        Datatype::Float16 => head.extend_from_slice(SEG_MAGIC_2),
+    }
+    head.extend_from_slice(&data.id.to_le_bytes());
+    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(dim as u32).to_le_bytes());
+    if data.vectors.datatype() == Datatype::Float16 {
+        head.push(DT_FLOAT16);
+    }
+    w.write_all(&head)?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    for k in &data.keys {
+        put_key(&mut buf, k);
+        if buf.len() >= 60 * 1024 {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)?;
+    buf.clear();
+    match &data.vectors {
+        Vectors::F32(v) => {
+            for c in v.chunks(8192) {
+                buf.clear();
+                c.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                w.write_all(&buf)?;
+            }
+        }
+        Vectors::F16(v) => {
+            for c in v.chunks(16384) {
+                buf.clear();
+                c.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                w.write_all(&buf)?;
+            }
+        }
+    }
+    buf.clear();
+    buf.extend(deleted.iter().map(|&d| d as u8));
+    w.write_all(&buf)?;
+    for p in &data.payloads {
+        if p.is_empty() {
+            w.write_all(&0u32.to_le_bytes())?;
+        } else {
+            let json = serde_json::to_vec(p).expect("JSON map serializes");
+            w.write_all(&(json.len() as u32).to_le_bytes())?;
+            w.write_all(&json)?;
+        }
+    }
+    w.flush()?;
+    let Summing { w, size, sha, crc } = w;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(SnapshotFile {
+        name,
+        size_bytes: size,
+        sha256: hex::encode(sha.finalize()),
+        crc32c: crc,
+    })
+}
+
+/// Datatype byte of an `AKSEG02` segment file.
+const DT_FLOAT16: u8 = 2;
+
+/// A segment file read as a stream of at most `size` bytes, checksummed on the way.
+struct Src<R: Read> {
+    r: R,
+    size: u64,
+    read: u64,
+    crc: u32,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> Src<R> {
+    fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
+        if self.read + n as u64 > self.size {
+            return Err(format!("file ends early at byte {}", self.read));
+        }
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        self.r
+            .read_exact(&mut self.buf[..n])
+            .map_err(|e| format!("at byte {}: {e}", self.read))?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf[..n]);
+        self.read += n as u64;
+        Ok(&self.buf[..n])
+    }
+    fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn key(&mut self) -> std::result::Result<PointKey, String> {
+        match self.u8()? {
+            0 => Ok(PointKey::Num(self.u64()?)),
+            1 => {
+                let n = self.u8()? as usize;
+                let s = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
+                Ok(PointKey::Uuid(s.to_string()))
+            }
+            t => Err(format!("unknown key tag {t}")),
+        }
+    }
+    /// Fail unless `n` more items of at least `each` bytes can still be in the file (so a
+    /// damaged count never allocates more than the file could hold).
+    fn room(&self, n: u64, each: u64) -> std::result::Result<(), String> {
+        match n.checked_mul(each) {
+            Some(b) if b <= self.size - self.read => Ok(()),
+            _ => Err(format!("count {n} at byte {} exceeds the file", self.read)),
+        }
+    }
+}
+
+/// Decode a segment file from `src`; the caller checks the size and checksum afterwards.
+fn decode_segment<R: Read>(
+    src: &mut Src<R>,
+) -> std::result::Result<(SegmentData, Vec<bool>), String> {
+    let magic = src.take(8)?;
+    let typed = if magic == SEG_MAGIC {
+        false
+    } else if magic == SEG_MAGIC_2 {
+        true
+    } else {
+        return Err("not a segment file".into());
+    };
+    let id = src.u64()?;
+    let n = src.u64()?;
+    let dim = src.u32()? as u64;
+    let datatype = if typed {
+        match src.u8()? {
+            DT_FLOAT16 => Datatype::Float16,
+            t => return Err(format!("unknown vector datatype {t}")),
+        }
+    } else {
+        Datatype::Float32
+    };
+    src.room(n, 1 + 8 + dim * datatype.size() as u64 + 1 + 4)?;
+    let n = n as usize;
     let mut keys = Vec::with_capacity(n);
     for _ in 0..n {
-        keys.push(r.key()?);
+        keys.push(src.key()?);
     }
-    let raw = r.take(n * dim * 4)?;
-    let vectors = raw
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let deleted = r.take(n)?.iter().map(|&b| b != 0).collect();
+    let values = n * dim as usize;
+    let chunk = 16 * 1024;
+    let vectors = match datatype {
+        Datatype::Float32 => {
+            let mut v = Vec::with_capacity(values);
+            while v.len() < values {
+                let m = chunk.min(values - v.len());
+                let raw = src.take(m * 4)?;
+                v.extend(
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+            }
+            Vectors::F32(v)
+        }
+        Datatype::Float16 => {
+            let mut v = Vec::with_capacity(values);
+            while v.len() < values {
+                let m = chunk.min(values - v.len());
+                let raw = src.take(m * 2)?;
+                v.extend(
+                    raw.chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]])),
+                );
+            }
+            Vectors::F16(v)
+        }
+    };
+    let deleted = src.take(n)?.iter().map(|&b| b != 0).collect();
     let mut payloads = Vec::with_capacity(n);
     for _ in 0..n {
-        let len = r.u32()? as usize;
+        let len = src.u32()? as usize;
         payloads.push(if len == 0 {
             Payload::new()
         } else {
-            serde_json::from_slice(r.take(len)?).map_err(|e| e.to_string())?
+            src.room(len as u64, 1)?;
+            serde_json::from_slice(src.take(len)?).map_err(|e| e.to_string())?
         });
     }
     Ok((
@@ -249,6 +432,92 @@ fn decode_segment(bytes: &[u8]) -> std::result::Result<(SegmentData, Vec<bool>),
         },
         deleted,
     ))
+}
+
+/// Read and decode the segment file at `p`, checking it against its manifest entry (size
+/// and crc32c) when it has one.
+fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, Vec<bool>)> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
+    };
+    let f = File::open(p).map_err(|e| unreadable(&e))?;
+    let size = f.metadata().map_err(|e| unreadable(&e))?.len();
+    let mismatch = || {
+        StorageError::DataLoss(format!(
+            "snapshot file {} does not match its manifest checksum",
+            p.display()
+        ))
+    };
+    if entry.is_some_and(|e| e.size_bytes != size) {
+        return Err(mismatch());
+    }
+    let mut src = Src {
+        r: std::io::BufReader::with_capacity(64 * 1024, f),
+        size,
+        read: 0,
+        crc: 0,
+        buf: Vec::new(),
+    };
+    let decoded = decode_segment(&mut src);
+    if let Some(e) = entry {
+        // A file that decodes and a file that is intact are different things: the
+        // checksum decides first, so damage is reported as such.
+        let rest = (|| -> std::io::Result<()> {
+            let mut tail = [0u8; 8192];
+            loop {
+                let k = src.r.read(&mut tail)?;
+                if k == 0 {
+                    return Ok(());
+                }
+                src.crc = crc32c::crc32c_append(src.crc, &tail[..k]);
+            }
+        })();
+        rest.map_err(|e| unreadable(&e))?;
+        if src.crc != e.crc32c {
+            return Err(mismatch());
+        }
+    }
+    let (data, deleted) = decoded.map_err(|err| {
+        StorageError::DataLoss(format!(
+            "snapshot segment {} is damaged: {err}",
+            p.display()
+        ))
+    })?;
+    if src.read != size {
+        return Err(StorageError::DataLoss(format!(
+            "snapshot segment {} is damaged: {} trailing bytes",
+            p.display(),
+            size - src.read
+        )));
+    }
+    Ok((data, deleted))
+}
+
+/// Check the file at `p` against its manifest entry, reading it in chunks.
+fn verify_file(p: &Path, f: &SnapshotFile) -> Result<()> {
+    let res = (|| -> std::io::Result<(u64, u32)> {
+        let mut file = File::open(p)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut size, mut crc) = (0u64, 0u32);
+        loop {
+            let k = file.read(&mut buf)?;
+            if k == 0 {
+                return Ok((size, crc));
+            }
+            size += k as u64;
+            crc = crc32c::crc32c_append(crc, &buf[..k]);
+        }
+    })();
+    let (size, crc) = res.map_err(|e| {
+        StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
+    })?;
+    if size != f.size_bytes || crc != f.crc32c {
+        return Err(StorageError::DataLoss(format!(
+            "snapshot file {} does not match its manifest checksum",
+            p.display()
+        )));
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -276,14 +545,13 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
         let base = format!("seg-{}", s.data.id);
         let points_file = format!("{base}.pts");
         let path = tmp.join(&points_file);
-        let bytes = encode_segment(&s.data, &s.deleted, dim);
-        write_synced(&path, &bytes)?;
-        files.push(SnapshotFile {
-            name: points_file.clone(),
-            size_bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            crc32c: crc32c::crc32c(&bytes),
-        });
+        files.push(write_segment(
+            &path,
+            points_file.clone(),
+            &s.data,
+            &s.deleted,
+            dim,
+        )?);
         let graph_file = match &s.graph {
             Some(g) => {
                 let name = format!("{base}.graph");
@@ -307,8 +575,12 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             appendable: s.appendable,
         });
     }
+    let typed = cap
+        .segments
+        .iter()
+        .any(|s| s.data.vectors.datatype() != Datatype::Float32);
     let manifest = SnapshotManifest {
-        format: 2,
+        format: if typed { FORMAT_TYPED } else { FORMAT_F32 },
         id: id.clone(),
         collection: cap.spec.clone(),
         sequence: cap.sequence,
@@ -331,36 +603,46 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
 /// from their files (format 1: from `hnsw_rs` dumps, converted), not rebuilt.
 pub fn load(dir: &Path) -> Result<Loaded> {
     let manifest = read_manifest(dir)?;
-    let mut contents = std::collections::HashMap::new();
+    let entry = |name: &str| manifest.files.iter().find(|f| f.name == name);
+    // Files no segment entry names as its points or graph file (format 1's `hnsw_rs` dumps):
+    // checked here, as a stream; the others are checked as they are decoded.
     for f in &manifest.files {
-        let p = dir.join(&f.name);
+        let named = manifest
+            .segments
+            .iter()
+            .any(|e| e.points_file == f.name || e.graph_file.as_deref() == Some(f.name.as_str()));
+        if !named {
+            verify_file(&dir.join(&f.name), f)?;
+        }
+    }
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let p = dir.join(name);
         let bytes = fs::read(&p).map_err(|e| {
             StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
         })?;
-        if bytes.len() as u64 != f.size_bytes || crc32c::crc32c(&bytes) != f.crc32c {
+        if let Some(f) = entry(name)
+            && (bytes.len() as u64 != f.size_bytes || crc32c::crc32c(&bytes) != f.crc32c)
+        {
             return Err(StorageError::DataLoss(format!(
                 "snapshot file {} does not match its manifest checksum",
                 p.display()
             )));
         }
-        contents.insert(f.name.clone(), bytes);
-    }
-    let mut read = |name: &str| -> Result<Vec<u8>> {
-        match contents.remove(name) {
-            Some(b) => Ok(b),
-            None => Ok(fs::read(dir.join(name))?),
-        }
+        Ok(bytes)
     };
     let spec = &manifest.collection;
     let mut segments = Vec::new();
     for e in &manifest.segments {
         let p = dir.join(&e.points_file);
-        let (data, deleted) = decode_segment(&read(&e.points_file)?).map_err(|err| {
-            StorageError::DataLoss(format!(
-                "snapshot segment {} is damaged: {err}",
-                p.display()
-            ))
-        })?;
+        let (data, deleted) = load_segment(&p, entry(&e.points_file))?;
+        if data.vectors.datatype() != spec.datatype {
+            return Err(StorageError::DataLoss(format!(
+                "snapshot segment {} holds {} vectors, the collection is {}",
+                p.display(),
+                data.vectors.datatype().as_str(),
+                spec.datatype.as_str()
+            )));
+        }
         let dim = spec.dimension as usize;
         let graph = match (&e.graph_file, &e.graph) {
             (Some(name), _) => Some(Graph::decode(&read(name)?, spec.metric, dim).map_err(

@@ -221,6 +221,7 @@ async fn sigkill_loses_no_acknowledged_write() {
         m: Some(8),
         ef_construction: Some(32),
         pin: false,
+        datatype: pb::VectorDatatype::Float32 as i32,
     })
     .await
     .unwrap();

@@ -191,6 +191,7 @@ async fn create(c: &mut StorageServiceClient<Channel>, name: &str, dim: u32, met
         m: None,
         ef_construction: None,
         pin: false,
+        datatype: pb::VectorDatatype::Float32 as i32,
     })
     .await
     .unwrap();
