@@ -10,7 +10,7 @@
 //!
 //! `AKIDB_BENCH_RATIO` sets the traced stack's sample ratio (default 0.1; `off`: no trace
 //! export, an A/A run that shows the noise of the comparison itself); `AKIDB_BENCH_ROUNDS` the
-//! number of rounds (default 10).
+//! number of rounds (default 10); `AKIDB_BENCH_PLAIN_FIRST=1` starts the plain stack first.
 
 mod common;
 
@@ -191,10 +191,21 @@ async fn search_qps_with_and_without_tracing() {
     let mut on = on;
     on.extend(["--idle-poll-us", "0"]);
     let off = ["--idle-poll-us", "0"];
-    let traced = Stack::start_with(&on, &on, &on).await;
-    let plain = Stack::start_with(&off, &off, &off).await;
-    load(&traced).await;
-    load(&plain).await;
+    // Which stack starts and loads first (`AKIDB_BENCH_PLAIN_FIRST=1`: the plain one), to
+    // check that the order leaves no bias of its own.
+    let (traced, plain) = if std::env::var_os("AKIDB_BENCH_PLAIN_FIRST").is_some() {
+        let plain = Stack::start_with(&off, &off, &off).await;
+        load(&plain).await;
+        let traced = Stack::start_with(&on, &on, &on).await;
+        load(&traced).await;
+        (traced, plain)
+    } else {
+        let traced = Stack::start_with(&on, &on, &on).await;
+        load(&traced).await;
+        let plain = Stack::start_with(&off, &off, &off).await;
+        load(&plain).await;
+        (traced, plain)
+    };
     // warm-up
     qps(&traced).await;
     qps(&plain).await;
