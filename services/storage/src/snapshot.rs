@@ -15,9 +15,9 @@
 
 use crate::error::{Result, StorageError};
 use crate::index::Graph;
-use crate::model::{CollectionSpec, Datatype, Payload, PointKey};
+use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::segment::{SegmentData, Vectors};
-use crate::wal::{put_key, sync_dir};
+use crate::wal::{Decode, put_key, sync_dir};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -310,7 +310,7 @@ struct Src<R: Read> {
     buf: Vec<u8>,
 }
 
-impl<R: Read> Src<R> {
+impl<R: Read> Decode for Src<R> {
     fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
         if self.read + n as u64 > self.size {
             return Err(format!("file ends early at byte {}", self.read));
@@ -325,26 +325,9 @@ impl<R: Read> Src<R> {
         self.read += n as u64;
         Ok(&self.buf[..n])
     }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
-    }
-    fn key(&mut self) -> std::result::Result<PointKey, String> {
-        match self.u8()? {
-            0 => Ok(PointKey::Num(self.u64()?)),
-            1 => {
-                let n = self.u8()? as usize;
-                let s = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
-                Ok(PointKey::Uuid(s.to_string()))
-            }
-            t => Err(format!("unknown key tag {t}")),
-        }
-    }
+}
+
+impl<R: Read> Src<R> {
     /// Fail unless `n` more items of at least `each` bytes can still be in the file (so a
     /// damaged count never allocates more than the file could hold).
     fn room(&self, n: u64, each: u64) -> std::result::Result<(), String> {

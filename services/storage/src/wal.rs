@@ -226,16 +226,24 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
-    pub(crate) fn u8(&mut self) -> std::result::Result<u8, String> {
+}
+
+/// Little-endian fields and point keys as the WAL and snapshot segment files write them,
+/// over any source of bytes (`take`): a record body in memory ([`Reader`]) or a file read
+/// as a stream (`snapshot.rs`).
+pub(crate) trait Decode {
+    /// The next `n` bytes, or an error naming where the input ended.
+    fn take(&mut self, n: usize) -> std::result::Result<&[u8], String>;
+    fn u8(&mut self) -> std::result::Result<u8, String> {
         Ok(self.take(1)?[0])
     }
-    pub(crate) fn u32(&mut self) -> std::result::Result<u32, String> {
+    fn u32(&mut self) -> std::result::Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
-    pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
+    fn u64(&mut self) -> std::result::Result<u64, String> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
-    pub(crate) fn key(&mut self) -> std::result::Result<PointKey, String> {
+    fn key(&mut self) -> std::result::Result<PointKey, String> {
         match self.u8()? {
             0 => Ok(PointKey::Num(self.u64()?)),
             1 => {
@@ -245,6 +253,12 @@ impl<'a> Reader<'a> {
             }
             t => Err(format!("unknown key tag {t}")),
         }
+    }
+}
+
+impl Decode for Reader<'_> {
+    fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
+        Reader::take(self, n)
     }
 }
 

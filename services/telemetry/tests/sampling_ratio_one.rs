@@ -23,19 +23,10 @@ async fn ratio_one_exports_every_new_trace() {
     let got = chain.call(None).await.expect("back receives a traceparent");
     let (trace, parent, flags) = parts(&got);
     assert_eq!(flags, "01", "{got}");
-    let spans = chain
-        .spans_until(|s| s.iter().filter(|s| hex(&s.trace_id) == trace).count() >= 4)
-        .await;
-    let client = assert_chain(&spans, &trace, None);
+    let client = chain.linked(&trace, None).await;
     assert_eq!(parent, client, "back's parent is front's client span");
 
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    chain.guard.flush().await;
-    let spans = chain.receiver.spans.lock().unwrap().clone();
-    let others: Vec<_> = spans.iter().filter(|s| hex(&s.trace_id) != trace).collect();
-    assert!(
-        others.is_empty(),
-        "spans other than the sampled trace's:\n{}",
-        describe(&spans)
-    );
+    chain
+        .assert_only(&trace, "spans other than the sampled trace's")
+        .await;
 }

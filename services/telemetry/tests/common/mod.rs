@@ -199,6 +199,25 @@ impl Chain {
         got[before].clone()
     }
 
+    /// Waits for the four spans of `trace` and checks they are linked (see [`assert_chain`]);
+    /// returns the front client span id.
+    pub async fn linked(&self, trace: &str, parent: Option<&str>) -> String {
+        let spans = self
+            .spans_until(|s| s.iter().filter(|s| hex(&s.trace_id) == trace).count() >= 4)
+            .await;
+        assert_chain(&spans, trace, parent)
+    }
+
+    /// Checks, after the exporter had time to send everything, that no span of a trace other
+    /// than `trace` was received (`what`: the assertion's message).
+    pub async fn assert_only(&self, trace: &str, what: &str) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.guard.flush().await;
+        let spans = self.receiver.spans.lock().unwrap().clone();
+        let others: Vec<_> = spans.iter().filter(|s| hex(&s.trace_id) != trace).collect();
+        assert!(others.is_empty(), "{what}:\n{}", describe(&spans));
+    }
+
     /// Flush until `done` holds for the received spans (or 10 s); returns them.
     pub async fn spans_until(&self, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
         let deadline = Instant::now() + Duration::from_secs(10);
