@@ -452,6 +452,17 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         "spans of both traces received {:?} after the requests",
         t0.elapsed()
     );
+    // Export shows in metrics: spans ended, and exported (none failed so far).
+    let m = scrape(s.storage_metrics).await;
+    let (ended, exported, failed) = (
+        series_value(&m, "akidb_trace_spans_ended_total").unwrap(),
+        series_value(&m, r#"akidb_trace_export_spans_total{outcome="exported"}"#).unwrap(),
+        series_value(&m, r#"akidb_trace_export_spans_total{outcome="failed"}"#).unwrap(),
+    );
+    assert!(
+        exported >= 4.0 && ended >= exported && failed == 0.0,
+        "storage: ended {ended}, exported {exported}, failed {failed}"
+    );
 
     // A caller that did not sample (flags 00): no service exports a span of its trace, and
     // storage is told so too (at ratio 1.0 it would otherwise start a root trace of its own).
@@ -571,5 +582,196 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     assert!(
         mean(&down) < mean(&off) * 2 + Duration::from_millis(5),
         "collector down slows searches: {down:?} vs {off:?}"
+    );
+    // ... and says so in its metrics: the spans of those searches fail to export.
+    let failed = r#"akidb_trace_export_spans_total{outcome="failed"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(s.query_metrics).await;
+        if series_value(&m, failed).unwrap() > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed export counted with the collector down:\n{}",
+            m.lines()
+                .filter(|l| l.starts_with("akidb_trace"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `PUT /tracing` on a service's metrics port; the status and body.
+async fn put_tracing(port: u16, query: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/tracing?{query}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn get_tracing(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/tracing"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The trace settings change at run time through every service's metrics port: a bad value
+/// is refused and changes nothing; ratio 1 traces a search that arrives without
+/// `traceparent` through query and storage; export off stops query's spans at once (a sampled
+/// caller is then forwarded, and storage still traces it); a process started without an
+/// exporter refuses to export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_settings_change_at_run_time() {
+    let recv = Receiver::default();
+    let port = free_port();
+    let _stop = start_receiver(port, recv.clone()).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let otlp = [
+        "--otlp-endpoint",
+        endpoint.as_str(),
+        "--trace-sample-ratio",
+        "0.0",
+    ];
+    let s = Stack::start_with(&otlp, &otlp, &otlp).await;
+    fill(&s, "r", 50).await;
+    let qm = s.query_metrics;
+    assert_eq!(
+        get_tracing(qm).await.trim(),
+        r#"{"exporter":true,"export":true,"sample_ratio":0.0}"#
+    );
+    for bad in [
+        "sample_ratio=1.5",
+        "sample_ratio=-0.1",
+        "sample_ratio=NaN",
+        "sample_ratio=x&export=off",
+        "sample_ratio=1&export=maybe",
+    ] {
+        let (code, body) = put_tracing(qm, bad).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(
+            body.contains("sample ratio must be") || body.contains("export must be"),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(
+        get_tracing(qm).await.trim(),
+        r#"{"exporter":true,"export":true,"sample_ratio":0.0}"#,
+        "a refused change changed nothing"
+    );
+
+    // Ratio 1 on query only: a search without traceparent starts a trace there, and storage
+    // (still at ratio 0) follows the sampled parent.
+    let (code, body) = put_tracing(qm, "sample_ratio=1").await;
+    assert_eq!(
+        (code, body.trim()),
+        (200, r#"{"exporter":true,"export":true,"sample_ratio":1.0}"#)
+    );
+    search_latency(&s, "r", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let traced = loop {
+        let all = recv.spans.lock().unwrap().clone();
+        let roots: Vec<Got> = find(&all, "akidb-query", SpanKind::Server, SEARCH.front_method)
+            .into_iter()
+            .filter(|g| g.parent.is_empty())
+            .cloned()
+            .collect();
+        if let Some(root) = roots.first()
+            && all.iter().any(|g| {
+                g.trace_id == root.trace_id && g.service == "akidb-storage" && g.name == SEARCH.step
+            })
+        {
+            break all
+                .into_iter()
+                .filter(|g| g.trace_id == root.trace_id)
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace of a search without traceparent at ratio 1:\n{}",
+            dump(&all)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !find(
+            &traced,
+            "akidb-storage",
+            SpanKind::Server,
+            SEARCH.storage_method
+        )
+        .is_empty(),
+        "{}",
+        dump(&traced)
+    );
+
+    // Export off on query: searches leave no query span; a sampled caller's context is
+    // forwarded and storage traces it (its span's parent is the caller's span).
+    let (code, body) = put_tracing(qm, "export=off").await;
+    assert_eq!(
+        (code, body.trim()),
+        (
+            200,
+            r#"{"exporter":true,"export":false,"sample_ratio":1.0}"#
+        )
+    );
+    let seen = recv.spans.lock().unwrap().len();
+    search_latency(&s, "r", 20).await;
+    let (t, c) = ("9af7651916cd43dd8448eb211c80319c", "e7ad6b7169203331");
+    s.q()
+        .query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: "r".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            t,
+            c,
+        ))
+        .await
+        .unwrap();
+    let spans = wait_spans(&recv, t, Duration::from_secs(15), |g| {
+        !find(g, "akidb-storage", SpanKind::Server, SEARCH.storage_method).is_empty()
+    })
+    .await;
+    let st = find(
+        &spans,
+        "akidb-storage",
+        SpanKind::Server,
+        SEARCH.storage_method,
+    );
+    assert!(
+        st.len() == 1 && hex(&st[0].parent) == c,
+        "storage continues the forwarded caller's span:\n{}",
+        dump(&spans)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after: Vec<Got> = recv.spans.lock().unwrap()[seen..]
+        .iter()
+        .filter(|g| g.service == "akidb-query")
+        .cloned()
+        .collect();
+    assert!(
+        after.is_empty(),
+        "query exported with export off:\n{}",
+        dump(&after)
+    );
+
+    // Without an exporter, export cannot be switched on (and nothing changes).
+    let plain = Stack::start().await;
+    let (code, body) = put_tracing(plain.query_metrics, "sample_ratio=0.5&export=on").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("--otlp-endpoint"), "{body}");
+    assert_eq!(
+        get_tracing(plain.query_metrics).await.trim(),
+        r#"{"exporter":false,"export":false,"sample_ratio":0.1}"#
     );
 }

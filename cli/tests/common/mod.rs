@@ -30,15 +30,26 @@ pub struct Proc {
     pub args: Vec<String>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// A program that runs `akidb` (e.g. valgrind and its options); empty: run it directly.
+    pub wrapper: Vec<String>,
 }
 
 impl Proc {
     pub fn start(name: &'static str, args: Vec<String>, log: PathBuf) -> Self {
+        Self::start_wrapped(Vec::new(), name, args, log)
+    }
+    pub fn start_wrapped(
+        wrapper: Vec<String>,
+        name: &'static str,
+        args: Vec<String>,
+        log: PathBuf,
+    ) -> Self {
         let mut p = Proc {
             name,
             args,
             child: None,
             log,
+            wrapper,
         };
         p.spawn();
         p
@@ -49,7 +60,15 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("serve")
             .arg(self.name)
             .args(&self.args)
@@ -122,6 +141,16 @@ impl Stack {
         ingest_extra: &[&str],
         query_extra: &[&str],
     ) -> Stack {
+        Self::start_wrapped(storage_extra, ingest_extra, query_extra, |_| Vec::new()).await
+    }
+
+    /// As [`Stack::start_with`], each service run through `wrapper(service name)`.
+    pub async fn start_wrapped(
+        storage_extra: &[&str],
+        ingest_extra: &[&str],
+        query_extra: &[&str],
+        wrapper: impl Fn(&str) -> Vec<String>,
+    ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let (sp, ip, qp) = (free_port(), free_port(), free_port());
         let (sm, im, qm) = (free_port(), free_port(), free_port());
@@ -135,7 +164,12 @@ impl Stack {
             dir.path().join("storage").display().to_string(),
         ];
         sargs.extend(storage_extra.iter().map(|s| s.to_string()));
-        let storage = Proc::start("storage", sargs, dir.path().join("storage.log"));
+        let storage = Proc::start_wrapped(
+            wrapper("storage"),
+            "storage",
+            sargs,
+            dir.path().join("storage.log"),
+        );
         let front = |p: u16, m: u16, extra: &[&str]| {
             let mut v: Vec<String> = vec![
                 "--grpc-addr".into(),
@@ -148,12 +182,14 @@ impl Stack {
             v.extend(extra.iter().map(|s| s.to_string()));
             v
         };
-        let ingest = Proc::start(
+        let ingest = Proc::start_wrapped(
+            wrapper("ingest"),
             "ingest",
             front(ip, im, ingest_extra),
             dir.path().join("ingest.log"),
         );
-        let query = Proc::start(
+        let query = Proc::start_wrapped(
+            wrapper("query"),
             "query",
             front(qp, qm, query_extra),
             dir.path().join("query.log"),
@@ -171,7 +207,7 @@ impl Stack {
             dir,
         };
         for a in [&s.storage_addr, &s.ingest_addr, &s.query_addr] {
-            wait_serving(a, Duration::from_secs(30)).await;
+            wait_serving(a, Duration::from_secs(60)).await;
         }
         s
     }
@@ -278,4 +314,15 @@ pub async fn scrape(port: u16) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The value of one series of a `/metrics` text (`name{labels}` exactly as printed).
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -9,27 +9,33 @@
 //! - incoming `traceparent` not sampled (flags `00`): no OpenTelemetry span at all; the caller's
 //!   (trace id, span id, not sampled) context is kept so that outgoing calls carry
 //!   `traceparent` with flags `00`, and downstream services do not start traces of their own;
-//! - no (valid) `traceparent`: a new trace id is drawn and the configured ratio decides (the
-//!   SDK's `TraceIdRatioBased` rule on that id), then as above;
+//! - no (valid) `traceparent` but [`UNTRACED_HEADER`] (an AkiDB service upstream decided not
+//!   to trace): not traced, and outgoing calls carry the header on;
+//! - neither: the configured ratio decides (the SDK's `TraceIdRatioBased` rule on a random
+//!   id); not sampled: as above, outgoing calls carry [`UNTRACED_HEADER`];
 //! - trace export off: no span for OpenTelemetry; a caller's `traceparent` is forwarded as is.
 //!
 //! A request that is not traced still gets a light `grpc.server` span (target
-//! [`UNTRACED_TARGET`], one field) so that logs keep their request context; the OpenTelemetry
-//! layer never sees it (its target is off for that layer, see `init`), costly steps under it
-//! make no span at all ([`step_span`]), and [`ClientLayer`] finds the context
+//! [`UNTRACED_TARGET`], one field, `otel.name`) so that logs keep their request context; the
+//! OpenTelemetry layer never sees it (its target is off for that layer, see `init`), costly
+//! steps under it make no span at all ([`step_span`]), and [`ClientLayer`] finds the context
 //! to propagate in it.
 //!
 //! [`ClientLayer`]: the same metrics on the calling side, and the trace context injected into
 //! the outgoing metadata: the `grpc.client` span's when the current request is traced, the
-//! untraced request's context otherwise.
+//! untraced request's context or [`UNTRACED_HEADER`] otherwise. `traceparent` is parsed and
+//! written here (W3C Trace Context), not through the SDK's text-map propagator, which
+//! allocates a `String` per field and re-parses what the layer has parsed already.
+//!
+//! Logs: the fields that only OpenTelemetry reads (`otel.*` but `otel.name`, `rpc.*`) are not
+//! formatted into log lines (see [`crate::init`]), so a traced request's span costs the log
+//! layer what an untraced one does.
 //!
 //! Metric handles are cached per (service, method) and per code: no label lookup, `String` or
 //! `format!` per request.
 
 use crate::metrics::metrics;
 use futures::future::BoxFuture;
-use opentelemetry::global;
-use opentelemetry::propagation::{Extractor, Injector};
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,26 +108,112 @@ fn response_code(headers: &http::HeaderMap) -> i32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Trace settings (set by `init`)
+// Trace settings (set by `init`, changed at run time through `PUT /tracing`)
 
+/// An exporting OpenTelemetry layer is installed (`--otlp-endpoint` was given).
+static EXPORTER: AtomicBool = AtomicBool::new(false);
+/// Requests are traced (head sampling on); off: no trace context is drawn, a caller's
+/// `traceparent` is only forwarded.
 static EXPORT: AtomicBool = AtomicBool::new(false);
 /// `(ratio * 2^63) as u64`, or `u64::MAX` for "always": the bound of `TraceIdRatioBased`.
 static RATIO_BOUND: AtomicU64 = AtomicU64::new(0);
+/// The ratio itself (`f64` bits), for reporting.
+static RATIO_BITS: AtomicU64 = AtomicU64::new(0);
 
-/// Turn head sampling on (trace export is set up, new traces sampled at `ratio`) or off.
-/// Called by [`crate::init`].
-pub fn set_tracing(export: bool, ratio: f64) {
+/// The trace settings in force: `GET /tracing` on every service's metrics port.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TraceSettings {
+    /// Whether trace export was set up at start (`--otlp-endpoint`); only then can `export`
+    /// be on.
+    pub exporter: bool,
+    /// Whether requests are traced now.
+    pub export: bool,
+    /// Share of new traces sampled (requests arriving without a `traceparent`, and
+    /// background work).
+    pub sample_ratio: f64,
+}
+
+/// Why a change of the trace settings was refused (nothing was changed).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TraceSettingsError {
+    #[error("sample ratio must be a number from 0 to 1, got {0}")]
+    BadRatio(String),
+    #[error("export must be `on` or `off`, got {0:?}")]
+    BadExport(String),
+    #[error(
+        "trace export is not set up in this process: restart it with --otlp-endpoint (or AKIDB_OTLP_ENDPOINT) to export traces"
+    )]
+    NoExporter,
+}
+
+/// Set by [`crate::init`]: whether the exporting layer is installed, and the starting ratio.
+pub(crate) fn install_tracing(exporter: bool, ratio: f64) {
+    set_ratio(ratio);
+    EXPORTER.store(exporter, Ordering::Relaxed);
+    EXPORT.store(exporter, Ordering::Relaxed);
+}
+
+fn set_ratio(ratio: f64) {
+    let ratio = ratio.clamp(0.0, 1.0);
     let bound = if ratio >= 1.0 {
         u64::MAX
     } else {
-        (ratio.max(0.0) * (1u64 << 63) as f64) as u64
+        (ratio * (1u64 << 63) as f64) as u64
     };
     RATIO_BOUND.store(bound, Ordering::Relaxed);
-    EXPORT.store(export, Ordering::Relaxed);
+    RATIO_BITS.store(ratio.to_bits(), Ordering::Relaxed);
+}
+
+/// The trace settings in force.
+pub fn trace_settings() -> TraceSettings {
+    TraceSettings {
+        exporter: EXPORTER.load(Ordering::Relaxed),
+        export: export_enabled(),
+        sample_ratio: f64::from_bits(RATIO_BITS.load(Ordering::Relaxed)),
+    }
+}
+
+/// Change the trace settings at run time (`PUT /tracing?sample_ratio=0.01&export=on`):
+/// both values are checked before either is applied. Requests already in flight keep their
+/// decision; the next ones follow the new settings.
+pub fn change_trace_settings(
+    sample_ratio: Option<&str>,
+    export: Option<&str>,
+) -> Result<TraceSettings, TraceSettingsError> {
+    let ratio = match sample_ratio {
+        None => None,
+        Some(r) => match r.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Some(v),
+            _ => return Err(TraceSettingsError::BadRatio(r.to_string())),
+        },
+    };
+    let export = match export.map(str::trim) {
+        None => None,
+        Some("on" | "true" | "1") => Some(true),
+        Some("off" | "false" | "0") => Some(false),
+        Some(other) => return Err(TraceSettingsError::BadExport(other.to_string())),
+    };
+    if export == Some(true) && !EXPORTER.load(Ordering::Relaxed) {
+        return Err(TraceSettingsError::NoExporter);
+    }
+    if let Some(r) = ratio {
+        set_ratio(r);
+    }
+    if let Some(e) = export {
+        EXPORT.store(e, Ordering::Relaxed);
+    }
+    Ok(trace_settings())
 }
 
 fn export_enabled() -> bool {
     EXPORT.load(Ordering::Relaxed)
+}
+
+/// Whether a new trace (no sampled parent) whose id's low 8 bytes are `low` is sampled:
+/// export on and the ratio rule. The SDK's root sampler asks this too, so background work
+/// follows run-time changes as requests do.
+pub(crate) fn samples_new_trace(low: u64) -> bool {
+    export_enabled() && ratio_samples(low)
 }
 
 /// The SDK's `TraceIdRatioBased` decision for a trace id whose low 8 bytes are `low`.
@@ -224,22 +316,24 @@ fn format_traceparent(trace_hi: u64, trace_lo: u64, span: u64, sampled: bool) ->
     http::HeaderValue::from_bytes(&b).expect("ASCII")
 }
 
-/// What an untraced request propagates: registry extension of its `grpc.server` span.
+/// What an untraced request forwards (registry extension of its `grpc.server` span): the
+/// caller's trace context, not sampled.
 #[derive(Clone)]
 struct Untraced {
     traceparent: http::HeaderValue,
     tracestate: Option<http::HeaderValue>,
 }
 
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
+/// Sent by a service that decided not to trace a request that came without trace context, so
+/// that the services it calls do not start traces of their own for it. A constant: HTTP/2
+/// sends it as one byte (an HPACK table index) after the first call on a connection, where a
+/// fresh `traceparent` would cost 55 bytes and its Huffman coding and decoding on every call.
+pub const UNTRACED_HEADER: &str = "akidb-untraced";
+
+// Header names parsed once (a `&str` name is parsed and validated on every use).
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+static UNTRACED: http::HeaderName = http::HeaderName::from_static(UNTRACED_HEADER);
 
 /// `v` marked sensitive, which HTTP/2 sends as a literal "never indexed": trace context
 /// differs on every call, so letting HPACK index it would only cycle the connection's header
@@ -250,15 +344,48 @@ fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
     v
 }
 
-struct HeaderInjector<'a>(&'a mut http::HeaderMap);
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(k, never_indexed(v));
-        }
+/// The remote parent of a sampled caller: its `traceparent` (parsed already) and `tracestate`.
+fn remote_parent(p: &TraceParent, headers: &http::HeaderMap) -> opentelemetry::Context {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let state = headers
+        .get(&TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(((p.trace_hi as u128) << 64) | p.trace_lo as u128),
+        SpanId::from(p.span),
+        TraceFlags::SAMPLED,
+        true,
+        state,
+    ))
+}
+
+/// `traceparent` (and `tracestate`, when not empty) of the span context `cx` into `headers`.
+fn inject(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
+    use opentelemetry::trace::TraceContextExt;
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return;
+    }
+    let trace = u128::from_be_bytes(sc.trace_id().to_bytes());
+    headers.insert(
+        TRACEPARENT.clone(),
+        never_indexed(format_traceparent(
+            (trace >> 64) as u64,
+            trace as u64,
+            u64::from_be_bytes(sc.span_id().to_bytes()),
+            sc.is_sampled(),
+        )),
+    );
+    let state = sc.trace_state().header();
+    if !state.is_empty()
+        && let Ok(v) = http::HeaderValue::from_str(&state)
+    {
+        headers.insert(TRACESTATE.clone(), never_indexed(v));
     }
 }
 
@@ -378,8 +505,7 @@ static CLIENT_RPCS: LazyLock<Rpcs> = LazyLock::new(|| Rpcs::new(false));
 
 /// The light span of a request that is not traced, carrying what its outgoing calls propagate.
 fn untraced_span(rpc: &'static Rpc, ctx: Option<Untraced>) -> tracing::Span {
-    let span =
-        tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", rpc = rpc.name);
+    let span = tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", otel.name = rpc.name);
     if let Some(ctx) = ctx {
         span.with_subscriber(|(id, dispatch)| {
             if let Some(s) = dispatch
@@ -393,6 +519,11 @@ fn untraced_span(rpc: &'static Rpc, ctx: Option<Untraced>) -> tracing::Span {
     span
 }
 
+/// The exported span of a traced request. Attributes: `rpc.system` and `rpc.grpc.status_code`
+/// (the semantic conventions' required ones); the span name is `<rpc.service>/<rpc.method>`,
+/// so the recommended `rpc.service` and `rpc.method` are left out: each string attribute
+/// costs a traced request about 3,000 instructions per span between the layer, the SDK and
+/// the OTLP encoder (counted with callgrind, see docs/benchmarks.md).
 fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> tracing::Span {
     let span = tracing::info_span!(
         parent: None,
@@ -400,8 +531,6 @@ fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> trac
         otel.name = rpc.name,
         otel.kind = "server",
         rpc.system = "grpc",
-        rpc.service = rpc.service,
-        rpc.method = rpc.method,
         rpc.grpc.status_code = field::Empty,
         otel.status_code = field::Empty,
     );
@@ -412,9 +541,9 @@ fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> trac
 /// Head sampling: the span of an incoming request (see the module docs). The bool: whether it
 /// is the traced `grpc.server` span.
 fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, bool) {
-    let tp = headers.get("traceparent");
+    let tp = headers.get(&TRACEPARENT);
     let parsed = tp.and_then(parse_traceparent);
-    let tracestate = || headers.get("tracestate").cloned();
+    let tracestate = || headers.get(&TRACESTATE).cloned();
     if !export_enabled() {
         let fwd = tp.filter(|_| parsed.is_some()).map(|tp| Untraced {
             traceparent: tp.clone(),
@@ -423,11 +552,7 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
         return (untraced_span(rpc, fwd), false);
     }
     match parsed {
-        Some(p) if p.sampled => {
-            let parent =
-                global::get_text_map_propagator(|pr| pr.extract(&HeaderExtractor(headers)));
-            (traced_server_span(rpc, parent), true)
-        }
+        Some(p) if p.sampled => (traced_server_span(rpc, remote_parent(&p, headers)), true),
         Some(p) => {
             let traceparent = if p.version00 {
                 tp.cloned().expect("parsed")
@@ -440,19 +565,14 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
             };
             (untraced_span(rpc, Some(ctx)), false)
         }
-        None => {
-            let (hi, lo) = (random_u64(), random_u64());
-            if ratio_samples(lo) {
-                // A new trace: the SDK sampler records server roots (the decision is made here).
-                (traced_server_span(rpc, opentelemetry::Context::new()), true)
-            } else {
-                let ctx = Untraced {
-                    traceparent: format_traceparent(hi, lo, random_u64(), false),
-                    tracestate: None,
-                };
-                (untraced_span(rpc, Some(ctx)), false)
-            }
+        // The caller decided not to trace, and has no context to pass on.
+        None if headers.contains_key(&UNTRACED) => (untraced_span(rpc, None), false),
+        // A new trace: the SDK's `TraceIdRatioBased` rule on a random id. The SDK sampler
+        // records server roots (the decision is made here) and draws the trace id itself.
+        None if ratio_samples(random_u64()) => {
+            (traced_server_span(rpc, opentelemetry::Context::new()), true)
         }
+        None => (untraced_span(rpc, None), false),
     }
 }
 
@@ -502,12 +622,16 @@ pub fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
 /// whether it is a traced `grpc.client` span.
 fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Span, bool) {
     match caller() {
-        Caller::Untraced(ctx) => {
-            if let Some(ctx) = ctx {
-                headers.insert("traceparent", never_indexed(ctx.traceparent));
-                if let Some(ts) = ctx.tracestate {
-                    headers.insert("tracestate", never_indexed(ts));
-                }
+        Caller::Untraced(Some(ctx)) => {
+            headers.insert(TRACEPARENT.clone(), never_indexed(ctx.traceparent));
+            if let Some(ts) = ctx.tracestate {
+                headers.insert(TRACESTATE.clone(), never_indexed(ts));
+            }
+            (tracing::Span::none(), false)
+        }
+        Caller::Untraced(None) => {
+            if export_enabled() {
+                headers.insert(UNTRACED.clone(), http::HeaderValue::from_static("1"));
             }
             (tracing::Span::none(), false)
         }
@@ -517,14 +641,9 @@ fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Sp
                 otel.name = rpc.name,
                 otel.kind = "client",
                 rpc.system = "grpc",
-                rpc.service = rpc.service,
-                rpc.method = rpc.method,
                 rpc.grpc.status_code = field::Empty,
             );
-            let cx = span.context();
-            global::get_text_map_propagator(|p| {
-                p.inject_context(&cx, &mut HeaderInjector(headers))
-            });
+            inject(&span.context(), headers);
             (span, true)
         }
         Caller::Other => (tracing::Span::none(), false),
@@ -719,19 +838,74 @@ mod tests {
         assert!(!p.sampled && !p.version00);
     }
 
+    /// The trace settings are process-wide: tests that change them take turns.
+    static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn trace_settings_are_checked_before_they_change() {
+        let _turn = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+        let settings = |exporter, export, sample_ratio| TraceSettings {
+            exporter,
+            export,
+            sample_ratio,
+        };
+        install_tracing(false, 0.1);
+        assert_eq!(
+            change_trace_settings(Some("1"), Some("on")),
+            Err(TraceSettingsError::NoExporter)
+        );
+        assert_eq!(trace_settings(), settings(false, false, 0.1));
+        assert!(!samples_new_trace(0), "no exporter: nothing sampled");
+
+        install_tracing(true, 0.1);
+        for bad in ["1.5", "-0.1", "NaN", "inf", "x", ""] {
+            assert_eq!(
+                change_trace_settings(Some(bad), Some("off")),
+                Err(TraceSettingsError::BadRatio(bad.into()))
+            );
+        }
+        assert!(matches!(
+            change_trace_settings(Some("0.5"), Some("maybe")),
+            Err(TraceSettingsError::BadExport(_))
+        ));
+        assert_eq!(
+            trace_settings(),
+            settings(true, true, 0.1),
+            "refused: unchanged"
+        );
+
+        assert_eq!(
+            change_trace_settings(Some("1"), None),
+            Ok(settings(true, true, 1.0))
+        );
+        assert!(samples_new_trace(u64::MAX) && samples_new_trace(0));
+        assert_eq!(
+            change_trace_settings(None, Some("off")),
+            Ok(settings(true, false, 1.0))
+        );
+        assert!(!samples_new_trace(0), "export off: nothing sampled");
+        assert_eq!(
+            change_trace_settings(Some("0"), Some("on")),
+            Ok(settings(true, true, 0.0))
+        );
+        assert!(!samples_new_trace(0));
+        install_tracing(false, 0.1);
+    }
+
     #[test]
     fn ratio_follows_trace_id_ratio_based() {
-        set_tracing(false, 0.0);
+        let _turn = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+        set_ratio(0.0);
         assert!(!ratio_samples(0));
-        set_tracing(false, 1.0);
+        set_ratio(1.0);
         assert!(ratio_samples(u64::MAX));
-        set_tracing(false, 0.5);
+        set_ratio(0.5);
         // the SDK: (low >> 1) < ratio * 2^63
         assert!(ratio_samples(((1u64 << 62) - 1) << 1));
         assert!(!ratio_samples((1u64 << 62) << 1));
         assert!(!ratio_samples(u64::MAX));
         let n = (0..20_000).filter(|_| ratio_samples(random_u64())).count();
         assert!((9_000..11_000).contains(&n), "{n}");
-        set_tracing(false, 0.1);
+        set_ratio(0.1);
     }
 }

@@ -6,9 +6,11 @@ use opentelemetry::trace::{Link, SpanKind, TraceId};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+    BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+    SpanData, SpanExporter, SpanProcessor,
 };
 use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -89,19 +91,13 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
     init_metrics(component);
     global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = || EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt_layer = match args.log_format {
-        // Colours only on a terminal: log files and pipes get plain text (and the escape
-        // codes are not formatted into every span's fields).
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(true)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .boxed(),
-    };
+    // Colours only on a terminal: log files and pipes get plain text (and the escape codes
+    // are not formatted into every span's fields).
+    let fmt_layer = log_layer(
+        args.log_format,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::io::stdout,
+    );
     let service_name = format!("akidb-{}", component.as_str());
     let mut provider = None;
     let otel_layer = match &args.otlp_endpoint {
@@ -111,12 +107,11 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
                 .with_endpoint(endpoint.clone())
                 .with_timeout(Duration::from_secs(3))
                 .build()?;
-            let ratio = args.trace_sample_ratio.clamp(0.0, 1.0);
             let p = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_sampler(Sampler::ParentBased(Box::new(RequestRoots(
-                    Sampler::TraceIdRatioBased(ratio),
-                ))))
+                .with_span_processor(CountEnded(
+                    BatchSpanProcessor::builder(CountExported(exporter)).build(),
+                ))
+                .with_sampler(Sampler::ParentBased(Box::new(RequestRoots)))
                 .with_resource(
                     Resource::builder()
                         .with_service_name(service_name.clone())
@@ -168,36 +163,319 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
         .is_ok();
     // Head sampling in the gRPC layers: only where this call installed the exporting layer.
     if installed {
-        crate::grpc::set_tracing(export, args.trace_sample_ratio.clamp(0.0, 1.0));
+        crate::grpc::install_tracing(export, args.trace_sample_ratio);
     }
     Ok(TelemetryGuard { provider })
 }
 
 /// Root sampler: a root `grpc.server` span is only built for a request that the server layer
-/// has sampled already (head sampling, same ratio), so it is recorded; other roots (background
-/// work, calls outside a request) are sampled by `inner`.
+/// has sampled already (head sampling), so it is recorded; other roots (background work, calls
+/// outside a request) follow the same rule on their new trace id (the SDK's
+/// `TraceIdRatioBased`), with the ratio and export switch in force now (`PUT /tracing`).
 #[derive(Debug, Clone)]
-struct RequestRoots(Sampler);
+struct RequestRoots;
 
 impl ShouldSample for RequestRoots {
     fn should_sample(
         &self,
-        parent_context: Option<&opentelemetry::Context>,
+        _parent_context: Option<&opentelemetry::Context>,
         trace_id: TraceId,
-        name: &str,
+        _name: &str,
         span_kind: &SpanKind,
-        attributes: &[KeyValue],
-        links: &[Link],
+        _attributes: &[KeyValue],
+        _links: &[Link],
     ) -> SamplingResult {
-        if *span_kind == SpanKind::Server {
-            SamplingResult {
-                decision: SamplingDecision::RecordAndSample,
-                attributes: Vec::new(),
-                trace_state: Default::default(),
-            }
-        } else {
-            self.0
-                .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+        let low = u64::from_be_bytes(trace_id.to_bytes()[8..16].try_into().expect("8 bytes"));
+        let sampled = *span_kind == SpanKind::Server || crate::grpc::samples_new_trace(low);
+        SamplingResult {
+            decision: if sampled {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: Default::default(),
         }
+    }
+}
+
+/// Counts the spans that end (`akidb_trace_spans_ended_total`) before the batch processor
+/// queues them: ended minus exported and failed is what waits in the queue or was dropped
+/// from it (the queue is bounded; a collector that cannot keep up loses spans, never
+/// requests).
+#[derive(Debug)]
+struct CountEnded<P>(P);
+
+impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx)
+    }
+    fn on_end(&self, span: SpanData) {
+        crate::metrics().trace_spans_ended.inc();
+        self.0.on_end(span)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource)
+    }
+}
+
+/// Counts the spans of every export call by outcome (`akidb_trace_export_spans_total`): a
+/// collector that is down shows as `failed`, requests are not affected.
+#[derive(Debug)]
+struct CountExported<E>(E);
+
+impl<E: SpanExporter> SpanExporter for CountExported<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let res = self.0.export(batch).await;
+        let outcome = if res.is_ok() { "exported" } else { "failed" };
+        crate::metrics()
+            .trace_export_spans
+            .with_label_values(&[outcome])
+            .inc_by(n);
+        res
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource)
+    }
+}
+
+/// The log layer: text or JSON lines to `writer`.
+fn log_layer<S, W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(ansi)
+            .fmt_fields(LogFields { json: false })
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .fmt_fields(LogFields { json: true })
+            .with_writer(writer)
+            .boxed(),
+    }
+}
+
+/// Whether a field is read by OpenTelemetry only (span kind, status, `rpc.*` semantic
+/// attributes): logs leave it out. `otel.name` (the request's method) stays.
+fn otel_only(name: &str) -> bool {
+    (name.starts_with("otel.") && name != "otel.name") || name.starts_with("rpc.")
+}
+
+/// The log layer's field formatter: the default text or JSON fields without the
+/// OpenTelemetry-only ones, so that a traced request's span is no costlier to log than an
+/// untraced one (formatting them took about a third of a traced request's cost).
+struct LogFields {
+    json: bool,
+}
+
+/// A visitor that passes on every field but the OpenTelemetry-only ones.
+struct SkipOtel<V>(V);
+
+impl<V: tracing::field::Visit> tracing::field::Visit for SkipOtel<V> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if !otel_only(field.name()) {
+            self.0.record_debug(field, value)
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if !otel_only(field.name()) {
+            self.0.record_str(field, value)
+        }
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if !otel_only(field.name()) {
+            self.0.record_i64(field, value)
+        }
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if !otel_only(field.name()) {
+            self.0.record_u64(field, value)
+        }
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if !otel_only(field.name()) {
+            self.0.record_f64(field, value)
+        }
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if !otel_only(field.name()) {
+            self.0.record_bool(field, value)
+        }
+    }
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        if !otel_only(field.name()) {
+            self.0.record_error(field, value)
+        }
+    }
+}
+
+/// Whether `fields` hold anything a log shows.
+fn has_log_fields(fields: &tracing::span::Record<'_>) -> bool {
+    struct Any(bool);
+    impl tracing::field::Visit for Any {
+        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+            self.0 |= !otel_only(field.name());
+        }
+    }
+    let mut any = Any(false);
+    fields.record(&mut any);
+    any.0
+}
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::field::VisitOutput;
+        if self.json {
+            let mut v = SkipOtel(tracing_subscriber::fmt::format::JsonVisitor::new(
+                &mut writer,
+            ));
+            fields.record(&mut v);
+            v.0.finish()
+        } else {
+            let mut v = SkipOtel(tracing_subscriber::fmt::format::DefaultVisitor::new(
+                writer, true,
+            ));
+            fields.record(&mut v);
+            v.0.finish()
+        }
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut tracing_subscriber::fmt::FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        // Fields recorded later (a status code at the end of a call) are OpenTelemetry's.
+        if !has_log_fields(fields) {
+            return Ok(());
+        }
+        if !self.json {
+            if !current.fields.is_empty() {
+                current.fields.push(' ');
+            }
+            return self.format_fields(current.as_writer(), fields);
+        }
+        // JSON: merge into the object written so far.
+        let mut add = String::new();
+        self.format_fields(
+            tracing_subscriber::fmt::format::Writer::new(&mut add),
+            fields,
+        )?;
+        let mut map: serde_json::Map<String, serde_json::Value> = if current.fields.is_empty() {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_str(&current.fields).map_err(|_| std::fmt::Error)?
+        };
+        let more: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&add).map_err(|_| std::fmt::Error)?;
+        map.extend(more);
+        current.fields = serde_json::to_string(&map).map_err(|_| std::fmt::Error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Log lines written while `f` runs with a log layer of `format` as the subscriber.
+    fn logged(format: LogFormat, f: impl FnOnce()) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let w = Arc::clone(&out);
+        let make = move || Sink(Arc::clone(&w));
+        let subscriber = tracing_subscriber::registry().with(log_layer(format, false, make));
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request span as the gRPC layer makes it, with a status recorded later and a step
+    /// span inside; one event in the step.
+    fn request() {
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = "akidb.v1.QueryService/Search",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "akidb.v1.QueryService",
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let _g = span.enter();
+        span.record("rpc.grpc.status_code", 0);
+        let step = tracing::info_span!(
+            "segment.search",
+            k = 10,
+            exact = false,
+            segments = tracing::field::Empty
+        );
+        step.record("segments", 2);
+        let _s = step.enter();
+        tracing::warn!(points = 3, "slow segment");
+    }
+
+    #[test]
+    fn logs_leave_out_fields_only_opentelemetry_reads() {
+        let text = logged(LogFormat::Text, request);
+        assert!(
+            text.contains(
+                r#"grpc.server{otel.name="akidb.v1.QueryService/Search"}:segment.search{k=10 exact=false segments=2}"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("slow segment points=3"), "{text}");
+        for hidden in ["otel.kind", "rpc.system", "rpc.service", "status_code"] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
+
+        let json = logged(LogFormat::Json, request);
+        let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(line["message"], "slow segment");
+        assert_eq!(line["points"], 3);
+        assert_eq!(
+            line["spans"],
+            serde_json::json!([
+                {"name": "grpc.server", "otel.name": "akidb.v1.QueryService/Search"},
+                {"name": "segment.search", "k": 10, "exact": false, "segments": 2}
+            ])
+        );
     }
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub grpc_server_in_flight: IntGaugeVec,
     pub grpc_client_requests: IntCounterVec,
     pub grpc_client_duration: HistogramVec,
+    pub trace_spans_ended: IntCounter,
+    pub trace_export_spans: IntCounterVec,
 
     // storage
     pub search_duration: HistogramVec,
@@ -214,6 +216,15 @@ impl Metrics {
                 "Client-side latency of calls to another AkiDB service.",
                 &["grpc_service", "grpc_method"],
                 LATENCY_BUCKETS,
+            ),
+            trace_spans_ended: c(
+                "akidb_trace_spans_ended_total",
+                "Spans ended with trace export on, queued for the exporter.",
+            ),
+            trace_export_spans: cv(
+                "akidb_trace_export_spans_total",
+                "Spans handed to the OTLP exporter, by outcome (exported, failed).",
+                &["outcome"],
             ),
             search_duration: hv(
                 "akidb_search_duration_seconds",
@@ -427,6 +438,12 @@ impl Metrics {
             m.grpc_server_duration,
             m.grpc_server_in_flight
         );
+        register!(r, m.trace_spans_ended, m.trace_export_spans);
+        // Both outcomes from the start (0 until traces are exported), so that rates and
+        // ratios over them exist before the first failure.
+        for outcome in ["exported", "failed"] {
+            m.trace_export_spans.with_label_values(&[outcome]);
+        }
         if matches!(component, Component::Ingest | Component::Query) {
             register!(r, m.grpc_client_requests, m.grpc_client_duration);
         }
@@ -518,7 +535,56 @@ pub async fn serve_metrics(
     serve_http(listener, axum::Router::new(), shutdown).await
 }
 
-/// Serve `extra` routes plus `/metrics` and `/healthz`.
+/// `PUT /tracing` query parameters.
+#[derive(Debug, serde::Deserialize)]
+struct TracingChange {
+    sample_ratio: Option<String>,
+    export: Option<String>,
+}
+
+fn json_settings(s: crate::grpc::TraceSettings) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        format!("{}\n", serde_json::to_string(&s).expect("plain struct")),
+    )
+        .into_response()
+}
+
+/// `GET /tracing`: the trace settings in force, as JSON.
+async fn get_tracing() -> axum::response::Response {
+    json_settings(crate::grpc::trace_settings())
+}
+
+/// `PUT /tracing?sample_ratio=<0..1>&export=on|off`: change head sampling at run time (an
+/// incident: trace every request for a while; a benchmark: switch export in the same
+/// processes). A refused change changes nothing and says why (400, or 409 without an
+/// exporter).
+async fn put_tracing(
+    axum::extract::Query(q): axum::extract::Query<TracingChange>,
+) -> axum::response::Response {
+    use crate::grpc::{TraceSettingsError, change_trace_settings};
+    use axum::response::IntoResponse;
+    match change_trace_settings(q.sample_ratio.as_deref(), q.export.as_deref()) {
+        Ok(s) => {
+            tracing::info!(
+                export = s.export,
+                sample_ratio = s.sample_ratio,
+                "trace settings changed"
+            );
+            json_settings(s)
+        }
+        Err(e) => {
+            let code = match e {
+                TraceSettingsError::NoExporter => http::StatusCode::CONFLICT,
+                _ => http::StatusCode::BAD_REQUEST,
+            };
+            (code, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// Serve `extra` routes plus `/metrics`, `/healthz` and `/tracing`.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     extra: axum::Router,
@@ -526,6 +592,7 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     use axum::routing::get;
     let app = extra
+        .route("/tracing", get(get_tracing).put(put_tracing))
         .route(
             "/metrics",
             get(|| async {

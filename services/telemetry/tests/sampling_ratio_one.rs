@@ -13,14 +13,15 @@ async fn ratio_one_exports_every_new_trace() {
 
     // An unsampled caller first.
     let (t0, p0) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let got = chain
-        .call(Some(format!("00-{t0}-{p0}-00")))
-        .await
-        .expect("back receives a traceparent");
-    assert_eq!(got, format!("00-{t0}-{p0}-00"));
+    let got = chain.call(Some(format!("00-{t0}-{p0}-00"))).await;
+    assert_eq!(got.traceparent, Some(format!("00-{t0}-{p0}-00")));
 
     // No traceparent: a new sampled trace through both hops.
-    let got = chain.call(None).await.expect("back receives a traceparent");
+    let got = chain
+        .call(None)
+        .await
+        .traceparent
+        .expect("back receives a traceparent");
     let (trace, parent, flags) = parts(&got);
     assert_eq!(flags, "01", "{got}");
     let client = chain.linked(&trace, None).await;

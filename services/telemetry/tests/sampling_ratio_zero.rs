@@ -1,7 +1,8 @@
 //! Head sampling at `--trace-sample-ratio 0`: a request without `traceparent`, or with one
 //! whose flags are `00`, exports no span from any hop (not even the inner span of the back
-//! service), and the back service receives `traceparent` with flags `00` (the caller's trace
-//! and span ids when it sent one); a sampled caller is still followed through every hop.
+//! service); the back service receives the caller's `traceparent` with flags `00` when it sent
+//! one, and the `akidb-untraced` marker (no `traceparent`) when it did not; a sampled caller is
+//! still followed through every hop.
 //!
 //! One test per file: `init` installs process-wide tracing state.
 
@@ -12,26 +13,26 @@ use common::*;
 async fn ratio_zero_exports_only_sampled_callers() {
     let chain = start(0.0).await;
 
-    // No traceparent: not sampled; back still gets a (new) not-sampled context.
-    let got = chain.call(None).await.expect("back receives a traceparent");
-    let (new_trace, _, flags) = parts(&got);
-    assert_eq!(flags, "00", "{got}");
-    assert_ne!(new_trace, "0".repeat(32));
+    // No traceparent: not sampled; back is told so, with no made-up context.
+    let got = chain.call(None).await;
+    assert_eq!(
+        got,
+        Received {
+            traceparent: None,
+            untraced: true
+        }
+    );
 
     // traceparent with flags 00: back gets the caller's trace and parent span, flags 00.
     let (t0, p0) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let got = chain
-        .call(Some(format!("00-{t0}-{p0}-00")))
-        .await
-        .expect("back receives a traceparent");
-    assert_eq!(got, format!("00-{t0}-{p0}-00"));
+    let got = chain.call(Some(format!("00-{t0}-{p0}-00"))).await;
+    assert_eq!(got.traceparent, Some(format!("00-{t0}-{p0}-00")));
+    assert!(!got.untraced, "{got:?}");
 
     // A sampled caller: the whole chain is exported and linked.
     let (t1, p1) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
-    let got = chain
-        .call(Some(format!("00-{t1}-{p1}-01")))
-        .await
-        .expect("back receives a traceparent");
+    let got = chain.call(Some(format!("00-{t1}-{p1}-01"))).await;
+    let got = got.traceparent.expect("back receives a traceparent");
     let (trace, parent, flags) = parts(&got);
     assert_eq!((trace.as_str(), flags.as_str()), (t1, "01"));
     let client = chain.linked(t1, Some(p1)).await;

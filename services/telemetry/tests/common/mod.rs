@@ -50,11 +50,19 @@ struct Front {
     next: TelemetryServiceClient<Channel>,
 }
 
-/// Records the `traceparent` of every call and does its work in an inner span on a blocking
+/// Records the trace headers of every call and does its work in an inner span on a blocking
 /// thread.
 #[derive(Clone, Default)]
 pub struct Back {
-    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// The trace headers back received with one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub traceparent: Option<String>,
+    /// The caller's "not traced, no context" marker (`akidb-untraced`).
+    pub untraced: bool,
 }
 
 #[tonic::async_trait]
@@ -94,7 +102,13 @@ impl TelemetryService for Back {
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        self.traceparents.lock().unwrap().push(tp);
+        let untraced = req
+            .metadata()
+            .contains_key(akidb_telemetry::grpc::UNTRACED_HEADER);
+        self.received.lock().unwrap().push(Received {
+            traceparent: tp,
+            untraced,
+        });
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
@@ -177,8 +191,8 @@ pub async fn start(ratio: f64) -> Chain {
 
 impl Chain {
     /// One call to front from a plain client (no AkiDB layer), with `traceparent` if given;
-    /// returns the `traceparent` back received.
-    pub async fn call(&self, traceparent: Option<String>) -> Option<String> {
+    /// returns the trace headers back received.
+    pub async fn call(&self, traceparent: Option<String>) -> Received {
         let ch = tonic::transport::Endpoint::from_shared(self.front_addr.clone())
             .unwrap()
             .connect()
@@ -189,12 +203,12 @@ impl Chain {
             req.metadata_mut()
                 .insert("traceparent", tp.parse().unwrap());
         }
-        let before = self.back.traceparents.lock().unwrap().len();
+        let before = self.back.received.lock().unwrap().len();
         TelemetryServiceClient::new(ch)
             .get_targets(req)
             .await
             .unwrap();
-        let got = self.back.traceparents.lock().unwrap();
+        let got = self.back.received.lock().unwrap();
         assert_eq!(got.len(), before + 1);
         got[before].clone()
     }
