@@ -383,6 +383,15 @@ def errors():
            "{{service}} {{outcome}}")], unit="reqps", w=8)
     b.panel("table", "Firing and pending alerts", "Alerts Prometheus evaluates as pending or firing.",
             [(f'ALERTS{{service=~"$service"}}', "")], w=8, instant=True, fmt="table")
+    b.row("Trace export")
+    b.ts("Spans per second by outcome",
+         "Spans ended with export on, and those the OTLP collector took (exported) or did not "
+         "(failed); ended − exported − failed waits in the exporter's queue or was dropped. "
+         "TraceExportFailing above 10% failed.",
+         [(f"sum by (service, outcome) (rate(akidb_trace_export_spans_total{{{SEL}}}[{RI}]))",
+           "{{service}} {{outcome}}"),
+          (f"sum by (service) (rate(akidb_trace_spans_ended_total{{{SEL}}}[{RI}]))", "{{service}} ended")],
+         w=24)
     return b
 
 
