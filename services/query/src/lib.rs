@@ -97,6 +97,18 @@ macro_rules! forward {
     }};
 }
 
+/// `akidb_cache_requests_total` of a hit or a miss, its label looked up once (every search
+/// counts one).
+fn cache_requests(hit: bool) -> &'static akidb_telemetry::prometheus::IntCounter {
+    static BY_RESULT: [std::sync::OnceLock<akidb_telemetry::prometheus::IntCounter>; 2] =
+        [const { std::sync::OnceLock::new() }; 2];
+    BY_RESULT[hit as usize].get_or_init(|| {
+        akidb_telemetry::metrics::metrics()
+            .cache_requests
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+    })
+}
+
 impl Query {
     /// A search through the result cache: one call to storage either way (see `cache.rs`).
     async fn cached_search(
@@ -123,7 +135,6 @@ impl Query {
             .await?;
         let not_modified = res.metadata().contains_key(NOT_MODIFIED_HEADER);
         let mut res = res.into_inner();
-        let m = akidb_telemetry::metrics::metrics();
         let got = res
             .stats
             .as_ref()
@@ -132,7 +143,7 @@ impl Query {
             if let Some((e, v, mut cached)) = held
                 && got == Some((e, v))
             {
-                m.cache_requests.with_label_values(&["hit"]).inc();
+                cache_requests(true).inc();
                 if let Some(s) = cached.stats.as_mut() {
                     s.cache_hit = true;
                 }
@@ -143,7 +154,7 @@ impl Query {
                 "storage answered not-modified for a result this query service does not hold",
             ));
         }
-        m.cache_requests.with_label_values(&["miss"]).inc();
+        cache_requests(false).inc();
         if let Some((epoch, version)) = got
             && epoch != 0
         {
@@ -155,7 +166,9 @@ impl Query {
                     response: res.clone(),
                 },
             );
-            m.cache_entries.set(n as i64);
+            akidb_telemetry::metrics::metrics()
+                .cache_entries
+                .set(n as i64);
         }
         if let Some(s) = res.stats.as_mut() {
             s.cache_hit = false;

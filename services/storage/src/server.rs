@@ -50,6 +50,18 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
     )
 }
 
+/// `akidb_search_duration_seconds` of a tier, its label looked up once (every search
+/// observes it).
+fn search_duration(tier: crate::model::Tier) -> &'static akidb_telemetry::prometheus::Histogram {
+    static BY_TIER: [std::sync::OnceLock<akidb_telemetry::prometheus::Histogram>; 3] =
+        [const { std::sync::OnceLock::new() }; 3];
+    BY_TIER[tier as usize].get_or_init(|| {
+        metrics()
+            .search_duration
+            .with_label_values(&[tier.as_str()])
+    })
+}
+
 fn search_in(
     coll: &dyn CollectionStore,
     stats: &CollectionStats,
@@ -67,10 +79,7 @@ fn search_in(
         .entered();
         coll.search(&params)?
     };
-    metrics()
-        .search_duration
-        .with_label_values(&[served.as_str()])
-        .observe(start.elapsed().as_secs_f64());
+    search_duration(served).observe(start.elapsed().as_secs_f64());
     Ok(pb::SearchResponse {
         hits: hits.into_iter().map(hit_to_pb).collect(),
         stats: Some(pb::SearchStats {

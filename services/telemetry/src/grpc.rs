@@ -505,7 +505,7 @@ static CLIENT_RPCS: LazyLock<Rpcs> = LazyLock::new(|| Rpcs::new(false));
 
 /// The light span of a request that is not traced, carrying what its outgoing calls propagate.
 fn untraced_span(rpc: &'static Rpc, ctx: Option<Untraced>) -> tracing::Span {
-    let span = tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", otel.name = rpc.name);
+    let span = tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", otel.name = %rpc.name);
     if let Some(ctx) = ctx {
         span.with_subscriber(|(id, dispatch)| {
             if let Some(s) = dispatch
@@ -528,7 +528,7 @@ fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> trac
     let span = tracing::info_span!(
         parent: None,
         "grpc.server",
-        otel.name = rpc.name,
+        otel.name = %rpc.name,
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.grpc.status_code = field::Empty,
@@ -538,9 +538,26 @@ fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> trac
     span
 }
 
-/// Head sampling: the span of an incoming request (see the module docs). The bool: whether it
-/// is the traced `grpc.server` span.
-fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, bool) {
+/// How the request a task serves is traced. The server layer sets it around the handler's
+/// future (a tokio task-local), so that outgoing calls and costly steps in that task know it
+/// without looking the span tree up; code on other threads (the blocking pool) and in other
+/// tasks finds it in the span tree, which holds the same.
+#[derive(Clone)]
+enum RequestTrace {
+    Traced,
+    /// Not traced, with the caller's context to forward, if any.
+    Untraced(Option<Untraced>),
+}
+
+tokio::task_local! {
+    static REQUEST: RequestTrace;
+}
+
+/// Head sampling: the span of an incoming request (see the module docs), and how it is
+/// traced.
+fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, RequestTrace) {
+    let untraced =
+        |ctx: Option<Untraced>| (untraced_span(rpc, ctx.clone()), RequestTrace::Untraced(ctx));
     let tp = headers.get(&TRACEPARENT);
     let parsed = tp.and_then(parse_traceparent);
     let tracestate = || headers.get(&TRACESTATE).cloned();
@@ -549,30 +566,33 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
             traceparent: tp.clone(),
             tracestate: tracestate(),
         });
-        return (untraced_span(rpc, fwd), false);
+        return untraced(fwd);
     }
     match parsed {
-        Some(p) if p.sampled => (traced_server_span(rpc, remote_parent(&p, headers)), true),
+        Some(p) if p.sampled => (
+            traced_server_span(rpc, remote_parent(&p, headers)),
+            RequestTrace::Traced,
+        ),
         Some(p) => {
             let traceparent = if p.version00 {
                 tp.cloned().expect("parsed")
             } else {
                 format_traceparent(p.trace_hi, p.trace_lo, p.span, false)
             };
-            let ctx = Untraced {
+            untraced(Some(Untraced {
                 traceparent,
                 tracestate: tracestate(),
-            };
-            (untraced_span(rpc, Some(ctx)), false)
+            }))
         }
         // The caller decided not to trace, and has no context to pass on.
-        None if headers.contains_key(&UNTRACED) => (untraced_span(rpc, None), false),
+        None if headers.contains_key(&UNTRACED) => untraced(None),
         // A new trace: the SDK's `TraceIdRatioBased` rule on a random id. The SDK sampler
         // records server roots (the decision is made here) and draws the trace id itself.
-        None if ratio_samples(random_u64()) => {
-            (traced_server_span(rpc, opentelemetry::Context::new()), true)
-        }
-        None => (untraced_span(rpc, None), false),
+        None if ratio_samples(random_u64()) => (
+            traced_server_span(rpc, opentelemetry::Context::new()),
+            RequestTrace::Traced,
+        ),
+        None => untraced(None),
     }
 }
 
@@ -601,9 +621,13 @@ fn with_untraced_request<R>(f: impl Fn(Option<&Untraced>) -> R) -> Option<R> {
 }
 
 fn caller() -> Caller {
-    match with_untraced_request(|ctx| ctx.cloned()) {
-        Some(ctx) => Caller::Untraced(ctx),
-        None => Caller::Other,
+    match REQUEST.try_with(RequestTrace::clone) {
+        Ok(RequestTrace::Untraced(ctx)) => Caller::Untraced(ctx),
+        Ok(RequestTrace::Traced) => Caller::Other,
+        Err(_) => match with_untraced_request(|ctx| ctx.cloned()) {
+            Some(ctx) => Caller::Untraced(ctx),
+            None => Caller::Other,
+        },
     }
 }
 
@@ -611,7 +635,10 @@ fn caller() -> Caller {
 /// current request is not traced, where the span would be skipped by the exporter anyway and
 /// only cost its bookkeeping (`Span::none()` then; logs keep the request's span).
 pub fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
-    if with_untraced_request(|_| ()).is_some() {
+    let untraced = REQUEST
+        .try_with(|r| matches!(r, RequestTrace::Untraced(_)))
+        .unwrap_or_else(|_| with_untraced_request(|_| ()).is_some());
+    if untraced {
         tracing::Span::none()
     } else {
         make()
@@ -638,7 +665,7 @@ fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Sp
         Caller::Other if export_enabled() => {
             let span = tracing::info_span!(
                 "grpc.client",
-                otel.name = rpc.name,
+                otel.name = %rpc.name,
                 otel.kind = "client",
                 rpc.system = "grpc",
                 rpc.grpc.status_code = field::Empty,
@@ -712,12 +739,15 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let rpcs = if SERVER { &SERVER_RPCS } else { &CLIENT_RPCS };
         let rpc = rpcs.get(req.uri().path());
-        let (span, traced) = if rpc.infra {
-            (tracing::Span::none(), false)
+        let (span, traced, request) = if rpc.infra {
+            (tracing::Span::none(), false, None)
         } else if SERVER {
-            server_span(rpc, req.headers())
+            let (span, trace) = server_span(rpc, req.headers());
+            let traced = matches!(trace, RequestTrace::Traced);
+            (span, traced, Some(trace))
         } else {
-            client_span(rpc, req.headers_mut())
+            let (span, traced) = client_span(rpc, req.headers_mut());
+            (span, traced, None)
         };
         let in_flight = InFlight(rpc.in_flight.as_ref());
         if let Some(g) = in_flight.0 {
@@ -731,28 +761,30 @@ where
             crate::idle_poll::touch();
         }
         let fut = self.inner.call(req);
-        Box::pin(
-            async move {
-                let res = fut.await;
-                if SERVER {
-                    crate::idle_poll::touch();
-                }
-                let code = match &res {
-                    Ok(r) => response_code(r.headers()),
-                    Err(_) => failed,
-                };
-                drop(in_flight);
-                rpc.finish(start, code);
-                if let Some(span) = recorded {
-                    span.record("rpc.grpc.status_code", code);
-                    if SERVER && is_server_error(code) {
-                        span.record("otel.status_code", "ERROR");
-                    }
-                }
-                res
+        let fut = async move {
+            let res = fut.await;
+            if SERVER {
+                crate::idle_poll::touch();
             }
-            .instrument(span),
-        )
+            let code = match &res {
+                Ok(r) => response_code(r.headers()),
+                Err(_) => failed,
+            };
+            drop(in_flight);
+            rpc.finish(start, code);
+            if let Some(span) = recorded {
+                span.record("rpc.grpc.status_code", code);
+                if SERVER && is_server_error(code) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            res
+        }
+        .instrument(span);
+        match request {
+            Some(trace) => Box::pin(REQUEST.scope(trace, fut)),
+            None => Box::pin(fut),
+        }
     }
 }
 

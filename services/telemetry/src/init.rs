@@ -433,7 +433,7 @@ mod tests {
     fn request() {
         let span = tracing::info_span!(
             "grpc.server",
-            otel.name = "akidb.v1.QueryService/Search",
+            otel.name = %"akidb.v1.QueryService/Search",
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.service = "akidb.v1.QueryService",
@@ -457,7 +457,7 @@ mod tests {
         let text = logged(LogFormat::Text, request);
         assert!(
             text.contains(
-                r#"grpc.server{otel.name="akidb.v1.QueryService/Search"}:segment.search{k=10 exact=false segments=2}"#
+                "grpc.server{otel.name=akidb.v1.QueryService/Search}:segment.search{k=10 exact=false segments=2}"
             ),
             "{text}"
         );

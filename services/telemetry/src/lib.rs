@@ -21,6 +21,8 @@ pub mod server;
 pub use config::TelemetryConfig;
 pub use init::{TelemetryArgs, TelemetryGuard, init};
 pub use metrics::{Component, metrics};
+/// The metric types of the catalogue's handles, for services that keep a handle of their own.
+pub use prometheus;
 
 use aggregator::{Aggregator, TelemetryApi};
 use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
