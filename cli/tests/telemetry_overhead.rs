@@ -29,7 +29,8 @@
 //!
 //! Both: query's result cache is off (every search is searched); the data are a synthetic
 //! 5000 x 32 set (the cheapest search there is, so telemetry's share is largest), or
-//! `AKIDB_BENCH_DATA=../shared/data/siftsmall` (or `jeopardy-ada002-10k`).
+//! `AKIDB_BENCH_DATA=../shared/data/siftsmall` (or `jeopardy-ada002-10k`;
+//! `AKIDB_BENCH_POINTS=<n>` keeps its first n rows).
 
 mod common;
 
@@ -115,7 +116,12 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
             .find(|p| p.to_string_lossy().ends_with(suffix))
             .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
     };
-    let (base, queries) = (fvecs(&file("_base.fvecs")), fvecs(&file("_query.fvecs")));
+    let (mut base, queries) = (fvecs(&file("_base.fvecs")), fvecs(&file("_query.fvecs")));
+    // `AKIDB_BENCH_POINTS`: the first rows only (a graph of all of jeopardy takes longer to
+    // build under valgrind than the benchmark waits).
+    if let Some(n) = std::env::var("AKIDB_BENCH_POINTS").ok().and_then(|v| v.parse().ok()) {
+        base.truncate(n);
+    }
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
     Data {
         metric: if name.contains("jeopardy") {
@@ -723,8 +729,11 @@ async fn instructions_per_search_with_and_without_tracing() {
             collection: "bench".into(),
             wait_indexed: true,
         });
-        flush.set_timeout(Duration::from_secs(300));
-        l.ingest().flush(flush).await.unwrap();
+        flush.set_timeout(Duration::from_secs(900));
+        l.ingest()
+            .flush(flush)
+            .await
+            .unwrap_or_else(|e| panic!("flush: {e}\n{}", s.logs()));
         s
     };
     // `AKIDB_BENCH_MODE=stacks`: export on in one stack, a second stack without an exporter
