@@ -22,8 +22,8 @@ pub struct AdminApi {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
+    let scope = akidb_telemetry::grpc::RequestScope::current();
+    tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
 }

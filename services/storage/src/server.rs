@@ -18,10 +18,11 @@ pub struct StorageApi {
     pub engine: Arc<Engine>,
 }
 
-/// Run blocking engine work off the async threads, keeping the caller's span.
+/// Run blocking engine work off the async threads, in the caller's span and request (so that
+/// its steps are traced, or not, as the request is).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
+    let scope = akidb_telemetry::grpc::RequestScope::current();
+    tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
 }
@@ -136,16 +137,16 @@ fn search_many(
         }
         parts.push(part);
     }
-    let span = tracing::Span::current();
+    let scope = akidb_telemetry::grpc::RequestScope::current();
     let outs: Vec<Result<Vec<pb::SearchResponse>>> =
         std::thread::scope(|sc| {
             let mut handles = Vec::with_capacity(parts.len());
             let mut parts = parts.into_iter();
             let first = parts.next().unwrap_or_default();
             for part in parts {
-                let span = span.clone();
+                let scope = scope.clone();
                 handles.push(sc.spawn(move || {
-                    span.in_scope(|| part.into_iter().map(|s| search_one(engine, s)).collect())
+                    scope.in_scope(|| part.into_iter().map(|s| search_one(engine, s)).collect())
                 }));
             }
             let mut outs = vec![first.into_iter().map(|s| search_one(engine, s)).collect()];

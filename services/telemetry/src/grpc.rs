@@ -15,11 +15,13 @@
 //!   id); not sampled: as above, outgoing calls carry [`UNTRACED_HEADER`];
 //! - trace export off: no span for OpenTelemetry; a caller's `traceparent` is forwarded as is.
 //!
-//! A request that is not traced still gets a light `grpc.server` span (target
-//! [`UNTRACED_TARGET`], one field, `otel.name`) so that logs keep their request context; the
-//! OpenTelemetry layer never sees it (its target is off for that layer, see `init`), costly
-//! steps under it make no span at all ([`step_span`]), and [`ClientLayer`] finds the context
-//! to propagate in it.
+//! A request that is not traced gets no span at all: how it is traced (and its method) is kept
+//! in a tokio task-local around its handler, where [`ClientLayer`] finds what to propagate and
+//! [`step_span`] finds that costly steps need no span; [`RequestScope`] carries both to
+//! threads of the blocking pool. Log lines inside such a request name its method
+//! (`rpc=<method>`, see `init`). A span per request cost every request about 8,000
+//! instructions (creation, entering and leaving it on every poll, closing it), more than the
+//! logging it served.
 //!
 //! [`ClientLayer`]: the same metrics on the calling side, and the trace context injected into
 //! the outgoing metadata: the `grpc.client` span's when the current request is traced, the
@@ -45,11 +47,6 @@ use std::time::Instant;
 use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::LookupSpan;
-
-/// Target of the span given to a request that is not traced: the OpenTelemetry layer skips it
-/// and its descendants.
-pub const UNTRACED_TARGET: &str = "akidb_telemetry::untraced";
 
 /// (service, method) label values of a gRPC path, bounded: anything outside `akidb.v1` and
 /// the standard gRPC services is reported as `other`.
@@ -503,22 +500,6 @@ static CLIENT_RPCS: LazyLock<Rpcs> = LazyLock::new(|| Rpcs::new(false));
 // ---------------------------------------------------------------------------------------------
 // Spans
 
-/// The light span of a request that is not traced, carrying what its outgoing calls propagate.
-fn untraced_span(rpc: &'static Rpc, ctx: Option<Untraced>) -> tracing::Span {
-    let span = tracing::info_span!(target: UNTRACED_TARGET, parent: None, "grpc.server", otel.name = %rpc.name);
-    if let Some(ctx) = ctx {
-        span.with_subscriber(|(id, dispatch)| {
-            if let Some(s) = dispatch
-                .downcast_ref::<tracing_subscriber::Registry>()
-                .and_then(|r| r.span(id))
-            {
-                s.extensions_mut().insert(ctx);
-            }
-        });
-    }
-    span
-}
-
 /// The exported span of a traced request. Attributes: `rpc.system` and `rpc.grpc.status_code`
 /// (the semantic conventions' required ones); the span name is `<rpc.service>/<rpc.method>`,
 /// so the recommended `rpc.service` and `rpc.method` are left out: each string attribute
@@ -538,10 +519,13 @@ fn traced_server_span(rpc: &'static Rpc, parent: opentelemetry::Context) -> trac
     span
 }
 
-/// How the request a task serves is traced. The server layer sets it around the handler's
-/// future (a tokio task-local), so that outgoing calls and costly steps in that task know it
-/// without looking the span tree up; code on other threads (the blocking pool) and in other
-/// tasks finds it in the span tree, which holds the same.
+/// How the request a task serves is traced, and its method (for log lines).
+#[derive(Clone)]
+struct RequestCtx {
+    rpc: &'static Rpc,
+    trace: RequestTrace,
+}
+
 #[derive(Clone)]
 enum RequestTrace {
     Traced,
@@ -550,14 +534,61 @@ enum RequestTrace {
 }
 
 tokio::task_local! {
-    static REQUEST: RequestTrace;
+    /// Set by the server layer around the handler's future: outgoing calls and costly steps
+    /// of the request read it; [`RequestScope`] carries it to other threads.
+    static REQUEST: RequestCtx;
+}
+
+/// The current span and request of this task, carried to a thread of the blocking pool or a
+/// scoped thread (`RequestScope::current()` here, `.in_scope(f)` there): the work done there
+/// is traced, or not, as the request is.
+#[derive(Clone)]
+pub struct RequestScope {
+    span: tracing::Span,
+    request: Option<RequestCtx>,
+}
+
+impl RequestScope {
+    pub fn current() -> Self {
+        RequestScope {
+            span: tracing::Span::current(),
+            request: REQUEST.try_with(RequestCtx::clone).ok(),
+        }
+    }
+
+    /// Run `f` in the carried span and request.
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let RequestScope { span, request } = self;
+        match request {
+            Some(r) => REQUEST.sync_scope(r, || span.in_scope(f)),
+            None => span.in_scope(f),
+        }
+    }
+}
+
+/// Run `f` as inside an untraced request for `path` (tests of the log layer).
+#[cfg(test)]
+pub(crate) fn in_untraced_request<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    let ctx = RequestCtx {
+        rpc: SERVER_RPCS.get(path),
+        trace: RequestTrace::Untraced(None),
+    };
+    REQUEST.sync_scope(ctx, f)
+}
+
+/// The method of the untraced request this task or thread serves: log lines inside it say
+/// `rpc=<name>` (a traced request's log lines show its span instead).
+pub(crate) fn untraced_request_name() -> Option<&'static str> {
+    REQUEST
+        .try_with(|r| matches!(r.trace, RequestTrace::Untraced(_)).then_some(r.rpc.name))
+        .ok()
+        .flatten()
 }
 
 /// Head sampling: the span of an incoming request (see the module docs), and how it is
-/// traced.
+/// traced. An untraced request gets no span at all.
 fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, RequestTrace) {
-    let untraced =
-        |ctx: Option<Untraced>| (untraced_span(rpc, ctx.clone()), RequestTrace::Untraced(ctx));
+    let untraced = |ctx: Option<Untraced>| (tracing::Span::none(), RequestTrace::Untraced(ctx));
     let tp = headers.get(&TRACEPARENT);
     let parsed = tp.and_then(parse_traceparent);
     let tracestate = || headers.get(&TRACESTATE).cloned();
@@ -596,48 +627,20 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
     }
 }
 
-/// Where an outgoing call stands.
-enum Caller {
-    /// Inside an untraced request (with what it propagates, if anything).
-    Untraced(Option<Untraced>),
-    /// Inside another span, or none.
-    Other,
-}
-
-/// `f` of the propagation context of the untraced request the current span belongs to;
-/// `None` outside an untraced request (inside a traced one, in background work, no span).
-fn with_untraced_request<R>(f: impl Fn(Option<&Untraced>) -> R) -> Option<R> {
-    tracing::dispatcher::get_default(|d| {
-        let current = d.current_span();
-        let id = current.id()?;
-        let span = d
-            .downcast_ref::<tracing_subscriber::Registry>()
-            .and_then(|r| r.span(id))?;
-        let request = span
-            .scope()
-            .find(|s| s.metadata().target() == UNTRACED_TARGET)?;
-        Some(f(request.extensions().get::<Untraced>()))
-    })
-}
-
-fn caller() -> Caller {
-    match REQUEST.try_with(RequestTrace::clone) {
-        Ok(RequestTrace::Untraced(ctx)) => Caller::Untraced(ctx),
-        Ok(RequestTrace::Traced) => Caller::Other,
-        Err(_) => match with_untraced_request(|ctx| ctx.cloned()) {
-            Some(ctx) => Caller::Untraced(ctx),
-            None => Caller::Other,
-        },
-    }
+/// The trace of the request the current task or thread serves; `None` outside a request
+/// (background work).
+fn current_trace() -> Option<RequestTrace> {
+    REQUEST.try_with(|r| r.trace.clone()).ok()
 }
 
 /// The span of a costly step (`segment.search`, `wal.commit`, ...): `make()` unless the
 /// current request is not traced, where the span would be skipped by the exporter anyway and
-/// only cost its bookkeeping (`Span::none()` then; logs keep the request's span).
+/// only cost its bookkeeping (`Span::none()` then). Work outside a request (background) gets
+/// its span, a trace root sampled at the ratio.
 pub fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     let untraced = REQUEST
-        .try_with(|r| matches!(r, RequestTrace::Untraced(_)))
-        .unwrap_or_else(|_| with_untraced_request(|_| ()).is_some());
+        .try_with(|r| matches!(r.trace, RequestTrace::Untraced(_)))
+        .unwrap_or(false);
     if untraced {
         tracing::Span::none()
     } else {
@@ -648,21 +651,21 @@ pub fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
 /// The span of an outgoing call, with the trace context injected into `headers`. The bool:
 /// whether it is a traced `grpc.client` span.
 fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Span, bool) {
-    match caller() {
-        Caller::Untraced(Some(ctx)) => {
+    match current_trace() {
+        Some(RequestTrace::Untraced(Some(ctx))) => {
             headers.insert(TRACEPARENT.clone(), never_indexed(ctx.traceparent));
             if let Some(ts) = ctx.tracestate {
                 headers.insert(TRACESTATE.clone(), never_indexed(ts));
             }
             (tracing::Span::none(), false)
         }
-        Caller::Untraced(None) => {
+        Some(RequestTrace::Untraced(None)) => {
             if export_enabled() {
                 headers.insert(UNTRACED.clone(), http::HeaderValue::from_static("1"));
             }
             (tracing::Span::none(), false)
         }
-        Caller::Other if export_enabled() => {
+        _ if export_enabled() => {
             let span = tracing::info_span!(
                 "grpc.client",
                 otel.name = %rpc.name,
@@ -673,7 +676,7 @@ fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Sp
             inject(&span.context(), headers);
             (span, true)
         }
-        Caller::Other => (tracing::Span::none(), false),
+        _ => (tracing::Span::none(), false),
     }
 }
 
@@ -744,7 +747,7 @@ where
         } else if SERVER {
             let (span, trace) = server_span(rpc, req.headers());
             let traced = matches!(trace, RequestTrace::Traced);
-            (span, traced, Some(trace))
+            (span, traced, Some(RequestCtx { rpc, trace }))
         } else {
             let (span, traced) = client_span(rpc, req.headers_mut());
             (span, traced, None)

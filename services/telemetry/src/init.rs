@@ -128,15 +128,7 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
             // static filter, decided once per callsite: an EnvFilter would look up every span
             // on every enter and exit.
             let otel_filter = Targets::new().with_default(LevelFilter::INFO).with_targets(
-                [
-                    "h2",
-                    "hyper",
-                    "tonic",
-                    "tower",
-                    "opentelemetry",
-                    crate::grpc::UNTRACED_TARGET,
-                ]
-                .map(|t| (t, LevelFilter::OFF)),
+                ["h2", "hyper", "tonic", "tower", "opentelemetry"].map(|t| (t, LevelFilter::OFF)),
             );
             // Lean spans: no per-span thread, source-location and target attributes, no
             // busy/idle clocks on every poll, no OpenTelemetry context attached on every
@@ -258,20 +250,66 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::fmt::format as line;
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(true)
             .with_ansi(ansi)
+            .event_format(WithRequest {
+                inner: line().with_target(true),
+                json: false,
+            })
             .fmt_fields(LogFields { json: false })
             .with_writer(writer)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(WithRequest {
+                inner: line().json().flatten_event(true).with_current_span(false),
+                json: true,
+            })
             .fmt_fields(LogFields { json: true })
             .with_writer(writer)
             .boxed(),
+    }
+}
+
+/// Log lines written inside an untraced request end with `rpc=<method>` (text) or carry
+/// `"rpc": "<method>"` (JSON): such a request has no span (a span per request cost every
+/// request more than logging costs the few that log), and the gRPC layer keeps its method
+/// in a task-local. Lines of traced requests show their `grpc.server` span instead.
+struct WithRequest<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithRequest<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(rpc) = crate::grpc::untraced_request_name() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let body = line.trim_end_matches('\n');
+        match body.strip_suffix('}').filter(|_| self.json) {
+            Some(object) => {
+                let name = serde_json::to_string(rpc).map_err(|_| std::fmt::Error)?;
+                writeln!(writer, "{object},\"rpc\":{name}}}")
+            }
+            None => writeln!(writer, "{body} rpc={rpc}"),
+        }
     }
 }
 
@@ -450,6 +488,28 @@ mod tests {
         step.record("segments", 2);
         let _s = step.enter();
         tracing::warn!(points = 3, "slow segment");
+    }
+
+    #[test]
+    fn log_lines_of_an_untraced_request_name_its_method() {
+        let warn = || {
+            crate::grpc::in_untraced_request("/akidb.v1.QueryService/Search", || {
+                tracing::warn!(points = 3, "slow segment")
+            })
+        };
+        let text = logged(LogFormat::Text, warn);
+        assert!(
+            text.trim_end()
+                .ends_with("slow segment points=3 rpc=akidb.v1.QueryService/Search"),
+            "{text}"
+        );
+        let json = logged(LogFormat::Json, warn);
+        let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(line["rpc"], "akidb.v1.QueryService/Search", "{json}");
+        assert_eq!(line["points"], 3, "{json}");
+        // Outside a request: no rpc.
+        let text = logged(LogFormat::Text, || tracing::warn!("background"));
+        assert!(!text.contains("rpc="), "{text}");
     }
 
     #[test]

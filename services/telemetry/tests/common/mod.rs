@@ -51,7 +51,7 @@ struct Front {
 }
 
 /// Records the trace headers of every call and does its work in an inner span on a blocking
-/// thread.
+/// thread (carried there as the services carry theirs).
 #[derive(Clone, Default)]
 pub struct Back {
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -109,9 +109,9 @@ impl TelemetryService for Back {
             traceparent: tp,
             untraced,
         });
-        let span = tracing::Span::current();
+        let scope = akidb_telemetry::grpc::RequestScope::current();
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
+            scope.in_scope(|| {
                 // A costly step's span, made as the services make theirs.
                 let _step =
                     akidb_telemetry::grpc::step_span(|| tracing::info_span!("back.step")).entered();
