@@ -119,7 +119,10 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
     let (mut base, queries) = (fvecs(&file("_base.fvecs")), fvecs(&file("_query.fvecs")));
     // `AKIDB_BENCH_POINTS`: the first rows only (a graph of all of jeopardy takes longer to
     // build under valgrind than the benchmark waits).
-    if let Some(n) = std::env::var("AKIDB_BENCH_POINTS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("AKIDB_BENCH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         base.truncate(n);
     }
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
