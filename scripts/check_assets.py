@@ -21,6 +21,7 @@ Checks, each reported as PASS or FAIL with the reasons:
                       in docs/metrics.md (or a recording rule, up, ALERTS, process_*)
   metric-coverage     every catalogued akidb_* metric is used or in unused-metrics.txt
   dashboards          JSON shape, uids, variables service/instance, exemplars on latency
+                      panels, only from histograms that record them
   alertmanager        amtool check-config on the rendered config, routing by severity
   compose             docker-compose config -q; compose services and ports agree with
                       prometheus.compose.yml, AKIDB_SCRAPE_TARGETS, Grafana and Alertmanager
@@ -213,7 +214,8 @@ def catalogue():
         names = re.findall(r"`([A-Za-z_:][A-Za-z0-9_:]*)`", cells[0])
         labels = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", cells[2])))
         for n in names:
-            metrics[n] = {"type": cells[1].split()[0] if cells[1] else "", "labels": labels}
+            metrics[n] = {"type": cells[1].split()[0] if cells[1] else "", "labels": labels,
+                          "exemplars": "(exemplars)" in cells[1]}
     for n in PROCESS_METRICS:
         metrics.setdefault(n, {"type": "process", "labels": set()})
     return metrics
@@ -791,6 +793,7 @@ def check_exported(rep, used, path):
 
 def check_dashboards(rep):
     fails, uids = [], set()
+    cat = catalogue()
     ds = load_yaml(GRAFANA / "provisioning" / "datasources" / "datasource.yml")["datasources"]
     ds_uids = {d["uid"]: d for d in ds}
     if ds_uids.get("prometheus", {}).get("type") != "prometheus" or ds_uids.get("jaeger", {}).get("type") != "jaeger":
@@ -829,6 +832,12 @@ def check_dashboards(rep):
                 e = t.get("expr", "")
                 if re.search(r"histogram_quantile\([^,]+,.*_duration_seconds_bucket", e) and not t.get("exemplar"):
                     fails.append(f"{f.name}: latency panel '{p.get('title')}' needs exemplar: true")
+                if t.get("exemplar"):
+                    # Exemplars come only from histograms that record them (docs/metrics.md).
+                    for h in re.findall(r"(akidb_[a-z0-9_]+)_bucket", e):
+                        if not cat.get(h, {}).get("exemplars"):
+                            fails.append(f"{f.name}: '{p.get('title')}' asks {h} for exemplars, "
+                                         "which it does not record (docs/metrics.md: histogram (exemplars))")
     rep.add("dashboards", fails, f"{len(have)} dashboards")
 
 

@@ -693,3 +693,168 @@ async fn promtool_check_metrics_on_every_endpoint() {
         failures.join("\n")
     );
 }
+
+/// Exemplars from a traced request to Prometheus: a Search sent with the client's sampled
+/// `traceparent` leaves its trace id on the latency bucket it fell in, in query's and
+/// storage's `/metrics` (OpenMetrics, as Prometheus asks for it; the text format has none),
+/// through the aggregator's `/federate`, and in a real Prometheus with exemplar storage
+/// (`/api/v1/query_exemplars`), which is what Grafana's latency panels link to Jaeger from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_lead_from_latency_buckets_to_the_trace() {
+    let Some(prom_bin) = on_path("prometheus") else {
+        skip("prometheus");
+        return;
+    };
+    // Spans are recorded (sampled) whether or not a collector takes them: none here.
+    let otlp = format!("http://127.0.0.1:{}", free_port());
+    let traced: [&str; 4] = ["--otlp-endpoint", &otlp, "--trace-sample-ratio", "0"];
+    let s = Stack::start_with(&traced, &traced, &traced).await;
+    create_and_fill(&s, "ex", 200).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let q = s.q();
+    for k in 0..3 {
+        let mut req = q.request(pb::SearchRequest {
+            collection: "ex".into(),
+            vector: vec![k as f32; 8],
+            k: 5,
+            ..Default::default()
+        });
+        let tp = format!("00-{trace}-00f067aa0ba902b{k}-01");
+        req.metadata_mut()
+            .insert("traceparent", tp.parse().unwrap());
+        q.query().search(req).await.unwrap();
+    }
+    // Untraced searches (ratio 0): counted, no exemplar.
+    for k in 0..5 {
+        search(&s, "ex", k).await.0.unwrap();
+    }
+
+    let get = |port: u16, accept: &'static str| async move {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        (ct, r.text().await.unwrap())
+    };
+    let om_accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let with_trace = |text: &str, series: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(series) && l.contains(&format!("# {{trace_id=\"{trace}\"}}")))
+            .count()
+    };
+    for (port, series) in [
+        (
+            s.query_metrics,
+            "akidb_grpc_server_request_duration_seconds_bucket{grpc_method=\"Search\",grpc_service=\"akidb.v1.QueryService\"",
+        ),
+        (
+            s.query_metrics,
+            "akidb_grpc_client_request_duration_seconds_bucket{grpc_method=\"Search\",grpc_service=\"akidb.v1.StorageService\"",
+        ),
+        (
+            s.storage_metrics,
+            "akidb_grpc_server_request_duration_seconds_bucket{grpc_method=\"Search\",grpc_service=\"akidb.v1.StorageService\"",
+        ),
+        (
+            s.storage_metrics,
+            "akidb_search_duration_seconds_bucket{tier=\"hot\"",
+        ),
+    ] {
+        let (ct, om) = get(port, om_accept).await;
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        assert!(om.ends_with("# EOF\n"));
+        let n = with_trace(&om, series);
+        assert!(n >= 1, "no exemplar of trace {trace} on {series}:\n{om}");
+        let (ct, text) = get(port, "text/plain;version=0.0.4").await;
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        assert!(!text.contains("trace_id"), "exemplars in the text format");
+    }
+    let (_, om) = get(s.query_metrics, om_accept).await;
+    assert_eq!(
+        om.matches("# {trace_id=").count(),
+        with_trace(&om, "akidb_grpc_"),
+        "exemplars of other traces than the client's: the untraced searches left some\n{om}"
+    );
+
+    // The aggregator passes them on in /federate; Prometheus stores them.
+    let (_t, tel_grpc, tel_http) = start_telemetry(s.dir.path(), &targets(&s), "500ms", &[]);
+    wait_serving(&tel_grpc, Duration::from_secs(30)).await;
+    let prom_dir = s.dir.path().join("prom-ex");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let conf = std::fs::read_to_string(repo().join("observability/prometheus/prometheus.yml"))
+        .unwrap()
+        .replace("127.0.0.1:9100", &format!("127.0.0.1:{tel_http}"))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    let conf: String = conf
+        .lines()
+        .take_while(|l| !l.starts_with("rule_files:"))
+        .chain(
+            conf.lines()
+                .skip_while(|l| !l.starts_with("scrape_configs:")),
+        )
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(prom_dir.join("prometheus.yml"), conf).unwrap();
+    let prom_port = free_port();
+    let prom = Ext::start(
+        &prom_bin,
+        &[
+            format!(
+                "--config.file={}",
+                prom_dir.join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--enable-feature=exemplar-storage".into(),
+        ],
+        s.dir.path().join("prometheus-ex.log"),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut found = Vec::new();
+        for svc in ["query", "storage"] {
+            let url = reqwest::Url::parse_with_params(
+                &format!("http://127.0.0.1:{prom_port}/api/v1/query_exemplars"),
+                &[
+                    (
+                        "query",
+                        format!(
+                            "akidb_grpc_server_request_duration_seconds_bucket{{service=\"{svc}\",grpc_method=\"Search\"}}"
+                        ),
+                    ),
+                    ("start", (now - 600).to_string()),
+                    ("end", (now + 600).to_string()),
+                ],
+            )
+            .unwrap();
+            let v = get_json(url.as_str()).await.unwrap_or(Value::Null);
+            let ids: Vec<String> = v["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["labels"]["trace_id"].as_str().map(String::from))
+                .collect();
+            if ids.iter().any(|id| id == trace) {
+                found.push(svc);
+            }
+        }
+        if found == ["query", "storage"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has no exemplar of trace {trace} for {:?} (found for {found:?})\n{}",
+            ["query", "storage"],
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -761,15 +761,15 @@ impl ResilientStore {
                 }
             };
             let started = Instant::now();
-            let res = f()
-                .instrument(akidb_telemetry::grpc::step_span(|| {
-                    tracing::info_span!("objstore", op = label, key, attempt)
-                }))
-                .await;
-            metrics
-                .s3_duration
-                .with_label_values(&[label])
-                .observe(started.elapsed().as_secs_f64());
+            let span = akidb_telemetry::grpc::step_span(|| {
+                tracing::info_span!("objstore", op = label, key, attempt)
+            });
+            let res = f().instrument(span.clone()).await;
+            akidb_telemetry::exemplar::TracedHistogram::new(&metrics.s3_duration, &[label])
+                .observe_traced(
+                    started.elapsed().as_secs_f64(),
+                    akidb_telemetry::grpc::span_trace_id(&span),
+                );
             let kind = res.as_ref().err().map(ObjectStoreError::kind);
             let outcome = match kind {
                 None | Some(ErrorKind::NotFound) => "success",

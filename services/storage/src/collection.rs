@@ -496,6 +496,10 @@ impl Collection {
     /// Rewrite segments with many tombstones and merge small ones.
     pub fn compact(&self) -> Result<CompactReport> {
         let _m = self.maint_lock.lock();
+        let _span = akidb_telemetry::grpc::step_span(
+            || tracing::info_span!("compaction", collection = %self.spec.name),
+        )
+        .entered();
         let start = Instant::now();
         let res = self.compact_inner();
         let m = metrics();

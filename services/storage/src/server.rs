@@ -51,15 +51,24 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
     )
 }
 
-/// `akidb_search_duration_seconds` of a tier, its label looked up once (every search
-/// observes it).
-fn search_duration(tier: crate::model::Tier) -> &'static akidb_telemetry::prometheus::Histogram {
-    static BY_TIER: [std::sync::OnceLock<akidb_telemetry::prometheus::Histogram>; 3] =
-        [const { std::sync::OnceLock::new() }; 3];
-    BY_TIER[tier as usize].get_or_init(|| {
-        metrics()
-            .search_duration
-            .with_label_values(&[tier.as_str()])
+/// `akidb_search_duration_seconds` and `akidb_upsert_duration_seconds` of a tier, their
+/// labels looked up once (every search and upsert observes them); traced requests leave
+/// their trace id as exemplar.
+fn tier_duration(
+    upsert: bool,
+    tier: crate::model::Tier,
+) -> &'static akidb_telemetry::exemplar::TracedHistogram {
+    use akidb_telemetry::exemplar::TracedHistogram;
+    static BY_TIER: [[std::sync::OnceLock<TracedHistogram>; 3]; 2] =
+        [const { [const { std::sync::OnceLock::new() }; 3] }; 2];
+    BY_TIER[upsert as usize][tier as usize].get_or_init(|| {
+        let m = metrics();
+        let vec = if upsert {
+            &m.upsert_duration
+        } else {
+            &m.search_duration
+        };
+        TracedHistogram::new(vec, &[tier.as_str()])
     })
 }
 
@@ -80,7 +89,7 @@ fn search_in(
         .entered();
         coll.search(&params)?
     };
-    search_duration(served).observe(start.elapsed().as_secs_f64());
+    tier_duration(false, served).observe(start.elapsed().as_secs_f64());
     Ok(pb::SearchResponse {
         hits: hits.into_iter().map(hit_to_pb).collect(),
         stats: Some(pb::SearchStats {
@@ -246,9 +255,7 @@ impl StorageService for StorageApi {
         let seq = blocking(move || c2.upsert(points)).await?;
         let stats = coll.stats();
         let m = metrics();
-        m.upsert_duration
-            .with_label_values(&[stats.tier.as_str()])
-            .observe(start.elapsed().as_secs_f64());
+        tier_duration(true, stats.tier).observe(start.elapsed().as_secs_f64());
         m.upserted_points.inc_by(n);
         m.collection_points
             .with_label_values(&[&req.collection])

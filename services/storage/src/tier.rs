@@ -511,8 +511,7 @@ impl Engine {
         slot.persist()?;
         let secs = start.elapsed().as_secs_f64();
         let m = metrics();
-        m.tier_load_duration
-            .with_label_values(&[from.as_str()])
+        akidb_telemetry::exemplar::TracedHistogram::new(&m.tier_load_duration, &[from.as_str()])
             .observe(secs);
         m.tier_promotions
             .with_label_values(&[from.as_str(), "hot"])

@@ -36,9 +36,11 @@
 //! Metric handles are cached per (service, method) and per code: no label lookup, `String` or
 //! `format!` per request.
 
+use crate::exemplar::TracedHistogram;
 use crate::metrics::metrics;
 use futures::future::BoxFuture;
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use opentelemetry::trace::{TraceContextExt as _, TraceId};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, OnceLock, RwLock};
@@ -397,7 +399,7 @@ struct Rpc {
     method: &'static str,
     /// `grpc.*` (health, reflection): metrics only, never a span.
     infra: bool,
-    duration: Histogram,
+    duration: TracedHistogram,
     in_flight: Option<IntGauge>,
     requests: IntCounterVec,
     codes: [OnceLock<IntCounter>; 17],
@@ -417,7 +419,7 @@ impl Rpc {
             service,
             method,
             infra: service.starts_with("grpc."),
-            duration: duration.with_label_values(&[service, method]),
+            duration: TracedHistogram::new(duration, &[service, method]),
             in_flight: server.then(|| {
                 m.grpc_server_in_flight
                     .with_label_values(&[service, method])
@@ -427,8 +429,10 @@ impl Rpc {
         }
     }
 
-    fn finish(&self, start: Instant, code: i32) {
-        self.duration.observe(start.elapsed().as_secs_f64());
+    /// Count the call and its latency (with the trace id of a traced call as exemplar).
+    fn finish(&self, start: Instant, code: i32, trace_id: Option<TraceId>) {
+        self.duration
+            .observe_traced(start.elapsed().as_secs_f64(), trace_id);
         let i = if (0..=16).contains(&code) {
             code as usize
         } else {
@@ -627,6 +631,23 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
     }
 }
 
+/// The trace id of `span` when it is sampled (exported).
+pub fn span_trace_id(span: &tracing::Span) -> Option<TraceId> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id())
+}
+
+/// The trace id of the current span when it is sampled: a traced request's (its span or a
+/// step span inside it) or sampled background work's. `None` inside an untraced request
+/// without asking the span (it has none). Exemplars.
+pub fn current_trace_id() -> Option<TraceId> {
+    match REQUEST.try_with(|r| matches!(r.trace, RequestTrace::Traced)) {
+        Ok(false) => None,
+        _ => span_trace_id(&tracing::Span::current()),
+    }
+}
+
 /// The trace of the request the current task or thread serves; `None` outside a request
 /// (background work).
 fn current_trace() -> Option<RequestTrace> {
@@ -774,7 +795,7 @@ where
                 Err(_) => failed,
             };
             drop(in_flight);
-            rpc.finish(start, code);
+            rpc.finish(start, code, recorded.as_ref().and_then(span_trace_id));
             if let Some(span) = recorded {
                 span.record("rpc.grpc.status_code", code);
                 if SERVER && is_server_error(code) {
@@ -824,8 +845,8 @@ mod tests {
         }
         let last = CLIENT_RPCS.get("/akidb.v1.X/Overflow");
         assert_eq!(last.name, "other/other");
-        a.finish(Instant::now(), 0);
-        a.finish(Instant::now(), 99);
+        a.finish(Instant::now(), 0, None);
+        a.finish(Instant::now(), 99, None);
         let m = metrics();
         let ok = m
             .grpc_server_requests

@@ -6,6 +6,7 @@
 //! (e.g. an ingest process has no DLQ, so its DLQ metrics are not registered: see
 //! [`Component`]).
 
+use crate::exemplar::TracedHistogram;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -79,7 +80,7 @@ pub struct Metrics {
     pub wal_size: IntGauge,
     pub wal_appended_bytes: IntCounter,
     pub wal_records: IntCounter,
-    pub wal_fsync_duration: Histogram,
+    pub wal_fsync_duration: TracedHistogram,
     pub wal_group_commit_records: Histogram,
     pub wal_recovering: IntGauge,
     pub wal_replay_progress: Gauge,
@@ -87,13 +88,13 @@ pub struct Metrics {
     pub wal_torn_tail: IntCounter,
     pub wal_corrupt_records: IntCounter,
     pub segments: IntGaugeVec,
-    pub index_build_duration: Histogram,
+    pub index_build_duration: TracedHistogram,
     pub indexing_pending_points: IntGauge,
-    pub snapshot_duration: Histogram,
+    pub snapshot_duration: TracedHistogram,
     pub snapshots: IntCounterVec,
     pub snapshot_last_success: Gauge,
     pub compactions: IntCounterVec,
-    pub compaction_duration: Histogram,
+    pub compaction_duration: TracedHistogram,
     pub s3_operations: IntCounterVec,
     pub s3_duration: HistogramVec,
     pub s3_retries: IntCounterVec,
@@ -154,6 +155,9 @@ fn gfv(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
 fn h(name: &str, help: &str, buckets: &[f64]) -> Histogram {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
         .expect("valid metric")
+}
+fn th(name: &str, help: &str, buckets: &[f64]) -> TracedHistogram {
+    TracedHistogram::plain(h(name, help, buckets))
 }
 fn hv(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
     HistogramVec::new(
@@ -276,7 +280,7 @@ impl Metrics {
                 "Bytes appended to the WAL.",
             ),
             wal_records: c("akidb_wal_records_total", "Records appended to the WAL."),
-            wal_fsync_duration: h(
+            wal_fsync_duration: th(
                 "akidb_wal_fsync_duration_seconds",
                 "Duration of one group-commit fsync.",
                 LATENCY_BUCKETS,
@@ -307,7 +311,7 @@ impl Metrics {
                 "WAL records that failed their checksum.",
             ),
             segments: gv("akidb_segments", "Segments by state.", &["state"]),
-            index_build_duration: h(
+            index_build_duration: th(
                 "akidb_index_build_duration_seconds",
                 "Duration of one HNSW graph build.",
                 SLOW_BUCKETS,
@@ -316,7 +320,7 @@ impl Metrics {
                 "akidb_indexing_pending_points",
                 "Points not yet in a graph.",
             ),
-            snapshot_duration: h(
+            snapshot_duration: th(
                 "akidb_snapshot_duration_seconds",
                 "Duration of one snapshot.",
                 SLOW_BUCKETS,
@@ -335,7 +339,7 @@ impl Metrics {
                 "Compactions by outcome.",
                 &["outcome"],
             ),
-            compaction_duration: h(
+            compaction_duration: th(
                 "akidb_compaction_duration_seconds",
                 "Duration of one compaction.",
                 SLOW_BUCKETS,
@@ -522,6 +526,63 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
     }
+
+    /// Every registered metric in OpenMetrics, histogram buckets with the exemplar of their
+    /// last traced observation (see [`crate::exemplar`]). The text above, re-read and written
+    /// again: one writer for `/metrics` and `/federate`.
+    pub fn render_openmetrics(&self) -> String {
+        use crate::aggregator::scrape::{Format, MetricType, parse, write_end, write_header};
+        let text = String::from_utf8(self.render()).unwrap_or_default();
+        let families = parse(&text).unwrap_or_default();
+        let mut out = String::with_capacity(text.len() + 4096);
+        for f in &families {
+            write_header(
+                &mut out,
+                Format::OpenMetrics,
+                &f.name,
+                f.help.as_deref(),
+                f.kind,
+            );
+            let bucket = format!("{}_bucket", f.name);
+            for s in &f.samples {
+                let exemplar = (f.kind == MetricType::Histogram && s.name == bucket)
+                    .then(|| bucket_exemplar(&f.name, s))
+                    .flatten();
+                crate::aggregator::scrape::write_sample(
+                    &mut out,
+                    Format::OpenMetrics,
+                    &s.name,
+                    s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    s.value,
+                    s.timestamp_ms,
+                    exemplar.as_ref(),
+                );
+            }
+        }
+        write_end(&mut out, Format::OpenMetrics);
+        out
+    }
+}
+
+/// The exemplar of histogram `family`'s bucket sample `s`, as an OpenMetrics exemplar.
+fn bucket_exemplar(
+    family: &str,
+    s: &crate::aggregator::scrape::Sample,
+) -> Option<crate::aggregator::scrape::Exemplar> {
+    let le = crate::aggregator::scrape::parse_value(s.label("le")?)?;
+    let key = crate::exemplar::series_key(
+        family,
+        s.labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let e = crate::exemplar::slots(&key)?.get(le)?;
+    Some(crate::aggregator::scrape::Exemplar {
+        labels: vec![("trace_id".into(), e.trace_id.to_string())],
+        value: e.value,
+        timestamp: Some(e.timestamp),
+    })
 }
 
 /// The Prometheus text content type.
@@ -595,15 +656,82 @@ pub async fn serve_http(
         .route("/tracing", get(get_tracing).put(put_tracing))
         .route(
             "/metrics",
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                    metrics().render(),
-                )
+            get(|headers: http::HeaderMap| async move {
+                use crate::aggregator::scrape::Format;
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                match Format::negotiate(accept) {
+                    Format::Text => (
+                        [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
+                        metrics().render(),
+                    ),
+                    Format::OpenMetrics => (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            Format::OpenMetrics.content_type(),
+                        )],
+                        metrics().render_openmetrics().into_bytes(),
+                    ),
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregator::scrape::{Format, parse, parse_as};
+
+    #[test]
+    fn openmetrics_carries_the_trace_id_of_a_traced_observation() {
+        let m = Metrics::new(Component::Query);
+        let h = crate::exemplar::TracedHistogram::new(
+            &m.grpc_server_duration,
+            &["akidb.v1.QueryService", "Exemplar"],
+        );
+        let id = opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128);
+        h.observe_traced(0.003, Some(id));
+        h.observe_traced(0.004, None);
+        h.observe_traced(0.2, None);
+        m.grpc_server_requests
+            .with_label_values(&["akidb.v1.QueryService", "Exemplar", "OK"])
+            .inc();
+        let om = m.render_openmetrics();
+        let line = om
+            .lines()
+            .find(|l| {
+                l.starts_with("akidb_grpc_server_request_duration_seconds_bucket{")
+                    && l.contains("grpc_method=\"Exemplar\"")
+                    && l.contains("le=\"0.005\"")
+            })
+            .expect("bucket line");
+        assert!(
+            line.contains(" 2 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.003 "),
+            "{line}"
+        );
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE akidb_grpc_server_requests counter\n"));
+        // One exemplar only: the untraced observations left none.
+        assert_eq!(om.matches("# {trace_id=").count(), 1);
+        // The same series and values as the text format.
+        let text = parse(&String::from_utf8(m.render()).unwrap()).unwrap();
+        let mut back = parse_as(&om, Format::OpenMetrics).unwrap();
+        for f in &mut back {
+            for s in &mut f.samples {
+                s.exemplar = None;
+            }
+        }
+        let uptime = |f: &[crate::aggregator::scrape::MetricFamily]| {
+            f.iter()
+                .filter(|f| !f.name.starts_with("process_") && f.name != "akidb_uptime_seconds")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(uptime(&back), uptime(&text));
+    }
 }

@@ -8,12 +8,12 @@
 //! `exported_instance`, as Prometheus does. Families whose type disagrees with the first
 //! target that exported them are left out for that target (they could not be merged into one
 //! valid family).
+//!
+//! In OpenMetrics (what Prometheus asks for first) samples keep the exemplars their target
+//! wrote: the trace ids of traced requests on latency buckets.
 
-use super::scrape::{
-    MetricFamily, MetricType, Sample, escape_help, escape_label_value, format_value,
-};
+use super::scrape::{Format, MetricFamily, MetricType, Sample, write_end, write_header};
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::time::Duration;
 
 /// The name of the per-target up gauge.
@@ -41,8 +41,8 @@ struct Merged<'a> {
     samples: Vec<(usize, &'a Sample)>,
 }
 
-/// Render the federation exposition.
-pub fn render(targets: &[TargetView<'_>]) -> String {
+/// Render the federation exposition in `format`.
+pub fn render(targets: &[TargetView<'_>], format: Format) -> String {
     let mut order: Vec<Merged<'_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (ti, t) in targets.iter().enumerate() {
@@ -81,80 +81,66 @@ pub fn render(targets: &[TargetView<'_>]) -> String {
 
     let mut out = String::with_capacity(64 * 1024);
     for m in &order {
-        header(&mut out, m.name, m.help, m.kind);
+        write_header(&mut out, format, m.name, m.help, m.kind);
         for &(ti, s) in &m.samples {
-            let t = &targets[ti];
-            sample(&mut out, &s.name, &s.labels, t, s.value, s.timestamp_ms);
+            sample(&mut out, format, &s.name, &targets[ti], s);
         }
     }
-    header(
+    let own = |value: f64| Sample {
+        name: String::new(),
+        labels: Vec::new(),
+        value,
+        timestamp_ms: None,
+        exemplar: None,
+    };
+    write_header(
         &mut out,
+        format,
         UP,
         Some("1 when the last scrape of the target succeeded, 0 otherwise."),
         MetricType::Gauge,
     );
     for t in targets {
-        sample(&mut out, UP, &[], t, if t.up { 1.0 } else { 0.0 }, None);
+        sample(&mut out, format, UP, t, &own(if t.up { 1.0 } else { 0.0 }));
     }
-    header(
+    write_header(
         &mut out,
+        format,
         SCRAPE_DURATION,
         Some("Duration of the last scrape of the target."),
         MetricType::Gauge,
     );
     for t in targets {
         if let Some(d) = t.duration {
-            sample(&mut out, SCRAPE_DURATION, &[], t, d.as_secs_f64(), None);
+            sample(&mut out, format, SCRAPE_DURATION, t, &own(d.as_secs_f64()));
         }
     }
+    write_end(&mut out, format);
     out
 }
 
-fn header(out: &mut String, name: &str, help: Option<&str>, kind: MetricType) {
-    if let Some(h) = help {
-        let _ = write!(out, "# HELP {name} ");
-        escape_help(h, out);
-        out.push('\n');
-    }
-    let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
-}
-
-fn sample(
-    out: &mut String,
-    name: &str,
-    labels: &[(String, String)],
-    t: &TargetView<'_>,
-    value: f64,
-    ts: Option<i64>,
-) {
-    out.push_str(name);
-    out.push('{');
-    let mut first = true;
-    let mut label = |out: &mut String, k: &str, v: &str| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(v, out);
-        out.push('"');
-    };
-    label(out, "service", t.service);
-    label(out, "instance", t.instance);
-    for (k, v) in labels {
-        match k.as_str() {
-            "service" => label(out, "exported_service", v),
-            "instance" => label(out, "exported_instance", v),
-            _ => label(out, k, v),
-        }
-    }
-    out.push_str("} ");
-    format_value(value, out);
-    if let Some(ts) = ts {
-        let _ = write!(out, " {ts}");
-    }
-    out.push('\n');
+/// `s` of target `t` under `name`, with the target's `service` and `instance` labels first
+/// (its own ones renamed `exported_*`).
+fn sample(out: &mut String, format: Format, name: &str, t: &TargetView<'_>, s: &Sample) {
+    let labels = [("service", t.service), ("instance", t.instance)]
+        .into_iter()
+        .chain(s.labels.iter().map(|(k, v)| {
+            let k = match k.as_str() {
+                "service" => "exported_service",
+                "instance" => "exported_instance",
+                k => k,
+            };
+            (k, v.as_str())
+        }));
+    super::scrape::write_sample(
+        out,
+        format,
+        name,
+        labels,
+        s.value,
+        s.timestamp_ms,
+        s.exemplar.as_ref(),
+    );
 }
 
 #[cfg(test)]
@@ -190,11 +176,14 @@ mod tests {
         )
         .unwrap();
         let c = parse("# TYPE stale gauge\nstale 9\n").unwrap();
-        let text = render(&[
-            view("query", "127.0.0.1:9101", true, &a),
-            view("ingest", "127.0.0.1:9102", true, &b),
-            view("storage", "127.0.0.1:9103", false, &c),
-        ]);
+        let text = render(
+            &[
+                view("query", "127.0.0.1:9101", true, &a),
+                view("ingest", "127.0.0.1:9102", true, &b),
+                view("storage", "127.0.0.1:9103", false, &c),
+            ],
+            Format::Text,
+        );
         let expected = "\
 # HELP akidb_x_total X.
 # TYPE akidb_x_total counter
@@ -234,7 +223,7 @@ akidb_target_scrape_duration_seconds{service=\"storage\",instance=\"127.0.0.1:91
         let a = parse("up 7\nakidb_target_scrape_duration_seconds 9\n").unwrap();
         let mut t = view("query", "q:1", true, &a);
         t.duration = None;
-        let text = render(&[t]);
+        let text = render(&[t], Format::Text);
         assert_eq!(
             text,
             "# HELP up 1 when the last scrape of the target succeeded, 0 otherwise.\n\
@@ -242,5 +231,41 @@ akidb_target_scrape_duration_seconds{service=\"storage\",instance=\"127.0.0.1:91
              # HELP akidb_target_scrape_duration_seconds Duration of the last scrape of the target.\n\
              # TYPE akidb_target_scrape_duration_seconds gauge\n"
         );
+    }
+    #[test]
+    fn openmetrics_keeps_exemplars() {
+        use super::super::scrape::parse_as;
+        let a = parse_as(
+            "# TYPE akidb_x counter\nakidb_x_total 1\n# TYPE h histogram\n\
+             h_bucket{le=\"1\"} 1 # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.25 1700000000.5\n\
+             h_bucket{le=\"+Inf\"} 1\nh_sum 0.25\nh_count 1\n# EOF\n",
+            Format::OpenMetrics,
+        )
+        .unwrap();
+        let mut t = view("query", "q:1", true, &a);
+        t.duration = None;
+        let om = render(&[t.clone()], Format::OpenMetrics);
+        assert_eq!(
+            om,
+            "# TYPE akidb_x counter\nakidb_x_total{service=\"query\",instance=\"q:1\"} 1\n\
+             # TYPE h histogram\n\
+             h_bucket{service=\"query\",instance=\"q:1\",le=\"1\"} 1 \
+             # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.25 1700000000.5\n\
+             h_bucket{service=\"query\",instance=\"q:1\",le=\"+Inf\"} 1\n\
+             h_sum{service=\"query\",instance=\"q:1\"} 0.25\n\
+             h_count{service=\"query\",instance=\"q:1\"} 1\n\
+             # HELP up 1 when the last scrape of the target succeeded, 0 otherwise.\n\
+             # TYPE up gauge\nup{service=\"query\",instance=\"q:1\"} 1\n\
+             # HELP akidb_target_scrape_duration_seconds Duration of the last scrape of the target.\n\
+             # TYPE akidb_target_scrape_duration_seconds gauge\n# EOF\n"
+        );
+        let text = render(&[t], Format::Text);
+        assert!(text.contains("# TYPE akidb_x_total counter\n"));
+        assert!(!text.contains("trace_id") && !text.contains("EOF"));
+        assert_eq!(parse_as(&om, Format::OpenMetrics).unwrap()[1], {
+            let mut h = parse(&text).unwrap()[1].clone();
+            h.samples[0].exemplar = a[1].samples[0].exemplar.clone();
+            h
+        });
     }
 }

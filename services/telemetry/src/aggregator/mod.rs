@@ -317,8 +317,8 @@ impl Aggregator {
         }
     }
 
-    /// The `/federate` exposition of the last scrape.
-    pub fn federate(&self) -> String {
+    /// The `/federate` exposition of the last scrape, in `format`.
+    pub fn federate(&self, format: scrape::Format) -> String {
         let snapshot = self.snapshot();
         let views: Vec<federate::TargetView<'_>> = self
             .targets
@@ -332,22 +332,27 @@ impl Aggregator {
                 families: &s.families,
             })
             .collect();
-        federate::render(&views)
+        federate::render(&views, format)
     }
 
     /// `GET /federate`, to mount next to `/metrics` with
     /// [`crate::metrics::serve_http`]. Query parameters (`match[]`) are accepted and ignored:
-    /// every series is returned.
+    /// every series is returned. OpenMetrics (with exemplars) when the client asks for it.
     pub fn router(self: &Arc<Self>) -> axum::Router {
         let agg = Arc::clone(self);
         axum::Router::new().route(
             "/federate",
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: http::HeaderMap| {
                 let agg = Arc::clone(&agg);
                 async move {
+                    let format = scrape::Format::negotiate(
+                        headers
+                            .get(http::header::ACCEPT)
+                            .and_then(|v| v.to_str().ok()),
+                    );
                     (
-                        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-                        agg.federate(),
+                        [(http::header::CONTENT_TYPE, format.content_type())],
+                        agg.federate(format),
                     )
                 }
             }),

@@ -1,11 +1,16 @@
-//! Scraping: the Prometheus text exposition format (version 0.0.4) parser and the HTTP fetch.
+//! Scraping: the Prometheus text (version 0.0.4) and OpenMetrics (1.0.0) exposition formats,
+//! parsed and written, and the HTTP fetch.
 //!
 //! The parser reads what Prometheus client libraries write: `# HELP` and `# TYPE` lines,
 //! other comments (ignored), and samples `name{label="value",...} value [timestamp]` with
 //! escaped label values (`\\`, `\"`, `\n`), `NaN`, `+Inf` and `-Inf` values and optional
-//! millisecond timestamps. Samples are grouped into families: `_bucket`, `_count` and `_sum`
-//! samples belong to the histogram or summary declared just before them; a sample whose
-//! family was never declared forms an `untyped` family of its own.
+//! timestamps (milliseconds in the text format, seconds in OpenMetrics). Samples are grouped
+//! into families: `_bucket`, `_count` and `_sum` samples belong to the histogram or summary
+//! declared just before them; a sample whose family was never declared forms an `untyped`
+//! family of its own. OpenMetrics adds exemplars after a sample (`# {labels} value
+//! [timestamp]`), `# UNIT` lines, `unknown` for untyped, counters declared without their
+//! `_total` suffix (kept here under the sample name, `foo_total`, as the text format names
+//! them; their `_created` samples are dropped) and a closing `# EOF`.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -43,6 +48,70 @@ impl MetricType {
     }
 }
 
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text, version 0.0.4: no exemplars.
+    Text,
+    /// OpenMetrics 1.0.0: exemplars on histogram buckets.
+    OpenMetrics,
+}
+
+/// What a scrape asks for: OpenMetrics first (exemplars), the text format otherwise.
+pub const SCRAPE_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format a response with this `Content-Type` is in.
+    pub fn of_content_type(ct: Option<&str>) -> Format {
+        match ct {
+            Some(ct) if ct.trim_start().starts_with("application/openmetrics-text") => {
+                Format::OpenMetrics
+            }
+            _ => Format::Text,
+        }
+    }
+
+    /// The format to answer a request with this `Accept` header in: OpenMetrics when the
+    /// client lists it (Prometheus does, first) with a non-zero weight, the text format
+    /// otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let om = accept.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            params.next() == Some("application/openmetrics-text")
+                && !params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f64>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        });
+        if om {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// An exemplar (OpenMetrics): a traced observation attached to a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Seconds since the Unix epoch.
+    pub timestamp: Option<f64>,
+}
+
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -53,6 +122,8 @@ pub struct Sample {
     pub value: f64,
     /// Milliseconds since the Unix epoch, when the exposition gave one.
     pub timestamp_ms: Option<i64>,
+    /// OpenMetrics only.
+    pub exemplar: Option<Exemplar>,
 }
 
 impl Sample {
@@ -112,8 +183,8 @@ pub fn parse_value(s: &str) -> Option<f64> {
     }
 }
 
-/// Unescape `\\` and `\n` (HELP text).
-fn unescape_help(s: &str) -> String {
+/// Unescape `\\` and `\n` (HELP text; OpenMetrics also `\"`).
+fn unescape_help(s: &str, om: bool) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -121,6 +192,7 @@ fn unescape_help(s: &str) -> String {
             match chars.next() {
                 Some('n') => out.push('\n'),
                 Some('\\') => out.push('\\'),
+                Some('"') if om => out.push('"'),
                 Some(other) => {
                     out.push('\\');
                     out.push(other);
@@ -134,8 +206,29 @@ fn unescape_help(s: &str) -> String {
     out
 }
 
-/// Families of a text exposition, in order of first appearance.
+/// Families of a text (0.0.4) exposition, in order of first appearance.
 pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
+    parse_as(text, Format::Text)
+}
+
+/// Families of an exposition in `format`, in order of first appearance.
+pub fn parse_as(text: &str, format: Format) -> Result<Vec<MetricFamily>, ParseError> {
+    let om = format == Format::OpenMetrics;
+    let mut families = parse_families(text, om)?;
+    if om {
+        // Counters under the name their samples and the text format use.
+        for f in &mut families {
+            if f.kind == MetricType::Counter && !f.name.ends_with("_total") {
+                f.name.push_str("_total");
+                let name = f.name.as_str();
+                f.samples.retain(|s| s.name == name);
+            }
+        }
+    }
+    Ok(families)
+}
+
+fn parse_families(text: &str, om: bool) -> Result<Vec<MetricFamily>, ParseError> {
     let mut families: Vec<MetricFamily> = Vec::new();
     // Index of the family that `# HELP`/`# TYPE` or the last sample opened.
     let mut current: Option<usize> = None;
@@ -155,8 +248,11 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
         if let Some(rest) = line.strip_prefix('#') {
             let rest = rest.trim_start();
             let (keyword, rest) = split_word(rest);
+            if om && keyword == "EOF" {
+                break;
+            }
             if keyword != "HELP" && keyword != "TYPE" {
-                continue; // an ordinary comment
+                continue; // an ordinary comment (OpenMetrics: `# UNIT`)
             }
             let (name, rest) = split_word(rest);
             if !valid_metric_name(name) {
@@ -179,11 +275,16 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
                 if fam.help.is_some() {
                     return Err(err(format!("second HELP line for {name}")));
                 }
-                fam.help = Some(unescape_help(rest));
+                fam.help = Some(unescape_help(rest, om));
             } else {
                 let t = rest.trim();
-                let kind = MetricType::parse(t)
-                    .ok_or_else(|| err(format!("unknown metric type {t:?} for {name}")))?;
+                let kind = match MetricType::parse(t) {
+                    Some(k) => k,
+                    // OpenMetrics' other types (unknown, info, stateset, gaugehistogram)
+                    // federate as untyped series.
+                    None if om && !t.is_empty() => MetricType::Untyped,
+                    None => return Err(err(format!("unknown metric type {t:?} for {name}"))),
+                };
                 if !fam.samples.is_empty() {
                     return Err(err(format!("TYPE line for {name} after its samples")));
                 }
@@ -192,7 +293,7 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
             current = Some(idx);
             continue;
         }
-        let sample = parse_sample(line).map_err(err)?;
+        let sample = parse_sample(line, om).map_err(err)?;
         let idx = match current.filter(|&c| belongs(&families[c], &sample.name)) {
             Some(c) => c,
             None => match families.iter().rposition(|f| belongs(f, &sample.name)) {
@@ -224,6 +325,8 @@ fn belongs(fam: &MetricFamily, sample: &str) -> bool {
     };
     match fam.kind {
         MetricType::Histogram => matches!(suffix, "_bucket" | "_count" | "_sum"),
+        // OpenMetrics declares counter `foo` for samples `foo_total` (and `foo_created`).
+        MetricType::Counter => matches!(suffix, "_total" | "_created"),
         MetricType::Summary => matches!(suffix, "_count" | "_sum"),
         _ => false,
     }
@@ -237,7 +340,7 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-fn parse_sample(line: &str) -> Result<Sample, String> {
+fn parse_sample(line: &str, om: bool) -> Result<Sample, String> {
     let mut chars = line.char_indices().peekable();
     let name_end = match chars.next() {
         Some((_, c)) if is_name_start(c) => {
@@ -265,15 +368,27 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         return Err(format!("missing value for {name}"));
     }
     let value = parse_value(value_s).ok_or_else(|| format!("invalid value {value_s:?}"))?;
-    let (ts_s, rest) = split_word(rest);
-    let timestamp_ms = if ts_s.is_empty() {
-        None
-    } else {
-        Some(
-            ts_s.parse::<i64>()
-                .map_err(|_| format!("invalid timestamp {ts_s:?}"))?,
-        )
-    };
+    let (mut timestamp_ms, mut exemplar) = (None, None);
+    let mut rest = rest;
+    if !rest.starts_with('#') {
+        let (ts_s, after) = split_word(rest);
+        if !ts_s.is_empty() {
+            timestamp_ms = Some(if om {
+                let secs = parse_value(ts_s)
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| format!("invalid timestamp {ts_s:?}"))?;
+                (secs * 1000.0).round() as i64
+            } else {
+                ts_s.parse::<i64>()
+                    .map_err(|_| format!("invalid timestamp {ts_s:?}"))?
+            });
+        }
+        rest = after;
+    }
+    if om && let Some(ex) = rest.strip_prefix('#') {
+        exemplar = Some(parse_exemplar(ex.trim_start_matches([' ', '\t']))?);
+        rest = "";
+    }
     if !rest.is_empty() {
         return Err(format!("unexpected text after the sample: {rest:?}"));
     }
@@ -282,6 +397,32 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         labels,
         value,
         timestamp_ms,
+        exemplar,
+    })
+}
+
+/// `{labels} value [timestamp]` after a sample's `#`.
+fn parse_exemplar(s: &str) -> Result<Exemplar, String> {
+    let after = s
+        .strip_prefix('{')
+        .ok_or_else(|| format!("exemplar without labels: {s:?}"))?;
+    let (labels, rest) = parse_labels(after)?;
+    let (value_s, rest) = split_word(rest);
+    let value =
+        parse_value(value_s).ok_or_else(|| format!("invalid exemplar value {value_s:?}"))?;
+    let (ts_s, rest) = split_word(rest);
+    let timestamp = if ts_s.is_empty() {
+        None
+    } else {
+        Some(parse_value(ts_s).ok_or_else(|| format!("invalid exemplar timestamp {ts_s:?}"))?)
+    };
+    if !rest.is_empty() {
+        return Err(format!("unexpected text after the exemplar: {rest:?}"));
+    }
+    Ok(Exemplar {
+        labels,
+        value,
+        timestamp,
     })
 }
 
@@ -366,14 +507,113 @@ pub fn escape_label_value(v: &str, out: &mut String) {
     }
 }
 
-/// Escape HELP text for the text format.
+/// Escape HELP text for the text format (OpenMetrics also escapes `"`).
 pub fn escape_help(v: &str, out: &mut String) {
+    escape_help_as(v, Format::Text, out)
+}
+
+fn escape_help_as(v: &str, format: Format, out: &mut String) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
             c => out.push(c),
         }
+    }
+}
+
+/// Write the `# HELP` and `# TYPE` lines of family `name` (its text-format name: a counter's
+/// ends with `_total`, which OpenMetrics leaves out of the family name; a counter without it
+/// is written as `unknown` there).
+pub fn write_header(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    help: Option<&str>,
+    kind: MetricType,
+) {
+    use std::fmt::Write;
+    let (name, kind) = match (format, kind) {
+        (Format::OpenMetrics, MetricType::Counter) => match name.strip_suffix("_total") {
+            Some(base) => (base, "counter"),
+            None => (name, "unknown"),
+        },
+        (Format::OpenMetrics, MetricType::Untyped) => (name, "unknown"),
+        (_, k) => (name, k.as_str()),
+    };
+    if let Some(h) = help {
+        let _ = write!(out, "# HELP {name} ");
+        escape_help_as(h, format, out);
+        out.push('\n');
+    }
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Write one sample: `name{labels} value [timestamp] [# exemplar]` (exemplars and second
+/// timestamps in OpenMetrics only).
+pub fn write_sample<'a>(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    value: f64,
+    timestamp_ms: Option<i64>,
+    exemplar: Option<&Exemplar>,
+) {
+    use std::fmt::Write;
+    out.push_str(name);
+    write_labels(out, labels);
+    out.push(' ');
+    format_value(value, out);
+    if let Some(ts) = timestamp_ms {
+        match format {
+            Format::Text => {
+                let _ = write!(out, " {ts}");
+            }
+            Format::OpenMetrics => {
+                out.push(' ');
+                format_value(ts as f64 / 1000.0, out);
+            }
+        }
+    }
+    if let (Format::OpenMetrics, Some(ex)) = (format, exemplar) {
+        out.push_str(" # ");
+        let labels = ex.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        if ex.labels.is_empty() {
+            out.push_str("{}");
+        } else {
+            write_labels(out, labels);
+        }
+        out.push(' ');
+        format_value(ex.value, out);
+        if let Some(t) = ex.timestamp {
+            out.push(' ');
+            format_value(t, out);
+        }
+    }
+    out.push('\n');
+}
+
+fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let mut first = true;
+    for (k, v) in labels {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(v, out);
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
+/// End an exposition (OpenMetrics' `# EOF`).
+pub fn write_end(out: &mut String, format: Format) {
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
     }
 }
 
@@ -426,10 +666,7 @@ pub async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> S
     let fetch = async {
         let resp = client
             .get(url)
-            .header(
-                http::header::ACCEPT,
-                "text/plain;version=0.0.4;q=1,*/*;q=0.1",
-            )
+            .header(http::header::ACCEPT, SCRAPE_ACCEPT)
             .timeout(timeout)
             .send()
             .await
@@ -437,8 +674,13 @@ pub async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> S
         if !resp.status().is_success() {
             return Err(ScrapeError::Status(resp.status().as_u16()));
         }
+        let format = Format::of_content_type(
+            resp.headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = resp.text().await.map_err(http_error)?;
-        parse(&body).map_err(ScrapeError::Parse)
+        parse_as(&body, format).map_err(ScrapeError::Parse)
     };
     let result = match tokio::time::timeout(timeout, fetch).await {
         Ok(r) => r,
@@ -601,5 +843,134 @@ no_labels 1.5e3
         v.push(' ');
         format_value(3.0, &mut v);
         assert_eq!(v, "0.1 +Inf 3");
+    }
+    #[test]
+    fn parses_openmetrics_with_exemplars() {
+        let om = "# TYPE akidb_calls counter\n\
+                  # HELP akidb_calls Calls \\\"served\\\".\n\
+                  # UNIT akidb_calls calls\n\
+                  akidb_calls_total{m=\"a\"} 3 1700000000.5\n\
+                  akidb_calls_created{m=\"a\"} 1600000000\n\
+                  # TYPE lat_seconds histogram\n\
+                  lat_seconds_bucket{le=\"0.1\"} 2 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.042 1700000001.25\n\
+                  lat_seconds_bucket{le=\"+Inf\"} 3 # {} 7\n\
+                  lat_seconds_sum 7.1\n\
+                  lat_seconds_count 3\n\
+                  # TYPE thing unknown\n\
+                  thing 1\n\
+                  # EOF\n\
+                  ignored after EOF {\n";
+        let fams = parse_as(om, Format::OpenMetrics).unwrap();
+        let names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["akidb_calls_total", "lat_seconds", "thing"]);
+        let c = &fams[0];
+        assert_eq!(c.kind, MetricType::Counter);
+        assert_eq!(c.help.as_deref(), Some("Calls \"served\"."));
+        assert_eq!(c.samples.len(), 1, "_created dropped");
+        assert_eq!(c.samples[0].timestamp_ms, Some(1_700_000_000_500));
+        let b = &fams[1].samples[0];
+        let e = b.exemplar.as_ref().unwrap();
+        assert_eq!(
+            e.labels,
+            vec![("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())]
+        );
+        assert_eq!((e.value, e.timestamp), (0.042, Some(1_700_000_001.25)));
+        let inf = fams[1].samples[1].exemplar.as_ref().unwrap();
+        assert_eq!((inf.labels.len(), inf.value, inf.timestamp), (0, 7.0, None));
+        assert_eq!(fams[2].kind, MetricType::Untyped);
+        // The text format has no exemplars, and keeps integer millisecond timestamps.
+        assert!(parse("x 1 # {a=\"b\"} 1").is_err());
+        assert!(parse("x 1 1.5").is_err());
+        assert!(parse_as("x 1 # {a=\"b\"} 1 2 3\n# EOF\n", Format::OpenMetrics).is_err());
+    }
+
+    #[test]
+    fn openmetrics_written_reads_back() {
+        let fams = parse_as(
+            "# TYPE a counter\n# HELP a A \\\"q\\\".\na_total{k=\"v\\\"\"} 2\n\
+             # TYPE h histogram\nh_bucket{le=\"1\"} 1 # {trace_id=\"ab\"} 0.5 12.5\n\
+             h_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n# TYPE u unknown\nu 4 5\n# EOF\n",
+            Format::OpenMetrics,
+        )
+        .unwrap();
+        let mut out = String::new();
+        for f in &fams {
+            write_header(
+                &mut out,
+                Format::OpenMetrics,
+                &f.name,
+                f.help.as_deref(),
+                f.kind,
+            );
+            for s in &f.samples {
+                let labels = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let ex = s.exemplar.as_ref();
+                write_sample(
+                    &mut out,
+                    Format::OpenMetrics,
+                    &s.name,
+                    labels,
+                    s.value,
+                    s.timestamp_ms,
+                    ex,
+                );
+            }
+        }
+        write_end(&mut out, Format::OpenMetrics);
+        assert_eq!(
+            out,
+            "# HELP a A \\\"q\\\".\n# TYPE a counter\na_total{k=\"v\\\"\"} 2\n\
+             # TYPE h histogram\nh_bucket{le=\"1\"} 1 # {trace_id=\"ab\"} 0.5 12.5\n\
+             h_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n# TYPE u unknown\nu 4 5\n# EOF\n"
+        );
+        assert_eq!(parse_as(&out, Format::OpenMetrics).unwrap(), fams);
+        // The same families in the text format: counters keep `_total`, no exemplars.
+        let mut text = String::new();
+        write_header(
+            &mut text,
+            Format::Text,
+            "a_total",
+            Some("A."),
+            MetricType::Counter,
+        );
+        write_sample(
+            &mut text,
+            Format::Text,
+            "h_bucket",
+            [("le", "1")],
+            1.0,
+            Some(5),
+            fams[1].samples[0].exemplar.as_ref(),
+        );
+        assert_eq!(
+            text,
+            "# HELP a_total A.\n# TYPE a_total counter\nh_bucket{le=\"1\"} 1 5\n"
+        );
+    }
+
+    #[test]
+    fn negotiates_the_format() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        assert_eq!(Format::negotiate(Some(SCRAPE_ACCEPT)), Format::OpenMetrics);
+        // What Prometheus 2.x sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                    version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0, text/plain")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::of_content_type(Some(Format::OpenMetrics.content_type())),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::of_content_type(Some("text/plain; version=0.0.4")),
+            Format::Text
+        );
     }
 }
