@@ -20,7 +20,8 @@
 //! the plain stack first.
 //!
 //! `AKIDB_BENCH_ROUNDS` (default 20 for switch, 10 otherwise), `AKIDB_BENCH_SLICE_MS`
-//! (switch: default 1000). After the comparison, storage's `/metrics` is fetched 100 times
+//! (switch: default 1000). After the comparison, storage's `/metrics` is fetched 200 times
+//! (the text format and OpenMetrics with exemplars, alternating)
 //! under search load and timed.
 //!
 //! `instructions_per_search_with_and_without_tracing` (needs valgrind) counts the
@@ -595,23 +596,38 @@ async fn metrics_under_load(traced: &Stack) {
     });
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/metrics", traced.storage_metrics);
-    let mut times = Vec::new();
-    let mut bytes = 0;
+    // Both formats, alternating: the text format, and OpenMetrics with exemplars (what
+    // Prometheus asks for).
+    let formats = [
+        ("text", "text/plain;version=0.0.4"),
+        (
+            "OpenMetrics",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ),
+    ];
+    let mut times = [Vec::new(), Vec::new()];
+    let mut bytes = [0, 0];
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for _ in 0..100 {
+    for i in 0..200 {
+        let f = i % 2;
         let t0 = Instant::now();
-        let body = http.get(&url).send().await.unwrap().text().await.unwrap();
-        times.push(t0.elapsed());
-        bytes = body.len();
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        let req = http.get(&url).header("accept", formats[f].1);
+        let body = req.send().await.unwrap().text().await.unwrap();
+        times[f].push(t0.elapsed());
+        bytes[f] = body.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     load_task.await.unwrap();
-    eprintln!(
-        "storage /metrics under load ({bytes} bytes): p50 {:?} p99 {:?} max {:?}",
-        pct(&mut times, 0.5),
-        pct(&mut times, 0.99),
-        pct(&mut times, 1.0)
-    );
+    for (f, (name, _)) in formats.iter().enumerate() {
+        let t = &mut times[f];
+        eprintln!(
+            "storage /metrics under load, {name} ({} bytes): p50 {:?} p99 {:?} max {:?}",
+            bytes[f],
+            pct(t, 0.5),
+            pct(t, 0.99),
+            pct(t, 1.0)
+        );
+    }
 }
 
 /// Instructions `pid` has executed since its counters were last zeroed: `callgrind_control
