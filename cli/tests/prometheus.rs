@@ -206,6 +206,19 @@ fn targets(s: &Stack) -> String {
     )
 }
 
+/// Prometheus on a free port with `dir/prometheus.yml`, its data in `dir/data`, exemplar
+/// storage on (as in compose).
+fn start_prometheus(bin: &Path, dir: &Path, log: PathBuf) -> (Ext, u16) {
+    let port = free_port();
+    let args = [
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--enable-feature=exemplar-storage".into(),
+    ];
+    (Ext::start(bin, &args, log), port)
+}
+
 fn near(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
@@ -333,19 +346,7 @@ async fn prometheus_federation_slo_and_alert_path() {
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
         .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
     std::fs::write(prom_dir.join("prometheus.yml"), conf).unwrap();
-    let prom_port = free_port();
-    let prom = Ext::start(
-        &prom_bin,
-        &[
-            format!(
-                "--config.file={}",
-                prom_dir.join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        dir.join("prometheus.log"),
-    );
+    let (prom, prom_port) = start_prometheus(&prom_bin, &prom_dir, dir.join("prometheus.log"));
 
     // 1. Federation: all four services, `up` 1 for each.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -798,20 +799,8 @@ async fn exemplars_lead_from_latency_buckets_to_the_trace() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(prom_dir.join("prometheus.yml"), conf).unwrap();
-    let prom_port = free_port();
-    let prom = Ext::start(
-        &prom_bin,
-        &[
-            format!(
-                "--config.file={}",
-                prom_dir.join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--enable-feature=exemplar-storage".into(),
-        ],
-        s.dir.path().join("prometheus-ex.log"),
-    );
+    let (prom, prom_port) =
+        start_prometheus(&prom_bin, &prom_dir, s.dir.path().join("prometheus-ex.log"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

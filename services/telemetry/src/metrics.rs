@@ -531,35 +531,16 @@ impl Metrics {
     /// last traced observation (see [`crate::exemplar`]). The text above, re-read and written
     /// again: one writer for `/metrics` and `/federate`.
     pub fn render_openmetrics(&self) -> String {
-        use crate::aggregator::scrape::{Format, MetricType, parse, write_end, write_header};
+        use crate::aggregator::scrape::{Format, MetricType, parse, write_families};
         let text = String::from_utf8(self.render()).unwrap_or_default();
         let families = parse(&text).unwrap_or_default();
         let mut out = String::with_capacity(text.len() + 4096);
-        for f in &families {
-            write_header(
-                &mut out,
-                Format::OpenMetrics,
-                &f.name,
-                f.help.as_deref(),
-                f.kind,
-            );
-            let bucket = format!("{}_bucket", f.name);
-            for s in &f.samples {
-                let exemplar = (f.kind == MetricType::Histogram && s.name == bucket)
-                    .then(|| bucket_exemplar(&f.name, s))
-                    .flatten();
-                crate::aggregator::scrape::write_sample(
-                    &mut out,
-                    Format::OpenMetrics,
-                    &s.name,
-                    s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    s.value,
-                    s.timestamp_ms,
-                    exemplar.as_ref(),
-                );
-            }
-        }
-        write_end(&mut out, Format::OpenMetrics);
+        write_families(&mut out, Format::OpenMetrics, &families, |f, s| {
+            let bucket = s.name.strip_suffix("_bucket") == Some(f.name.as_str());
+            (f.kind == MetricType::Histogram && bucket)
+                .then(|| bucket_exemplar(&f.name, s))
+                .flatten()
+        });
         out
     }
 }

@@ -610,6 +610,32 @@ fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str,
     }
 }
 
+/// Write `families` in `format`, ended; a sample's exemplar is what `exemplar` gives for it.
+pub fn write_families(
+    out: &mut String,
+    format: Format,
+    families: &[MetricFamily],
+    exemplar: impl Fn(&MetricFamily, &Sample) -> Option<Exemplar>,
+) {
+    for f in families {
+        write_header(out, format, &f.name, f.help.as_deref(), f.kind);
+        for s in &f.samples {
+            let labels = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let ex = exemplar(f, s);
+            write_sample(
+                out,
+                format,
+                &s.name,
+                labels,
+                s.value,
+                s.timestamp_ms,
+                ex.as_ref(),
+            );
+        }
+    }
+    write_end(out, format);
+}
+
 /// End an exposition (OpenMetrics' `# EOF`).
 pub fn write_end(out: &mut String, format: Format) {
     if format == Format::OpenMetrics {
@@ -894,29 +920,9 @@ no_labels 1.5e3
         )
         .unwrap();
         let mut out = String::new();
-        for f in &fams {
-            write_header(
-                &mut out,
-                Format::OpenMetrics,
-                &f.name,
-                f.help.as_deref(),
-                f.kind,
-            );
-            for s in &f.samples {
-                let labels = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let ex = s.exemplar.as_ref();
-                write_sample(
-                    &mut out,
-                    Format::OpenMetrics,
-                    &s.name,
-                    labels,
-                    s.value,
-                    s.timestamp_ms,
-                    ex,
-                );
-            }
-        }
-        write_end(&mut out, Format::OpenMetrics);
+        write_families(&mut out, Format::OpenMetrics, &fams, |_, s| {
+            s.exemplar.clone()
+        });
         assert_eq!(
             out,
             "# HELP a A \\\"q\\\".\n# TYPE a counter\na_total{k=\"v\\\"\"} 2\n\
