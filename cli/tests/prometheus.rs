@@ -835,12 +835,16 @@ async fn exemplars_lead_from_latency_buckets_to_the_trace() {
                 found.push(svc);
             }
         }
-        if found == ["query", "storage"] {
+        // The aggregator's own /metrics (job akidb-telemetry), which Prometheus takes as
+        // OpenMetrics written by the same code as every service's.
+        let own = prom_query(prom_port, "up{job=\"akidb-telemetry\"} == 1").await;
+        if found == ["query", "storage"] && own.len() == 1 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "Prometheus has no exemplar of trace {trace} for {:?} (found for {found:?})\n{}",
+            "Prometheus has no exemplar of trace {trace} for {:?} (found for {found:?}), or \
+             cannot scrape the aggregator's /metrics (up: {own:?})\n{}",
             ["query", "storage"],
             prom.log()
         );
