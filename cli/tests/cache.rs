@@ -68,12 +68,9 @@ async fn run(s: &Stack, c: &str, v: Vec<f32>) -> (Vec<u64>, bool) {
     (ids, r.stats.unwrap_or_default().cache_hit)
 }
 
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// The value of `series` in a `/metrics` text; 0 when it is not there yet.
+fn metric(text: &str, series: &str) -> f64 {
+    series_value(text, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,10 @@
 //! `AKIDB_BENCH_POINTS=<n>` keeps its first n rows).
 
 mod common;
+/// The `akidb` binary's data set readers (`.fvecs`).
+#[allow(dead_code)]
+#[path = "../src/dataset.rs"]
+mod dataset;
 
 use akidb_proto::v1 as pb;
 use common::*;
@@ -117,7 +121,8 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
             .find(|p| p.to_string_lossy().ends_with(suffix))
             .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
     };
-    let (mut base, queries) = (fvecs(&file("_base.fvecs")), fvecs(&file("_query.fvecs")));
+    let fvecs = |suffix| dataset::read_fvecs(&file(suffix)).unwrap();
+    let (mut base, queries) = (fvecs("_base.fvecs"), fvecs("_query.fvecs"));
     // `AKIDB_BENCH_POINTS`: the first rows only (a graph of all of jeopardy takes longer to
     // build under valgrind than the benchmark waits).
     if let Some(n) = std::env::var("AKIDB_BENCH_POINTS")
@@ -141,19 +146,6 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
 });
 
 /// The rows of a TEXMEX `.fvecs` file.
-fn fvecs(path: &std::path::Path) -> Vec<Vec<f32>> {
-    let b = std::fs::read(path).unwrap();
-    let d = i32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
-    b.chunks_exact(4 + 4 * d)
-        .map(|row| {
-            row[4..]
-                .chunks_exact(4)
-                .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
-                .collect()
-        })
-        .collect()
-}
-
 /// The query vector of the `k`-th search (the data set's queries in turn).
 fn query(k: u64) -> Vec<f32> {
     DATA.queries[(k % DATA.queries.len() as u64) as usize].clone()
@@ -302,9 +294,8 @@ fn summary(name: &str, diffs: &[f64]) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "benchmark: run with --ignored --nocapture"]
-async fn search_qps_with_and_without_tracing() {
+/// An OTLP receiver in the test that counts the spans it gets; its endpoint.
+async fn start_receiver() -> (Counter, String) {
     let spans = Counter::default();
     let port = free_port();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -318,7 +309,13 @@ async fn search_qps_with_and_without_tracing() {
             .await
             .unwrap();
     });
-    let endpoint = format!("http://127.0.0.1:{port}");
+    (spans, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn search_qps_with_and_without_tracing() {
+    let (spans, endpoint) = start_receiver().await;
     let ratio = std::env::var("AKIDB_BENCH_RATIO").unwrap_or_else(|_| "0.1".into());
     let mode = std::env::var("AKIDB_BENCH_MODE").unwrap_or_else(|_| "switch".into());
     let traced = if mode == "switch" {
@@ -354,8 +351,8 @@ async fn switch_settings(endpoint: &str, ratio: &str, spans: &Counter) -> Stack 
     // export work of a slice with export on is done in that slice or in the settling time
     // after it, not in the next slice. At 10% of this load the batches fill to 300-500 spans
     // in that time anyway (the default maximum is 512).
-    // SAFETY: set before any service starts and before anything else reads the environment.
-    unsafe { std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "250") };
+    // (In the services' environment: `env` runs them.)
+    let env = || vec!["env".to_string(), "OTEL_BSP_SCHEDULE_DELAY=250".to_string()];
     let on = [
         "--otlp-endpoint",
         endpoint,
@@ -365,7 +362,7 @@ async fn switch_settings(endpoint: &str, ratio: &str, spans: &Counter) -> Stack 
         "--idle-poll-us",
         "0",
     ];
-    let s = Stack::start_with(&on, &on, &with_cache_off(&on)).await;
+    let s = Stack::start_wrapped(&on, &on, &with_cache_off(&on), |_| env()).await;
     load(&s).await;
     let http = reqwest::Client::new();
     let rounds = env_or("AKIDB_BENCH_ROUNDS", 20usize);
@@ -683,28 +680,15 @@ async fn instructions_per_search_with_and_without_tracing() {
         eprintln!("valgrind is not installed: skipped");
         return;
     }
-    let spans = Counter::default();
-    let port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let svc = TraceServiceServer::new(spans.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let (spans, endpoint) = start_receiver().await;
     let ratio = std::env::var("AKIDB_BENCH_RATIO").unwrap_or_else(|_| "0.1".into());
     let searches = env_or("AKIDB_BENCH_SEARCHES", 3000u64);
     let pairs = env_or("AKIDB_BENCH_ROUNDS", 3usize);
     // Under valgrind, which runs one thread at a time, the exporter thread can fall behind
     // for a while: a queue large enough that no span is dropped (a dropped span's export
     // would not be counted). Batches and their timing stay the SDK's defaults.
-    // SAFETY: set before any service starts and before anything else reads the environment.
-    unsafe { std::env::set_var("OTEL_BSP_MAX_QUEUE_SIZE", "1000000") };
+    // (In the services' environment: `env` runs them, and valgrind.)
+    let env = ["env", "OTEL_BSP_MAX_QUEUE_SIZE=1000000"].map(String::from);
     let out = tempfile::tempdir().unwrap();
     // `AKIDB_BENCH_KEEP=<dir>`: keep the dumps there (callgrind_annotate shows where the
     // instructions go; dumps alternate off, on, off, ... after the warm-up).
@@ -727,17 +711,18 @@ async fn instructions_per_search_with_and_without_tracing() {
     // Query and storage under callgrind, loaded and indexed; dumps named `cg.<tag>.<service>`.
     let start = async |tag: &str, args: &[&str]| {
         let s = Stack::start_wrapped(args, args, &with_cache_off(args), |name| {
-            if name == "ingest" {
-                return Vec::new();
+            let mut w = env.to_vec();
+            if name != "ingest" {
+                w.extend([
+                    "valgrind".into(),
+                    "--tool=callgrind".into(),
+                    format!(
+                        "--callgrind-out-file={}",
+                        prefix(&format!("{tag}.{name}")).display()
+                    ),
+                ]);
             }
-            vec![
-                "valgrind".into(),
-                "--tool=callgrind".into(),
-                format!(
-                    "--callgrind-out-file={}",
-                    prefix(&format!("{tag}.{name}")).display()
-                ),
-            ]
+            w
         })
         .await;
         load(&s).await;

@@ -77,7 +77,6 @@ impl TraceService for Receiver {
     }
 }
 
-/// Serve the receiver on `port` until the returned sender is dropped or fired.
 /// Whether `g` holds the front service's server and client spans, storage's server span and
 /// the inner step `step`.
 fn complete(
@@ -170,6 +169,7 @@ async fn linked_chain(
     spans
 }
 
+/// Serve the receiver on `port` until the returned sender is dropped or fired.
 async fn start_receiver(port: u16, recv: Receiver) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -186,6 +186,19 @@ async fn start_receiver(port: u16, recv: Receiver) -> tokio::sync::oneshot::Send
             .unwrap();
     });
     tx
+}
+
+/// A receiver on a free port and a stack exporting to it at sampling `ratio`; the stack, the
+/// receiver's stop handle and its port.
+async fn exporting_stack(
+    recv: &Receiver,
+    ratio: &str,
+) -> (Stack, tokio::sync::oneshot::Sender<()>, u16) {
+    let port = free_port();
+    let stop = start_receiver(port, recv.clone()).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let otlp = ["--otlp-endpoint", &endpoint, "--trace-sample-ratio", ratio];
+    (Stack::start_with(&otlp, &otlp, &otlp).await, stop, port)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -399,16 +412,8 @@ async fn search_latency(s: &Stack, name: &str, n: usize) -> (Duration, Duration)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_across_services_and_export_never_slows_requests() {
     let recv = Receiver::default();
-    let port = free_port();
-    let stop = start_receiver(port, recv.clone()).await;
+    let (s, stop, port) = exporting_stack(&recv, "1.0").await;
     let endpoint = format!("http://127.0.0.1:{port}");
-    let otlp = [
-        "--otlp-endpoint",
-        endpoint.as_str(),
-        "--trace-sample-ratio",
-        "1.0",
-    ];
-    let s = Stack::start_with(&otlp, &otlp, &otlp).await;
     fill(&s, "t", 200).await;
 
     // Upsert through ingest with the client's own trace context.
@@ -614,12 +619,7 @@ async fn put_tracing(port: u16, query: &str) -> (u16, String) {
 }
 
 async fn get_tracing(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/tracing"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(port, "/tracing").await
 }
 
 /// The trace settings change at run time through every service's metrics port: a bad value
@@ -630,16 +630,7 @@ async fn get_tracing(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_settings_change_at_run_time() {
     let recv = Receiver::default();
-    let port = free_port();
-    let _stop = start_receiver(port, recv.clone()).await;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let otlp = [
-        "--otlp-endpoint",
-        endpoint.as_str(),
-        "--trace-sample-ratio",
-        "0.0",
-    ];
-    let s = Stack::start_with(&otlp, &otlp, &otlp).await;
+    let (s, _stop, _) = exporting_stack(&recv, "0.0").await;
     fill(&s, "r", 50).await;
     let qm = s.query_metrics;
     assert_eq!(

@@ -307,13 +307,18 @@ pub fn on_path(bin: &str) -> Option<PathBuf> {
     })
 }
 
-pub async fn scrape(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+/// The body of `GET http://127.0.0.1:<port><path>`.
+pub async fn get_text(port: u16, path: &str) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap()
+}
+
+pub async fn scrape(port: u16) -> String {
+    get_text(port, "/metrics").await
 }
 
 /// The value of one series of a `/metrics` text (`name{labels}` exactly as printed).

@@ -125,7 +125,12 @@ impl TracedHistogram {
         Self::with_key(hist, key)
     }
 
+    /// The series' slots, made (from the histogram's bounds) on its first handle only: later
+    /// handles (an object store call, a load into memory make one each) take a read lock.
     fn with_key(hist: Histogram, key: String) -> Self {
+        if let Some(slots) = slots(&key) {
+            return TracedHistogram { hist, slots };
+        }
         let proto = hist.metric();
         let bounds: Vec<f64> = (proto.get_histogram().get_bucket().iter())
             .map(|b| b.upper_bound())

@@ -315,8 +315,8 @@ fn format_traceparent(trace_hi: u64, trace_lo: u64, span: u64, sampled: bool) ->
     http::HeaderValue::from_bytes(&b).expect("ASCII")
 }
 
-/// What an untraced request forwards (registry extension of its `grpc.server` span): the
-/// caller's trace context, not sampled.
+/// What an untraced request forwards (kept in its [`RequestCtx`]): the caller's trace
+/// context, not sampled.
 #[derive(Clone)]
 struct Untraced {
     traceparent: http::HeaderValue,
@@ -345,9 +345,7 @@ fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
 
 /// The remote parent of a sampled caller: its `traceparent` (parsed already) and `tracestate`.
 fn remote_parent(p: &TraceParent, headers: &http::HeaderMap) -> opentelemetry::Context {
-    use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-    };
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
     let state = headers
         .get(&TRACESTATE)
         .and_then(|v| v.to_str().ok())
@@ -364,7 +362,6 @@ fn remote_parent(p: &TraceParent, headers: &http::HeaderMap) -> opentelemetry::C
 
 /// `traceparent` (and `tracestate`, when not empty) of the span context `cx` into `headers`.
 fn inject(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
-    use opentelemetry::trace::TraceContextExt;
     let span = cx.span();
     let sc = span.span_context();
     if !sc.is_valid() {
@@ -634,7 +631,8 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
 /// The trace id of `span` when it is sampled (exported).
 pub fn span_trace_id(span: &tracing::Span) -> Option<TraceId> {
     let cx = span.context();
-    let sc = cx.span().span_context().clone();
+    let span = cx.span();
+    let sc = span.span_context();
     (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id())
 }
 

@@ -7,7 +7,6 @@ use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
     SpanData, SpanExporter, SpanProcessor,
@@ -89,7 +88,6 @@ impl TelemetryGuard {
 /// bounded batch queue and are dropped when the collector is away.
 pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
     init_metrics(component);
-    global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = || EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and pipes get plain text (and the escape codes
     // are not formatted into every span's fields).
@@ -329,46 +327,28 @@ struct LogFields {
 /// A visitor that passes on every field but the OpenTelemetry-only ones.
 struct SkipOtel<V>(V);
 
+/// The `Visit` methods of [`SkipOtel`]: each passes its field on unless it is
+/// OpenTelemetry's (all of them, so that strings, numbers and errors keep their formatting).
+macro_rules! skip_otel {
+    ($($method:ident($value:ty)),+ $(,)?) => {
+        $(fn $method(&mut self, field: &tracing::field::Field, value: $value) {
+            if !otel_only(field.name()) {
+                self.0.$method(field, value)
+            }
+        })+
+    };
+}
+
 impl<V: tracing::field::Visit> tracing::field::Visit for SkipOtel<V> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if !otel_only(field.name()) {
-            self.0.record_debug(field, value)
-        }
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if !otel_only(field.name()) {
-            self.0.record_str(field, value)
-        }
-    }
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        if !otel_only(field.name()) {
-            self.0.record_i64(field, value)
-        }
-    }
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if !otel_only(field.name()) {
-            self.0.record_u64(field, value)
-        }
-    }
-    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        if !otel_only(field.name()) {
-            self.0.record_f64(field, value)
-        }
-    }
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        if !otel_only(field.name()) {
-            self.0.record_bool(field, value)
-        }
-    }
-    fn record_error(
-        &mut self,
-        field: &tracing::field::Field,
-        value: &(dyn std::error::Error + 'static),
-    ) {
-        if !otel_only(field.name()) {
-            self.0.record_error(field, value)
-        }
-    }
+    skip_otel!(
+        record_debug(&dyn std::fmt::Debug),
+        record_str(&str),
+        record_i64(i64),
+        record_u64(u64),
+        record_f64(f64),
+        record_bool(bool),
+        record_error(&(dyn std::error::Error + 'static)),
+    );
 }
 
 /// Whether `fields` hold anything a log shows.

@@ -6,6 +6,7 @@
 //! - [`grpc`]: tower layers for every gRPC server and client: request metrics, W3C trace
 //!   context extracted on the server and injected on the client.
 //! - [`exemplar`]: trace ids of traced requests on histogram buckets (OpenMetrics).
+//! - [`exposition`]: the text and OpenMetrics formats, parsed and written.
 //! - [`server`]: shared gRPC server plumbing (health, reflection, shutdown signal).
 //! - [`aggregator`], [`config`], [`run`], [`main_with`]: the telemetry service itself, which
 //!   scrapes every service, serves `/federate` and evaluates the SLOs of
@@ -14,6 +15,7 @@
 pub mod aggregator;
 pub mod config;
 pub mod exemplar;
+pub mod exposition;
 pub mod grpc;
 pub mod idle_poll;
 pub mod init;

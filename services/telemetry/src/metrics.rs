@@ -531,7 +531,7 @@ impl Metrics {
     /// last traced observation (see [`crate::exemplar`]). The text above, re-read and written
     /// again: one writer for `/metrics` and `/federate`.
     pub fn render_openmetrics(&self) -> String {
-        use crate::aggregator::scrape::{Format, MetricType, parse, write_families};
+        use crate::exposition::{Format, MetricType, parse, write_families};
         let text = String::from_utf8(self.render()).unwrap_or_default();
         let families = parse(&text).unwrap_or_default();
         let mut out = String::with_capacity(text.len() + 4096);
@@ -548,9 +548,9 @@ impl Metrics {
 /// The exemplar of histogram `family`'s bucket sample `s`, as an OpenMetrics exemplar.
 fn bucket_exemplar(
     family: &str,
-    s: &crate::aggregator::scrape::Sample,
-) -> Option<crate::aggregator::scrape::Exemplar> {
-    let le = crate::aggregator::scrape::parse_value(s.label("le")?)?;
+    s: &crate::exposition::Sample,
+) -> Option<crate::exposition::Exemplar> {
+    let le = crate::exposition::parse_value(s.label("le")?)?;
     let key = crate::exemplar::series_key(
         family,
         s.labels
@@ -559,15 +559,12 @@ fn bucket_exemplar(
             .map(|(k, v)| (k.as_str(), v.as_str())),
     );
     let e = crate::exemplar::slots(&key)?.get(le)?;
-    Some(crate::aggregator::scrape::Exemplar {
+    Some(crate::exposition::Exemplar {
         labels: vec![("trace_id".into(), e.trace_id.to_string())],
         value: e.value,
         timestamp: Some(e.timestamp),
     })
 }
-
-/// The Prometheus text content type.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serve `GET /metrics` (and `/healthz`) on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(
@@ -632,29 +629,19 @@ pub async fn serve_http(
     extra: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use crate::exposition::Format;
     use axum::routing::get;
     let app = extra
         .route("/tracing", get(get_tracing).put(put_tracing))
         .route(
             "/metrics",
             get(|headers: http::HeaderMap| async move {
-                use crate::aggregator::scrape::Format;
-                let accept = headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok());
-                match Format::negotiate(accept) {
-                    Format::Text => (
-                        [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                        metrics().render(),
-                    ),
-                    Format::OpenMetrics => (
-                        [(
-                            http::header::CONTENT_TYPE,
-                            Format::OpenMetrics.content_type(),
-                        )],
-                        metrics().render_openmetrics().into_bytes(),
-                    ),
-                }
+                let format = Format::accepted(&headers);
+                let body = match format {
+                    Format::Text => metrics().render(),
+                    Format::OpenMetrics => metrics().render_openmetrics().into_bytes(),
+                };
+                ([(http::header::CONTENT_TYPE, format.content_type())], body)
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
@@ -666,7 +653,7 @@ pub async fn serve_http(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::scrape::{Format, parse, parse_as};
+    use crate::exposition::{Format, parse, parse_as};
 
     #[test]
     fn openmetrics_carries_the_trace_id_of_a_traced_observation() {
@@ -707,12 +694,12 @@ mod tests {
                 s.exemplar = None;
             }
         }
-        let uptime = |f: &[crate::aggregator::scrape::MetricFamily]| {
+        let stable = |f: &[crate::exposition::MetricFamily]| {
             f.iter()
                 .filter(|f| !f.name.starts_with("process_") && f.name != "akidb_uptime_seconds")
                 .cloned()
                 .collect::<Vec<_>>()
         };
-        assert_eq!(uptime(&back), uptime(&text));
+        assert_eq!(stable(&back), stable(&text));
     }
 }

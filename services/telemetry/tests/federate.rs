@@ -3,9 +3,9 @@
 
 use akidb_proto::v1::telemetry_service_server::TelemetryService;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
-use akidb_telemetry::aggregator::scrape::{MetricFamily, parse};
 use akidb_telemetry::aggregator::slo::SloConfig;
 use akidb_telemetry::aggregator::{Aggregator, ManualClock, TelemetryApi, parse_targets};
+use akidb_telemetry::exposition::{MetricFamily, parse};
 use akidb_telemetry::metrics::{Component, Metrics};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

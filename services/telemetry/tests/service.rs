@@ -3,7 +3,7 @@
 
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
-use akidb_telemetry::aggregator::scrape::parse;
+use akidb_telemetry::exposition::parse;
 use akidb_telemetry::metrics::{Component, Metrics};
 use std::net::SocketAddr;
 use std::sync::Arc;

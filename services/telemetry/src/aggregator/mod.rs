@@ -1,7 +1,7 @@
 //! The telemetry aggregator: scrapes every service's `/metrics`, re-exposes the series at
 //! `/federate`, and evaluates the SLOs of `observability/slo.yaml`.
 //!
-//! - [`scrape`]: the Prometheus text format parser and the HTTP fetch.
+//! - [`scrape`]: the HTTP fetch of each target (formats: [`crate::exposition`]).
 //! - [`federate`]: the `/federate` exposition.
 //! - [`slo`]: slo.yaml, the event history and the SLO math.
 //!
@@ -11,8 +11,8 @@ pub mod federate;
 pub mod scrape;
 pub mod slo;
 
+use crate::exposition::{Format, MetricFamily};
 use akidb_proto::v1 as pb;
-use scrape::MetricFamily;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -318,7 +318,7 @@ impl Aggregator {
     }
 
     /// The `/federate` exposition of the last scrape, in `format`.
-    pub fn federate(&self, format: scrape::Format) -> String {
+    pub fn federate(&self, format: Format) -> String {
         let snapshot = self.snapshot();
         let views: Vec<federate::TargetView<'_>> = self
             .targets
@@ -345,11 +345,7 @@ impl Aggregator {
             axum::routing::get(move |headers: http::HeaderMap| {
                 let agg = Arc::clone(&agg);
                 async move {
-                    let format = scrape::Format::negotiate(
-                        headers
-                            .get(http::header::ACCEPT)
-                            .and_then(|v| v.to_str().ok()),
-                    );
+                    let format = Format::accepted(&headers);
                     (
                         [(http::header::CONTENT_TYPE, format.content_type())],
                         agg.federate(format),

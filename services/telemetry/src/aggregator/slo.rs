@@ -16,7 +16,7 @@
 //! the history is shorter than W).
 
 use super::parse_duration;
-use super::scrape::MetricFamily;
+use crate::exposition::MetricFamily;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -297,7 +297,7 @@ impl SloConfig {
 /// target has no series of the SLO's service and methods.
 pub fn events(slo: &Slo, families: &[MetricFamily]) -> Option<(f64, f64)> {
     let s = &slo.spec;
-    let matches = |sample: &super::scrape::Sample| {
+    let matches = |sample: &crate::exposition::Sample| {
         sample.label("grpc_service") == Some(s.grpc_service.as_str())
             && sample
                 .label("grpc_method")
@@ -340,7 +340,7 @@ pub fn events(slo: &Slo, families: &[MetricFamily]) -> Option<(f64, f64)> {
                 } else if sample.name == bucket
                     && sample
                         .label("le")
-                        .and_then(super::scrape::parse_value)
+                        .and_then(crate::exposition::parse_value)
                         .is_some_and(|le| le.is_finite() && same_bound(le, threshold))
                 {
                     good += sample.value;
@@ -865,7 +865,7 @@ mod tests {
         m.grpc_server_duration
             .with_label_values(&["akidb.v1.QueryService", "Get"])
             .observe(5.0);
-        let fams = super::super::scrape::parse(&String::from_utf8(m.render()).unwrap()).unwrap();
+        let fams = crate::exposition::parse(&String::from_utf8(m.render()).unwrap()).unwrap();
         let c = SloConfig::from_yaml(REPO_SLO).unwrap();
         let avail = c
             .slos
