@@ -216,6 +216,34 @@ fn service_cpu(s: &Stack) -> (f64, f64) {
     (cpu_seconds(&s.query), cpu_seconds(&s.storage))
 }
 
+/// Client `w` searching `s` without pause while `go()` holds (its own sequence of query
+/// vectors), counting its searches in `done`.
+fn searcher(
+    s: &Stack,
+    w: usize,
+    done: &Arc<AtomicU64>,
+    go: impl Fn() -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (addr, done) = (s.query_addr.clone(), Arc::clone(done));
+    tokio::spawn(async move {
+        let l = Stack::link(&addr);
+        let mut c = l.query();
+        let mut k = w as u64 * 1_000_003;
+        while go() {
+            k += 1;
+            c.search(l.request(pb::SearchRequest {
+                collection: "bench".into(),
+                vector: query(k),
+                k: 10,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
 /// Searches per second with `CONCURRENCY` clients for `ROUND`, and the CPU query and storage
 /// spent per search (µs): the product's own cost, whatever else shares the machine.
 async fn qps(s: &Stack) -> (f64, f64) {
@@ -223,27 +251,7 @@ async fn qps(s: &Stack) -> (f64, f64) {
     let cpu0 = service_cpu(s);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|w| {
-            let addr = s.query_addr.clone();
-            let done = done.clone();
-            tokio::spawn(async move {
-                let l = Stack::link(&addr);
-                let mut c = l.query();
-                let mut k = w as u64 * 1_000_003;
-                while start.elapsed() < ROUND {
-                    k += 1;
-                    c.search(l.request(pb::SearchRequest {
-                        collection: "bench".into(),
-                        vector: query(k),
-                        k: 10,
-                        ..Default::default()
-                    }))
-                    .await
-                    .unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
+        .map(|w| searcher(s, w, &done, move || start.elapsed() < ROUND))
         .collect();
     for t in tasks {
         t.await.unwrap();
@@ -374,24 +382,8 @@ async fn switch_settings(endpoint: &str, ratio: &str, spans: &Counter) -> Stack 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..CONCURRENCY)
         .map(|w| {
-            let (addr, done, stop) = (s.query_addr.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let l = Stack::link(&addr);
-                let mut c = l.query();
-                let mut k = w as u64 * 1_000_003;
-                while !stop.load(Ordering::Relaxed) {
-                    k += 1;
-                    c.search(l.request(pb::SearchRequest {
-                        collection: "bench".into(),
-                        vector: query(k),
-                        k: 10,
-                        ..Default::default()
-                    }))
-                    .await
-                    .unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
+            let stop = stop.clone();
+            searcher(&s, w, &done, move || !stop.load(Ordering::Relaxed))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await; // warm-up
