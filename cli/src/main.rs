@@ -106,25 +106,25 @@ pub enum Service {
         #[command(flatten)]
         config: akidb_storage::StorageConfig,
         #[command(flatten)]
-        telemetry: akidb_telemetry::TelemetryArgs,
+        telemetry: akidb_instrumentation::TelemetryArgs,
     },
     Ingest {
         #[command(flatten)]
         config: akidb_ingest::IngestConfig,
         #[command(flatten)]
-        telemetry: akidb_telemetry::TelemetryArgs,
+        telemetry: akidb_instrumentation::TelemetryArgs,
     },
     Query {
         #[command(flatten)]
         config: akidb_query::QueryConfig,
         #[command(flatten)]
-        telemetry: akidb_telemetry::TelemetryArgs,
+        telemetry: akidb_instrumentation::TelemetryArgs,
     },
     Telemetry {
         #[command(flatten)]
         config: akidb_telemetry::TelemetryConfig,
         #[command(flatten)]
-        telemetry: akidb_telemetry::TelemetryArgs,
+        telemetry: akidb_instrumentation::TelemetryArgs,
     },
 }
 

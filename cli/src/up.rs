@@ -119,7 +119,7 @@ pub async fn up(a: UpArgs, telemetry_args: Vec<String>) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
-    let shutdown = akidb_telemetry::server::shutdown_signal();
+    let shutdown = akidb_instrumentation::lifecycle::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 
 /// The channel type every client here uses: tonic's channel behind the telemetry client layer.
-pub type Channel = akidb_telemetry::server::Channel;
+pub type Channel = akidb_instrumentation::transport::Channel;
 
 /// Largest message the clients send or accept.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -37,7 +37,7 @@ impl Link {
         } else {
             format!("http://{endpoint}")
         };
-        let channel = akidb_telemetry::server::channel(&endpoint, Duration::from_secs(2))?;
+        let channel = akidb_instrumentation::transport::channel(&endpoint, Duration::from_secs(2))?;
         Ok(Self {
             channel,
             timeout,

@@ -5,10 +5,11 @@
 //! after storage has made it durable. Health mirrors storage's.
 
 use akidb_client::Link;
+use akidb_instrumentation::lifecycle::{self, Service};
+use akidb_instrumentation::{Component, TelemetryArgs, metrics};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use akidb_proto::validate::{self, BatchLimits};
-use akidb_telemetry::{Component, TelemetryArgs, metrics};
 use prost::Message;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -229,48 +230,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ingest = Ingest::new(&config)?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
+    let mut service = Service::new(Component::Ingest, shutdown).await;
+    let health = service.health().clone();
+    health
         .set_not_serving::<IngestServiceServer<Ingest>>()
         .await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let watcher = tokio::spawn(akidb_client::watch_health(
-        ingest.storage.clone(),
-        reporter,
-        vec!["akidb.v1.IngestService".into()],
-        Duration::from_millis(500),
-        stopped(),
-    ));
-    let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(
-        metrics_listener,
-        stopped(),
-    ));
-    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
-    akidb_telemetry::server::builder()
-        .add_service(health)
-        .add_service(akidb_telemetry::server::reflection()?)
-        .add_service(
-            IngestServiceServer::new(ingest)
-                .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
-                .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+    let storage = ingest.storage.clone();
+    service.spawn("storage health", move |stopped| {
+        akidb_client::watch_health(
+            storage,
+            health,
+            vec!["akidb.v1.IngestService".into()],
+            Duration::from_millis(500),
+            stopped,
         )
-        .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), shutdown)
-        .await?;
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(watcher, metrics_task);
-    tracing::info!("ingest stopped");
-    Ok(())
+    });
+    service.serve_http(metrics_listener, None);
+    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
+    let routes = tonic::service::Routes::new(
+        IngestServiceServer::new(ingest)
+            .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
+            .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+    );
+    service
+        .run(grpc, routes, async { Ok(()) }, || async {})
+        .await
 }
 
 pub async fn main_with(config: IngestConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
     let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    akidb_telemetry::server::run_until_signal(
+    lifecycle::run_until_signal(
         Component::Ingest,
         &telemetry,
         grpc_addr,

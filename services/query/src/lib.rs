@@ -5,11 +5,12 @@
 //! deadline. Health mirrors storage's.
 
 use akidb_client::{Link, with_deadline};
+use akidb_instrumentation::lifecycle::{self, Service};
+use akidb_instrumentation::{Component, TelemetryArgs};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::collection_service_server::{CollectionService, CollectionServiceServer};
 use akidb_proto::v1::query_service_server::{QueryService, QueryServiceServer};
 use akidb_proto::validate;
-use akidb_telemetry::{Component, TelemetryArgs};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -99,11 +100,11 @@ macro_rules! forward {
 
 /// `akidb_cache_requests_total` of a hit or a miss, its label looked up once (every search
 /// counts one).
-fn cache_requests(hit: bool) -> &'static akidb_telemetry::prometheus::IntCounter {
-    static BY_RESULT: [std::sync::OnceLock<akidb_telemetry::prometheus::IntCounter>; 2] =
+fn cache_requests(hit: bool) -> &'static akidb_instrumentation::prometheus::IntCounter {
+    static BY_RESULT: [std::sync::OnceLock<akidb_instrumentation::prometheus::IntCounter>; 2] =
         [const { std::sync::OnceLock::new() }; 2];
     BY_RESULT[hit as usize].get_or_init(|| {
-        akidb_telemetry::metrics::metrics()
+        akidb_instrumentation::metrics::metrics()
             .cache_requests
             .with_label_values(&[if hit { "hit" } else { "miss" }])
     })
@@ -166,7 +167,7 @@ impl Query {
                     response: res.clone(),
                 },
             );
-            akidb_telemetry::metrics::metrics()
+            akidb_instrumentation::metrics::metrics()
                 .cache_entries
                 .set(n as i64);
         }
@@ -303,52 +304,38 @@ pub async fn run(
         max_batch_searches: config.max_batch_searches,
         cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
     };
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_not_serving::<QueryServiceServer<Query>>()
-        .await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let watcher = tokio::spawn(akidb_client::watch_health(
-        query.storage.clone(),
-        reporter,
-        vec![
-            "akidb.v1.QueryService".into(),
-            "akidb.v1.CollectionService".into(),
-        ],
-        Duration::from_millis(500),
-        stopped(),
-    ));
-    let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(
-        metrics_listener,
-        stopped(),
-    ));
-    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "query serving");
-    akidb_telemetry::server::builder()
-        .add_service(health)
-        .add_service(akidb_telemetry::server::reflection()?)
-        .add_service(
-            QueryServiceServer::new(query.clone())
-                .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+    let mut service = Service::new(Component::Query, shutdown).await;
+    let health = service.health().clone();
+    health.set_not_serving::<QueryServiceServer<Query>>().await;
+    let storage = query.storage.clone();
+    service.spawn("storage health", move |stopped| {
+        akidb_client::watch_health(
+            storage,
+            health,
+            vec![
+                "akidb.v1.QueryService".into(),
+                "akidb.v1.CollectionService".into(),
+            ],
+            Duration::from_millis(500),
+            stopped,
         )
-        .add_service(CollectionServiceServer::new(query))
-        .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), shutdown)
-        .await?;
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(watcher, metrics_task);
-    tracing::info!("query stopped");
-    Ok(())
+    });
+    service.serve_http(metrics_listener, None);
+    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "query serving");
+    let routes = tonic::service::Routes::new(
+        QueryServiceServer::new(query.clone())
+            .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+    )
+    .add_service(CollectionServiceServer::new(query));
+    service
+        .run(grpc, routes, async { Ok(()) }, || async {})
+        .await
 }
 
 pub async fn main_with(config: QueryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
     let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    akidb_telemetry::server::run_until_signal(
+    lifecycle::run_until_signal(
         Component::Query,
         &telemetry,
         grpc_addr,

@@ -7,7 +7,7 @@ struct Args {
     #[command(flatten)]
     config: akidb_query::QueryConfig,
     #[command(flatten)]
-    telemetry: akidb_telemetry::TelemetryArgs,
+    telemetry: akidb_instrumentation::TelemetryArgs,
 }
 
 #[tokio::main]

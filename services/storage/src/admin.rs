@@ -22,7 +22,7 @@ pub struct AdminApi {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let scope = akidb_telemetry::grpc::RequestScope::current();
+    let scope = akidb_instrumentation::context::RequestScope::current();
     tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?

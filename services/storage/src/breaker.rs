@@ -620,7 +620,7 @@ impl Breaker {
     fn after(&self, t: Transition) {
         let Some((from, to)) = t else { return };
         publish_state(to);
-        akidb_telemetry::metrics()
+        akidb_instrumentation::metrics()
             .breaker_transitions
             .with_label_values(&[to.as_str()])
             .inc();
@@ -666,7 +666,7 @@ impl Breaker {
 }
 
 fn publish_state(current: BreakerState) {
-    let m = akidb_telemetry::metrics();
+    let m = akidb_instrumentation::metrics();
     for s in BreakerState::ALL {
         m.breaker_state
             .with_label_values(&[s.as_str()])
@@ -744,7 +744,7 @@ impl ResilientStore {
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        let metrics = akidb_telemetry::metrics();
+        let metrics = akidb_instrumentation::metrics();
         let label = op.as_str();
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 0;
@@ -761,14 +761,14 @@ impl ResilientStore {
                 }
             };
             let started = Instant::now();
-            let span = akidb_telemetry::grpc::step_span(|| {
+            let span = akidb_instrumentation::context::step_span(|| {
                 tracing::info_span!("objstore", op = label, key, attempt)
             });
             let res = f().instrument(span.clone()).await;
-            akidb_telemetry::exemplar::TracedHistogram::new(&metrics.s3_duration, &[label])
+            akidb_instrumentation::exemplar::TracedHistogram::new(&metrics.s3_duration, &[label])
                 .observe_traced(
                     started.elapsed().as_secs_f64(),
-                    akidb_telemetry::grpc::span_trace_id(&span),
+                    akidb_instrumentation::context::span_trace_id(&span),
                 );
             let kind = res.as_ref().err().map(ObjectStoreError::kind);
             let outcome = match kind {

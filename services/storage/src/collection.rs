@@ -19,7 +19,7 @@ use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
 use crate::wal::{self, Wal, WalOp, WalOptions, WalStatus};
-use akidb_telemetry::metrics;
+use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -278,7 +278,7 @@ impl Collection {
     }
 
     fn build_over(&self, data: &SegmentData, deleted: &[bool]) -> Graph {
-        let _span = akidb_telemetry::grpc::step_span(|| {
+        let _span = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("index.build", collection = %self.spec.name, points = data.len())
         })
         .entered();
@@ -385,7 +385,7 @@ impl Collection {
     /// Take a snapshot now; returns its manifest. The WAL before it is then deleted.
     pub fn snapshot(&self) -> Result<SnapshotManifest> {
         let _m = self.maint_lock.lock();
-        let span = akidb_telemetry::grpc::step_span(
+        let span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("snapshot", collection = %self.spec.name),
         );
         let _e = span.enter();
@@ -496,7 +496,7 @@ impl Collection {
     /// Rewrite segments with many tombstones and merge small ones.
     pub fn compact(&self) -> Result<CompactReport> {
         let _m = self.maint_lock.lock();
-        let _span = akidb_telemetry::grpc::step_span(
+        let _span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("compaction", collection = %self.spec.name),
         )
         .entered();
@@ -603,7 +603,7 @@ impl CollectionStore for Collection {
         let WalOp::Upsert(points) = op else {
             unreachable!()
         };
-        let span = akidb_telemetry::grpc::step_span(
+        let span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len(), bytes = body.len()),
         );
         let _e = span.enter();
@@ -629,7 +629,7 @@ impl CollectionStore for Collection {
     }
 
     fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
-        let span = akidb_telemetry::grpc::step_span(
+        let span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("wal.commit", collection = %self.spec.name, delete = true),
         );
         let _e = span.enter();

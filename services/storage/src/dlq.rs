@@ -640,7 +640,7 @@ impl Dlq {
             }
         }
         drop(idx);
-        akidb_telemetry::metrics().dlq_enqueued.inc();
+        akidb_instrumentation::metrics().dlq_enqueued.inc();
         tracing::warn!(id = %entry.id, key, collection, size, error = %error, "upload failed; queued in the dead-letter queue for background retry");
         self.publish();
         self.wake.notify_one();
@@ -710,7 +710,7 @@ impl Dlq {
 
     /// Refresh `akidb_dlq_depth` and `akidb_dlq_oldest_age_seconds`.
     pub fn publish(&self) {
-        let m = akidb_telemetry::metrics();
+        let m = akidb_instrumentation::metrics();
         m.dlq_depth.set(self.depth() as i64);
         m.dlq_oldest_age.set(self.oldest_age().as_secs_f64());
     }
@@ -813,7 +813,7 @@ impl Dlq {
                 format!("cannot read spool file {}: {e}", path.display()),
             )),
         };
-        let m = akidb_telemetry::metrics();
+        let m = akidb_instrumentation::metrics();
         let mut idx = self.index.lock().await;
         idx.in_flight.remove(id);
         let superseded = idx.superseded.contains(id);
@@ -946,7 +946,7 @@ impl Dlq {
         let me = self.clone();
         tokio::spawn(async move {
             let poll = Duration::from_millis(me.cfg.poll_ms.max(10));
-            let worker = &akidb_telemetry::metrics().worker_runs;
+            let worker = &akidb_instrumentation::metrics().worker_runs;
             loop {
                 me.publish();
                 let (_, next) = me.due().await;

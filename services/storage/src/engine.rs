@@ -6,7 +6,7 @@ use crate::model::*;
 use crate::store::CollectionStore;
 use crate::tier::{self, Objects, Slot, TierOptions, TierRecord};
 use crate::wal::{self, FsyncPolicy};
-use akidb_telemetry::metrics;
+use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::fs;

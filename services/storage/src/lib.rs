@@ -34,9 +34,10 @@ pub mod upload;
 pub mod wal;
 
 use crate::objstore::ObjectStore as _;
+use akidb_instrumentation::lifecycle::Service;
+use akidb_instrumentation::{Component, TelemetryArgs};
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
-use akidb_telemetry::{Component, TelemetryArgs};
 pub use config::StorageConfig;
 use std::future::Future;
 
@@ -56,12 +57,10 @@ pub async fn run(
     metrics_listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
+    let mut service = Service::new(Component::Storage, shutdown).await;
+    let health = service.health().clone();
+    health
         .set_not_serving::<StorageServiceServer<server::StorageApi>>()
-        .await;
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let engine = engine::Engine::new(config.engine_options());
     let objects = upload::ObjectLayer::start(&config.objects, &config.data_dir).await?;
@@ -79,75 +78,51 @@ pub async fn run(
         engine: engine.clone(),
         objects: objects.clone(),
     };
+    service.serve_http(metrics_listener, None);
+    let routes = tonic::service::Routes::new(
+        StorageServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(AdminServiceServer::new(admin_api));
+    tracing::info!(grpc = %grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics_task = tokio::spawn(akidb_telemetry::metrics::serve_metrics(metrics_listener, {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    }));
-    let svc = StorageServiceServer::new(api)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop_server = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = fail_rx => {}
+    // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
+    let e2 = engine.clone();
+    let starting = async move {
+        match tokio::task::spawn_blocking(move || e2.recover()).await? {
+            Ok(()) => {
+                health
+                    .set_serving::<StorageServiceServer<server::StorageApi>>()
+                    .await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                tracing::info!("storage serving");
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("storage recovery failed: {e}")),
         }
     };
-    tracing::info!(grpc = %grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
-    let server = tokio::spawn(
-        akidb_telemetry::server::builder()
-            .add_service(health)
-            .add_service(akidb_telemetry::server::reflection()?)
-            .add_service(svc)
-            .add_service(AdminServiceServer::new(admin_api))
-            .serve_with_incoming_shutdown(akidb_telemetry::server::incoming(grpc), stop_server),
-    );
-
-    let e2 = engine.clone();
-    let recovered = tokio::task::spawn_blocking(move || e2.recover()).await?;
-    let mut failure = None;
-    match recovered {
-        Ok(()) => {
-            reporter
-                .set_serving::<StorageServiceServer<server::StorageApi>>()
-                .await;
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::Serving)
-                .await;
-            tracing::info!("storage serving");
+    // Stopping: once in-flight requests are done, stop the workers, flush every WAL, and
+    // stop the dead-letter queue's worker.
+    let stopping = move || async move {
+        let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        match std::sync::Arc::try_unwrap(objects) {
+            Ok(layer) => layer.shutdown().await,
+            Err(_) => {
+                tracing::warn!("object layer still in use at shutdown; DLQ entries stay on disk")
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "storage recovery failed");
-            failure = Some(e);
-            let _ = fail_tx.send(());
-        }
-    }
-    let served = server.await?;
-    let e2 = engine.clone();
-    tokio::task::spawn_blocking(move || e2.shutdown()).await?;
-    match std::sync::Arc::try_unwrap(objects) {
-        Ok(layer) => layer.shutdown().await,
-        Err(_) => tracing::warn!("object layer still in use at shutdown; DLQ entries stay on disk"),
-    }
-    let _ = stop_tx.send(true);
-    let _ = metrics_task.await;
-    if let Some(e) = failure {
-        return Err(anyhow::anyhow!("storage recovery failed: {e}"));
-    }
-    served?;
-    tracing::info!("storage stopped");
-    Ok(())
+    };
+    service.run(grpc, routes, starting, stopping).await
 }
 
 /// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve storage` do.
 pub async fn main_with(config: StorageConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
     configure_allocator();
     let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    akidb_telemetry::server::run_until_signal(
+    akidb_instrumentation::lifecycle::run_until_signal(
         Component::Storage,
         &telemetry,
         grpc_addr,

@@ -6,9 +6,9 @@ use crate::engine::{Engine, validate_search};
 use crate::error::{Result, StorageError};
 use crate::model::CollectionStats;
 use crate::store::CollectionStore;
+use akidb_instrumentation::metrics;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::storage_service_server::StorageService;
-use akidb_telemetry::metrics;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
@@ -21,7 +21,7 @@ pub struct StorageApi {
 /// Run blocking engine work off the async threads, in the caller's span and request (so that
 /// its steps are traced, or not, as the request is).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let scope = akidb_telemetry::grpc::RequestScope::current();
+    let scope = akidb_instrumentation::context::RequestScope::current();
     tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
         .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
@@ -57,8 +57,8 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
 fn tier_duration(
     upsert: bool,
     tier: crate::model::Tier,
-) -> &'static akidb_telemetry::exemplar::TracedHistogram {
-    use akidb_telemetry::exemplar::TracedHistogram;
+) -> &'static akidb_instrumentation::exemplar::TracedHistogram {
+    use akidb_instrumentation::exemplar::TracedHistogram;
     static BY_TIER: [[std::sync::OnceLock<TracedHistogram>; 3]; 2] =
         [const { [const { std::sync::OnceLock::new() }; 3] }; 2];
     BY_TIER[upsert as usize][tier as usize].get_or_init(|| {
@@ -83,7 +83,7 @@ fn search_in(
     let params = search_from_pb(req)?;
     validate_search(&stats.spec, &params)?;
     let (hits, info) = {
-        let _s = akidb_telemetry::grpc::step_span(|| {
+        let _s = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("segment.search", k = params.k, exact = params.exact)
         })
         .entered();
@@ -146,7 +146,7 @@ fn search_many(
         }
         parts.push(part);
     }
-    let scope = akidb_telemetry::grpc::RequestScope::current();
+    let scope = akidb_instrumentation::context::RequestScope::current();
     let outs: Vec<Result<Vec<pb::SearchResponse>>> =
         std::thread::scope(|sc| {
             let mut handles = Vec::with_capacity(parts.len());

@@ -23,7 +23,7 @@ use crate::objstore::ObjectStore;
 use crate::snapshot::{self, MANIFEST, SnapshotFile};
 use crate::store::CollectionStore;
 use crate::upload::{UploadOutcome, UploadSource, Uploader};
-use akidb_telemetry::metrics;
+use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -511,8 +511,11 @@ impl Engine {
         slot.persist()?;
         let secs = start.elapsed().as_secs_f64();
         let m = metrics();
-        akidb_telemetry::exemplar::TracedHistogram::new(&m.tier_load_duration, &[from.as_str()])
-            .observe(secs);
+        akidb_instrumentation::exemplar::TracedHistogram::new(
+            &m.tier_load_duration,
+            &[from.as_str()],
+        )
+        .observe(secs);
         m.tier_promotions
             .with_label_values(&[from.as_str(), "hot"])
             .inc();

@@ -299,7 +299,7 @@ mod tests {
             #[command(flatten)]
             storage: crate::StorageConfig,
             #[command(flatten)]
-            telemetry: akidb_telemetry::TelemetryArgs,
+            telemetry: akidb_instrumentation::TelemetryArgs,
         }
         Cli::command().debug_assert();
         let c = Cli::parse_from([

@@ -16,7 +16,7 @@
 
 use crate::error::{Result, StorageError};
 use crate::model::{Payload, PointKey, PointRecord};
-use akidb_telemetry::metrics;
+use akidb_instrumentation::metrics;
 use parking_lot::{Condvar, Mutex};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -492,7 +492,8 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
     let Some(bin) = moto_bin("breaker_opens_when_moto_is_stopped_and_dlq_drains_after") else {
         return;
     };
-    let metrics = akidb_telemetry::metrics::init_metrics(akidb_telemetry::Component::Storage);
+    let metrics =
+        akidb_instrumentation::metrics::init_metrics(akidb_instrumentation::Component::Storage);
     let opened_before = metrics
         .breaker_transitions
         .with_label_values(&["open"])

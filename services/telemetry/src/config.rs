@@ -1,7 +1,8 @@
 //! Telemetry aggregator configuration (flags and environment variables).
 
+use crate::aggregator::duration::parse_duration;
 use crate::aggregator::slo::SloConfig;
-use crate::aggregator::{Target, parse_duration, parse_targets};
+use crate::aggregator::{Target, parse_targets};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,34 +1,25 @@
-//! AkiDB telemetry: the instrumentation every service shares, and the aggregator.
+//! AkiDB telemetry service: the aggregator. It scrapes every service's `/metrics`, re-exposes
+//! the series at `/federate`, and evaluates the SLOs of `observability/slo.yaml` (as
+//! `akidb_slo_*` metrics and `akidb.v1.TelemetryService`).
 //!
-//! - [`init`]: logs (`tracing`, text or JSON), OTLP traces and the metrics registry, from one
-//!   [`TelemetryArgs`].
-//! - [`metrics`]: the metric catalogue (docs/metrics.md) and the `/metrics` HTTP server.
-//! - [`grpc`]: tower layers for every gRPC server and client: request metrics, W3C trace
-//!   context extracted on the server and injected on the client.
-//! - [`exemplar`]: trace ids of traced requests on histogram buckets (OpenMetrics).
-//! - [`exposition`]: the text and OpenMetrics formats, parsed and written.
-//! - [`server`]: shared gRPC server plumbing (health, reflection, shutdown signal).
-//! - [`aggregator`], [`config`], [`run`], [`main_with`]: the telemetry service itself, which
-//!   scrapes every service, serves `/federate` and evaluates the SLOs of
-//!   `observability/slo.yaml` (as `akidb_slo_*` metrics and `akidb.v1.TelemetryService`).
+//! - [`aggregator`]: the scrape loop and its state ([`aggregator::Aggregator`]), the gRPC API
+//!   ([`aggregator::TelemetryApi`]); under it `scrape` (the HTTP fetch), `federate` (the
+//!   `/federate` exposition), `slo` (slo.yaml and the SLO math), `duration`.
+//! - [`config`]: the service's flags ([`TelemetryConfig`]).
+//! - [`run`], [`main_with`]: the service, started and stopped through
+//!   [`akidb_instrumentation::lifecycle`] like every other.
+//!
+//! The instrumentation every service links (this one too) is the `akidb-instrumentation`
+//! crate.
 
 pub mod aggregator;
 pub mod config;
-pub mod exemplar;
-pub mod exposition;
-pub mod grpc;
-pub mod idle_poll;
-pub mod init;
-pub mod metrics;
-pub mod server;
 
 pub use config::TelemetryConfig;
-pub use init::{TelemetryArgs, TelemetryGuard, init};
-pub use metrics::{Component, metrics};
-/// The metric types of the catalogue's handles, for services that keep a handle of their own.
-pub use prometheus;
 
 use aggregator::{Aggregator, TelemetryApi};
+use akidb_instrumentation::lifecycle::{self, Service};
+use akidb_instrumentation::{Component, TelemetryArgs};
 use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use std::future::Future;
 use std::sync::Arc;
@@ -56,28 +47,20 @@ pub async fn run(
         slos,
         config.effective_timeout(),
     ));
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
+    let mut service = Service::new(Component::Telemetry, shutdown).await;
+    service
+        .health()
         .set_serving::<TelemetryServiceServer<TelemetryApi>>()
         .await;
-    reporter
+    service
+        .health()
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
     let http_addr = metrics_listener.local_addr()?;
-    let metrics_task = tokio::spawn(metrics::serve_http(
-        metrics_listener,
-        aggregator.router(),
-        stopped(),
-    ));
-    let scrape_task = tokio::spawn(Arc::clone(&aggregator).run(config.scrape_interval, stopped()));
+    service.serve_http(metrics_listener, Some(aggregator.router()));
+    let scraper = Arc::clone(&aggregator);
+    let interval = config.scrape_interval;
+    service.spawn("scrape", move |stopped| scraper.run(interval, stopped));
     tracing::info!(
         grpc = %grpc.local_addr()?,
         http = %http_addr,
@@ -85,27 +68,19 @@ pub async fn run(
         interval = ?config.scrape_interval,
         "telemetry serving"
     );
-    let res = server::builder()
-        .add_service(health)
-        .add_service(server::reflection()?)
-        .add_service(TelemetryServiceServer::new(TelemetryApi {
-            aggregator: Arc::clone(&aggregator),
-        }))
-        .serve_with_incoming_shutdown(crate::server::incoming(grpc), shutdown)
-        .await;
-    let _ = stop_tx.send(true);
-    let _ = scrape_task.await;
-    let _ = metrics_task.await;
-    tracing::info!("telemetry stopped");
-    res?;
-    Ok(())
+    let routes = tonic::service::Routes::new(TelemetryServiceServer::new(TelemetryApi {
+        aggregator: Arc::clone(&aggregator),
+    }));
+    service
+        .run(grpc, routes, async { Ok(()) }, || async {})
+        .await
 }
 
 /// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve telemetry`
 /// do.
 pub async fn main_with(config: TelemetryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
     let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    server::run_until_signal(
+    lifecycle::run_until_signal(
         Component::Telemetry,
         &telemetry,
         grpc_addr,

@@ -7,7 +7,7 @@ struct Args {
     #[command(flatten)]
     config: akidb_telemetry::TelemetryConfig,
     #[command(flatten)]
-    telemetry: akidb_telemetry::TelemetryArgs,
+    telemetry: akidb_instrumentation::TelemetryArgs,
 }
 
 #[tokio::main]

@@ -1,12 +1,12 @@
 //! The aggregator against live HTTP targets: federation labels, `up`, dead targets, SLOs
 //! through the scrape path, and the whole service through `run()`.
 
+use akidb_instrumentation::exposition::{MetricFamily, parse};
+use akidb_instrumentation::metrics::{Component, Metrics};
 use akidb_proto::v1::telemetry_service_server::TelemetryService;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
 use akidb_telemetry::aggregator::slo::SloConfig;
 use akidb_telemetry::aggregator::{Aggregator, ManualClock, TelemetryApi, parse_targets};
-use akidb_telemetry::exposition::{MetricFamily, parse};
-use akidb_telemetry::metrics::{Component, Metrics};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ async fn serve_federate(agg: &Arc<Aggregator>) -> (SocketAddr, oneshot::Sender<(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(akidb_telemetry::metrics::serve_http(
+    tokio::spawn(akidb_instrumentation::http::serve(
         listener,
         agg.router(),
         async {
@@ -359,7 +359,7 @@ async fn slos_follow_the_scraped_counters_across_a_restart() {
     // 58x the budget rate on every window: page and ticket.
     assert!(avail.page_alert && avail.ticket_alert);
     // The gauges say the same.
-    let m = akidb_telemetry::metrics();
+    let m = akidb_instrumentation::metrics();
     assert_eq!(
         m.slo_burn_rate
             .with_label_values(&["query-availability", "1h"])

@@ -1,10 +1,10 @@
 //! The telemetry service as `akidb up` runs it: `run()` on bound listeners, scraping,
 //! gRPC (TelemetryService, health), `/federate`, `/metrics`, and a clean stop.
 
+use akidb_instrumentation::exposition::parse;
+use akidb_instrumentation::metrics::{Component, Metrics};
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
-use akidb_telemetry::exposition::parse;
-use akidb_telemetry::metrics::{Component, Metrics};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,7 +12,9 @@
 //! In OpenMetrics (what Prometheus asks for first) samples keep the exemplars their target
 //! wrote: the trace ids of traced requests on latency buckets.
 
-use crate::exposition::{Format, MetricFamily, MetricType, Sample, write_end, write_header};
+use akidb_instrumentation::exposition::{
+    Format, MetricFamily, MetricType, Sample, write_end, write_header,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -132,7 +134,7 @@ fn sample(out: &mut String, format: Format, name: &str, t: &TargetView<'_>, s: &
             };
             (k, v.as_str())
         }));
-    crate::exposition::write_sample(
+    akidb_instrumentation::exposition::write_sample(
         out,
         format,
         name,
@@ -146,7 +148,7 @@ fn sample(out: &mut String, format: Format, name: &str, t: &TargetView<'_>, s: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::parse;
+    use akidb_instrumentation::exposition::parse;
 
     fn view<'a>(
         service: &'a str,
@@ -234,7 +236,7 @@ akidb_target_scrape_duration_seconds{service=\"storage\",instance=\"127.0.0.1:91
     }
     #[test]
     fn openmetrics_keeps_exemplars() {
-        use crate::exposition::parse_as;
+        use akidb_instrumentation::exposition::parse_as;
         let a = parse_as(
             "# TYPE akidb_x counter\nakidb_x_total 1\n# TYPE h histogram\n\
              h_bucket{le=\"1\"} 1 # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.25 1700000000.5\n\

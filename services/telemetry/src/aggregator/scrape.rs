@@ -1,7 +1,9 @@
 //! Scraping: the HTTP fetch of a target's `/metrics`, OpenMetrics asked first (exemplars), and
-//! its parse ([`crate::exposition`]).
+//! its parse ([`akidb_instrumentation::exposition`]).
 
-use crate::exposition::{Format, MetricFamily, ParseError, SCRAPE_ACCEPT, parse_as};
+use akidb_instrumentation::exposition::{
+    Format, MetricFamily, ParseError, SCRAPE_ACCEPT, parse_as,
+};
 use std::fmt;
 use std::time::{Duration, Instant};
 

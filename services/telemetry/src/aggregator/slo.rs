@@ -15,8 +15,8 @@
 //! is the latest point minus the last point at or before `now - W` (or the oldest point while
 //! the history is shorter than W).
 
-use super::parse_duration;
-use crate::exposition::MetricFamily;
+use super::duration::parse_duration;
+use akidb_instrumentation::exposition::MetricFamily;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -256,14 +256,14 @@ impl SloConfig {
                     let t = spec.threshold_seconds.with_context(|| {
                         format!("{}: a latency SLO needs threshold_seconds", ctx())
                     })?;
-                    if !crate::metrics::LATENCY_BUCKETS
+                    if !akidb_instrumentation::metrics::LATENCY_BUCKETS
                         .iter()
                         .any(|&b| same_bound(b, t))
                     {
                         bail!(
                             "{}: threshold_seconds {t} is not a bucket bound of {DURATION} ({:?})",
                             ctx(),
-                            crate::metrics::LATENCY_BUCKETS
+                            akidb_instrumentation::metrics::LATENCY_BUCKETS
                         );
                     }
                     if !spec.bad_codes.is_empty() {
@@ -297,7 +297,7 @@ impl SloConfig {
 /// target has no series of the SLO's service and methods.
 pub fn events(slo: &Slo, families: &[MetricFamily]) -> Option<(f64, f64)> {
     let s = &slo.spec;
-    let matches = |sample: &crate::exposition::Sample| {
+    let matches = |sample: &akidb_instrumentation::exposition::Sample| {
         sample.label("grpc_service") == Some(s.grpc_service.as_str())
             && sample
                 .label("grpc_method")
@@ -340,7 +340,7 @@ pub fn events(slo: &Slo, families: &[MetricFamily]) -> Option<(f64, f64)> {
                 } else if sample.name == bucket
                     && sample
                         .label("le")
-                        .and_then(crate::exposition::parse_value)
+                        .and_then(akidb_instrumentation::exposition::parse_value)
                         .is_some_and(|le| le.is_finite() && same_bound(le, threshold))
                 {
                     good += sample.value;
@@ -633,7 +633,7 @@ impl SloEngine {
 }
 
 /// Set the `akidb_slo_*` gauges from an evaluation.
-pub fn export(statuses: &[SloStatus], m: &crate::metrics::Metrics) {
+pub fn export(statuses: &[SloStatus], m: &akidb_instrumentation::metrics::Metrics) {
     for s in statuses {
         let slo = s.name.as_str();
         m.slo_objective.with_label_values(&[slo]).set(s.objective);
@@ -844,7 +844,7 @@ mod tests {
 
     #[test]
     fn events_from_a_rendered_exposition() {
-        use crate::metrics::{Component, Metrics};
+        use akidb_instrumentation::metrics::{Component, Metrics};
         let m = Metrics::new(Component::Query);
         let req = |method: &str, code: &str, n: u64| {
             m.grpc_server_requests
@@ -865,7 +865,9 @@ mod tests {
         m.grpc_server_duration
             .with_label_values(&["akidb.v1.QueryService", "Get"])
             .observe(5.0);
-        let fams = crate::exposition::parse(&String::from_utf8(m.render()).unwrap()).unwrap();
+        let fams =
+            akidb_instrumentation::exposition::parse(&String::from_utf8(m.render()).unwrap())
+                .unwrap();
         let c = SloConfig::from_yaml(REPO_SLO).unwrap();
         let avail = c
             .slos

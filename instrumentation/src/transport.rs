@@ -1,7 +1,7 @@
-//! Server plumbing every service shares: the instrumented tonic builder, reflection and the
-//! shutdown signal.
+//! How every AkiDB service serves and calls gRPC: the instrumented tonic server builder,
+//! accepted connections without Nagle, reflection, and the instrumented client channel.
 
-use crate::grpc::ServerLayer;
+use crate::layers::{ClientLayer, ClientService, ServerLayer};
 use std::time::Duration;
 use tower::layer::util::{Identity, Stack};
 
@@ -35,31 +35,9 @@ pub fn reflection() -> Result<
         .build_v1()
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
-    }
-}
-
 /// What [`channel`] returns: a cloneable, `Send + Sync` gRPC transport, so that a client
 /// built on it can live in a tonic service (whose handlers must be `Sync`).
-pub type Channel = crate::grpc::ClientService<tonic::transport::Channel>;
+pub type Channel = ClientService<tonic::transport::Channel>;
 
 /// A channel to another AkiDB service: lazy connect (a peer that is down does not fail
 /// start-up), no Nagle, keep-alive, a connect timeout, and the client layer.
@@ -74,30 +52,5 @@ pub fn channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(tower::Layer::layer(&crate::grpc::ClientLayer, ch))
-}
-
-/// Resolves when the service must stop ([`shutdown_signal`], as [`run_until_signal`] passes it).
-pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
-
-/// What every service's `main_with` does: set up telemetry for `component`, bind the gRPC and
-/// metrics addresses, run until SIGINT/SIGTERM, then flush traces.
-pub async fn run_until_signal<F, Fut>(
-    component: crate::Component,
-    telemetry: &crate::TelemetryArgs,
-    grpc_addr: std::net::SocketAddr,
-    metrics_addr: std::net::SocketAddr,
-    run: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener, Shutdown) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let guard = crate::init(component, telemetry)?;
-    crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
-    let grpc = tokio::net::TcpListener::bind(grpc_addr).await?;
-    let metrics = tokio::net::TcpListener::bind(metrics_addr).await?;
-    let res = run(grpc, metrics, Box::pin(shutdown_signal())).await;
-    guard.shutdown().await;
-    res
+    Ok(tower::Layer::layer(&ClientLayer, ch))
 }

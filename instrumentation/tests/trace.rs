@@ -1,15 +1,13 @@
 //! Trace propagation through the library, in process: an OTLP receiver in the test, and a
-//! two-hop gRPC chain (client -> front -> back) built with `server::builder()` and
-//! `server::channel()`, the way the services are.
+//! two-hop gRPC chain (client -> front -> back) built with `transport::builder()` and
+//! `transport::channel()`, the way the services are.
 //!
 //! One test only: `init` installs process-wide tracing state.
 
+use akidb_instrumentation::{Component, TelemetryArgs, transport};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
-use akidb_telemetry::aggregator::slo::SloConfig;
-use akidb_telemetry::aggregator::{Aggregator, TelemetryApi};
-use akidb_telemetry::{Component, TelemetryArgs, server};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
@@ -18,7 +16,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -31,7 +28,7 @@ const PARENT_ID: &str = "00f067aa0ba902b7";
 mod common;
 use common::Receiver;
 
-use akidb_telemetry::server::Channel;
+use akidb_instrumentation::transport::Channel;
 
 /// The first hop: answers GetTargets by asking the next hop.
 struct Front {
@@ -60,6 +57,31 @@ impl TelemetryService for Front {
     }
 }
 
+/// The last hop: answers GetTargets with no targets, as a telemetry service without targets
+/// does.
+struct Last;
+
+#[tonic::async_trait]
+impl TelemetryService for Last {
+    async fn get_slo_status(
+        &self,
+        _req: tonic::Request<pb::GetSloStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetSloStatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "the last hop only answers GetTargets",
+        ))
+    }
+
+    async fn get_targets(
+        &self,
+        _req: tonic::Request<pb::GetTargetsRequest>,
+    ) -> Result<tonic::Response<pb::GetTargetsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::GetTargetsResponse {
+            targets: Vec::new(),
+        }))
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -78,7 +100,7 @@ where
     S::Future: Send + 'static,
 {
     let (_, health) = tonic_health::server::health_reporter();
-    server::builder()
+    transport::builder()
         .add_service(health)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -96,7 +118,7 @@ async fn listener() -> (TcpListener, SocketAddr) {
 
 /// Wait until the receiver holds `n` spans (or 10 s).
 async fn wait_for_spans(
-    guard: &akidb_telemetry::TelemetryGuard,
+    guard: &akidb_instrumentation::TelemetryGuard,
     rx: &Receiver,
     n: usize,
 ) -> Vec<Span> {
@@ -130,7 +152,7 @@ async fn spans_continue_the_callers_trace_and_export_never_blocks() {
         }
     });
 
-    let guard = akidb_telemetry::init(
+    let guard = akidb_instrumentation::init(
         Component::Other,
         &TelemetryArgs {
             log: "warn".into(),
@@ -141,22 +163,13 @@ async fn spans_continue_the_callers_trace_and_export_never_blocks() {
     )
     .unwrap();
 
-    // back: the real TelemetryService (no targets); front: forwards to back.
+    // back: answers GetTargets (no targets); front: forwards to back.
     let (bl, baddr) = listener().await;
     let (_stop_back, bstop) = oneshot::channel();
-    let agg = Arc::new(Aggregator::new(
-        Vec::new(),
-        SloConfig::from_yaml("slos: []").unwrap(),
-        Duration::from_secs(1),
-    ));
-    tokio::spawn(serve(
-        TelemetryServiceServer::new(TelemetryApi { aggregator: agg }),
-        bl,
-        bstop,
-    ));
+    tokio::spawn(serve(TelemetryServiceServer::new(Last), bl, bstop));
     let (fl, faddr) = listener().await;
     let (_stop_front, fstop) = oneshot::channel();
-    let to_back = server::channel(&format!("http://{baddr}"), Duration::from_secs(1)).unwrap();
+    let to_back = transport::channel(&format!("http://{baddr}"), Duration::from_secs(1)).unwrap();
     tokio::spawn(serve(
         TelemetryServiceServer::new(Front {
             next: TelemetryServiceClient::new(to_back),
@@ -165,7 +178,7 @@ async fn spans_continue_the_callers_trace_and_export_never_blocks() {
         fstop,
     ));
     let mut client = TelemetryServiceClient::new(
-        server::channel(&format!("http://{faddr}"), Duration::from_secs(1)).unwrap(),
+        transport::channel(&format!("http://{faddr}"), Duration::from_secs(1)).unwrap(),
     );
 
     // 1. Through the instrumented channel, inside a span whose parent is a known remote one.

@@ -1,14 +1,14 @@
 //! Head-sampling tests: an OTLP receiver, and a two-hop chain (plain client -> front -> back)
-//! built with `server::builder()` and `server::channel()` as the services are. The back
+//! built with `transport::builder()` and `transport::channel()` as the services are. The back
 //! service records the `traceparent` it receives and opens an inner span on a blocking thread
 //! (as storage does for a search).
 #![allow(dead_code)]
 
+use akidb_instrumentation::transport::{self, Channel};
+use akidb_instrumentation::{Component, TelemetryArgs, TelemetryGuard};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
-use akidb_telemetry::server::{self, Channel};
-use akidb_telemetry::{Component, TelemetryArgs, TelemetryGuard};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -104,17 +104,18 @@ impl TelemetryService for Back {
             .map(str::to_string);
         let untraced = req
             .metadata()
-            .contains_key(akidb_telemetry::grpc::UNTRACED_HEADER);
+            .contains_key(akidb_instrumentation::propagation::UNTRACED_HEADER);
         self.received.lock().unwrap().push(Received {
             traceparent: tp,
             untraced,
         });
-        let scope = akidb_telemetry::grpc::RequestScope::current();
+        let scope = akidb_instrumentation::context::RequestScope::current();
         tokio::task::spawn_blocking(move || {
             scope.in_scope(|| {
                 // A costly step's span, made as the services make theirs.
                 let _step =
-                    akidb_telemetry::grpc::step_span(|| tracing::info_span!("back.step")).entered();
+                    akidb_instrumentation::context::step_span(|| tracing::info_span!("back.step"))
+                        .entered();
                 tracing::info!("back works");
             })
         })
@@ -151,7 +152,7 @@ pub async fn start(ratio: f64) -> Chain {
             .await
             .unwrap();
     });
-    let guard = akidb_telemetry::init(
+    let guard = akidb_instrumentation::init(
         Component::Other,
         &TelemetryArgs {
             log: "info".into(),
@@ -165,19 +166,19 @@ pub async fn start(ratio: f64) -> Chain {
     let (bl, baddr) = listener().await;
     let svc = TelemetryServiceServer::new(back.clone());
     tokio::spawn(async move {
-        server::builder()
+        transport::builder()
             .add_service(svc)
-            .serve_with_incoming(server::incoming(bl))
+            .serve_with_incoming(transport::incoming(bl))
             .await
             .unwrap();
     });
     let (fl, front_addr) = listener().await;
     let next =
-        TelemetryServiceClient::new(server::channel(&baddr, Duration::from_secs(1)).unwrap());
+        TelemetryServiceClient::new(transport::channel(&baddr, Duration::from_secs(1)).unwrap());
     tokio::spawn(async move {
-        server::builder()
+        transport::builder()
             .add_service(TelemetryServiceServer::new(Front { next }))
-            .serve_with_incoming(server::incoming(fl))
+            .serve_with_incoming(transport::incoming(fl))
             .await
             .unwrap();
     });

@@ -146,7 +146,7 @@ impl TracedHistogram {
     /// Observe `v`; inside a traced request or a sampled background span, with its trace id
     /// as the bucket's exemplar.
     pub fn observe(&self, v: f64) {
-        self.observe_traced(v, crate::grpc::current_trace_id());
+        self.observe_traced(v, crate::context::current_trace_id());
     }
 
     /// Observe `v` with the trace id of a traced request, if any.

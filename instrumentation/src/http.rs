@@ -1,0 +1,171 @@
+//! The HTTP port of every service: `/metrics` (Prometheus text, or OpenMetrics with
+//! exemplars when asked), `/healthz`, and `/tracing` (the trace settings, read and changed at
+//! run time), plus any routes a service adds (the aggregator's `/federate`).
+
+use crate::exposition::{Exemplar, Format, MetricType, Sample, parse, parse_value, write_families};
+use crate::metrics::{Metrics, metrics};
+use crate::sampling::{TraceSettings, TraceSettingsError, change_trace_settings, trace_settings};
+
+/// Every registered metric in OpenMetrics, histogram buckets with the exemplar of their
+/// last traced observation (see [`crate::exemplar`]). The text above, re-read and written
+/// again: one writer for `/metrics` and `/federate`.
+pub fn render_openmetrics(m: &Metrics) -> String {
+    let text = String::from_utf8(m.render()).unwrap_or_default();
+    let families = parse(&text).unwrap_or_default();
+    let mut out = String::with_capacity(text.len() + 4096);
+    write_families(&mut out, Format::OpenMetrics, &families, |f, s| {
+        let bucket = s.name.strip_suffix("_bucket") == Some(f.name.as_str());
+        (f.kind == MetricType::Histogram && bucket)
+            .then(|| bucket_exemplar(&f.name, s))
+            .flatten()
+    });
+    out
+}
+
+/// The exemplar of histogram `family`'s bucket sample `s`, as an OpenMetrics exemplar.
+fn bucket_exemplar(family: &str, s: &Sample) -> Option<Exemplar> {
+    let le = parse_value(s.label("le")?)?;
+    let key = crate::exemplar::series_key(
+        family,
+        s.labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let e = crate::exemplar::slots(&key)?.get(le)?;
+    Some(Exemplar {
+        labels: vec![("trace_id".into(), e.trace_id.to_string())],
+        value: e.value,
+        timestamp: Some(e.timestamp),
+    })
+}
+
+/// `PUT /tracing` query parameters.
+#[derive(Debug, serde::Deserialize)]
+struct TracingChange {
+    sample_ratio: Option<String>,
+    export: Option<String>,
+}
+
+fn json_settings(s: TraceSettings) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        format!("{}\n", serde_json::to_string(&s).expect("plain struct")),
+    )
+        .into_response()
+}
+
+/// `GET /tracing`: the trace settings in force, as JSON.
+async fn get_tracing() -> axum::response::Response {
+    json_settings(trace_settings())
+}
+
+/// `PUT /tracing?sample_ratio=<0..1>&export=on|off`: change head sampling at run time (an
+/// incident: trace every request for a while; a benchmark: switch export in the same
+/// processes). A refused change changes nothing and says why (400, or 409 without an
+/// exporter).
+async fn put_tracing(
+    axum::extract::Query(q): axum::extract::Query<TracingChange>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match change_trace_settings(q.sample_ratio.as_deref(), q.export.as_deref()) {
+        Ok(s) => {
+            tracing::info!(
+                export = s.export,
+                sample_ratio = s.sample_ratio,
+                "trace settings changed"
+            );
+            json_settings(s)
+        }
+        Err(e) => {
+            let code = match e {
+                TraceSettingsError::NoExporter => http::StatusCode::CONFLICT,
+                _ => http::StatusCode::BAD_REQUEST,
+            };
+            (code, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// Serve `extra` routes plus `/metrics`, `/healthz` and `/tracing` on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    extra: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = extra
+        .route("/tracing", get(get_tracing).put(put_tracing))
+        .route(
+            "/metrics",
+            get(|headers: http::HeaderMap| async move {
+                let format = Format::accepted(&headers);
+                let body = match format {
+                    Format::Text => metrics().render(),
+                    Format::OpenMetrics => render_openmetrics(metrics()).into_bytes(),
+                };
+                ([(http::header::CONTENT_TYPE, format.content_type())], body)
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::parse_as;
+    use crate::metrics::Component;
+
+    #[test]
+    fn openmetrics_carries_the_trace_id_of_a_traced_observation() {
+        let m = Metrics::new(Component::Query);
+        let h = crate::exemplar::TracedHistogram::new(
+            &m.grpc_server_duration,
+            &["akidb.v1.QueryService", "Exemplar"],
+        );
+        let id = opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128);
+        h.observe_traced(0.003, Some(id));
+        h.observe_traced(0.004, None);
+        h.observe_traced(0.2, None);
+        m.grpc_server_requests
+            .with_label_values(&["akidb.v1.QueryService", "Exemplar", "OK"])
+            .inc();
+        let om = render_openmetrics(&m);
+        let line = om
+            .lines()
+            .find(|l| {
+                l.starts_with("akidb_grpc_server_request_duration_seconds_bucket{")
+                    && l.contains("grpc_method=\"Exemplar\"")
+                    && l.contains("le=\"0.005\"")
+            })
+            .expect("bucket line");
+        assert!(
+            line.contains(" 2 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.003 "),
+            "{line}"
+        );
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE akidb_grpc_server_requests counter\n"));
+        // One exemplar only: the untraced observations left none.
+        assert_eq!(om.matches("# {trace_id=").count(), 1);
+        // The same series and values as the text format.
+        let text = parse(&String::from_utf8(m.render()).unwrap()).unwrap();
+        let mut back = parse_as(&om, Format::OpenMetrics).unwrap();
+        for f in &mut back {
+            for s in &mut f.samples {
+                s.exemplar = None;
+            }
+        }
+        let stable = |f: &[crate::exposition::MetricFamily]| {
+            f.iter()
+                .filter(|f| !f.name.starts_with("process_") && f.name != "akidb_uptime_seconds")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(stable(&back), stable(&text));
+    }
+}

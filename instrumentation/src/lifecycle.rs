@@ -1,0 +1,202 @@
+//! The life of a service process, the same for all four services.
+//!
+//! ```text
+//! Service::new ─► starting ─► running ─► stopping ─► stopped
+//!                 (health      (until     (the gRPC   (background tasks
+//!                  NOT_SERVING  SIGINT/    server      told to stop
+//!                  until the    SIGTERM,   drains;     and joined)
+//!                  service's    or a       the
+//!                  start work   failed     service's
+//!                  is done)     start)     stop work)
+//! ```
+//!
+//! A service builds a [`Service`], hands it its background tasks ([`Service::spawn`], the
+//! HTTP port with [`Service::serve_http`]) and calls [`Service::run`] with its gRPC routes, its
+//! start work and its stop work. gRPC (with health and reflection) serves from the first
+//! moment, so probes see NOT_SERVING while a service starts; stop is one cancellation token,
+//! never an `abort()`: in-flight calls finish, then the service's stop work runs (storage
+//! flushes its WALs), then every background task ends and is joined.
+//!
+//! [`run_until_signal`] is what each service's `main_with` does around it: logs, metrics and
+//! traces set up, addresses bound, SIGINT/SIGTERM as the shutdown, traces flushed at the end.
+
+use crate::config::TelemetryArgs;
+use crate::metrics::Component;
+use crate::transport::{builder, incoming, reflection};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Resolves when the service must stop ([`shutdown_signal`], as [`run_until_signal`] passes it).
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// What every service's `main_with` does: set up telemetry for `component`, bind the gRPC and
+/// metrics addresses, run until SIGINT/SIGTERM, then flush traces.
+pub async fn run_until_signal<F, Fut>(
+    component: Component,
+    telemetry: &TelemetryArgs,
+    grpc_addr: std::net::SocketAddr,
+    metrics_addr: std::net::SocketAddr,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, TcpListener, Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let guard = crate::init::init(component, telemetry)?;
+    crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
+    let grpc = TcpListener::bind(grpc_addr).await?;
+    let metrics = TcpListener::bind(metrics_addr).await?;
+    let res = run(grpc, metrics, Box::pin(shutdown_signal())).await;
+    guard.shutdown().await;
+    res
+}
+
+/// One running service: its health, its stop token and its background tasks.
+pub struct Service {
+    component: Component,
+    /// Cancelled when the service must stop: the shutdown future resolved, or its start work
+    /// failed. The gRPC server drains on it.
+    stop: CancellationToken,
+    /// Cancelled after the gRPC server has drained and the service's stop work is done: the
+    /// background tasks end on it.
+    background: CancellationToken,
+    /// Background tasks, joined (never aborted) when the service stops.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// What `grpc.health.v1` answers; the service sets it as it starts and as its upstreams
+    /// come and go.
+    health: HealthReporter,
+}
+
+impl Service {
+    /// A service that stops when `shutdown` resolves. Health answers NOT_SERVING for the
+    /// whole server (`""`) until the service says otherwise.
+    pub async fn new(
+        component: Component,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown => on_signal.cancel(),
+                _ = on_signal.cancelled() => {}
+            }
+        });
+        let health = HealthReporter::new();
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        Service {
+            component,
+            stop,
+            background: CancellationToken::new(),
+            tasks: Vec::new(),
+            health,
+        }
+    }
+
+    /// What `grpc.health.v1` answers.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// A background task that runs until the service has stopped serving: `task` gets the
+    /// future that resolves then, and must end soon after it does.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, task: F)
+    where
+        F: FnOnce(WaitForCancellationFutureOwned) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let fut = task(self.background.clone().cancelled_owned());
+        self.tasks.push((name, tokio::spawn(fut)));
+    }
+
+    /// Serve the HTTP port (`/metrics`, `/healthz`, `/tracing`, and any `extra` routes) on
+    /// `listener` until the service has stopped.
+    pub fn serve_http(&mut self, listener: TcpListener, extra: Option<axum::Router>) {
+        self.spawn("http", move |stopped| async move {
+            let extra = extra.unwrap_or_default();
+            if let Err(e) = crate::http::serve(listener, extra, stopped).await {
+                tracing::error!(error = %e, "HTTP port failed");
+            }
+        });
+    }
+
+    /// Serve gRPC on `listener` (health, reflection and `routes`), do the service's `starting`
+    /// work while it serves, and run until the service must stop; then let in-flight calls
+    /// finish, run `stopping`, and stop and join the background tasks. A failed `starting`
+    /// stops the service and is returned.
+    pub async fn run<St, Sp, SpFut>(
+        mut self,
+        listener: TcpListener,
+        routes: tonic::service::Routes,
+        starting: St,
+        stopping: Sp,
+    ) -> anyhow::Result<()>
+    where
+        St: Future<Output = anyhow::Result<()>>,
+        Sp: FnOnce() -> SpFut,
+        SpFut: Future<Output = ()>,
+    {
+        let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
+        let server = tokio::spawn(
+            builder()
+                .add_routes(routes)
+                .add_service(health)
+                .add_service(reflection()?)
+                .serve_with_incoming_shutdown(
+                    incoming(listener),
+                    self.stop.clone().cancelled_owned(),
+                ),
+        );
+        let failure = match starting.await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "{} failed to start", self.component.as_str());
+                self.stop.cancel();
+                Some(e)
+            }
+        };
+        let served = server.await;
+        stopping().await;
+        self.background.cancel();
+        for (name, task) in self.tasks.drain(..) {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "background task failed");
+            }
+        }
+        tracing::info!("{} stopped", self.component.as_str());
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        served??;
+        Ok(())
+    }
+}
