@@ -2,6 +2,7 @@
 //!
 //! - [`Link`]: an instrumented, lazily connected channel to another service, with a per-call
 //!   deadline and retries of idempotent calls on `UNAVAILABLE`.
+//! - [`backoff`]: the one retry backoff of AkiDB (jittered exponential).
 //! - [`watch_health`]: mirrors an upstream's `grpc.health.v1` status into a local health
 //!   reporter, so ingest and query say NOT_SERVING while storage is unreachable.
 
@@ -93,7 +94,7 @@ impl Link {
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut backoff = Duration::from_millis(20);
+        let mut retry = 0;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
@@ -114,10 +115,8 @@ impl Link {
             match res {
                 Err(s) if s.code() == Code::Unavailable => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let jitter = Duration::from_millis(
-                        rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
-                    );
-                    let wait = (backoff + jitter).min(left);
+                    retry += 1;
+                    let wait = backoff(40, 1_000, retry).min(left);
                     if wait.is_zero() || left <= wait {
                         return Err(Status::unavailable(format!(
                             "{} is unavailable ({}); retried until the deadline of {:?}",
@@ -128,12 +127,26 @@ impl Link {
                     }
                     tracing::debug!(endpoint = %self.endpoint, error = %s.message(), ?wait, "retrying unavailable peer");
                     tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 other => return other,
             }
         }
     }
+}
+
+/// The wait before retry number `retry` (1 = the first retry) of anything AkiDB retries (calls
+/// to a peer here, object store calls and dead-letter uploads in storage): `base * 2^(retry-1)`
+/// milliseconds capped at `max`, then a random value in its upper half ("equal jitter"), so
+/// that many callers spread out but still back off.
+pub fn backoff(base_ms: u64, max_ms: u64, retry: u32) -> Duration {
+    use rand::Rng;
+    let exp = retry.saturating_sub(1).min(32);
+    let d = base_ms.saturating_mul(1u64 << exp).min(max_ms.max(base_ms));
+    if d == 0 {
+        return Duration::ZERO;
+    }
+    let half = d / 2;
+    Duration::from_millis(half + rand::rng().random_range(0..=d - half))
 }
 
 /// The deadline the caller of `req` set (its `grpc-timeout`), if any.

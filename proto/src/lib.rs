@@ -16,4 +16,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use prost_types;
 
 pub mod convert;
+pub mod limits;
 pub mod validate;

@@ -1,31 +1,19 @@
 //! Checks the front doors (ingest, query) run before forwarding, so a bad request is refused
 //! at the edge with a message a person can act on. Storage re-checks everything that needs the
-//! collection (dimension, filter semantics).
+//! collection (dimension, filter semantics). The limits and the name rule are in
+//! [`crate::limits`], shared with storage.
 
+use crate::limits;
 use crate::v1 as pb;
+use std::ops::RangeInclusive;
 use tonic::Status;
 
-pub const MAX_NAME_LEN: usize = 64;
-pub const MAX_DIMENSION: u32 = 65_536;
-pub const MAX_K: u32 = 10_000;
-
 pub fn collection_name(name: &str) -> Result<(), Status> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(Status::invalid_argument(format!(
-            "collection name must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-], got {} characters",
-            name.len()
-        )));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(Status::invalid_argument(format!(
-            "collection name `{}` has the character {c:?}; use only letters, digits, `_` and `-`",
-            name.escape_default()
-        )));
-    }
-    Ok(())
+    limits::check_name(name).map_err(|p| Status::invalid_argument(p.to_string()))
+}
+
+fn in_range(what: &'static str, range: &RangeInclusive<u64>, got: u64) -> Result<(), Status> {
+    limits::check_range(what, range, got).map_err(|p| Status::invalid_argument(p.to_string()))
 }
 
 pub fn finite_vector(v: &[f32], what: &dyn std::fmt::Display) -> Result<(), Status> {
@@ -101,23 +89,13 @@ pub fn upsert(
 
 pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
     collection_name(&req.collection)?;
-    if req.k == 0 || req.k > MAX_K {
-        return Err(Status::invalid_argument(format!(
-            "k must be between 1 and {MAX_K}, got {}",
-            req.k
-        )));
-    }
+    in_range("k", &limits::K, req.k.into())?;
     finite_vector(&req.vector, &"query")
 }
 
 pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status> {
     collection_name(&req.name)?;
-    if req.dimension == 0 || req.dimension > MAX_DIMENSION {
-        return Err(Status::invalid_argument(format!(
-            "dimension must be between 1 and {MAX_DIMENSION}, got {}",
-            req.dimension
-        )));
-    }
+    in_range("dimension", &limits::DIMENSION, req.dimension.into())?;
     match pb::Metric::try_from(req.metric) {
         Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}
         _ => {

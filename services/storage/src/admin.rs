@@ -1,15 +1,14 @@
 //! The `AdminService` handlers: tiers (status, promote, demote, pin), snapshots,
 //! compaction, WAL status, the dead-letter queue and the object-store circuit breaker.
 
-use crate::breaker::{BreakerState, BreakerStatus};
-use crate::convert::tier_to_pb;
-use crate::dlq::{DlqEntry, Target};
+use crate::convert::{
+    breaker_to_pb, dlq_to_pb, snapshot_to_pb, tier_move_from_pb, tier_status_to_pb,
+};
 use crate::engine::Engine;
-use crate::error::{Result, StorageError};
-use crate::model::Tier;
-use crate::snapshot::SnapshotManifest;
-use crate::tier::TierStatus;
-use crate::upload::ObjectLayer;
+use crate::error::{FieldProblem, StorageError};
+use crate::objstore::ObjectLayer;
+use crate::objstore::dlq::Target;
+use crate::server::blocking;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use std::sync::Arc;
@@ -19,87 +18,6 @@ use tonic::{Request, Response, Status};
 pub struct AdminApi {
     pub engine: Arc<Engine>,
     pub objects: Arc<ObjectLayer>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let scope = akidb_instrumentation::context::RequestScope::current();
-    tokio::task::spawn_blocking(move || scope.in_scope(f))
-        .await
-        .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
-}
-
-fn snapshot_to_pb(m: &SnapshotManifest, uploaded: bool) -> pb::SnapshotInfo {
-    pb::SnapshotInfo {
-        collection: m.collection.name.clone(),
-        id: m.id.clone(),
-        sequence: m.sequence,
-        created_unix_ms: m.created_unix_ms,
-        size_bytes: m.size_bytes(),
-        point_count: m.point_count,
-        uploaded,
-    }
-}
-
-fn tier_status_to_pb(s: &TierStatus) -> pb::CollectionTierStatus {
-    pb::CollectionTierStatus {
-        name: s.name.clone(),
-        tier: tier_to_pb(s.tier) as i32,
-        pinned: s.pinned,
-        bytes_in_memory: s.bytes_in_memory,
-        bytes_on_disk: s.bytes_on_disk,
-        bytes_in_object_store: s.bytes_in_object_store,
-        last_access_unix_ms: s.last_access_unix_ms,
-        moving_to: s.moving_to.map_or(pb::Tier::Unspecified, tier_to_pb) as i32,
-    }
-}
-
-fn tier_from_pb(t: i32) -> Result<Tier> {
-    match pb::Tier::try_from(t) {
-        Ok(pb::Tier::Hot) => Ok(Tier::Hot),
-        Ok(pb::Tier::Warm) => Ok(Tier::Warm),
-        Ok(pb::Tier::Cold) => Ok(Tier::Cold),
-        _ => Err(StorageError::InvalidArgument(format!(
-            "target tier must be HOT, WARM or COLD, got {t}"
-        ))),
-    }
-}
-
-fn breaker_to_pb(s: &BreakerStatus, remote: bool) -> pb::BreakerStatus {
-    pb::BreakerStatus {
-        state: match s.state {
-            BreakerState::Closed => pb::BreakerState::Closed,
-            BreakerState::Open => pb::BreakerState::Open,
-            BreakerState::HalfOpen => pb::BreakerState::HalfOpen,
-        } as i32,
-        consecutive_failures: s.consecutive_failures as u64,
-        failure_ratio: s.failure_ratio,
-        open_until_unix_ms: s.open_until_unix_ms(),
-        remote,
-    }
-}
-
-fn dlq_to_pb(e: DlqEntry) -> pb::DlqEntry {
-    pb::DlqEntry {
-        id: e.id,
-        collection: e.collection,
-        object_key: e.key,
-        size_bytes: e.size_bytes,
-        attempts: e.attempts,
-        first_failed_unix_ms: e.first_failed_unix_ms,
-        next_retry_unix_ms: e.next_retry_unix_ms,
-        last_error: e.last_error,
-    }
-}
-
-fn move_request(req: pb::TierMoveRequest) -> Result<(String, Tier)> {
-    let to = if req.target == pb::Tier::Unspecified as i32 {
-        Err(StorageError::InvalidArgument(
-            "set the target tier (HOT, WARM or COLD)".into(),
-        ))
-    } else {
-        tier_from_pb(req.target)
-    }?;
-    Ok((req.collection, to))
 }
 
 #[tonic::async_trait]
@@ -126,7 +44,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
-        let (name, to) = move_request(req.into_inner())?;
+        let (name, to) = tier_move_from_pb(req.into_inner())?;
         let engine = self.engine.clone();
         let st = blocking(move || engine.promote(&name, to)).await?;
         Ok(Response::new(pb::TierMoveResponse {
@@ -138,7 +56,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
-        let (name, to) = move_request(req.into_inner())?;
+        let (name, to) = tier_move_from_pb(req.into_inner())?;
         let engine = self.engine.clone();
         let st = blocking(move || engine.demote(&name, to)).await?;
         Ok(Response::new(pb::TierMoveResponse {
@@ -162,7 +80,7 @@ impl AdminService for AdminApi {
         let name = req.into_inner().collection;
         let engine = self.engine.clone();
         let m = blocking(move || {
-            let c = engine.collection(&name)?;
+            let c = engine.lookup(&name)?.get()?.collection;
             engine.snapshot_collection(&c)
         })
         .await?;
@@ -195,7 +113,7 @@ impl AdminService for AdminApi {
             let uploaded = match self.engine.objects() {
                 Some(o) => tokio::time::timeout(
                     std::time::Duration::from_secs(2),
-                    Engine::snapshot_confirmed(o, &m.collection.name, &dir, &m.id),
+                    o.is_confirmed(&m.collection.name, &dir, &m.id),
                 )
                 .await
                 .unwrap_or(false),
@@ -212,7 +130,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CompactResponse>, Status> {
         let name = req.into_inner().collection;
         let engine = self.engine.clone();
-        let r = blocking(move || engine.collection(&name)?.compact()).await?;
+        let r = blocking(move || engine.lookup(&name)?.get()?.collection.compact()).await?;
         Ok(Response::new(pb::CompactResponse {
             segments_before: r.segments_before,
             segments_after: r.segments_after,
@@ -261,10 +179,7 @@ impl AdminService for AdminApi {
             (false, _) => Target::One(req.id),
             (true, true) => Target::All,
             (true, false) => {
-                return Err(StorageError::InvalidArgument(
-                    "name a DLQ entry id, or set all to purge every entry".into(),
-                )
-                .into());
+                return Err(StorageError::from(FieldProblem::DlqPurgeTarget).into());
             }
         };
         let purged = self

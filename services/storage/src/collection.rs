@@ -10,15 +10,17 @@
 //! read an immutable sealed segment, then swap the result in under a short write lock.
 
 use crate::distance::normalize;
-use crate::engine::validate_points;
 use crate::error::{Result, StorageError};
 use crate::filter::Filter;
+use crate::fsutil::{now_ms, sync_dir, write_atomic};
 use crate::index::Graph;
 use crate::model::*;
 use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
-use crate::wal::{self, Wal, WalOp, WalOptions, WalStatus};
+use crate::store::{Hit, SearchInfo, SearchParams};
+use crate::validate;
+use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
 use std::fs;
@@ -97,29 +99,6 @@ pub struct Collection {
     last_write_ms: AtomicU64,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        wal::sync_dir(parent)?;
-    }
-    Ok(())
-}
-
 impl Collection {
     /// Create a new, empty collection in `dir` (which must not exist yet).
     pub fn create(dir: &Path, spec: CollectionSpec, opts: CollectionOptions) -> Result<Arc<Self>> {
@@ -127,7 +106,7 @@ impl Collection {
         let json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
         write_atomic(&dir.join(SPEC_FILE), &json)?;
         if let Some(parent) = dir.parent() {
-            wal::sync_dir(parent)?;
+            sync_dir(parent)?;
         }
         let (wal, _) = Wal::open(&dir.join("wal"), opts.wal, 0, |_, _| Ok(()), |_, _| {})?;
         Ok(Self::assemble(dir, spec, opts, wal, None, 0))
@@ -169,7 +148,11 @@ impl Collection {
     ) -> Result<Arc<Self>> {
         let spec_path = dir.join(SPEC_FILE);
         let spec: CollectionSpec = serde_json::from_slice(&fs::read(&spec_path)?).map_err(|e| {
-            StorageError::DataLoss(format!("{} is unreadable: {e}", spec_path.display()))
+            StorageError::Unreadable {
+                what: "collection spec",
+                path: spec_path.clone(),
+                reason: e.to_string(),
+            }
         })?;
         let stale = snapshot::clean_temp(dir)?;
         if stale > 0 {
@@ -594,7 +577,7 @@ impl CollectionStore for Collection {
     }
 
     fn upsert(&self, mut points: Vec<PointRecord>) -> Result<u64> {
-        validate_points(&self.spec, &points)?;
+        validate::points(&self.spec, &points)?;
         if self.spec.metric == Metric::Cosine {
             points.iter_mut().for_each(|p| normalize(&mut p.vector));
         }
@@ -887,9 +870,9 @@ mod tests {
         // Out of the float16 range: refused, nothing written.
         let mut big = pts[0].clone();
         big.vector[3] = 70_000.0;
-        let err = c.upsert(vec![big]).unwrap_err().to_string();
+        let err = c.upsert(vec![big]).unwrap_err();
         assert!(
-            err.contains("float16 range") && err.contains("component 3"),
+            matches!(err, StorageError::OutsideFloat16 { index: 3, .. }),
             "{err}"
         );
         let rounded = |v: &[f32]| -> Vec<f32> {
@@ -930,11 +913,11 @@ mod tests {
         let mut bytes = fs::read(&p).unwrap();
         bytes[200] ^= 0x40;
         fs::write(&p, bytes).unwrap();
-        let err = Collection::open(&path, opts(100), |_, _| {})
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("checksum"), "{err}");
+        let err = Collection::open(&path, opts(100), |_, _| {}).err().unwrap();
+        assert!(
+            matches!(err, StorageError::ChecksumMismatch { .. }),
+            "{err}"
+        );
     }
 
     #[test]

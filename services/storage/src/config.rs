@@ -124,7 +124,7 @@ pub struct StorageConfig {
     pub tier_interval_ms: u64,
     /// Object store, retries, circuit breaker and dead-letter queue.
     #[command(flatten)]
-    pub objects: crate::upload::ObjectLayerConfig,
+    pub objects: crate::objstore::ObjectLayerConfig,
 }
 
 impl StorageConfig {
@@ -149,5 +149,36 @@ impl StorageConfig {
             interval: Duration::from_millis(self.tier_interval_ms.max(10)),
         };
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_fit_next_to_the_service_flags() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            storage: StorageConfig,
+            #[command(flatten)]
+            telemetry: akidb_instrumentation::TelemetryArgs,
+        }
+        Cli::command().debug_assert();
+        let c = Cli::parse_from([
+            "storage",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--breaker-open-ms",
+            "2500",
+            "--dlq-max-entries",
+            "7",
+        ]);
+        let o = &c.storage.objects;
+        assert_eq!(o.breaker.open_ms, 2_500);
+        assert_eq!(o.dlq.max_entries, 7);
+        assert_eq!(o.retry.attempts, 4);
     }
 }

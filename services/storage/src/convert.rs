@@ -1,8 +1,14 @@
 //! Proto ↔ domain conversion for the storage service, in one place.
 
-use crate::error::{Result, StorageError};
+use crate::error::{FieldProblem, FilterProblem, Result, StorageError};
 use crate::filter::{Condition, Filter, Match, Range};
 use crate::model::*;
+use crate::objstore::breaker::BreakerStatus;
+use crate::objstore::dlq::DlqEntry;
+use crate::objstore::error::BreakerState;
+use crate::snapshot::SnapshotManifest;
+use crate::store::{Hit, SearchParams};
+use crate::tier::TierStatus;
 use akidb_proto::prost_types::{self, value::Kind};
 use akidb_proto::v1 as pb;
 use serde_json::Value;
@@ -14,9 +20,7 @@ pub fn key_from_pb(id: Option<&pb::PointId>) -> Result<PointKey> {
             let u = uuid_parse(s)?;
             Ok(PointKey::Uuid(u))
         }
-        None => Err(StorageError::InvalidArgument(
-            "point id is missing; set `num` or `uuid`".into(),
-        )),
+        None => Err(FieldProblem::MissingPointId.into()),
     }
 }
 
@@ -24,10 +28,11 @@ fn uuid_parse(s: &str) -> Result<String> {
     uuid::Uuid::parse_str(s)
         .map(|u| u.hyphenated().to_string())
         .map_err(|e| {
-            StorageError::InvalidArgument(format!(
-                "point id `{}` is not a UUID: {e}",
-                s.escape_default()
-            ))
+            FieldProblem::NotUuid {
+                id: s.to_string(),
+                reason: e.to_string(),
+            }
+            .into()
         })
 }
 
@@ -43,9 +48,7 @@ pub fn metric_from_pb(m: i32) -> Result<Metric> {
         Ok(pb::Metric::Cosine) => Ok(Metric::Cosine),
         Ok(pb::Metric::L2) => Ok(Metric::L2),
         Ok(pb::Metric::Dot) => Ok(Metric::Dot),
-        _ => Err(StorageError::InvalidArgument(format!(
-            "metric must be COSINE, L2 or DOT, got {m}"
-        ))),
+        _ => Err(FieldProblem::Metric(m).into()),
     }
 }
 
@@ -61,9 +64,7 @@ pub fn datatype_from_pb(d: i32) -> Result<Datatype> {
     match pb::VectorDatatype::try_from(d) {
         Ok(pb::VectorDatatype::Unspecified | pb::VectorDatatype::Float32) => Ok(Datatype::Float32),
         Ok(pb::VectorDatatype::Float16) => Ok(Datatype::Float16),
-        Err(_) => Err(StorageError::InvalidArgument(format!(
-            "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {d}"
-        ))),
+        Err(_) => Err(FieldProblem::Datatype(d).into()),
     }
 }
 
@@ -132,9 +133,7 @@ fn value_from_pb(v: &prost_types::Value) -> Result<Value> {
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::NumberValue(n)) => {
             if !n.is_finite() {
-                return Err(StorageError::InvalidArgument(format!(
-                    "payload number {n} is not finite"
-                )));
+                return Err(FieldProblem::PayloadNotFinite(*n).into());
             }
             if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
                 Value::from(*n as i64)
@@ -174,7 +173,7 @@ fn value_to_pb(v: &Value) -> prost_types::Value {
 pub fn filter_from_pb(f: Option<&pb::Filter>) -> Result<Option<Filter>> {
     let Some(f) = f else { return Ok(None) };
     let out = filter_inner(f)?;
-    out.validate()?;
+    crate::validate::filter(&out)?;
     Ok((!out.is_empty()).then_some(out))
 }
 
@@ -191,9 +190,7 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
     use pb::condition::Condition as C;
     use pb::field_condition::Match as M;
     match c.condition.as_ref() {
-        None => Err(StorageError::InvalidArgument(
-            "filter condition is empty; set field, has_id or filter".into(),
-        )),
+        None => Err(FilterProblem::EmptyCondition.into()),
         Some(C::HasId(h)) => {
             let ids = h
                 .ids
@@ -206,10 +203,10 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
         Some(C::Field(fc)) => {
             let matcher = match fc.r#match.as_ref() {
                 None => {
-                    return Err(StorageError::InvalidArgument(format!(
-                        "condition on `{}` has no match; set keyword, integer, boolean, any_of or range",
-                        fc.key
-                    )));
+                    return Err(FilterProblem::NoMatch {
+                        key: fc.key.clone(),
+                    }
+                    .into());
                 }
                 Some(M::Keyword(k)) => Match::Keyword(k.clone()),
                 Some(M::Integer(i)) => Match::Integer(*i),
@@ -218,10 +215,10 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
                     (false, true) => Match::AnyKeyword(a.keywords.iter().cloned().collect()),
                     (true, false) => Match::AnyInteger(a.integers.iter().copied().collect()),
                     _ => {
-                        return Err(StorageError::InvalidArgument(format!(
-                            "any_of on `{}` must list either keywords or integers (exactly one kind)",
-                            fc.key
-                        )));
+                        return Err(FilterProblem::AnyOfMixed {
+                            key: fc.key.clone(),
+                        }
+                        .into());
                     }
                 },
                 Some(M::Range(r)) => Match::Range(Range {
@@ -253,12 +250,7 @@ pub fn cursor_decode(s: &str) -> Result<Option<PointKey>> {
     if s.is_empty() {
         return Ok(None);
     }
-    let bad = || {
-        StorageError::InvalidArgument(format!(
-            "scroll cursor `{}` is not one this server issued",
-            s.escape_default()
-        ))
-    };
+    let bad = || StorageError::from(FieldProblem::Cursor(s.to_string()));
     match s.split_once(':') {
         Some(("n", n)) => n.parse().map(|n| Some(PointKey::Num(n))).map_err(|_| bad()),
         Some(("u", u)) => Ok(Some(PointKey::Uuid(uuid_parse(u).map_err(|_| bad())?))),
@@ -301,4 +293,111 @@ pub fn search_from_pb(r: pb::SearchRequest) -> Result<SearchParams> {
         with_vector: r.with_vector,
         exact: r.exact,
     })
+}
+
+// ---- admin: tiers, snapshots, breaker, dead-letter queue ----
+
+pub fn snapshot_to_pb(m: &SnapshotManifest, uploaded: bool) -> pb::SnapshotInfo {
+    pb::SnapshotInfo {
+        collection: m.collection.name.clone(),
+        id: m.id.clone(),
+        sequence: m.sequence,
+        created_unix_ms: m.created_unix_ms,
+        size_bytes: m.size_bytes(),
+        point_count: m.point_count,
+        uploaded,
+    }
+}
+
+pub fn tier_status_to_pb(s: &TierStatus) -> pb::CollectionTierStatus {
+    pb::CollectionTierStatus {
+        name: s.name.clone(),
+        tier: tier_to_pb(s.tier) as i32,
+        pinned: s.pinned,
+        bytes_in_memory: s.bytes_in_memory,
+        bytes_on_disk: s.bytes_on_disk,
+        bytes_in_object_store: s.bytes_in_object_store,
+        last_access_unix_ms: s.last_access_unix_ms,
+        moving_to: s.moving_to.map_or(pb::Tier::Unspecified, tier_to_pb) as i32,
+    }
+}
+
+fn tier_from_pb(t: i32) -> Result<Tier> {
+    match pb::Tier::try_from(t) {
+        Ok(pb::Tier::Hot) => Ok(Tier::Hot),
+        Ok(pb::Tier::Warm) => Ok(Tier::Warm),
+        Ok(pb::Tier::Cold) => Ok(Tier::Cold),
+        _ => Err(FieldProblem::Tier(t).into()),
+    }
+}
+
+pub fn breaker_to_pb(s: &BreakerStatus, remote: bool) -> pb::BreakerStatus {
+    pb::BreakerStatus {
+        state: match s.state {
+            BreakerState::Closed => pb::BreakerState::Closed,
+            BreakerState::Open => pb::BreakerState::Open,
+            BreakerState::HalfOpen => pb::BreakerState::HalfOpen,
+        } as i32,
+        consecutive_failures: s.consecutive_failures as u64,
+        failure_ratio: s.failure_ratio,
+        open_until_unix_ms: s.open_until_unix_ms(),
+        remote,
+    }
+}
+
+pub fn dlq_to_pb(e: DlqEntry) -> pb::DlqEntry {
+    pb::DlqEntry {
+        id: e.id,
+        collection: e.collection,
+        object_key: e.key,
+        size_bytes: e.size_bytes,
+        attempts: e.attempts,
+        first_failed_unix_ms: e.first_failed_unix_ms,
+        next_retry_unix_ms: e.next_retry_unix_ms,
+        last_error: e.last_error,
+    }
+}
+
+/// The collection and target tier of a Promote or Demote.
+pub fn tier_move_from_pb(req: pb::TierMoveRequest) -> Result<(String, Tier)> {
+    let to = if req.target == pb::Tier::Unspecified as i32 {
+        Err(FieldProblem::TierUnset.into())
+    } else {
+        tier_from_pb(req.target)
+    }?;
+    Ok((req.collection, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FieldProblem;
+
+    #[test]
+    fn datatype_is_validated_with_an_actionable_message() {
+        let req = |datatype: i32| pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::L2 as i32,
+            datatype,
+            ..Default::default()
+        };
+        let spec = spec_from_pb(&req(0)).unwrap();
+        assert_eq!(spec.datatype, Datatype::Float32);
+        let spec = spec_from_pb(&req(pb::VectorDatatype::Float16 as i32)).unwrap();
+        assert_eq!(spec.datatype, Datatype::Float16);
+        let err = spec_from_pb(&req(9)).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::InvalidField(FieldProblem::Datatype(9))
+        ));
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::InvalidArgument
+        );
+        let status = akidb_proto::validate::create_collection(&req(9)).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("FLOAT32 or FLOAT16"));
+        assert!(akidb_proto::validate::create_collection(&req(2)).is_ok());
+    }
 }

@@ -639,7 +639,7 @@ fn storage_rss_probe() {
     #[derive(clap::Parser)]
     struct A {
         #[command(flatten)]
-        c: crate::StorageConfig,
+        c: crate::config::StorageConfig,
     }
     use clap::Parser;
     let a = A::try_parse_from([
@@ -665,7 +665,7 @@ fn storage_rss_probe() {
                 peak as f64 / 1024.0
             );
         };
-        crate::run(a.c, grpc, metrics, stop).await.unwrap();
+        crate::service::run(a.c, grpc, metrics, stop).await.unwrap();
     });
 }
 

@@ -1,10 +1,9 @@
-//! Payload filters: validated once, then evaluated per point.
+//! Payload filters, evaluated per point (checked first by [`crate::validate::filter`]).
 //!
 //! A point matches when every `must` condition matches, at least one `should` condition
 //! matches (when there are any), and no `must_not` condition matches. A field condition on an
 //! array value matches when any element matches. Missing fields never match.
 
-use crate::error::{Result, StorageError};
 use crate::model::{Payload, PointKey};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -54,9 +53,6 @@ impl Range {
     }
 }
 
-/// Deepest nesting accepted, so a hostile filter cannot exhaust the stack.
-pub const MAX_DEPTH: usize = 16;
-
 impl Filter {
     pub fn is_empty(&self) -> bool {
         self.must.is_empty() && self.should.is_empty() && self.must_not.is_empty()
@@ -66,46 +62,6 @@ impl Filter {
         self.must.iter().all(|c| c.matches(key, payload))
             && (self.should.is_empty() || self.should.iter().any(|c| c.matches(key, payload)))
             && !self.must_not.iter().any(|c| c.matches(key, payload))
-    }
-
-    /// Validate the structure (depth, non-empty keys, sane ranges).
-    pub fn validate(&self) -> Result<()> {
-        self.validate_at(1)
-    }
-
-    fn validate_at(&self, depth: usize) -> Result<()> {
-        if depth > MAX_DEPTH {
-            return Err(StorageError::InvalidArgument(format!(
-                "filter is nested deeper than {MAX_DEPTH} levels; flatten it"
-            )));
-        }
-        for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
-            match c {
-                Condition::Field { key, matcher, .. } => {
-                    if key.is_empty() || key.split('.').any(str::is_empty) {
-                        return Err(StorageError::InvalidArgument(format!(
-                            "filter field key `{key}` is empty or has an empty path segment"
-                        )));
-                    }
-                    if let Match::Range(r) = matcher {
-                        let bounds = [r.gt, r.gte, r.lt, r.lte];
-                        if bounds.iter().all(Option::is_none) {
-                            return Err(StorageError::InvalidArgument(format!(
-                                "range condition on `{key}` has no bound; set gt, gte, lt or lte"
-                            )));
-                        }
-                        if bounds.iter().flatten().any(|b| !b.is_finite()) {
-                            return Err(StorageError::InvalidArgument(format!(
-                                "range condition on `{key}` has a NaN or infinite bound"
-                            )));
-                        }
-                    }
-                }
-                Condition::HasId(_) => {}
-                Condition::Nested(f) => f.validate_at(depth + 1)?,
-            }
-        }
-        Ok(())
     }
 
     /// Ids named by a top-level `must` has-id condition, if any: lets the engine skip a scan.
@@ -228,38 +184,5 @@ mod tests {
         let ids: HashSet<_> = [PointKey::Num(1)].into();
         assert!(Condition::HasId(ids.clone()).matches(&PointKey::Num(1), &p));
         assert!(!Condition::HasId(ids).matches(&PointKey::Num(2), &p));
-    }
-
-    #[test]
-    fn validation_rejects_bad_filters() {
-        let bad_range = Filter {
-            must: vec![field("v", Match::Range(Range::default()))],
-            ..Default::default()
-        };
-        assert!(bad_range.validate().is_err());
-        let nan = Filter {
-            must: vec![field(
-                "v",
-                Match::Range(Range {
-                    lt: Some(f64::NAN),
-                    ..Default::default()
-                }),
-            )],
-            ..Default::default()
-        };
-        assert!(nan.validate().is_err());
-        let empty_key = Filter {
-            must: vec![field("a..b", Match::Integer(1))],
-            ..Default::default()
-        };
-        assert!(empty_key.validate().is_err());
-        let mut deep = Filter::default();
-        for _ in 0..20 {
-            deep = Filter {
-                must: vec![Condition::Nested(deep)],
-                ..Default::default()
-            };
-        }
-        assert!(deep.validate().is_err());
     }
 }

@@ -133,7 +133,7 @@ impl Graph {
         drop(hnsw);
         // Its structure held a copy of every vector plus per-node `Arc`s and locks, ~2.5× the
         // segment: give those pages back rather than stay at the build peak.
-        crate::release_free_heap();
+        crate::allocator::release_free_heap();
         g
     }
 
@@ -515,12 +515,12 @@ impl Graph {
     /// (a few hundred bytes) because `hnsw_rs` ties the loaded graph's lifetime to it.
     pub fn load_hnsw_rs(dir: &Path, basename: &str, metric: Metric, dim: usize) -> Result<Graph> {
         let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, basename)));
-        let hnsw: Hnsw<'static, f32, GraphDist> =
-            io.load_hnsw_with_dist(GraphDist(metric)).map_err(|e| {
-                StorageError::DataLoss(format!(
-                    "HNSW graph `{basename}` in {} does not load: {e}",
-                    dir.display()
-                ))
+        let hnsw: Hnsw<'static, f32, GraphDist> = io
+            .load_hnsw_with_dist(GraphDist(metric))
+            .map_err(|e| StorageError::Damaged {
+                what: "HNSW graph",
+                path: dir.join(basename),
+                problem: format!("it does not load: {e}"),
             })?;
         Ok(Graph::from_hnsw(&hnsw, metric, dim))
     }

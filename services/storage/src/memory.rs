@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::*;
 use crate::store::CollectionStore;
+use crate::store::{Hit, SearchInfo, SearchParams};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};

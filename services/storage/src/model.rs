@@ -133,40 +133,6 @@ pub struct CollectionStats {
     pub tier: Tier,
 }
 
-/// One search.
-#[derive(Debug, Clone)]
-pub struct SearchParams {
-    pub vector: Vec<f32>,
-    pub k: usize,
-    pub filter: Option<crate::filter::Filter>,
-    pub ef: Option<usize>,
-    pub with_payload: bool,
-    pub with_vector: bool,
-    /// Search every point exactly.
-    pub exact: bool,
-}
-
-/// One search result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hit {
-    pub key: PointKey,
-    pub score: f32,
-    pub payload: Option<Payload>,
-    pub vector: Option<Vec<f32>>,
-}
-
-/// How a search was served.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SearchInfo {
-    pub points_exact: u64,
-    pub points_graph: u64,
-    pub segments_searched: u64,
-    /// Collection version the result was computed at (0 with `epoch` 0: unknown).
-    pub version: u64,
-    /// Incarnation of the collection; 0 = unknown, not cacheable.
-    pub epoch: u64,
-}
-
 /// A point read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {

@@ -12,6 +12,7 @@ use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
 use crate::index::Graph;
 use crate::model::*;
+use crate::store::{Hit, SearchInfo, SearchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;

@@ -2,10 +2,12 @@
 //! blocking pool, and record metrics.
 
 use crate::convert::*;
-use crate::engine::{Engine, validate_search};
-use crate::error::{Result, StorageError};
-use crate::model::CollectionStats;
+use crate::engine::Engine;
+use crate::engine::catalog::{Access, Lookup};
+use crate::error::{EmptyRequest, Result, StorageError};
+use crate::model::{CollectionStats, Tier};
 use crate::store::CollectionStore;
+use crate::validate;
 use akidb_instrumentation::metrics;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::storage_service_server::StorageService;
@@ -20,11 +22,13 @@ pub struct StorageApi {
 
 /// Run blocking engine work off the async threads, in the caller's span and request (so that
 /// its steps are traced, or not, as the request is).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     let scope = akidb_instrumentation::context::RequestScope::current();
     tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
-        .map_err(|e| StorageError::Internal(format!("worker task failed: {e}")))?
+        .map_err(|e| StorageError::WorkerFailed(format!("worker task failed: {e}")))?
 }
 
 /// Request metadata: "I hold a result of this very search computed at `<epoch>.<version>`".
@@ -37,9 +41,9 @@ pub const NOT_MODIFIED_HEADER: &str = "akidb-not-modified";
 /// thread that received them: handing them to the blocking pool costs more than they do.
 const INLINE_EXACT_BUDGET: u64 = 512 * 1024;
 
-fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
+fn search_one(engine: &Arc<Engine>, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
     let start = Instant::now();
-    let access = engine.access(&req.collection)?;
+    let access = engine.lookup(&req.collection)?.get()?;
     let stats = access.collection.stats();
     search_in(
         &*access.collection,
@@ -56,7 +60,7 @@ fn search_one(engine: &Engine, req: pb::SearchRequest) -> Result<pb::SearchRespo
 /// their trace id as exemplar.
 fn tier_duration(
     upsert: bool,
-    tier: crate::model::Tier,
+    tier: Tier,
 ) -> &'static akidb_instrumentation::exemplar::TracedHistogram {
     use akidb_instrumentation::exemplar::TracedHistogram;
     static BY_TIER: [[std::sync::OnceLock<TracedHistogram>; 3]; 2] =
@@ -77,11 +81,11 @@ fn search_in(
     stats: &CollectionStats,
     req: pb::SearchRequest,
     start: Instant,
-    served: crate::model::Tier,
+    served: Tier,
     loaded: bool,
 ) -> Result<pb::SearchResponse> {
     let params = search_from_pb(req)?;
-    validate_search(&stats.spec, &params)?;
+    validate::search(&stats.spec, &params)?;
     let (hits, info) = {
         let _s = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("segment.search", k = params.k, exact = params.exact)
@@ -123,7 +127,7 @@ fn parse_if_version(req: &Request<pb::SearchRequest>) -> Option<(u64, u64)> {
 /// Run a batch of searches across the cores (one scoped thread per core, contiguous chunks,
 /// results in request order).
 fn search_many(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     searches: Vec<pb::SearchRequest>,
 ) -> Result<Vec<pb::SearchResponse>> {
     let threads = std::thread::available_parallelism()
@@ -147,25 +151,24 @@ fn search_many(
         parts.push(part);
     }
     let scope = akidb_instrumentation::context::RequestScope::current();
-    let outs: Vec<Result<Vec<pb::SearchResponse>>> =
-        std::thread::scope(|sc| {
-            let mut handles = Vec::with_capacity(parts.len());
-            let mut parts = parts.into_iter();
-            let first = parts.next().unwrap_or_default();
-            for part in parts {
-                let scope = scope.clone();
-                handles.push(sc.spawn(move || {
-                    scope.in_scope(|| part.into_iter().map(|s| search_one(engine, s)).collect())
-                }));
-            }
-            let mut outs = vec![first.into_iter().map(|s| search_one(engine, s)).collect()];
-            for h in handles {
-                outs.push(h.join().unwrap_or_else(|_| {
-                    Err(StorageError::Internal("search worker panicked".into()))
-                }));
-            }
-            outs
-        });
+    let outs: Vec<Result<Vec<pb::SearchResponse>>> = std::thread::scope(|sc| {
+        let mut handles = Vec::with_capacity(parts.len());
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        for part in parts {
+            let scope = scope.clone();
+            handles.push(sc.spawn(move || {
+                scope.in_scope(|| part.into_iter().map(|s| search_one(engine, s)).collect())
+            }));
+        }
+        let mut outs = vec![first.into_iter().map(|s| search_one(engine, s)).collect()];
+        for h in handles {
+            outs.push(h.join().unwrap_or_else(|_| {
+                Err(StorageError::WorkerFailed("search worker panicked".into()))
+            }));
+        }
+        outs
+    });
     let mut results = Vec::new();
     for o in outs {
         results.extend(o?);
@@ -174,15 +177,18 @@ fn search_many(
 }
 
 impl StorageApi {
-    /// The collection for a read or write; loading a warm or cold one happens off the
-    /// async threads.
-    async fn collection(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
-        if let Some(a) = self.engine.access_if_hot(name)? {
-            return Ok(a.collection);
+    /// The collection a request names: a hot one at once, a warm or cold one loaded on the
+    /// blocking pool first.
+    async fn access(&self, name: &str) -> Result<Access> {
+        match self.engine.lookup(name)? {
+            Lookup::Hot(access) => Ok(access),
+            Lookup::Unloaded(loader) => blocking(move || loader.load()).await,
         }
-        let engine = self.engine.clone();
-        let name = name.to_string();
-        blocking(move || engine.get(&name)).await
+    }
+
+    /// [`Self::access`], for calls that need only the collection.
+    async fn collection(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
+        Ok(self.access(name).await?.collection)
     }
 }
 
@@ -279,11 +285,7 @@ impl StorageService for StorageApi {
             .collect::<Result<Vec<_>>>()?;
         let filter = filter_from_pb(req.filter.as_ref())?;
         if keys.is_empty() && filter.is_none() {
-            return Err(StorageError::InvalidArgument(
-                "delete needs ids or a non-empty filter; to drop everything delete the collection"
-                    .into(),
-            )
-            .into());
+            return Err(StorageError::EmptyRequest(EmptyRequest::Delete).into());
         }
         let c2 = coll.clone();
         let (deleted, seq) = blocking(move || c2.delete(&keys, filter.as_ref())).await?;
@@ -323,13 +325,7 @@ impl StorageService for StorageApi {
         let start = Instant::now();
         let if_version = parse_if_version(&req);
         let req = req.into_inner();
-        let access = match self.engine.access_if_hot(&req.collection)? {
-            Some(a) => a,
-            None => {
-                let (engine, name) = (self.engine.clone(), req.collection.clone());
-                blocking(move || engine.access(&name)).await?
-            }
-        };
+        let access = self.access(&req.collection).await?;
         let (coll, served, loaded) = (access.collection, access.served, access.loaded);
         if let Some(token) = if_version
             && coll.version_token() == Some(token)
@@ -365,7 +361,7 @@ impl StorageService for StorageApi {
         let engine = self.engine.clone();
         let searches = req.into_inner().searches;
         if searches.is_empty() {
-            return Err(StorageError::InvalidArgument("search batch is empty".into()).into());
+            return Err(StorageError::EmptyRequest(EmptyRequest::SearchBatch).into());
         }
         let results = blocking(move || search_many(&engine, searches)).await?;
         Ok(Response::new(pb::SearchBatchResponse { results }))
@@ -403,16 +399,7 @@ impl StorageService for StorageApi {
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let filter = filter_from_pb(req.filter.as_ref())?;
-        let limit = match req.limit {
-            0 => 100,
-            l if l > 10_000 => {
-                return Err(StorageError::InvalidArgument(format!(
-                    "scroll limit must be 1 to 10000, got {l}"
-                ))
-                .into());
-            }
-            l => l as usize,
-        };
+        let limit = validate::scroll_limit(req.limit)?;
         let after = cursor_decode(&req.cursor)?;
         let (pts, next) = blocking(move || {
             coll.scroll(

@@ -14,10 +14,11 @@
 //! `.tmp-` prefix is always complete. Ids sort by sequence number.
 
 use crate::error::{Result, StorageError};
+use crate::fsutil::{file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::segment::{SegmentData, Vectors};
-use crate::wal::{Decode, put_key, sync_dir};
+use crate::wal::{Decode, put_key};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -114,12 +115,6 @@ pub fn snapshots_dir(collection_dir: &Path) -> PathBuf {
     collection_dir.join("snapshots")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 pub(crate) fn checksum(path: &Path, name: String) -> Result<SnapshotFile> {
     let bytes = fs::read(path)?;
     Ok(SnapshotFile {
@@ -141,11 +136,10 @@ pub fn list_files(dir: &Path) -> Result<Vec<SnapshotFile>> {
 
 pub fn read_manifest(dir: &Path) -> Result<SnapshotManifest> {
     let bytes = fs::read(dir.join(MANIFEST))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        StorageError::DataLoss(format!(
-            "snapshot manifest {} is unreadable: {e}",
-            dir.join(MANIFEST).display()
-        ))
+    serde_json::from_slice(&bytes).map_err(|e| StorageError::Unreadable {
+        what: "snapshot manifest",
+        path: dir.join(MANIFEST),
+        reason: e.to_string(),
     })
 }
 
@@ -420,16 +414,11 @@ fn decode_segment<R: Read>(
 /// Read and decode the segment file at `p`, checking it against its manifest entry (size
 /// and crc32c) when it has one.
 fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, Vec<bool>)> {
-    let unreadable = |e: &dyn std::fmt::Display| {
-        StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
-    };
+    let unreadable = |e: &dyn std::fmt::Display| unreadable(p, e);
     let f = File::open(p).map_err(|e| unreadable(&e))?;
     let size = f.metadata().map_err(|e| unreadable(&e))?.len();
-    let mismatch = || {
-        StorageError::DataLoss(format!(
-            "snapshot file {} does not match its manifest checksum",
-            p.display()
-        ))
+    let mismatch = || StorageError::ChecksumMismatch {
+        path: p.to_path_buf(),
     };
     if entry.is_some_and(|e| e.size_bytes != size) {
         return Err(mismatch());
@@ -460,47 +449,44 @@ fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, 
             return Err(mismatch());
         }
     }
-    let (data, deleted) = decoded.map_err(|err| {
-        StorageError::DataLoss(format!(
-            "snapshot segment {} is damaged: {err}",
-            p.display()
-        ))
-    })?;
+    let (data, deleted) = decoded.map_err(|err| damaged("snapshot segment", p, err))?;
     if src.read != size {
-        return Err(StorageError::DataLoss(format!(
-            "snapshot segment {} is damaged: {} trailing bytes",
-            p.display(),
-            size - src.read
-        )));
+        return Err(damaged(
+            "snapshot segment",
+            p,
+            format!("{} trailing bytes", size - src.read),
+        ));
     }
     Ok((data, deleted))
 }
 
 /// Check the file at `p` against its manifest entry, reading it in chunks.
 fn verify_file(p: &Path, f: &SnapshotFile) -> Result<()> {
-    let res = (|| -> std::io::Result<(u64, u32)> {
-        let mut file = File::open(p)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let (mut size, mut crc) = (0u64, 0u32);
-        loop {
-            let k = file.read(&mut buf)?;
-            if k == 0 {
-                return Ok((size, crc));
-            }
-            size += k as u64;
-            crc = crc32c::crc32c_append(crc, &buf[..k]);
-        }
-    })();
-    let (size, crc) = res.map_err(|e| {
-        StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
-    })?;
+    let (crc, size) = file_crc(p).map_err(|e| unreadable(p, &e))?;
     if size != f.size_bytes || crc != f.crc32c {
-        return Err(StorageError::DataLoss(format!(
-            "snapshot file {} does not match its manifest checksum",
-            p.display()
-        )));
+        return Err(StorageError::ChecksumMismatch {
+            path: p.to_path_buf(),
+        });
     }
     Ok(())
+}
+
+/// A snapshot file that cannot be read.
+fn unreadable(p: &Path, e: &dyn std::fmt::Display) -> StorageError {
+    StorageError::Unreadable {
+        what: "snapshot file",
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// A snapshot file that was read but does not hold what it should.
+fn damaged(what: &'static str, p: &Path, problem: impl std::fmt::Display) -> StorageError {
+    StorageError::Damaged {
+        what,
+        path: p.to_path_buf(),
+        problem: problem.to_string(),
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -600,16 +586,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     let read = |name: &str| -> Result<Vec<u8>> {
         let p = dir.join(name);
-        let bytes = fs::read(&p).map_err(|e| {
-            StorageError::DataLoss(format!("snapshot file {} is unreadable: {e}", p.display()))
-        })?;
+        let bytes = fs::read(&p).map_err(|e| unreadable(&p, &e))?;
         if let Some(f) = entry(name)
             && (bytes.len() as u64 != f.size_bytes || crc32c::crc32c(&bytes) != f.crc32c)
         {
-            return Err(StorageError::DataLoss(format!(
-                "snapshot file {} does not match its manifest checksum",
-                p.display()
-            )));
+            return Err(StorageError::ChecksumMismatch { path: p });
         }
         Ok(bytes)
     };
@@ -619,34 +600,36 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         let p = dir.join(&e.points_file);
         let (data, deleted) = load_segment(&p, entry(&e.points_file))?;
         if data.vectors.datatype() != spec.datatype {
-            return Err(StorageError::DataLoss(format!(
-                "snapshot segment {} holds {} vectors, the collection is {}",
-                p.display(),
-                data.vectors.datatype().as_str(),
-                spec.datatype.as_str()
-            )));
+            return Err(damaged(
+                "snapshot segment",
+                &p,
+                format!(
+                    "it holds {} vectors, the collection is {}",
+                    data.vectors.datatype().as_str(),
+                    spec.datatype.as_str()
+                ),
+            ));
         }
         let dim = spec.dimension as usize;
         let graph = match (&e.graph_file, &e.graph) {
-            (Some(name), _) => Some(Graph::decode(&read(name)?, spec.metric, dim).map_err(
-                |err| {
-                    StorageError::DataLoss(format!(
-                        "snapshot graph {} is damaged: {err}",
-                        dir.join(name).display()
-                    ))
-                },
-            )?),
+            (Some(name), _) => Some(
+                Graph::decode(&read(name)?, spec.metric, dim)
+                    .map_err(|err| damaged("snapshot graph", &dir.join(name), err))?,
+            ),
             (None, Some(base)) => Some(Graph::load_hnsw_rs(dir, base, spec.metric, dim)?),
             (None, None) => None,
         };
         if let Some(g) = &graph
             && g.slots() > data.len()
         {
-            return Err(StorageError::DataLoss(format!(
-                "snapshot graph of segment {} indexes offsets past its {} points",
-                e.id,
-                data.len()
-            )));
+            return Err(damaged(
+                "snapshot graph of segment",
+                &p,
+                format!(
+                    "it indexes offsets past the segment's {} points",
+                    data.len()
+                ),
+            ));
         }
         segments.push(LoadedSegment {
             data,

@@ -1,4 +1,5 @@
-//! The seam between the gRPC layer and the engine: one collection's operations.
+//! The seam between the gRPC layer and the engine: one collection's operations, and the
+//! search request and results they take and give.
 //!
 //! Every method is synchronous and may block (a write waits for its WAL fsync); the server
 //! calls them from the blocking pool. Writes are all-or-nothing: a batch that fails validation
@@ -6,9 +7,41 @@
 
 use crate::error::Result;
 use crate::filter::Filter;
-use crate::model::{
-    CollectionStats, Hit, PointKey, PointRecord, SearchInfo, SearchParams, StoredPoint,
-};
+use crate::model::{CollectionStats, Payload, PointKey, PointRecord, StoredPoint};
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct SearchParams {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub filter: Option<Filter>,
+    pub ef: Option<usize>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+    /// Search every point exactly.
+    pub exact: bool,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub key: PointKey,
+    pub score: f32,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a search was served.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchInfo {
+    pub points_exact: u64,
+    pub points_graph: u64,
+    pub segments_searched: u64,
+    /// Collection version the result was computed at (0 with `epoch` 0: unknown).
+    pub version: u64,
+    /// Incarnation of the collection; 0 = unknown, not cacheable.
+    pub epoch: u64,
+}
 
 pub trait CollectionStore: Send + Sync {
     fn stats(&self) -> CollectionStats;

@@ -14,7 +14,8 @@
 //! that fails its checksum anywhere else stops start-up with the file and offset, unless the
 //! operator chose [`RecoveryMode::SkipCorrupt`].
 
-use crate::error::{Result, StorageError};
+use crate::error::{Result, StorageError, WalFailure};
+use crate::fsutil::sync_dir;
 use crate::model::{Payload, PointKey, PointRecord};
 use akidb_instrumentation::metrics;
 use parking_lot::{Condvar, Mutex};
@@ -298,12 +299,6 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// fsync a directory so that created, renamed or removed entries survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 struct Segment {
     first_seq: u64,
     path: PathBuf,
@@ -441,9 +436,7 @@ impl Wal {
     pub fn append(&self, body: &[u8]) -> Result<u64> {
         let mut w = self.writer.lock();
         if let Some(p) = &w.poisoned {
-            return Err(StorageError::Unavailable(format!(
-                "the WAL stopped accepting writes after an I/O error ({p}); restart storage"
-            )));
+            return Err(WalFailure::Poisoned(p.clone()).into());
         }
         if w.segments
             .last()
@@ -461,7 +454,7 @@ impl Wal {
             if let Err(e2) = w.file.set_len(len) {
                 w.poisoned = Some(format!("write failed: {e}; truncate failed: {e2}"));
             }
-            return Err(StorageError::Unavailable(format!("WAL write failed: {e}")));
+            return Err(WalFailure::Write(e).into());
         }
         let seg = w.segments.last_mut().expect("an open segment");
         seg.len += rec.len() as u64;
@@ -506,9 +499,7 @@ impl Wal {
                     let mut s = self.sync.lock();
                     s.syncing = false;
                     self.synced.notify_all();
-                    return Err(StorageError::Unavailable(format!(
-                        "the WAL stopped accepting writes after an I/O error ({p}); restart storage"
-                    )));
+                    return Err(WalFailure::Poisoned(p.clone()).into());
                 }
                 (w.file.clone(), w.last_seq)
             };
@@ -530,7 +521,7 @@ impl Wal {
                     // After a failed fsync the page cache state is unknown (fsyncgate).
                     drop(s);
                     self.writer.lock().poisoned = Some(format!("fsync failed: {e}"));
-                    return Err(StorageError::Unavailable(format!("WAL fsync failed: {e}")));
+                    return Err(WalFailure::Fsync(e).into());
                 }
             }
         }
@@ -679,12 +670,11 @@ fn replay_segment(
         };
         match mode {
             RecoveryMode::Strict => {
-                return Err(StorageError::DataLoss(format!(
-                    "WAL file {} is corrupt at byte offset {off}: {problem}. Restore from a \
-                     snapshot, or start with --wal-recovery skip-corrupt to skip damaged \
-                     records (their writes are lost)",
-                    path.display()
-                )));
+                return Err(StorageError::WalCorrupt {
+                    path: path.to_path_buf(),
+                    offset: off,
+                    problem,
+                });
             }
             RecoveryMode::SkipCorrupt => {
                 report.corrupt_records += 1;
@@ -849,9 +839,12 @@ mod tests {
         let at = rec_len * 2 + HEADER_LEN + 5; // inside record 3's body
         data[at] ^= 0x40;
         fs::write(&path, &data).unwrap();
-        let err = replay(d.path(), opts(), 0).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        assert!(err.contains(&format!("offset {}", rec_len * 2)), "{err}");
+        let err = replay(d.path(), opts(), 0).unwrap_err();
+        assert!(
+            matches!(&err, StorageError::WalCorrupt { path: p, offset, .. }
+                if *p == path && *offset == rec_len * 2),
+            "{err}"
+        );
         let skip = WalOptions {
             recovery: RecoveryMode::SkipCorrupt,
             ..opts()

@@ -7,12 +7,12 @@
 //!
 //! Each test starts its own moto_server so that stopping one (SIGSTOP) affects no other.
 
-use akidb_storage::breaker::{BreakerConfig, BreakerState, RetryConfig};
-use akidb_storage::dlq::DlqConfig;
+use akidb_storage::objstore::dlq::{DlqConfig, UploadSource};
+use akidb_storage::objstore::{BreakerConfig, BreakerState, RetryConfig};
 use akidb_storage::objstore::{
     ErrorKind, ObjectStore, ObjectStoreConfig, S3Settings, S3Store, Secret,
 };
-use akidb_storage::upload::{ObjectLayer, ObjectLayerConfig, UploadOutcome, UploadSource};
+use akidb_storage::objstore::{ObjectLayer, ObjectLayerConfig, UploadOutcome};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! A fault-injecting in-memory object store, for unit tests only.
 
-use super::{ObjectMeta, ObjectStore, ObjectStoreError, Operation, Result, validate_key};
+use super::error::{ObjectStoreError, Operation, Result};
+use super::store::{ObjectMeta, ObjectStore, validate_key};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;

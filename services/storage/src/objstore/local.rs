@@ -1,17 +1,12 @@
 //! The local directory object store: one file per object, the embedded default.
 
-use super::{
-    ObjectMeta, ObjectStore, ObjectStoreError, Operation, Result, local_file_error, sync_dir,
-    validate_key,
-};
+use super::error::{ObjectStoreError, Operation, Result};
+use super::store::{ObjectMeta, ObjectStore, TMP_DIR, local_file_error, validate_key};
+use crate::fsutil::sync_dir;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Temp files of in-progress puts live here, under the root, so that a rename into place is
-/// atomic (same file system) and listings never see them.
-pub(super) const TMP_DIR: &str = ".akidb-tmp";
 
 /// Objects as files under a root directory; key `a/b/c` is the file `<root>/a/b/c`.
 ///
@@ -237,7 +232,7 @@ impl ObjectStore for LocalDirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objstore::ErrorKind;
+    use crate::objstore::error::ErrorKind;
 
     #[tokio::test]
     async fn put_get_head_list_delete() {

@@ -6,10 +6,9 @@
 //! (e.g. stopped with SIGSTOP) fails the call after `timeout` instead of hanging.
 
 use super::config::{MAX_PART_SIZE, MIN_PART_SIZE};
-use super::{
-    ObjectMeta, ObjectStore, ObjectStoreConfig, ObjectStoreError, Operation, Result, Secret,
-    local_file_error, validate_key,
-};
+use super::config::{ObjectStoreConfig, Secret};
+use super::error::{ObjectStoreError, Operation, Result};
+use super::store::{ObjectMeta, ObjectStore, local_file_error, validate_key};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use minio_rsc::Minio;
@@ -554,7 +553,7 @@ impl ObjectStore for S3Store {
             drop(f);
             tokio::fs::rename(&tmp, path).await.map_err(local)?;
             let d = dir.to_path_buf();
-            tokio::task::spawn_blocking(move || super::sync_dir(&d))
+            tokio::task::spawn_blocking(move || crate::fsutil::sync_dir(&d))
                 .await
                 .map_err(|e| ObjectStoreError::permanent(op, key, e))?
                 .map_err(local)?;
@@ -679,7 +678,7 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objstore::ErrorKind;
+    use crate::objstore::error::ErrorKind;
 
     #[test]
     fn status_classification() {

@@ -23,16 +23,18 @@
 //! - The spool file's CRC-32C is checked before each upload, so a damaged spool file is never
 //!   uploaded as if it were the object.
 
-use crate::breaker::backoff;
-use crate::objstore::{ErrorKind, ObjectStore, ObjectStoreError};
+use super::error::{ErrorKind, ObjectStoreError, Operation};
+use super::store::ObjectStore;
+use crate::fsutil::{file_crc, is_temp_file, now_ms, sync_dir, write_atomic};
+use akidb_client::backoff;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -191,18 +193,6 @@ pub enum DlqError {
     Io(#[from] std::io::Error),
 }
 
-impl From<DlqError> for crate::error::StorageError {
-    fn from(e: DlqError) -> Self {
-        use crate::error::StorageError;
-        match &e {
-            DlqError::Full { .. } => StorageError::ResourceExhausted(e.to_string()),
-            DlqError::NoSuchEntry(_) => StorageError::NotFound(e.to_string()),
-            DlqError::Source { .. } => StorageError::FailedPrecondition(e.to_string()),
-            DlqError::Io(_) => StorageError::Internal(e.to_string()),
-        }
-    }
-}
-
 const MAGIC: &[u8; 4] = b"ADLQ";
 const VERSION: u8 = 1;
 const HEADER: usize = 4 + 1 + 4 + 4;
@@ -248,31 +238,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
-}
-
-/// CRC-32C and length of a file, read in 1 MiB blocks. Blocking.
-fn file_crc(path: &Path) -> std::io::Result<(u32, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut crc, mut len) = (0u32, 0u64);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((crc, len));
-        }
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        len += n as u64;
-    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -427,7 +392,7 @@ impl Dlq {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if name.starts_with('.') && name.contains(".tmp-") {
+            if is_temp_file(&name) {
                 std::fs::remove_file(&path)?;
                 continue;
             }
@@ -476,20 +441,20 @@ impl Dlq {
                 std::fs::remove_file(&path)?;
             }
         }
-        crate::objstore::sync_dir(&sdir)?;
-        crate::objstore::sync_dir(&edir)?;
+        sync_dir(&sdir)?;
+        sync_dir(&edir)?;
         entries.sort_by_key(|e| e.seq);
         Ok((entries, corrupt))
     }
 
     fn write_entry(dir: &Path, e: &DlqEntry) -> std::io::Result<()> {
-        crate::objstore::write_atomic(&Self::entry_path(dir, &e.id), &encode(e))
+        write_atomic(&Self::entry_path(dir, &e.id), &encode(e))
     }
 
     /// Remove an entry's record, then its spool file. Blocking.
     fn remove_files(dir: &Path, id: &str) -> std::io::Result<()> {
         match std::fs::remove_file(Self::entry_path(dir, id)) {
-            Ok(()) => crate::objstore::sync_dir(&Self::entries_dir(dir))?,
+            Ok(()) => sync_dir(&Self::entries_dir(dir))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -506,7 +471,7 @@ impl Dlq {
                 let mut f = std::fs::File::create(&dst)?;
                 f.write_all(b)?;
                 f.sync_all()?;
-                crate::objstore::sync_dir(&Self::spool_dir(dir))?;
+                sync_dir(&Self::spool_dir(dir))?;
                 Ok((crc32c::crc32c(b), b.len() as u64))
             }
             UploadSource::File(src) => {
@@ -522,7 +487,7 @@ impl Dlq {
                     std::io::copy(&mut from, &mut to)?;
                     to.sync_all()?;
                 }
-                crate::objstore::sync_dir(&Self::spool_dir(dir))?;
+                sync_dir(&Self::spool_dir(dir))?;
                 Ok(file_crc(&dst)?)
             }
         }
@@ -799,7 +764,7 @@ impl Dlq {
                 self.store.put_file(&entry.key, &path).await
             }
             Ok((_, len)) => Err(ObjectStoreError::permanent(
-                crate::objstore::Operation::Put,
+                Operation::Put,
                 &entry.key,
                 format!(
                     "spool file {} is damaged (checksum or size mismatch: {len} bytes, expected {}); purge the entry after recovering the data",
@@ -808,7 +773,7 @@ impl Dlq {
                 ),
             )),
             Err(e) => Err(ObjectStoreError::permanent(
-                crate::objstore::Operation::Put,
+                Operation::Put,
                 &entry.key,
                 format!("cannot read spool file {}: {e}", path.display()),
             )),
@@ -974,8 +939,8 @@ impl Dlq {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::{Breaker, BreakerConfig, ResilientStore, RetryConfig};
-    use crate::objstore::Operation;
+    use crate::objstore::breaker::{Breaker, BreakerConfig, ResilientStore, RetryConfig};
+    use crate::objstore::error::Operation;
     use crate::objstore::fault::{Fault, FaultStore};
 
     fn cfg() -> DlqConfig {

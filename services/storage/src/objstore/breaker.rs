@@ -23,11 +23,11 @@
 //! connections, 5xx). `NotFound` and `Permanent` answers prove the store is up and count as
 //! successes for the breaker (they are still errors to the caller).
 
-use crate::objstore::{ErrorKind, ObjectMeta, ObjectStore, ObjectStoreError, Operation, Result};
+use super::error::{BreakerOpen, BreakerState, ErrorKind, ObjectStoreError, Operation, Result};
+use super::store::{ObjectMeta, ObjectStore};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rand::Rng;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::Path;
@@ -168,61 +168,8 @@ impl RetryConfig {
     /// `max`, then a random value in its upper half ("equal jitter"), so retries of many
     /// callers spread out but still back off.
     pub fn backoff(&self, retry: u32) -> Duration {
-        backoff(self.base_ms, self.max_ms, retry)
+        akidb_client::backoff(self.base_ms, self.max_ms, retry)
     }
-}
-
-/// `base * 2^(n-1)` capped at `max`, jittered into `[d/2, d]`.
-pub(crate) fn backoff(base_ms: u64, max_ms: u64, n: u32) -> Duration {
-    let exp = n.saturating_sub(1).min(32);
-    let d = base_ms.saturating_mul(1u64 << exp).min(max_ms.max(base_ms));
-    if d == 0 {
-        return Duration::ZERO;
-    }
-    let half = d / 2;
-    Duration::from_millis(half + rand::rng().random_range(0..=d - half))
-}
-
-/// The breaker's state, as the `state` label of `akidb_breaker_state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub const ALL: [BreakerState; 3] = [
-        BreakerState::Closed,
-        BreakerState::Open,
-        BreakerState::HalfOpen,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-}
-
-impl std::fmt::Display for BreakerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A call failed fast because the breaker is open (or half-open with all probes busy).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "object store circuit breaker is {state}: calls fail fast for about {} ms more after repeated failures (inspect with `akidb admin breaker get`)",
-    retry_in.as_millis()
-)]
-pub struct BreakerOpen {
-    pub state: BreakerState,
-    /// Time until probes are let through again (zero while half-open probes are running).
-    pub retry_in: Duration,
 }
 
 /// A snapshot of the breaker for AdminService `BreakerGet`/`BreakerReset` and status pages.

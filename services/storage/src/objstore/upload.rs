@@ -1,22 +1,15 @@
-//! Uploads to the object store that never lose data, and the wiring of the whole object layer.
+//! Uploads to the object store that never lose data.
 //!
-//! [`Uploader::upload`] tries the [`ResilientStore`] (retries, breaker); when that still
-//! fails the data goes to the [`Dlq`] and the call returns [`UploadOutcome::Queued`]: the
+//! [`Uploader::upload`] tries the [`super::breaker::ResilientStore`] (retries, breaker); when that still
+//! fails the data goes to the [`super::dlq::Dlq`] and the call returns [`UploadOutcome::Queued`]: the
 //! object is safe on local disk but **not yet in the object store**, so the caller must not
 //! drop its own copy on the strength of it. Confirmation comes later through
-//! [`Uploader::is_confirmed`] or a [`DlqEvent::Uploaded`] from [`Dlq::subscribe`].
-//!
-//! [`ObjectLayer::start`] builds store, breaker, DLQ, retry worker and uploader from one
-//! [`ObjectLayerConfig`] (flatten it into the service's flags).
+//! [`Uploader::is_confirmed`] or a `DlqEvent::Uploaded` from `Dlq::subscribe`.
 
-use crate::breaker::{Breaker, BreakerConfig, BreakerStatus, ResilientStore, RetryConfig};
-use crate::dlq::{Dlq, DlqConfig, DlqError};
-pub use crate::dlq::{DlqEvent, UploadSource};
-use crate::objstore::{ObjectStore, ObjectStoreConfig, ObjectStoreError};
-use std::path::Path;
+use super::dlq::{Dlq, DlqError, UploadSource};
+use super::error::{ObjectStoreError, Operation};
+use super::store::ObjectStore;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// How an upload ended.
 #[derive(Debug, Clone)]
@@ -44,18 +37,6 @@ pub struct UploadError {
     pub dlq: DlqError,
 }
 
-impl From<UploadError> for crate::error::StorageError {
-    fn from(e: UploadError) -> Self {
-        match e.dlq {
-            DlqError::Full { .. } => crate::error::StorageError::ResourceExhausted(format!(
-                "upload of `{}` failed ({}) and {}",
-                e.key, e.upload, e.dlq
-            )),
-            _ => crate::error::StorageError::Unavailable(e.to_string()),
-        }
-    }
-}
-
 /// Uploads through the resilient store, falling back to the DLQ.
 #[derive(Debug, Clone)]
 pub struct Uploader {
@@ -64,7 +45,7 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// `store` should be the [`ResilientStore`]; `dlq` should retry into the same store.
+    /// `store` should be the [`super::breaker::ResilientStore`]; `dlq` should retry into the same store.
     pub fn new(store: Arc<dyn ObjectStore>, dlq: Arc<Dlq>) -> Self {
         Uploader { store, dlq }
     }
@@ -81,7 +62,7 @@ impl Uploader {
     ) -> Result<UploadOutcome, UploadError> {
         let result = if self.dlq.contains_key(key) {
             Err(ObjectStoreError::transient(
-                crate::objstore::Operation::Put,
+                Operation::Put,
                 key,
                 "an older upload of this key is waiting in the dead-letter queue",
             ))
@@ -136,77 +117,14 @@ impl Uploader {
     }
 }
 
-/// Every object-layer flag: store, retries, breaker, DLQ.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ObjectLayerConfig {
-    #[command(flatten)]
-    pub store: ObjectStoreConfig,
-    #[command(flatten)]
-    pub retry: RetryConfig,
-    #[command(flatten)]
-    pub breaker: BreakerConfig,
-    #[command(flatten)]
-    pub dlq: DlqConfig,
-}
-
-/// The running object layer: what the tier code and AdminService use.
-#[derive(Debug)]
-pub struct ObjectLayer {
-    /// Retries + breaker around the configured store; use it for every get/list/delete.
-    pub store: Arc<ResilientStore>,
-    pub dlq: Arc<Dlq>,
-    pub uploader: Uploader,
-    cancel: CancellationToken,
-    worker: JoinHandle<()>,
-}
-
-impl ObjectLayer {
-    /// Open the store (`<data_dir>/objects` or S3), the breaker, the DLQ (`<data_dir>/dlq`)
-    /// and start the DLQ retry worker.
-    pub async fn start(cfg: &ObjectLayerConfig, data_dir: &Path) -> anyhow::Result<Self> {
-        let raw = crate::objstore::open(&cfg.store, data_dir).await?;
-        let breaker = Breaker::new(cfg.breaker.clone());
-        let store = Arc::new(ResilientStore::new(raw, breaker, cfg.retry.clone()));
-        let dlq_dir = cfg.dlq.dir.clone().unwrap_or_else(|| data_dir.join("dlq"));
-        let dlq = Dlq::open(&dlq_dir, cfg.dlq.clone(), store.clone()).await?;
-        let cancel = CancellationToken::new();
-        let worker = dlq.spawn_retry_worker(cancel.clone());
-        let uploader = Uploader::new(store.clone(), dlq.clone());
-        Ok(ObjectLayer {
-            store,
-            dlq,
-            uploader,
-            cancel,
-            worker,
-        })
-    }
-
-    pub fn breaker(&self) -> &Arc<Breaker> {
-        self.store.breaker()
-    }
-
-    /// For AdminService `BreakerGet` (with `remote` = [`ObjectLayer::is_remote`]).
-    pub fn breaker_status(&self) -> BreakerStatus {
-        self.breaker().status()
-    }
-
-    /// Whether an S3 endpoint is configured (false: local directory store).
-    pub fn is_remote(&self) -> bool {
-        self.store.is_remote()
-    }
-
-    /// Stop the DLQ worker (it finishes the upload in progress). Queued entries stay on disk.
-    pub async fn shutdown(self) {
-        self.cancel.cancel();
-        let _ = self.worker.await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objstore::breaker::{Breaker, BreakerConfig, ResilientStore, RetryConfig};
+    use crate::objstore::dlq::DlqConfig;
     use crate::objstore::fault::{Fault, FaultStore};
     use bytes::Bytes;
+    use std::path::Path;
 
     async fn setup(dir: &Path) -> (Arc<FaultStore>, Uploader) {
         let inner = Arc::new(FaultStore::new());
@@ -261,7 +179,10 @@ mod tests {
             .unwrap();
         assert!(!out.is_uploaded());
         assert_eq!(up.dlq().depth(), 1);
-        up.dlq().retry(crate::dlq::Target::All).await.unwrap();
+        up.dlq()
+            .retry(crate::objstore::dlq::Target::All)
+            .await
+            .unwrap();
         assert_eq!(inner.object("c/2").unwrap(), Bytes::from_static(b"two-v2"));
         assert!(up.is_confirmed("c/2", Some(6)).await.unwrap());
     }
@@ -276,7 +197,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(out, UploadOutcome::Queued { ref error, .. } if error.kind() == crate::objstore::ErrorKind::Permanent)
+            matches!(out, UploadOutcome::Queued { ref error, .. } if error.kind() == crate::objstore::error::ErrorKind::Permanent)
         );
     }
 
@@ -289,53 +210,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e.dlq, DlqError::Source { .. }), "{e}");
-    }
-
-    #[test]
-    fn flags_fit_next_to_the_service_flags() {
-        use clap::{CommandFactory, Parser};
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            storage: crate::StorageConfig,
-            #[command(flatten)]
-            telemetry: akidb_instrumentation::TelemetryArgs,
-        }
-        Cli::command().debug_assert();
-        let c = Cli::parse_from([
-            "storage",
-            "--s3-endpoint",
-            "http://127.0.0.1:9000",
-            "--breaker-open-ms",
-            "2500",
-            "--dlq-max-entries",
-            "7",
-        ]);
-        let o = &c.storage.objects;
-        assert_eq!(o.breaker.open_ms, 2_500);
-        assert_eq!(o.dlq.max_entries, 7);
-        assert_eq!(o.retry.attempts, 4);
-    }
-
-    #[tokio::test]
-    async fn object_layer_local_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let layer = ObjectLayer::start(&ObjectLayerConfig::default(), dir.path())
-            .await
-            .unwrap();
-        assert!(!layer.is_remote());
-        let out = layer
-            .uploader
-            .upload("", "a/b", UploadSource::Bytes(Bytes::from_static(b"hi")))
-            .await
-            .unwrap();
-        assert!(out.is_uploaded());
-        assert!(dir.path().join("objects/a/b").exists());
-        assert_eq!(&layer.store.get("a/b").await.unwrap()[..], b"hi");
-        assert_eq!(
-            layer.breaker_status().state,
-            crate::breaker::BreakerState::Closed
-        );
-        layer.shutdown().await;
     }
 }

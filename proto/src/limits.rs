@@ -1,0 +1,137 @@
+//! Every limit of the API, and the rules for names, in one place: the front doors
+//! ([`crate::validate`]) and storage (`akidb_storage::validate`) check requests against these,
+//! and both report a violation with the same typed problem and the same message.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// Longest collection name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Vector dimensions a collection may have.
+pub const DIMENSION: RangeInclusive<u64> = 1..=65_536;
+/// Results one search may ask for.
+pub const K: RangeInclusive<u64> = 1..=10_000;
+/// HNSW `ef` one search may set.
+pub const EF: RangeInclusive<u64> = 1..=100_000;
+/// HNSW `m` of a collection.
+pub const M: RangeInclusive<u64> = 2..=256;
+/// HNSW `ef_construction` of a collection.
+pub const EF_CONSTRUCTION: RangeInclusive<u64> = 4..=4096;
+/// Points one Scroll page may hold (0 asks for [`DEFAULT_SCROLL_LIMIT`]).
+pub const SCROLL_LIMIT: RangeInclusive<u64> = 1..=10_000;
+/// Points of a Scroll page when the request sets none.
+pub const DEFAULT_SCROLL_LIMIT: usize = 100;
+/// Deepest nesting of filters, so that a hostile filter cannot exhaust the stack.
+pub const MAX_FILTER_DEPTH: usize = 16;
+
+/// Why a collection name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Empty, or longer than [`MAX_NAME_LEN`] bytes (the length it has).
+    Length(usize),
+    /// A character outside `[A-Za-z0-9_-]`.
+    Character { name: String, character: char },
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameProblem::Length(n) => write!(
+                f,
+                "collection name must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-], got {n} characters"
+            ),
+            NameProblem::Character { name, character } => write!(
+                f,
+                "collection name `{}` has the character {character:?}; use only letters, digits, `_` and `-`",
+                name.escape_default()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameProblem {}
+
+/// A collection name is 1 to [`MAX_NAME_LEN`] characters of `[A-Za-z0-9_-]`: it is a
+/// directory name on disk and a part of object keys, so nothing else (no `.`, `/`, `%`, NUL).
+pub fn check_name(name: &str) -> Result<(), NameProblem> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(NameProblem::Length(name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(NameProblem::Character {
+            name: name.to_string(),
+            character: c,
+        });
+    }
+    Ok(())
+}
+
+/// A number outside the range the API allows for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// What the number is, as the message names it (`dimension`, `k`, `HNSW m`, ...).
+    pub what: &'static str,
+    pub min: u64,
+    pub max: u64,
+    pub got: u64,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} must be between {} and {}, got {}",
+            self.what, self.min, self.max, self.got
+        )
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+/// `got` within `range`, or the problem naming it `what`.
+pub fn check_range(
+    what: &'static str,
+    range: &RangeInclusive<u64>,
+    got: u64,
+) -> Result<(), OutOfRange> {
+    if range.contains(&got) {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            what,
+            min: *range.start(),
+            max: *range.end(),
+            got,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("a-b_C9").is_ok());
+        assert_eq!(check_name(""), Err(NameProblem::Length(0)));
+        assert!(matches!(
+            check_name("../x"),
+            Err(NameProblem::Character { character: '.', .. })
+        ));
+        assert_eq!(check_name(&"a".repeat(65)), Err(NameProblem::Length(65)));
+        assert!(check_name(&"a".repeat(64)).is_ok());
+        assert!(check_name("a\0b").is_err());
+        assert!(check_name("%2e%2e%2f").is_err());
+    }
+
+    #[test]
+    fn ranges_name_what_is_wrong() {
+        assert!(check_range("k", &K, 10_000).is_ok());
+        let e = check_range("k", &K, 0).unwrap_err();
+        assert_eq!(e.to_string(), "k must be between 1 and 10000, got 0");
+        assert!(check_range("dimension", &DIMENSION, 65_537).is_err());
+    }
+}

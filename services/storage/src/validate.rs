@@ -1,0 +1,246 @@
+//! Every check a request to storage passes before it changes or reads anything, in one place.
+//!
+//! The limits and the name rule are `akidb_proto::limits`, which the front doors (ingest,
+//! query) check too; storage checks again, with the collection at hand (dimension, datatype),
+//! because it is reachable directly (tools, the admin API) and must not trust its callers.
+//! Each check returns a typed [`StorageError`] that names what is wrong.
+
+use crate::distance::fits_f16;
+use crate::error::{EmptyRequest, FilterProblem, Result, StorageError};
+use crate::filter::{Condition, Filter, Match};
+use crate::model::{CollectionSpec, Datatype, Metric, PointRecord};
+use crate::store::SearchParams;
+use akidb_proto::limits::{self, check_range};
+
+/// A collection name: `[A-Za-z0-9_-]{1,64}`.
+pub fn name(name: &str) -> Result<()> {
+    Ok(limits::check_name(name)?)
+}
+
+/// A new collection's spec.
+pub fn spec(spec: &CollectionSpec) -> Result<()> {
+    name(&spec.name)?;
+    check_range("dimension", &limits::DIMENSION, spec.dimension.into())?;
+    check_range("HNSW m", &limits::M, spec.m.into())?;
+    check_range(
+        "HNSW ef_construction",
+        &limits::EF_CONSTRUCTION,
+        spec.ef_construction.into(),
+    )?;
+    Ok(())
+}
+
+/// A vector against a collection's dimension; `what` names it in the message.
+pub fn vector(spec: &CollectionSpec, v: &[f32], what: &dyn std::fmt::Display) -> Result<()> {
+    if v.len() != spec.dimension as usize {
+        return Err(StorageError::WrongDimension {
+            what: what.to_string(),
+            collection: spec.name.clone(),
+            expected: spec.dimension,
+            received: v.len(),
+        });
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(StorageError::NotFinite {
+            what: what.to_string(),
+            index: i,
+            value: v[i],
+        });
+    }
+    Ok(())
+}
+
+/// A batch of points to upsert into the collection of `spec`.
+pub fn points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<()> {
+    if points.is_empty() {
+        return Err(StorageError::EmptyRequest(EmptyRequest::Upsert));
+    }
+    for p in points {
+        vector(spec, &p.vector, &format_args!("point {}", p.key))?;
+        // Cosine vectors are stored normalized (components within ±1): always in range.
+        if spec.datatype == Datatype::Float16
+            && spec.metric != Metric::Cosine
+            && let Some(i) = p.vector.iter().position(|&x| !fits_f16(x))
+        {
+            return Err(StorageError::OutsideFloat16 {
+                point: p.key.to_string(),
+                index: i,
+                value: p.vector[i],
+                collection: spec.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A search in the collection of `spec`.
+pub fn search(spec: &CollectionSpec, params: &SearchParams) -> Result<()> {
+    check_range("k", &limits::K, params.k as u64)?;
+    if let Some(ef) = params.ef {
+        check_range("ef", &limits::EF, ef as u64)?;
+    }
+    vector(spec, &params.vector, &"query")?;
+    if let Some(f) = &params.filter {
+        filter(f)?;
+    }
+    Ok(())
+}
+
+/// A Scroll page size: 0 asks for the default.
+pub fn scroll_limit(limit: u32) -> Result<usize> {
+    if limit == 0 {
+        return Ok(limits::DEFAULT_SCROLL_LIMIT);
+    }
+    check_range("scroll limit", &limits::SCROLL_LIMIT, limit.into())?;
+    Ok(limit as usize)
+}
+
+/// A filter's structure: depth, non-empty keys, sane ranges.
+pub fn filter(f: &Filter) -> Result<()> {
+    filter_at(f, 1)
+}
+
+fn filter_at(f: &Filter, depth: usize) -> Result<()> {
+    if depth > limits::MAX_FILTER_DEPTH {
+        return Err(FilterProblem::TooDeep {
+            max: limits::MAX_FILTER_DEPTH,
+        }
+        .into());
+    }
+    for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+        match c {
+            Condition::Field { key, matcher, .. } => {
+                if key.is_empty() || key.split('.').any(str::is_empty) {
+                    return Err(FilterProblem::EmptyKey { key: key.clone() }.into());
+                }
+                if let Match::Range(r) = matcher {
+                    let bounds = [r.gt, r.gte, r.lt, r.lte];
+                    if bounds.iter().all(Option::is_none) {
+                        return Err(FilterProblem::RangeWithoutBound { key: key.clone() }.into());
+                    }
+                    if bounds.iter().flatten().any(|b| !b.is_finite()) {
+                        return Err(FilterProblem::RangeNotFinite { key: key.clone() }.into());
+                    }
+                }
+            }
+            Condition::HasId(_) => {}
+            Condition::Nested(inner) => filter_at(inner, depth + 1)?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Range;
+    use crate::model::{Payload, PointKey};
+    use akidb_proto::limits::NameProblem;
+
+    #[test]
+    fn names() {
+        assert!(name("a-b_C9").is_ok());
+        assert!(matches!(
+            name(""),
+            Err(StorageError::InvalidName(NameProblem::Length(0)))
+        ));
+        assert!(matches!(
+            name("../x"),
+            Err(StorageError::InvalidName(NameProblem::Character { .. }))
+        ));
+        assert!(name(&"a".repeat(65)).is_err());
+        assert!(name(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn float16_range_on_write_but_not_for_cosine() {
+        let mut spec = CollectionSpec {
+            name: "c".into(),
+            dimension: 4,
+            metric: Metric::L2,
+            m: 16,
+            ef_construction: 100,
+            pinned: false,
+            datatype: Datatype::Float16,
+        };
+        let p = |x: f32| PointRecord {
+            key: PointKey::Num(1),
+            vector: vec![x, 0.0, 0.0, 0.0],
+            payload: Payload::new(),
+        };
+        assert!(points(&spec, &[p(65504.0)]).is_ok());
+        assert!(matches!(
+            points(&spec, &[p(-1e6)]),
+            Err(StorageError::OutsideFloat16 { index: 0, .. })
+        ));
+        spec.metric = Metric::Cosine;
+        assert!(points(&spec, &[p(-1e6)]).is_ok());
+    }
+
+    fn field(key: &str, m: Match) -> Condition {
+        Condition::Field {
+            key: key.into(),
+            path: key.split('.').map(String::from).collect(),
+            matcher: m,
+        }
+    }
+
+    #[test]
+    fn validation_rejects_bad_filters() {
+        let bad_range = Filter {
+            must: vec![field("v", Match::Range(Range::default()))],
+            ..Default::default()
+        };
+        assert!(matches!(
+            filter(&bad_range),
+            Err(StorageError::InvalidFilter(
+                FilterProblem::RangeWithoutBound { .. }
+            ))
+        ));
+        let nan = Filter {
+            must: vec![field(
+                "v",
+                Match::Range(Range {
+                    lt: Some(f64::NAN),
+                    ..Default::default()
+                }),
+            )],
+            ..Default::default()
+        };
+        assert!(matches!(
+            filter(&nan),
+            Err(StorageError::InvalidFilter(
+                FilterProblem::RangeNotFinite { .. }
+            ))
+        ));
+        let empty_key = Filter {
+            must: vec![field("a..b", Match::Integer(1))],
+            ..Default::default()
+        };
+        assert!(matches!(
+            filter(&empty_key),
+            Err(StorageError::InvalidFilter(FilterProblem::EmptyKey { .. }))
+        ));
+        let mut deep = Filter::default();
+        for _ in 0..20 {
+            deep = Filter {
+                must: vec![Condition::Nested(deep)],
+                ..Default::default()
+            };
+        }
+        assert!(matches!(
+            filter(&deep),
+            Err(StorageError::InvalidFilter(FilterProblem::TooDeep { .. }))
+        ));
+    }
+
+    #[test]
+    fn scroll_limits() {
+        assert_eq!(scroll_limit(0).unwrap(), limits::DEFAULT_SCROLL_LIMIT);
+        assert_eq!(scroll_limit(10_000).unwrap(), 10_000);
+        assert!(matches!(
+            scroll_limit(10_001),
+            Err(StorageError::OutOfRange(_))
+        ));
+    }
+}
