@@ -8,6 +8,7 @@ mod filter;
 mod payload;
 mod up;
 
+use akidb_instrumentation::lifecycle;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -164,16 +165,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Up(a) => up::up(a, vec![]).await,
             Cmd::Serve { service } => match service {
                 Service::Storage { config, telemetry } => {
-                    akidb_storage::main_with(config, telemetry).await
+                    lifecycle::serve(config, telemetry, akidb_storage::run).await
                 }
                 Service::Ingest { config, telemetry } => {
-                    akidb_ingest::main_with(config, telemetry).await
+                    lifecycle::serve(config, telemetry, akidb_ingest::run).await
                 }
                 Service::Query { config, telemetry } => {
-                    akidb_query::main_with(config, telemetry).await
+                    lifecycle::serve(config, telemetry, akidb_query::run).await
                 }
                 Service::Telemetry { config, telemetry } => {
-                    akidb_telemetry::main_with(config, telemetry).await
+                    lifecycle::serve(config, telemetry, akidb_telemetry::run).await
                 }
             },
             Cmd::Health => client::health(&cli.global).await,

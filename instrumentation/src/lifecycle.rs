@@ -17,8 +17,9 @@
 //! never an `abort()`: in-flight calls finish, then the service's stop work runs (storage
 //! flushes its WALs), then every background task ends and is joined.
 //!
-//! [`run_until_signal`] is what each service's `main_with` does around it: logs, metrics and
-//! traces set up, addresses bound, SIGINT/SIGTERM as the shutdown, traces flushed at the end.
+//! [`serve`] is what runs around it in a process (each service binary through [`main`], and
+//! `akidb serve <service>`): logs, metrics and traces set up, addresses bound, SIGINT/SIGTERM
+//! as the shutdown, traces flushed at the end.
 
 use crate::config::TelemetryArgs;
 use crate::metrics::Component;
@@ -53,29 +54,85 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Resolves when the service must stop ([`shutdown_signal`], as [`run_until_signal`] passes it).
+/// Resolves when the service must stop ([`shutdown_signal`], as [`serve`] passes it).
 pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
-/// What every service's `main_with` does: set up telemetry for `component`, bind the gRPC and
-/// metrics addresses, run until SIGINT/SIGTERM, then flush traces.
-pub async fn run_until_signal<F, Fut>(
-    component: Component,
-    telemetry: &TelemetryArgs,
-    grpc_addr: std::net::SocketAddr,
-    metrics_addr: std::net::SocketAddr,
-    run: F,
-) -> anyhow::Result<()>
+/// What a service runs on: its bound gRPC and HTTP listeners, and the future that says when
+/// to stop.
+pub struct Serving {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+    pub shutdown: Shutdown,
+}
+
+impl Serving {
+    pub fn new(
+        grpc: TcpListener,
+        http: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        Serving {
+            grpc,
+            http,
+            shutdown: Box::pin(shutdown),
+        }
+    }
+}
+
+/// What the lifecycle needs to know of a service's flags.
+pub trait ServiceConfig: clap::Args + Send + 'static {
+    /// Which service these are the flags of (its metrics, its log and trace name).
+    const COMPONENT: Component;
+    /// The (gRPC, HTTP) addresses it listens on.
+    fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr);
+}
+
+/// Run a service as a process does: set up logs, metrics and traces for it, bind its gRPC
+/// and HTTP addresses, `run` it until SIGINT/SIGTERM, then flush traces. What each service
+/// binary and `akidb serve <service>` do.
+pub async fn serve<C, F, Fut>(config: C, telemetry: TelemetryArgs, run: F) -> anyhow::Result<()>
 where
-    F: FnOnce(TcpListener, TcpListener, Shutdown) -> Fut,
+    C: ServiceConfig,
+    F: FnOnce(C, Serving) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let guard = crate::init::init(component, telemetry)?;
+    let guard = crate::init::init(C::COMPONENT, &telemetry)?;
     crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
+    let (grpc_addr, http_addr) = config.addrs();
     let grpc = TcpListener::bind(grpc_addr).await?;
-    let metrics = TcpListener::bind(metrics_addr).await?;
-    let res = run(grpc, metrics, Box::pin(shutdown_signal())).await;
+    let http = TcpListener::bind(http_addr).await?;
+    let res = run(config, Serving::new(grpc, http, shutdown_signal())).await;
     guard.shutdown().await;
     res
+}
+
+/// A service binary's flags: the service's own and the shared telemetry ones.
+#[derive(clap::Parser)]
+struct ServiceArgs<C: clap::Args> {
+    #[command(flatten)]
+    config: C,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+/// The `main` of a service binary (`akidb-storage`, ...): parse the flags, then [`serve`] on a
+/// multi-threaded runtime.
+pub fn main<C, F, Fut>(name: &'static str, about: &'static str, run: F) -> anyhow::Result<()>
+where
+    C: ServiceConfig,
+    F: FnOnce(C, Serving) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let command = ServiceArgs::<C>::command()
+        .name(name)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
+    let args = ServiceArgs::<C>::from_arg_matches(&command.get_matches())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args.config, args.telemetry, run))
 }
 
 /// One running service: its health, its stop token and its background tasks.

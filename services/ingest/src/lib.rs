@@ -5,36 +5,24 @@
 //! after storage has made it durable. Health mirrors storage's.
 
 use akidb_client::Link;
-use akidb_instrumentation::lifecycle::{self, Service};
-use akidb_instrumentation::{Component, TelemetryArgs, metrics};
+use akidb_instrumentation::lifecycle::{Service, Serving};
+use akidb_instrumentation::{Component, metrics};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use akidb_proto::validate::{self, BatchLimits};
 use prost::Message;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+akidb_instrumentation::listen_args!(IngestConfig, Ingest, "INGEST", 50052, 9102);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
-    /// gRPC listen address.
-    #[arg(
-        long = "grpc-addr",
-        env = "AKIDB_INGEST_GRPC_ADDR",
-        default_value = "127.0.0.1:50052"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// Prometheus `/metrics` listen address.
-    #[arg(
-        long = "metrics-addr",
-        env = "AKIDB_INGEST_METRICS_ADDR",
-        default_value = "127.0.0.1:9102"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Storage service endpoint.
     #[arg(
         long = "storage-addr",
@@ -222,15 +210,10 @@ impl IngestService for Ingest {
     }
 }
 
-/// Run on already-bound listeners until `shutdown` resolves; in-flight writes finish first.
-pub async fn run(
-    config: IngestConfig,
-    grpc: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Run on already-bound listeners until told to stop; in-flight writes finish first.
+pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
     let ingest = Ingest::new(&config)?;
-    let mut service = Service::new(Component::Ingest, shutdown).await;
+    let mut service = Service::new(Component::Ingest, on.shutdown).await;
     let health = service.health().clone();
     health
         .set_not_serving::<IngestServiceServer<Ingest>>()
@@ -245,26 +228,14 @@ pub async fn run(
             stopped,
         )
     });
-    service.serve_http(metrics_listener, None);
-    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
+    service.serve_http(on.http, None);
+    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
     let routes = tonic::service::Routes::new(
         IngestServiceServer::new(ingest)
             .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
             .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
     );
     service
-        .run(grpc, routes, async { Ok(()) }, || async {})
+        .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await
-}
-
-pub async fn main_with(config: IngestConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    lifecycle::run_until_signal(
-        Component::Ingest,
-        &telemetry,
-        grpc_addr,
-        metrics_addr,
-        |grpc, metrics, stop| run(config, grpc, metrics, stop),
-    )
-    .await
 }

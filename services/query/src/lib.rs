@@ -5,33 +5,21 @@
 //! deadline. Health mirrors storage's.
 
 use akidb_client::{Link, with_deadline};
-use akidb_instrumentation::lifecycle::{self, Service};
-use akidb_instrumentation::{Component, TelemetryArgs};
+use akidb_instrumentation::Component;
+use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::collection_service_server::{CollectionService, CollectionServiceServer};
 use akidb_proto::v1::query_service_server::{QueryService, QueryServiceServer};
 use akidb_proto::validate;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
+akidb_instrumentation::listen_args!(QueryConfig, Query, "QUERY", 50051, 9101);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryConfig {
-    /// gRPC listen address.
-    #[arg(
-        long = "grpc-addr",
-        env = "AKIDB_QUERY_GRPC_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// Prometheus `/metrics` listen address.
-    #[arg(
-        long = "metrics-addr",
-        env = "AKIDB_QUERY_METRICS_ADDR",
-        default_value = "127.0.0.1:9101"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Storage service endpoint.
     #[arg(
         long = "storage-addr",
@@ -289,13 +277,8 @@ impl CollectionService for Query {
     }
 }
 
-/// Run on already-bound listeners until `shutdown` resolves; in-flight reads finish first.
-pub async fn run(
-    config: QueryConfig,
-    grpc: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Run on already-bound listeners until told to stop; in-flight reads finish first.
+pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
     let query = Query {
         storage: Link::new(
             &config.storage_addr,
@@ -304,7 +287,7 @@ pub async fn run(
         max_batch_searches: config.max_batch_searches,
         cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
     };
-    let mut service = Service::new(Component::Query, shutdown).await;
+    let mut service = Service::new(Component::Query, on.shutdown).await;
     let health = service.health().clone();
     health.set_not_serving::<QueryServiceServer<Query>>().await;
     let storage = query.storage.clone();
@@ -320,8 +303,8 @@ pub async fn run(
             stopped,
         )
     });
-    service.serve_http(metrics_listener, None);
-    tracing::info!(grpc = %grpc.local_addr()?, storage = %config.storage_addr, "query serving");
+    service.serve_http(on.http, None);
+    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage_addr, "query serving");
     let routes = tonic::service::Routes::new(
         QueryServiceServer::new(query.clone())
             .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
@@ -329,18 +312,6 @@ pub async fn run(
     )
     .add_service(CollectionServiceServer::new(query));
     service
-        .run(grpc, routes, async { Ok(()) }, || async {})
+        .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await
-}
-
-pub async fn main_with(config: QueryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    lifecycle::run_until_signal(
-        Component::Query,
-        &telemetry,
-        grpc_addr,
-        metrics_addr,
-        |grpc, metrics, stop| run(config, grpc, metrics, stop),
-    )
-    .await
 }

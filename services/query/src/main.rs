@@ -1,17 +1,5 @@
-use clap::Parser;
+use akidb_instrumentation::lifecycle;
 
-/// AkiDB query service.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    config: akidb_query::QueryConfig,
-    #[command(flatten)]
-    telemetry: akidb_instrumentation::TelemetryArgs,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    akidb_query::main_with(a.config, a.telemetry).await
+fn main() -> anyhow::Result<()> {
+    lifecycle::main("akidb-query", "AkiDB query service.", akidb_query::run)
 }

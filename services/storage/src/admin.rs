@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::{FieldProblem, StorageError};
 use crate::objstore::ObjectLayer;
 use crate::objstore::dlq::Target;
-use crate::server::blocking;
+use crate::server::with_engine;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use std::sync::Arc;
@@ -27,8 +27,7 @@ impl AdminService for AdminApi {
         req: Request<pb::TierStatusRequest>,
     ) -> Result<Response<pb::TierStatusResponse>, Status> {
         let name = req.into_inner().collection;
-        let engine = self.engine.clone();
-        let (all, used) = blocking(move || {
+        let (all, used) = with_engine(&self.engine, move |engine| {
             let all = engine.tier_status(&name)?;
             Ok((all, engine.hot_memory_bytes()))
         })
@@ -45,8 +44,7 @@ impl AdminService for AdminApi {
         req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
         let (name, to) = tier_move_from_pb(req.into_inner())?;
-        let engine = self.engine.clone();
-        let st = blocking(move || engine.promote(&name, to)).await?;
+        let st = with_engine(&self.engine, move |engine| engine.promote(&name, to)).await?;
         Ok(Response::new(pb::TierMoveResponse {
             status: Some(tier_status_to_pb(&st)),
         }))
@@ -57,8 +55,7 @@ impl AdminService for AdminApi {
         req: Request<pb::TierMoveRequest>,
     ) -> Result<Response<pb::TierMoveResponse>, Status> {
         let (name, to) = tier_move_from_pb(req.into_inner())?;
-        let engine = self.engine.clone();
-        let st = blocking(move || engine.demote(&name, to)).await?;
+        let st = with_engine(&self.engine, move |engine| engine.demote(&name, to)).await?;
         Ok(Response::new(pb::TierMoveResponse {
             status: Some(tier_status_to_pb(&st)),
         }))
@@ -66,8 +63,10 @@ impl AdminService for AdminApi {
 
     async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<pb::PinResponse>, Status> {
         let req = req.into_inner();
-        let engine = self.engine.clone();
-        let st = blocking(move || engine.pin(&req.collection, req.pinned)).await?;
+        let st = with_engine(&self.engine, move |engine| {
+            engine.pin(&req.collection, req.pinned)
+        })
+        .await?;
         Ok(Response::new(pb::PinResponse {
             status: Some(tier_status_to_pb(&st)),
         }))
@@ -78,8 +77,7 @@ impl AdminService for AdminApi {
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let name = req.into_inner().collection;
-        let engine = self.engine.clone();
-        let m = blocking(move || {
+        let m = with_engine(&self.engine, move |engine| {
             let c = engine.lookup(&name)?.get()?.collection;
             engine.snapshot_collection(&c)
         })
@@ -94,8 +92,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
         let name = req.into_inner().collection;
-        let engine = self.engine.clone();
-        let local = blocking(move || {
+        let local = with_engine(&self.engine, move |engine| {
             let slots = if name.is_empty() {
                 engine.slots()
             } else {
@@ -129,8 +126,10 @@ impl AdminService for AdminApi {
         req: Request<pb::CompactRequest>,
     ) -> Result<Response<pb::CompactResponse>, Status> {
         let name = req.into_inner().collection;
-        let engine = self.engine.clone();
-        let r = blocking(move || engine.lookup(&name)?.get()?.collection.compact()).await?;
+        let r = with_engine(&self.engine, move |engine| {
+            engine.lookup(&name)?.get()?.collection.compact()
+        })
+        .await?;
         Ok(Response::new(pb::CompactResponse {
             segments_before: r.segments_before,
             segments_after: r.segments_after,

@@ -18,7 +18,7 @@ use crate::model::*;
 use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
-use crate::store::{Hit, SearchInfo, SearchParams};
+use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
 use crate::validate;
 use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
@@ -680,18 +680,8 @@ impl CollectionStore for Collection {
         Ok(self.state.read().count(filter))
     }
 
-    fn scroll(
-        &self,
-        filter: Option<&Filter>,
-        limit: usize,
-        after: Option<&PointKey>,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
-        Ok(self
-            .state
-            .read()
-            .scroll(filter, limit, after, with_payload, with_vector))
+    fn scroll(&self, params: &ScrollParams) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
+        Ok(self.state.read().scroll(params))
     }
 }
 
@@ -771,8 +761,14 @@ mod tests {
         assert_eq!(c.count(None).unwrap(), o.count(None).unwrap());
         let red = color_filter("red");
         assert_eq!(c.count(Some(&red)).unwrap(), o.count(Some(&red)).unwrap());
-        let (a, _) = c.scroll(None, 100_000, None, true, true).unwrap();
-        let (b, _) = o.scroll(None, 100_000, None, true, true).unwrap();
+        let all = ScrollParams {
+            limit: 100_000,
+            with_payload: true,
+            with_vector: true,
+            ..Default::default()
+        };
+        let (a, _) = c.scroll(&all).unwrap();
+        let (b, _) = o.scroll(&all).unwrap();
         assert_eq!(a, b);
         for _ in 0..5 {
             let q: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();

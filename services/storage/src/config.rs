@@ -2,26 +2,15 @@
 
 use crate::engine::EngineOptions;
 use crate::wal::{FsyncPolicy, RecoveryMode};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+akidb_instrumentation::listen_args!(StorageConfig, Storage, "STORAGE", 50053, 9103);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct StorageConfig {
-    /// gRPC listen address.
-    #[arg(
-        long = "grpc-addr",
-        env = "AKIDB_STORAGE_GRPC_ADDR",
-        default_value = "127.0.0.1:50053"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// Prometheus `/metrics` listen address.
-    #[arg(
-        long = "metrics-addr",
-        env = "AKIDB_STORAGE_METRICS_ADDR",
-        default_value = "127.0.0.1:9103"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Data directory (WAL, segments, snapshots, local object store).
     #[arg(
         long = "data-dir",

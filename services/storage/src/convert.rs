@@ -24,6 +24,11 @@ pub fn key_from_pb(id: Option<&pb::PointId>) -> Result<PointKey> {
     }
 }
 
+/// Every id of a request, in order.
+pub fn keys_from_pb(ids: &[pb::PointId]) -> Result<Vec<PointKey>> {
+    ids.iter().map(|i| key_from_pb(Some(i))).collect()
+}
+
 fn uuid_parse(s: &str) -> Result<String> {
     uuid::Uuid::parse_str(s)
         .map(|u| u.hyphenated().to_string())
@@ -228,11 +233,7 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
                     lte: r.lte,
                 }),
             };
-            Ok(Condition::Field {
-                key: fc.key.clone(),
-                path: fc.key.split('.').map(String::from).collect(),
-                matcher,
-            })
+            Ok(Condition::field(&fc.key, matcher))
         }
     }
 }

@@ -665,7 +665,12 @@ fn storage_rss_probe() {
                 peak as f64 / 1024.0
             );
         };
-        crate::service::run(a.c, grpc, metrics, stop).await.unwrap();
+        crate::service::run(
+            a.c,
+            akidb_instrumentation::lifecycle::Serving::new(grpc, metrics, stop),
+        )
+        .await
+        .unwrap();
     });
 }
 

@@ -53,6 +53,17 @@ impl Range {
     }
 }
 
+impl Condition {
+    /// A condition on the payload field at the dotted path `key`.
+    pub fn field(key: &str, matcher: Match) -> Self {
+        Condition::Field {
+            key: key.to_string(),
+            path: key.split('.').map(String::from).collect(),
+            matcher,
+        }
+    }
+}
+
 impl Filter {
     pub fn is_empty(&self) -> bool {
         self.must.is_empty() && self.should.is_empty() && self.must_not.is_empty()
@@ -127,14 +138,6 @@ mod tests {
     fn payload(v: Value) -> Payload {
         v.as_object().unwrap().clone()
     }
-    fn field(key: &str, m: Match) -> Condition {
-        Condition::Field {
-            key: key.into(),
-            path: key.split('.').map(String::from).collect(),
-            matcher: m,
-        }
-    }
-
     #[test]
     fn must_should_must_not() {
         let p = payload(
@@ -143,14 +146,14 @@ mod tests {
         let k = PointKey::Num(7);
         let f = Filter {
             must: vec![
-                field("cat", Match::Keyword("science".into())),
-                field("meta.round", Match::Integer(2)),
+                Condition::field("cat", Match::Keyword("science".into())),
+                Condition::field("meta.round", Match::Integer(2)),
             ],
             should: vec![
-                field("tags", Match::Keyword("z".into())),
-                field("tags", Match::Keyword("b".into())),
+                Condition::field("tags", Match::Keyword("z".into())),
+                Condition::field("tags", Match::Keyword("b".into())),
             ],
-            must_not: vec![field(
+            must_not: vec![Condition::field(
                 "value",
                 Match::Range(Range {
                     gt: Some(500.0),
@@ -160,7 +163,7 @@ mod tests {
         };
         assert!(f.matches(&k, &p));
         let f2 = Filter {
-            must_not: vec![field(
+            must_not: vec![Condition::field(
                 "value",
                 Match::Range(Range {
                     gte: Some(400.0),
@@ -171,7 +174,7 @@ mod tests {
         };
         assert!(!f2.matches(&k, &p));
         let f3 = Filter {
-            should: vec![field("tags", Match::Keyword("z".into()))],
+            should: vec![Condition::field("tags", Match::Keyword("z".into()))],
             ..f
         };
         assert!(!f3.matches(&k, &p));
@@ -180,7 +183,7 @@ mod tests {
     #[test]
     fn missing_field_and_has_id() {
         let p = payload(json!({}));
-        assert!(!field("x", Match::Bool(true)).matches(&PointKey::Num(1), &p));
+        assert!(!Condition::field("x", Match::Bool(true)).matches(&PointKey::Num(1), &p));
         let ids: HashSet<_> = [PointKey::Num(1)].into();
         assert!(Condition::HasId(ids.clone()).matches(&PointKey::Num(1), &p));
         assert!(!Condition::HasId(ids).matches(&PointKey::Num(2), &p));

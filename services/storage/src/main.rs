@@ -1,17 +1,9 @@
-use clap::Parser;
+use akidb_instrumentation::lifecycle;
 
-/// AkiDB storage service.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    config: akidb_storage::StorageConfig,
-    #[command(flatten)]
-    telemetry: akidb_instrumentation::TelemetryArgs,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    akidb_storage::main_with(a.config, a.telemetry).await
+fn main() -> anyhow::Result<()> {
+    lifecycle::main(
+        "akidb-storage",
+        "AkiDB storage service.",
+        akidb_storage::run,
+    )
 }

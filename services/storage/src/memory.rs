@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::*;
 use crate::store::CollectionStore;
-use crate::store::{Hit, SearchInfo, SearchParams};
+use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,35 +228,22 @@ impl CollectionStore for MemoryCollection {
         })
     }
 
-    fn scroll(
-        &self,
-        filter: Option<&Filter>,
-        limit: usize,
-        after: Option<&PointKey>,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
+    fn scroll(&self, params: &ScrollParams) -> Result<(Vec<StoredPoint>, Option<PointKey>)> {
         use std::ops::Bound;
         let dim = self.spec.dimension as usize;
         let g = self.inner.read();
-        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
-        let mut out = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        for (_, &s) in g.by_key.range((lower, Bound::Unbounded)) {
-            if filter.is_some_and(|f| !f.matches(&g.keys[s], &g.payloads[s])) {
-                continue;
-            }
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            out.push(Self::point(&g, s, dim, with_payload, with_vector));
-        }
-        let next = if more {
-            out.last().map(|p: &StoredPoint| p.key.clone())
-        } else {
-            None
-        };
-        Ok((out, next))
+        Ok(params.page(
+            g.by_key.range((params.lower(), Bound::Unbounded)),
+            |f, &(_, &s)| f.matches(&g.keys[s], &g.payloads[s]),
+            |(_, &s)| {
+                Some(Self::point(
+                    &g,
+                    s,
+                    dim,
+                    params.with_payload,
+                    params.with_vector,
+                ))
+            },
+        ))
     }
 }

@@ -12,7 +12,7 @@ use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
 use crate::index::Graph;
 use crate::model::*;
-use crate::store::{Hit, SearchInfo, SearchParams};
+use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -688,36 +688,13 @@ impl State {
         })
     }
 
-    pub fn scroll(
-        &self,
-        filter: Option<&Filter>,
-        limit: usize,
-        after: Option<&PointKey>,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> (Vec<StoredPoint>, Option<PointKey>) {
+    pub fn scroll(&self, params: &ScrollParams) -> (Vec<StoredPoint>, Option<PointKey>) {
         use std::ops::Bound;
-        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
-        let mut out = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        for (k, loc) in self.ids.range((lower, Bound::Unbounded)) {
-            if let Some(f) = filter
-                && !f.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
-            {
-                continue;
-            }
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            out.extend(self.stored(k, with_payload, with_vector));
-        }
-        let next = if more {
-            out.last().map(|p| p.key.clone())
-        } else {
-            None
-        };
-        (out, next)
+        params.page(
+            self.ids.range((params.lower(), Bound::Unbounded)),
+            |f, (k, loc)| f.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize]),
+            |(k, _)| self.stored(k, params.with_payload, params.with_vector),
+        )
     }
 
     /// Exact scan of one segment's live slots.

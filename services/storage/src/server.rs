@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::engine::catalog::{Access, Lookup};
 use crate::error::{EmptyRequest, Result, StorageError};
 use crate::model::{CollectionStats, Tier};
-use crate::store::CollectionStore;
+use crate::store::{CollectionStore, ScrollParams};
 use crate::validate;
 use akidb_instrumentation::metrics;
 use akidb_proto::v1 as pb;
@@ -29,6 +29,15 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || scope.in_scope(f))
         .await
         .map_err(|e| StorageError::WorkerFailed(format!("worker task failed: {e}")))?
+}
+
+/// Run `f` with `engine` on the blocking pool, in the caller's span and request.
+pub(crate) async fn with_engine<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Arc<Engine>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let engine = engine.clone();
+    blocking(move || f(&engine)).await
 }
 
 /// Request metadata: "I hold a result of this very search computed at `<epoch>.<version>`".
@@ -199,8 +208,7 @@ impl StorageService for StorageApi {
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         let spec = spec_from_pb(req.get_ref())?;
-        let engine = self.engine.clone();
-        let stats = blocking(move || engine.create(spec)).await?;
+        let stats = with_engine(&self.engine, move |engine| engine.create(spec)).await?;
         tracing::info!(collection = %stats.spec.name, dimension = stats.spec.dimension, metric = stats.spec.metric.as_str(), "collection created");
         Ok(Response::new(pb::CreateCollectionResponse {
             collection: Some(info_to_pb(&stats)),
@@ -211,9 +219,8 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
-        let engine = self.engine.clone();
         let name = req.into_inner().name;
-        let stats = blocking(move || engine.stats(&name)).await?;
+        let stats = with_engine(&self.engine, move |engine| engine.stats(&name)).await?;
         Ok(Response::new(pb::GetCollectionResponse {
             collection: Some(info_to_pb(&stats)),
         }))
@@ -278,11 +285,7 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
-        let keys = req
-            .ids
-            .iter()
-            .map(|i| key_from_pb(Some(i)))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = keys_from_pb(&req.ids)?;
         let filter = filter_from_pb(req.filter.as_ref())?;
         if keys.is_empty() && filter.is_none() {
             return Err(StorageError::EmptyRequest(EmptyRequest::Delete).into());
@@ -370,11 +373,7 @@ impl StorageService for StorageApi {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
-        let keys = req
-            .ids
-            .iter()
-            .map(|i| key_from_pb(Some(i)))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = keys_from_pb(&req.ids)?;
         let pts = blocking(move || coll.get(&keys, req.with_payload, req.with_vector)).await?;
         Ok(Response::new(pb::GetResponse {
             points: pts.into_iter().map(stored_to_pb).collect(),
@@ -398,19 +397,14 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
-        let filter = filter_from_pb(req.filter.as_ref())?;
-        let limit = validate::scroll_limit(req.limit)?;
-        let after = cursor_decode(&req.cursor)?;
-        let (pts, next) = blocking(move || {
-            coll.scroll(
-                filter.as_ref(),
-                limit,
-                after.as_ref(),
-                req.with_payload,
-                req.with_vector,
-            )
-        })
-        .await?;
+        let params = ScrollParams {
+            filter: filter_from_pb(req.filter.as_ref())?,
+            limit: validate::scroll_limit(req.limit)?,
+            after: cursor_decode(&req.cursor)?,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+        };
+        let (pts, next) = blocking(move || coll.scroll(&params)).await?;
         Ok(Response::new(pb::ScrollResponse {
             points: pts.into_iter().map(stored_to_pb).collect(),
             next_cursor: next.as_ref().map(cursor_encode).unwrap_or_default(),

@@ -6,30 +6,25 @@ use crate::config::StorageConfig;
 use crate::engine::Engine;
 use crate::objstore::{ObjectLayer, ObjectStore as _, SnapshotStore};
 use crate::server::StorageApi;
-use akidb_instrumentation::lifecycle::{self, Service};
-use akidb_instrumentation::{Component, TelemetryArgs};
+use akidb_instrumentation::Component;
+use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
-use std::future::Future;
 use std::sync::Arc;
 
 /// Largest gRPC message storage accepts (a 1,000-point batch of 1536-d vectors is ~6 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Run the storage service on already-bound listeners until `shutdown` resolves; in-flight
+/// Run the storage service on already-bound listeners until told to stop; in-flight
 /// requests finish first.
 ///
 /// The gRPC server (health first) starts before the engine recovers, so that health checks
 /// see NOT_SERVING while snapshots load and WALs replay; it turns SERVING once recovery is
 /// done. A recovery error (e.g. a corrupt WAL in strict mode) stops the server and is
 /// returned.
-pub async fn run(
-    config: StorageConfig,
-    grpc: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut service = Service::new(Component::Storage, shutdown).await;
+pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
+    crate::allocator::configure();
+    let mut service = Service::new(Component::Storage, on.shutdown).await;
     let health = service.health().clone();
     health
         .set_not_serving::<StorageServiceServer<StorageApi>>()
@@ -49,14 +44,14 @@ pub async fn run(
         engine: engine.clone(),
         objects: objects.clone(),
     };
-    service.serve_http(metrics_listener, None);
+    service.serve_http(on.http, None);
     let routes = tonic::service::Routes::new(
         StorageServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
     .add_service(AdminServiceServer::new(admin_api));
-    tracing::info!(grpc = %grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
+    tracing::info!(grpc = %on.grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
     let e2 = engine.clone();
@@ -86,19 +81,5 @@ pub async fn run(
             }
         }
     };
-    service.run(grpc, routes, starting, stopping).await
-}
-
-/// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve storage` do.
-pub async fn main_with(config: StorageConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    crate::allocator::configure();
-    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    lifecycle::run_until_signal(
-        Component::Storage,
-        &telemetry,
-        grpc_addr,
-        metrics_addr,
-        |grpc, metrics, stop| run(config, grpc, metrics, stop),
-    )
-    .await
+    service.run(on.grpc, routes, starting, stopping).await
 }

@@ -81,12 +81,55 @@ pub trait CollectionStore: Send + Sync {
 
     /// Up to `limit` matching points with keys strictly after `after`, in key order, and the
     /// key to continue from when there are more.
-    fn scroll(
+    fn scroll(&self, params: &ScrollParams) -> Result<(Vec<StoredPoint>, Option<PointKey>)>;
+}
+
+/// One page of a Scroll.
+#[derive(Debug, Clone, Default)]
+pub struct ScrollParams {
+    pub filter: Option<Filter>,
+    /// Most points in the page.
+    pub limit: usize,
+    /// Continue strictly after this key.
+    pub after: Option<PointKey>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+impl ScrollParams {
+    /// The page of `candidates` (in key order) that starts after `self.after`: those
+    /// `self.filter` keeps, at most `self.limit`, made into points by `point`; and the key to
+    /// continue from when there are more. `matches` tells whether a candidate passes a filter.
+    pub fn page<T>(
         &self,
-        filter: Option<&Filter>,
-        limit: usize,
-        after: Option<&PointKey>,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<(Vec<StoredPoint>, Option<PointKey>)>;
+        candidates: impl Iterator<Item = T>,
+        matches: impl Fn(&Filter, &T) -> bool,
+        mut point: impl FnMut(T) -> Option<StoredPoint>,
+    ) -> (Vec<StoredPoint>, Option<PointKey>) {
+        let mut out = Vec::with_capacity(self.limit.min(1024));
+        let mut more = false;
+        for c in candidates {
+            if self.filter.as_ref().is_some_and(|f| !matches(f, &c)) {
+                continue;
+            }
+            if out.len() == self.limit {
+                more = true;
+                break;
+            }
+            out.extend(point(c));
+        }
+        let next = if more {
+            out.last().map(|p| p.key.clone())
+        } else {
+            None
+        };
+        (out, next)
+    }
+
+    /// The lower bound of the page's keys.
+    pub fn lower(&self) -> std::ops::Bound<PointKey> {
+        self.after
+            .clone()
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded)
+    }
 }

@@ -177,18 +177,10 @@ mod tests {
         assert!(points(&spec, &[p(-1e6)]).is_ok());
     }
 
-    fn field(key: &str, m: Match) -> Condition {
-        Condition::Field {
-            key: key.into(),
-            path: key.split('.').map(String::from).collect(),
-            matcher: m,
-        }
-    }
-
     #[test]
     fn validation_rejects_bad_filters() {
         let bad_range = Filter {
-            must: vec![field("v", Match::Range(Range::default()))],
+            must: vec![Condition::field("v", Match::Range(Range::default()))],
             ..Default::default()
         };
         assert!(matches!(
@@ -198,7 +190,7 @@ mod tests {
             ))
         ));
         let nan = Filter {
-            must: vec![field(
+            must: vec![Condition::field(
                 "v",
                 Match::Range(Range {
                     lt: Some(f64::NAN),
@@ -214,7 +206,7 @@ mod tests {
             ))
         ));
         let empty_key = Filter {
-            must: vec![field("a..b", Match::Integer(1))],
+            must: vec![Condition::field("a..b", Match::Integer(1))],
             ..Default::default()
         };
         assert!(matches!(

@@ -4,7 +4,6 @@ use crate::aggregator::duration::parse_duration;
 use crate::aggregator::slo::SloConfig;
 use crate::aggregator::{Target, parse_targets};
 use anyhow::Context;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,22 +29,12 @@ impl std::str::FromStr for ScrapeTargets {
     }
 }
 
+akidb_instrumentation::listen_args!(TelemetryConfig, Telemetry, "TELEMETRY", 50054, 9100);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryConfig {
-    /// gRPC listen address (TelemetryService, health, reflection).
-    #[arg(
-        long = "grpc-addr",
-        env = "AKIDB_TELEMETRY_GRPC_ADDR",
-        default_value = "127.0.0.1:50054"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// HTTP listen address of `/metrics` and `/federate`.
-    #[arg(
-        long = "metrics-addr",
-        env = "AKIDB_TELEMETRY_METRICS_ADDR",
-        default_value = "127.0.0.1:9100"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: Listen,
     /// Targets to scrape, `service=host:port` separated by commas (`/metrics` is scraped;
     /// `service=http://host:port/path` scrapes another path). A service may be listed more
     /// than once.
@@ -70,8 +59,10 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
-            grpc_addr: ([127, 0, 0, 1], 50054).into(),
-            metrics_addr: ([127, 0, 0, 1], 9100).into(),
+            listen: Listen {
+                grpc_addr: ([127, 0, 0, 1], 50054).into(),
+                metrics_addr: ([127, 0, 0, 1], 9100).into(),
+            },
             scrape_targets: DEFAULT_SCRAPE_TARGETS
                 .parse()
                 .expect("valid default targets"),
@@ -126,8 +117,8 @@ mod tests {
     fn defaults_match_default_impl() {
         let parsed = Cli::try_parse_from(["x"]).unwrap().c;
         let d = TelemetryConfig::default();
-        assert_eq!(parsed.grpc_addr, d.grpc_addr);
-        assert_eq!(parsed.metrics_addr, d.metrics_addr);
+        assert_eq!(parsed.listen.grpc_addr, d.listen.grpc_addr);
+        assert_eq!(parsed.listen.metrics_addr, d.listen.metrics_addr);
         assert_eq!(parsed.scrape_targets, d.scrape_targets);
         assert_eq!(parsed.scrape_targets.0.len(), 4);
         assert_eq!(parsed.scrape_interval, d.scrape_interval);

@@ -6,7 +6,7 @@
 //!   ([`aggregator::TelemetryApi`]); under it `scrape` (the HTTP fetch), `federate` (the
 //!   `/federate` exposition), `slo` (slo.yaml and the SLO math), `duration`.
 //! - [`config`]: the service's flags ([`TelemetryConfig`]).
-//! - [`run`], [`main_with`]: the service, started and stopped through
+//! - [`run`]: the service, started and stopped through
 //!   [`akidb_instrumentation::lifecycle`] like every other.
 //!
 //! The instrumentation every service links (this one too) is the `akidb-instrumentation`
@@ -18,21 +18,15 @@ pub mod config;
 pub use config::TelemetryConfig;
 
 use aggregator::{Aggregator, TelemetryApi};
-use akidb_instrumentation::lifecycle::{self, Service};
-use akidb_instrumentation::{Component, TelemetryArgs};
+use akidb_instrumentation::Component;
+use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
-use std::future::Future;
 use std::sync::Arc;
 
-/// Run the telemetry service on already-bound listeners until `shutdown` resolves: gRPC
-/// (TelemetryService, health, reflection) on `grpc`, `/metrics` and `/federate` on
-/// `metrics_listener`, and the scrape loop.
-pub async fn run(
-    config: TelemetryConfig,
-    grpc: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Run the telemetry service on already-bound listeners until told to stop: gRPC
+/// (TelemetryService, health, reflection), `/metrics` and `/federate` on the HTTP port, and
+/// the scrape loop.
+pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
     let (slos, source) = config.load_slos()?;
     tracing::info!(slo_file = %source, slos = slos.slos.len(), "SLOs loaded");
     if config.scrape_timeout > config.scrape_interval {
@@ -47,7 +41,7 @@ pub async fn run(
         slos,
         config.effective_timeout(),
     ));
-    let mut service = Service::new(Component::Telemetry, shutdown).await;
+    let mut service = Service::new(Component::Telemetry, on.shutdown).await;
     service
         .health()
         .set_serving::<TelemetryServiceServer<TelemetryApi>>()
@@ -56,13 +50,13 @@ pub async fn run(
         .health()
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let http_addr = metrics_listener.local_addr()?;
-    service.serve_http(metrics_listener, Some(aggregator.router()));
+    let http_addr = on.http.local_addr()?;
+    service.serve_http(on.http, Some(aggregator.router()));
     let scraper = Arc::clone(&aggregator);
     let interval = config.scrape_interval;
     service.spawn("scrape", move |stopped| scraper.run(interval, stopped));
     tracing::info!(
-        grpc = %grpc.local_addr()?,
+        grpc = %on.grpc.local_addr()?,
         http = %http_addr,
         targets = aggregator.targets().len(),
         interval = ?config.scrape_interval,
@@ -72,20 +66,6 @@ pub async fn run(
         aggregator: Arc::clone(&aggregator),
     }));
     service
-        .run(grpc, routes, async { Ok(()) }, || async {})
+        .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await
-}
-
-/// Bind, init telemetry and run until SIGINT/SIGTERM: what `main` and `akidb serve telemetry`
-/// do.
-pub async fn main_with(config: TelemetryConfig, telemetry: TelemetryArgs) -> anyhow::Result<()> {
-    let (grpc_addr, metrics_addr) = (config.grpc_addr, config.metrics_addr);
-    lifecycle::run_until_signal(
-        Component::Telemetry,
-        &telemetry,
-        grpc_addr,
-        metrics_addr,
-        |grpc, metrics, stop| run(config, grpc, metrics, stop),
-    )
-    .await
 }

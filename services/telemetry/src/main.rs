@@ -1,17 +1,9 @@
-use clap::Parser;
+use akidb_instrumentation::lifecycle;
 
-/// AkiDB telemetry aggregator: scrapes every service, serves /federate, evaluates the SLOs.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    config: akidb_telemetry::TelemetryConfig,
-    #[command(flatten)]
-    telemetry: akidb_instrumentation::TelemetryArgs,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    akidb_telemetry::main_with(a.config, a.telemetry).await
+fn main() -> anyhow::Result<()> {
+    lifecycle::main(
+        "akidb-telemetry",
+        "AkiDB telemetry aggregator: scrapes every service, serves /federate, evaluates the SLOs.",
+        akidb_telemetry::run,
+    )
 }

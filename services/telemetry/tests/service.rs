@@ -2,6 +2,7 @@
 //! gRPC (TelemetryService, health), `/federate`, `/metrics`, and a clean stop.
 
 use akidb_instrumentation::exposition::parse;
+use akidb_instrumentation::lifecycle::Serving;
 use akidb_instrumentation::metrics::{Component, Metrics};
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
@@ -69,9 +70,10 @@ async fn the_service_runs_and_stops() {
         ..Default::default()
     };
     let (tx, rx) = oneshot::channel::<()>();
-    let service = tokio::spawn(akidb_telemetry::run(config, grpc, http, async {
+    let on = Serving::new(grpc, http, async {
         let _ = rx.await;
-    }));
+    });
+    let service = tokio::spawn(akidb_telemetry::run(config, on));
 
     let mut client = loop {
         match TelemetryServiceClient::connect(format!("http://{grpc_addr}")).await {
