@@ -3,6 +3,13 @@
 //! The `.proto` files under `proto/akidb/v1` are the single source of the API; this crate
 //! compiles them at build time (pure Rust, no system `protoc`) and embeds the descriptor set
 //! so that every service can serve gRPC reflection.
+//!
+//! - [`v1`]: the generated messages, clients and servers.
+//! - [`limits`]: every limit of the API and the collection name rule, shared by the front
+//!   doors and storage.
+//! - [`validate`]: the checks the front doors (ingest, query) run before forwarding.
+//! - [`convert`]: small helpers on generated types (point id constructors, `Display`).
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

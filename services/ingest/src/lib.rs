@@ -3,6 +3,9 @@
 //! Validates every write at the edge, bounds the writes in flight (backpressure answered with
 //! RESOURCE_EXHAUSTED), and forwards to storage with a deadline; an upsert is acknowledged only
 //! after storage has made it durable. Health mirrors storage's.
+//!
+//! One file: [`IngestConfig`] (flags), [`Ingest`] (the `IngestService` handlers) and [`run`]
+//! (the service through the lifecycle of `akidb_instrumentation`).
 
 use akidb_client::Link;
 use akidb_instrumentation::lifecycle::{Service, Serving};

@@ -3,6 +3,11 @@
 //! Validates at the edge and forwards to storage with the caller's deadline (or the configured
 //! one, whichever is shorter); reads are idempotent and retried on UNAVAILABLE until the
 //! deadline. Health mirrors storage's.
+//!
+//! - this file: [`QueryConfig`] (flags), [`Query`] (the `QueryService` and
+//!   `CollectionService` handlers) and [`run`] (the service through the lifecycle of
+//!   `akidb_instrumentation`);
+//! - [`cache`]: the search result cache, revalidated against storage's collection version.
 
 use akidb_client::{Link, with_deadline};
 use akidb_instrumentation::Component;
