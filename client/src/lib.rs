@@ -149,6 +149,44 @@ pub fn backoff(base_ms: u64, max_ms: u64, retry: u32) -> Duration {
     Duration::from_millis(half + rand::rng().random_range(0..=d - half))
 }
 
+/// Declares `StorageLink`, the flags of a front door's link to storage: `--storage-addr`
+/// (`AKIDB_STORAGE_ADDR`) and `--storage-timeout-ms` (`AKIDB_<SERVICE>_STORAGE_TIMEOUT_MS`,
+/// default `$timeout_ms`), the deadline of one forwarded `$call`, retries included. Flatten it
+/// into the service's config; [`Link::new`] takes its two values.
+#[macro_export]
+macro_rules! storage_link_args {
+    ($service:literal, $timeout_ms:literal, $call:literal) => {
+        #[doc = concat!("Where the ", $service, " service finds storage.")]
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct StorageLink {
+            /// Storage service endpoint.
+            #[arg(
+                long = "storage-addr",
+                env = "AKIDB_STORAGE_ADDR",
+                default_value = "http://127.0.0.1:50053"
+            )]
+            pub storage_addr: String,
+            #[arg(
+                long = "storage-timeout-ms",
+                env = concat!("AKIDB_", $service, "_STORAGE_TIMEOUT_MS"),
+                default_value_t = $timeout_ms,
+                help = concat!("Deadline of one forwarded ", $call, ", retries included (milliseconds).")
+            )]
+            pub storage_timeout_ms: u64,
+        }
+
+        impl StorageLink {
+            /// The link these flags describe.
+            pub fn link(&self) -> Result<$crate::Link, tonic::transport::Error> {
+                $crate::Link::new(
+                    &self.storage_addr,
+                    std::time::Duration::from_millis(self.storage_timeout_ms),
+                )
+            }
+        }
+    };
+}
+
 /// The deadline the caller of `req` set (its `grpc-timeout`), if any.
 pub fn caller_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
     req.metadata()

@@ -59,17 +59,17 @@ macro_rules! listen_args {
         pub struct Listen {
             /// gRPC listen address.
             #[arg(
-                                        long = "grpc-addr",
-                                        env = concat!("AKIDB_", $service, "_GRPC_ADDR"),
-                                        default_value = concat!("127.0.0.1:", $grpc_port)
-                                    )]
+                                                long = "grpc-addr",
+                                                env = concat!("AKIDB_", $service, "_GRPC_ADDR"),
+                                                default_value = concat!("127.0.0.1:", $grpc_port)
+                                            )]
             pub grpc_addr: std::net::SocketAddr,
             /// HTTP listen address: `/metrics`, `/healthz` and `/tracing`.
             #[arg(
-                                        long = "metrics-addr",
-                                        env = concat!("AKIDB_", $service, "_METRICS_ADDR"),
-                                        default_value = concat!("127.0.0.1:", $http_port)
-                                    )]
+                                                long = "metrics-addr",
+                                                env = concat!("AKIDB_", $service, "_METRICS_ADDR"),
+                                                default_value = concat!("127.0.0.1:", $http_port)
+                                            )]
             pub metrics_addr: std::net::SocketAddr,
         }
 

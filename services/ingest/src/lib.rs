@@ -22,24 +22,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 akidb_instrumentation::listen_args!(IngestConfig, Ingest, "INGEST", 50052, 9102);
 
+akidb_client::storage_link_args!("INGEST", 10_000, "write");
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
     #[command(flatten)]
     pub listen: Listen,
-    /// Storage service endpoint.
-    #[arg(
-        long = "storage-addr",
-        env = "AKIDB_STORAGE_ADDR",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub storage_addr: String,
-    /// Deadline of one forwarded write, retries included (milliseconds).
-    #[arg(
-        long = "storage-timeout-ms",
-        env = "AKIDB_INGEST_STORAGE_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub storage_timeout_ms: u64,
+    #[command(flatten)]
+    pub storage: StorageLink,
     /// Most points in one batch.
     #[arg(
         long = "max-batch-points",
@@ -81,10 +71,7 @@ fn reject(reason: &str, s: Status) -> Status {
 impl Ingest {
     pub fn new(cfg: &IngestConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            storage: Link::new(
-                &cfg.storage_addr,
-                Duration::from_millis(cfg.storage_timeout_ms),
-            )?,
+            storage: cfg.storage.link()?,
             limits: BatchLimits {
                 max_points: cfg.max_batch_points,
                 max_bytes: cfg.max_batch_bytes,
@@ -232,7 +219,7 @@ pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
         )
     });
     service.serve_http(on.http, None);
-    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage_addr, "ingest serving");
+    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "ingest serving");
     let routes = tonic::service::Routes::new(
         IngestServiceServer::new(ingest)
             .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)

@@ -21,24 +21,14 @@ use tonic::{Request, Response, Status};
 
 akidb_instrumentation::listen_args!(QueryConfig, Query, "QUERY", 50051, 9101);
 
+akidb_client::storage_link_args!("QUERY", 5_000, "read");
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryConfig {
     #[command(flatten)]
     pub listen: Listen,
-    /// Storage service endpoint.
-    #[arg(
-        long = "storage-addr",
-        env = "AKIDB_STORAGE_ADDR",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub storage_addr: String,
-    /// Deadline of one forwarded read, retries included (milliseconds).
-    #[arg(
-        long = "storage-timeout-ms",
-        env = "AKIDB_QUERY_STORAGE_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub storage_timeout_ms: u64,
+    #[command(flatten)]
+    pub storage: StorageLink,
     /// Most searches in one SearchBatch.
     #[arg(
         long = "max-batch-searches",
@@ -285,10 +275,7 @@ impl CollectionService for Query {
 /// Run on already-bound listeners until told to stop; in-flight reads finish first.
 pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
     let query = Query {
-        storage: Link::new(
-            &config.storage_addr,
-            Duration::from_millis(config.storage_timeout_ms),
-        )?,
+        storage: config.storage.link()?,
         max_batch_searches: config.max_batch_searches,
         cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
     };
@@ -309,7 +296,7 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
         )
     });
     service.serve_http(on.http, None);
-    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage_addr, "query serving");
+    tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "query serving");
     let routes = tonic::service::Routes::new(
         QueryServiceServer::new(query.clone())
             .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)

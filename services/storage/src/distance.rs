@@ -52,6 +52,26 @@ static KERNELS: LazyLock<Kernels> = LazyLock::new(|| {
     }
 });
 
+/// A search candidate in a max-heap of the current top k: ordered by its rank key (smaller is
+/// closer, see [`graph_distance`]), then by `K` so that ties resolve the same way every time;
+/// the worst candidate is on top.
+#[derive(Debug, PartialEq)]
+pub struct Ranked<K>(pub f32, pub K);
+
+impl<K: Ord> Eq for Ranked<K> {}
+
+impl<K: Ord> PartialOrd for Ranked<K> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl<K: Ord> Ord for Ranked<K> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
 /// Which kernel set this CPU uses (`avx512`, `avx2+fma` or `scalar`), for logs.
 pub fn kernel_name() -> &'static str {
     KERNELS.name

@@ -257,36 +257,34 @@ impl Graph {
             "graph searched over the wrong data"
         );
         let metric = self.metric;
-        // SAFETY (for the row accessors): every node id is below `slots` (checked when the
-        // graph is built or decoded) and `vectors` holds `slots * dim` values (asserted above).
         match vectors {
-            Row::F32(v) => {
-                let row = |id: u32| unsafe {
-                    v.get_unchecked(id as usize * dim..(id as usize + 1) * dim)
-                };
-                self.search_with(
-                    |id| graph_distance(metric, q, row(id)),
-                    |id| row(id).as_ptr() as *const u8,
-                    dim * 4,
-                    k,
-                    ef,
-                    accept,
-                )
-            }
-            Row::F16(v) => {
-                let row = |id: u32| unsafe {
-                    v.get_unchecked(id as usize * dim..(id as usize + 1) * dim)
-                };
-                self.search_with(
-                    |id| graph_distance_f16(metric, q, row(id)),
-                    |id| row(id).as_ptr() as *const u8,
-                    dim * 2,
-                    k,
-                    ef,
-                    accept,
-                )
-            }
+            Row::F32(v) => self.search_rows(v, |r| graph_distance(metric, q, r), k, ef, accept),
+            Row::F16(v) => self.search_rows(v, |r| graph_distance_f16(metric, q, r), k, ef, accept),
         }
+    }
+
+    /// [`Graph::search`] over rows of `T` (`f32` or float16 bits), `dist` the distance of a row
+    /// to the query.
+    fn search_rows<T>(
+        &self,
+        v: &[T],
+        dist: impl Fn(&[T]) -> f32,
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(usize) -> bool>,
+    ) -> Vec<(usize, f32)> {
+        let dim = self.dim;
+        // SAFETY: every node id is below `slots` (checked when the graph is built or
+        // decoded) and `v` holds `slots * dim` values (asserted by the caller).
+        let row = |id: u32| unsafe { v.get_unchecked(id as usize * dim..(id as usize + 1) * dim) };
+        self.search_with(
+            |id| dist(row(id)),
+            |id| row(id).as_ptr() as *const u8,
+            dim * std::mem::size_of::<T>(),
+            k,
+            ef,
+            accept,
+        )
     }
 
     /// The search over any vector layout: `dist(id)` is the query's graph distance to node

@@ -1,6 +1,7 @@
 //! An in-memory collection searched exactly: the reference implementation of
 //! [`CollectionStore`], used by tests as ground truth and by the engine's appendable segment.
 
+use crate::distance::Ranked;
 use crate::distance::{normalize, rank_key, score};
 use crate::error::Result;
 use crate::filter::Filter;
@@ -26,21 +27,6 @@ pub struct MemoryCollection {
     spec: CollectionSpec,
     inner: RwLock<Inner>,
     version: AtomicU64,
-}
-
-/// Max-heap entry on rank key, so the worst of the current top-k is on top.
-#[derive(PartialEq)]
-struct Cand(f32, usize);
-impl Eq for Cand {}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
-    }
 }
 
 impl MemoryCollection {
@@ -154,7 +140,7 @@ impl CollectionStore for MemoryCollection {
             normalize(&mut q);
         }
         let g = self.inner.read();
-        let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(params.k + 1);
+        let mut heap: BinaryHeap<Ranked<usize>> = BinaryHeap::with_capacity(params.k + 1);
         let mut scanned = 0u64;
         for slot in 0..g.keys.len() {
             if !g.alive[slot] {
@@ -171,16 +157,16 @@ impl CollectionStore for MemoryCollection {
                 score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
             );
             if heap.len() < params.k {
-                heap.push(Cand(r, slot));
+                heap.push(Ranked(r, slot));
             } else if heap.peek().is_some_and(|w| r < w.0) {
                 heap.pop();
-                heap.push(Cand(r, slot));
+                heap.push(Ranked(r, slot));
             }
         }
         let hits = heap
             .into_sorted_vec()
             .into_iter()
-            .map(|Cand(r, slot)| {
+            .map(|Ranked(r, slot)| {
                 let p = Self::point(&g, slot, dim, params.with_payload, params.with_vector);
                 Hit {
                     key: p.key,

@@ -8,6 +8,7 @@
 //!   offsets that were live when it was built; later tombstones are filtered at search time.
 //! - The payload index holds exactly the live points' indexable top-level values.
 
+use crate::distance::Ranked;
 use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
 use crate::index::Graph;
@@ -351,23 +352,8 @@ impl Default for SearchTuning {
     }
 }
 
-/// Max-heap entry on rank key: the worst of the current top-k is on top.
-#[derive(PartialEq)]
-struct Cand(f32, u64, u32);
-impl Eq for Cand {}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0
-            .total_cmp(&o.0)
-            .then(self.1.cmp(&o.1))
-            .then(self.2.cmp(&o.2))
-    }
-}
+/// A candidate: its rank key, then (segment, offset) to break ties.
+type Cand = Ranked<(u64, u32)>;
 
 struct TopK {
     k: usize,
@@ -384,10 +370,10 @@ impl TopK {
     #[inline]
     fn push(&mut self, r: f32, seg: u64, off: u32) {
         if self.heap.len() < self.k {
-            self.heap.push(Cand(r, seg, off));
+            self.heap.push(Ranked(r, (seg, off)));
         } else if self.heap.peek().is_some_and(|w| r < w.0) {
             self.heap.pop();
-            self.heap.push(Cand(r, seg, off));
+            self.heap.push(Ranked(r, (seg, off)));
         }
     }
 }
@@ -839,7 +825,7 @@ impl State {
         top.heap
             .into_sorted_vec()
             .into_iter()
-            .map(|Cand(r, seg, off)| {
+            .map(|Ranked(r, (seg, off))| {
                 let d = self.seg_data(seg);
                 let off = off as usize;
                 Hit {

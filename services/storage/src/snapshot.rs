@@ -332,6 +332,25 @@ impl<R: Read> Src<R> {
     }
 }
 
+/// `count` little-endian values of `N` bytes each, read in chunks of 16 Ki values.
+fn read_values<R: Read, T, const N: usize>(
+    src: &mut Src<R>,
+    count: usize,
+    from_le: fn([u8; N]) -> T,
+) -> std::result::Result<Vec<T>, String> {
+    const CHUNK: usize = 16 * 1024;
+    let mut v = Vec::with_capacity(count);
+    while v.len() < count {
+        let m = CHUNK.min(count - v.len());
+        let raw = src.take(m * N)?;
+        v.extend(
+            raw.chunks_exact(N)
+                .map(|c| from_le(c.try_into().expect("chunks of N bytes"))),
+        );
+    }
+    Ok(v)
+}
+
 /// Decode a segment file from `src`; the caller checks the size and checksum afterwards.
 fn decode_segment<R: Read>(
     src: &mut Src<R>,
@@ -362,32 +381,9 @@ fn decode_segment<R: Read>(
         keys.push(src.key()?);
     }
     let values = n * dim as usize;
-    let chunk = 16 * 1024;
     let vectors = match datatype {
-        Datatype::Float32 => {
-            let mut v = Vec::with_capacity(values);
-            while v.len() < values {
-                let m = chunk.min(values - v.len());
-                let raw = src.take(m * 4)?;
-                v.extend(
-                    raw.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                );
-            }
-            Vectors::F32(v)
-        }
-        Datatype::Float16 => {
-            let mut v = Vec::with_capacity(values);
-            while v.len() < values {
-                let m = chunk.min(values - v.len());
-                let raw = src.take(m * 2)?;
-                v.extend(
-                    raw.chunks_exact(2)
-                        .map(|c| u16::from_le_bytes([c[0], c[1]])),
-                );
-            }
-            Vectors::F16(v)
-        }
+        Datatype::Float32 => Vectors::F32(read_values(src, values, f32::from_le_bytes)?),
+        Datatype::Float16 => Vectors::F16(read_values(src, values, u16::from_le_bytes)?),
     };
     let deleted = src.take(n)?.iter().map(|&b| b != 0).collect();
     let mut payloads = Vec::with_capacity(n);

@@ -8,11 +8,11 @@
 //! - `akidb-wal-flusher` (with `--fsync interval=<ms>` only): fsyncs every WAL on its timer.
 
 use super::Engine;
-use crate::collection::BuildJob;
+use crate::collection::{BuildJob, Collection};
 use crate::wal::FsyncPolicy;
 use akidb_instrumentation::metrics;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 impl Engine {
@@ -22,74 +22,56 @@ impl Engine {
             c.set_builder(tx.clone());
         }
         *self.builder.lock() = Some(tx);
-        let mut workers = self.workers.lock();
-        workers.push(
-            std::thread::Builder::new()
-                .name("akidb-index-builder".into())
-                .spawn(move || {
-                    while let Ok((coll, seg)) = rx.recv() {
-                        let Some(c) = coll.upgrade() else { continue };
-                        if c.deleted.load(Ordering::Acquire) {
-                            continue;
-                        }
-                        let outcome = match c.build_graph(seg) {
-                            Ok(_) => "success",
-                            Err(e) => {
-                                tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
-                                "failure"
-                            }
-                        };
-                        metrics()
-                            .worker_runs
-                            .with_label_values(&["index_builder", outcome])
-                            .inc();
+        self.spawn_worker("akidb-index-builder", move |_, _| {
+            while let Ok((coll, seg)) = rx.recv() {
+                let Some(c) = coll.upgrade() else { continue };
+                if c.deleted.load(Ordering::Acquire) {
+                    continue;
+                }
+                let outcome = match c.build_graph(seg) {
+                    Ok(_) => "success",
+                    Err(e) => {
+                        tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
+                        "failure"
                     }
-                })
-                .expect("spawn builder thread"),
-        );
-        let me = Arc::downgrade(self);
-        let stop = self.stop.clone();
-        workers.push(
-            std::thread::Builder::new()
-                .name("akidb-maintenance".into())
-                .spawn(move || maintenance_loop(me, stop))
-                .expect("spawn maintenance thread"),
-        );
-        let me = Arc::downgrade(self);
-        let stop = self.stop.clone();
+                };
+                metrics()
+                    .worker_runs
+                    .with_label_values(&["index_builder", outcome])
+                    .inc();
+            }
+        });
+        self.spawn_worker("akidb-maintenance", maintenance_loop);
         let every = self.opts.tiers.interval.max(Duration::from_millis(10));
-        workers.push(
-            std::thread::Builder::new()
-                .name("akidb-tiers".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        std::thread::sleep(every);
-                        let Some(e) = me.upgrade() else { return };
-                        e.run_tier_policy();
+        self.spawn_worker("akidb-tiers", move |me, stop| {
+            every_until_stopped(every, &me, &stop, |e| e.run_tier_policy())
+        });
+        if let FsyncPolicy::Interval(every) = self.opts.collection.wal.fsync {
+            self.spawn_worker("akidb-wal-flusher", move |me, stop| {
+                every_until_stopped(every, &me, &stop, |e| {
+                    for c in e.all() {
+                        if let Err(err) = c.flush_wal() {
+                            tracing::error!(collection = %c.spec().name, error = %err, "WAL flush failed");
+                        }
                     }
                 })
-                .expect("spawn tier thread"),
-        );
-        if let FsyncPolicy::Interval(every) = self.opts.collection.wal.fsync {
-            let me = Arc::downgrade(self);
-            let stop = self.stop.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name("akidb-wal-flusher".into())
-                    .spawn(move || {
-                        while !stop.load(Ordering::Acquire) {
-                            std::thread::sleep(every);
-                            let Some(e) = me.upgrade() else { return };
-                            for c in e.all() {
-                                if let Err(err) = c.flush_wal() {
-                                    tracing::error!(collection = %c.spec().name, error = %err, "WAL flush failed");
-                                }
-                            }
-                        }
-                    })
-                    .expect("spawn flusher thread"),
-            );
+            });
         }
+    }
+
+    /// Start a worker thread named `name`, given a weak handle to the engine and the stop
+    /// flag; [`Engine::shutdown`] joins it.
+    fn spawn_worker(
+        self: &Arc<Self>,
+        name: &str,
+        work: impl FnOnce(Weak<Engine>, Arc<AtomicBool>) + Send + 'static,
+    ) {
+        let (me, stop) = (Arc::downgrade(self), self.stop.clone());
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(me, stop))
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        self.workers.lock().push(handle);
     }
 
     /// Stop the workers and flush every WAL.
@@ -144,11 +126,79 @@ impl Engine {
     }
 }
 
-fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
+/// One periodic job of the maintenance thread over every hot collection: due every `every`
+/// (never when `None`), run on each collection `wanted` accepts, counted as a worker run.
+struct Job {
+    name: &'static str,
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Job {
+    fn new(name: &'static str, every: Option<Duration>) -> Self {
+        Job {
+            name,
+            every,
+            last: Instant::now(),
+        }
+    }
+
+    /// Run the job if it is due. Returns false when the engine is stopping.
+    fn run_if_due<T, E>(
+        &mut self,
+        e: &Engine,
+        stop: &AtomicBool,
+        wanted: impl Fn(&Collection) -> bool,
+        run: impl Fn(&Arc<Collection>) -> Result<T, E>,
+    ) -> bool {
+        if self.every.is_none_or(|i| self.last.elapsed() < i) {
+            return true;
+        }
+        for c in e.all() {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            if c.deleted.load(Ordering::Acquire) || !wanted(&c) {
+                continue;
+            }
+            let outcome = if run(&c).is_ok() {
+                "success"
+            } else {
+                "failure"
+            };
+            metrics()
+                .worker_runs
+                .with_label_values(&[self.name, outcome])
+                .inc();
+        }
+        self.last = Instant::now();
+        true
+    }
+}
+
+/// Run `tick` on the engine every `every` until the engine stops or is gone.
+fn every_until_stopped(
+    every: Duration,
+    engine: &Weak<Engine>,
+    stop: &AtomicBool,
+    tick: impl Fn(&Engine),
+) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(every);
+        let Some(e) = engine.upgrade() else { return };
+        tick(&e);
+    }
+}
+
+fn maintenance_loop(engine: Weak<Engine>, stop: Arc<AtomicBool>) {
     let tick = Duration::from_millis(200);
-    let mut last_snapshot = Instant::now();
-    let mut last_compaction = Instant::now();
     let mut last_gauges = Instant::now();
+    let (snapshot_every, compaction_every) = match engine.upgrade() {
+        Some(e) => (e.opts.snapshot_interval, e.opts.compaction_interval),
+        None => return,
+    };
+    let mut snapshots = Job::new("snapshot", snapshot_every);
+    let mut compactions = Job::new("compaction", compaction_every);
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(tick);
         let Some(e) = engine.upgrade() else { return };
@@ -163,53 +213,12 @@ fn maintenance_loop(engine: std::sync::Weak<Engine>, stop: Arc<AtomicBool>) {
             e.refresh_gauges();
             last_gauges = Instant::now();
         }
-        if e.opts
-            .snapshot_interval
-            .is_some_and(|i| last_snapshot.elapsed() >= i)
-        {
-            for c in e.all() {
-                if stop.load(Ordering::Acquire) {
-                    return;
-                }
-                if c.deleted.load(Ordering::Acquire)
-                    || c.applied_sequence() == c.snapshot_sequence()
-                {
-                    continue;
-                }
-                let outcome = if e.snapshot_collection(&c).is_ok() {
-                    "success"
-                } else {
-                    "failure"
-                };
-                metrics()
-                    .worker_runs
-                    .with_label_values(&["snapshot", outcome])
-                    .inc();
-            }
-            last_snapshot = Instant::now();
+        let changed = |c: &Collection| c.applied_sequence() != c.snapshot_sequence();
+        if !snapshots.run_if_due(&e, &stop, changed, |c| e.snapshot_collection(c)) {
+            return;
         }
-        if e.opts
-            .compaction_interval
-            .is_some_and(|i| last_compaction.elapsed() >= i)
-        {
-            for c in e.all() {
-                if stop.load(Ordering::Acquire) {
-                    return;
-                }
-                if c.deleted.load(Ordering::Acquire) || !c.needs_compaction() {
-                    continue;
-                }
-                let outcome = if c.compact().is_ok() {
-                    "success"
-                } else {
-                    "failure"
-                };
-                metrics()
-                    .worker_runs
-                    .with_label_values(&["compaction", outcome])
-                    .inc();
-            }
-            last_compaction = Instant::now();
+        if !compactions.run_if_due(&e, &stop, Collection::needs_compaction, |c| c.compact()) {
+            return;
         }
     }
 }
