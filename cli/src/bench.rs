@@ -6,14 +6,15 @@
 //! throughput. Closed loop by default; `--rate` makes it open loop (fixed request rate,
 //! latency counted from the intended send time).
 
-use crate::{Global, client::link, dataset};
+use crate::{Global, client::link};
 use akidb_client::Link;
+use akidb_client::dataset::{self, find};
 use akidb_proto::v1 as pb;
 use anyhow::{Context, bail};
 use comfy_table::Table;
 use hdrhistogram::Histogram;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,18 +80,6 @@ pub struct BenchArgs {
     /// the idle segment (`--seal-idle-ms`), and that wait is part of "fully indexed".
     #[arg(long)]
     pub no_flush: bool,
-}
-
-fn find(dir: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
-    std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(suffix))
-        })
-        .with_context(|| format!("no *{suffix} in {}", dir.display()))
 }
 
 /// Child processes of a stack started by the benchmark; killed on drop.

@@ -1,7 +1,8 @@
 //! Client commands: health, collections, upsert, search, SLOs.
 
-use crate::{Global, dataset, filter, payload};
+use crate::{Global, filter, jsonl, payload};
 use akidb_client::Link;
+use akidb_client::dataset;
 use akidb_proto::v1 as pb;
 use anyhow::{Context, bail};
 use comfy_table::Table;
@@ -261,7 +262,7 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
             })
             .collect()
     } else {
-        dataset::read_jsonl(&a.file)?
+        jsonl::read_jsonl(&a.file)?
             .into_iter()
             .map(|p| {
                 Ok(pb::Point {

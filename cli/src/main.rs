@@ -3,8 +3,8 @@
 mod admin;
 mod bench;
 mod client;
-mod dataset;
 mod filter;
+mod jsonl;
 mod payload;
 mod up;
 

@@ -34,11 +34,8 @@
 //! `AKIDB_BENCH_POINTS=<n>` keeps its first n rows).
 
 mod common;
-/// The `akidb` binary's data set readers (`.fvecs`).
-#[allow(dead_code)]
-#[path = "../src/dataset.rs"]
-mod dataset;
 
+use akidb_client::dataset;
 use akidb_proto::v1 as pb;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
