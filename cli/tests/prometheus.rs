@@ -4,11 +4,14 @@
 //! `prometheus-alertmanager`) with the config rendered by `observability/alertmanager/render.sh`
 //! delivers to a webhook in the test. And `promtool check metrics` on every endpoint.
 //!
-//! Each test is skipped, loudly, when its tool is not on PATH (`scripts/setup` installs them).
+//! Each test is skipped, loudly, when its tool is not on PATH (`scripts/setup` installs them),
+//! or fails under `CI=true` (`akidb_testkit::require`).
 
 mod common;
 
 use akidb_proto::v1 as pb;
+use akidb_testkit::ports::free_port;
+use akidb_testkit::require::tool;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -51,20 +54,9 @@ impl Drop for Ext {
     }
 }
 
-fn skip(tool: &str) -> bool {
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: `{tool}` is not on PATH (scripts/setup installs it). This test did\n\
-         !!! not check anything.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    true
-}
-
-/// Debian names the Alertmanager binary `prometheus-alertmanager`; upstream `alertmanager`.
-fn alertmanager_bin() -> Option<PathBuf> {
-    on_path("prometheus-alertmanager").or_else(|| on_path("alertmanager"))
-}
+/// How to get the tools these tests run.
+const SETUP: &str =
+    "scripts/setup installs them (Debian packages prometheus and prometheus-alertmanager).";
 
 /// A webhook receiver: records the body of every POST.
 async fn start_webhook() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -233,8 +225,11 @@ fn near(a: f64, b: f64, tol: f64) -> bool {
 ///    webhook through Alertmanager (routing: critical -> pager).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_federation_slo_and_alert_path() {
-    let (Some(prom_bin), Some(am_bin)) = (on_path("prometheus"), alertmanager_bin()) else {
-        skip("prometheus / prometheus-alertmanager");
+    let Some(prom_bin) = tool(&["prometheus"], SETUP) else {
+        return;
+    };
+    // Debian names the Alertmanager binary `prometheus-alertmanager`; upstream `alertmanager`.
+    let Some(am_bin) = tool(&["prometheus-alertmanager", "alertmanager"], SETUP) else {
         return;
     };
     let t0 = Instant::now();
@@ -617,8 +612,7 @@ async fn prometheus_federation_slo_and_alert_path() {
 /// /federate) after a workload: searches, upserts, a snapshot, a failed call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_check_metrics_on_every_endpoint() {
-    let Some(promtool) = on_path("promtool") else {
-        skip("promtool");
+    let Some(promtool) = tool(&["promtool"], SETUP) else {
         return;
     };
     let s = Stack::start().await;
@@ -702,8 +696,7 @@ async fn promtool_check_metrics_on_every_endpoint() {
 /// (`/api/v1/query_exemplars`), which is what Grafana's latency panels link to Jaeger from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemplars_lead_from_latency_buckets_to_the_trace() {
-    let Some(prom_bin) = on_path("prometheus") else {
-        skip("prometheus");
+    let Some(prom_bin) = tool(&["prometheus"], SETUP) else {
         return;
     };
     // Spans are recorded (sampled) whether or not a collector takes them: none here.

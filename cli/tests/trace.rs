@@ -11,6 +11,7 @@
 mod common;
 
 use akidb_proto::v1 as pb;
+use akidb_testkit::ports::free_port;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,

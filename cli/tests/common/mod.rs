@@ -1,29 +1,16 @@
-//! Harness for cross-service tests: starts the real `akidb` binary as separate processes
-//! (`akidb serve <service>`) on free loopback ports and talks gRPC to them.
+//! Harness for cross-service tests (and `benches/`, which include this file by path): starts
+//! the real `akidb` binary as separate processes (`akidb serve <service>`) on free loopback
+//! ports and talks gRPC to them. What is not particular to the CLI (ports, tools on PATH,
+//! data sets, moto) is in `akidb-testkit`.
 #![allow(dead_code)]
 
 use akidb_client::Link;
+use akidb_testkit::ports::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akidb");
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Shared data sets live beside the repository, never inside it.
-pub fn data_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("AKIDB_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| here.join("../../shared/data"))
-}
 
 pub struct Proc {
     pub name: &'static str,
@@ -296,15 +283,6 @@ pub fn start_telemetry(
     args.extend(extra.iter().map(|s| s.to_string()));
     let p = Proc::start("telemetry", args, dir.join("telemetry.log"));
     (p, format!("127.0.0.1:{gp}"), hp)
-}
-
-/// Whether `bin` is an executable on PATH.
-pub fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(bin))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The body of `GET http://127.0.0.1:<port><path>`.

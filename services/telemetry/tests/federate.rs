@@ -85,18 +85,23 @@ fn value(fams: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f
         .map(|s| s.value)
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed. Returns its verdict, or
+/// `promtool check metrics` on `text`, when promtool is installed (`akidb_testkit::require`:
+/// else a loud skip of this check, or a failure under `CI=true`). Returns its verdict, or
 /// `None` when there is no promtool.
 fn promtool(text: &str) -> Option<(bool, String)> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
+    let bin = akidb_testkit::require::tool(
+        &["promtool"],
+        "scripts/setup installs it (Debian package prometheus).",
+    )?;
+    let mut child = Command::new(bin)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .ok()?;
+        .unwrap();
     child
         .stdin
         .take()
@@ -230,12 +235,9 @@ async fn federates_live_targets_and_hides_dead_ones() {
         Some(1.0)
     );
 
-    match promtool(&text) {
-        Some((ok, out)) => {
-            eprintln!("promtool check metrics: ok={ok} {out}");
-            assert!(ok, "promtool check metrics failed:\n{out}\n---\n{text}")
-        }
-        None => eprintln!("promtool not on PATH; skipped the promtool check"),
+    if let Some((ok, out)) = promtool(&text) {
+        eprintln!("promtool check metrics: ok={ok} {out}");
+        assert!(ok, "promtool check metrics failed:\n{out}\n---\n{text}")
     }
 
     // GetTargets reports the same, with the dead target's error.
