@@ -6,7 +6,8 @@
 //! throughput. Closed loop by default; `--rate` makes it open loop (fixed request rate,
 //! latency counted from the intended send time).
 
-use crate::{Global, client::link};
+use crate::client::{datatype_of, metric_of};
+use crate::global::{Global, link};
 use akidb_client::Link;
 use akidb_client::dataset::{self, find};
 use akidb_proto::v1 as pb;
@@ -250,8 +251,8 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         coll.create_collection(q.request(pb::CreateCollectionRequest {
             name: a.collection.clone(),
             dimension: dim as u32,
-            metric: crate::client::metric_of(&a.metric) as i32,
-            datatype: crate::client::datatype_of(&a.datatype) as i32,
+            metric: metric_of(&a.metric) as i32,
+            datatype: datatype_of(&a.datatype) as i32,
             ..Default::default()
         }))
         .await?;
