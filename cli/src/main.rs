@@ -7,6 +7,7 @@ mod filter;
 mod global;
 mod jsonl;
 mod payload;
+mod stack;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -121,7 +122,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         match cli.cmd {
-            Cmd::Up(a) => up::up(a, vec![]).await,
+            Cmd::Up(a) => up::up(a).await,
             Cmd::Serve { service } => match service {
                 Service::Storage { config, telemetry } => {
                     akidb_storage::main_with(config, telemetry).await
