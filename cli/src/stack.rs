@@ -88,40 +88,33 @@ impl Plan {
     /// The services in start order (storage first), each with its arguments.
     fn services(&self) -> Vec<Svc> {
         let p = &self.ports;
-        let storage_grpc = p.addr(p.storage.grpc);
-        let mut storage = vec![
-            "--grpc-addr".into(),
-            storage_grpc.clone(),
-            "--metrics-addr".into(),
-            p.addr(p.storage.metrics),
-            "--data-dir".into(),
-            self.data_dir.join("storage").display().to_string(),
-        ];
-        storage.extend(self.storage_args.iter().cloned());
-        let storage_url = format!("http://{storage_grpc}");
-        let mut query = vec![
-            "--grpc-addr".into(),
-            p.addr(p.query.grpc),
-            "--metrics-addr".into(),
-            p.addr(p.query.metrics),
-            "--storage-addr".into(),
-            storage_url.clone(),
-        ];
-        query.extend(self.query_args.iter().cloned());
+        // `--grpc-addr`, `--metrics-addr`, then `rest`.
+        let args = |sp: ServicePorts, rest: &[&str], extra: &[String]| -> Vec<String> {
+            let mut v = vec![
+                "--grpc-addr".to_string(),
+                p.addr(sp.grpc),
+                "--metrics-addr".into(),
+                p.addr(sp.metrics),
+            ];
+            v.extend(rest.iter().map(|s| s.to_string()));
+            v.extend(extra.iter().cloned());
+            v
+        };
+        let data_dir = self.data_dir.join("storage").display().to_string();
+        let storage_url = format!("http://{}", p.addr(p.storage.grpc));
         let mut svcs = vec![
-            Svc::new("storage", storage),
+            Svc::new(
+                "storage",
+                args(p.storage, &["--data-dir", &data_dir], &self.storage_args),
+            ),
             Svc::new(
                 "ingest",
-                vec![
-                    "--grpc-addr".into(),
-                    p.addr(p.ingest.grpc),
-                    "--metrics-addr".into(),
-                    p.addr(p.ingest.metrics),
-                    "--storage-addr".into(),
-                    storage_url,
-                ],
+                args(p.ingest, &["--storage-addr", &storage_url], &[]),
             ),
-            Svc::new("query", query),
+            Svc::new(
+                "query",
+                args(p.query, &["--storage-addr", &storage_url], &self.query_args),
+            ),
         ];
         if self.telemetry {
             let targets = format!(
@@ -133,14 +126,7 @@ impl Plan {
             );
             svcs.push(Svc::new(
                 "telemetry",
-                vec![
-                    "--grpc-addr".into(),
-                    p.addr(p.telemetry.grpc),
-                    "--metrics-addr".into(),
-                    p.addr(p.telemetry.metrics),
-                    "--scrape-targets".into(),
-                    targets,
-                ],
+                args(p.telemetry, &["--scrape-targets", &targets], &[]),
             ));
         }
         svcs

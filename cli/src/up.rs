@@ -41,21 +41,17 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         &how,
     )?;
     println!("AkiDB is starting (data in {}):", a.data_dir.display());
-    println!(
-        "  query     gRPC {}   metrics http://{}/metrics",
-        p.addr(p.query.grpc),
-        p.addr(p.query.metrics)
-    );
-    println!(
-        "  ingest    gRPC {}   metrics http://{}/metrics",
-        p.addr(p.ingest.grpc),
-        p.addr(p.ingest.metrics)
-    );
-    println!(
-        "  storage   gRPC {}   metrics http://{}/metrics",
-        p.addr(p.storage.grpc),
-        p.addr(p.storage.metrics)
-    );
+    for (name, sp) in [
+        ("query", p.query),
+        ("ingest", p.ingest),
+        ("storage", p.storage),
+    ] {
+        println!(
+            "  {name:<9} gRPC {}   metrics http://{}/metrics",
+            p.addr(sp.grpc),
+            p.addr(sp.metrics)
+        );
+    }
     println!(
         "  telemetry gRPC {}   metrics http://{}/metrics  federate http://{}/federate",
         p.addr(p.telemetry.grpc),
