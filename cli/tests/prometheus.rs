@@ -11,6 +11,7 @@ mod common;
 
 use akidb_proto::v1 as pb;
 use akidb_testkit::ports::free_port;
+use akidb_testkit::promtool;
 use akidb_testkit::require::tool;
 use common::*;
 use serde_json::Value;
@@ -161,34 +162,6 @@ async fn search(s: &Stack, name: &str, k: usize) -> (Result<(), tonic::Status>, 
         }))
         .await;
     (r.map(|_| ()), t.elapsed())
-}
-
-async fn create_and_fill(s: &Stack, name: &str, n: u64) {
-    let q = s.q();
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: name.into(),
-            dimension: 8,
-            metric: pb::Metric::L2 as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let i = s.i();
-    let points: Vec<pb::Point> = (0..n)
-        .map(|k| pb::Point {
-            id: Some(pb::PointId::num(k)),
-            vector: (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect(),
-            payload: None,
-        })
-        .collect();
-    i.ingest()
-        .upsert(i.request(pb::UpsertRequest {
-            collection: name.into(),
-            points,
-        }))
-        .await
-        .unwrap();
 }
 
 fn targets(s: &Stack) -> String {
@@ -612,7 +585,7 @@ async fn prometheus_federation_slo_and_alert_path() {
 /// /federate) after a workload: searches, upserts, a snapshot, a failed call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_check_metrics_on_every_endpoint() {
-    let Some(promtool) = tool(&["promtool"], SETUP) else {
+    let Some(promtool) = promtool::bin() else {
         return;
     };
     let s = Stack::start().await;
@@ -651,34 +624,9 @@ async fn promtool_check_metrics_on_every_endpoint() {
     ] {
         let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
         assert!(body.contains("akidb_"), "{name}: {body}");
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(body.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!(
-            "promtool check metrics {name}: {} {}",
-            out.status,
-            text.trim()
-        );
-        if !out.status.success() || !text.trim().is_empty() {
+        let (status, text) = promtool::check_metrics(&promtool, &body);
+        eprintln!("promtool check metrics {name}: {} {}", status, text.trim());
+        if !status.success() || !text.trim().is_empty() {
             failures.push(format!("{name} ({url}): {text}"));
         }
     }

@@ -11,6 +11,7 @@
 //!   slowness).
 //! - [`datasets`]: where the shared benchmark data sets are (`AKIDB_DATASETS`) and their
 //!   vectors.
+//! - [`promtool`]: `promtool check metrics` on scraped metrics.
 //!
 //! Crate-specific helpers (starting `akidb-storage`, a stack of `akidb serve` processes)
 //! stay in that crate's `tests/common/`.
@@ -18,5 +19,6 @@
 pub mod datasets;
 pub mod moto;
 pub mod ports;
+pub mod promtool;
 pub mod proxy;
 pub mod require;

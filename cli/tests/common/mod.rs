@@ -223,6 +223,36 @@ impl Stack {
     }
 }
 
+/// Collection `name` (8-d, L2) with `n` points, ids 0..n, through query and ingest.
+pub async fn create_and_fill(s: &Stack, name: &str, n: u64) {
+    use akidb_proto::v1 as pb;
+    let q = s.q();
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: name.into(),
+            dimension: 8,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let i = s.i();
+    let points: Vec<pb::Point> = (0..n)
+        .map(|k| pb::Point {
+            id: Some(pb::PointId::num(k)),
+            vector: (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect(),
+            payload: None,
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: name.into(),
+            points,
+        }))
+        .await
+        .unwrap();
+}
+
 /// The overall grpc.health.v1 status of `addr` ("" service), as its enum name.
 pub async fn health(addr: &str) -> String {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
