@@ -11,13 +11,16 @@ use tokio::process::{Child, Command};
 /// The gRPC and metrics ports of one service.
 #[derive(Debug, Clone, Copy)]
 pub struct ServicePorts {
+    /// Its API (and grpc.health.v1).
     pub grpc: u16,
+    /// `/metrics` (and `/tracing`; the aggregator's `/federate`).
     pub metrics: u16,
 }
 
 /// Where the services of a stack listen.
 #[derive(Debug, Clone)]
 pub struct Ports {
+    /// The interface every service listens on.
     pub host: String,
     pub query: ServicePorts,
     pub ingest: ServicePorts,
@@ -157,10 +160,16 @@ pub fn start(plan: &Plan, how: &Spawn) -> anyhow::Result<Vec<Svc>> {
 /// One service of the stack: a child process (killed on drop), restarted by
 /// [`Svc::reap_and_restart`].
 pub struct Svc {
+    /// The service (`akidb serve <name>`).
     pub name: &'static str,
+    /// Its arguments after the name, the same at every restart.
     args: Vec<String>,
+    /// None once taken to be waited for (stopping).
     pub child: Option<Child>,
+    /// Restarts in a row, each after less than a minute of running: the backoff grows
+    /// with them.
     restarts: u32,
+    /// When the running process was spawned.
     started: Instant,
 }
 
