@@ -25,10 +25,11 @@ pub fn missing<T>(what: &str, how: &str) -> Option<T> {
     if in_ci() {
         panic!("{what}; CI=true, so the test{test} fails instead of skipping. {how}");
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED{test}: {what}; what needs it was not checked.\n!!!!!!!! {how}\n!!!!!!!! (Under CI=true this fails the test.)\n"
+    // One write, so that banners of tests running at once do not interleave.
+    let banner = format!(
+        "\n!!!!!!!! SKIPPED{test}: {what}; what needs it was not checked.\n!!!!!!!! {how}\n!!!!!!!! (Under CI=true this fails the test.)\n\n"
     );
+    let _ = std::io::stderr().lock().write_all(banner.as_bytes());
     None
 }
 
