@@ -1,7 +1,6 @@
 //! `akidb admin ...`: operator actions on storage's AdminService (used by the runbooks).
 
-use crate::Global;
-use crate::client::{emit, link};
+use crate::global::{Global, emit, link};
 use akidb_proto::v1 as pb;
 use comfy_table::Table;
 use serde_json::json;

@@ -6,15 +6,17 @@
 //! throughput. Closed loop by default; `--rate` makes it open loop (fixed request rate,
 //! latency counted from the intended send time).
 
-use crate::{Global, client::link, dataset};
+use crate::client::{datatype_of, metric_of};
+use crate::global::{Global, link};
+use crate::stack::{self, Plan, Ports, Spawn};
 use akidb_client::Link;
+use akidb_client::dataset::{self, find};
 use akidb_proto::v1 as pb;
 use anyhow::{Context, bail};
 use comfy_table::Table;
 use hdrhistogram::Histogram;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,96 +83,49 @@ pub struct BenchArgs {
     pub no_flush: bool,
 }
 
-fn find(dir: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
-    std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(suffix))
-        })
-        .with_context(|| format!("no *{suffix} in {}", dir.display()))
-}
-
-/// Child processes of a stack started by the benchmark; killed on drop.
+/// A stack started by the benchmark: its processes (killed on drop) and its data directory
+/// (removed on drop).
 struct OwnStack {
-    /// Killed on drop (`kill_on_drop`).
-    _children: Vec<(&'static str, tokio::process::Child)>,
-    _dir: tempfile_dir::Dir,
+    _services: Vec<stack::Svc>,
+    _dir: TempDir,
 }
 
-mod tempfile_dir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A directory removed, with what is in it, on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
+/// Storage, ingest and query (no telemetry aggregator: its scrapes would share the machine
+/// with the measurement), started as `akidb up` starts them, on free ports over a temporary
+/// data directory and logging warnings only; `g` then points at them. Returns the stack and
+/// storage's metrics URL.
 async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack, String)> {
-    let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("akidb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (sp, ip, qp, sm, im, qm) = (
-        free_port()?,
-        free_port()?,
-        free_port()?,
-        free_port()?,
-        free_port()?,
-        free_port()?,
-    );
-    let storage = format!("http://127.0.0.1:{sp}");
-    let mut children = vec![];
-    let specs: Vec<(&'static str, Vec<String>)> = vec![
-        ("storage", {
-            let mut v = vec![
-                format!("--grpc-addr=127.0.0.1:{sp}"),
-                format!("--metrics-addr=127.0.0.1:{sm}"),
-                format!("--data-dir={}", dir.join("storage").display()),
-            ];
-            v.extend(a.storage_args.iter().cloned());
-            v
-        }),
-        (
-            "ingest",
-            vec![
-                format!("--grpc-addr=127.0.0.1:{ip}"),
-                format!("--metrics-addr=127.0.0.1:{im}"),
-                format!("--storage-addr={storage}"),
-            ],
-        ),
-        ("query", {
-            let mut v = vec![
-                format!("--grpc-addr=127.0.0.1:{qp}"),
-                format!("--metrics-addr=127.0.0.1:{qm}"),
-                format!("--storage-addr={storage}"),
-            ];
-            v.extend(a.query_args.iter().cloned());
-            v
-        }),
-    ];
-    for (name, args) in specs {
-        let child = tokio::process::Command::new(&exe)
-            .arg("serve")
-            .arg(name)
-            .args(args)
-            .env("AKIDB_LOG", "warn")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        children.push((name, child));
-    }
-    g.query_addr = format!("http://127.0.0.1:{qp}");
-    g.ingest_addr = format!("http://127.0.0.1:{ip}");
-    g.storage_addr = storage;
+    let dir = TempDir(dir);
+    let p = Ports::free()?;
+    let services = stack::start(
+        &Plan {
+            data_dir: dir.0.clone(),
+            ports: p.clone(),
+            storage_args: a.storage_args.clone(),
+            query_args: a.query_args.clone(),
+            telemetry: false,
+        },
+        // Not a process group of their own: a Ctrl-C stops them with the benchmark.
+        &Spawn {
+            exe: std::env::current_exe()?,
+            log: Some("warn"),
+            own_group: false,
+        },
+    )?;
+    g.query_addr = format!("http://{}", p.addr(p.query.grpc));
+    g.ingest_addr = format!("http://{}", p.addr(p.ingest.grpc));
+    g.storage_addr = format!("http://{}", p.addr(p.storage.grpc));
     for addr in [&g.query_addr, &g.ingest_addr] {
         let l = Link::new(addr, Duration::from_secs(2))?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -193,10 +148,10 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
     }
     Ok((
         OwnStack {
-            _children: children,
-            _dir: tempfile_dir::Dir(dir),
+            _services: services,
+            _dir: dir,
         },
-        format!("http://127.0.0.1:{sm}/metrics"),
+        format!("http://{}/metrics", p.addr(p.storage.metrics)),
     ))
 }
 
@@ -261,8 +216,8 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         coll.create_collection(q.request(pb::CreateCollectionRequest {
             name: a.collection.clone(),
             dimension: dim as u32,
-            metric: crate::client::metric_of(&a.metric) as i32,
-            datatype: crate::client::datatype_of(&a.datatype) as i32,
+            metric: metric_of(&a.metric) as i32,
+            datatype: datatype_of(&a.datatype) as i32,
             ..Default::default()
         }))
         .await?;

@@ -1,29 +1,15 @@
 //! Client commands: health, collections, upsert, search, SLOs.
 
-use crate::{Global, dataset, filter, payload};
+use crate::global::{Global, emit, link};
+use crate::{filter, jsonl, payload};
 use akidb_client::Link;
+use akidb_client::dataset;
 use akidb_proto::v1 as pb;
 use anyhow::{Context, bail};
 use comfy_table::Table;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-
-pub fn link(g: &Global, addr: &str) -> anyhow::Result<Link> {
-    Ok(Link::new(addr, Duration::from_secs_f64(g.timeout))?)
-}
-
-/// Print `value` as JSON, or `table` for people.
-pub fn emit(g: &Global, value: serde_json::Value, table: impl FnOnce() -> Table) {
-    if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
-    } else {
-        println!("{}", table());
-    }
-}
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -261,7 +247,7 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
             })
             .collect()
     } else {
-        dataset::read_jsonl(&a.file)?
+        jsonl::read_jsonl(&a.file)?
             .into_iter()
             .map(|p| {
                 Ok(pb::Point {

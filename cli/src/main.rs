@@ -3,13 +3,16 @@
 mod admin;
 mod bench;
 mod client;
-mod dataset;
 mod filter;
+mod global;
+mod jsonl;
 mod payload;
+mod stack;
 mod up;
 
 use akidb_instrumentation::lifecycle;
 use clap::{Parser, Subcommand};
+use global::Global;
 
 #[derive(Parser)]
 #[command(
@@ -22,48 +25,6 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub cmd: Cmd,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct Global {
-    /// Query service (reads, collections).
-    #[arg(
-        long,
-        global = true,
-        env = "AKIDB_QUERY_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub query_addr: String,
-    /// Ingest service (writes).
-    #[arg(
-        long,
-        global = true,
-        env = "AKIDB_INGEST_ADDR",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub ingest_addr: String,
-    /// Storage service (admin).
-    #[arg(
-        long,
-        global = true,
-        env = "AKIDB_STORAGE_ADDR",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub storage_addr: String,
-    /// Telemetry service (SLOs).
-    #[arg(
-        long,
-        global = true,
-        env = "AKIDB_TELEMETRY_ADDR",
-        default_value = "http://127.0.0.1:50054"
-    )]
-    pub telemetry_addr: String,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Deadline of one call, in seconds.
-    #[arg(long, global = true, default_value_t = 30.0)]
-    pub timeout: f64,
 }
 
 #[derive(Subcommand)]
@@ -162,7 +123,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         match cli.cmd {
-            Cmd::Up(a) => up::up(a, vec![]).await,
+            Cmd::Up(a) => up::up(a).await,
             Cmd::Serve { service } => match service {
                 Service::Storage { config, telemetry } => {
                     lifecycle::serve(config, telemetry, akidb_storage::run).await

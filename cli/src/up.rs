@@ -1,10 +1,9 @@
 //! `akidb up`: the whole stack on one machine, as four child processes of this binary.
 
+use crate::stack::{self, Plan, Ports, Spawn};
 use anyhow::Context;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -22,100 +21,42 @@ pub struct UpArgs {
     pub storage_args: Vec<String>,
 }
 
-struct Svc {
-    name: &'static str,
-    args: Vec<String>,
-    child: Option<Child>,
-    restarts: u32,
-    started: Instant,
-}
-
-pub async fn up(a: UpArgs, telemetry_args: Vec<String>) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("finding the akidb binary")?;
+pub async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let how = Spawn {
+        exe: std::env::current_exe().context("finding the akidb binary")?,
+        log: None,
+        own_group: true,
+    };
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
-    let o = a.port_offset;
-    let h = &a.host;
-    let addr = |p: u16| format!("{h}:{}", p + o);
-    let storage_grpc = addr(50053);
-    let mut storage = vec![
-        "--grpc-addr".into(),
-        storage_grpc.clone(),
-        "--metrics-addr".into(),
-        addr(9103),
-        "--data-dir".into(),
-        a.data_dir.join("storage").display().to_string(),
-    ];
-    storage.extend(a.storage_args.iter().cloned());
-    let storage_url = format!("http://{storage_grpc}");
-    let targets = format!(
-        "storage={},ingest={},query={},telemetry={}",
-        addr(9103),
-        addr(9102),
-        addr(9101),
-        addr(9100)
-    );
-    let mut svcs = vec![
-        Svc::new("storage", storage),
-        Svc::new(
-            "ingest",
-            vec![
-                "--grpc-addr".into(),
-                addr(50052),
-                "--metrics-addr".into(),
-                addr(9102),
-                "--storage-addr".into(),
-                storage_url.clone(),
-            ],
-        ),
-        Svc::new(
-            "query",
-            vec![
-                "--grpc-addr".into(),
-                addr(50051),
-                "--metrics-addr".into(),
-                addr(9101),
-                "--storage-addr".into(),
-                storage_url,
-            ],
-        ),
-        Svc::new(
-            "telemetry",
-            vec![
-                "--grpc-addr".into(),
-                addr(50054),
-                "--metrics-addr".into(),
-                addr(9100),
-                "--scrape-targets".into(),
-                targets,
-            ],
-        ),
-    ];
-    for s in &mut svcs {
-        s.args.extend(telemetry_args.iter().cloned());
-        s.spawn(&exe)?;
-    }
+    let p = Ports::fixed(&a.host, a.port_offset);
+    let mut svcs = stack::start(
+        &Plan {
+            data_dir: a.data_dir.clone(),
+            ports: p.clone(),
+            storage_args: a.storage_args.clone(),
+            query_args: Vec::new(),
+            telemetry: true,
+        },
+        &how,
+    )?;
     println!("AkiDB is starting (data in {}):", a.data_dir.display());
-    println!(
-        "  query     gRPC {}   metrics http://{}/metrics",
-        addr(50051),
-        addr(9101)
-    );
-    println!(
-        "  ingest    gRPC {}   metrics http://{}/metrics",
-        addr(50052),
-        addr(9102)
-    );
-    println!(
-        "  storage   gRPC {}   metrics http://{}/metrics",
-        addr(50053),
-        addr(9103)
-    );
+    for (name, sp) in [
+        ("query", p.query),
+        ("ingest", p.ingest),
+        ("storage", p.storage),
+    ] {
+        println!(
+            "  {name:<9} gRPC {}   metrics http://{}/metrics",
+            p.addr(sp.grpc),
+            p.addr(sp.metrics)
+        );
+    }
     println!(
         "  telemetry gRPC {}   metrics http://{}/metrics  federate http://{}/federate",
-        addr(50054),
-        addr(9100),
-        addr(9100)
+        p.addr(p.telemetry.grpc),
+        p.addr(p.telemetry.metrics),
+        p.addr(p.telemetry.metrics)
     );
     println!("Press Ctrl-C to stop.");
 
@@ -126,7 +67,7 @@ pub async fn up(a: UpArgs, telemetry_args: Vec<String>) -> anyhow::Result<()> {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
                 for s in &mut svcs {
-                    s.reap_and_restart(&exe).await?;
+                    s.reap_and_restart(&how).await?;
                 }
             }
         }
@@ -158,63 +99,4 @@ pub async fn up(a: UpArgs, telemetry_args: Vec<String>) -> anyhow::Result<()> {
         anyhow::bail!("not every service stopped cleanly");
     }
     Ok(())
-}
-
-impl Svc {
-    fn new(name: &'static str, args: Vec<String>) -> Self {
-        Self {
-            name,
-            args,
-            child: None,
-            restarts: 0,
-            started: Instant::now(),
-        }
-    }
-
-    fn spawn(&mut self, exe: &std::path::Path) -> anyhow::Result<()> {
-        let mut cmd = Command::new(exe);
-        cmd.arg("serve")
-            .arg(self.name)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        // Own process group: a terminal's Ctrl-C reaches only `akidb up`, which stops the
-        // children in order.
-        cmd.process_group(0);
-        self.child = Some(
-            cmd.spawn()
-                .with_context(|| format!("starting {}", self.name))?,
-        );
-        self.started = Instant::now();
-        Ok(())
-    }
-
-    fn signal(&self, sig: i32) {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            // SAFETY: sending a signal to our own child process.
-            unsafe {
-                libc::kill(pid as i32, sig);
-            }
-        }
-    }
-
-    async fn reap_and_restart(&mut self, exe: &std::path::Path) -> anyhow::Result<()> {
-        let Some(c) = self.child.as_mut() else {
-            return Ok(());
-        };
-        if let Some(st) = c.try_wait()? {
-            self.restarts += 1;
-            if self.started.elapsed() > Duration::from_secs(60) {
-                self.restarts = 1;
-            }
-            let backoff = Duration::from_millis(250 * 2u64.pow(self.restarts.min(6)));
-            eprintln!(
-                "{} exited ({st}); restarting in {:?} (restart #{})",
-                self.name, backoff, self.restarts
-            );
-            tokio::time::sleep(backoff).await;
-            self.spawn(exe)?;
-        }
-        Ok(())
-    }
 }

@@ -4,11 +4,15 @@
 //! `prometheus-alertmanager`) with the config rendered by `observability/alertmanager/render.sh`
 //! delivers to a webhook in the test. And `promtool check metrics` on every endpoint.
 //!
-//! Each test is skipped, loudly, when its tool is not on PATH (`scripts/setup` installs them).
+//! Each test is skipped, loudly, when its tool is not on PATH (`scripts/setup` installs them),
+//! or fails under `CI=true` (`akidb_testkit::require`).
 
 mod common;
 
 use akidb_proto::v1 as pb;
+use akidb_testkit::ports::free_port;
+use akidb_testkit::promtool;
+use akidb_testkit::require::tool;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -51,20 +55,9 @@ impl Drop for Ext {
     }
 }
 
-fn skip(tool: &str) -> bool {
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: `{tool}` is not on PATH (scripts/setup installs it). This test did\n\
-         !!! not check anything.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    true
-}
-
-/// Debian names the Alertmanager binary `prometheus-alertmanager`; upstream `alertmanager`.
-fn alertmanager_bin() -> Option<PathBuf> {
-    on_path("prometheus-alertmanager").or_else(|| on_path("alertmanager"))
-}
+/// How to get the tools these tests run.
+const SETUP: &str =
+    "scripts/setup installs them (Debian packages prometheus and prometheus-alertmanager).";
 
 /// A webhook receiver: records the body of every POST.
 async fn start_webhook() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -171,34 +164,6 @@ async fn search(s: &Stack, name: &str, k: usize) -> (Result<(), tonic::Status>, 
     (r.map(|_| ()), t.elapsed())
 }
 
-async fn create_and_fill(s: &Stack, name: &str, n: u64) {
-    let q = s.q();
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: name.into(),
-            dimension: 8,
-            metric: pb::Metric::L2 as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let i = s.i();
-    let points: Vec<pb::Point> = (0..n)
-        .map(|k| pb::Point {
-            id: Some(pb::PointId::num(k)),
-            vector: (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect(),
-            payload: None,
-        })
-        .collect();
-    i.ingest()
-        .upsert(i.request(pb::UpsertRequest {
-            collection: name.into(),
-            points,
-        }))
-        .await
-        .unwrap();
-}
-
 fn targets(s: &Stack) -> String {
     format!(
         "storage=127.0.0.1:{},ingest=127.0.0.1:{},query=127.0.0.1:{},telemetry={{self}}",
@@ -233,8 +198,11 @@ fn near(a: f64, b: f64, tol: f64) -> bool {
 ///    webhook through Alertmanager (routing: critical -> pager).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_federation_slo_and_alert_path() {
-    let (Some(prom_bin), Some(am_bin)) = (on_path("prometheus"), alertmanager_bin()) else {
-        skip("prometheus / prometheus-alertmanager");
+    let Some(prom_bin) = tool(&["prometheus"], SETUP) else {
+        return;
+    };
+    // Debian names the Alertmanager binary `prometheus-alertmanager`; upstream `alertmanager`.
+    let Some(am_bin) = tool(&["prometheus-alertmanager", "alertmanager"], SETUP) else {
         return;
     };
     let t0 = Instant::now();
@@ -617,8 +585,7 @@ async fn prometheus_federation_slo_and_alert_path() {
 /// /federate) after a workload: searches, upserts, a snapshot, a failed call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_check_metrics_on_every_endpoint() {
-    let Some(promtool) = on_path("promtool") else {
-        skip("promtool");
+    let Some(promtool) = promtool::bin() else {
         return;
     };
     let s = Stack::start().await;
@@ -657,34 +624,9 @@ async fn promtool_check_metrics_on_every_endpoint() {
     ] {
         let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
         assert!(body.contains("akidb_"), "{name}: {body}");
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(body.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!(
-            "promtool check metrics {name}: {} {}",
-            out.status,
-            text.trim()
-        );
-        if !out.status.success() || !text.trim().is_empty() {
+        let (status, text) = promtool::check_metrics(&promtool, &body);
+        eprintln!("promtool check metrics {name}: {} {}", status, text.trim());
+        if !status.success() || !text.trim().is_empty() {
             failures.push(format!("{name} ({url}): {text}"));
         }
     }
@@ -702,8 +644,7 @@ async fn promtool_check_metrics_on_every_endpoint() {
 /// (`/api/v1/query_exemplars`), which is what Grafana's latency panels link to Jaeger from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemplars_lead_from_latency_buckets_to_the_trace() {
-    let Some(prom_bin) = on_path("prometheus") else {
-        skip("prometheus");
+    let Some(prom_bin) = tool(&["prometheus"], SETUP) else {
         return;
     };
     // Spans are recorded (sampled) whether or not a collector takes them: none here.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use akidb_testkit::ports::free_port;
 use common::*;
 use std::time::Duration;
 use tonic_reflection::pb::v1::ServerReflectionRequest;

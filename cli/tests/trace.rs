@@ -11,6 +11,7 @@
 mod common;
 
 use akidb_proto::v1 as pb;
+use akidb_testkit::ports::free_port;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -363,30 +364,6 @@ fn point(id: u64, v: Vec<f32>) -> pb::Point {
     }
 }
 
-async fn fill(s: &Stack, name: &str, n: u64) {
-    let q = s.q();
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: name.into(),
-            dimension: 8,
-            metric: pb::Metric::L2 as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let i = s.i();
-    let points: Vec<pb::Point> = (0..n)
-        .map(|k| point(k, (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect()))
-        .collect();
-    i.ingest()
-        .upsert(i.request(pb::UpsertRequest {
-            collection: name.into(),
-            points,
-        }))
-        .await
-        .unwrap();
-}
-
 /// Mean and p50 latency of `n` sequential searches, every one of which must succeed.
 async fn search_latency(s: &Stack, name: &str, n: usize) -> (Duration, Duration) {
     let q = s.q();
@@ -414,7 +391,7 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     let recv = Receiver::default();
     let (s, stop, port) = exporting_stack(&recv, "1.0").await;
     let endpoint = format!("http://127.0.0.1:{port}");
-    fill(&s, "t", 200).await;
+    create_and_fill(&s, "t", 200).await;
 
     // Upsert through ingest with the client's own trace context.
     let (t_up, c_up) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
@@ -536,7 +513,7 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     ];
     let z = Stack::start_with(&zero, &zero, &zero).await;
     let seen_before = recv.spans.lock().unwrap().len();
-    fill(&z, "z", 50).await;
+    create_and_fill(&z, "z", 50).await;
     search_latency(&z, "z", 20).await;
     let (t_z, c_z) = ("8af7651916cd43dd8448eb211c80319c", "d7ad6b7169203331");
     sampled_search(&recv, &z.q(), "z", t_z, c_z).await;
@@ -562,7 +539,7 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
     drop(stop);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let plain = Stack::start().await;
-    fill(&plain, "t", 200).await;
+    create_and_fill(&plain, "t", 200).await;
     // warm both up, then alternate so that both see the same machine load
     search_latency(&s, "t", 50).await;
     search_latency(&plain, "t", 50).await;
@@ -631,7 +608,7 @@ async fn get_tracing(port: u16) -> String {
 async fn trace_settings_change_at_run_time() {
     let recv = Receiver::default();
     let (s, _stop, _) = exporting_stack(&recv, "0.0").await;
-    fill(&s, "r", 50).await;
+    create_and_fill(&s, "r", 50).await;
     let qm = s.query_metrics;
     assert_eq!(
         get_tracing(qm).await.trim(),

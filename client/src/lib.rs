@@ -5,6 +5,9 @@
 //! - [`backoff`]: the one retry backoff of AkiDB (jittered exponential).
 //! - [`watch_health`]: mirrors an upstream's `grpc.health.v1` status into a local health
 //!   reporter, so ingest and query say NOT_SERVING while storage is unreachable.
+//! - [`dataset`]: readers of the TEXMEX `.fvecs`/`.ivecs` data set files.
+
+pub mod dataset;
 
 use akidb_proto::v1::{
     admin_service_client::AdminServiceClient, collection_service_client::CollectionServiceClient,

@@ -1,29 +1,16 @@
-//! Harness for cross-service tests: starts the real `akidb` binary as separate processes
-//! (`akidb serve <service>`) on free loopback ports and talks gRPC to them.
+//! Harness for cross-service tests (and `benches/`, which include this file by path): starts
+//! the real `akidb` binary as separate processes (`akidb serve <service>`) on free loopback
+//! ports and talks gRPC to them. What is not particular to the CLI (ports, tools on PATH,
+//! data sets, moto) is in `akidb-testkit`.
 #![allow(dead_code)]
 
 use akidb_client::Link;
+use akidb_testkit::ports::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akidb");
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Shared data sets live beside the repository, never inside it.
-pub fn data_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("AKIDB_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| here.join("../../shared/data"))
-}
 
 pub struct Proc {
     pub name: &'static str,
@@ -236,6 +223,36 @@ impl Stack {
     }
 }
 
+/// Collection `name` (8-d, L2) with `n` points, ids 0..n, through query and ingest.
+pub async fn create_and_fill(s: &Stack, name: &str, n: u64) {
+    use akidb_proto::v1 as pb;
+    let q = s.q();
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: name.into(),
+            dimension: 8,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let i = s.i();
+    let points: Vec<pb::Point> = (0..n)
+        .map(|k| pb::Point {
+            id: Some(pb::PointId::num(k)),
+            vector: (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect(),
+            payload: None,
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: name.into(),
+            points,
+        }))
+        .await
+        .unwrap();
+}
+
 /// The overall grpc.health.v1 status of `addr` ("" service), as its enum name.
 pub async fn health(addr: &str) -> String {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -296,15 +313,6 @@ pub fn start_telemetry(
     args.extend(extra.iter().map(|s| s.to_string()));
     let p = Proc::start("telemetry", args, dir.join("telemetry.log"));
     (p, format!("127.0.0.1:{gp}"), hp)
-}
-
-/// Whether `bin` is an executable on PATH.
-pub fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(bin))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The body of `GET http://127.0.0.1:<port><path>`.

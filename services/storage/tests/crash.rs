@@ -2,17 +2,17 @@
 //! writes; after every restart each acknowledged write is there with its latest vector and
 //! payload, and the batch in flight at the kill is either fully applied or not at all.
 
+mod common;
+
 use akidb_proto::prost_types::{Struct, Value, value::Kind};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::storage_service_client::StorageServiceClient;
+use common::server::Server;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const COLLECTION: &str = "crash";
 const DIM: usize = 16;
@@ -42,65 +42,23 @@ fn data_root() -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
+/// Storage over `dir`, fsync on every commit, sealing, snapshotting and pruning snapshots
+/// often so that the kills land in all of it.
 fn start(dir: &Path) -> Server {
-    let port = free_port();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("storage.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_akidb-storage"))
-        .args([
-            &format!("--grpc-addr=127.0.0.1:{port}"),
-            &format!("--metrics-addr=127.0.0.1:{}", free_port()),
-            &format!("--data-dir={}", dir.join("data").display()),
+    Server::start(
+        dir,
+        &[
             "--fsync=always",
             "--segment-max-points=150",
             "--snapshot-interval-secs=1",
             "--snapshot-keep=2",
-        ])
-        .env("AKIDB_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Server { child, port }
+        ]
+        .map(String::from),
+    )
 }
 
 async fn connect(s: &mut Server) -> StorageServiceClient<Channel> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = format!("http://127.0.0.1:{}", s.port);
-    loop {
-        assert!(Instant::now() < deadline, "storage did not become SERVING");
-        if let Some(status) = s.child.try_wait().unwrap() {
-            panic!("storage exited during start-up: {status}");
-        }
-        if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-            let mut h = HealthClient::new(ch.clone());
-            let r = h
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if r.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                return StorageServiceClient::new(ch).max_decoding_message_size(64 << 20);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.connect().await.0
 }
 
 /// What a point should look like: (vector, batch number, index in batch).
@@ -262,8 +220,7 @@ async fn sigkill_loses_no_acknowledged_write() {
             (ops, acked)
         });
         tokio::time::sleep(kill_after).await;
-        server.child.kill().unwrap(); // SIGKILL
-        server.child.wait().unwrap();
+        server.kill(); // SIGKILL
         let (ops, acked) = writer.await.unwrap();
         assert!(acked < ops.len(), "the writer outran the kill");
         for op in &ops[..acked] {
@@ -311,8 +268,7 @@ async fn sigkill_loses_no_acknowledged_write() {
         .unwrap()
         .into_inner();
     assert_eq!(r.hits.len(), 5.min(model.len()));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     // The kills hit a process that sealed segments, built graphs and took snapshots.
     let log = std::fs::read_to_string(dir.path().join("storage.log")).unwrap();
     for what in [

@@ -1,9 +1,9 @@
 //! The object layer against a real S3 server (moto).
 //!
 //! Needs `AKIDB_TEST_MOTO_BIN` (path to `moto_server`; `scripts/s3-test-server env` prints
-//! it). Without it every test here prints a loud SKIPPED line and passes. Objects are checked
-//! with an independent client: boto3, run with the Python next to `moto_server` (or
-//! `AKIDB_TEST_PYTHON`).
+//! it): without it every test here skips with a loud SKIPPED banner, or fails under
+//! `CI=true`. Objects are checked with an independent client, boto3
+//! (`akidb_testkit::moto`).
 //!
 //! Each test starts its own moto_server so that stopping one (SIGSTOP) affects no other.
 
@@ -13,157 +13,12 @@ use akidb_storage::objstore::{
     ErrorKind, ObjectStore, ObjectStoreConfig, S3Settings, S3Store, Secret,
 };
 use akidb_storage::objstore::{ObjectLayer, ObjectLayerConfig, UploadOutcome};
+use akidb_testkit::moto::Moto;
+use akidb_testkit::proxy::{Mode, Proxy};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-
-// ---------------------------------------------------------------------------------------
-// moto
-
-fn moto_bin(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("AKIDB_TEST_MOTO_BIN") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            // Straight to the process's stderr: `eprintln!` would be captured and hidden for
-            // a passing test.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n!!!!!!!! SKIPPED {test}: AKIDB_TEST_MOTO_BIN is not set, so the S3 integration tests did not run.\n!!!!!!!! Run: eval \"$(scripts/s3-test-server env)\" and test again.\n"
-            );
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A moto_server child process; killed on drop.
-struct Moto {
-    child: Child,
-    addr: SocketAddr,
-    python: PathBuf,
-}
-
-impl Moto {
-    async fn start(bin: &Path) -> Moto {
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let python = std::env::var_os("AKIDB_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| bin.parent().unwrap().join("python"));
-        let moto = Moto {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            python,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(moto.url()).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, sig: i32) -> i32 {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, sig) }
-    }
-
-    fn stop(&self) {
-        assert_eq!(self.signal(libc::SIGSTOP), 0, "SIGSTOP moto_server");
-    }
-
-    fn cont(&self) {
-        assert_eq!(self.signal(libc::SIGCONT), 0, "SIGCONT moto_server");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BOTO: &str = r#"
-import sys, json, hashlib, boto3
-cmd, ep, bucket, arg = sys.argv[1:5]
-s3 = boto3.client("s3", endpoint_url=ep, region_name="us-west-2",
-                  aws_access_key_id="testing", aws_secret_access_key="testing")
-if cmd == "list":
-    out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=arg):
-        for o in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            out[o["Key"]] = [o["Size"], hashlib.sha256(body).hexdigest()]
-    print(json.dumps(out))
-elif cmd == "put":
-    key, path = arg.split("=", 1)
-    s3.put_object(Bucket=bucket, Key=key, Body=open(path, "rb").read())
-    print("{}")
-"#;
-
-/// Objects under `prefix` as seen by boto3: key -> (size, sha256 hex).
-async fn boto_list(moto: &Moto, bucket: &str, prefix: &str) -> BTreeMap<String, (u64, String)> {
-    let out = tokio::process::Command::new(&moto.python)
-        .args(["-c", BOTO, "list", &moto.url(), bucket, prefix])
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "boto3 list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: BTreeMap<String, (u64, String)> = serde_json::from_slice(&out.stdout).unwrap();
-    v
-}
-
-async fn boto_put(moto: &Moto, bucket: &str, key: &str, data: &[u8]) {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), data).unwrap();
-    let arg = format!("{key}={}", f.path().display());
-    let out = tokio::process::Command::new(&moto.python)
-        .args(["-c", BOTO, "put", &moto.url(), bucket, &arg])
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "boto3 put failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -173,74 +28,6 @@ fn data(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[0] ^ seed)
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// a TCP proxy that can refuse or delay connections
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    Pass,
-    /// Accept and close at once (the client sees the connection reset/closed).
-    Refuse,
-    /// Hold new connections this long before forwarding (a black hole for short timeouts).
-    Delay(Duration),
-}
-
-/// Forwards 127.0.0.1:<port> to `upstream`. Changing the mode cuts every open connection, so
-/// pooled keep-alive connections see the new mode too.
-struct Proxy {
-    addr: SocketAddr,
-    mode: watch::Sender<Mode>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (mode, rx) = watch::channel(Mode::Pass);
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut rx = rx.clone();
-                tokio::spawn(async move {
-                    let m = *rx.borrow_and_update();
-                    match m {
-                        Mode::Refuse => return,
-                        Mode::Delay(d) => {
-                            tokio::select! {
-                                _ = tokio::time::sleep(d) => {}
-                                _ = rx.changed() => return,
-                            }
-                        }
-                        Mode::Pass => {}
-                    }
-                    let Ok(mut out) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
-                        _ = rx.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, mode, task }
-    }
-
-    fn set(&self, m: Mode) {
-        self.mode.send_replace(m);
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -357,10 +144,9 @@ async fn upload_while_down(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_roundtrip_checked_with_boto3() {
-    let Some(bin) = moto_bin("s3_store_roundtrip_checked_with_boto3") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let bucket = "akidb-roundtrip";
     let cfg = ObjectStoreConfig {
         // moto takes its time over 5 MiB parts on a busy machine.
@@ -427,7 +213,7 @@ async fn s3_store_roundtrip_checked_with_boto3() {
     assert_eq!(store.list("").await.unwrap().len(), 4);
 
     // ... and through an independent client.
-    let seen = boto_list(&moto, bucket, "").await;
+    let seen = moto.list(bucket, "").await;
     let want: BTreeMap<String, (u64, String)> = [
         ("c1/small", &small[..]),
         ("c1/big", &big[..]),
@@ -440,7 +226,7 @@ async fn s3_store_roundtrip_checked_with_boto3() {
     assert_eq!(seen, want);
 
     // An object written by boto3 reads back through S3Store.
-    boto_put(&moto, bucket, "ext/from-boto", b"hello from boto3").await;
+    moto.put(bucket, "ext/from-boto", b"hello from boto3").await;
     assert_eq!(
         &store.get("ext/from-boto").await.unwrap()[..],
         b"hello from boto3"
@@ -473,11 +259,7 @@ async fn s3_store_roundtrip_checked_with_boto3() {
     // Delete is idempotent.
     store.delete("c1/small").await.unwrap();
     store.delete("c1/small").await.unwrap();
-    assert!(
-        !boto_list(&moto, bucket, "c1/")
-            .await
-            .contains_key("c1/small")
-    );
+    assert!(!moto.list(bucket, "c1/").await.contains_key("c1/small"));
 
     // A bucket that does not exist is a permanent error, not a retryable one.
     let other =
@@ -489,7 +271,7 @@ async fn s3_store_roundtrip_checked_with_boto3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
-    let Some(bin) = moto_bin("breaker_opens_when_moto_is_stopped_and_dlq_drains_after") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
     let metrics =
@@ -498,7 +280,6 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
         .breaker_transitions
         .with_label_values(&["open"])
         .get();
-    let moto = Moto::start(&bin).await;
     let bucket = "akidb-sigstop";
     let data_dir = tempfile::tempdir().unwrap();
     let cfg = layer_cfg(&moto.url(), bucket);
@@ -517,7 +298,7 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
     assert!(up.is_uploaded(), "{up:?}");
 
     // Unresponsive server: connections are accepted by the kernel, nothing answers.
-    moto.stop();
+    moto.pause();
     let mut expected = upload_while_down(&layer, "down/", 6).await;
     expected.insert("before/one".into(), (5, sha(b"first")));
     assert!(
@@ -543,7 +324,7 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
     assert!(layer.dlq.oldest_age() > Duration::ZERO);
 
     // The server is back: the worker drains the queue (after the breaker lets probes in).
-    moto.cont();
+    moto.resume();
     wait_drained(&layer, Duration::from_secs(20)).await;
     assert_eq!(layer.breaker_status().state, BreakerState::Closed);
     for key in expected.keys() {
@@ -552,16 +333,15 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
             "{key}"
         );
     }
-    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    assert_eq!(moto.list(bucket, "").await, expected);
     layer.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_proxy_refuses_connections() {
-    let Some(bin) = moto_bin("breaker_opens_when_proxy_refuses_connections") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let proxy = Proxy::start(moto.addr).await;
     let bucket = "akidb-refuse";
     let data_dir = tempfile::tempdir().unwrap();
@@ -593,17 +373,16 @@ async fn breaker_opens_when_proxy_refuses_connections() {
 
     proxy.set(Mode::Pass);
     wait_drained(&layer, Duration::from_secs(20)).await;
-    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    assert_eq!(moto.list(bucket, "").await, expected);
     assert_eq!(&layer.store.get("ok/0").await.unwrap()[..], b"zero");
     layer.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_proxy_delays_connections() {
-    let Some(bin) = moto_bin("breaker_opens_when_proxy_delays_connections") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let proxy = Proxy::start(moto.addr).await;
     let bucket = "akidb-delay";
     let data_dir = tempfile::tempdir().unwrap();
@@ -622,6 +401,6 @@ async fn breaker_opens_when_proxy_delays_connections() {
 
     proxy.set(Mode::Pass);
     wait_drained(&layer, Duration::from_secs(20)).await;
-    assert_eq!(boto_list(&moto, bucket, "").await, expected);
+    assert_eq!(moto.list(bucket, "").await, expected);
     layer.shutdown().await;
 }

@@ -1,154 +1,26 @@
 //! Tiers against a real `akidb-storage` process: demotion to cold and back (local object
-//! directory always; S3 through moto when `AKIDB_TEST_MOTO_BIN` is set), S3 outages and
-//! slowness with the breaker and the DLQ, and the hot memory budget.
+//! directory; S3 through moto), S3 outages and slowness with the breaker and the DLQ, and
+//! the hot memory budget.
 //!
-//! Objects in S3 are checked with boto3 (the Python next to `moto_server`, or
-//! `AKIDB_TEST_PYTHON`), not through AkiDB.
+//! The S3 tests need `AKIDB_TEST_MOTO_BIN` (`akidb_testkit::moto`): without it they skip
+//! loudly, or fail under `CI=true`. Objects in S3 are checked with boto3, not through AkiDB.
+//! The promotion-time benchmark is `benches/tiers.rs`.
+
+mod common;
 
 use akidb_proto::prost_types::{Struct, Value, value::Kind};
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_client::AdminServiceClient;
 use akidb_proto::v1::storage_service_client::StorageServiceClient;
+use akidb_testkit::moto::Moto;
+use akidb_testkit::proxy::{Mode, Proxy};
+use common::server::{BUCKET, Server, create, demote, query, s3_args, search, tier_of, upsert_all};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-const BUCKET: &str = "akidb-tiers";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------
-// the storage process
-
-struct Server {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
-}
-
-impl Server {
-    /// Start `akidb-storage` over `<dir>/data` with extra flags.
-    fn start(dir: &Path, args: &[String]) -> Server {
-        let port = free_port();
-        let metrics_port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("storage.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_akidb-storage"))
-            .args([
-                format!("--grpc-addr=127.0.0.1:{port}"),
-                format!("--metrics-addr=127.0.0.1:{metrics_port}"),
-                format!("--data-dir={}", dir.join("data").display()),
-                "--fsync=never".into(),
-            ])
-            .args(args)
-            .env("AKIDB_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Server {
-            child,
-            port,
-            metrics_port,
-            dir: dir.to_path_buf(),
-            args: args.to_vec(),
-        }
-    }
-
-    async fn connect(&mut self) -> (StorageServiceClient<Channel>, AdminServiceClient<Channel>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("http://127.0.0.1:{}", self.port);
-        loop {
-            assert!(Instant::now() < deadline, "storage did not become SERVING");
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "storage exited during start-up: {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-                let mut h = HealthClient::new(ch.clone());
-                let r = h
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await;
-                if r.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                    return (
-                        StorageServiceClient::new(ch.clone()).max_decoding_message_size(64 << 20),
-                        AdminServiceClient::new(ch),
-                    );
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("storage.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait: a clean stop.
-    fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child, not reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "storage stopped with {st}:\n{}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "storage did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn restart(&mut self) -> Server {
-        self.stop();
-        Server::start(&self.dir, &self.args)
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    fn collection_dir(&self, name: &str) -> PathBuf {
-        self.dir.join("data/collections").join(name)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // data
@@ -183,90 +55,6 @@ fn random_points(seed: u64, count: u64, dim: usize, id0: u64) -> Vec<pb::Point> 
         .collect()
 }
 
-async fn create(c: &mut StorageServiceClient<Channel>, name: &str, dim: u32, metric: pb::Metric) {
-    c.create_collection(pb::CreateCollectionRequest {
-        name: name.into(),
-        dimension: dim,
-        metric: metric as i32,
-        m: None,
-        ef_construction: None,
-        pin: false,
-        datatype: pb::VectorDatatype::Float32 as i32,
-    })
-    .await
-    .unwrap();
-}
-
-async fn upsert_all(c: &mut StorageServiceClient<Channel>, name: &str, pts: Vec<pb::Point>) {
-    for chunk in pts.chunks(500) {
-        c.upsert(pb::UpsertRequest {
-            collection: name.into(),
-            points: chunk.to_vec(),
-        })
-        .await
-        .unwrap();
-    }
-}
-
-fn query(c: &str, v: Vec<f32>) -> pb::SearchRequest {
-    pb::SearchRequest {
-        collection: c.into(),
-        vector: v,
-        k: 10,
-        filter: None,
-        ef: None,
-        with_payload: true,
-        with_vector: false,
-        exact: false,
-    }
-}
-
-/// Ids, scores and payloads of the hits.
-type Hits = Vec<(Option<pb::PointId>, f32, Option<Struct>)>;
-
-async fn search(
-    c: &mut StorageServiceClient<Channel>,
-    name: &str,
-    v: &[f32],
-) -> (Hits, pb::SearchStats) {
-    let r = c
-        .search(query(name, v.to_vec()))
-        .await
-        .unwrap()
-        .into_inner();
-    (
-        r.hits
-            .into_iter()
-            .map(|h| (h.id, h.score, h.payload))
-            .collect(),
-        r.stats.unwrap(),
-    )
-}
-
-async fn tier_of(a: &mut AdminServiceClient<Channel>, name: &str) -> pb::CollectionTierStatus {
-    a.tier_status(pb::TierStatusRequest {
-        collection: name.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .collections
-    .remove(0)
-}
-
-async fn demote(
-    a: &mut AdminServiceClient<Channel>,
-    name: &str,
-    to: pb::Tier,
-) -> Result<pb::CollectionTierStatus, tonic::Status> {
-    a.demote(pb::TierMoveRequest {
-        collection: name.into(),
-        target: to as i32,
-    })
-    .await
-    .map(|r| r.into_inner().status.unwrap())
-}
-
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -297,192 +85,6 @@ fn local_snapshot_files(coll_dir: &Path, name: &str) -> BTreeMap<String, (u64, S
 }
 
 // ---------------------------------------------------------------------------------------
-// moto, boto3 and a TCP proxy
-
-fn moto_bin(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("AKIDB_TEST_MOTO_BIN") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n!!!!!!!! SKIPPED {test}: AKIDB_TEST_MOTO_BIN is not set, so the S3 tier tests did not run.\n!!!!!!!! Run: eval \"$(scripts/s3-test-server env)\" and test again.\n"
-            );
-            None
-        }
-    }
-}
-
-struct Moto {
-    child: Child,
-    addr: SocketAddr,
-    python: PathBuf,
-}
-
-impl Moto {
-    async fn start(bin: &Path) -> Moto {
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let python = std::env::var_os("AKIDB_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| bin.parent().unwrap().join("python"));
-        let moto = Moto {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            python,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(moto.url()).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, sig: i32) -> i32 {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, sig) }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BOTO: &str = r#"
-import sys, json, hashlib, boto3
-ep, bucket, prefix = sys.argv[1:4]
-s3 = boto3.client("s3", endpoint_url=ep, region_name="us-west-2",
-                  aws_access_key_id="testing", aws_secret_access_key="testing")
-out = {}
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-    for o in page.get("Contents", []):
-        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-        out[o["Key"]] = [o["Size"], hashlib.sha256(body).hexdigest()]
-print(json.dumps(out))
-"#;
-
-/// Objects under `prefix` as boto3 sees them: key -> (size, sha256).
-async fn boto_list(moto: &Moto, prefix: &str) -> BTreeMap<String, (u64, String)> {
-    let out = tokio::process::Command::new(&moto.python)
-        .args(["-c", BOTO, &moto.url(), BUCKET, prefix])
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "boto3 list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    Pass,
-    Refuse,
-    Delay(Duration),
-}
-
-/// Forwards to `upstream`; a mode change cuts every open connection.
-struct Proxy {
-    addr: SocketAddr,
-    mode: watch::Sender<Mode>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (mode, rx) = watch::channel(Mode::Pass);
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut rx = rx.clone();
-                tokio::spawn(async move {
-                    let m = *rx.borrow_and_update();
-                    match m {
-                        Mode::Refuse => return,
-                        Mode::Delay(d) => {
-                            tokio::select! {
-                                _ = tokio::time::sleep(d) => {}
-                                _ = rx.changed() => return,
-                            }
-                        }
-                        Mode::Pass => {}
-                    }
-                    let Ok(mut out) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
-                        _ = rx.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, mode, task }
-    }
-
-    fn set(&self, m: Mode) {
-        self.mode.send_replace(m);
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn s3_args(endpoint: &str) -> Vec<String> {
-    [
-        format!("--s3-endpoint={endpoint}"),
-        format!("--s3-bucket={BUCKET}"),
-        "--s3-region=us-west-2".into(),
-        "--s3-access-key=testing".into(),
-        "--s3-secret-key=testing".into(),
-        "--s3-timeout-ms=500".into(),
-        "--s3-connect-timeout-ms=300".into(),
-        "--s3-retry-attempts=2".into(),
-        "--s3-retry-base-ms=20".into(),
-        "--s3-retry-max-ms=50".into(),
-        "--breaker-consecutive-failures=3".into(),
-        "--breaker-open-ms=1000".into(),
-        "--breaker-max-open-ms=2000".into(),
-        "--breaker-half-open-probes=1".into(),
-        "--dlq-retry-base-ms=200".into(),
-        "--dlq-retry-max-ms=1000".into(),
-        "--dlq-poll-ms=100".into(),
-    ]
-    .into()
-}
-
-// ---------------------------------------------------------------------------------------
 // demotion to cold and back
 
 /// Create 2,000 random 64-d points with payloads, demote to cold, check the local snapshot
@@ -494,7 +96,7 @@ async fn cold_roundtrip(
     check_objects: impl AsyncFnOnce(&BTreeMap<String, (u64, String)>),
 ) {
     let name = "docs";
-    let mut srv = Server::start(dir, &args);
+    let mut srv = Server::start_unsynced(dir, &args);
     let (mut c, mut a) = srv.connect().await;
     create(&mut c, name, 64, pb::Metric::Cosine).await;
     upsert_all(&mut c, name, random_points(7, 2_000, 64, 0)).await;
@@ -622,13 +224,12 @@ async fn local_store_demote_to_cold_and_load_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_demote_to_cold_checked_with_boto3() {
-    let Some(bin) = moto_bin("s3_demote_to_cold_checked_with_boto3") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let dir = tempfile::tempdir().unwrap();
     cold_roundtrip(dir.path(), s3_args(&moto.url()), async |expected| {
-        let listed = boto_list(&moto, "collections/docs/").await;
+        let listed = moto.list(BUCKET, "collections/docs/").await;
         for (key, v) in expected {
             assert_eq!(listed.get(key), Some(v), "{key} in the bucket (boto3)");
         }
@@ -753,7 +354,7 @@ async fn recovers(
     assert!(m.contains("akidb_breaker_state{state=\"closed\"} 1"));
     assert!(m.contains("akidb_dlq_depth 0"));
     // Every local snapshot is complete in the bucket, and reported uploaded.
-    let listed = boto_list(moto, "collections/faulty/").await;
+    let listed = moto.list(BUCKET, "collections/faulty/").await;
     let local = local_snapshot_files(&srv.collection_dir("faulty"), "faulty");
     assert!(!local.is_empty());
     for (key, v) in &local {
@@ -783,20 +384,19 @@ async fn recovers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_outage_opens_breaker_and_dlq_survives_restart() {
-    let Some(bin) = moto_bin("s3_outage_opens_breaker_and_dlq_survives_restart") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let proxy = Proxy::start(moto.addr).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), &s3_args(&proxy.url()));
+    let mut srv = Server::start_unsynced(dir.path(), &s3_args(&proxy.url()));
     let (mut c, mut a) = srv.connect().await;
     create(&mut c, "faulty", 16, pb::Metric::L2).await;
     let mut round = 0;
     write_and_snapshot(&mut c, &mut a, round).await;
 
     // S3 stops answering (SIGSTOP), then refuses connections.
-    assert_eq!(moto.signal(libc::SIGSTOP), 0);
+    moto.pause();
     let depth = until_open_and_queued(&srv, &mut c, &mut a, &mut round).await;
     proxy.set(Mode::Refuse);
     for _ in 0..3 {
@@ -815,7 +415,7 @@ async fn s3_outage_opens_breaker_and_dlq_survives_restart() {
     until_open_and_queued(&srv, &mut c, &mut a, &mut round).await;
 
     // S3 is back.
-    assert_eq!(moto.signal(libc::SIGCONT), 0);
+    moto.resume();
     proxy.set(Mode::Pass);
     recovers(&srv, &moto, &mut c, &mut a).await;
     // Now a cold demotion goes through.
@@ -826,13 +426,12 @@ async fn s3_outage_opens_breaker_and_dlq_survives_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_slow_opens_breaker_without_hanging_requests() {
-    let Some(bin) = moto_bin("s3_slow_opens_breaker_without_hanging_requests") else {
+    let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let moto = Moto::start(&bin).await;
     let proxy = Proxy::start(moto.addr).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), &s3_args(&proxy.url()));
+    let mut srv = Server::start_unsynced(dir.path(), &s3_args(&proxy.url()));
     let (mut c, mut a) = srv.connect().await;
     create(&mut c, "faulty", 16, pb::Metric::L2).await;
     let mut round = 0;
@@ -866,7 +465,7 @@ async fn s3_slow_opens_breaker_without_hanging_requests() {
 async fn memory_budget_demotes_the_coldest_and_access_promotes() {
     let dir = tempfile::tempdir().unwrap();
     // Measure one collection's memory, then restart with room for about two and a half.
-    let mut srv = Server::start(dir.path(), &[]);
+    let mut srv = Server::start_unsynced(dir.path(), &[]);
     let (mut c, mut a) = srv.connect().await;
     let names: Vec<String> = (0..5).map(|i| format!("budget-{i}")).collect();
     create(&mut c, &names[0], 32, pb::Metric::Dot).await;
@@ -875,7 +474,7 @@ async fn memory_budget_demotes_the_coldest_and_access_promotes() {
     assert!(one > 0);
     let budget = one * 5 / 2;
     srv.stop();
-    let mut srv = Server::start(
+    let mut srv = Server::start_unsynced(
         dir.path(),
         &[
             format!("--hot-memory-bytes={budget}"),
@@ -958,101 +557,5 @@ async fn memory_budget_demotes_the_coldest_and_access_promotes() {
     let b = breaker(&mut a).await;
     assert!(!b.remote);
     assert_eq!(b.state, pb::BreakerState::Closed as i32);
-    srv.stop();
-}
-
-// ---------------------------------------------------------------------------------------
-// benchmark: promotion times of jeopardy-ada002-10k
-
-fn fvecs(p: &Path) -> Vec<Vec<f32>> {
-    let b = std::fs::read(p).unwrap();
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < b.len() {
-        let d = i32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-        at += 4;
-        out.push(
-            b[at..at + 4 * d]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        );
-        at += 4 * d;
-    }
-    out
-}
-
-/// `cargo test --release -p akidb-storage --test tiers -- --ignored --nocapture bench_`
-/// with `AKIDB_TEST_MOTO_BIN` set (cold from moto) and the shared data set in
-/// `/work/shared/data` (or `AKIDB_DATASETS`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore]
-async fn bench_jeopardy_promotion_times() {
-    let Some(bin) = moto_bin("bench_jeopardy_promotion_times") else {
-        return;
-    };
-    let root = std::env::var_os("AKIDB_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data"));
-    let base = fvecs(&root.join("jeopardy-ada002-10k/jeopardy_base.fvecs"));
-    let queries = fvecs(&root.join("jeopardy-ada002-10k/jeopardy_query.fvecs"));
-    let moto = Moto::start(&bin).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = s3_args(&moto.url());
-    // Sealed, HNSW-indexed segments, as a collection that went idle has.
-    args.push("--segment-max-points=3000".into());
-    let mut srv = Server::start(dir.path(), &args);
-    let (mut c, mut a) = srv.connect().await;
-    let name = "jeopardy";
-    create(&mut c, name, 1536, pb::Metric::Cosine).await;
-    let pts: Vec<pb::Point> = base
-        .iter()
-        .enumerate()
-        .map(|(i, v)| pb::Point {
-            id: Some(pb::PointId::num(i as u64)),
-            vector: v.clone(),
-            payload: None,
-        })
-        .collect();
-    for chunk in pts.chunks(500) {
-        c.upsert(pb::UpsertRequest {
-            collection: name.into(),
-            points: chunk.to_vec(),
-        })
-        .await
-        .unwrap();
-    }
-    let mut warm = Vec::new();
-    let mut cold = Vec::new();
-    let mut size = 0;
-    for q in queries.iter().take(5) {
-        demote(&mut a, name, pb::Tier::Warm).await.unwrap();
-        let t = Instant::now();
-        let (_, st) = search(&mut c, name, q).await;
-        warm.push(t.elapsed());
-        assert!(st.loaded && st.tier == pb::Tier::Warm as i32);
-
-        let s = demote(&mut a, name, pb::Tier::Cold).await.unwrap();
-        assert_eq!(s.tier, pb::Tier::Cold as i32);
-        size = s.bytes_in_object_store;
-        let t = Instant::now();
-        let (_, st) = search(&mut c, name, q).await;
-        cold.push(t.elapsed());
-        assert!(st.loaded && st.tier == pb::Tier::Cold as i32);
-    }
-    let med = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (w, cd) = (med(&mut warm), med(&mut cold));
-    println!(
-        "jeopardy-ada002-10k ({} x 1536, snapshot {:.1} MB): warm->hot (first search) median {:?} of {:?}; cold->hot from moto median {:?} of {:?}",
-        base.len(),
-        size as f64 / 1e6,
-        w,
-        warm,
-        cd,
-        cold
-    );
     srv.stop();
 }

@@ -7,39 +7,17 @@ use akidb_proto::v1::telemetry_service_server::TelemetryService;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
 use akidb_telemetry::aggregator::slo::SloConfig;
 use akidb_telemetry::aggregator::{Aggregator, ManualClock, TelemetryApi, parse_targets};
+use akidb_testkit::promtool;
+use common::{Exposed, serve_fixture};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod common;
+
 const SLO_YAML: &str = include_str!("../../../observability/slo.yaml");
-
-/// A process's metrics that a test can replace (a restart) while the server keeps serving.
-type Exposed = Arc<Mutex<Arc<Metrics>>>;
-
-/// Serve `GET /metrics` from `metrics`; returns the address and a stop switch.
-async fn serve_fixture(metrics: Exposed) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = Arc::clone(&metrics.lock().unwrap());
-            async move { m.render() }
-        }),
-    );
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, tx)
-}
 
 /// A port nothing listens on.
 async fn dead_port() -> SocketAddr {
@@ -85,33 +63,11 @@ fn value(fams: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f
         .map(|s| s.value)
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed. Returns its verdict, or
-/// `None` when there is no promtool.
+/// `promtool check metrics` on `text`, when promtool is installed (else a loud skip of this
+/// check, or a failure under `CI=true`). Returns its verdict, or `None` without promtool.
 fn promtool(text: &str) -> Option<(bool, String)> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Some((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    let (status, out) = promtool::check_metrics(&promtool::bin()?, text);
+    Some((status.success(), out))
 }
 
 #[tokio::test]
@@ -230,12 +186,9 @@ async fn federates_live_targets_and_hides_dead_ones() {
         Some(1.0)
     );
 
-    match promtool(&text) {
-        Some((ok, out)) => {
-            eprintln!("promtool check metrics: ok={ok} {out}");
-            assert!(ok, "promtool check metrics failed:\n{out}\n---\n{text}")
-        }
-        None => eprintln!("promtool not on PATH; skipped the promtool check"),
+    if let Some((ok, out)) = promtool(&text) {
+        eprintln!("promtool check metrics: ok={ok} {out}");
+        assert!(ok, "promtool check metrics failed:\n{out}\n---\n{text}")
     }
 
     // GetTargets reports the same, with the dead target's error.

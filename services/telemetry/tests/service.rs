@@ -1,38 +1,18 @@
 //! The telemetry service as `akidb up` runs it: `run()` on bound listeners, scraping,
 //! gRPC (TelemetryService, health), `/federate`, `/metrics`, and a clean stop.
 
+mod common;
+
 use akidb_instrumentation::exposition::parse;
 use akidb_instrumentation::lifecycle::Serving;
 use akidb_instrumentation::metrics::{Component, Metrics};
 use akidb_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use akidb_proto::v1::{GetSloStatusRequest, GetTargetsRequest};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use common::serve_fixture;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-
-async fn serve_fixture(metrics: Arc<Metrics>) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = Arc::clone(&metrics);
-            async move { m.render() }
-        }),
-    );
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, tx)
-}
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
@@ -51,7 +31,7 @@ fn up(text: &str, service: &str) -> Option<f64> {
 #[tokio::test]
 async fn the_service_runs_and_stops() {
     let query = Arc::new(Metrics::new(Component::Query));
-    let (q_addr, _stop) = serve_fixture(query).await;
+    let (q_addr, _stop) = serve_fixture(Arc::new(Mutex::new(query))).await;
     let dead = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()

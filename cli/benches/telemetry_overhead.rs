@@ -1,6 +1,9 @@
-//! Telemetry overhead benchmark (ignored by default; results in docs/benchmarks.md):
+//! Telemetry overhead benchmark (results in docs/benchmarks.md):
 //!
-//!   cargo test --release -p akidb --test telemetry_overhead -- --ignored --nocapture
+//!   cargo bench -p akidb --bench telemetry_overhead [-- search_qps|instructions]
+//!
+//! With no name, both: `search_qps` (search QPS and CPU per search with and without trace
+//! export) and `instructions` (instructions per search, under valgrind).
 //!
 //! Default (`AKIDB_BENCH_MODE=switch`): one stack (storage, ingest, query as separate
 //! processes) exporting traces over OTLP to a receiver in the test, searched by 8 clients
@@ -24,7 +27,7 @@
 //! (the text format and OpenMetrics with exemplars, alternating)
 //! under search load and timed.
 //!
-//! `instructions_per_search_with_and_without_tracing` (needs valgrind) counts the
+//! `instructions` (needs valgrind) counts the
 //! instructions query and storage execute per search with export on and off instead of
 //! timing them: the figure that does not move with the machine's load.
 //!
@@ -33,13 +36,13 @@
 //! `AKIDB_BENCH_DATA=../shared/data/siftsmall` (or `jeopardy-ada002-10k`;
 //! `AKIDB_BENCH_POINTS=<n>` keeps its first n rows).
 
+#[path = "../tests/common/mod.rs"]
 mod common;
-/// The `akidb` binary's data set readers (`.fvecs`).
-#[allow(dead_code)]
-#[path = "../src/dataset.rs"]
-mod dataset;
 
 use akidb_proto::v1 as pb;
+use akidb_testkit::datasets::VectorSet;
+use akidb_testkit::ports::free_port;
+use akidb_testkit::require::tool;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -114,15 +117,8 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
             queries: (0..1000).map(vector).collect(),
         };
     };
-    let file = |suffix: &str| {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-            .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
-    };
-    let fvecs = |suffix| dataset::read_fvecs(&file(suffix)).unwrap();
-    let (mut base, queries) = (fvecs("_base.fvecs"), fvecs("_query.fvecs"));
+    let set = VectorSet::read(&dir).unwrap_or_else(|e| panic!("AKIDB_BENCH_DATA: {e}"));
+    let (mut base, queries) = (set.base, set.queries);
     // `AKIDB_BENCH_POINTS`: the first rows only (a graph of all of jeopardy takes longer to
     // build under valgrind than the benchmark waits).
     if let Some(n) = std::env::var("AKIDB_BENCH_POINTS")
@@ -131,7 +127,7 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
     {
         base.truncate(n);
     }
-    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let name = set.name;
     Data {
         metric: if name.contains("jeopardy") {
             pb::Metric::Cosine
@@ -145,7 +141,6 @@ static DATA: std::sync::LazyLock<Data> = std::sync::LazyLock::new(|| {
     }
 });
 
-/// The rows of a TEXMEX `.fvecs` file.
 /// The query vector of the `k`-th search (the data set's queries in turn).
 fn query(k: u64) -> Vec<f32> {
     DATA.queries[(k % DATA.queries.len() as u64) as usize].clone()
@@ -320,8 +315,28 @@ async fn start_receiver() -> (Counter, String) {
     (spans, format!("http://127.0.0.1:{port}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "benchmark: run with --ignored --nocapture"]
+fn main() {
+    // `cargo bench` adds `--bench`; other words select benchmarks by a part of their name.
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |n: &str| names.is_empty() || names.iter().any(|f| n.contains(f.as_str()));
+    let runtime = |threads| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    if run("search_qps_with_and_without_tracing") {
+        runtime(4).block_on(search_qps_with_and_without_tracing());
+    }
+    if run("instructions_per_search_with_and_without_tracing") {
+        runtime(2).block_on(instructions_per_search_with_and_without_tracing());
+    }
+}
+
 async fn search_qps_with_and_without_tracing() {
     let (spans, endpoint) = start_receiver().await;
     let ratio = std::env::var("AKIDB_BENCH_RATIO").unwrap_or_else(|_| "0.1".into());
@@ -665,11 +680,9 @@ fn callgrind_zero(pid: u32) {
 /// ... (`AKIDB_BENCH_ROUNDS`, default 3 pairs, plus a last off phase); every phase ends with
 /// the same 5.5 s pause, so that the batch exporter (default settings: up to 512 spans a
 /// batch, at least every 5 s) has shipped what the phase sampled.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark (needs valgrind): run with --ignored --nocapture"]
 async fn instructions_per_search_with_and_without_tracing() {
-    if on_path("valgrind").is_none() || on_path("callgrind_control").is_none() {
-        eprintln!("valgrind is not installed: skipped");
+    const VALGRIND: &str = "Install valgrind (Debian package valgrind).";
+    if tool(&["valgrind"], VALGRIND).is_none() || tool(&["callgrind_control"], VALGRIND).is_none() {
         return;
     }
     let (spans, endpoint) = start_receiver().await;

@@ -1,0 +1,66 @@
+//! What every command shares: the global options (service addresses, `--json`, the
+//! deadline of a call), the connection a command makes, and its output (JSON or a table).
+
+use akidb_client::Link;
+use comfy_table::Table;
+use std::time::Duration;
+
+/// Options every command takes (after or before its name).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Query service (reads, collections).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_QUERY_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub query_addr: String,
+    /// Ingest service (writes).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_INGEST_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub ingest_addr: String,
+    /// Storage service (admin).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_STORAGE_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub storage_addr: String,
+    /// Telemetry service (SLOs).
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_TELEMETRY_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub telemetry_addr: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Deadline of one call, in seconds.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+/// A connection to `addr` whose calls have the `--timeout` deadline.
+pub fn link(g: &Global, addr: &str) -> anyhow::Result<Link> {
+    Ok(Link::new(addr, Duration::from_secs_f64(g.timeout))?)
+}
+
+/// Print `value` as JSON, or `table` for people.
+pub fn emit(g: &Global, value: serde_json::Value, table: impl FnOnce() -> Table) {
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", table());
+    }
+}

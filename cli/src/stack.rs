@@ -1,0 +1,238 @@
+//! The local stack: storage, ingest, query and telemetry as child processes of this binary
+//! (`akidb serve <service>`), their ports and arguments, and how each is spawned. `akidb up`
+//! starts and supervises one; `akidb bench --start` starts one of its own.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The gRPC and metrics ports of one service.
+#[derive(Debug, Clone, Copy)]
+pub struct ServicePorts {
+    /// Its API (and grpc.health.v1).
+    pub grpc: u16,
+    /// `/metrics` (and `/tracing`; the aggregator's `/federate`).
+    pub metrics: u16,
+}
+
+/// Where the services of a stack listen.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// The interface every service listens on.
+    pub host: String,
+    pub query: ServicePorts,
+    pub ingest: ServicePorts,
+    pub storage: ServicePorts,
+    pub telemetry: ServicePorts,
+}
+
+impl Ports {
+    /// The default ports (gRPC 50051-50054, metrics 9100-9103) plus `offset`, on `host`.
+    pub fn fixed(host: &str, offset: u16) -> Ports {
+        let p = |grpc: u16, metrics: u16| ServicePorts {
+            grpc: grpc + offset,
+            metrics: metrics + offset,
+        };
+        Ports {
+            host: host.to_string(),
+            query: p(50051, 9101),
+            ingest: p(50052, 9102),
+            storage: p(50053, 9103),
+            telemetry: p(50054, 9100),
+        }
+    }
+
+    /// Ports free on 127.0.0.1 right now: a stack beside any other.
+    pub fn free() -> anyhow::Result<Ports> {
+        let p = || -> anyhow::Result<ServicePorts> {
+            Ok(ServicePorts {
+                grpc: free_port()?,
+                metrics: free_port()?,
+            })
+        };
+        Ok(Ports {
+            host: "127.0.0.1".into(),
+            query: p()?,
+            ingest: p()?,
+            storage: p()?,
+            telemetry: p()?,
+        })
+    }
+
+    /// `host:port`.
+    pub fn addr(&self, port: u16) -> String {
+        format!("{}:{port}", self.host)
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// What to start.
+pub struct Plan {
+    /// Storage keeps its WAL, segments, snapshots and local object store in
+    /// `<data_dir>/storage`.
+    pub data_dir: PathBuf,
+    pub ports: Ports,
+    /// Appended to storage's arguments.
+    pub storage_args: Vec<String>,
+    /// Appended to query's arguments.
+    pub query_args: Vec<String>,
+    /// Whether the telemetry aggregator runs too (it scrapes every service's metrics).
+    pub telemetry: bool,
+}
+
+impl Plan {
+    /// The services in start order (storage first), each with its arguments.
+    fn services(&self) -> Vec<Svc> {
+        let p = &self.ports;
+        // `--grpc-addr`, `--metrics-addr`, then `rest`.
+        let args = |sp: ServicePorts, rest: &[&str], extra: &[String]| -> Vec<String> {
+            let mut v = vec![
+                "--grpc-addr".to_string(),
+                p.addr(sp.grpc),
+                "--metrics-addr".into(),
+                p.addr(sp.metrics),
+            ];
+            v.extend(rest.iter().map(|s| s.to_string()));
+            v.extend(extra.iter().cloned());
+            v
+        };
+        let data_dir = self.data_dir.join("storage").display().to_string();
+        let storage_url = format!("http://{}", p.addr(p.storage.grpc));
+        let mut svcs = vec![
+            Svc::new(
+                "storage",
+                args(p.storage, &["--data-dir", &data_dir], &self.storage_args),
+            ),
+            Svc::new(
+                "ingest",
+                args(p.ingest, &["--storage-addr", &storage_url], &[]),
+            ),
+            Svc::new(
+                "query",
+                args(p.query, &["--storage-addr", &storage_url], &self.query_args),
+            ),
+        ];
+        if self.telemetry {
+            let targets = format!(
+                "storage={},ingest={},query={},telemetry={}",
+                p.addr(p.storage.metrics),
+                p.addr(p.ingest.metrics),
+                p.addr(p.query.metrics),
+                p.addr(p.telemetry.metrics)
+            );
+            svcs.push(Svc::new(
+                "telemetry",
+                args(p.telemetry, &["--scrape-targets", &targets], &[]),
+            ));
+        }
+        svcs
+    }
+}
+
+/// How the children are spawned.
+pub struct Spawn {
+    /// This binary.
+    pub exe: PathBuf,
+    /// `AKIDB_LOG` of the children (None: inherited).
+    pub log: Option<&'static str>,
+    /// A process group of their own, so that a terminal's Ctrl-C reaches only this process,
+    /// which then stops them in order (`akidb up`). Without it Ctrl-C reaches them too: for
+    /// a process that does not handle the signal and would otherwise leave them running.
+    pub own_group: bool,
+}
+
+/// Spawn every service of `plan`, storage first.
+pub fn start(plan: &Plan, how: &Spawn) -> anyhow::Result<Vec<Svc>> {
+    let mut svcs = plan.services();
+    for s in &mut svcs {
+        s.spawn(how)?;
+    }
+    Ok(svcs)
+}
+
+/// One service of the stack: a child process (killed on drop), restarted by
+/// [`Svc::reap_and_restart`].
+pub struct Svc {
+    /// The service (`akidb serve <name>`).
+    pub name: &'static str,
+    /// Its arguments after the name, the same at every restart.
+    args: Vec<String>,
+    /// None once taken to be waited for (stopping).
+    pub child: Option<Child>,
+    /// Restarts in a row, each after less than a minute of running: the backoff grows
+    /// with them.
+    restarts: u32,
+    /// When the running process was spawned.
+    started: Instant,
+}
+
+impl Svc {
+    fn new(name: &'static str, args: Vec<String>) -> Self {
+        Self {
+            name,
+            args,
+            child: None,
+            restarts: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn spawn(&mut self, how: &Spawn) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&how.exe);
+        cmd.arg("serve")
+            .arg(self.name)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(level) = how.log {
+            cmd.env("AKIDB_LOG", level);
+        }
+        if how.own_group {
+            cmd.process_group(0);
+        }
+        self.child = Some(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", self.name))?,
+        );
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
+    /// If the process exited: report it and start it again after a backoff that grows with
+    /// the restarts of the last minute.
+    pub async fn reap_and_restart(&mut self, how: &Spawn) -> anyhow::Result<()> {
+        let Some(c) = self.child.as_mut() else {
+            return Ok(());
+        };
+        if let Some(st) = c.try_wait()? {
+            self.restarts += 1;
+            if self.started.elapsed() > Duration::from_secs(60) {
+                self.restarts = 1;
+            }
+            let backoff = Duration::from_millis(250 * 2u64.pow(self.restarts.min(6)));
+            eprintln!(
+                "{} exited ({st}); restarting in {:?} (restart #{})",
+                self.name, backoff, self.restarts
+            );
+            tokio::time::sleep(backoff).await;
+            self.spawn(how)?;
+        }
+        Ok(())
+    }
+}

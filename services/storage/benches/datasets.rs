@@ -1,0 +1,473 @@
+//! Build speed, memory, search speed and recall on the shared benchmark sets, and durable
+//! ingest (results in docs/benchmarks.md):
+//!
+//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest ...]
+//!
+//! With no name, all three. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
+//! `AKIDB_BENCH_EF_CONSTRUCTION=<n>`, `AKIDB_BENCH_DIR=<dir on a real disk>` (ingest; default
+//! `/work`), `AKIDB_DATASETS` (the sets; default `../shared/data`).
+//!
+//! The hnsw_rs baseline (columns A and B) is built here from `hnsw_rs` and storage's public
+//! distance, `akidb_storage::distance::graph_distance`, as storage builds its graphs: the
+//! storage crate keeps its own `hnsw_rs` handles private.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use akidb_storage::collection::{Collection, CollectionOptions};
+use akidb_storage::distance::{graph_distance, normalize};
+use akidb_storage::index::Graph;
+use akidb_storage::model::{
+    CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
+    PointRecord,
+};
+use akidb_storage::store::CollectionStore;
+use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
+use common::sets::{Set, indexed, load, params, recall_rows};
+use hnsw_rs::hnsw::Hnsw;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Layers of an `hnsw_rs` structure (as storage builds them).
+const MAX_LAYERS: usize = 16;
+
+fn main() {
+    // Child processes of `bench` (see there): one probe, then exit.
+    if let Ok(path) = std::env::var("AKIDB_RSS_PROBE") {
+        match std::env::args().nth(1).as_deref() {
+            Some("--rss-probe") => return rss_probe(Path::new(&path)),
+            Some("--storage-rss-probe") => return storage_rss_probe(&path),
+            _ => {}
+        }
+    }
+    // `cargo bench` adds `--bench`; other words select benchmarks by a part of their name.
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |n: &str| names.is_empty() || names.iter().any(|f| n.contains(f.as_str()));
+    if run("siftsmall") {
+        bench(SIFTSMALL);
+    }
+    if run("jeopardy") {
+        bench(JEOPARDY);
+    }
+    if run("ingest") {
+        ingest();
+    }
+}
+
+/// Storage's graph distance, for `hnsw_rs`.
+struct GraphDist(Metric);
+
+impl hnsw_rs::anndists::dist::distances::Distance<f32> for GraphDist {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        graph_distance(self.0, a, b)
+    }
+}
+
+/// `hnsw_rs`'s own structure over `items`, built (every core) through [`GraphDist`] as
+/// storage builds its graphs, in searching mode.
+fn hnsw_rs_build(
+    metric: Metric,
+    m: usize,
+    efc: usize,
+    items: &[(&[f32], usize)],
+) -> Hnsw<'static, f32, GraphDist> {
+    let mut h = Hnsw::new(m, items.len().max(1), MAX_LAYERS, efc, GraphDist(metric));
+    h.parallel_insert_slice(&items.to_vec());
+    h.set_searching_mode(true);
+    h
+}
+
+/// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`).
+fn hnsw_rs_native_build(m: usize, efc: usize, items: &[(&[f32], usize)]) -> f64 {
+    use hnsw_rs::anndists::dist::distances::DistL2;
+    let items = items.to_vec();
+    let start = Instant::now();
+    let h = Hnsw::<f32, DistL2>::new(m, items.len(), MAX_LAYERS, efc, DistL2);
+    h.parallel_insert_slice(&items);
+    // Timed before the structure is dropped (dropping it is slow too).
+    start.elapsed().as_secs_f64()
+}
+
+/// Resident and peak memory of this process in KiB (`/proc/self/status`).
+fn rss_kib() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// For each variant (queries, search): (µs per query, results), best of `reps` passes that
+/// take turns, so a busy machine slows every variant alike.
+type Variant<'a> = (&'a [Vec<f32>], &'a dyn Fn(&[f32]) -> Vec<usize>);
+
+fn timed_interleaved(variants: &[Variant], reps: usize) -> Vec<(f64, Vec<Vec<usize>>)> {
+    let mut out: Vec<(f64, Vec<Vec<usize>>)> = variants
+        .iter()
+        .map(|(qs, f)| (f64::INFINITY, qs.iter().map(|q| f(q)).collect()))
+        .collect();
+    for _ in 0..reps {
+        for (i, (qs, f)) in variants.iter().enumerate() {
+            let start = Instant::now();
+            for q in qs.iter() {
+                std::hint::black_box(f(q));
+            }
+            out[i].0 = out[i]
+                .0
+                .min(start.elapsed().as_secs_f64() * 1e6 / qs.len() as f64);
+        }
+    }
+    out
+}
+
+/// Vectors (normalized for cosine) as one flat array, `dim` per row.
+fn rows_of(set: &Set, vs: &[Vec<f32>]) -> Vec<f32> {
+    vs.iter()
+        .flat_map(|r| {
+            let mut r = r.clone();
+            if set.metric == Metric::Cosine {
+                normalize(&mut r);
+            }
+            r
+        })
+        .collect()
+}
+
+fn bench(name: &str) {
+    let Some(set) = load(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dim = set.base[0].len();
+    let (rss0, _) = rss_kib();
+    let t = Instant::now();
+    let (c, build) = indexed(&set, dir.path());
+    let total = t.elapsed().as_secs_f64();
+    let n = set.base.len();
+    println!(
+        "## {name}: {n} points, dim {dim}, {:?}, m {DEFAULT_M}",
+        set.metric
+    );
+    println!(
+        "build in-engine (ef_construction {}): ingest+build {total:.2}s = {:.0} vectors/s; graph build alone {build:.2}s = {:.0} vectors/s",
+        c.spec().ef_construction,
+        n as f64 / total,
+        n as f64 / build
+    );
+    let (v, g, o) = c.gauges().3;
+    let (rss1, _) = rss_kib();
+    println!(
+        "memory: segment vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB; RSS grew {:.1} MiB while ingesting and indexing",
+        mib(v),
+        mib(g),
+        mib(o),
+        (rss1 as f64 - rss0 as f64) / 1024.0
+    );
+
+    // The same queries on hnsw_rs's graph searched by hnsw_rs, on our graph built the same
+    // way searched by ours, and through the engine.
+    let rows = rows_of(&set, &set.base);
+    let items: Vec<(&[f32], usize)> = rows.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let efc = c.spec().ef_construction as usize;
+    let m = DEFAULT_M as usize;
+    let start = Instant::now();
+    let bare = hnsw_rs_build(set.metric, m, efc, &items);
+    let rs_build = start.elapsed().as_secs_f64();
+    let flat = Graph::build(set.metric, m, efc, dim, &items);
+    println!(
+        "build alone, {} threads, ef_construction {efc}: hnsw_rs through graph_distance {:.0} vectors/s",
+        threads(),
+        n as f64 / rs_build,
+    );
+    if set.metric == Metric::L2 {
+        // hnsw_rs with its own distance, at our ef_construction and at 200.
+        for e in [efc, 200] {
+            let secs = hnsw_rs_native_build(m, e, &items);
+            println!(
+                "build alone: hnsw_rs with its own DistL2, ef_construction {e}: {:.0} vectors/s",
+                n as f64 / secs
+            );
+        }
+    }
+    let qs: Vec<Vec<f32>> = rows_of(&set, &set.queries)
+        .chunks(dim)
+        .map(<[f32]>::to_vec)
+        .collect();
+    let reps = if dim > 512 { 3 } else { 7 };
+    println!();
+    println!(
+        "Same queries; A = hnsw_rs's graph searched by hnsw_rs, B = our graph built the same way (Graph::build, same parameters) searched by ours, S = storage-side Collection::search (its own graph, built in-engine the same way). Best of {reps} interleaved passes."
+    );
+    println!();
+    println!(
+        "| ef | A µs | A QPS | A recall@10 | B µs | B QPS | B recall@10 | A/B | S µs | S QPS | S recall@10 | A/S |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ef in [16usize, 32, 64, 128] {
+        let variants: [Variant; 3] = [
+            (&qs, &|q| {
+                bare.search(q, 10, ef).into_iter().map(|r| r.d_id).collect()
+            }),
+            (&qs, &|q| {
+                flat.search(&rows, q, 10, ef, None)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect()
+            }),
+            (&set.queries, &|q| {
+                c.search(&params(q, 10, Some(ef), None))
+                    .unwrap()
+                    .0
+                    .into_iter()
+                    .map(|h| match h.key {
+                        PointKey::Num(n) => n as usize,
+                        _ => usize::MAX,
+                    })
+                    .collect()
+            }),
+        ];
+        let res = timed_interleaved(&variants, reps);
+        let r: Vec<f64> = res
+            .iter()
+            .map(|(_, out)| recall_rows(out, &set.gt))
+            .collect();
+        let us: Vec<f64> = res.iter().map(|x| x.0).collect();
+        println!(
+            "| {ef} | {:.1} | {:.0} | {:.4} | {:.1} | {:.0} | {:.4} | {:.2}× | {:.1} | {:.0} | {:.4} | {:.2}× |",
+            us[0],
+            1e6 / us[0],
+            r[0],
+            us[1],
+            1e6 / us[1],
+            r[1],
+            us[0] / us[1],
+            us[2],
+            1e6 / us[2],
+            r[2],
+            us[0] / us[2],
+        );
+    }
+    println!();
+    drop(bare);
+    drop(flat);
+    // Restart: snapshot, drop, open again (graphs loaded, not rebuilt).
+    c.snapshot().unwrap();
+    let path = c.dir().to_path_buf();
+    drop(c);
+    let start = Instant::now();
+    let c = Collection::open(&path, CollectionOptions::default(), |_, _| {}).unwrap();
+    println!(
+        "restart from snapshot {:.3}s, indexed points {}",
+        start.elapsed().as_secs_f64(),
+        c.stats().indexed_point_count
+    );
+    drop(c);
+    // A fresh process that only opens the snapshot: its memory is the collection's.
+    let (text, diag) = probe("--rss-probe", &path);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.find("rss ").map(|i| &l[i..]))
+        .collect();
+    if lines.is_empty() {
+        println!("rss probe failed: {diag}\n{text}");
+    }
+    lines.iter().for_each(|l| println!("{l}"));
+    // The storage service itself (gRPC server, engine, object layer) started on the data
+    // directory, as `akidb-storage --data-dir` would, in a fresh process; and on an empty one.
+    let empty = tempfile::tempdir().unwrap();
+    for (what, d) in [("empty", empty.path()), ("this set", dir.path())] {
+        let (text, diag) = probe("--storage-rss-probe", d);
+        match text.lines().find_map(|l| l.find("rss ").map(|i| &l[i..])) {
+            Some(l) => println!("{l} ({what})"),
+            None => println!("storage rss probe failed: {diag}\n{text}"),
+        }
+    }
+}
+
+/// This benchmark run again as a child process with `flag` on `path`: its stdout, and its
+/// exit status and stderr.
+fn probe(flag: &str, path: &Path) -> (String, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(flag)
+        .env("AKIDB_RSS_PROBE", path)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!("{}\n{}", out.status, String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Child process of [`bench`]: serve the data directory `dir` with the storage service for
+/// 2 s (recovery loads the snapshot in milliseconds), then print the process's memory.
+fn storage_rss_probe(dir: &str) {
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        c: akidb_storage::StorageConfig,
+    }
+    use clap::Parser;
+    let a = A::try_parse_from([
+        "akidb-storage",
+        "--data-dir",
+        dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (rss, peak) = rss_kib();
+            println!(
+                "rss of the storage service serving the data directory: {:.1} MiB, peak {:.1} MiB",
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        };
+        akidb_storage::run(
+            a.c,
+            akidb_instrumentation::lifecycle::Serving::new(grpc, metrics, stop),
+        )
+        .await
+        .unwrap();
+    });
+}
+
+/// Child process of [`bench`]: open the collection at `path` and print the process's memory
+/// before and after; then with `hnsw_rs`'s structure for the same points also held.
+fn rss_probe(path: &Path) {
+    let (before, _) = rss_kib();
+    let c = Collection::open(path, CollectionOptions::default(), |_, _| {}).unwrap();
+    let (after, peak) = rss_kib();
+    let (v, g, o) = c.gauges().3;
+    println!(
+        "rss of a process opening the snapshot: {:.1} MiB before, {:.1} MiB after (+{:.1} MiB), peak {:.1} MiB; collection accounts vectors+keys {:.1} MiB, graph {:.2} MiB, other {:.2} MiB",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0,
+        peak as f64 / 1024.0,
+        mib(v),
+        mib(g),
+        mib(o)
+    );
+    // What storage held next to the segment before the flat graph: hnsw_rs's structure
+    // (its own copy of every vector and its neighbour lists). The points are read back
+    // through the API (ids 0..n, as `bench` wrote them) into one array that is freed once
+    // hnsw_rs has copied them.
+    let spec = c.spec().clone();
+    let dim = spec.dimension as usize;
+    let n = c.stats().point_count;
+    let mut all = Vec::with_capacity(n as usize * dim);
+    for ids in (0..n).collect::<Vec<u64>>().chunks(1000) {
+        let keys: Vec<PointKey> = ids.iter().map(|&i| PointKey::Num(i)).collect();
+        for p in c.get(&keys, false, true).unwrap() {
+            all.extend_from_slice(&p.vector.unwrap());
+        }
+    }
+    let items: Vec<(&[f32], usize)> = all.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
+    let h = hnsw_rs_build(
+        spec.metric,
+        spec.m as usize,
+        spec.ef_construction as usize,
+        &items,
+    );
+    drop(items);
+    drop(all);
+    let (with_rs, _) = rss_kib();
+    println!(
+        "rss with hnsw_rs's structure for the same points also held (as before): {:.1} MiB (+{:.1} MiB, build garbage included)",
+        with_rs as f64 / 1024.0,
+        (with_rs as f64 - after as f64) / 1024.0
+    );
+    drop(h);
+    drop(c);
+}
+
+/// Durable ingest with fsync=always: 1000-point batches of siftsmall's 128-d vectors, 1 and
+/// 4 writers, in `AKIDB_BENCH_DIR` (default `/work`: a real disk, not tmpfs).
+fn ingest() {
+    let Some(set) = load(SIFTSMALL) else { return };
+    let fsyncs = || {
+        akidb_instrumentation::metrics::metrics()
+            .wal_fsync_duration
+            .histogram()
+            .get_sample_count()
+    };
+    for writers in [1usize, 4] {
+        let dir = tempfile::tempdir_in(
+            std::env::var("AKIDB_BENCH_DIR").unwrap_or_else(|_| "/work".into()),
+        )
+        .unwrap();
+        let spec = CollectionSpec {
+            name: "ingest".into(),
+            dimension: 128,
+            metric: Metric::L2,
+            m: DEFAULT_M,
+            ef_construction: DEFAULT_EF_CONSTRUCTION,
+            pinned: false,
+            datatype: Datatype::Float32,
+        };
+        // The only WAL of this process from here on: the fsyncs counted are its own.
+        let fsyncs0 = fsyncs();
+        let c = Collection::create(
+            &dir.path().join("i"),
+            spec,
+            CollectionOptions {
+                segment_max_points: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let rounds = 10;
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let (c, set) = (&c, &set);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        for (b, chunk) in set.base.chunks(1000).enumerate() {
+                            let pts = chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| PointRecord {
+                                    key: PointKey::Num(
+                                        ((w * rounds + r) * 10_000 + b * 1000 + i) as u64,
+                                    ),
+                                    vector: v.clone(),
+                                    payload: Payload::new(),
+                                })
+                                .collect();
+                            c.upsert(pts).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let n = writers * rounds * set.base.len();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "ingest: {writers} writer(s), {n} vectors durable in {secs:.2}s = {:.0} vectors/s, {} fsyncs",
+            n as f64 / secs,
+            fsyncs() - fsyncs0
+        );
+    }
+}

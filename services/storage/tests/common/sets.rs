@@ -1,0 +1,155 @@
+//! The shared data sets (`akidb_testkit::datasets`) as storage collections in this process:
+//! one sealed segment with its HNSW graph, searched through the public API, and recall@10
+//! against the sets' ground truth.
+
+use akidb_storage::collection::{Collection, CollectionOptions};
+use akidb_storage::filter::Filter;
+use akidb_storage::model::{
+    CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
+    PointRecord,
+};
+use akidb_storage::store::{CollectionStore, SearchParams};
+use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A data set with what storage needs beside the vectors.
+pub struct Set {
+    pub base: Vec<Vec<f32>>,
+    pub queries: Vec<Vec<f32>>,
+    pub gt: Vec<Vec<u64>>,
+    /// Per base row: none for siftsmall; category, value and round for jeopardy.
+    pub payloads: Vec<Payload>,
+    pub metric: Metric,
+}
+
+/// [`SIFTSMALL`] or [`JEOPARDY`]; `None` when the test is to skip (the set is missing and
+/// this is not CI).
+pub fn load(name: &str) -> Option<Set> {
+    let v = VectorSet::load(name)?;
+    let n = v.base.len();
+    let (payloads, metric) = match name {
+        SIFTSMALL => (vec![Payload::new(); n], Metric::L2),
+        JEOPARDY => {
+            let meta = std::fs::read_to_string(v.dir.join("jeopardy_base_meta.jsonl")).unwrap();
+            let payloads = meta
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let mut p = Payload::new();
+                    for f in ["Category", "Value", "Round"] {
+                        p.insert(f.to_lowercase(), v[f].clone());
+                    }
+                    p
+                })
+                .collect();
+            (payloads, Metric::Cosine)
+        }
+        other => panic!("no storage set `{other}`"),
+    };
+    Some(Set {
+        base: v.base,
+        queries: v.queries,
+        gt: v.groundtruth,
+        payloads,
+        metric,
+    })
+}
+
+/// A collection holding the whole set in one sealed, indexed segment; returns build seconds.
+/// Its datatype is float32, or `AKIDB_BENCH_DATATYPE` (`float16`).
+pub fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
+    let datatype = match std::env::var("AKIDB_BENCH_DATATYPE").as_deref() {
+        Ok("float16") => Datatype::Float16,
+        _ => Datatype::Float32,
+    };
+    indexed_as(set, dir, datatype)
+}
+
+/// [`indexed`] with `datatype`; `ef_construction` is the default or
+/// `AKIDB_BENCH_EF_CONSTRUCTION`.
+pub fn indexed_as(set: &Set, dir: &Path, datatype: Datatype) -> (Arc<Collection>, f64) {
+    let spec = CollectionSpec {
+        name: "bench".into(),
+        dimension: set.base[0].len() as u32,
+        metric: set.metric,
+        m: DEFAULT_M,
+        ef_construction: std::env::var("AKIDB_BENCH_EF_CONSTRUCTION")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_EF_CONSTRUCTION),
+        pinned: false,
+        datatype,
+    };
+    // Where the storage engine looks for it when `dir` is its data directory.
+    let c = Collection::create(
+        &dir.join("collections").join("bench"),
+        spec,
+        CollectionOptions::default(),
+    )
+    .unwrap();
+    for (chunk_no, chunk) in set.base.chunks(1000).enumerate() {
+        let pts = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = chunk_no * 1000 + i;
+                PointRecord {
+                    key: PointKey::Num(id as u64),
+                    vector: v.clone(),
+                    payload: set.payloads[id].clone(),
+                }
+            })
+            .collect();
+        c.upsert(pts).unwrap();
+    }
+    c.seal();
+    let start = Instant::now();
+    c.build_pending().unwrap();
+    (c, start.elapsed().as_secs_f64())
+}
+
+/// Search parameters: no payloads or vectors in the hits, graph search.
+pub fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) -> SearchParams {
+    SearchParams {
+        vector: q.to_vec(),
+        k,
+        filter,
+        ef,
+        with_payload: false,
+        with_vector: false,
+        exact: false,
+    }
+}
+
+/// (mean recall@10, mean µs per search) at `ef` (None: the default) over the first `nq`
+/// queries.
+pub fn recall(c: &Collection, set: &Set, ef: Option<usize>, nq: usize) -> (f64, f64) {
+    let mut hit = 0usize;
+    let start = Instant::now();
+    let mut results = Vec::with_capacity(nq);
+    for q in &set.queries[..nq] {
+        results.push(c.search(&params(q, 10, ef, None)).unwrap().0);
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / nq as f64;
+    for (hits, gt) in results.iter().zip(&set.gt) {
+        let truth: HashSet<u64> = gt[..10].iter().copied().collect();
+        hit += hits
+            .iter()
+            .filter(|h| matches!(h.key, PointKey::Num(n) if truth.contains(&n)))
+            .count();
+    }
+    (hit as f64 / (10 * nq) as f64, us)
+}
+
+/// Mean recall@10 of result offsets (row numbers) against the ground truth.
+pub fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
+    let mut hit = 0;
+    for (r, g) in results.iter().zip(gt) {
+        let truth: HashSet<u64> = g[..10].iter().copied().collect();
+        hit += r.iter().filter(|o| truth.contains(&(**o as u64))).count();
+    }
+    hit as f64 / (10 * results.len()) as f64
+}
