@@ -1,5 +1,5 @@
-//! The flags every service shares: where it listens ([`listen_args!`]) and its logs and
-//! traces ([`TelemetryArgs`]).
+//! The flags every service shares for its logs and traces ([`TelemetryArgs`]); where each
+//! listens is declared with [`crate::listen_args!`].
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -40,44 +40,4 @@ impl Default for TelemetryArgs {
             idle_poll_us: 0,
         }
     }
-}
-
-/// Declares `Listen`, a service's listen flags: `--grpc-addr` and `--metrics-addr` (the HTTP
-/// port: `/metrics`, `/healthz`, `/tracing`), read from `AKIDB_<SERVICE>_GRPC_ADDR` and
-/// `AKIDB_<SERVICE>_METRICS_ADDR`, on loopback at the service's default ports by default; and
-/// makes `$config` (which flattens it as its field `listen`) a
-/// [`crate::lifecycle::ServiceConfig`] of `$component`.
-///
-/// ```ignore
-/// akidb_instrumentation::listen_args!(QueryConfig, Query, "QUERY", 50051, 9101);
-/// ```
-#[macro_export]
-macro_rules! listen_args {
-    ($config:ident, $component:ident, $service:literal, $grpc_port:literal, $http_port:literal) => {
-        #[doc = concat!("Where the ", $service, " service listens.")]
-        #[derive(Debug, Clone, clap::Args)]
-        pub struct Listen {
-            /// gRPC listen address.
-            #[arg(
-                                                long = "grpc-addr",
-                                                env = concat!("AKIDB_", $service, "_GRPC_ADDR"),
-                                                default_value = concat!("127.0.0.1:", $grpc_port)
-                                            )]
-            pub grpc_addr: std::net::SocketAddr,
-            /// HTTP listen address: `/metrics`, `/healthz` and `/tracing`.
-            #[arg(
-                                                long = "metrics-addr",
-                                                env = concat!("AKIDB_", $service, "_METRICS_ADDR"),
-                                                default_value = concat!("127.0.0.1:", $http_port)
-                                            )]
-            pub metrics_addr: std::net::SocketAddr,
-        }
-
-        impl $crate::lifecycle::ServiceConfig for $config {
-            const COMPONENT: $crate::Component = $crate::Component::$component;
-            fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
-                (self.listen.grpc_addr, self.listen.metrics_addr)
-            }
-        }
-    };
 }

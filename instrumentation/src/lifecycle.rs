@@ -106,6 +106,46 @@ where
     res
 }
 
+/// Declares `Listen`, a service's listen flags: `--grpc-addr` and `--metrics-addr` (the HTTP
+/// port: `/metrics`, `/healthz`, `/tracing`), read from `AKIDB_<SERVICE>_GRPC_ADDR` and
+/// `AKIDB_<SERVICE>_METRICS_ADDR`, on loopback at the service's default ports by default; and
+/// makes `$config` (which flattens it as its field `listen`) a
+/// [`ServiceConfig`] of `$component`.
+///
+/// ```ignore
+/// akidb_instrumentation::listen_args!(QueryConfig, Query, "QUERY", 50051, 9101);
+/// ```
+#[macro_export]
+macro_rules! listen_args {
+    ($config:ident, $component:ident, $service:literal, $grpc_port:literal, $http_port:literal) => {
+        #[doc = concat!("Where the ", $service, " service listens.")]
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct Listen {
+            /// gRPC listen address.
+            #[arg(
+                                                long = "grpc-addr",
+                                                env = concat!("AKIDB_", $service, "_GRPC_ADDR"),
+                                                default_value = concat!("127.0.0.1:", $grpc_port)
+                                            )]
+            pub grpc_addr: std::net::SocketAddr,
+            /// HTTP listen address: `/metrics`, `/healthz` and `/tracing`.
+            #[arg(
+                                                long = "metrics-addr",
+                                                env = concat!("AKIDB_", $service, "_METRICS_ADDR"),
+                                                default_value = concat!("127.0.0.1:", $http_port)
+                                            )]
+            pub metrics_addr: std::net::SocketAddr,
+        }
+
+        impl $crate::lifecycle::ServiceConfig for $config {
+            const COMPONENT: $crate::metrics::Component = $crate::metrics::Component::$component;
+            fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+                (self.listen.grpc_addr, self.listen.metrics_addr)
+            }
+        }
+    };
+}
+
 /// A service binary's flags: the service's own and the shared telemetry ones.
 #[derive(clap::Parser)]
 struct ServiceArgs<C: clap::Args> {

@@ -7,16 +7,15 @@
 //! `AKIDB_BENCH_EF_CONSTRUCTION=<n>`, `AKIDB_BENCH_DIR=<dir on a real disk>` (ingest; default
 //! `/work`), `AKIDB_DATASETS` (the sets; default `../shared/data`).
 //!
-//! The hnsw_rs baseline (columns A and B) is built here from `hnsw_rs` and storage's public
-//! distance, `akidb_storage::distance::graph_distance`, as storage builds its graphs: the
-//! storage crate keeps its own `hnsw_rs` handles private.
+//! The hnsw_rs baseline (column A) is `hnsw_rs`'s own structure from the same build as B
+//! (`Graph::build_with_hnsw_rs`), searched by `hnsw_rs`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use akidb_storage::collection::{Collection, CollectionOptions};
-use akidb_storage::distance::{graph_distance, normalize};
-use akidb_storage::index::Graph;
+use akidb_storage::distance::normalize;
+use akidb_storage::index::{Graph, bench_hnsw_rs_native_build};
 use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
     PointRecord,
@@ -24,12 +23,8 @@ use akidb_storage::model::{
 use akidb_storage::store::CollectionStore;
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
 use common::sets::{Set, indexed, load, params, recall_rows};
-use hnsw_rs::hnsw::Hnsw;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Layers of an `hnsw_rs` structure (as storage builds them).
-const MAX_LAYERS: usize = 16;
 
 fn main() {
     // Child processes of `bench` (see there): one probe, then exit.
@@ -55,40 +50,6 @@ fn main() {
     if run("ingest") {
         ingest();
     }
-}
-
-/// Storage's graph distance, for `hnsw_rs`.
-struct GraphDist(Metric);
-
-impl hnsw_rs::anndists::dist::distances::Distance<f32> for GraphDist {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        graph_distance(self.0, a, b)
-    }
-}
-
-/// `hnsw_rs`'s own structure over `items`, built (every core) through [`GraphDist`] as
-/// storage builds its graphs, in searching mode.
-fn hnsw_rs_build(
-    metric: Metric,
-    m: usize,
-    efc: usize,
-    items: &[(&[f32], usize)],
-) -> Hnsw<'static, f32, GraphDist> {
-    let mut h = Hnsw::new(m, items.len().max(1), MAX_LAYERS, efc, GraphDist(metric));
-    h.parallel_insert_slice(&items.to_vec());
-    h.set_searching_mode(true);
-    h
-}
-
-/// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`).
-fn hnsw_rs_native_build(m: usize, efc: usize, items: &[(&[f32], usize)]) -> f64 {
-    use hnsw_rs::anndists::dist::distances::DistL2;
-    let items = items.to_vec();
-    let start = Instant::now();
-    let h = Hnsw::<f32, DistL2>::new(m, items.len(), MAX_LAYERS, efc, DistL2);
-    h.parallel_insert_slice(&items);
-    // Timed before the structure is dropped (dropping it is slow too).
-    start.elapsed().as_secs_f64()
 }
 
 /// Resident and peak memory of this process in KiB (`/proc/self/status`).
@@ -184,9 +145,8 @@ fn bench(name: &str) {
     let efc = c.spec().ef_construction as usize;
     let m = DEFAULT_M as usize;
     let start = Instant::now();
-    let bare = hnsw_rs_build(set.metric, m, efc, &items);
+    let (flat, bare) = Graph::build_with_hnsw_rs(set.metric, m, efc, dim, &items);
     let rs_build = start.elapsed().as_secs_f64();
-    let flat = Graph::build(set.metric, m, efc, dim, &items);
     println!(
         "build alone, {} threads, ef_construction {efc}: hnsw_rs through graph_distance {:.0} vectors/s",
         threads(),
@@ -195,7 +155,7 @@ fn bench(name: &str) {
     if set.metric == Metric::L2 {
         // hnsw_rs with its own distance, at our ef_construction and at 200.
         for e in [efc, 200] {
-            let secs = hnsw_rs_native_build(m, e, &items);
+            let secs = bench_hnsw_rs_native_build(m, e, &items);
             println!(
                 "build alone: hnsw_rs with its own DistL2, ef_construction {e}: {:.0} vectors/s",
                 n as f64 / secs
@@ -209,7 +169,7 @@ fn bench(name: &str) {
     let reps = if dim > 512 { 3 } else { 7 };
     println!();
     println!(
-        "Same queries; A = hnsw_rs's graph searched by hnsw_rs, B = our graph built the same way (Graph::build, same parameters) searched by ours, S = storage-side Collection::search (its own graph, built in-engine the same way). Best of {reps} interleaved passes."
+        "Same queries; A = hnsw_rs's graph searched by hnsw_rs, B = the same graph copied into our form searched by ours, S = storage-side Collection::search (its own graph, built in-engine the same way). Best of {reps} interleaved passes."
     );
     println!();
     println!(
@@ -219,7 +179,7 @@ fn bench(name: &str) {
     for ef in [16usize, 32, 64, 128] {
         let variants: [Variant; 3] = [
             (&qs, &|q| {
-                bare.search(q, 10, ef).into_iter().map(|r| r.d_id).collect()
+                bare.search(q, 10, ef).into_iter().map(|r| r.0).collect()
             }),
             (&qs, &|q| {
                 flat.search(&rows, q, 10, ef, None)
@@ -384,10 +344,11 @@ fn rss_probe(path: &Path) {
         }
     }
     let items: Vec<(&[f32], usize)> = all.chunks(dim).enumerate().map(|(o, r)| (r, o)).collect();
-    let h = hnsw_rs_build(
+    let h = Graph::build_with_hnsw_rs(
         spec.metric,
         spec.m as usize,
         spec.ef_construction as usize,
+        dim,
         &items,
     );
     drop(items);

@@ -1040,7 +1040,3 @@ mod tests {
         assert!(!m2.files.iter().any(|f| f.name.contains(".hnsw.")));
     }
 }
-
-#[cfg(test)]
-#[path = "dataset_tests.rs"]
-mod dataset_tests;

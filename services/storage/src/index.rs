@@ -87,10 +87,8 @@ pub struct Graph {
 }
 
 /// `hnsw_rs`'s own structure, kept only by benchmarks that compare against it.
-#[cfg(test)]
 pub struct HnswRs(Hnsw<'static, f32, GraphDist>);
 
-#[cfg(test)]
 impl HnswRs {
     pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
         self.0
@@ -138,7 +136,6 @@ impl Graph {
     }
 
     /// Build, and keep `hnsw_rs`'s structure too (benchmarks).
-    #[cfg(test)]
     pub fn build_with_hnsw_rs(
         metric: Metric,
         m: usize,
@@ -525,8 +522,7 @@ impl Graph {
 }
 
 /// Seconds `hnsw_rs` takes to build over `items` with its own distance (`DistL2`), for comparison with the build through
-/// [`graph_distance`].
-#[cfg(test)]
+/// [`graph_distance`] (benchmarks).
 pub fn bench_hnsw_rs_native_build(
     m: usize,
     ef_construction: usize,
