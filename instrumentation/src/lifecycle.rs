@@ -112,7 +112,7 @@ where
 /// makes `$config` (which flattens it as its field `listen`) a
 /// [`ServiceConfig`] of `$component`.
 ///
-/// ```ignore
+/// ```text
 /// akidb_instrumentation::listen_args!(QueryConfig, Query, "QUERY", 50051, 9101);
 /// ```
 #[macro_export]

@@ -104,24 +104,21 @@ impl Engine {
             other += o;
         }
         m.indexing_pending_points.set(pending as i64);
-        m.segments
-            .with_label_values(&["appendable"])
-            .set(all.len() as i64);
-        m.segments
-            .with_label_values(&["sealed"])
-            .set((sealed - indexed) as i64);
-        m.segments
-            .with_label_values(&["indexed"])
-            .set(indexed as i64);
-        m.memory_bytes
-            .with_label_values(&["vectors"])
-            .set(vectors as i64);
-        m.memory_bytes
-            .with_label_values(&["hnsw"])
-            .set(graphs as i64);
-        m.memory_bytes
-            .with_label_values(&["payload_index"])
-            .set(other as i64);
+        let segments = [
+            ("appendable", all.len() as u64),
+            ("sealed", sealed - indexed),
+            ("indexed", indexed),
+        ];
+        for (kind, n) in segments {
+            m.segments.with_label_values(&[kind]).set(n as i64);
+        }
+        for (kind, bytes) in [
+            ("vectors", vectors),
+            ("hnsw", graphs),
+            ("payload_index", other),
+        ] {
+            m.memory_bytes.with_label_values(&[kind]).set(bytes as i64);
+        }
         self.refresh_tier_gauges();
     }
 }
