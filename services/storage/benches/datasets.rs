@@ -20,7 +20,7 @@ use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
     PointRecord,
 };
-use akidb_storage::store::CollectionStore;
+use akidb_storage::store::{CollectionStore, Include};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
 use common::sets::{Set, indexed, load, params, recall_rows};
 use std::path::Path;
@@ -339,7 +339,16 @@ fn rss_probe(path: &Path) {
     let mut all = Vec::with_capacity(n as usize * dim);
     for ids in (0..n).collect::<Vec<u64>>().chunks(1000) {
         let keys: Vec<PointKey> = ids.iter().map(|&i| PointKey::Num(i)).collect();
-        for p in c.get(&keys, false, true).unwrap() {
+        for p in c
+            .get(
+                &keys,
+                Include {
+                    payload: false,
+                    vector: true,
+                },
+            )
+            .unwrap()
+        {
             all.extend_from_slice(&p.vector.unwrap());
         }
     }

@@ -18,7 +18,7 @@ use crate::model::*;
 use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
-use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
+use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::validate;
 use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
@@ -663,17 +663,9 @@ impl CollectionStore for Collection {
         Some((self.epoch, self.state.read().applied_seq))
     }
 
-    fn get(
-        &self,
-        keys: &[PointKey],
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<Vec<StoredPoint>> {
+    fn get(&self, keys: &[PointKey], include: Include) -> Result<Vec<StoredPoint>> {
         let st = self.state.read();
-        Ok(keys
-            .iter()
-            .filter_map(|k| st.stored(k, with_payload, with_vector))
-            .collect())
+        Ok(keys.iter().filter_map(|k| st.stored(k, include)).collect())
     }
 
     fn count(&self, filter: Option<&Filter>) -> Result<u64> {
@@ -750,8 +742,7 @@ mod tests {
             k,
             filter,
             ef: None,
-            with_payload: true,
-            with_vector: true,
+            include: Include::ALL,
             exact: true,
         }
     }
@@ -763,8 +754,7 @@ mod tests {
         assert_eq!(c.count(Some(&red)).unwrap(), o.count(Some(&red)).unwrap());
         let all = ScrollParams {
             limit: 100_000,
-            with_payload: true,
-            with_vector: true,
+            include: Include::ALL,
             ..Default::default()
         };
         let (a, _) = c.scroll(&all).unwrap();
@@ -876,7 +866,7 @@ mod tests {
                 .map(|&x| crate::distance::f16_to_f32(crate::distance::f32_to_f16(x)))
                 .collect()
         };
-        let got = c.get(&[PointKey::Num(7)], false, true).unwrap();
+        let got = c.get(&[PointKey::Num(7)], Include::VECTOR).unwrap();
         assert_eq!(got[0].vector.as_deref(), Some(&rounded(&pts[7].vector)[..]));
         let m = c.snapshot().unwrap();
         assert_eq!(m.format, 3);

@@ -7,7 +7,7 @@ use crate::objstore::breaker::BreakerStatus;
 use crate::objstore::dlq::DlqEntry;
 use crate::objstore::error::BreakerState;
 use crate::snapshot::SnapshotManifest;
-use crate::store::{Hit, SearchParams};
+use crate::store::{Hit, Include, SearchParams};
 use crate::tier::TierStatus;
 use akidb_proto::prost_types::{self, value::Kind};
 use akidb_proto::v1 as pb;
@@ -290,8 +290,10 @@ pub fn search_from_pb(r: pb::SearchRequest) -> Result<SearchParams> {
         vector: r.vector,
         k: r.k as usize,
         ef: r.ef.map(|e| e as usize),
-        with_payload: r.with_payload,
-        with_vector: r.with_vector,
+        include: Include {
+            payload: r.with_payload,
+            vector: r.with_vector,
+        },
         exact: r.exact,
     })
 }

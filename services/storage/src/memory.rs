@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::*;
 use crate::store::CollectionStore;
-use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
+use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,17 +38,13 @@ impl MemoryCollection {
         }
     }
 
-    fn point(
-        inner: &Inner,
-        slot: usize,
-        dim: usize,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> StoredPoint {
+    fn point(inner: &Inner, slot: usize, dim: usize, include: Include) -> StoredPoint {
         StoredPoint {
             key: inner.keys[slot].clone(),
-            payload: with_payload.then(|| inner.payloads[slot].clone()),
-            vector: with_vector.then(|| inner.vectors[slot * dim..(slot + 1) * dim].to_vec()),
+            payload: include.payload.then(|| inner.payloads[slot].clone()),
+            vector: include
+                .vector
+                .then(|| inner.vectors[slot * dim..(slot + 1) * dim].to_vec()),
         }
     }
 }
@@ -167,7 +163,7 @@ impl CollectionStore for MemoryCollection {
             .into_sorted_vec()
             .into_iter()
             .map(|Ranked(r, slot)| {
-                let p = Self::point(&g, slot, dim, params.with_payload, params.with_vector);
+                let p = Self::point(&g, slot, dim, params.include);
                 Hit {
                     key: p.key,
                     score: rank_key(metric, r),
@@ -187,18 +183,13 @@ impl CollectionStore for MemoryCollection {
         ))
     }
 
-    fn get(
-        &self,
-        keys: &[PointKey],
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<Vec<StoredPoint>> {
+    fn get(&self, keys: &[PointKey], include: Include) -> Result<Vec<StoredPoint>> {
         let dim = self.spec.dimension as usize;
         let g = self.inner.read();
         Ok(keys
             .iter()
             .filter_map(|k| g.by_key.get(k))
-            .map(|&s| Self::point(&g, s, dim, with_payload, with_vector))
+            .map(|&s| Self::point(&g, s, dim, include))
             .collect())
     }
 
@@ -221,15 +212,7 @@ impl CollectionStore for MemoryCollection {
         Ok(params.page(
             g.by_key.range((params.lower(), Bound::Unbounded)),
             |f, &(_, &s)| f.matches(&g.keys[s], &g.payloads[s]),
-            |(_, &s)| {
-                Some(Self::point(
-                    &g,
-                    s,
-                    dim,
-                    params.with_payload,
-                    params.with_vector,
-                ))
-            },
+            |(_, &s)| Some(Self::point(&g, s, dim, params.include)),
         ))
     }
 }

@@ -13,7 +13,7 @@ use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
 use crate::index::Graph;
 use crate::model::*;
-use crate::store::{Hit, ScrollParams, SearchInfo, SearchParams};
+use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -658,19 +658,14 @@ impl State {
         }
     }
 
-    pub fn stored(
-        &self,
-        key: &PointKey,
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Option<StoredPoint> {
+    pub fn stored(&self, key: &PointKey, include: Include) -> Option<StoredPoint> {
         let loc = self.ids.get(key)?;
         let d = self.seg_data(loc.seg);
         let off = loc.off as usize;
         Some(StoredPoint {
             key: key.clone(),
-            payload: with_payload.then(|| d.payloads[off].clone()),
-            vector: with_vector.then(|| d.vector(self.dim, off).to_vec()),
+            payload: include.payload.then(|| d.payloads[off].clone()),
+            vector: include.vector.then(|| d.vector(self.dim, off).to_vec()),
         })
     }
 
@@ -679,7 +674,7 @@ impl State {
         params.page(
             self.ids.range((params.lower(), Bound::Unbounded)),
             |f, (k, loc)| f.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize]),
-            |(k, _)| self.stored(k, params.with_payload, params.with_vector),
+            |(k, _)| self.stored(k, params.include),
         )
     }
 
@@ -831,8 +826,11 @@ impl State {
                 Hit {
                     key: d.keys[off].clone(),
                     score: rank_key(metric, r),
-                    payload: params.with_payload.then(|| d.payloads[off].clone()),
-                    vector: params.with_vector.then(|| d.vector(self.dim, off).to_vec()),
+                    payload: params.include.payload.then(|| d.payloads[off].clone()),
+                    vector: params
+                        .include
+                        .vector
+                        .then(|| d.vector(self.dim, off).to_vec()),
                 }
             })
             .collect()

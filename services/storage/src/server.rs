@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::engine::catalog::{Access, Lookup};
 use crate::error::{EmptyRequest, Result, StorageError};
 use crate::model::{CollectionStats, Tier};
-use crate::store::{CollectionStore, ScrollParams};
+use crate::store::{CollectionStore, Include, ScrollParams};
 use crate::validate;
 use akidb_instrumentation::metrics;
 use akidb_proto::v1 as pb;
@@ -374,7 +374,11 @@ impl StorageService for StorageApi {
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let keys = keys_from_pb(&req.ids)?;
-        let pts = blocking(move || coll.get(&keys, req.with_payload, req.with_vector)).await?;
+        let include = Include {
+            payload: req.with_payload,
+            vector: req.with_vector,
+        };
+        let pts = blocking(move || coll.get(&keys, include)).await?;
         Ok(Response::new(pb::GetResponse {
             points: pts.into_iter().map(stored_to_pb).collect(),
         }))
@@ -401,8 +405,10 @@ impl StorageService for StorageApi {
             filter: filter_from_pb(req.filter.as_ref())?,
             limit: validate::scroll_limit(req.limit)?,
             after: cursor_decode(&req.cursor)?,
-            with_payload: req.with_payload,
-            with_vector: req.with_vector,
+            include: Include {
+                payload: req.with_payload,
+                vector: req.with_vector,
+            },
         };
         let (pts, next) = blocking(move || coll.scroll(&params)).await?;
         Ok(Response::new(pb::ScrollResponse {

@@ -252,22 +252,8 @@ fn write_segment(
     w.write_all(&buf)?;
     buf.clear();
     match &data.vectors {
-        Vectors::F32(v) => {
-            for c in v.chunks(8192) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(&buf)?;
-            }
-        }
-        Vectors::F16(v) => {
-            for c in v.chunks(16384) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(&buf)?;
-            }
-        }
+        Vectors::F32(v) => write_values(&mut w, &mut buf, v, f32::to_le_bytes)?,
+        Vectors::F16(v) => write_values(&mut w, &mut buf, v, u16::to_le_bytes)?,
     }
     buf.clear();
     buf.extend(deleted.iter().map(|&d| d as u8));
@@ -330,6 +316,21 @@ impl<R: Read> Src<R> {
             _ => Err(format!("count {n} at byte {} exceeds the file", self.read)),
         }
     }
+}
+
+/// `values` written little-endian, `N` bytes each, through `buf` in 32 KiB pieces.
+fn write_values<W: Write, T: Copy, const N: usize>(
+    w: &mut W,
+    buf: &mut Vec<u8>,
+    values: &[T],
+    to_le: fn(T) -> [u8; N],
+) -> std::io::Result<()> {
+    for c in values.chunks(32 * 1024 / N) {
+        buf.clear();
+        c.iter().for_each(|&x| buf.extend_from_slice(&to_le(x)));
+        w.write_all(buf)?;
+    }
+    Ok(())
 }
 
 /// `count` little-endian values of `N` bytes each, read in chunks of 16 Ki values.

@@ -9,6 +9,24 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::{CollectionStats, Payload, PointKey, PointRecord, StoredPoint};
 
+/// What a read returns of each point besides its id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    pub payload: bool,
+    pub vector: bool,
+}
+
+impl Include {
+    pub const ALL: Include = Include {
+        payload: true,
+        vector: true,
+    };
+    pub const VECTOR: Include = Include {
+        payload: false,
+        vector: true,
+    };
+}
+
 /// One search.
 #[derive(Debug, Clone)]
 pub struct SearchParams {
@@ -16,8 +34,7 @@ pub struct SearchParams {
     pub k: usize,
     pub filter: Option<Filter>,
     pub ef: Option<usize>,
-    pub with_payload: bool,
-    pub with_vector: bool,
+    pub include: Include,
     /// Search every point exactly.
     pub exact: bool,
 }
@@ -70,12 +87,7 @@ pub trait CollectionStore: Send + Sync {
     }
 
     /// Points in the order of `keys`; missing keys are skipped.
-    fn get(
-        &self,
-        keys: &[PointKey],
-        with_payload: bool,
-        with_vector: bool,
-    ) -> Result<Vec<StoredPoint>>;
+    fn get(&self, keys: &[PointKey], include: Include) -> Result<Vec<StoredPoint>>;
 
     fn count(&self, filter: Option<&Filter>) -> Result<u64>;
 
@@ -92,8 +104,7 @@ pub struct ScrollParams {
     pub limit: usize,
     /// Continue strictly after this key.
     pub after: Option<PointKey>,
-    pub with_payload: bool,
-    pub with_vector: bool,
+    pub include: Include,
 }
 
 impl ScrollParams {

@@ -8,7 +8,7 @@ mod common;
 use akidb_storage::filter::{Condition, Filter, Match};
 use akidb_storage::memory::MemoryCollection;
 use akidb_storage::model::{Datatype, Metric, PointKey, PointRecord};
-use akidb_storage::store::{CollectionStore, SearchParams};
+use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
 use common::sets::{indexed, indexed_as, load, params, recall, recall_rows};
 use std::collections::HashSet;
@@ -31,7 +31,7 @@ fn siftsmall_float16_is_exact_and_keeps_recall() {
     assert_eq!(c.stats().indexed_point_count, 10_000);
     // SIFT components are integers from 0 to 255: float16 holds them exactly.
     for i in [0usize, 4321, 9999] {
-        let got = c.get(&[PointKey::Num(i as u64)], false, true).unwrap();
+        let got = c.get(&[PointKey::Num(i as u64)], Include::VECTOR).unwrap();
         assert_eq!(got[0].vector.as_deref(), Some(&set.base[i][..]));
     }
     // Exact search over the float16 vectors equals brute force over the float32 originals,

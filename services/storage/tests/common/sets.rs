@@ -8,7 +8,7 @@ use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
     PointRecord,
 };
-use akidb_storage::store::{CollectionStore, SearchParams};
+use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
 use std::collections::HashSet;
 use std::path::Path;
@@ -118,8 +118,7 @@ pub fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) ->
         k,
         filter,
         ef,
-        with_payload: false,
-        with_vector: false,
+        include: Include::default(),
         exact: false,
     }
 }
