@@ -152,6 +152,24 @@ pub fn backoff(base_ms: u64, max_ms: u64, retry: u32) -> Duration {
     Duration::from_millis(half + rand::rng().random_range(0..=d - half))
 }
 
+/// Call storage's `$method` with `$msg` through the [`Link`] `$link`, as every front door
+/// forwards a request it may retry: retried on UNAVAILABLE until the link's deadline, each
+/// attempt sent with the time left as its deadline. Evaluates to the response message (or the
+/// last status).
+#[macro_export]
+macro_rules! storage_call {
+    ($link:expr, $method:ident, $msg:expr) => {{
+        let link = &$link;
+        let msg = $msg;
+        link.idempotent(|left| {
+            let mut c = link.storage();
+            let r = $crate::with_deadline(msg.clone(), left);
+            async move { c.$method(r).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }};
+}
+
 /// Declares `StorageLink`, the flags of a front door's link to storage: `--storage-addr`
 /// (`AKIDB_STORAGE_ADDR`) and `--storage-timeout-ms` (`AKIDB_<SERVICE>_STORAGE_TIMEOUT_MS`,
 /// default `$timeout_ms`), the deadline of one forwarded `$call`, retries included. Flatten it

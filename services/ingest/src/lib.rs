@@ -105,21 +105,13 @@ impl Ingest {
         })?;
         let _permit = self.permit().await?;
         let n = req.points.len() as u64;
-        let res = self
-            .storage
-            .idempotent(|left| {
-                let mut c = self.storage.storage();
-                let r = akidb_client::with_deadline(req.clone(), left);
-                async move { c.upsert(r).await.map(|r| r.into_inner()) }
-            })
-            .await
-            .map_err(|s| {
-                if s.code() == tonic::Code::Unavailable {
-                    reject("unavailable", s)
-                } else {
-                    s
-                }
-            })?;
+        let res = akidb_client::storage_call!(self.storage, upsert, req).map_err(|s| {
+            if s.code() == tonic::Code::Unavailable {
+                reject("unavailable", s)
+            } else {
+                s
+            }
+        })?;
         metrics().ingest_points.inc_by(n);
         Ok(res)
     }
@@ -167,14 +159,7 @@ impl IngestService for Ingest {
             validate::point_id(Some(id), &"delete").map_err(|s| reject("invalid", s))?;
         }
         let _permit = self.permit().await?;
-        let res = self
-            .storage
-            .idempotent(|left| {
-                let mut c = self.storage.storage();
-                let r = akidb_client::with_deadline(req.clone(), left);
-                async move { c.delete(r).await.map(|r| r.into_inner()) }
-            })
-            .await?;
+        let res = akidb_client::storage_call!(self.storage, delete, req)?;
         Ok(Response::new(res))
     }
 
@@ -189,13 +174,7 @@ impl IngestService for Ingest {
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
         // Idempotent: a second flush seals nothing new.
-        let res = link
-            .idempotent(|left| {
-                let mut c = link.storage();
-                let r = akidb_client::with_deadline(req.clone(), left);
-                async move { c.flush(r).await.map(|r| r.into_inner()) }
-            })
-            .await?;
+        let res = akidb_client::storage_call!(link, flush, req)?;
         Ok(Response::new(res))
     }
 }

@@ -69,15 +69,17 @@ fn budget<T>(link: &Link, req: &Request<T>) -> Link {
 macro_rules! forward {
     ($self:ident, $req:ident, $method:ident) => {{
         let link = budget(&$self.storage, &$req);
-        let msg = $req.into_inner();
-        let res = link
-            .idempotent(|left| {
-                let mut c = link.storage();
-                let r = with_deadline(msg.clone(), left);
-                async move { c.$method(r).await.map(|r| r.into_inner()) }
-            })
-            .await?;
+        let res = akidb_client::storage_call!(link, $method, $req.into_inner())?;
         Ok(Response::new(res))
+    }};
+    // Not retried: a retry after a lost reply would answer ALREADY_EXISTS or NOT_FOUND.
+    (once $self:ident, $req:ident, $method:ident) => {{
+        let link = budget(&$self.storage, &$req);
+        let r = link
+            .storage()
+            .$method(link.request($req.into_inner()))
+            .await?;
+        Ok(Response::new(r.into_inner()))
     }};
 }
 
@@ -234,13 +236,7 @@ impl CollectionService for Query {
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         validate::create_collection(req.get_ref())?;
-        // Not retried: a retry after a lost reply would answer ALREADY_EXISTS.
-        let link = budget(&self.storage, &req);
-        let r = link
-            .storage()
-            .create_collection(link.request(req.into_inner()))
-            .await?;
-        Ok(Response::new(r.into_inner()))
+        forward!(once self, req, create_collection)
     }
 
     async fn get_collection(
@@ -263,12 +259,7 @@ impl CollectionService for Query {
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
         validate::collection_name(&req.get_ref().name)?;
-        let link = budget(&self.storage, &req);
-        let r = link
-            .storage()
-            .delete_collection(link.request(req.into_inner()))
-            .await?;
-        Ok(Response::new(r.into_inner()))
+        forward!(once self, req, delete_collection)
     }
 }
 
