@@ -488,7 +488,7 @@ def check_slo_alerts(rep):
 
 
 # akidb CLI grammar (the commands the CLI accepts; see runbooks/README.md).
-GLOBAL_VALUE = {"--query-addr", "--ingest-addr", "--storage-addr", "--telemetry-addr"}
+GLOBAL_VALUE = {"--query-addr", "--ingest-addr", "--storage-addr", "--telemetry-addr", "--api-key"}
 GLOBAL_BOOL = {"--json", "-h", "--help"}
 CLI = {
     ("up",): (0, {"--data-dir": "value"}, set()),
@@ -514,6 +514,10 @@ CLI = {
     ("admin", "breaker", "get"): (0, {}, set()),
     ("admin", "breaker", "reset"): (0, {}, set()),
     ("admin", "wal", "status"): (1, {}, set()),
+    ("keys", "create"): (0, {"--api-keys-file": "value", "--role": ("read", "write", "admin"),
+                             "--collection": "value"}, {"--role"}),
+    ("keys", "list"): (0, {"--api-keys-file": "value"}, set()),
+    ("keys", "revoke"): (1, {"--api-keys-file": "value"}, set()),
 }
 
 

@@ -197,7 +197,9 @@ fn snapshots(g: &Global, s: &[pb::SnapshotInfo]) {
 }
 
 pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
-    let l = link(g, &g.storage_addr)?;
+    // Through the query service, which forwards to storage (storage takes only internal
+    // callers when keys are on).
+    let l = link(g, &g.query_addr)?;
     let mut a = l.admin();
     match cmd {
         AdminCmd::Tier { cmd } => {

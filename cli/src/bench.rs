@@ -115,6 +115,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             storage_args: a.storage_args.clone(),
             query_args: a.query_args.clone(),
             telemetry: false,
+            common_args: Vec::new(),
         },
         // Not a process group of their own: a Ctrl-C stops them with the benchmark.
         &Spawn {

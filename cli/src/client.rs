@@ -434,7 +434,8 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
 }
 
 pub async fn slo(g: &Global) -> anyhow::Result<()> {
-    let l = link(g, &g.telemetry_addr)?;
+    // Through the query service, which forwards to the aggregator.
+    let l = link(g, &g.query_addr)?;
     let r = l
         .telemetry()
         .get_slo_status(l.request(pb::GetSloStatusRequest {}))

@@ -24,7 +24,7 @@ pub struct Global {
         default_value = "http://127.0.0.1:50052"
     )]
     pub ingest_addr: String,
-    /// Storage service (admin).
+    /// Storage service (its health; admin commands go through the query service).
     #[arg(
         long,
         global = true,
@@ -32,7 +32,7 @@ pub struct Global {
         default_value = "http://127.0.0.1:50053"
     )]
     pub storage_addr: String,
-    /// Telemetry service (SLOs).
+    /// Telemetry service (its health; `akidb slo` goes through the query service).
     #[arg(
         long,
         global = true,
@@ -40,6 +40,9 @@ pub struct Global {
         default_value = "http://127.0.0.1:50054"
     )]
     pub telemetry_addr: String,
+    /// API key sent with every call (`authorization: Bearer <key>`), when the stack has keys.
+    #[arg(long, global = true, env = "AKIDB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,9 +51,13 @@ pub struct Global {
     pub timeout: f64,
 }
 
-/// A connection to `addr` whose calls have the `--timeout` deadline.
+/// A connection to `addr` whose calls have the `--timeout` deadline and carry `--api-key`.
 pub fn link(g: &Global, addr: &str) -> anyhow::Result<Link> {
-    Ok(Link::new(addr, Duration::from_secs_f64(g.timeout))?)
+    Ok(Link::with_key(
+        addr,
+        Duration::from_secs_f64(g.timeout),
+        g.api_key.as_deref(),
+    )?)
 }
 
 /// Print `value` as JSON, or `table` for people.

@@ -6,6 +6,7 @@ mod client;
 mod filter;
 mod global;
 mod jsonl;
+mod keys;
 mod payload;
 mod stack;
 mod up;
@@ -54,6 +55,8 @@ pub enum Cmd {
     Slo,
     /// Load a data set and measure ingest, indexing, search latency, QPS and recall.
     Bench(bench::BenchArgs),
+    /// API keys: create (printed once), list, revoke.
+    Keys(keys::KeysArgs),
     /// Operator actions on storage: tiers, snapshots, compaction, DLQ, breaker, WAL.
     Admin {
         #[command(subcommand)]
@@ -146,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,
             Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,
+            Cmd::Keys(a) => keys::run(&cli.global, a),
         }
     }
 }

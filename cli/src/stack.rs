@@ -85,6 +85,8 @@ pub struct Plan {
     pub query_args: Vec<String>,
     /// Whether the telemetry aggregator runs too (it scrapes every service's metrics).
     pub telemetry: bool,
+    /// Appended to every service's arguments (keys: `--api-keys-file`, `--internal-key-file`).
+    pub common_args: Vec<String>,
 }
 
 impl Plan {
@@ -100,6 +102,7 @@ impl Plan {
                 p.addr(sp.metrics),
             ];
             v.extend(rest.iter().map(|s| s.to_string()));
+            v.extend(self.common_args.iter().cloned());
             v.extend(extra.iter().cloned());
             v
         };
@@ -116,7 +119,16 @@ impl Plan {
             ),
             Svc::new(
                 "query",
-                args(p.query, &["--storage-addr", &storage_url], &self.query_args),
+                args(
+                    p.query,
+                    &[
+                        "--storage-addr",
+                        &storage_url,
+                        "--telemetry-addr",
+                        &format!("http://{}", p.addr(p.telemetry.grpc)),
+                    ],
+                    &self.query_args,
+                ),
             ),
         ];
         if self.telemetry {

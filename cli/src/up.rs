@@ -19,6 +19,58 @@ pub struct UpArgs {
     /// Extra arguments for storage, e.g. `--storage-arg=--s3-endpoint=127.0.0.1:9000`.
     #[arg(long = "storage-arg", allow_hyphen_values = true)]
     pub storage_args: Vec<String>,
+    /// API key file: every call then needs a key from it (`akidb keys create`). Created with
+    /// one admin key, printed once, when absent. The services also get an internal key
+    /// (`<data dir>/internal.key`), so that storage and the aggregator take only them.
+    #[arg(long = "api-keys-file", env = "AKIDB_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Let the services listen beyond loopback (`--host`) without keys.
+    #[arg(long = "insecure-no-auth")]
+    pub insecure_no_auth: bool,
+}
+
+/// The arguments every service gets for keys, making the internal key (and the key file with
+/// an admin key, printed once) when absent.
+fn key_args(a: &UpArgs) -> anyhow::Result<Vec<String>> {
+    let mut args = Vec::new();
+    if a.insecure_no_auth {
+        args.push("--insecure-no-auth".to_string());
+    }
+    let Some(file) = &a.api_keys_file else {
+        let loopback = a
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+            || a.host == "localhost";
+        if !loopback && !a.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to start the stack on {} without API keys: anyone who reaches it could read, write and delete every collection. Start with --api-keys-file <file> (created with an admin key when absent), or keep --host 127.0.0.1, or pass --insecure-no-auth if the network itself is trusted",
+                a.host
+            );
+        }
+        return Ok(args);
+    };
+    if !file.exists() {
+        let key = akidb_auth::keys::KeyFile::create_key(file, akidb_auth::Role::Admin, vec![])?;
+        println!(
+            "Created {} with an admin key (shown only now):",
+            file.display()
+        );
+        println!("  {key}");
+        println!(
+            "  (more keys: akidb keys create --api-keys-file {} --role read|write|admin)",
+            file.display()
+        );
+    }
+    let internal = a.data_dir.join("internal.key");
+    akidb_auth::keys::load_or_create_internal_key(&internal)?;
+    args.extend([
+        "--api-keys-file".to_string(),
+        std::path::absolute(file)?.display().to_string(),
+        "--internal-key-file".into(),
+        std::path::absolute(&internal)?.display().to_string(),
+    ]);
+    Ok(args)
 }
 
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
@@ -29,6 +81,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let common_args = key_args(&a)?;
     let p = Ports::fixed(&a.host, a.port_offset);
     let mut svcs = stack::start(
         &Plan {
@@ -37,6 +90,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             storage_args: a.storage_args.clone(),
             query_args: Vec::new(),
             telemetry: true,
+            common_args,
         },
         &how,
     )?;

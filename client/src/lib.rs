@@ -36,12 +36,31 @@ pub struct Link {
 impl Link {
     /// Lazy: an unreachable peer does not fail here, only the calls made while it is down.
     pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, tonic::transport::Error> {
+        Self::with_key(endpoint, timeout, None)
+    }
+
+    /// [`Link::new`] that presents `key` (`authorization: Bearer <key>`) on every call.
+    pub fn with_key(
+        endpoint: &str,
+        timeout: Duration,
+        key: Option<&str>,
+    ) -> Result<Self, tonic::transport::Error> {
         let endpoint = if endpoint.contains("://") {
             endpoint.to_string()
         } else {
             format!("http://{endpoint}")
         };
-        let channel = akidb_instrumentation::transport::channel(&endpoint, Duration::from_secs(2))?;
+        let layer = match key {
+            // A key that is not a valid header value is sent as none: the peer then answers
+            // UNAUTHENTICATED, which names the problem.
+            Some(k) => akidb_instrumentation::layers::ClientLayer::with_key(k).unwrap_or_default(),
+            None => Default::default(),
+        };
+        let channel = akidb_instrumentation::transport::channel_with(
+            &endpoint,
+            Duration::from_secs(2),
+            layer,
+        )?;
         Ok(Self {
             channel,
             timeout,
@@ -197,11 +216,12 @@ macro_rules! storage_link_args {
         }
 
         impl StorageLink {
-            /// The link these flags describe.
-            pub fn link(&self) -> Result<$crate::Link, tonic::transport::Error> {
-                $crate::Link::new(
+            /// The link these flags describe, presenting `key` (the internal key) if any.
+            pub fn link(&self, key: Option<&str>) -> Result<$crate::Link, tonic::transport::Error> {
+                $crate::Link::with_key(
                     &self.storage_addr,
                     std::time::Duration::from_millis(self.storage_timeout_ms),
+                    key,
                 )
             }
         }

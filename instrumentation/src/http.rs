@@ -88,28 +88,118 @@ async fn put_tracing(
     }
 }
 
+/// Who may use the HTTP port. Default: everyone (a trusted machine).
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The bearer token `/metrics`, `/federate` and `GET /tracing` need (`--metrics-token`).
+    pub metrics_token: Option<String>,
+    /// Whether a request carries an admin key (`PUT /tracing` needs one when set).
+    pub admin: Option<AdminCheck>,
+}
+
+/// Whether the headers of a request carry an admin key.
+pub type AdminCheck = std::sync::Arc<dyn Fn(&http::HeaderMap) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| ".."))
+            .field("admin", &self.admin.is_some())
+            .finish()
+    }
+}
+
+/// Largest request body the HTTP port reads (no route takes one; PUT /tracing takes its
+/// settings in the query string).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time.
+fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
+    let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, got)) = v.split_once(' ') else {
+        return false;
+    };
+    let (a, b) = (got.trim().as_bytes(), token.as_bytes());
+    scheme.eq_ignore_ascii_case("bearer")
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Serve `extra` routes plus `/metrics`, `/healthz` and `/tracing` on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves; `access` says who may.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     extra: axum::Router,
+    access: Access,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::response::IntoResponse;
     use axum::routing::get;
-    let app = extra
-        .route("/tracing", get(get_tracing).put(put_tracing))
-        .route(
-            "/metrics",
-            get(|headers: http::HeaderMap| async move {
-                let format = Format::accepted(&headers);
-                let body = match format {
-                    Format::Text => metrics().render(),
-                    Format::OpenMetrics => render_openmetrics(metrics()).into_bytes(),
+    let admin = access.admin.clone();
+    let put = move |headers: http::HeaderMap, q: axum::extract::Query<TracingChange>| {
+        let admin = admin.clone();
+        async move {
+            if let Some(is_admin) = &admin
+                && !is_admin(&headers)
+            {
+                return (
+                    http::StatusCode::FORBIDDEN,
+                    "changing the trace settings needs an admin key: send `Authorization: Bearer <admin key>`\n",
+                )
+                    .into_response();
+            }
+            put_tracing(q).await
+        }
+    };
+    let protected = extra.route("/tracing", get(get_tracing).put(put)).route(
+        "/metrics",
+        get(|headers: http::HeaderMap| async move {
+            let format = Format::accepted(&headers);
+            let body = match format {
+                Format::Text => metrics().render(),
+                Format::OpenMetrics => render_openmetrics(metrics()).into_bytes(),
+            };
+            ([(http::header::CONTENT_TYPE, format.content_type())], body)
+        }),
+    );
+    // The metrics token guards everything but /healthz; PUT /tracing also needs an admin
+    // key, which is checked by its handler (an admin key is accepted in place of the token).
+    let token = access.metrics_token.clone();
+    let admin = access.admin.clone();
+    let protected = protected.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            let admin = admin.clone();
+            async move {
+                let ok = match &token {
+                    None => true,
+                    Some(t) => {
+                        has_token(req.headers(), t)
+                            || (req.method() == http::Method::PUT
+                                && admin.as_ref().is_some_and(|a| a(req.headers())))
+                    }
                 };
-                ([(http::header::CONTENT_TYPE, format.content_type())], body)
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
+                if ok {
+                    next.run(req).await
+                } else {
+                    (
+                        http::StatusCode::UNAUTHORIZED,
+                        [(http::header::WWW_AUTHENTICATE, "Bearer")],
+                        "this port needs `Authorization: Bearer <metrics token>`\n",
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ));
+    let app = protected
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

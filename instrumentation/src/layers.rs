@@ -317,21 +317,42 @@ fn client_span(rpc: &'static Rpc, headers: &mut http::HeaderMap) -> (tracing::Sp
 #[derive(Clone, Copy, Default)]
 pub struct ServerLayer;
 
-/// Client side: metrics, a `grpc.client` span when traced, and trace context propagation.
-#[derive(Clone, Copy, Default)]
-pub struct ClientLayer;
+/// Client side: metrics, a `grpc.client` span when traced, trace context propagation, and the
+/// caller's credentials (`authorization`) on every call when it has some.
+#[derive(Clone, Default)]
+pub struct ClientLayer {
+    authorization: Option<http::HeaderValue>,
+}
+
+impl ClientLayer {
+    /// Send `authorization: Bearer <key>` on every call (marked sensitive: never indexed by
+    /// HPACK, never printed by `Debug`).
+    pub fn with_key(key: &str) -> Result<Self, http::header::InvalidHeaderValue> {
+        let mut v = http::HeaderValue::from_str(&format!("Bearer {key}"))?;
+        v.set_sensitive(true);
+        Ok(ClientLayer {
+            authorization: Some(v),
+        })
+    }
+}
 
 impl<S> Layer<S> for ServerLayer {
     type Service = ServerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcService { inner }
+        GrpcService {
+            inner,
+            authorization: None,
+        }
     }
 }
 
 impl<S> Layer<S> for ClientLayer {
     type Service = ClientService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcService { inner }
+        GrpcService {
+            inner,
+            authorization: self.authorization.clone(),
+        }
     }
 }
 
@@ -339,6 +360,8 @@ impl<S> Layer<S> for ClientLayer {
 #[derive(Clone)]
 pub struct GrpcService<S, const SERVER: bool> {
     inner: S,
+    /// The client's `authorization` header (client side only).
+    authorization: Option<http::HeaderValue>,
 }
 
 pub type ServerService<S> = GrpcService<S, true>;
@@ -386,6 +409,10 @@ where
                 }),
             )
         } else {
+            if let Some(a) = &self.authorization {
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, a.clone());
+            }
             let (span, traced) = client_span(rpc, req.headers_mut());
             (span, traced, None)
         };

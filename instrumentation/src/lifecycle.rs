@@ -189,7 +189,18 @@ pub struct Service {
     /// What `grpc.health.v1` answers; the service sets it as it starts and as its upstreams
     /// come and go.
     health: HealthReporter,
+    /// Who the gRPC server lets in (API keys): a layer around every route, inside the
+    /// instrumentation layer. Lets everything in until [`Service::guard`] sets one.
+    guard: Guard,
 }
+
+/// A layer around every gRPC route of a service (its API key check), type-erased.
+pub type Guard = tower::util::BoxCloneSyncServiceLayer<
+    tonic::service::Routes,
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    std::convert::Infallible,
+>;
 
 impl Service {
     /// A service that stops when `shutdown` resolves. Health answers NOT_SERVING for the
@@ -216,7 +227,26 @@ impl Service {
             background: CancellationToken::new(),
             tasks: Vec::new(),
             health,
+            guard: Guard::new(tower::layer::util::Identity::new()),
         }
+    }
+
+    /// Check every gRPC call with `layer` (the service's API key check) before any handler
+    /// runs.
+    pub fn guard<L>(&mut self, layer: L)
+    where
+        L: tower::Layer<tonic::service::Routes> + Send + Sync + 'static,
+        L::Service: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+    {
+        self.guard = Guard::new(layer);
     }
 
     /// What `grpc.health.v1` answers.
@@ -237,10 +267,15 @@ impl Service {
 
     /// Serve the HTTP port (`/metrics`, `/healthz`, `/tracing`, and any `extra` routes) on
     /// `listener` until the service has stopped.
-    pub fn serve_http(&mut self, listener: TcpListener, extra: Option<axum::Router>) {
+    pub fn serve_http(
+        &mut self,
+        listener: TcpListener,
+        extra: Option<axum::Router>,
+        access: crate::http::Access,
+    ) {
         self.spawn("http", move |stopped| async move {
             let extra = extra.unwrap_or_default();
-            if let Err(e) = crate::http::serve(listener, extra, stopped).await {
+            if let Err(e) = crate::http::serve(listener, extra, access, stopped).await {
                 tracing::error!(error = %e, "HTTP port failed");
             }
         });
@@ -265,6 +300,7 @@ impl Service {
         let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
         let server = tokio::spawn(
             builder()
+                .layer(self.guard.clone())
                 .add_routes(routes)
                 .add_service(health)
                 .add_service(reflection()?)

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub grpc_client_duration: HistogramVec,
     pub trace_spans_ended: IntCounter,
     pub trace_export_spans: IntCounterVec,
+    pub auth_requests: IntCounterVec,
 
     // storage
     pub search_duration: HistogramVec,
@@ -228,6 +229,11 @@ impl Metrics {
             trace_export_spans: cv(
                 "akidb_trace_export_spans_total",
                 "Spans handed to the OTLP exporter, by outcome (exported, failed).",
+                &["outcome"],
+            ),
+            auth_requests: cv(
+                "akidb_auth_requests_total",
+                "Calls decided by the API key check, by outcome (allowed, unauthenticated, denied).",
                 &["outcome"],
             ),
             search_duration: hv(
@@ -442,7 +448,12 @@ impl Metrics {
             m.grpc_server_duration,
             m.grpc_server_in_flight
         );
-        register!(r, m.trace_spans_ended, m.trace_export_spans);
+        register!(
+            r,
+            m.trace_spans_ended,
+            m.trace_export_spans,
+            m.auth_requests
+        );
         // Both outcomes from the start (0 until traces are exported), so that rates and
         // ratios over them exist before the first failure.
         for outcome in ["exported", "failed"] {

@@ -45,6 +45,15 @@ pub fn channel(
     endpoint: &str,
     connect_timeout: Duration,
 ) -> Result<Channel, tonic::transport::Error> {
+    channel_with(endpoint, connect_timeout, ClientLayer::default())
+}
+
+/// [`channel`] with a client layer of the caller's (credentials).
+pub fn channel_with(
+    endpoint: &str,
+    connect_timeout: Duration,
+    layer: ClientLayer,
+) -> Result<Channel, tonic::transport::Error> {
     let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -52,5 +61,5 @@ pub fn channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(tower::Layer::layer(&ClientLayer, ch))
+    Ok(tower::Layer::layer(&layer, ch))
 }

@@ -7,6 +7,7 @@
 //! One file: [`IngestConfig`] (flags), [`Ingest`] (the `IngestService` handlers) and [`run`]
 //! (the service through the lifecycle of `akidb_instrumentation`).
 
+use akidb_auth::args::Mode;
 use akidb_client::Link;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_instrumentation::{Component, metrics};
@@ -28,6 +29,10 @@ akidb_client::storage_link_args!("INGEST", 10_000, "write");
 pub struct IngestConfig {
     #[command(flatten)]
     pub listen: Listen,
+    /// API keys (writes need a `write` key when a key file is set), and the internal key
+    /// ingest presents to storage.
+    #[command(flatten)]
+    pub auth: akidb_auth::AuthArgs,
     #[command(flatten)]
     pub storage: StorageLink,
     /// Most points in one batch.
@@ -71,7 +76,7 @@ fn reject(reason: &str, s: Status) -> Status {
 impl Ingest {
     pub fn new(cfg: &IngestConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            storage: cfg.storage.link()?,
+            storage: cfg.storage.link(cfg.auth.internal_key()?.as_deref())?,
             limits: BatchLimits {
                 max_points: cfg.max_batch_points,
                 max_bytes: cfg.max_batch_bytes,
@@ -123,6 +128,7 @@ impl IngestService for Ingest {
         &self,
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         Ok(Response::new(self.upsert_one(req.into_inner()).await?))
     }
 
@@ -130,10 +136,18 @@ impl IngestService for Ingest {
         &self,
         req: Request<Streaming<pb::UpsertRequest>>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
+        let who = akidb_auth::principal(&req).cloned();
         let mut stream = req.into_inner();
         let mut total = pb::UpsertResponse::default();
         while let Some(msg) = stream.next().await {
-            let r = self.upsert_one(msg?).await.map_err(|s| {
+            let msg = msg?;
+            let allowed = akidb_auth::principal::check(who.as_ref(), &msg.collection);
+            let r = async {
+                allowed?;
+                self.upsert_one(msg).await
+            }
+            .await
+            .map_err(|s| {
                 Status::new(
                     s.code(),
                     format!(
@@ -153,6 +167,7 @@ impl IngestService for Ingest {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
         for id in &req.ids {
@@ -171,6 +186,7 @@ impl IngestService for Ingest {
         // Waiting for a graph build takes longer than a write: the caller's deadline rules
         // (10 minutes without one), not --storage-timeout-ms.
         link.timeout = akidb_client::caller_timeout(&req).unwrap_or(Duration::from_secs(600));
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
         // Idempotent: a second flush seals nothing new.
@@ -197,7 +213,9 @@ pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
             stopped,
         )
     });
-    service.serve_http(on.http, None);
+    let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
+    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
+    service.serve_http(on.http, None, access);
     tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "ingest serving");
     let routes = tonic::service::Routes::new(
         IngestServiceServer::new(ingest)

@@ -9,12 +9,15 @@
 //!   `akidb_instrumentation`);
 //! - [`cache`]: the search result cache, revalidated against storage's collection version.
 
+use akidb_auth::args::Mode;
 use akidb_client::{Link, with_deadline};
 use akidb_instrumentation::Component;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1 as pb;
+use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::collection_service_server::{CollectionService, CollectionServiceServer};
 use akidb_proto::v1::query_service_server::{QueryService, QueryServiceServer};
+use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use akidb_proto::validate;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -29,6 +32,17 @@ pub struct QueryConfig {
     pub listen: Listen,
     #[command(flatten)]
     pub storage: StorageLink,
+    /// The telemetry aggregator, whose SLO status query serves (`TelemetryService`).
+    #[arg(
+        long = "telemetry-addr",
+        env = "AKIDB_TELEMETRY_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub telemetry_addr: String,
+    /// API keys (reads need a key when a key file is set), and the internal key query
+    /// presents to storage and the aggregator.
+    #[command(flatten)]
+    pub auth: akidb_auth::AuthArgs,
     /// Most searches in one SearchBatch.
     #[arg(
         long = "max-batch-searches",
@@ -47,6 +61,7 @@ pub struct QueryConfig {
 }
 
 pub mod cache;
+pub mod ops;
 
 #[derive(Clone)]
 pub struct Query {
@@ -174,6 +189,7 @@ impl QueryService for Query {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::search(req.get_ref())?;
         if !self.cache.enabled() {
             return forward!(self, req, search);
@@ -198,6 +214,7 @@ impl QueryService for Query {
             )));
         }
         for (i, s) in req.get_ref().searches.iter().enumerate() {
+            akidb_auth::check_collection(&req, &s.collection)?;
             validate::search(s)
                 .map_err(|e| Status::new(e.code(), format!("search #{i}: {}", e.message())))?;
         }
@@ -205,6 +222,7 @@ impl QueryService for Query {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
         for id in &req.get_ref().ids {
             validate::point_id(Some(id), &"get")?;
@@ -216,6 +234,7 @@ impl QueryService for Query {
         &self,
         req: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
         forward!(self, req, count)
     }
@@ -224,6 +243,7 @@ impl QueryService for Query {
         &self,
         req: Request<pb::ScrollRequest>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
         forward!(self, req, scroll)
     }
@@ -235,6 +255,7 @@ impl CollectionService for Query {
         &self,
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::create_collection(req.get_ref())?;
         forward!(once self, req, create_collection)
     }
@@ -243,6 +264,7 @@ impl CollectionService for Query {
         &self,
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::collection_name(&req.get_ref().name)?;
         forward!(self, req, get_collection)
     }
@@ -251,13 +273,20 @@ impl CollectionService for Query {
         &self,
         req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        forward!(self, req, list_collections)
+        // A key limited to some collections sees those only.
+        let who = akidb_auth::principal(&req).cloned();
+        let link = budget(&self.storage, &req);
+        let mut res = akidb_client::storage_call!(link, list_collections, req.into_inner())?;
+        res.collections
+            .retain(|c| akidb_auth::principal::sees(who.as_ref(), &c.name));
+        Ok(Response::new(res))
     }
 
     async fn delete_collection(
         &self,
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::collection_name(&req.get_ref().name)?;
         forward!(once self, req, delete_collection)
     }
@@ -265,8 +294,9 @@ impl CollectionService for Query {
 
 /// Run on already-bound listeners until told to stop; in-flight reads finish first.
 pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
+    let internal = config.auth.internal_key()?;
     let query = Query {
-        storage: config.storage.link()?,
+        storage: config.storage.link(internal.as_deref())?,
         max_batch_searches: config.max_batch_searches,
         cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
     };
@@ -286,14 +316,26 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
             stopped,
         )
     });
-    service.serve_http(on.http, None);
+    let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
+    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
+    service.serve_http(on.http, None, access);
+    let ops = ops::Ops {
+        storage: query.storage.clone(),
+        telemetry: Link::with_key(
+            &config.telemetry_addr,
+            Duration::from_secs(10),
+            internal.as_deref(),
+        )?,
+    };
     tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "query serving");
     let routes = tonic::service::Routes::new(
         QueryServiceServer::new(query.clone())
             .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
     )
-    .add_service(CollectionServiceServer::new(query));
+    .add_service(CollectionServiceServer::new(query))
+    .add_service(AdminServiceServer::new(ops.clone()))
+    .add_service(TelemetryServiceServer::new(ops));
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await

@@ -114,6 +114,9 @@ pub struct StorageConfig {
     /// Object store, retries, circuit breaker and dead-letter queue.
     #[command(flatten)]
     pub objects: crate::objstore::ObjectLayerConfig,
+    /// Keys: storage takes only internal callers when an internal key is set.
+    #[command(flatten)]
+    pub auth: akidb_auth::AuthArgs,
 }
 
 impl StorageConfig {

@@ -6,6 +6,7 @@ use crate::config::StorageConfig;
 use crate::engine::Engine;
 use crate::objstore::{ObjectLayer, ObjectStore as _, SnapshotStore};
 use crate::server::StorageApi;
+use akidb_auth::args::Mode;
 use akidb_instrumentation::Component;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
@@ -44,7 +45,9 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         engine: engine.clone(),
         objects: objects.clone(),
     };
-    service.serve_http(on.http, None);
+    let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
+    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
+    service.serve_http(on.http, None, access);
     let routes = tonic::service::Routes::new(
         StorageServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -54,6 +54,10 @@ pub struct TelemetryConfig {
     /// repository's observability/slo.yaml is used; any other missing path is an error.
     #[arg(long = "slo-file", env = "AKIDB_SLO_FILE", default_value = DEFAULT_SLO_FILE)]
     pub slo_file: PathBuf,
+    /// Keys: the aggregator takes only internal callers when an internal key is set, and
+    /// scrapes with the metrics token when one is set.
+    #[command(flatten)]
+    pub auth: akidb_auth::AuthArgs,
 }
 
 impl Default for TelemetryConfig {
@@ -69,6 +73,7 @@ impl Default for TelemetryConfig {
             scrape_interval: Duration::from_secs(5),
             scrape_timeout: Duration::from_secs(3),
             slo_file: PathBuf::from(DEFAULT_SLO_FILE),
+            auth: Default::default(),
         }
     }
 }

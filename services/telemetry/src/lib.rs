@@ -18,6 +18,7 @@ pub mod config;
 pub use config::TelemetryConfig;
 
 use aggregator::{Aggregator, TelemetryApi};
+use akidb_auth::args::Mode;
 use akidb_instrumentation::Component;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
@@ -36,11 +37,14 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
             "scrape timeout longer than the interval; using the interval"
         );
     }
-    let aggregator = Arc::new(Aggregator::new(
-        config.scrape_targets.0.clone(),
-        slos,
-        config.effective_timeout(),
-    ));
+    let aggregator = Arc::new(
+        Aggregator::new(
+            config.scrape_targets.0.clone(),
+            slos,
+            config.effective_timeout(),
+        )
+        .with_scrape_token(config.auth.metrics_token.as_deref()),
+    );
     let mut service = Service::new(Component::Telemetry, on.shutdown).await;
     service
         .health()
@@ -51,7 +55,9 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let http_addr = on.http.local_addr()?;
-    service.serve_http(on.http, Some(aggregator.router()));
+    let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
+    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
+    service.serve_http(on.http, Some(aggregator.router()), access);
     let scraper = Arc::clone(&aggregator);
     let interval = config.scrape_interval;
     service.spawn("scrape", move |stopped| scraper.run(interval, stopped));

@@ -38,6 +38,7 @@ async fn serve_federate(agg: &Arc<Aggregator>) -> (SocketAddr, oneshot::Sender<(
     tokio::spawn(akidb_instrumentation::http::serve(
         listener,
         agg.router(),
+        Default::default(),
         async {
             let _ = rx.await;
         },

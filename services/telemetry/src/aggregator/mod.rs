@@ -185,6 +185,23 @@ impl Aggregator {
         }
     }
 
+    /// Scrape with `Authorization: Bearer <token>` (the targets' `--metrics-token`).
+    pub fn with_scrape_token(mut self, token: Option<&str>) -> Self {
+        let Some(token) = token else { return self };
+        let mut headers = http::HeaderMap::new();
+        if let Ok(mut v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+            v.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        self.client = reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .pool_max_idle_per_host(1)
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
     pub fn targets(&self) -> &[Target] {
         &self.targets
     }

@@ -1,0 +1,102 @@
+//! `akidb keys`: create, list and revoke API keys in the key file the services read
+//! (`AKIDB_API_KEYS_FILE`). The file holds hashes; a new key is printed once, here.
+
+use crate::global::{Global, emit};
+use akidb_auth::Role;
+use akidb_auth::keys::KeyFile;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    /// The key file the services read (created when absent).
+    #[arg(long = "api-keys-file", env = "AKIDB_API_KEYS_FILE", global = true)]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: KeysCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCmd {
+    /// Create a key and print it (once: the file keeps only its hash). The services take it
+    /// within a second, or at once on SIGHUP.
+    Create {
+        /// read (search, get, count, scroll, list), write (and upsert, delete, flush) or
+        /// admin (everything: collections, AdminService, PUT /tracing).
+        #[arg(long)]
+        role: Role,
+        /// Limit the key to this collection (repeat for several); default: all.
+        #[arg(long = "collection")]
+        collections: Vec<String>,
+    },
+    /// List the keys in force (ids, roles, collections; never the keys).
+    List,
+    /// Revoke the key with this id: refused from the next second on.
+    Revoke { id: String },
+}
+
+pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
+    match a.cmd {
+        KeysCmd::Create { role, collections } => {
+            for c in &collections {
+                akidb_proto::limits::check_name(c)?;
+            }
+            let key = KeyFile::create_key(&a.file, role, collections.clone())?;
+            let id = akidb_auth::keys::key_id(&key)
+                .unwrap_or_default()
+                .to_string();
+            if g.json {
+                let v = serde_json::json!({"id": id, "role": role.as_str(), "collections": collections, "key": key, "file": a.file});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{key}");
+                eprintln!(
+                    "key {id} ({}{}) added to {}; it is shown only now. Clients send it as `authorization: Bearer <key>` (the CLI: --api-key or AKIDB_API_KEY).",
+                    role.as_str(),
+                    if collections.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", collections {}", collections.join(", "))
+                    },
+                    a.file.display()
+                );
+            }
+        }
+        KeysCmd::List => {
+            let f = KeyFile::load(&a.file)?;
+            let v = serde_json::json!(
+                f.keys
+                    .iter()
+                    .map(|k| serde_json::json!({"id": k.id, "role": k.role.as_str(), "collections": k.collections, "created_unix_ms": k.created_unix_ms}))
+                    .collect::<Vec<_>>()
+            );
+            emit(g, v, || {
+                let mut t = comfy_table::Table::new();
+                t.set_header(["id", "role", "collections", "created (unix ms)"]);
+                for k in &f.keys {
+                    let cols = if k.collections.is_empty() {
+                        "all".to_string()
+                    } else {
+                        k.collections.join(", ")
+                    };
+                    t.add_row([
+                        k.id.clone(),
+                        k.role.as_str().to_string(),
+                        cols,
+                        k.created_unix_ms.to_string(),
+                    ]);
+                }
+                t
+            });
+        }
+        KeysCmd::Revoke { id } => {
+            if !KeyFile::revoke_key(&a.file, &id)? {
+                anyhow::bail!(
+                    "no key {id} in {}; `akidb keys list` shows them",
+                    a.file.display()
+                );
+            }
+            eprintln!("key {id} revoked in {}", a.file.display());
+        }
+    }
+    Ok(())
+}

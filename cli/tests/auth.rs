@@ -1,0 +1,447 @@
+//! Keys and roles against the real binaries: storage, ingest and query as processes with an
+//! API key file and an internal key. Every refused call must answer the right code and change
+//! nothing; no secret may reach a log line or `/metrics`.
+
+mod common;
+
+use akidb_auth::Role;
+use akidb_auth::keys::{KeyFile, load_or_create_internal_key};
+use akidb_client::Link;
+use akidb_proto::v1 as pb;
+use common::*;
+use std::time::Duration;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+/// A request whose metadata holds exactly `headers` (name, value).
+fn req<T>(msg: T, headers: &[(&'static str, &str)]) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(Duration::from_secs(10));
+    for (k, v) in headers {
+        r.metadata_mut()
+            .append(*k, MetadataValue::try_from(*v).unwrap());
+    }
+    r
+}
+
+fn bearer(k: &str) -> String {
+    format!("Bearer {k}")
+}
+
+fn search(collection: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: collection.into(),
+        vector: vec![0.0; 8],
+        k: 3,
+        ..Default::default()
+    }
+}
+
+fn upsert(collection: &str, id: u64) -> pb::UpsertRequest {
+    pb::UpsertRequest {
+        collection: collection.into(),
+        points: vec![pb::Point {
+            id: Some(pb::PointId::num(id)),
+            vector: vec![1.0; 8],
+            payload: None,
+        }],
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => {
+            assert!(!s.message().contains("akidb_"), "a key in a message: {s:?}");
+            s.code()
+        }
+    }
+}
+
+async fn count(q: &Link, admin: &str, collection: &str) -> u64 {
+    q.query()
+        .count(req(
+            pb::CountRequest {
+                collection: collection.into(),
+                filter: None,
+            },
+            &[("authorization", &bearer(admin))],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_roles_hold_against_every_attack() {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let file = keys_dir.path().join("keys.json");
+    let admin = KeyFile::create_key(&file, Role::Admin, vec![]).unwrap();
+    let write = KeyFile::create_key(&file, Role::Write, vec![]).unwrap();
+    let read = KeyFile::create_key(&file, Role::Read, vec![]).unwrap();
+    let scoped = KeyFile::create_key(&file, Role::Write, vec!["mine".into()]).unwrap();
+    let internal_file = keys_dir.path().join("internal.key");
+    let internal = load_or_create_internal_key(&internal_file).unwrap();
+    let (f, i) = (
+        file.display().to_string(),
+        internal_file.display().to_string(),
+    );
+    let front = ["--api-keys-file", &f, "--internal-key-file", &i];
+    let s = Stack::start_with(&front, &front, &front).await;
+    let q = Stack::link(&s.query_addr);
+    let ing = Stack::link(&s.ingest_addr);
+    let a = [("authorization", bearer(&admin))];
+    let as_admin: Vec<(&'static str, &str)> = a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Health needs no key (probes, load balancers).
+    assert_eq!(health(&s.query_addr).await, "SERVING");
+    assert_eq!(health(&s.storage_addr).await, "SERVING");
+
+    // The admin key creates two collections and fills them.
+    for name in ["mine", "theirs"] {
+        q.collections()
+            .create_collection(req(
+                pb::CreateCollectionRequest {
+                    name: name.into(),
+                    dimension: 8,
+                    metric: pb::Metric::L2 as i32,
+                    ..Default::default()
+                },
+                &as_admin,
+            ))
+            .await
+            .unwrap();
+        ing.ingest()
+            .upsert(req(upsert(name, 1), &as_admin))
+            .await
+            .unwrap();
+    }
+    let mut last = read.clone();
+    last.pop();
+    last.push(if read.ends_with('0') { '1' } else { '0' });
+    let unknown = akidb_auth::keys::new_key().1;
+
+    // 1-7: no key, an unknown key, the last byte changed, another scheme, two headers, the
+    // key without a scheme, the internal key on a public port: UNAUTHENTICATED, one message.
+    let bad: Vec<Vec<(&'static str, String)>> = vec![
+        vec![],
+        vec![("authorization", bearer(&unknown))],
+        vec![("authorization", bearer(&last))],
+        vec![("authorization", format!("Basic {read}"))],
+        vec![
+            ("authorization", bearer(&read)),
+            ("authorization", bearer(&read)),
+        ],
+        vec![("authorization", read.clone())],
+        vec![("authorization", bearer(&internal))],
+    ];
+    for h in &bad {
+        let hv: Vec<(&'static str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let e = q
+            .query()
+            .search(req(search("mine"), &hv))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{h:?}");
+        assert_eq!(e.message(), akidb_auth::layer::UNAUTHENTICATED);
+        assert_eq!(
+            code(ing.ingest().upsert(req(upsert("mine", 99), &hv)).await),
+            Code::Unauthenticated
+        );
+    }
+    // 8: forged internal markers change nothing.
+    let forged = [
+        ("x-internal", "1"),
+        ("akidb-untraced", "1"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ];
+    assert_eq!(
+        code(q.query().search(req(search("mine"), &forged)).await),
+        Code::Unauthenticated
+    );
+
+    // 9: a read key reads, and may not write.
+    let r = [("authorization", bearer(&read))];
+    let as_read: Vec<(&'static str, &str)> = r.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        code(q.query().search(req(search("mine"), &as_read)).await),
+        Code::Ok
+    );
+    assert_eq!(
+        code(ing.ingest().upsert(req(upsert("mine", 2), &as_read)).await),
+        Code::PermissionDenied
+    );
+    // 10: a write key writes, and may not administer or create.
+    let w = [("authorization", bearer(&write))];
+    let as_write: Vec<(&'static str, &str)> = w.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        code(ing.ingest().upsert(req(upsert("mine", 3), &as_write)).await),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            q.admin()
+                .dlq_purge(req(
+                    pb::DlqPurgeRequest {
+                        id: String::new(),
+                        all: true
+                    },
+                    &as_write
+                ))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            q.collections()
+                .create_collection(req(
+                    pb::CreateCollectionRequest {
+                        name: "made-by-write".into(),
+                        dimension: 8,
+                        metric: pb::Metric::L2 as i32,
+                        ..Default::default()
+                    },
+                    &as_write
+                ))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            q.collections()
+                .delete_collection(req(
+                    pb::DeleteCollectionRequest {
+                        name: "theirs".into()
+                    },
+                    &as_write
+                ))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+
+    // 11: a key limited to `mine`: the other collection is refused, List shows only `mine`.
+    let sc = [("authorization", bearer(&scoped))];
+    let as_scoped: Vec<(&'static str, &str)> = sc.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        code(q.query().search(req(search("mine"), &as_scoped)).await),
+        Code::Ok
+    );
+    assert_eq!(
+        code(q.query().search(req(search("theirs"), &as_scoped)).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            ing.ingest()
+                .upsert(req(upsert("theirs", 4), &as_scoped))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let batch = pb::SearchBatchRequest {
+        searches: vec![search("mine"), search("theirs")],
+    };
+    assert_eq!(
+        code(q.query().search_batch(req(batch, &as_scoped)).await),
+        Code::PermissionDenied
+    );
+    let listed = q
+        .collections()
+        .list_collections(req(pb::ListCollectionsRequest {}, &as_scoped))
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(
+        listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["mine"]
+    );
+
+    // 12: storage takes no public key, no key, and no forged marker: only the internal one.
+    let st = Stack::link(&s.storage_addr);
+    for h in [as_admin.clone(), vec![], forged.to_vec()] {
+        assert_eq!(
+            code(
+                st.storage()
+                    .delete_collection(req(
+                        pb::DeleteCollectionRequest {
+                            name: "theirs".into()
+                        },
+                        &h
+                    ))
+                    .await
+            ),
+            Code::Unauthenticated,
+            "{h:?}"
+        );
+        assert_eq!(
+            code(
+                st.admin()
+                    .dlq_purge(req(
+                        pb::DlqPurgeRequest {
+                            id: String::new(),
+                            all: true
+                        },
+                        &h
+                    ))
+                    .await
+            ),
+            Code::Unauthenticated
+        );
+    }
+    let ib = bearer(&internal);
+    assert_eq!(
+        code(
+            st.storage()
+                .count(req(
+                    pb::CountRequest {
+                        collection: "theirs".into(),
+                        filter: None
+                    },
+                    &[("authorization", ib.as_str())]
+                ))
+                .await
+        ),
+        Code::Ok
+    );
+
+    // 13: names that try to leave the data directory: refused before storage.
+    for name in ["../x", "%2e%2e%2f", "a\0b", &"a".repeat(300), "a/b", "."] {
+        let r = q
+            .collections()
+            .create_collection(req(
+                pb::CreateCollectionRequest {
+                    name: name.into(),
+                    dimension: 8,
+                    metric: pb::Metric::L2 as i32,
+                    ..Default::default()
+                },
+                &as_admin,
+            ))
+            .await;
+        assert_eq!(code(r), Code::InvalidArgument, "{name:?}");
+    }
+    let dirs: Vec<String> = std::fs::read_dir(s.dir.path().join("storage/collections"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut dirs_sorted = dirs.clone();
+    dirs_sorted.sort();
+    assert_eq!(dirs_sorted, ["mine", "theirs"], "nothing else was created");
+    assert!(!s.dir.path().join("storage/x").exists() && !s.dir.path().join("x").exists());
+
+    // Nothing refused changed anything: counts as the allowed writes left them.
+    assert_eq!(count(&q, &admin, "mine").await, 2, "ids 1 and 3");
+    assert_eq!(count(&q, &admin, "theirs").await, 1);
+
+    // 14: PUT /tracing needs an admin key; GET shows the settings.
+    let http = reqwest::Client::new();
+    let put = |key: Option<&str>| {
+        let mut r = http.put(format!(
+            "http://127.0.0.1:{}/tracing?sample_ratio=1",
+            s.query_metrics
+        ));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    assert_eq!(put(None).await.unwrap().status(), 403);
+    assert_eq!(put(Some(&read)).await.unwrap().status(), 403);
+    assert_eq!(put(Some(&unknown)).await.unwrap().status(), 403);
+    let settings = get_text(s.query_metrics, "/tracing").await;
+    assert!(
+        settings.contains("\"sample_ratio\":0.1"),
+        "unchanged: {settings}"
+    );
+    assert_eq!(put(Some(&admin)).await.unwrap().status(), 200);
+    assert!(
+        get_text(s.query_metrics, "/tracing")
+            .await
+            .contains("\"sample_ratio\":1")
+    );
+
+    // 15: rotation: a new key works at once, the revoked one no longer.
+    let fresh = KeyFile::create_key(&file, Role::Read, vec![]).unwrap();
+    KeyFile::revoke_key(&file, akidb_auth::keys::key_id(&read).unwrap()).unwrap();
+    let fresh_h = [("authorization", bearer(&fresh))];
+    let as_fresh: Vec<(&'static str, &str)> =
+        fresh_h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let new_ok = code(q.query().search(req(search("mine"), &as_fresh)).await) == Code::Ok;
+        let old_out =
+            code(q.query().search(req(search("mine"), &as_read)).await) == Code::Unauthenticated;
+        if new_ok && old_out {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "keys not reloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 16: audit lines and the counter; no secret in any log or on /metrics.
+    let m = scrape(s.query_metrics).await;
+    for outcome in ["allowed", "unauthenticated", "denied"] {
+        let v = series_value(
+            &m,
+            &format!("akidb_auth_requests_total{{outcome=\"{outcome}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(v >= 1.0, "{outcome}: {v}");
+    }
+    let logs = s.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("akidb_audit")
+            && l.contains("CreateCollection")
+            && l.contains(akidb_auth::keys::key_id(&admin).unwrap())),
+        "{logs}"
+    );
+    assert!(logs.contains("DlqPurge") && logs.contains("outcome=\"denied\""));
+    let mut all_metrics = m;
+    for p in [s.storage_metrics, s.ingest_metrics] {
+        all_metrics.push_str(&scrape(p).await);
+    }
+    for secret in [&admin, &write, &read, &scoped, &internal, &fresh, &unknown] {
+        let tail = &secret[secret.len() - 32..];
+        assert!(!logs.contains(tail), "a key in the logs");
+        assert!(!all_metrics.contains(tail), "a key on /metrics");
+    }
+}
+
+#[test]
+fn no_service_listens_beyond_loopback_without_keys() {
+    for service in ["storage", "ingest", "query", "telemetry"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args([
+            "serve",
+            service,
+            "--grpc-addr",
+            "0.0.0.0:0",
+            "--metrics-addr",
+        ])
+        .arg(format!("127.0.0.1:{}", akidb_testkit::ports::free_port()));
+        if service == "storage" {
+            cmd.arg("--data-dir").arg(dir.path());
+        }
+        let out = cmd
+            .env_remove("AKIDB_API_KEYS_FILE")
+            .env_remove("AKIDB_INTERNAL_KEY_FILE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{service} started: {err}");
+        assert!(
+            err.contains("without API keys") && err.contains("akidb keys create"),
+            "{service}: {err}"
+        );
+    }
+}
