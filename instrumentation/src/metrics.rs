@@ -459,6 +459,10 @@ impl Metrics {
         for outcome in ["exported", "failed"] {
             m.trace_export_spans.with_label_values(&[outcome]);
         }
+        // Every outcome from the start (0 with keys off), for rates and the alert.
+        for outcome in ["allowed", "unauthenticated", "denied"] {
+            m.auth_requests.with_label_values(&[outcome]);
+        }
         if matches!(component, Component::Ingest | Component::Query) {
             register!(r, m.grpc_client_requests, m.grpc_client_duration);
         }

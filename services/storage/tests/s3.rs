@@ -20,6 +20,13 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The metrics of a storage process. Every test registers them first: the first use of the
+/// process-wide catalogue decides which component's metrics it has, and the tests of this
+/// file run at once.
+fn storage_metrics() -> &'static akidb_instrumentation::metrics::Metrics {
+    akidb_instrumentation::metrics::init_metrics(akidb_instrumentation::Component::Storage)
+}
+
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -144,6 +151,7 @@ async fn upload_while_down(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_roundtrip_checked_with_boto3() {
+    storage_metrics();
     let Some(moto) = Moto::from_env().await else {
         return;
     };
@@ -271,11 +279,11 @@ async fn s3_store_roundtrip_checked_with_boto3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
+    storage_metrics();
     let Some(moto) = Moto::from_env().await else {
         return;
     };
-    let metrics =
-        akidb_instrumentation::metrics::init_metrics(akidb_instrumentation::Component::Storage);
+    let metrics = storage_metrics();
     let opened_before = metrics
         .breaker_transitions
         .with_label_values(&["open"])
@@ -339,6 +347,7 @@ async fn breaker_opens_when_moto_is_stopped_and_dlq_drains_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_proxy_refuses_connections() {
+    storage_metrics();
     let Some(moto) = Moto::from_env().await else {
         return;
     };
@@ -380,6 +389,7 @@ async fn breaker_opens_when_proxy_refuses_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_proxy_delays_connections() {
+    storage_metrics();
     let Some(moto) = Moto::from_env().await else {
         return;
     };
