@@ -131,6 +131,34 @@ mod tests {
         }
     }
 
+    /// docs/security.md shows this table; it must say what the code does.
+    #[test]
+    fn the_documented_table_is_this_table() {
+        let doc = include_str!("../../docs/security.md");
+        let rows: Vec<(String, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.trim().trim_matches('|').split('|').collect();
+                let path = cells.first()?.trim().strip_prefix('`')?.strip_suffix('`')?;
+                let need = cells.get(1)?.trim();
+                path.starts_with('/')
+                    .then(|| (path.to_string(), need.to_string()))
+            })
+            .collect();
+        let ours: Vec<(String, String)> = METHODS
+            .iter()
+            .map(|(p, r)| {
+                let need = match r {
+                    Right::Open => "nothing",
+                    Right::Internal => "internal",
+                    Right::Role(role) => role.as_str(),
+                };
+                (p.to_string(), need.to_string())
+            })
+            .collect();
+        assert_eq!(rows, ours, "docs/security.md's table differs from METHODS");
+    }
+
     #[test]
     fn roles_and_open_paths() {
         assert_eq!(right_of("/grpc.health.v1.Health/Check"), Some(Right::Open));
