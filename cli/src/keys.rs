@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub struct KeysArgs {
     /// The key file the services read (created when absent).
     #[arg(long = "api-keys-file", env = "AKIDB_API_KEYS_FILE", global = true)]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: KeysCmd,
 }
@@ -32,20 +32,31 @@ pub enum KeysCmd {
     List,
     /// Revoke the key with this id: refused from the next second on.
     Revoke { id: String },
+    /// Set up keys for a deployment, once (idempotent): the key file with one admin key,
+    /// written to `<dir>/admin.key` (owner-only), and the internal key `<dir>/internal.key`.
+    /// What the compose file's one-shot `keys` service runs.
+    Init {
+        /// Where `admin.key` and `internal.key` go (the key file is `--api-keys-file`).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
+    let Some(file) = a.file else {
+        anyhow::bail!("name the key file the services read: --api-keys-file <file> or AKIDB_API_KEYS_FILE");
+    };
     match a.cmd {
         KeysCmd::Create { role, collections } => {
             for c in &collections {
                 akidb_proto::limits::check_name(c)?;
             }
-            let key = KeyFile::create_key(&a.file, role, collections.clone())?;
+            let key = KeyFile::create_key(&file, role, collections.clone())?;
             let id = akidb_auth::keys::key_id(&key)
                 .unwrap_or_default()
                 .to_string();
             if g.json {
-                let v = serde_json::json!({"id": id, "role": role.as_str(), "collections": collections, "key": key, "file": a.file});
+                let v = serde_json::json!({"id": id, "role": role.as_str(), "collections": collections, "key": key, "file": file});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("{key}");
@@ -57,12 +68,12 @@ pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
                     } else {
                         format!(", collections {}", collections.join(", "))
                     },
-                    a.file.display()
+                    file.display()
                 );
             }
         }
         KeysCmd::List => {
-            let f = KeyFile::load(&a.file)?;
+            let f = KeyFile::load(&file)?;
             let v = serde_json::json!(
                 f.keys
                     .iter()
@@ -88,14 +99,39 @@ pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
                 t
             });
         }
+        KeysCmd::Init { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            let admin_file = dir.join("admin.key");
+            if !file.exists() {
+                let key = KeyFile::create_key(&file, Role::Admin, vec![])?;
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&admin_file)?;
+                writeln!(f, "{key}")?;
+                f.sync_all()?;
+                eprintln!(
+                    "created {} with an admin key (in {}) ",
+                    file.display(),
+                    admin_file.display()
+                );
+            } else {
+                eprintln!("{} exists; keys unchanged", file.display());
+            }
+            akidb_auth::keys::load_or_create_internal_key(&dir.join("internal.key"))?;
+        }
         KeysCmd::Revoke { id } => {
-            if !KeyFile::revoke_key(&a.file, &id)? {
+            if !KeyFile::revoke_key(&file, &id)? {
                 anyhow::bail!(
                     "no key {id} in {}; `akidb keys list` shows them",
-                    a.file.display()
+                    file.display()
                 );
             }
-            eprintln!("key {id} revoked in {}", a.file.display());
+            eprintln!("key {id} revoked in {}", file.display());
         }
     }
     Ok(())
