@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .type_attribute(".", "#[allow(clippy::all)]")
+        .codec_path("crate::codec::Codec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -13,16 +13,24 @@ pub enum Outcome {
     Unauthenticated,
     /// A valid key without the right.
     Denied,
+    /// A valid key with the right, over its rate limit.
+    RateLimited,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Allowed, Outcome::Unauthenticated, Outcome::Denied];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Allowed,
+        Outcome::Unauthenticated,
+        Outcome::Denied,
+        Outcome::RateLimited,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct KeyRecord {
     pub collections: Vec<String>,
     /// SHA-256 of the whole key, hex.
     pub sha256: String,
+    /// Calls per second the key may make (bursts of up to one second's worth); none: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
     /// When it was created (Unix milliseconds), for rotation.
     #[serde(default)]
     pub created_unix_ms: u64,
@@ -125,6 +128,16 @@ impl KeyFile {
     /// Add a new key with `role` (limited to `collections` when not empty) and write the file
     /// back atomically, creating it if absent; returns the key, which is shown only now.
     pub fn create_key(path: &Path, role: Role, collections: Vec<String>) -> anyhow::Result<String> {
+        Self::create_key_with_rate(path, role, collections, None)
+    }
+
+    /// [`KeyFile::create_key`] with a rate limit (calls per second).
+    pub fn create_key_with_rate(
+        path: &Path,
+        role: Role,
+        collections: Vec<String>,
+        rate_per_second: Option<u32>,
+    ) -> anyhow::Result<String> {
         let mut file = if path.exists() {
             KeyFile::load(path)?
         } else {
@@ -141,6 +154,7 @@ impl KeyFile {
             role,
             collections,
             sha256: hash(&key),
+            rate_per_second,
             created_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -66,7 +66,22 @@ impl Auth {
             Auth::Public(store) => {
                 let who = store.authenticate(key).ok_or_else(unauthenticated)?;
                 let refuse = match right {
-                    Some(Right::Role(need)) if who.role >= need => return Ok(Some(who)),
+                    Some(Right::Role(need)) if who.role >= need => {
+                        return match store.admit(&who.key_id) {
+                            Ok(()) => Ok(Some(who)),
+                            Err(wait) => {
+                                let ms = wait.as_millis().max(1);
+                                let mut s = Status::resource_exhausted(format!(
+                                    "key {} is over its rate limit; retry in {ms} ms",
+                                    who.key_id
+                                ));
+                                if let Ok(v) = ms.to_string().parse() {
+                                    s.metadata_mut().insert("retry-after-ms", v);
+                                }
+                                Err((s, Some(who)))
+                            }
+                        };
+                    }
                     Some(Right::Open) => return Ok(None),
                     Some(Right::Role(need)) => format!(
                         "key {} has role {}; {path} needs {}",
@@ -149,10 +164,10 @@ where
         let path = req.uri().path().to_string();
         match self.auth.decide(&path, req.headers()) {
             Err((status, who)) => {
-                let outcome = if status.code() == Code::Unauthenticated {
-                    Outcome::Unauthenticated
-                } else {
-                    Outcome::Denied
+                let outcome = match status.code() {
+                    Code::Unauthenticated => Outcome::Unauthenticated,
+                    Code::ResourceExhausted => Outcome::RateLimited,
+                    _ => Outcome::Denied,
                 };
                 audit::count(outcome);
                 if outcome == Outcome::Denied || audited(&path) {

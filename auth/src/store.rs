@@ -16,6 +16,14 @@ struct Entry {
     role: Role,
     collections: Vec<String>,
     sha256: [u8; 32],
+    rate_per_second: Option<u32>,
+}
+
+/// A token bucket: up to one second's worth of calls at once, refilled at the rate.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: std::time::Instant,
 }
 
 /// The public keys in force.
@@ -25,6 +33,8 @@ pub struct KeyStore {
     keys: RwLock<Arc<HashMap<String, Entry>>>,
     /// (modified, length) of the file as last loaded: a change reloads it.
     seen: RwLock<Option<(SystemTime, u64)>>,
+    /// The rate limit state of the keys that have one, by key id.
+    buckets: std::sync::Mutex<HashMap<String, Bucket>>,
 }
 
 fn entries(file: KeyFile) -> HashMap<String, Entry> {
@@ -39,6 +49,7 @@ fn entries(file: KeyFile) -> HashMap<String, Entry> {
                     role: k.role,
                     collections: k.collections,
                     sha256: sha,
+                    rate_per_second: k.rate_per_second,
                 },
             )
         })
@@ -59,6 +70,7 @@ impl KeyStore {
             path: path.to_path_buf(),
             keys: RwLock::new(Arc::new(entries(file))),
             seen: RwLock::new(seen),
+            buckets: Default::default(),
         }))
     }
 
@@ -116,6 +128,31 @@ impl KeyStore {
         let e = keys.get(id)?;
         let sha = sha2::Sha256::digest_bytes(key);
         bool::from(sha.ct_eq(&e.sha256)).then(|| Principal::new(id, e.role, e.collections.clone()))
+    }
+
+    /// Admit one call of the key `id` under its rate limit, or say how long to wait.
+    pub fn admit(&self, id: &str) -> Result<(), Duration> {
+        let rate = {
+            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            match keys.get(id).and_then(|e| e.rate_per_second) {
+                Some(r) if r > 0 => r as f64,
+                _ => return Ok(()),
+            }
+        };
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = buckets.entry(id.to_string()).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+        }
     }
 
     /// Reload on SIGHUP and when the file changes (checked every `every`), until `stop`
@@ -232,6 +269,26 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("not reloaded");
+    }
+
+    #[test]
+    fn a_key_with_a_rate_waits_its_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys.json");
+        let slow = KeyFile::create_key_with_rate(&p, Role::Read, vec![], Some(5)).unwrap();
+        let free = KeyFile::create_key(&p, Role::Read, vec![]).unwrap();
+        let store = KeyStore::open(&p).unwrap();
+        let (s, f) = (keys::key_id(&slow).unwrap(), keys::key_id(&free).unwrap());
+        let admitted = (0..20).filter(|_| store.admit(s).is_ok()).count();
+        assert_eq!(admitted, 5, "a burst of one second's worth");
+        let wait = store.admit(s).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
+        assert!((0..1000).all(|_| store.admit(f).is_ok()));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(store.admit(s).is_ok(), "refilled");
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum KeysCmd {
         /// Limit the key to this collection (repeat for several); default: all.
         #[arg(long = "collection")]
         collections: Vec<String>,
+        /// Calls per second the key may make at each front door (bursts of up to one
+        /// second's worth); over it, RESOURCE_EXHAUSTED with `retry-after-ms`. Default: no limit.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
     },
     /// List the keys in force (ids, roles, collections; never the keys).
     List,
@@ -44,19 +48,25 @@ pub enum KeysCmd {
 
 pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
     let Some(file) = a.file else {
-        anyhow::bail!("name the key file the services read: --api-keys-file <file> or AKIDB_API_KEYS_FILE");
+        anyhow::bail!(
+            "name the key file the services read: --api-keys-file <file> or AKIDB_API_KEYS_FILE"
+        );
     };
     match a.cmd {
-        KeysCmd::Create { role, collections } => {
+        KeysCmd::Create {
+            role,
+            collections,
+            rate,
+        } => {
             for c in &collections {
                 akidb_proto::limits::check_name(c)?;
             }
-            let key = KeyFile::create_key(&file, role, collections.clone())?;
+            let key = KeyFile::create_key_with_rate(&file, role, collections.clone(), rate)?;
             let id = akidb_auth::keys::key_id(&key)
                 .unwrap_or_default()
                 .to_string();
             if g.json {
-                let v = serde_json::json!({"id": id, "role": role.as_str(), "collections": collections, "key": key, "file": file});
+                let v = serde_json::json!({"id": id, "role": role.as_str(), "collections": collections, "rate_per_second": rate, "key": key, "file": file});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("{key}");
@@ -77,12 +87,12 @@ pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
             let v = serde_json::json!(
                 f.keys
                     .iter()
-                    .map(|k| serde_json::json!({"id": k.id, "role": k.role.as_str(), "collections": k.collections, "created_unix_ms": k.created_unix_ms}))
+                    .map(|k| serde_json::json!({"id": k.id, "role": k.role.as_str(), "collections": k.collections, "rate_per_second": k.rate_per_second, "created_unix_ms": k.created_unix_ms}))
                     .collect::<Vec<_>>()
             );
             emit(g, v, || {
                 let mut t = comfy_table::Table::new();
-                t.set_header(["id", "role", "collections", "created (unix ms)"]);
+                t.set_header(["id", "role", "collections", "calls/s", "created (unix ms)"]);
                 for k in &f.keys {
                     let cols = if k.collections.is_empty() {
                         "all".to_string()
@@ -93,6 +103,8 @@ pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
                         k.id.clone(),
                         k.role.as_str().to_string(),
                         cols,
+                        k.rate_per_second
+                            .map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
                         k.created_unix_ms.to_string(),
                     ]);
                 }

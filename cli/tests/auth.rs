@@ -445,3 +445,258 @@ fn no_service_listens_beyond_loopback_without_keys() {
         );
     }
 }
+
+/// `r` is INVALID_ARGUMENT with a message that `says` something.
+fn invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, what: &str, says: &str) {
+    let s = r.expect_err(what);
+    assert_eq!(s.code(), Code::InvalidArgument, "{what}: {s:?}");
+    assert!(s.message().contains(says), "{what}: {s:?}");
+}
+
+/// `levels` filters, each the only condition of the one above it.
+fn nested_filter(levels: usize) -> pb::Filter {
+    let mut f = pb::Filter::default();
+    for _ in 1..levels {
+        f = pb::Filter {
+            must: vec![pb::Condition {
+                condition: Some(pb::condition::Condition::Filter(f)),
+            }],
+            ..Default::default()
+        };
+    }
+    f
+}
+
+/// Every limit of the API against the real binaries with keys on: a deep or wide filter, an
+/// oversized message, a huge `grpc-timeout`, a key over its rate. Each answers its code, and
+/// nothing changes. Runs on threads with large stacks: encoding a 10,000-level filter recurses.
+#[test]
+fn limits_hold_against_abuse() {
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_stack_size(256 << 20)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(limits())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn limits() {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let file = keys_dir.path().join("keys.json");
+    let admin = KeyFile::create_key(&file, Role::Admin, vec![]).unwrap();
+    let slow = KeyFile::create_key_with_rate(&file, Role::Read, vec![], Some(5)).unwrap();
+    let internal_file = keys_dir.path().join("internal.key");
+    load_or_create_internal_key(&internal_file).unwrap();
+    let (f, i) = (
+        file.display().to_string(),
+        internal_file.display().to_string(),
+    );
+    let max = "4194304";
+    let front = [
+        "--api-keys-file",
+        &f,
+        "--internal-key-file",
+        &i,
+        "--max-message-bytes",
+        max,
+    ];
+    let s = Stack::start_with(&front[..4], &front, &front).await;
+    let (q, ing) = (Stack::link(&s.query_addr), Stack::link(&s.ingest_addr));
+    let ah = bearer(&admin);
+    let a: &[(&'static str, &str)] = &[("authorization", &ah)];
+    q.collections()
+        .create_collection(req(
+            pb::CreateCollectionRequest {
+                name: "c".into(),
+                dimension: 8,
+                metric: pb::Metric::L2 as i32,
+                ..Default::default()
+            },
+            a,
+        ))
+        .await
+        .unwrap();
+    for id in 0..10 {
+        ing.ingest().upsert(req(upsert("c", id), a)).await.unwrap();
+    }
+    assert_eq!(count(&q, &admin, "c").await, 10);
+
+    // 1: a filter 10,000 levels deep: refused by the decoder (prost stops at 100 levels) as
+    // INVALID_ARGUMENT, on search, count and a filtered delete.
+    let deep = nested_filter(10_000);
+    let mut sr = search("c");
+    sr.filter = Some(deep.clone());
+    invalid(
+        q.query().search(req(sr, a)).await,
+        "deep search",
+        "not a valid akidb.v1 message",
+    );
+    let deep_delete = pb::DeleteRequest {
+        collection: "c".into(),
+        filter: Some(deep),
+        ..Default::default()
+    };
+    invalid(
+        ing.ingest().delete(req(deep_delete, a)).await,
+        "deep delete",
+        "not a valid",
+    );
+    // 17 levels decode but are over the filter depth limit.
+    invalid(
+        q.query()
+            .count(req(
+                pb::CountRequest {
+                    collection: "c".into(),
+                    filter: Some(nested_filter(17)),
+                },
+                a,
+            ))
+            .await,
+        "17 levels",
+        "nested deeper than 16",
+    );
+
+    // 2: 100,000 `should` conditions: over the condition limit, before any point is read.
+    let wide = pb::Filter {
+        should: (0..100_000u64)
+            .map(|id| pb::Condition {
+                condition: Some(pb::condition::Condition::HasId(pb::HasIdCondition {
+                    ids: vec![pb::PointId::num(id)],
+                })),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut sr = search("c");
+    sr.filter = Some(wide.clone());
+    invalid(
+        q.query().search(req(sr, a)).await,
+        "wide search",
+        "more than 1024 conditions",
+    );
+    invalid(
+        ing.ingest()
+            .delete(req(
+                pb::DeleteRequest {
+                    collection: "c".into(),
+                    filter: Some(wide),
+                    ..Default::default()
+                },
+                a,
+            ))
+            .await,
+        "wide delete",
+        "more than 1024 conditions",
+    );
+
+    // 3: messages over --max-message-bytes (4 MiB here): RESOURCE_EXHAUSTED, with the sizes.
+    let mut big = search("c");
+    big.vector = vec![0.5; 1_500_000];
+    let r = q.query().search(req(big, a)).await.unwrap_err();
+    assert_eq!(r.code(), Code::ResourceExhausted, "{r:?}");
+    assert!(r.message().contains("4194304"), "{r:?}");
+    let huge_upsert = pb::UpsertRequest {
+        collection: "c".into(),
+        points: (0..100_000)
+            .map(|id| pb::Point {
+                id: Some(pb::PointId::num(100 + id)),
+                vector: vec![1.0; 8],
+                payload: None,
+            })
+            .collect(),
+    };
+    let r = ing.ingest().upsert(req(huge_upsert, a)).await.unwrap_err();
+    assert_eq!(r.code(), Code::ResourceExhausted, "{r:?}");
+
+    // 4: a huge or malformed grpc-timeout: served (the front doors cap what they forward at
+    // ten minutes), no panic, no overflow; a zero one expires (tonic answers CANCELLED).
+    fn expired_or_ok<T>(r: &Result<T, tonic::Status>) -> bool {
+        r.as_ref().map_or_else(
+            |s| matches!(s.code(), Code::DeadlineExceeded | Code::Cancelled),
+            |_| true,
+        )
+    }
+    for t in ["99999999H", "99999999S", "0n", "xyz", "-1S"] {
+        let h: &[(&'static str, &str)] = &[("authorization", &ah), ("grpc-timeout", t)];
+        let mut r = tonic::Request::new(pb::FlushRequest {
+            collection: "c".into(),
+            ..Default::default()
+        });
+        for (k, v) in h {
+            r.metadata_mut()
+                .insert(*k, MetadataValue::try_from(*v).unwrap());
+        }
+        let got = ing.ingest().flush(r).await;
+        assert!(expired_or_ok(&got), "{t}: {got:?}");
+        let mut r = tonic::Request::new(pb::TierStatusRequest::default());
+        for (k, v) in h {
+            r.metadata_mut()
+                .insert(*k, MetadataValue::try_from(*v).unwrap());
+        }
+        let got = q.admin().tier_status(r).await;
+        assert!(expired_or_ok(&got), "{t}: {got:?}");
+    }
+
+    // 5: a key with a rate of 5 calls/s: a burst of 5, then RESOURCE_EXHAUSTED with a
+    // retry-after-ms hint; after the hint it is served again. Other keys are not slowed.
+    let sh = bearer(&slow);
+    let sl: &[(&'static str, &str)] = &[("authorization", &sh)];
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..20 {
+        match q.query().search(req(search("c"), sl)).await {
+            Ok(_) => served += 1,
+            Err(s) => {
+                refused = Some(s);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the rate limit never refused");
+    assert!((1..=6).contains(&served), "{served} served");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let hint: u64 = refused
+        .metadata()
+        .get("retry-after-ms")
+        .expect("a retry-after-ms hint")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&hint), "{hint}");
+    assert!(refused.message().contains("retry in"), "{refused:?}");
+    assert!(!refused.message().contains(&slow[slow.len() - 16..]));
+    for _ in 0..20 {
+        q.query().search(req(search("c"), a)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(hint + 50)).await;
+    q.query().search(req(search("c"), sl)).await.unwrap();
+    let m = scrape(s.query_metrics).await;
+    assert!(
+        series_value(&m, "akidb_auth_requests_total{outcome=\"rate_limited\"}").unwrap_or(0.0)
+            >= 1.0,
+        "rate_limited not counted"
+    );
+
+    // Nothing refused changed anything, and every service still serves.
+    assert_eq!(count(&q, &admin, "c").await, 10);
+    for addr in [&s.storage_addr, &s.ingest_addr, &s.query_addr] {
+        assert_eq!(health(addr).await, "SERVING");
+    }
+    let logs = s.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    for secret in [&admin, &slow] {
+        assert!(
+            !logs.contains(&secret[secret.len() - 32..]),
+            "a key in the logs"
+        );
+    }
+}

@@ -110,6 +110,20 @@ fn response_code(headers: &http::HeaderMap) -> i32 {
         .unwrap_or(0)
 }
 
+/// tonic refuses a request larger than the service's `--max-message-bytes` with OUT_OF_RANGE;
+/// the gRPC spec (and every other gRPC server) says RESOURCE_EXHAUSTED, which is what clients
+/// expect. The message (with both sizes) stays.
+fn too_large_is_exhausted(headers: &mut http::HeaderMap) {
+    const TOO_LARGE: &[u8] = b"Error,%20decoded%20message%20length%20too%20large";
+    if headers.get("grpc-status").map(|v| v.as_bytes()) == Some(b"11")
+        && headers
+            .get("grpc-message")
+            .is_some_and(|m| m.as_bytes().starts_with(TOO_LARGE))
+    {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
 /// Handles and names of one (side, service, method).
 struct Rpc {
     /// `service/method`: the span name.
@@ -432,6 +446,10 @@ where
             let res = fut.await;
             if SERVER {
                 crate::idle_poll::touch();
+            }
+            let mut res = res;
+            if SERVER && let Ok(r) = &mut res {
+                too_large_is_exhausted(r.headers_mut());
             }
             let code = match &res {
                 Ok(r) => response_code(r.headers()),

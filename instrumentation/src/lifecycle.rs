@@ -135,6 +135,14 @@ macro_rules! listen_args {
                                                 default_value = concat!("127.0.0.1:", $http_port)
                                             )]
             pub metrics_addr: std::net::SocketAddr,
+            /// Largest gRPC message the service takes or sends, in bytes; a larger request is
+            /// RESOURCE_EXHAUSTED before it is read.
+            #[arg(
+                                                long = "max-message-bytes",
+                                                env = concat!("AKIDB_", $service, "_MAX_MESSAGE_BYTES"),
+                                                default_value_t = $crate::transport::DEFAULT_MAX_MESSAGE_BYTES
+                                            )]
+            pub max_message_bytes: usize,
         }
 
         impl $crate::lifecycle::ServiceConfig for $config {

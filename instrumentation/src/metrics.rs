@@ -174,7 +174,39 @@ macro_rules! register {
     };
 }
 
+/// Collections that get an `akidb_collection_points` series: the first ones seen, so that
+/// the number of series stays bounded whatever names clients create.
+pub const MAX_COLLECTION_SERIES: usize = 100;
+
+static COLLECTION_SERIES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl Metrics {
+    /// Set `akidb_collection_points` of `collection`, if it is one of the first
+    /// [`MAX_COLLECTION_SERIES`] collections with a series.
+    pub fn set_collection_points(&self, collection: &str, points: u64) {
+        let mut seen = COLLECTION_SERIES.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(collection) {
+            if seen.len() >= MAX_COLLECTION_SERIES {
+                return;
+            }
+            seen.insert(collection.to_string());
+        }
+        self.collection_points
+            .with_label_values(&[collection])
+            .set(points as i64);
+    }
+
+    /// Drop the series of a deleted collection (making room for another).
+    pub fn forget_collection(&self, collection: &str) {
+        let mut seen = COLLECTION_SERIES.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.remove(collection) {
+            self.collection_points
+                .remove_label_values(&[collection])
+                .ok();
+        }
+    }
+
     pub fn new(component: Component) -> Self {
         let registry = Registry::new();
         let m = Metrics {

@@ -5,11 +5,20 @@ use crate::layers::{ClientLayer, ClientService, ServerLayer};
 use std::time::Duration;
 use tower::layer::util::{Identity, Stack};
 
+/// The default of every service's `--max-message-bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A tonic server with AkiDB's instrumentation and transport settings (no Nagle, HTTP/2
-/// keep-alive so dead peers are noticed).
+/// keep-alive so dead peers are noticed, at most
+/// [`akidb_proto::limits::MAX_CONCURRENT_PER_CONNECTION`] calls per connection).
 pub fn builder() -> tonic::transport::Server<Stack<ServerLayer, Identity>> {
+    let per_connection = akidb_proto::limits::MAX_CONCURRENT_PER_CONNECTION;
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A connection may not hold more calls at once than this: HTTP/2 tells the client,
+        // and the server makes further calls wait.
+        .max_concurrent_streams(Some(per_connection as u32))
+        .concurrency_limit_per_connection(per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(ServerLayer)

@@ -23,6 +23,13 @@ pub const SCROLL_LIMIT: RangeInclusive<u64> = 1..=10_000;
 pub const DEFAULT_SCROLL_LIMIT: usize = 100;
 /// Deepest nesting of filters, so that a hostile filter cannot exhaust the stack.
 pub const MAX_FILTER_DEPTH: usize = 16;
+/// Most conditions in one filter, nested ones included, so that a hostile filter cannot make
+/// every point's check arbitrarily costly.
+pub const MAX_FILTER_CONDITIONS: usize = 1_024;
+/// Calls one HTTP/2 connection may have in flight at once (more wait for a slot).
+pub const MAX_CONCURRENT_PER_CONNECTION: usize = 1_024;
+/// Longest deadline a front door gives a forwarded call, whatever `grpc-timeout` asks.
+pub const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Why a collection name is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

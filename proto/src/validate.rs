@@ -16,6 +16,36 @@ fn in_range(what: &'static str, range: &RangeInclusive<u64>, got: u64) -> Result
     limits::check_range(what, range, got).map_err(|p| Status::invalid_argument(p.to_string()))
 }
 
+/// A filter's size: at most [`limits::MAX_FILTER_DEPTH`] levels and
+/// [`limits::MAX_FILTER_CONDITIONS`] conditions (checked before anything walks it deeper).
+pub fn filter(f: Option<&pb::Filter>) -> Result<(), Status> {
+    fn walk(f: &pb::Filter, depth: usize, conditions: &mut usize) -> Result<(), Status> {
+        if depth > limits::MAX_FILTER_DEPTH {
+            return Err(Status::invalid_argument(format!(
+                "filter is nested deeper than {} levels; flatten it",
+                limits::MAX_FILTER_DEPTH
+            )));
+        }
+        for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+            *conditions += 1;
+            if *conditions > limits::MAX_FILTER_CONDITIONS {
+                return Err(Status::invalid_argument(format!(
+                    "filter has more than {} conditions; split the request or use any_of",
+                    limits::MAX_FILTER_CONDITIONS
+                )));
+            }
+            if let Some(pb::condition::Condition::Filter(inner)) = &c.condition {
+                walk(inner, depth + 1, conditions)?;
+            }
+        }
+        Ok(())
+    }
+    match f {
+        Some(f) => walk(f, 1, &mut 0),
+        None => Ok(()),
+    }
+}
+
 pub fn finite_vector(v: &[f32], what: &dyn std::fmt::Display) -> Result<(), Status> {
     if v.is_empty() {
         return Err(Status::invalid_argument(format!("{what}: vector is empty")));
@@ -90,6 +120,7 @@ pub fn upsert(
 pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
     collection_name(&req.collection)?;
     in_range("k", &limits::K, req.k.into())?;
+    filter(req.filter.as_ref())?;
     finite_vector(&req.vector, &"query")
 }
 

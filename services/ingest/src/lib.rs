@@ -170,6 +170,7 @@ impl IngestService for Ingest {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
+        validate::filter(req.filter.as_ref()).map_err(|s| reject("invalid", s))?;
         for id in &req.ids {
             validate::point_id(Some(id), &"delete").map_err(|s| reject("invalid", s))?;
         }
@@ -185,7 +186,9 @@ impl IngestService for Ingest {
         let mut link = self.storage.clone();
         // Waiting for a graph build takes longer than a write: the caller's deadline rules
         // (10 minutes without one), not --storage-timeout-ms.
-        link.timeout = akidb_client::caller_timeout(&req).unwrap_or(Duration::from_secs(600));
+        link.timeout = akidb_client::caller_timeout(&req)
+            .unwrap_or(akidb_proto::limits::MAX_DEADLINE)
+            .min(akidb_proto::limits::MAX_DEADLINE);
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
@@ -219,8 +222,8 @@ pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
     tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "ingest serving");
     let routes = tonic::service::Routes::new(
         IngestServiceServer::new(ingest)
-            .max_decoding_message_size(config.max_batch_bytes + 1024 * 1024)
-            .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(config.listen.max_message_bytes)
+            .max_encoding_message_size(config.listen.max_message_bytes),
     );
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})

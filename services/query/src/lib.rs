@@ -236,6 +236,7 @@ impl QueryService for Query {
     ) -> Result<Response<pb::CountResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
+        validate::filter(req.get_ref().filter.as_ref())?;
         forward!(self, req, count)
     }
 
@@ -245,6 +246,7 @@ impl QueryService for Query {
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
+        validate::filter(req.get_ref().filter.as_ref())?;
         forward!(self, req, scroll)
     }
 }
@@ -328,14 +330,27 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
         )?,
     };
     tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "query serving");
+    let max = config.listen.max_message_bytes;
     let routes = tonic::service::Routes::new(
         QueryServiceServer::new(query.clone())
-            .max_decoding_message_size(akidb_client::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(akidb_client::MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
-    .add_service(CollectionServiceServer::new(query))
-    .add_service(AdminServiceServer::new(ops.clone()))
-    .add_service(TelemetryServiceServer::new(ops));
+    .add_service(
+        CollectionServiceServer::new(query)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        AdminServiceServer::new(ops.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
+    .add_service(
+        TelemetryServiceServer::new(ops)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    );
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await

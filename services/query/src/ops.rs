@@ -13,7 +13,6 @@ use akidb_client::Link;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use akidb_proto::v1::telemetry_service_server::TelemetryService;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// The forwarding front of storage's AdminService and the aggregator's TelemetryService.
@@ -26,7 +25,9 @@ pub struct Ops {
 /// `link` with the caller's deadline, or ten minutes.
 fn deadline<T>(link: &Link, req: &Request<T>) -> Link {
     let mut l = link.clone();
-    l.timeout = akidb_client::caller_timeout(req).unwrap_or(Duration::from_secs(600));
+    l.timeout = akidb_client::caller_timeout(req)
+        .unwrap_or(akidb_proto::limits::MAX_DEADLINE)
+        .min(akidb_proto::limits::MAX_DEADLINE);
     l
 }
 

@@ -159,6 +159,8 @@ impl std::fmt::Display for EmptyRequest {
 pub enum FilterProblem {
     #[error("filter is nested deeper than {max} levels; flatten it")]
     TooDeep { max: usize },
+    #[error("filter has more than {max} conditions; split the request or use any_of")]
+    TooManyConditions { max: usize },
     #[error("filter field key `{key}` is empty or has an empty path segment")]
     EmptyKey { key: String },
     #[error("range condition on `{key}` has no bound; set gt, gte, lt or lte")]

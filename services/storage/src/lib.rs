@@ -51,4 +51,4 @@ pub mod validate;
 pub mod wal;
 
 pub use config::StorageConfig;
-pub use service::{MAX_MESSAGE_BYTES, run};
+pub use service::run;

@@ -242,10 +242,7 @@ impl StorageService for StorageApi {
         let engine = self.engine.clone();
         let n = name.clone();
         blocking(move || engine.delete(&n)).await?;
-        metrics()
-            .collection_points
-            .remove_label_values(&[&name])
-            .ok();
+        metrics().forget_collection(&name);
         tracing::info!(collection = %name, "collection deleted");
         Ok(Response::new(pb::DeleteCollectionResponse {}))
     }
@@ -270,9 +267,7 @@ impl StorageService for StorageApi {
         let m = metrics();
         tier_duration(true, stats.tier).observe(start.elapsed().as_secs_f64());
         m.upserted_points.inc_by(n);
-        m.collection_points
-            .with_label_values(&[&req.collection])
-            .set(stats.point_count as i64);
+        m.set_collection_points(&req.collection, stats.point_count);
         Ok(Response::new(pb::UpsertResponse {
             upserted: n,
             sequence: seq,
@@ -293,10 +288,7 @@ impl StorageService for StorageApi {
         let c2 = coll.clone();
         let (deleted, seq) = blocking(move || c2.delete(&keys, filter.as_ref())).await?;
         metrics().deleted_points.inc_by(deleted);
-        metrics()
-            .collection_points
-            .with_label_values(&[&req.collection])
-            .set(coll.stats().point_count as i64);
+        metrics().set_collection_points(&req.collection, coll.stats().point_count);
         Ok(Response::new(pb::DeleteResponse {
             deleted,
             sequence: seq,

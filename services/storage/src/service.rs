@@ -13,9 +13,6 @@ use akidb_proto::v1::admin_service_server::AdminServiceServer;
 use akidb_proto::v1::storage_service_server::StorageServiceServer;
 use std::sync::Arc;
 
-/// Largest gRPC message storage accepts (a 1,000-point batch of 1536-d vectors is ~6 MB).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Run the storage service on already-bound listeners until told to stop; in-flight
 /// requests finish first.
 ///
@@ -48,12 +45,17 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
     let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
     service.serve_http(on.http, None, access);
+    let max = config.listen.max_message_bytes;
     let routes = tonic::service::Routes::new(
         StorageServiceServer::new(api)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
-    .add_service(AdminServiceServer::new(admin_api));
+    .add_service(
+        AdminServiceServer::new(admin_api)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    );
     tracing::info!(grpc = %on.grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.

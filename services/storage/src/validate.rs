@@ -95,12 +95,12 @@ pub fn scroll_limit(limit: u32) -> Result<usize> {
     Ok(limit as usize)
 }
 
-/// A filter's structure: depth, non-empty keys, sane ranges.
+/// A filter's structure: depth, condition count, non-empty keys, sane ranges.
 pub fn filter(f: &Filter) -> Result<()> {
-    filter_at(f, 1)
+    filter_at(f, 1, &mut 0)
 }
 
-fn filter_at(f: &Filter, depth: usize) -> Result<()> {
+fn filter_at(f: &Filter, depth: usize, conditions: &mut usize) -> Result<()> {
     if depth > limits::MAX_FILTER_DEPTH {
         return Err(FilterProblem::TooDeep {
             max: limits::MAX_FILTER_DEPTH,
@@ -108,6 +108,13 @@ fn filter_at(f: &Filter, depth: usize) -> Result<()> {
         .into());
     }
     for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+        *conditions += 1;
+        if *conditions > limits::MAX_FILTER_CONDITIONS {
+            return Err(FilterProblem::TooManyConditions {
+                max: limits::MAX_FILTER_CONDITIONS,
+            }
+            .into());
+        }
         match c {
             Condition::Field { key, matcher, .. } => {
                 if key.is_empty() || key.split('.').any(str::is_empty) {
@@ -124,7 +131,7 @@ fn filter_at(f: &Filter, depth: usize) -> Result<()> {
                 }
             }
             Condition::HasId(_) => {}
-            Condition::Nested(inner) => filter_at(inner, depth + 1)?,
+            Condition::Nested(inner) => filter_at(inner, depth + 1, conditions)?,
         }
     }
     Ok(())

@@ -66,6 +66,7 @@ impl Default for TelemetryConfig {
             listen: Listen {
                 grpc_addr: ([127, 0, 0, 1], 50054).into(),
                 metrics_addr: ([127, 0, 0, 1], 9100).into(),
+                max_message_bytes: akidb_instrumentation::transport::DEFAULT_MAX_MESSAGE_BYTES,
             },
             scrape_targets: DEFAULT_SCRAPE_TARGETS
                 .parse()

@@ -68,9 +68,14 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
         interval = ?config.scrape_interval,
         "telemetry serving"
     );
-    let routes = tonic::service::Routes::new(TelemetryServiceServer::new(TelemetryApi {
-        aggregator: Arc::clone(&aggregator),
-    }));
+    let max = config.listen.max_message_bytes;
+    let routes = tonic::service::Routes::new(
+        TelemetryServiceServer::new(TelemetryApi {
+            aggregator: Arc::clone(&aggregator),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max),
+    );
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await
