@@ -136,11 +136,16 @@ pub fn list_files(dir: &Path) -> Result<Vec<SnapshotFile>> {
 
 pub fn read_manifest(dir: &Path) -> Result<SnapshotManifest> {
     let bytes = fs::read(dir.join(MANIFEST))?;
-    serde_json::from_slice(&bytes).map_err(|e| StorageError::Unreadable {
+    manifest_from_bytes(&bytes).map_err(|reason| StorageError::Unreadable {
         what: "snapshot manifest",
         path: dir.join(MANIFEST),
-        reason: e.to_string(),
+        reason,
     })
+}
+
+/// The manifest in `bytes` (the contents of a `manifest.json`).
+pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> std::result::Result<SnapshotManifest, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 /// Complete snapshots of a collection, oldest first.
@@ -229,6 +234,26 @@ fn write_segment(
         sha: Sha256::new(),
         crc: 0,
     };
+    encode_segment(&mut w, data, deleted, dim)?;
+    w.flush()?;
+    let Summing { w, size, sha, crc } = w;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(SnapshotFile {
+        name,
+        size_bytes: size,
+        sha256: hex::encode(sha.finalize()),
+        crc32c: crc,
+    })
+}
+
+/// Segment `data` with its tombstones `deleted`, in the segment file format, into `w`
+/// ([`decode_segment`] reads it back).
+pub(crate) fn encode_segment<W: Write>(
+    w: &mut W,
+    data: &SegmentData,
+    deleted: &[bool],
+    dim: usize,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(64);
     match data.vectors.datatype() {
         Datatype::Float32 => head.extend_from_slice(SEG_MAGIC),
@@ -252,8 +277,8 @@ fn write_segment(
     w.write_all(&buf)?;
     buf.clear();
     match &data.vectors {
-        Vectors::F32(v) => write_values(&mut w, &mut buf, v, f32::to_le_bytes)?,
-        Vectors::F16(v) => write_values(&mut w, &mut buf, v, u16::to_le_bytes)?,
+        Vectors::F32(v) => write_values(w, &mut buf, v, f32::to_le_bytes)?,
+        Vectors::F16(v) => write_values(w, &mut buf, v, u16::to_le_bytes)?,
     }
     buf.clear();
     buf.extend(deleted.iter().map(|&d| d as u8));
@@ -267,15 +292,7 @@ fn write_segment(
             w.write_all(&json)?;
         }
     }
-    w.flush()?;
-    let Summing { w, size, sha, crc } = w;
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(SnapshotFile {
-        name,
-        size_bytes: size,
-        sha256: hex::encode(sha.finalize()),
-        crc32c: crc,
-    })
+    Ok(())
 }
 
 /// Datatype byte of an `AKSEG02` segment file.
@@ -455,6 +472,26 @@ fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, 
         ));
     }
     Ok((data, deleted))
+}
+
+/// Decode a whole segment file held in memory, as [`load_segment`] decodes one read from
+/// disk (without the manifest's size and checksum, which the caller has): the fuzz targets'
+/// entry point.
+pub(crate) fn decode_segment_bytes(
+    bytes: &[u8],
+) -> std::result::Result<(SegmentData, Vec<bool>), String> {
+    let mut src = Src {
+        r: bytes,
+        size: bytes.len() as u64,
+        read: 0,
+        crc: 0,
+        buf: Vec::new(),
+    };
+    let decoded = decode_segment(&mut src)?;
+    if src.read != src.size {
+        return Err(format!("{} trailing bytes", src.size - src.read));
+    }
+    Ok(decoded)
 }
 
 /// Check the file at `p` against its manifest entry, reading it in chunks.

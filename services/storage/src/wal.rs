@@ -625,7 +625,7 @@ fn valid_record_at(data: &[u8], off: usize) -> Option<(u64, usize, std::result::
 }
 
 /// Replay one segment; returns the length of its valid prefix.
-fn replay_segment(
+pub(crate) fn replay_segment(
     path: &Path,
     data: &[u8],
     newest: bool,
