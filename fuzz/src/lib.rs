@@ -54,8 +54,9 @@ pub fn fix_wal_checksums(data: &mut [u8]) {
     }
 }
 
-/// Whether a record at `off` parses and passes its checksum, with a sequence number above
-/// `after` (what recovery must never cut away).
+/// Whether a record at `off` parses, passes its checksum and decodes, with a sequence number
+/// above `after`: what recovery must never cut away (a record that does not decode is lost
+/// in `SkipCorrupt` mode whether or not the file is cut before it).
 pub fn valid_wal_record_after(data: &[u8], off: usize, after: u64) -> bool {
     let Some(head) = data.get(off..off + HEADER_LEN) else {
         return false;
@@ -66,7 +67,10 @@ pub fn valid_wal_record_after(data: &[u8], off: usize, after: u64) -> bool {
     let Some(body) = data.get(off + 8..off + HEADER_LEN + len) else {
         return false;
     };
-    len <= akidb_storage::wal::MAX_RECORD_LEN && seq > after && crc32c::crc32c(body) == crc
+    len <= akidb_storage::wal::MAX_RECORD_LEN
+        && seq > after
+        && crc32c::crc32c(body) == crc
+        && WalOp::decode(&body[8..]).is_ok()
 }
 
 fn same_f64(a: f64, b: f64) -> bool {

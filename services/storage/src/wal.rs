@@ -704,11 +704,16 @@ pub(crate) fn replay_segment(
     Ok(data.len() as u64)
 }
 
-/// The first offset after `off` that holds a valid record with a sequence number above
-/// `last_seq`.
+/// The first offset after `off` that holds a record recovery can apply: it passes its
+/// checksum, decodes, and has a sequence number above `last_seq`. (Cutting the newest file
+/// before such a record would lose it; a record that does not decode is lost anyway.)
 fn next_valid(data: &[u8], off: usize, last_seq: u64) -> Option<usize> {
-    (off + 1..data.len())
-        .find(|&p| matches!(valid_record_at(data, p), Some((seq, _, Ok(()))) if seq > last_seq))
+    (off + 1..data.len()).find(|&p| match valid_record_at(data, p) {
+        Some((seq, end, Ok(()))) => {
+            seq > last_seq && WalOp::decode(&data[p + HEADER_LEN..end]).is_ok()
+        }
+        _ => false,
+    })
 }
 
 fn torn(path: &Path, off: usize, report: &mut ReplayReport) -> Result<u64> {
@@ -974,6 +979,22 @@ mod tests {
         let (good, seqs, _) = replay_bytes(file, RecoveryMode::SkipCorrupt).unwrap();
         let again = replay_bytes(&file[..good as usize], RecoveryMode::SkipCorrupt).unwrap();
         assert_eq!((again.0, &again.1, again.2), (good, &seqs, 0));
+    }
+
+    /// Found by the `wal_replay` fuzz target after the fix above: SkipCorrupt resumed at a
+    /// record that passed its checksum but did not decode, so the first start-up kept the
+    /// damage before it and cut there, and the second cut earlier. Resuming (and deciding
+    /// that a tail is torn) now looks for a record that can be applied.
+    #[test]
+    fn skip_resumes_only_at_a_record_that_decodes() {
+        let bad = |seq: u64, tag: u8| frame(seq, &[tag]);
+        let data = [bad(5, 0), bad(6, 9)].concat();
+        let (good, seqs, _) = replay_bytes(&data, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((good, seqs.len()), (0, 0));
+        let ok = frame(7, &WalOp::Delete(vec![PointKey::Num(7)]).encode());
+        let data = [bad(5, 0), bad(6, 9), ok].concat();
+        let (good, seqs, torn) = replay_bytes(&data, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((good as usize, &seqs[..], torn), (data.len(), &[7][..], 0));
     }
 
     /// Found by the `wal_record` fuzz target (about 800 executions a second): a body of a
