@@ -41,14 +41,14 @@ fuzz_target!(|data: &[u8]| {
     let k = 1 + usize::from((flags >> 1) & 7);
     for accept in [
         None,
-        Some(&(|o: usize| o % 2 == 0) as &dyn Fn(usize) -> bool),
+        Some(&(|o: usize| o.is_multiple_of(2)) as &dyn Fn(usize) -> bool),
     ] {
         let hits = g.search(&vectors[..], &q, k, 16, accept);
         assert!(hits.len() <= k);
         assert!(hits.iter().all(|&(o, _)| o < slots));
         assert!(hits.windows(2).all(|w| w[0].1 <= w[1].1));
         if accept.is_some() {
-            assert!(hits.iter().all(|&(o, _)| o % 2 == 0));
+            assert!(hits.iter().all(|&(o, _)| o.is_multiple_of(2)));
         }
     }
 });
