@@ -232,10 +232,7 @@ pub fn parse_as(text: &str, format: Format) -> Result<Vec<MetricFamily>, ParseEr
         }
         // A family name appears once, also as OpenMetrics writes it (a counter without
         // `_total`): what is written from these families must parse.
-        let om_name = |f: &MetricFamily| match f.kind {
-            MetricType::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name).to_string(),
-            _ => f.name.clone(),
-        };
+        let om_name = |f: &MetricFamily| om_family_name(&f.name, f.kind).0.to_string();
         for (i, f) in families.iter().enumerate() {
             if let Some(g) = families[..i]
                 .iter()
@@ -572,13 +569,9 @@ pub fn write_header(
     kind: MetricType,
 ) {
     use std::fmt::Write;
-    let (name, kind) = match (format, kind) {
-        (Format::OpenMetrics, MetricType::Counter) => match name.strip_suffix("_total") {
-            Some(base) => (base, "counter"),
-            None => (name, "unknown"),
-        },
-        (Format::OpenMetrics, MetricType::Untyped) => (name, "unknown"),
-        (_, k) => (name, k.as_str()),
+    let (name, kind) = match format {
+        Format::OpenMetrics => om_family_name(name, kind),
+        Format::Text => (name, kind.as_str()),
     };
     if let Some(h) = help {
         let _ = write!(out, "# HELP {name} ");
@@ -586,6 +579,21 @@ pub fn write_header(
         out.push('\n');
     }
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The name and type OpenMetrics writes family `name` of `kind` under: a counter without
+/// its `_total` (which `parse_as` adds back), unless the rest ends with `_total` too (it would
+/// read back as that rest: the whole name is kept); a counter without `_total` as `unknown`.
+fn om_family_name(name: &str, kind: MetricType) -> (&str, &'static str) {
+    match kind {
+        MetricType::Counter => match name.strip_suffix("_total") {
+            Some(base) if !base.ends_with("_total") => (base, "counter"),
+            Some(_) => (name, "counter"),
+            None => (name, "unknown"),
+        },
+        MetricType::Untyped => (name, "unknown"),
+        k => (name, k.as_str()),
+    }
 }
 
 /// Write one sample: `name{labels} value [timestamp] [# exemplar]` (exemplars and second
@@ -961,6 +969,19 @@ no_labels 1.5e3
         // A family and its own samples are still one family.
         let ok = "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\nh_total 3\n";
         assert_eq!(parse(ok).unwrap().len(), 2);
+    }
+
+    /// Found by the `exposition` fuzz target: an OpenMetrics counter declared as
+    /// `c_total_total` was written as `c_total`, which reads back as family `c_total`.
+    #[test]
+    fn counter_whose_base_ends_with_total_reads_back() {
+        let om = "# TYPE c_total_total counter\nc_total_total 1\n# EOF\n";
+        let fams = parse_as(om, Format::OpenMetrics).unwrap();
+        assert_eq!(fams[0].name, "c_total_total");
+        let mut out = String::new();
+        write_families(&mut out, Format::OpenMetrics, &fams, |_, _| None);
+        assert_eq!(out, om);
+        assert_eq!(parse_as(&out, Format::OpenMetrics).unwrap(), fams);
     }
 
     #[test]
