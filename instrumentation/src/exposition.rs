@@ -220,7 +220,7 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ParseError> {
 /// Families of an exposition in `format`, in order of first appearance.
 pub fn parse_as(text: &str, format: Format) -> Result<Vec<MetricFamily>, ParseError> {
     let om = format == Format::OpenMetrics;
-    let mut families = parse_families(text, om)?;
+    let (mut families, lines) = parse_families(text, om)?;
     if om {
         // Counters under the name their samples and the text format use.
         for f in &mut families {
@@ -230,12 +230,31 @@ pub fn parse_as(text: &str, format: Format) -> Result<Vec<MetricFamily>, ParseEr
                 f.samples.retain(|s| s.name == name);
             }
         }
+        // A family name appears once, also as OpenMetrics writes it (a counter without
+        // `_total`): what is written from these families must parse.
+        let om_name = |f: &MetricFamily| om_family_name(&f.name, f.kind).0.to_string();
+        for (i, f) in families.iter().enumerate() {
+            if let Some(g) = families[..i]
+                .iter()
+                .find(|g| g.name == f.name || om_name(g) == om_name(f))
+            {
+                return Err(ParseError {
+                    line: lines[i],
+                    message: format!(
+                        "family {} has the name of family {} (a counter is {} without `_total`)",
+                        f.name, g.name, f.name
+                    ),
+                });
+            }
+        }
     }
     Ok(families)
 }
 
-fn parse_families(text: &str, om: bool) -> Result<Vec<MetricFamily>, ParseError> {
+/// The families of `text`, and the line each one first appears on.
+fn parse_families(text: &str, om: bool) -> Result<(Vec<MetricFamily>, Vec<usize>), ParseError> {
     let mut families: Vec<MetricFamily> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
     // Index of the family that `# HELP`/`# TYPE` or the last sample opened.
     let mut current: Option<usize> = None;
     let find = |families: &Vec<MetricFamily>, name: &str| -> Option<usize> {
@@ -273,6 +292,7 @@ fn parse_families(text: &str, om: bool) -> Result<Vec<MetricFamily>, ParseError>
                         kind: MetricType::Untyped,
                         samples: Vec::new(),
                     });
+                    lines.push(lineno);
                     families.len() - 1
                 }
             };
@@ -305,6 +325,15 @@ fn parse_families(text: &str, om: bool) -> Result<Vec<MetricFamily>, ParseError>
             None => match families.iter().rposition(|f| belongs(f, &sample.name)) {
                 Some(c) => c,
                 None => {
+                    // Only a histogram's own name is a family that a sample of that name
+                    // does not belong to: a second family of that name could not be written.
+                    if find(&families, &sample.name).is_some() {
+                        return Err(err(format!(
+                            "sample {0} in histogram {0}, whose samples are {0}_bucket, {0}_sum and {0}_count",
+                            sample.name
+                        )));
+                    }
+                    lines.push(lineno);
                     families.push(MetricFamily {
                         name: sample.name.clone(),
                         help: None,
@@ -318,7 +347,7 @@ fn parse_families(text: &str, om: bool) -> Result<Vec<MetricFamily>, ParseError>
         current = Some(idx);
         families[idx].samples.push(sample);
     }
-    Ok(families)
+    Ok((families, lines))
 }
 
 /// True when a sample called `sample` is part of family `fam`.
@@ -540,13 +569,9 @@ pub fn write_header(
     kind: MetricType,
 ) {
     use std::fmt::Write;
-    let (name, kind) = match (format, kind) {
-        (Format::OpenMetrics, MetricType::Counter) => match name.strip_suffix("_total") {
-            Some(base) => (base, "counter"),
-            None => (name, "unknown"),
-        },
-        (Format::OpenMetrics, MetricType::Untyped) => (name, "unknown"),
-        (_, k) => (name, k.as_str()),
+    let (name, kind) = match format {
+        Format::OpenMetrics => om_family_name(name, kind),
+        Format::Text => (name, kind.as_str()),
     };
     if let Some(h) = help {
         let _ = write!(out, "# HELP {name} ");
@@ -554,6 +579,21 @@ pub fn write_header(
         out.push('\n');
     }
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The name and type OpenMetrics writes family `name` of `kind` under: a counter without
+/// its `_total` (which `parse_as` adds back), unless the rest ends with `_total` too (it would
+/// read back as that rest: the whole name is kept); a counter without `_total` as `unknown`.
+fn om_family_name(name: &str, kind: MetricType) -> (&str, &'static str) {
+    match kind {
+        MetricType::Counter => match name.strip_suffix("_total") {
+            Some(base) if !base.ends_with("_total") => (base, "counter"),
+            Some(_) => (name, "counter"),
+            None => (name, "unknown"),
+        },
+        MetricType::Untyped => (name, "unknown"),
+        k => (name, k.as_str()),
+    }
 }
 
 /// Write one sample: `name{labels} value [timestamp] [# exemplar]` (exemplars and second
@@ -900,6 +940,48 @@ no_labels 1.5e3
             text,
             "# HELP a_total A.\n# TYPE a_total counter\nh_bucket{le=\"1\"} 1 5\n"
         );
+    }
+
+    /// Found by the `exposition` fuzz target: a sample named like a histogram declared
+    /// before it (`h{le="2"} 0` after `# TYPE h histogram`) opened a second family `h`, and
+    /// what `/federate` writes from such families does not parse ("TYPE line for h after its
+    /// samples"), for the aggregator or Prometheus. Refused now, in both formats; so is an
+    /// OpenMetrics counter whose `_total` name another family already has.
+    #[test]
+    fn no_two_families_share_a_name() {
+        let input =
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\nh{le=\"2\"} 0\n";
+        for format in [Format::Text, Format::OpenMetrics] {
+            let e = parse_as(input, format).unwrap_err();
+            assert_eq!(e.line, 5, "{e}");
+            assert!(e.message.contains("histogram h"), "{e}");
+        }
+        let om = "c_total 1\n# TYPE c counter\nc_total 2\n# EOF\n";
+        let e = parse_as(om, Format::OpenMetrics).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        // Found next: counter `p_total` (declared with its sample name) and family `p` are
+        // both `p` in OpenMetrics.
+        let om = "# TYPE p_total counter\np_total 1\n# HELP p P.\n# TYPE p gauge\np 2\n# EOF\n";
+        assert_eq!(parse_as(om, Format::OpenMetrics).unwrap_err().line, 3);
+        let om = "c_total 1\n# TYPE c counter\nc_total 2\n# EOF\n";
+        // The text format reads the same lines as two families of different names.
+        assert_eq!(parse(om).unwrap().len(), 2);
+        // A family and its own samples are still one family.
+        let ok = "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\nh_total 3\n";
+        assert_eq!(parse(ok).unwrap().len(), 2);
+    }
+
+    /// Found by the `exposition` fuzz target: an OpenMetrics counter declared as
+    /// `c_total_total` was written as `c_total`, which reads back as family `c_total`.
+    #[test]
+    fn counter_whose_base_ends_with_total_reads_back() {
+        let om = "# TYPE c_total_total counter\nc_total_total 1\n# EOF\n";
+        let fams = parse_as(om, Format::OpenMetrics).unwrap();
+        assert_eq!(fams[0].name, "c_total_total");
+        let mut out = String::new();
+        write_families(&mut out, Format::OpenMetrics, &fams, |_, _| None);
+        assert_eq!(out, om);
+        assert_eq!(parse_as(&out, Format::OpenMetrics).unwrap(), fams);
     }
 
     #[test]

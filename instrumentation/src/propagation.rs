@@ -148,6 +148,44 @@ pub(crate) fn inject(cx: &opentelemetry::Context, headers: &mut http::HeaderMap)
     }
 }
 
+/// The entry points of the `traceparent` fuzz target (`fuzz/` at the repository root):
+/// hidden from the docs and not an API. The parser and writer stay crate-private; these call
+/// them unchanged.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The fields [`parse_traceparent`] reads from a `traceparent` value.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Parsed {
+        /// Version `00` (a later version is read as `00` when its fields fit).
+        pub version00: bool,
+        pub trace_hi: u64,
+        pub trace_lo: u64,
+        pub span: u64,
+        pub sampled: bool,
+    }
+
+    /// Parse a `traceparent` header value as the server layer does.
+    pub fn parse_traceparent(v: &http::HeaderValue) -> Option<Parsed> {
+        super::parse_traceparent(v).map(|p| Parsed {
+            version00: p.version00,
+            trace_hi: p.trace_hi,
+            trace_lo: p.trace_lo,
+            span: p.span,
+            sampled: p.sampled,
+        })
+    }
+
+    /// Write a version-00 `traceparent` as the client layer does.
+    pub fn format_traceparent(
+        trace_hi: u64,
+        trace_lo: u64,
+        span: u64,
+        sampled: bool,
+    ) -> http::HeaderValue {
+        super::format_traceparent(trace_hi, trace_lo, span, sampled)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -434,9 +434,12 @@ impl Graph {
         if crc32c::crc32c(body) != u32::from_le_bytes(tail.try_into().unwrap()) {
             return Err("checksum mismatch".into());
         }
-        let mut at = 8;
+        let mut at = 8usize;
         let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-            let s = body.get(at..at + n).ok_or("truncated")?;
+            let s = at
+                .checked_add(n)
+                .and_then(|end| body.get(at..end))
+                .ok_or("truncated")?;
             at += n;
             Ok(s)
         };
@@ -483,6 +486,9 @@ impl Graph {
                 return Err(format!("layer {l} is inconsistent"));
             }
             layers.push(layer);
+        }
+        if at != body.len() {
+            return Err(format!("{} bytes after the last layer", body.len() - at));
         }
         if nlayers > 0 {
             let top = &layers[nlayers - 1];
@@ -809,6 +815,53 @@ mod tests {
         let mut g2 = g.clone();
         g2.layers[0].nb[0] = n as u32 + 3;
         assert!(Graph::decode(&g2.encode(), Metric::Cosine, dim).is_err());
+    }
+
+    /// With a new checksum over `body` (the part before the checksum).
+    fn sealed(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    }
+
+    /// Found by the `snapshot_graph` fuzz target: bytes between the last layer and the
+    /// checksum were ignored, so a damaged file decoded (and did not encode back to itself).
+    #[test]
+    fn bytes_after_the_last_layer_are_refused() {
+        // The shape of the fuzzer's input: a graph without layers, bytes after its header.
+        let enc = Graph::empty(Metric::L2, 4).encode();
+        let body = enc[..enc.len() - 4].to_vec();
+        assert_eq!(
+            Graph::decode(&sealed(body.clone()), Metric::L2, 4).unwrap(),
+            Graph::empty(Metric::L2, 4)
+        );
+        let padded = sealed([&body[..], &[0; 16]].concat());
+        let err = Graph::decode(&padded, Metric::L2, 4).unwrap_err();
+        assert!(err.contains("16 bytes after the last layer"), "{err}");
+        let (n, dim) = (300, 4);
+        let v = random(n, dim, 3, false);
+        let g = Graph::build(Metric::L2, 4, 16, dim, &items(&v, dim, &|_| false));
+        let enc = g.encode();
+        let mut body = enc[..enc.len() - 4].to_vec();
+        body.push(0);
+        assert!(Graph::decode(&sealed(body), Metric::L2, dim).is_err());
+    }
+
+    /// A layer array whose length makes the read position overflow is refused (it panicked
+    /// with overflow checks on, as the fuzz targets build).
+    #[test]
+    fn huge_array_length_is_refused() {
+        let mut body = GRAPH_MAGIC.to_vec();
+        body.extend_from_slice(&4u32.to_le_bytes()); // dim
+        body.extend_from_slice(&1u64.to_le_bytes()); // points
+        body.extend_from_slice(&1u64.to_le_bytes()); // slots
+        body.extend_from_slice(&0u32.to_le_bytes()); // entry
+        body.extend_from_slice(&1u32.to_le_bytes()); // layers
+        body.extend_from_slice(&(u64::MAX / 4).to_le_bytes()); // nodes: n * 4 = usize::MAX - 3
+        assert_eq!(
+            Graph::decode(&sealed(body), Metric::L2, 4).unwrap_err(),
+            "truncated"
+        );
     }
 
     #[test]

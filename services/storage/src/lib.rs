@@ -25,6 +25,7 @@
 //!   breaker, the dead-letter queue, uploads, snapshot copies in the store.
 //! - [`model`], [`filter`]: the domain (points, payloads, specs, filters).
 //! - [`fsutil`]: atomic file writes, directory sync, file checksums, the clock.
+//! - `fuzzing` (hidden): entry points for the fuzz targets in `fuzz/`, not an API.
 //! - [`allocator`]: glibc malloc settings and giving free pages back.
 
 pub mod admin;
@@ -37,6 +38,8 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod memory;
 pub mod model;

@@ -136,11 +136,45 @@ pub fn list_files(dir: &Path) -> Result<Vec<SnapshotFile>> {
 
 pub fn read_manifest(dir: &Path) -> Result<SnapshotManifest> {
     let bytes = fs::read(dir.join(MANIFEST))?;
-    serde_json::from_slice(&bytes).map_err(|e| StorageError::Unreadable {
+    manifest_from_bytes(&bytes).map_err(|reason| StorageError::Unreadable {
         what: "snapshot manifest",
         path: dir.join(MANIFEST),
-        reason: e.to_string(),
+        reason,
     })
+}
+
+/// The manifest in `bytes` (the contents of a `manifest.json`). Every file it names must be
+/// a plain name inside the snapshot directory: loading joins the names to it, and a
+/// manifest can come from the object store.
+pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> std::result::Result<SnapshotManifest, String> {
+    let m: SnapshotManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let names = m
+        .files
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(m.segments.iter().flat_map(|s| {
+            [
+                Some(s.points_file.as_str()),
+                s.graph.as_deref(),
+                s.graph_file.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+        }));
+    for name in names {
+        if !plain_file_name(name) {
+            return Err(format!(
+                "it names the file `{}`, which is not a plain name inside the snapshot",
+                name.escape_default()
+            ));
+        }
+    }
+    Ok(m)
+}
+
+/// A file name with no directory part: not empty, `.` or `..`, without `/`, `\` or NUL.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Complete snapshots of a collection, oldest first.
@@ -229,6 +263,26 @@ fn write_segment(
         sha: Sha256::new(),
         crc: 0,
     };
+    encode_segment(&mut w, data, deleted, dim)?;
+    w.flush()?;
+    let Summing { w, size, sha, crc } = w;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(SnapshotFile {
+        name,
+        size_bytes: size,
+        sha256: hex::encode(sha.finalize()),
+        crc32c: crc,
+    })
+}
+
+/// Segment `data` with its tombstones `deleted`, in the segment file format, into `w`
+/// ([`decode_segment`] reads it back).
+pub(crate) fn encode_segment<W: Write>(
+    w: &mut W,
+    data: &SegmentData,
+    deleted: &[bool],
+    dim: usize,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(64);
     match data.vectors.datatype() {
         Datatype::Float32 => head.extend_from_slice(SEG_MAGIC),
@@ -252,8 +306,8 @@ fn write_segment(
     w.write_all(&buf)?;
     buf.clear();
     match &data.vectors {
-        Vectors::F32(v) => write_values(&mut w, &mut buf, v, f32::to_le_bytes)?,
-        Vectors::F16(v) => write_values(&mut w, &mut buf, v, u16::to_le_bytes)?,
+        Vectors::F32(v) => write_values(w, &mut buf, v, f32::to_le_bytes)?,
+        Vectors::F16(v) => write_values(w, &mut buf, v, u16::to_le_bytes)?,
     }
     buf.clear();
     buf.extend(deleted.iter().map(|&d| d as u8));
@@ -267,15 +321,7 @@ fn write_segment(
             w.write_all(&json)?;
         }
     }
-    w.flush()?;
-    let Summing { w, size, sha, crc } = w;
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(SnapshotFile {
-        name,
-        size_bytes: size,
-        sha256: hex::encode(sha.finalize()),
-        crc32c: crc,
-    })
+    Ok(())
 }
 
 /// Datatype byte of an `AKSEG02` segment file.
@@ -457,6 +503,26 @@ fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, 
     Ok((data, deleted))
 }
 
+/// Decode a whole segment file held in memory, as [`load_segment`] decodes one read from
+/// disk (without the manifest's size and checksum, which the caller has): the fuzz targets'
+/// entry point.
+pub(crate) fn decode_segment_bytes(
+    bytes: &[u8],
+) -> std::result::Result<(SegmentData, Vec<bool>), String> {
+    let mut src = Src {
+        r: bytes,
+        size: bytes.len() as u64,
+        read: 0,
+        crc: 0,
+        buf: Vec::new(),
+    };
+    let decoded = decode_segment(&mut src)?;
+    if src.read != src.size {
+        return Err(format!("{} trailing bytes", src.size - src.read));
+    }
+    Ok(decoded)
+}
+
 /// Check the file at `p` against its manifest entry, reading it in chunks.
 fn verify_file(p: &Path, f: &SnapshotFile) -> Result<()> {
     let (crc, size) = file_crc(p).map_err(|e| unreadable(p, &e))?;
@@ -636,4 +702,75 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         });
     }
     Ok(Loaded { manifest, segments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `snapshot_manifest` fuzz target: a manifest could name files outside its
+    /// snapshot directory (`seg/1.pts`, `../x`, `/etc/passwd`), which loading joins to the
+    /// directory and reads (format 1's graph base name too). Such a manifest is now refused.
+    #[test]
+    fn manifest_names_stay_inside_the_snapshot() {
+        let spec = CollectionSpec {
+            name: "c".into(),
+            dimension: 4,
+            metric: crate::model::Metric::L2,
+            m: 8,
+            ef_construction: 32,
+            pinned: false,
+            datatype: Datatype::Float32,
+        };
+        let manifest = |points_file: &str, graph: Option<&str>, file: &str| SnapshotManifest {
+            format: FORMAT_F32,
+            id: "00000000000000000001-1".into(),
+            collection: spec.clone(),
+            sequence: 1,
+            created_unix_ms: 1,
+            point_count: 0,
+            next_segment_id: 2,
+            segments: vec![SegmentEntry {
+                id: 1,
+                points_file: points_file.into(),
+                graph: graph.map(String::from),
+                graph_file: None,
+                appendable: true,
+            }],
+            files: vec![SnapshotFile {
+                name: file.into(),
+                size_bytes: 0,
+                sha256: String::new(),
+                crc32c: 0,
+            }],
+        };
+        let read = |m: &SnapshotManifest| manifest_from_bytes(&serde_json::to_vec(m).unwrap());
+        assert!(read(&manifest("seg-1.pts", Some("seg-1"), "seg-1.pts")).is_ok());
+        // The fuzzer's input named `seg/1.pts`.
+        for bad in [
+            "seg/1.pts",
+            "../x",
+            "/etc/passwd",
+            "..",
+            ".",
+            "",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(read(&manifest(bad, None, "seg-1.pts")).is_err(), "{bad:?}");
+            assert!(read(&manifest("seg-1.pts", None, bad)).is_err(), "{bad:?}");
+            assert!(
+                read(&manifest("seg-1.pts", Some(bad), "x")).is_err(),
+                "{bad:?}"
+            );
+        }
+        // A snapshot directory with such a manifest is skipped when listed, not loaded.
+        let dir = tempfile::tempdir().unwrap();
+        let snap = snapshots_dir(dir.path()).join("00000000000000000001-1");
+        fs::create_dir_all(&snap).unwrap();
+        let m = manifest("../../escape.pts", None, "seg-1.pts");
+        fs::write(snap.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(list(dir.path()).unwrap().is_empty());
+        assert!(matches!(load(&snap), Err(StorageError::Unreadable { .. })));
+    }
 }

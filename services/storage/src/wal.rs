@@ -10,9 +10,10 @@
 //! meanwhile wait and are covered by the next fsync (group commit).
 //!
 //! Recovery ([`Wal::open`]) replays records after a given sequence number. A partial record at
-//! the end of the newest segment (a write torn by a crash) is truncated and counted; a record
-//! that fails its checksum anywhere else stops start-up with the file and offset, unless the
-//! operator chose [`RecoveryMode::SkipCorrupt`].
+//! the end of the newest segment (a write torn by a crash: no valid record follows it) is
+//! truncated and counted; a record that fails its checksum or has a damaged header anywhere
+//! else stops start-up with the file and offset, unless the operator chose
+//! [`RecoveryMode::SkipCorrupt`].
 
 use crate::error::{Result, StorageError, WalFailure};
 use crate::fsutil::sync_dir;
@@ -174,7 +175,10 @@ impl WalOp {
             OP_UPSERT => {
                 let n = r.u32()? as usize;
                 let dim = r.u32()? as usize;
-                let mut points = Vec::with_capacity(n.min(1 << 20));
+                // A point takes at least a key (2 bytes), its vector and a payload length: a
+                // damaged count never reserves more than the body can hold.
+                let each = dim.saturating_mul(4).saturating_add(2 + 4);
+                let mut points = Vec::with_capacity(n.min(r.left() / each));
                 for _ in 0..n {
                     let key = r.key()?;
                     let raw = r.take(dim * 4)?;
@@ -199,7 +203,7 @@ impl WalOp {
             }
             OP_DELETE => {
                 let n = r.u32()? as usize;
-                let mut keys = Vec::with_capacity(n.min(1 << 20));
+                let mut keys = Vec::with_capacity(n.min(r.left() / 2));
                 for _ in 0..n {
                     keys.push(r.key()?);
                 }
@@ -220,6 +224,11 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Bytes not read yet.
+    fn left(&self) -> usize {
+        self.b.len() - self.at
+    }
+
     pub(crate) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
         let end = end.ok_or_else(|| format!("body ends early at byte {}", self.at))?;
@@ -625,7 +634,7 @@ fn valid_record_at(data: &[u8], off: usize) -> Option<(u64, usize, std::result::
 }
 
 /// Replay one segment; returns the length of its valid prefix.
-fn replay_segment(
+pub(crate) fn replay_segment(
     path: &Path,
     data: &[u8],
     newest: bool,
@@ -654,15 +663,18 @@ fn replay_segment(
                     Err(e) => format!("record {seq} does not decode: {e}"),
                 }
             }
+            // The last record of the newest file (its length runs to or past the end) is a
+            // write torn by a crash only when no valid record follows it: a damaged length in
+            // the middle of the newest file is damage (cutting there would drop acknowledged
+            // records, and a second start-up would read the cut file differently).
             Some((seq, end, Err(()))) => {
-                if newest && end == data.len() {
-                    // The last record of the newest file: a write torn by a crash.
+                if newest && end == data.len() && next_valid(data, off, report.last_seq).is_none() {
                     return torn(path, off, report);
                 }
                 format!("record {seq} fails its checksum")
             }
             None => {
-                if newest {
+                if newest && next_valid(data, off, report.last_seq).is_none() {
                     return torn(path, off, report);
                 }
                 "a record header is damaged or the record is cut short".to_string()
@@ -681,10 +693,7 @@ fn replay_segment(
                 m.wal_corrupt_records.inc();
                 tracing::error!(file = %path.display(), offset = off, %problem, "skipping corrupt WAL data");
                 // Resume at the next offset that holds a valid record newer than what we have.
-                let next = (off + 1..data.len()).find(|&p| {
-                    matches!(valid_record_at(data, p), Some((seq, _, Ok(()))) if seq > report.last_seq)
-                });
-                match next {
+                match next_valid(data, off, report.last_seq) {
                     Some(p) => off = p,
                     None if newest => return Ok(off as u64),
                     None => return Ok(data.len() as u64),
@@ -693,6 +702,18 @@ fn replay_segment(
         }
     }
     Ok(data.len() as u64)
+}
+
+/// The first offset after `off` that holds a record recovery can apply: it passes its
+/// checksum, decodes, and has a sequence number above `last_seq`. (Cutting the newest file
+/// before such a record would lose it; a record that does not decode is lost anyway.)
+fn next_valid(data: &[u8], off: usize, last_seq: u64) -> Option<usize> {
+    (off + 1..data.len()).find(|&p| match valid_record_at(data, p) {
+        Some((seq, end, Ok(()))) => {
+            seq > last_seq && WalOp::decode(&data[p + HEADER_LEN..end]).is_ok()
+        }
+        _ => false,
+    })
 }
 
 fn torn(path: &Path, off: usize, report: &mut ReplayReport) -> Result<u64> {
@@ -855,6 +876,139 @@ mod tests {
             vec![1, 2, 4, 5, 6]
         );
         assert_eq!(r.corrupt_records, 1);
+    }
+
+    /// Replay `data` as the newest file: (good length, sequence numbers applied, torn tails).
+    fn replay_bytes(data: &[u8], mode: RecoveryMode) -> Result<(u64, Vec<u64>, u64)> {
+        let mut report = ReplayReport::default();
+        let mut seqs = Vec::new();
+        let good = replay_segment(
+            Path::new("x.wal"),
+            data,
+            true,
+            mode,
+            &mut report,
+            &mut |s, _| {
+                seqs.push(s);
+                Ok(())
+            },
+        )?;
+        Ok((good, seqs, report.torn_tails))
+    }
+
+    /// Found by the `wal_replay` fuzz target: a header whose length runs past the end of the
+    /// newest segment was taken for a torn tail even with valid records after it. Strict
+    /// recovery cut the file there, silently dropping acknowledged records; SkipCorrupt
+    /// applied them, cut the real torn tail after them, and a start-up that read the cut file
+    /// again took the damaged header for a torn tail at offset 0 and dropped them for good.
+    #[test]
+    fn damaged_length_in_the_newest_segment_is_not_a_torn_tail() {
+        let rec = |seq: u64| frame(seq, &WalOp::Delete(vec![PointKey::Num(seq)]).encode());
+        let mut data: Vec<u8> = (1..=4).flat_map(rec).collect();
+        let whole = data.len();
+        data.extend_from_slice(&rec(5)[..10]); // a torn fifth record
+        // Record 1's length: still inside the file, but past the end of the valid records.
+        let damaged = (data.len() - HEADER_LEN - 1) as u32;
+        data[..4].copy_from_slice(&damaged.to_le_bytes());
+
+        let err = replay_bytes(&data, RecoveryMode::Strict).unwrap_err();
+        assert!(
+            matches!(err, StorageError::WalCorrupt { offset: 0, .. }),
+            "{err}"
+        );
+        let (good, seqs, torn) = replay_bytes(&data, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((good as usize, &seqs[..], torn), (whole, &[2, 3, 4][..], 1));
+        // The file as start-up left it replays the same, and nothing more is cut.
+        let again = replay_bytes(&data[..whole], RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!(
+            (again.0 as usize, &again.1[..], again.2),
+            (whole, &[2, 3, 4][..], 0)
+        );
+        // A length past the end of the file in the middle: Strict refuses too.
+        let mut data2: Vec<u8> = (1..=4).flat_map(rec).collect();
+        let at = rec(1).len();
+        data2[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = replay_bytes(&data2, RecoveryMode::Strict).unwrap_err();
+        assert!(matches!(err, StorageError::WalCorrupt { offset, .. } if offset == at));
+        let (_, seqs, torn) = replay_bytes(&data2, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((&seqs[..], torn), (&[1, 3, 4][..], 0));
+        // Found next: a damaged length that runs exactly to the end of the file (the record
+        // then fails its checksum, as a torn last record does) is damage too.
+        let mut data3: Vec<u8> = (1..=4).flat_map(rec).collect();
+        let damaged = (data3.len() - HEADER_LEN) as u32;
+        data3[..4].copy_from_slice(&damaged.to_le_bytes());
+        assert!(matches!(
+            replay_bytes(&data3, RecoveryMode::Strict).unwrap_err(),
+            StorageError::WalCorrupt { offset: 0, .. }
+        ));
+        let (good, seqs, torn) = replay_bytes(&data3, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!(
+            (good as usize, &seqs[..], torn),
+            (data3.len(), &[2, 3, 4][..], 0)
+        );
+        // A real torn tail (nothing valid after it) is still cut, in both modes.
+        let torn_only: Vec<u8> = [&rec(1)[..], &rec(2)[..9]].concat();
+        for mode in [RecoveryMode::Strict, RecoveryMode::SkipCorrupt] {
+            let (good, seqs, torn) = replay_bytes(&torn_only, mode).unwrap();
+            assert_eq!(
+                (good as usize, &seqs[..], torn),
+                (rec(1).len(), &[1][..], 1)
+            );
+        }
+    }
+
+    /// The `wal_replay` fuzz target's input for the bug above, minimized by `cargo fuzz tmin`:
+    /// flags 3 (the newest file, SkipCorrupt), snapshot sequence 0, then the file.
+    #[test]
+    fn fuzz_input_cut_file_replays_the_same() {
+        let input = hex::decode(
+            [
+            "0300fc0000000000000000000000000010000000653a322e357d17000000db72ccc803000000000000000202",
+            "000000000300000000000000001500000000000000eb05513f360000007b226e657374656400000000000000",
+            "000000000202000000000300000000000000001500000000000000eb05513f36000000006564222c00000000",
+            "00100000006564222c226e223a342c2278223a302e347d01243030303030303000000000000000302e347d01",
+            "243030303030303000000000000000000000000000000000000000100000006564222c226e223a342c227822",
+            "3a302e347d01243030303030303000000000000000302e347d01243030303030303000000000000000000000",
+            "00000000000000",
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let (flags, file) = (input[0], &input[2..]);
+        assert_eq!((flags, input[1]), (3, 0));
+        let (good, seqs, _) = replay_bytes(file, RecoveryMode::SkipCorrupt).unwrap();
+        let again = replay_bytes(&file[..good as usize], RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((again.0, &again.1, again.2), (good, &seqs, 0));
+    }
+
+    /// Found by the `wal_replay` fuzz target after the fix above: SkipCorrupt resumed at a
+    /// record that passed its checksum but did not decode, so the first start-up kept the
+    /// damage before it and cut there, and the second cut earlier. Resuming (and deciding
+    /// that a tail is torn) now looks for a record that can be applied.
+    #[test]
+    fn skip_resumes_only_at_a_record_that_decodes() {
+        let bad = |seq: u64, tag: u8| frame(seq, &[tag]);
+        let data = [bad(5, 0), bad(6, 9)].concat();
+        let (good, seqs, _) = replay_bytes(&data, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((good, seqs.len()), (0, 0));
+        let ok = frame(7, &WalOp::Delete(vec![PointKey::Num(7)]).encode());
+        let data = [bad(5, 0), bad(6, 9), ok].concat();
+        let (good, seqs, torn) = replay_bytes(&data, RecoveryMode::SkipCorrupt).unwrap();
+        assert_eq!((good as usize, &seqs[..], torn), (data.len(), &[7][..], 0));
+    }
+
+    /// Found by the `wal_record` fuzz target (about 800 executions a second): a body of a
+    /// few bytes claiming a million points reserved room for them (80 MB) before reading
+    /// any. The reservation is bounded by what the body can hold now.
+    #[test]
+    fn a_damaged_count_reserves_nothing_it_cannot_hold() {
+        let mut body = vec![OP_UPSERT];
+        body.extend_from_slice(&u32::MAX.to_le_bytes());
+        body.extend_from_slice(&4u32.to_le_bytes());
+        assert!(WalOp::decode(&body).unwrap_err().contains("ends early"));
+        let mut body = vec![OP_DELETE];
+        body.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(WalOp::decode(&body).unwrap_err().contains("ends early"));
     }
 
     #[test]

@@ -197,7 +197,7 @@ const MAGIC: &[u8; 4] = b"ADLQ";
 const VERSION: u8 = 1;
 const HEADER: usize = 4 + 1 + 4 + 4;
 
-fn encode(entry: &DlqEntry) -> Vec<u8> {
+pub(crate) fn encode(entry: &DlqEntry) -> Vec<u8> {
     let payload = serde_json::to_vec(entry).expect("entry serializes");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
@@ -208,7 +208,7 @@ fn encode(entry: &DlqEntry) -> Vec<u8> {
     out
 }
 
-fn decode(buf: &[u8]) -> Result<DlqEntry, String> {
+pub(crate) fn decode(buf: &[u8]) -> Result<DlqEntry, String> {
     if buf.len() < HEADER {
         return Err(format!("{} bytes, shorter than the header", buf.len()));
     }
