@@ -316,7 +316,18 @@ def rule_exprs():
 def check_prometheus(rep):
     fails = []
     for cfg in ("prometheus.yml", "prometheus.compose.yml"):
-        rc, out = run(["promtool", "check", "config", cfg], cwd=PROM)
+        text = (PROM / cfg).read_text()
+        with tempfile.TemporaryDirectory() as tmp:
+            # The compose config reads the CA and the metrics token from the `scrape` volume,
+            # which exists only in the running stack; promtool wants the files to exist.
+            if "/scrape/" in text:
+                for f in ("ca.pem", "metrics.token"):
+                    Path(tmp, f).write_text("placeholder\n")
+                text = text.replace("/scrape/", tmp + "/")
+            Path(tmp, cfg).write_text(text)
+            for rules in ("recording.yml", "alerts.yml"):
+                shutil.copy(PROM / rules, Path(tmp, rules))
+            rc, out = run(["promtool", "check", "config", cfg], cwd=Path(tmp))
         if rc:
             fails.append(f"promtool check config {cfg}:\n         {tail(out)}")
         c = load_yaml(PROM / cfg)
@@ -912,6 +923,7 @@ def check_compose(rep):
         return ports, env
 
     def check_target(where, target):
+        target = re.sub(r"^https?://", "", target)
         host, _, port = target.partition(":")
         if host not in svcs:
             fails.append(f"{where}: target {target}: no compose service {host!r}")
@@ -933,6 +945,9 @@ def check_compose(rep):
     for item in filter(None, targets.split(",")):
         name, _, t = item.partition("=")
         seen.add(name)
+        if not t.startswith("https://"):
+            fails.append(f"AKIDB_SCRAPE_TARGETS: {item}: compose scrapes over TLS (https://)")
+        t = re.sub(r"^https?://", "", t)
         if name != t.partition(":")[0]:
             fails.append(f"AKIDB_SCRAPE_TARGETS: {item}: the service label must match the compose service")
         check_target("AKIDB_SCRAPE_TARGETS", t)
@@ -945,9 +960,9 @@ def check_compose(rep):
     for name in ("ingest", "query"):
         _, env = ports_of(name)
         addr = str(env.get("AKIDB_STORAGE_ADDR", ""))
-        m = re.match(r"^http://([^:]+):(\d+)$", addr)
+        m = re.match(r"^https://([^:]+):(\d+)$", addr)
         if not m:
-            fails.append(f"{name}: AKIDB_STORAGE_ADDR must be http://host:port")
+            fails.append(f"{name}: AKIDB_STORAGE_ADDR must be https://host:port (TLS on)")
         else:
             check_target(f"{name} AKIDB_STORAGE_ADDR", f"{m.group(1)}:{m.group(2)}")
     for name, s in svcs.items():
@@ -976,8 +991,27 @@ def check_compose(rep):
             fails.append(f"compose: {name} must run `akidb serve {name}`")
         if "healthcheck" not in s:
             fails.append(f"compose: {name} needs a healthcheck")
-        if ports_of(name)[1].get("AKIDB_OTLP_ENDPOINT") != "http://jaeger:4317":
+        env = ports_of(name)[1]
+        if env.get("AKIDB_OTLP_ENDPOINT") != "http://jaeger:4317":
             fails.append(f"compose: {name} must export traces to http://jaeger:4317")
+        # Keys and TLS on: every service serves TLS, storage and the aggregator take only
+        # callers with a certificate of the CA, and the HTTP ports need the metrics token.
+        need_env = ["AKIDB_API_KEYS_FILE", "AKIDB_INTERNAL_KEY_FILE", "AKIDB_METRICS_TOKEN_FILE",
+                    "AKIDB_TLS_CERT", "AKIDB_TLS_KEY", "AKIDB_CA_CERT"]
+        if name in ("storage", "telemetry"):
+            need_env.append("AKIDB_TLS_CLIENT_CA")
+        for k in need_env:
+            if not env.get(k):
+                fails.append(f"compose: {name} must set {k} (keys and TLS on)")
+    for job in prom.get("scrape_configs", []):
+        if job["job_name"].startswith("akidb-"):
+            tls = job.get("tls_config", {})
+            cred = job.get("authorization", {}).get("credentials_file", "")
+            pvol = " ".join(svcs.get("prometheus", {}).get("volumes", []))
+            if job.get("scheme") != "https" or not tls.get("ca_file") or not cred:
+                fails.append(f"prometheus.compose.yml job {job['job_name']}: must scrape https with the CA and the metrics token")
+            elif not all(os.path.dirname(f) and f":{os.path.dirname(f)}" in pvol for f in (tls["ca_file"], cred)):
+                fails.append(f"prometheus.compose.yml job {job['job_name']}: prometheus does not mount the directory of {tls['ca_file']} / {cred}")
     rep.add("compose", fails)
 
 

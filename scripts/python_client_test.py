@@ -3,7 +3,10 @@
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
 the ground truth, and Get, Count, Delete and a filtered search as documented.
 
-Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR
+Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
+
+With CA_PEM and API_KEY (what `akidb up --tls` prints), the client connects over TLS, checks
+the services' certificate against the CA, and sends `authorization: Bearer API_KEY`.
 """
 import os
 import sys
@@ -16,11 +19,37 @@ from akidb_py import generate_stubs, read_xvecs  # noqa: E402
 
 def main():
     query_addr, ingest_addr, datasets = sys.argv[1:4]
+    secure = len(sys.argv) >= 6
     generate_stubs()
     from akidb.v1 import common_pb2, collection_pb2, collection_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 
-    qch = grpc.insecure_channel(query_addr, options=[("grpc.max_receive_message_length", 64 << 20)])
-    ich = grpc.insecure_channel(ingest_addr, options=[("grpc.max_send_message_length", 64 << 20)])
+    def channel(addr, options):
+        if not secure:
+            return grpc.insecure_channel(addr, options=options)
+        ca_pem, key = sys.argv[4], sys.argv[5]
+        with open(ca_pem, "rb") as f:
+            tls = grpc.ssl_channel_credentials(root_certificates=f.read())
+        creds = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(key))
+        return grpc.secure_channel(addr, creds, options=options)
+
+    qch = channel(query_addr, [("grpc.max_receive_message_length", 64 << 20)])
+    ich = channel(ingest_addr, [("grpc.max_send_message_length", 64 << 20)])
+    if secure:
+        # Without the key: UNAUTHENTICATED, over the same TLS.
+        with open(sys.argv[4], "rb") as f:
+            bare = grpc.secure_channel(query_addr, grpc.ssl_channel_credentials(root_certificates=f.read()))
+        try:
+            collection_pb2_grpc.CollectionServiceStub(bare).ListCollections(collection_pb2.ListCollectionsRequest())
+            raise AssertionError("a call without a key was answered")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+        # Plaintext to the TLS port fails.
+        try:
+            collection_pb2_grpc.CollectionServiceStub(grpc.insecure_channel(query_addr)).ListCollections(
+                collection_pb2.ListCollectionsRequest(), timeout=5)
+            raise AssertionError("a plaintext call to the TLS port was answered")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
     colls = collection_pb2_grpc.CollectionServiceStub(qch)
     query = query_pb2_grpc.QueryServiceStub(qch)
     ingest = ingest_pb2_grpc.IngestServiceStub(ich)
@@ -57,7 +86,7 @@ def main():
         assert scores == sorted(scores), "L2 results come nearest first"
         hits += len(set(got) & set(gt[qi][:10]))
     recall = hits / (10 * len(queries))
-    print(f"python grpcio client: siftsmall recall@10 = {recall:.4f}")
+    print(f"python grpcio client{' (TLS, API key)' if secure else ''}: siftsmall recall@10 = {recall:.4f}")
     assert recall >= 0.99, recall
 
     # Get: ids in order, payload and vector on request

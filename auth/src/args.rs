@@ -32,6 +32,13 @@ pub struct AuthArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// File holding the metrics token (its first line), instead of `--metrics-token`.
+    #[arg(
+        long = "metrics-token-file",
+        env = "AKIDB_METRICS_TOKEN_FILE",
+        conflicts_with = "metrics_token"
+    )]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// Which callers a service's gRPC port takes.
@@ -85,12 +92,32 @@ pub fn protect(
     }
     service.guard(crate::layer::AuthLayer(auth));
     Ok(akidb_instrumentation::http::Access {
-        metrics_token: args.metrics_token.clone(),
+        metrics_token: args.metrics_token()?,
         admin,
     })
 }
 
 impl AuthArgs {
+    /// The metrics token: `--metrics-token`, or the first line of `--metrics-token-file`.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        match (&self.metrics_token, &self.metrics_token_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(p)) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the metrics token file {}", p.display()))?;
+                let token = text.lines().next().unwrap_or_default().trim().to_string();
+                anyhow::ensure!(
+                    !token.is_empty(),
+                    "the metrics token file {} is empty",
+                    p.display()
+                );
+                Ok(Some(token))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The keys in force, when a key file is set.
     pub fn key_store(&self) -> anyhow::Result<Option<Arc<KeyStore>>> {
         match &self.api_keys_file {

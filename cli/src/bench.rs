@@ -116,6 +116,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             query_args: a.query_args.clone(),
             telemetry: false,
             common_args: Vec::new(),
+            tls: None,
         },
         // Not a process group of their own: a Ctrl-C stops them with the benchmark.
         &Spawn {

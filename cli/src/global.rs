@@ -13,7 +13,7 @@ pub struct Global {
         long,
         global = true,
         env = "AKIDB_QUERY_ADDR",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "127.0.0.1:50051"
     )]
     pub query_addr: String,
     /// Ingest service (writes).
@@ -21,7 +21,7 @@ pub struct Global {
         long,
         global = true,
         env = "AKIDB_INGEST_ADDR",
-        default_value = "http://127.0.0.1:50052"
+        default_value = "127.0.0.1:50052"
     )]
     pub ingest_addr: String,
     /// Storage service (its health; admin commands go through the query service).
@@ -29,7 +29,7 @@ pub struct Global {
         long,
         global = true,
         env = "AKIDB_STORAGE_ADDR",
-        default_value = "http://127.0.0.1:50053"
+        default_value = "127.0.0.1:50053"
     )]
     pub storage_addr: String,
     /// Telemetry service (its health; `akidb slo` goes through the query service).
@@ -37,9 +37,31 @@ pub struct Global {
         long,
         global = true,
         env = "AKIDB_TELEMETRY_ADDR",
-        default_value = "http://127.0.0.1:50054"
+        default_value = "127.0.0.1:50054"
     )]
     pub telemetry_addr: String,
+    /// CA certificate (PEM) that signed the services' certificates: addresses without a
+    /// scheme are then `https://`, and each service's certificate and name are checked
+    /// (`akidb up --tls` prints it).
+    #[arg(long, global = true, env = "AKIDB_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) shown to services that ask for one (mTLS: storage and the
+    /// aggregator under `akidb up --tls`), with `--client-key`.
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `--client-cert`.
+    #[arg(
+        long,
+        global = true,
+        env = "AKIDB_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
     /// API key sent with every call (`authorization: Bearer <key>`), when the stack has keys.
     #[arg(long, global = true, env = "AKIDB_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -49,6 +71,18 @@ pub struct Global {
     /// Deadline of one call, in seconds.
     #[arg(long, global = true, default_value_t = 30.0)]
     pub timeout: f64,
+}
+
+/// Make every connection of this process use `--ca-cert` and `--client-cert` (once, before
+/// the first).
+pub fn init_tls(g: &Global) -> anyhow::Result<()> {
+    let identity = match (&g.client_cert, &g.client_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let tls = akidb_instrumentation::tls::ClientTls::from_files(g.ca_cert.as_deref(), identity)?;
+    akidb_instrumentation::tls::set_client(tls);
+    Ok(())
 }
 
 /// A connection to `addr` whose calls have the `--timeout` deadline and carry `--api-key`.

@@ -40,7 +40,8 @@ pub enum KeysCmd {
     /// written to `<dir>/admin.key` (owner-only), and the internal key `<dir>/internal.key`.
     /// What the compose file's one-shot `keys` service runs.
     Init {
-        /// Where `admin.key` and `internal.key` go (the key file is `--api-keys-file`).
+        /// Where `admin.key`, `internal.key` and `metrics.token` go (the key file is
+        /// `--api-keys-file`).
         #[arg(long)]
         dir: PathBuf,
     },
@@ -135,6 +136,12 @@ pub fn run(g: &Global, a: KeysArgs) -> anyhow::Result<()> {
                 eprintln!("{} exists; keys unchanged", file.display());
             }
             akidb_auth::keys::load_or_create_internal_key(&dir.join("internal.key"))?;
+            // The bearer token of the HTTP ports (`--metrics-token-file`), made like a key.
+            let token_file = dir.join("metrics.token");
+            if !token_file.exists() {
+                let token = akidb_auth::keys::new_key().1;
+                crate::tls::write_private(&token_file, &format!("{token}\n"))?;
+            }
         }
         KeysCmd::Revoke { id } => {
             if !KeyFile::revoke_key(&file, &id)? {

@@ -9,6 +9,7 @@ mod jsonl;
 mod keys;
 mod payload;
 mod stack;
+mod tls;
 mod up;
 
 use akidb_instrumentation::lifecycle;
@@ -57,11 +58,23 @@ pub enum Cmd {
     Bench(bench::BenchArgs),
     /// API keys: create (printed once), list, revoke.
     Keys(keys::KeysArgs),
+    /// TLS: make a local CA and the services' certificates.
+    Tls {
+        #[command(subcommand)]
+        cmd: TlsCmd,
+    },
     /// Operator actions on storage: tiers, snapshots, compaction, DLQ, breaker, WAL.
     Admin {
         #[command(subcommand)]
         cmd: admin::AdminCmd,
     },
+}
+
+#[derive(Subcommand)]
+pub enum TlsCmd {
+    /// Make a CA and the certificates of the services and of an operator in a directory
+    /// (existing files are kept): what `akidb up --tls` does in `<data dir>/tls`.
+    Init(tls::TlsInitArgs),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +138,11 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     {
+        // A service sets up its own TLS (`akidb serve`); every other command calls with
+        // `--ca-cert` and `--client-cert`.
+        if !matches!(cli.cmd, Cmd::Serve { .. }) {
+            global::init_tls(&cli.global)?;
+        }
         match cli.cmd {
             Cmd::Up(a) => up::up(a).await,
             Cmd::Serve { service } => match service {
@@ -150,6 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,
             Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,
             Cmd::Keys(a) => keys::run(&cli.global, a),
+            Cmd::Tls {
+                cmd: TlsCmd::Init(a),
+            } => tls::init(&a),
         }
     }
 }

@@ -87,12 +87,32 @@ pub struct Plan {
     pub telemetry: bool,
     /// Appended to every service's arguments (keys: `--api-keys-file`, `--internal-key-file`).
     pub common_args: Vec<String>,
+    /// TLS on every port and call: every service serves with the server certificate and
+    /// checks its peers against the CA; storage and the aggregator also ask their callers
+    /// for a certificate of that CA (mTLS).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Plan {
     /// The services in start order (storage first), each with its arguments.
     fn services(&self) -> Vec<Svc> {
         let p = &self.ports;
+        let path = |p: &std::path::Path| p.display().to_string();
+        let (scheme, tls_args, mtls_args) = match &self.tls {
+            None => ("http", vec![], vec![]),
+            Some(t) => (
+                "https",
+                vec![
+                    "--tls-cert".to_string(),
+                    path(&t.server_cert),
+                    "--tls-key".into(),
+                    path(&t.server_key),
+                    "--ca-cert".into(),
+                    path(&t.ca),
+                ],
+                vec!["--tls-client-ca".to_string(), path(&t.ca)],
+            ),
+        };
         // `--grpc-addr`, `--metrics-addr`, then `rest`.
         let args = |sp: ServicePorts, rest: &[&str], extra: &[String]| -> Vec<String> {
             let mut v = vec![
@@ -103,15 +123,21 @@ impl Plan {
             ];
             v.extend(rest.iter().map(|s| s.to_string()));
             v.extend(self.common_args.iter().cloned());
+            v.extend(tls_args.iter().cloned());
             v.extend(extra.iter().cloned());
             v
         };
         let data_dir = self.data_dir.join("storage").display().to_string();
-        let storage_url = format!("http://{}", p.addr(p.storage.grpc));
+        let storage_url = format!("{scheme}://{}", p.addr(p.storage.grpc));
+        let storage_extra: Vec<String> = mtls_args
+            .iter()
+            .chain(&self.storage_args)
+            .cloned()
+            .collect();
         let mut svcs = vec![
             Svc::new(
                 "storage",
-                args(p.storage, &["--data-dir", &data_dir], &self.storage_args),
+                args(p.storage, &["--data-dir", &data_dir], &storage_extra),
             ),
             Svc::new(
                 "ingest",
@@ -125,23 +151,27 @@ impl Plan {
                         "--storage-addr",
                         &storage_url,
                         "--telemetry-addr",
-                        &format!("http://{}", p.addr(p.telemetry.grpc)),
+                        &format!("{scheme}://{}", p.addr(p.telemetry.grpc)),
                     ],
                     &self.query_args,
                 ),
             ),
         ];
         if self.telemetry {
+            let t = |port: u16| match &self.tls {
+                None => p.addr(port),
+                Some(_) => format!("https://{}", p.addr(port)),
+            };
             let targets = format!(
                 "storage={},ingest={},query={},telemetry={}",
-                p.addr(p.storage.metrics),
-                p.addr(p.ingest.metrics),
-                p.addr(p.query.metrics),
-                p.addr(p.telemetry.metrics)
+                t(p.storage.metrics),
+                t(p.ingest.metrics),
+                t(p.query.metrics),
+                t(p.telemetry.metrics)
             );
             svcs.push(Svc::new(
                 "telemetry",
-                args(p.telemetry, &["--scrape-targets", &targets], &[]),
+                args(p.telemetry, &["--scrape-targets", &targets], &mtls_args),
             ));
         }
         svcs

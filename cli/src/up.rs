@@ -25,8 +25,15 @@ pub struct UpArgs {
     #[arg(long = "api-keys-file", env = "AKIDB_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// Let the services listen beyond loopback (`--host`) without keys.
-    #[arg(long = "insecure-no-auth")]
+    #[arg(long = "insecure-no-auth", conflicts_with = "tls")]
     pub insecure_no_auth: bool,
+    /// TLS on every port and every call between the services, with a local CA and
+    /// certificates made in `<data dir>/tls` (kept across runs; `akidb tls init`); storage
+    /// and the aggregator also ask their callers for a certificate (mTLS). Turns keys on
+    /// (`<data dir>/keys.json` unless `--api-keys-file`). Prints the CA path and, for a new
+    /// key file, the admin key.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// The arguments every service gets for keys, making the internal key (and the key file with
@@ -36,7 +43,13 @@ fn key_args(a: &UpArgs) -> anyhow::Result<Vec<String>> {
     if a.insecure_no_auth {
         args.push("--insecure-no-auth".to_string());
     }
-    let Some(file) = &a.api_keys_file else {
+    let default_file = a.data_dir.join("keys.json");
+    let file = match &a.api_keys_file {
+        Some(f) => Some(f),
+        None if a.tls => Some(&default_file),
+        None => None,
+    };
+    let Some(file) = file else {
         let loopback = a
             .host
             .parse::<std::net::IpAddr>()
@@ -83,6 +96,27 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let common_args = key_args(&a)?;
     let p = Ports::fixed(&a.host, a.port_offset);
+    let tls = match a.tls {
+        false => None,
+        true => {
+            let hosts = vec![a.host.clone()];
+            let files = crate::tls::ensure(&a.data_dir.join("tls"), &hosts)?;
+            println!(
+                "TLS on: clients check the services with the CA {}",
+                std::path::absolute(&files.ca)?.display()
+            );
+            println!(
+                "  (akidb --ca-cert <CA> --api-key <key> ..., or AKIDB_CA_CERT and AKIDB_API_KEY; storage and telemetry also need --client-cert {} --client-key {})",
+                std::path::absolute(&files.client_cert)?.display(),
+                std::path::absolute(&files.client_key)?.display()
+            );
+            Some(files)
+        }
+    };
+    let (scheme, web) = match tls {
+        None => ("", "http"),
+        Some(_) => ("https://", "https"),
+    };
     let mut svcs = stack::start(
         &Plan {
             data_dir: a.data_dir.clone(),
@@ -91,6 +125,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             query_args: Vec::new(),
             telemetry: true,
             common_args,
+            tls,
         },
         &how,
     )?;
@@ -101,13 +136,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         ("storage", p.storage),
     ] {
         println!(
-            "  {name:<9} gRPC {}   metrics http://{}/metrics",
+            "  {name:<9} gRPC {scheme}{}   metrics {web}://{}/metrics",
             p.addr(sp.grpc),
             p.addr(sp.metrics)
         );
     }
     println!(
-        "  telemetry gRPC {}   metrics http://{}/metrics  federate http://{}/federate",
+        "  telemetry gRPC {scheme}{}   metrics {web}://{}/metrics  federate {web}://{}/federate",
         p.addr(p.telemetry.grpc),
         p.addr(p.telemetry.metrics),
         p.addr(p.telemetry.metrics)

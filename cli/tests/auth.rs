@@ -1,6 +1,8 @@
-//! Keys and roles against the real binaries: storage, ingest and query as processes with an
-//! API key file and an internal key. Every refused call must answer the right code and change
-//! nothing; no secret may reach a log line or `/metrics`.
+//! Keys, roles, TLS and limits against the real binaries: storage, ingest and query as
+//! processes with an API key file, an internal key and TLS on every port (storage asks for a
+//! client certificate: mTLS). Every refused call must answer the right code and change
+//! nothing; no secret may reach a log line or `/metrics`. Every stack of this file runs with
+//! TLS ([`common::tls`] makes this process's calls `https://`).
 
 mod common;
 
@@ -88,7 +90,7 @@ async fn keys_and_roles_hold_against_every_attack() {
         internal_file.display().to_string(),
     );
     let front = ["--api-keys-file", &f, "--internal-key-file", &i];
-    let s = Stack::start_with(&front, &front, &front).await;
+    let s = Stack::start_tls(&front, &front, &front).await;
     let q = Stack::link(&s.query_addr);
     let ing = Stack::link(&s.ingest_addr);
     let a = [("authorization", bearer(&admin))];
@@ -342,10 +344,10 @@ async fn keys_and_roles_hold_against_every_attack() {
     assert_eq!(count(&q, &admin, "theirs").await, 1);
 
     // 14: PUT /tracing needs an admin key; GET shows the settings.
-    let http = reqwest::Client::new();
+    let (http, scheme) = http_client();
     let put = |key: Option<&str>| {
         let mut r = http.put(format!(
-            "http://127.0.0.1:{}/tracing?sample_ratio=1",
+            "{scheme}://127.0.0.1:{}/tracing?sample_ratio=1",
             s.query_metrics
         ));
         if let Some(k) = key {
@@ -413,6 +415,185 @@ async fn keys_and_roles_hold_against_every_attack() {
         assert!(!logs.contains(tail), "a key in the logs");
         assert!(!all_metrics.contains(tail), "a key on /metrics");
     }
+
+    // 17-25: TLS. Each refused connection leaves the services serving and the data as it was.
+    tls_attacks(&s).await;
+    let logs = s.logs();
+    assert!(!logs.contains("PRIVATE KEY"), "a private key in the logs");
+    for pem in [&tls().server_key, &tls().client_key] {
+        let key = std::fs::read_to_string(pem).unwrap();
+        let body = key.lines().nth(1).unwrap();
+        assert!(!logs.contains(body), "a private key in the logs");
+    }
+    assert_eq!(count(&q, &admin, "mine").await, 2);
+    assert_eq!(count(&q, &admin, "theirs").await, 1);
+    for a in [&s.storage_addr, &s.ingest_addr, &s.query_addr] {
+        assert_eq!(health(a).await, "SERVING", "{a}");
+    }
+}
+
+/// A health check (no key needed) over a channel of the test's making: Ok when the TLS
+/// handshake and the call went through.
+async fn check_over(
+    url: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<(), String> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut ep = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5));
+    if let Some(t) = tls {
+        ep = ep.tls_config(t).unwrap();
+    }
+    let ch = ep.connect().await.map_err(|e| format!("connect: {e:?}"))?;
+    HealthClient::new(ch)
+        .check(HealthCheckRequest::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{:?}: {}", e.code(), e.message()))
+}
+
+/// How long the server took to close a connection that sends `bytes` and then nothing;
+/// None if still open after `within`.
+async fn closed_after(port_addr: &str, bytes: &[u8], within: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t0 = std::time::Instant::now();
+    let mut c = tokio::net::TcpStream::connect(port_addr).await.unwrap();
+    c.write_all(bytes).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end)
+        .await
+        .ok()
+        .map(|_| t0.elapsed())
+}
+
+async fn tls_attacks(s: &Stack) {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let t = tls();
+    let pem = |p: &std::path::PathBuf| std::fs::read(p).unwrap();
+    let ca = || Certificate::from_pem(pem(&t.ca));
+    let https = |addr: &str| format!("https://{addr}");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Tls::init(other_dir.path());
+
+    // The right CA, name and (for storage) client certificate get through.
+    let good = || {
+        ClientTlsConfig::new()
+            .ca_certificate(ca())
+            .identity(Identity::from_pem(pem(&t.client_cert), pem(&t.client_key)))
+    };
+    check_over(https(&s.query_addr), Some(good()))
+        .await
+        .unwrap();
+    check_over(https(&s.storage_addr), Some(good()))
+        .await
+        .unwrap();
+
+    // 17: plaintext gRPC to a TLS port.
+    let e = check_over(format!("http://{}", s.query_addr), None).await;
+    assert!(e.is_err(), "plaintext call to a TLS port answered: {e:?}");
+    // 18: plaintext HTTP to a TLS HTTP port.
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", s.query_metrics))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(r.is_err(), "plaintext /metrics answered: {r:?}");
+    // 19: a client that trusts another CA refuses the services' certificate.
+    let e = check_over(
+        https(&s.query_addr),
+        Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem(&other.ca)))),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "a certificate of an untrusted CA was accepted: {e:?}"
+    );
+    // 20: a name the certificate is not for is refused (server-name check).
+    let e = check_over(
+        https(&s.query_addr),
+        Some(
+            ClientTlsConfig::new()
+                .ca_certificate(ca())
+                .domain_name("db.example.com"),
+        ),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "a certificate for another name was accepted: {e:?}"
+    );
+    // 21: storage (mTLS) without a client certificate.
+    let e = check_over(
+        https(&s.storage_addr),
+        Some(ClientTlsConfig::new().ca_certificate(ca())),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "storage took a caller without a certificate: {e:?}"
+    );
+    // 22: storage with a client certificate of another CA.
+    let e = check_over(
+        https(&s.storage_addr),
+        Some(
+            ClientTlsConfig::new()
+                .ca_certificate(ca())
+                .identity(Identity::from_pem(
+                    pem(&other.client_cert),
+                    pem(&other.client_key),
+                )),
+        ),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "storage took a certificate of another CA: {e:?}"
+    );
+    // 23: HTTPS /metrics with the CA works (and the query port's TLS stays up).
+    let (http, scheme) = http_client();
+    assert_eq!(scheme, "https");
+    let m = http
+        .get(format!("https://127.0.0.1:{}/metrics", s.query_metrics))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+    // 24-25: a client that opens a connection and stalls (no handshake, or half a request
+    // line) is cut off within the 10 s handshake timeout, on the gRPC and the HTTP port.
+    let stalled = [
+        (s.query_addr.clone(), &b""[..]),
+        (
+            format!("127.0.0.1:{}", s.query_metrics),
+            &b"\x16\x03\x01"[..],
+        ),
+        (s.storage_addr.clone(), &b"\x16\x03"[..]),
+    ];
+    let took = futures::future::join_all(
+        stalled
+            .iter()
+            .map(|(port, bytes)| closed_after(port, bytes, Duration::from_secs(20))),
+    )
+    .await;
+    for ((port, _), took) in stalled.iter().zip(took) {
+        assert!(
+            took.is_some_and(|d| d >= Duration::from_secs(8)),
+            "{port}: a stalled connection closed after {took:?}"
+        );
+    }
+    // A stalled connection held nobody else up.
+    check_over(https(&s.query_addr), Some(good()))
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -508,7 +689,7 @@ async fn limits() {
         "--max-message-bytes",
         max,
     ];
-    let s = Stack::start_with(&front[..4], &front, &front).await;
+    let s = Stack::start_tls(&front[..4], &front, &front).await;
     let (q, ing) = (Stack::link(&s.query_addr), Stack::link(&s.ingest_addr));
     let ah = bearer(&admin);
     let a: &[(&'static str, &str)] = &[("authorization", &ah)];

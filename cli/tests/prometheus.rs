@@ -362,7 +362,7 @@ async fn prometheus_federation_slo_and_alert_path() {
         assert!(t < Duration::from_millis(80), "a good search took {t:?}");
     }
     for k in 0..slow {
-        s.storage.signal(libc::SIGSTOP);
+        s.storage.pause();
         let q = tokio::spawn({
             let addr = s.query_addr.clone();
             async move {

@@ -45,11 +45,8 @@ impl Link {
         timeout: Duration,
         key: Option<&str>,
     ) -> Result<Self, tonic::transport::Error> {
-        let endpoint = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
+        // Without a scheme: `https://` when this process has a CA (`--ca-cert`), else `http://`.
+        let endpoint = akidb_instrumentation::tls::client().url(endpoint);
         let layer = match key {
             // A key that is not a valid header value is sent as none: the peer then answers
             // UNAUTHENTICATED, which names the problem.
@@ -203,7 +200,7 @@ macro_rules! storage_link_args {
             #[arg(
                 long = "storage-addr",
                 env = "AKIDB_STORAGE_ADDR",
-                default_value = "http://127.0.0.1:50053"
+                default_value = "127.0.0.1:50053"
             )]
             pub storage_addr: String,
             #[arg(

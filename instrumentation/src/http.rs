@@ -130,10 +130,17 @@ fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
         && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serve `extra` routes plus `/metrics`, `/healthz` and `/tracing` on `listener` until
-/// `shutdown` resolves; `access` says who may.
+/// How long a client of an HTTP port has to send its request headers (and, with TLS, to
+/// finish the handshake) before the connection is closed.
+pub const HEADER_TIMEOUT: std::time::Duration = crate::tls::HANDSHAKE_TIMEOUT;
+
+/// Serve `extra` routes plus `/metrics`, `/healthz` and `/tracing` on `listener` (over TLS
+/// with `tls`) until `shutdown` resolves; `access` says who may. A client that has not sent
+/// its request headers within [`HEADER_TIMEOUT`] (or finished a TLS handshake within it) is
+/// cut off.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::ServerTls>,
     extra: axum::Router,
     access: Access,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -200,9 +207,31 @@ pub async fn serve(
     let app = protected
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let handle = axum_server::Handle::<std::net::SocketAddr>::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // In-flight scrapes get a moment; idle keep-alive connections are closed at once.
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let app = app.into_make_service();
+    let mut server = axum_server::Server::from_listener(listener).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    match tls {
+        None => server.serve(app).await,
+        Some(tls) => {
+            let config = tls.rustls().map_err(std::io::Error::other)?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .handshake_timeout(HEADER_TIMEOUT);
+            server.acceptor(acceptor).serve(app).await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +239,50 @@ mod tests {
     use super::*;
     use crate::exposition::parse_as;
     use crate::metrics::Component;
+
+    /// A client that opens a connection and sends half its headers is cut off after
+    /// [`HEADER_TIMEOUT`]; the port keeps serving others meanwhile.
+    #[tokio::test]
+    async fn a_client_stalling_in_its_headers_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            None,
+            axum::Router::new(),
+            Access::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let t0 = std::time::Instant::now();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // Meanwhile a whole request is answered.
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let mut rest = Vec::new();
+        tokio::time::timeout(HEADER_TIMEOUT * 2, slow.read_to_end(&mut rest))
+            .await
+            .expect("a stalled client is cut off")
+            .ok();
+        let took = t0.elapsed();
+        assert!(
+            took >= HEADER_TIMEOUT - std::time::Duration::from_secs(1),
+            "{took:?}"
+        );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 
     #[test]
     fn openmetrics_carries_the_trace_id_of_a_traced_observation() {

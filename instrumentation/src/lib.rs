@@ -12,6 +12,8 @@
 //! - [`propagation`]: W3C `traceparent` parsed and written, and the "not traced" marker.
 //! - [`context`]: the request a task serves (traced or not), carried across threads.
 //! - [`layers`]: the tower layers of every gRPC server and client (metrics, spans, context).
+//! - [`tls`]: TLS of every port and every call between the services (`--tls-cert`, `--tls-key`,
+//!   `--tls-client-ca`, `--ca-cert`).
 //! - [`transport`]: the instrumented tonic server builder and client channel, reflection.
 //! - [`lifecycle`]: the one service lifecycle (health, stop token, HTTP port, graceful join).
 //! - [`idle_poll`]: keeps a core awake briefly after a request (latency of a lone client).
@@ -19,7 +21,8 @@
 //! Import order inside the crate has no cycle (`scripts/check-imports`): `sampling` and
 //! `propagation` depend on nothing here; `context` on `propagation`; `exemplar` on `context`;
 //! `metrics` on `exemplar`; `layers` on all of these; `http` on `metrics`, `exposition` and
-//! `sampling`; `lifecycle` on `transport`, `http` and `init`.
+//! `sampling`; `tls` on nothing here; `transport` on `layers` and `tls`; `http` on `tls` too;
+//! `lifecycle` on `transport`, `http`, `tls` and `init`.
 
 pub mod config;
 pub mod context;
@@ -34,6 +37,7 @@ pub mod logs;
 pub mod metrics;
 pub mod propagation;
 pub mod sampling;
+pub mod tls;
 pub mod transport;
 
 pub use config::TelemetryArgs;

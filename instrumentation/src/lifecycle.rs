@@ -23,6 +23,7 @@
 
 use crate::config::TelemetryArgs;
 use crate::metrics::Component;
+use crate::tls::{ServerTls, TlsArgs};
 use crate::transport::{builder, incoming, reflection};
 use std::future::Future;
 use std::time::Duration;
@@ -57,25 +58,52 @@ pub async fn shutdown_signal() {
 /// Resolves when the service must stop ([`shutdown_signal`], as [`serve`] passes it).
 pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
+/// A bound port of a service, and the TLS it serves with (none: plaintext).
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<ServerTls>,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
+}
+
 /// What a service runs on: its bound gRPC and HTTP listeners, and the future that says when
 /// to stop.
 pub struct Serving {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
+    pub grpc: Listener,
+    pub http: Listener,
     pub shutdown: Shutdown,
 }
 
 impl Serving {
+    /// Plaintext on both ports.
     pub fn new(
         grpc: TcpListener,
         http: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
         Serving {
-            grpc,
-            http,
+            grpc: grpc.into(),
+            http: http.into(),
             shutdown: Box::pin(shutdown),
         }
+    }
+
+    /// Both ports serve TLS with `tls` (if some); only the gRPC port asks for client
+    /// certificates (`--tls-client-ca`).
+    pub fn with_tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.grpc.tls = tls.clone();
+        self.http.tls = tls;
+        self
     }
 }
 
@@ -85,9 +113,12 @@ pub trait ServiceConfig: clap::Args + Send + 'static {
     const COMPONENT: Component;
     /// The (gRPC, HTTP) addresses it listens on.
     fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr);
+    /// Its TLS flags.
+    fn tls(&self) -> &TlsArgs;
 }
 
-/// Run a service as a process does: set up logs, metrics and traces for it, bind its gRPC
+/// Run a service as a process does: set up logs, metrics and traces for it, read its TLS
+/// files (what it serves with, and what its calls to the other services use), bind its gRPC
 /// and HTTP addresses, `run` it until SIGINT/SIGTERM, then flush traces. What each service
 /// binary and `akidb serve <service>` do.
 pub async fn serve<C, F, Fut>(config: C, telemetry: TelemetryArgs, run: F) -> anyhow::Result<()>
@@ -98,17 +129,21 @@ where
 {
     let guard = crate::init::init(C::COMPONENT, &telemetry)?;
     crate::idle_poll::start(Duration::from_micros(telemetry.idle_poll_us));
+    crate::tls::set_client(config.tls().client()?);
+    let tls = config.tls().server()?;
     let (grpc_addr, http_addr) = config.addrs();
     let grpc = TcpListener::bind(grpc_addr).await?;
     let http = TcpListener::bind(http_addr).await?;
-    let res = run(config, Serving::new(grpc, http, shutdown_signal())).await;
+    let on = Serving::new(grpc, http, shutdown_signal()).with_tls(tls);
+    let res = run(config, on).await;
     guard.shutdown().await;
     res
 }
 
 /// Declares `Listen`, a service's listen flags: `--grpc-addr` and `--metrics-addr` (the HTTP
 /// port: `/metrics`, `/healthz`, `/tracing`), read from `AKIDB_<SERVICE>_GRPC_ADDR` and
-/// `AKIDB_<SERVICE>_METRICS_ADDR`, on loopback at the service's default ports by default; and
+/// `AKIDB_<SERVICE>_METRICS_ADDR`, on loopback at the service's default ports by default;
+/// `--max-message-bytes`; the TLS flags ([`crate::tls::TlsArgs`]); and
 /// makes `$config` (which flattens it as its field `listen`) a
 /// [`ServiceConfig`] of `$component`.
 ///
@@ -143,12 +178,17 @@ macro_rules! listen_args {
                                                 default_value_t = $crate::transport::DEFAULT_MAX_MESSAGE_BYTES
                                             )]
             pub max_message_bytes: usize,
+            #[command(flatten)]
+            pub tls: $crate::tls::TlsArgs,
         }
 
         impl $crate::lifecycle::ServiceConfig for $config {
             const COMPONENT: $crate::metrics::Component = $crate::metrics::Component::$component;
             fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
                 (self.listen.grpc_addr, self.listen.metrics_addr)
+            }
+            fn tls(&self) -> &$crate::tls::TlsArgs {
+                &self.listen.tls
             }
         }
     };
@@ -277,25 +317,29 @@ impl Service {
     /// `listener` until the service has stopped.
     pub fn serve_http(
         &mut self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         extra: Option<axum::Router>,
         access: crate::http::Access,
     ) {
+        let listener = listener.into();
         self.spawn("http", move |stopped| async move {
             let extra = extra.unwrap_or_default();
-            if let Err(e) = crate::http::serve(listener, extra, access, stopped).await {
+            if let Err(e) =
+                crate::http::serve(listener.tcp, listener.tls, extra, access, stopped).await
+            {
                 tracing::error!(error = %e, "HTTP port failed");
             }
         });
     }
 
-    /// Serve gRPC on `listener` (health, reflection and `routes`), do the service's `starting`
+    /// Serve gRPC on `listener` (health, reflection and `routes`; over TLS if it has TLS),
+    /// do the service's `starting`
     /// work while it serves, and run until the service must stop; then let in-flight calls
     /// finish, run `stopping`, and stop and join the background tasks. A failed `starting`
     /// stops the service and is returned.
     pub async fn run<St, Sp, SpFut>(
         mut self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         routes: tonic::service::Routes,
         starting: St,
         stopping: Sp,
@@ -305,15 +349,20 @@ impl Service {
         Sp: FnOnce() -> SpFut,
         SpFut: Future<Output = ()>,
     {
+        let listener = listener.into();
         let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
+        let mut server = builder();
+        if let Some(tls) = &listener.tls {
+            server = server.tls_config(tls.tonic())?;
+        }
         let server = tokio::spawn(
-            builder()
+            server
                 .layer(self.guard.clone())
                 .add_routes(routes)
                 .add_service(health)
                 .add_service(reflection()?)
                 .serve_with_incoming_shutdown(
-                    incoming(listener),
+                    incoming(listener.tcp),
                     self.stop.clone().cancelled_owned(),
                 ),
         );

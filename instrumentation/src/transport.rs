@@ -57,13 +57,21 @@ pub fn channel(
     channel_with(endpoint, connect_timeout, ClientLayer::default())
 }
 
-/// [`channel`] with a client layer of the caller's (credentials).
+/// [`channel`] with a client layer of the caller's (credentials). An `https://` endpoint is
+/// reached over TLS as [`crate::tls::client`] says (CA, name check, client certificate); an
+/// endpoint without a scheme is `https://` when the process has a CA (`--ca-cert`).
 pub fn channel_with(
     endpoint: &str,
     connect_timeout: Duration,
     layer: ClientLayer,
 ) -> Result<Channel, tonic::transport::Error> {
-    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+    let tls = crate::tls::client();
+    let url = tls.url(endpoint);
+    let mut ep = tonic::transport::Endpoint::from_shared(url.clone())?;
+    if url.starts_with("https://") {
+        ep = ep.tls_config(tls.tonic())?;
+    }
+    let ch = ep
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

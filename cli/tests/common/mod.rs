@@ -74,6 +74,28 @@ impl Proc {
             }
         }
     }
+    /// SIGSTOP, returning once every thread of the process is stopped (a signal is
+    /// delivered asynchronously; on a busy machine a thread may run on for a moment).
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        let Some(c) = &self.child else { return };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{}/task", c.id()))
+                .map(|tasks| {
+                    tasks.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                            s.rsplit_once(')')
+                                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                        })
+                    })
+                })
+                .unwrap_or(true)
+        };
+        while !stopped() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -117,10 +139,114 @@ pub struct Stack {
     pub query_metrics: u16,
 }
 
+/// The CA and certificates of this test process's TLS stacks (`akidb tls init`, once), with
+/// this process's calls set to check the services against the CA and to show the operator's
+/// client certificate. After the first call, an address without a scheme is `https://` for
+/// every call this process makes: a test binary uses only TLS stacks or none.
+pub struct Tls {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    /// The certificates `akidb tls init --dir <dir>` makes.
+    pub fn init(dir: &Path) -> Tls {
+        let out = Command::new(BIN)
+            .args(["tls", "init", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "akidb tls init: {out:?}");
+        Tls {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+
+    /// `--tls-cert`, `--tls-key` and `--ca-cert` of a service; with `mtls`, `--tls-client-ca`.
+    pub fn service_args(&self, mtls: bool) -> Vec<String> {
+        let p = |p: &PathBuf| p.display().to_string();
+        let mut v = vec![
+            "--tls-cert".to_string(),
+            p(&self.server_cert),
+            "--tls-key".into(),
+            p(&self.server_key),
+            "--ca-cert".into(),
+            p(&self.ca),
+        ];
+        if mtls {
+            v.extend(["--tls-client-ca".to_string(), p(&self.ca)]);
+        }
+        v
+    }
+
+    /// An HTTPS client that trusts the CA.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+}
+
+static TLS: std::sync::OnceLock<(tempfile::TempDir, Tls)> = std::sync::OnceLock::new();
+
+/// This process's TLS (made once; see [`Tls`]).
+pub fn tls() -> &'static Tls {
+    &TLS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tls::init(dir.path());
+        let client = akidb_instrumentation::tls::ClientTls::from_files(
+            Some(&t.ca),
+            Some((&t.client_cert, &t.client_key)),
+        )
+        .unwrap();
+        akidb_instrumentation::tls::set_client(client);
+        (dir, t)
+    })
+    .1
+}
+
 impl Stack {
     /// storage, ingest and query, all SERVING.
     pub async fn start() -> Stack {
         Self::start_with(&[], &[], &[]).await
+    }
+
+    /// [`Stack::start_with`] with TLS on every port and call ([`tls`]); storage asks its
+    /// callers for a certificate of the CA (mTLS). Addresses stay without a scheme (`https://`
+    /// for this process once [`tls`] ran).
+    pub async fn start_tls(
+        storage_extra: &[&str],
+        ingest_extra: &[&str],
+        query_extra: &[&str],
+    ) -> Stack {
+        let t = tls();
+        let with = |extra: &[&str], mtls: bool| -> Vec<String> {
+            let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            v.extend(t.service_args(mtls));
+            v
+        };
+        let (s, i, q) = (
+            with(storage_extra, true),
+            with(ingest_extra, false),
+            with(query_extra, false),
+        );
+        fn r(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        Self::start_inner(&r(&s), &r(&i), &r(&q), |_| Vec::new(), "https").await
     }
 
     pub async fn start_with(
@@ -137,6 +263,16 @@ impl Stack {
         ingest_extra: &[&str],
         query_extra: &[&str],
         wrapper: impl Fn(&str) -> Vec<String>,
+    ) -> Stack {
+        Self::start_inner(storage_extra, ingest_extra, query_extra, wrapper, "http").await
+    }
+
+    async fn start_inner(
+        storage_extra: &[&str],
+        ingest_extra: &[&str],
+        query_extra: &[&str],
+        wrapper: impl Fn(&str) -> Vec<String>,
+        scheme: &str,
     ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let (sp, ip, qp) = (free_port(), free_port(), free_port());
@@ -164,7 +300,7 @@ impl Stack {
                 "--metrics-addr".into(),
                 format!("127.0.0.1:{m}"),
                 "--storage-addr".into(),
-                format!("http://{storage_addr}"),
+                format!("{scheme}://{storage_addr}"),
             ];
             v.extend(extra.iter().map(|s| s.to_string()));
             v
@@ -315,14 +451,26 @@ pub fn start_telemetry(
     (p, format!("127.0.0.1:{gp}"), hp)
 }
 
-/// The body of `GET http://127.0.0.1:<port><path>`.
+/// The body of `GET http://127.0.0.1:<port><path>` (`https://` once [`tls`] ran).
 pub async fn get_text(port: u16, path: &str) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+    let (client, scheme) = http_client();
+    client
+        .get(format!("{scheme}://127.0.0.1:{port}{path}"))
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap()
+}
+
+/// An HTTP client for the services' HTTP ports and its scheme: HTTPS trusting the CA once
+/// [`tls`] ran, plain HTTP before.
+pub fn http_client() -> (reqwest::Client, &'static str) {
+    match TLS.get() {
+        Some((_, t)) => (t.http(), "https"),
+        None => (reqwest::Client::new(), "http"),
+    }
 }
 
 pub async fn scrape(port: u16) -> String {

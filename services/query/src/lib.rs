@@ -36,7 +36,7 @@ pub struct QueryConfig {
     #[arg(
         long = "telemetry-addr",
         env = "AKIDB_TELEMETRY_ADDR",
-        default_value = "http://127.0.0.1:50054"
+        default_value = "127.0.0.1:50054"
     )]
     pub telemetry_addr: String,
     /// API keys (reads need a key when a key file is set), and the internal key query

@@ -67,6 +67,7 @@ impl Default for TelemetryConfig {
                 grpc_addr: ([127, 0, 0, 1], 50054).into(),
                 metrics_addr: ([127, 0, 0, 1], 9100).into(),
                 max_message_bytes: akidb_instrumentation::transport::DEFAULT_MAX_MESSAGE_BYTES,
+                tls: Default::default(),
             },
             scrape_targets: DEFAULT_SCRAPE_TARGETS
                 .parse()

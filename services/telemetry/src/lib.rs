@@ -43,7 +43,7 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
             slos,
             config.effective_timeout(),
         )
-        .with_scrape_token(config.auth.metrics_token.as_deref()),
+        .with_scrape_token(config.auth.metrics_token()?.as_deref()),
     );
     let mut service = Service::new(Component::Telemetry, on.shutdown).await;
     service

@@ -37,6 +37,7 @@ async fn serve_federate(agg: &Arc<Aggregator>) -> (SocketAddr, oneshot::Sender<(
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(akidb_instrumentation::http::serve(
         listener,
+        None,
         agg.router(),
         Default::default(),
         async {

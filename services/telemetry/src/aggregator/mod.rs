@@ -28,7 +28,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// `host:port` (scrapes `http://host:port/metrics`) or a full `http://host:port/path`.
+    /// `host:port` (scrapes `http://host:port/metrics`) or a full `http(s)://host:port/path`
+    /// (`https://`: checked against `--ca-cert`).
     pub fn new(service: &str, address: &str) -> Result<Self, String> {
         let service = service.trim();
         if service.is_empty()
@@ -158,6 +159,31 @@ pub struct Aggregator {
     clock: Box<dyn Clock>,
 }
 
+/// The HTTP client of the scrapes: `headers` on every request; `https://` targets checked
+/// against the process's CA (`--ca-cert`) and shown its certificate, as every call between
+/// the services ([`akidb_instrumentation::tls::client`]).
+fn scrape_client(timeout: Duration, headers: http::HeaderMap) -> reqwest::Client {
+    let tls = akidb_instrumentation::tls::client();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .default_headers(headers);
+    if let Some(ca) = tls.ca_pem() {
+        match reqwest::Certificate::from_pem(ca) {
+            Ok(c) => b = b.tls_built_in_root_certs(false).add_root_certificate(c),
+            Err(e) => tracing::error!(error = %e, "the CA certificate (--ca-cert) does not load"),
+        }
+    }
+    if let Some((cert, key)) = tls.identity_pem() {
+        let pem = [cert, b"\n", key].concat();
+        match reqwest::Identity::from_pem(&pem) {
+            Ok(id) => b = b.identity(id),
+            Err(e) => tracing::error!(error = %e, "the certificate (--tls-cert) does not load"),
+        }
+    }
+    b.build().unwrap_or_default()
+}
+
 impl Aggregator {
     pub fn new(targets: Vec<Target>, slos: slo::SloConfig, timeout: Duration) -> Self {
         Self::with_clock(targets, slos, timeout, MonotonicClock::default())
@@ -169,11 +195,7 @@ impl Aggregator {
         timeout: Duration,
         clock: impl Clock,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(1)
-            .build()
-            .unwrap_or_default();
+        let client = scrape_client(timeout, http::HeaderMap::new());
         let state = RwLock::new(vec![TargetState::default(); targets.len()]);
         Self {
             targets,
@@ -193,12 +215,7 @@ impl Aggregator {
             v.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, v);
         }
-        self.client = reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .pool_max_idle_per_host(1)
-            .default_headers(headers)
-            .build()
-            .unwrap_or_default();
+        self.client = scrape_client(self.timeout, headers);
         self
     }
 
