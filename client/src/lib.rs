@@ -104,7 +104,8 @@ impl Link {
         r
     }
 
-    /// Run an idempotent call, retrying on `UNAVAILABLE` with exponential backoff and jitter
+    /// Run an idempotent call, retrying on `UNAVAILABLE` (and on a call its connection dropped
+    /// before the peer saw it) with exponential backoff and jitter
     /// until the link's deadline. The last error is returned; a call that ran out of time is
     /// `DEADLINE_EXCEEDED` unless the peer was simply unreachable (`UNAVAILABLE`).
     pub async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
@@ -132,7 +133,7 @@ impl Link {
                 }
             };
             match res {
-                Err(s) if s.code() == Code::Unavailable => {
+                Err(s) if never_reached_peer(&s) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     retry += 1;
                     let wait = backoff(40, 1_000, retry).min(left);
@@ -151,6 +152,28 @@ impl Link {
             }
         }
     }
+}
+
+/// Whether a call failed before the peer could act on it: UNAVAILABLE, or CANCELLED by the
+/// transport because the connection it was queued on closed (a peer killed a moment ago;
+/// hyper's "operation was canceled"). A CANCELLED the peer answered is not one.
+fn never_reached_peer(s: &Status) -> bool {
+    if s.code() == Code::Unavailable {
+        return true;
+    }
+    if s.code() != Code::Cancelled {
+        return false;
+    }
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_canceled())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The wait before retry number `retry` (1 = the first retry) of anything AkiDB retries (calls
