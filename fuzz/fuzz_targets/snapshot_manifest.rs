@@ -16,20 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(m) = snapshot_manifest_decode(data) else {
         return;
     };
-    let names = m
-        .files
-        .iter()
-        .map(|f| f.name.as_str())
-        .chain(m.segments.iter().flat_map(|s| {
-            [
-                Some(s.points_file.as_str()),
-                s.graph.as_deref(),
-                s.graph_file.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-        }));
-    for name in names {
+    for name in m.file_names() {
         assert!(plain(name), "manifest names {name:?}");
     }
     let json = serde_json::to_vec_pretty(&m).expect("a manifest serializes");

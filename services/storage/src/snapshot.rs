@@ -76,6 +76,24 @@ pub struct SnapshotManifest {
 }
 
 impl SnapshotManifest {
+    /// Every file the manifest names (its files, each segment's points and graph files).
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain(self.segments.iter().flat_map(|s| {
+                [
+                    Some(s.points_file.as_str()),
+                    s.graph.as_deref(),
+                    s.graph_file.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+            }))
+    }
+}
+
+impl SnapshotManifest {
     pub fn size_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size_bytes).sum()
     }
@@ -148,20 +166,7 @@ pub fn read_manifest(dir: &Path) -> Result<SnapshotManifest> {
 /// manifest can come from the object store.
 pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> std::result::Result<SnapshotManifest, String> {
     let m: SnapshotManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let names = m
-        .files
-        .iter()
-        .map(|f| f.name.as_str())
-        .chain(m.segments.iter().flat_map(|s| {
-            [
-                Some(s.points_file.as_str()),
-                s.graph.as_deref(),
-                s.graph_file.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-        }));
-    for name in names {
+    for name in m.file_names() {
         if !plain_file_name(name) {
             return Err(format!(
                 "it names the file `{}`, which is not a plain name inside the snapshot",
