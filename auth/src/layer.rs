@@ -134,11 +134,7 @@ pub struct AuthService<S> {
 
 /// The gRPC code of a response (`grpc-status` of a trailers-only response, else OK).
 fn code_of<B>(r: &http::Response<B>) -> Code {
-    r.headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<i32>().ok())
-        .map_or(Code::Ok, Code::from_i32)
+    Code::from_i32(akidb_instrumentation::layers::response_code(r.headers()))
 }
 
 impl<S, B, RB> Service<http::Request<B>> for AuthService<S>

@@ -97,6 +97,16 @@ impl Link {
         tonic_health::pb::health_client::HealthClient::new(self.channel())
     }
 
+    /// This link with the deadline the caller of `req` set, capped at
+    /// [`akidb_proto::limits::MAX_DEADLINE`] (that cap without one): for calls that take as
+    /// long as their caller allows (a graph build, an operator's action).
+    pub fn with_caller_deadline<T>(&self, req: &tonic::Request<T>) -> Link {
+        let max = akidb_proto::limits::MAX_DEADLINE;
+        let mut l = self.clone();
+        l.timeout = caller_timeout(req).unwrap_or(max).min(max);
+        l
+    }
+
     /// A request carrying this link's deadline (sent as `grpc-timeout`).
     pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);

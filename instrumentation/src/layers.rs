@@ -102,7 +102,7 @@ pub fn is_server_error(code: i32) -> bool {
 
 /// The gRPC code of a response: `grpc-status` in the headers (a trailers-only response, which
 /// is how every error of a unary call is sent), otherwise OK.
-fn response_code(headers: &http::HeaderMap) -> i32 {
+pub fn response_code(headers: &http::HeaderMap) -> i32 {
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())

@@ -95,7 +95,8 @@ impl TlsArgs {
                 None => None,
             },
         };
-        // Build both configurations once, so that a bad file stops the start with its name.
+        // Build the rustls configuration once, so that a bad file stops the start with its
+        // name (tonic's is built from the same files when the gRPC port starts).
         tls.rustls()?;
         Ok(Some(tls))
     }
@@ -224,4 +225,45 @@ pub fn set_client(tls: ClientTls) {
 /// What this process's calls use: as [`set_client`] set it, or no CA and no identity.
 pub fn client() -> &'static ClientTls {
     CLIENT.get_or_init(ClientTls::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing or unreadable file stops the start with the flag's name, before any port
+    /// is bound.
+    #[test]
+    fn a_bad_file_is_refused_with_its_flag() {
+        let d = tempfile::tempdir().unwrap();
+        let junk = d.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let err = |a: TlsArgs| format!("{:#}", a.server().unwrap_err());
+        let e = err(TlsArgs {
+            tls_cert: Some(d.path().join("missing.pem")),
+            tls_key: Some(junk.clone()),
+            ..Default::default()
+        });
+        assert!(e.contains("--tls-cert") && e.contains("missing.pem"), "{e}");
+        let e = err(TlsArgs {
+            tls_cert: Some(junk.clone()),
+            tls_key: Some(junk.clone()),
+            ..Default::default()
+        });
+        assert!(e.contains("--tls-key"), "{e}");
+        let e = format!(
+            "{:#}",
+            ClientTls::from_files(Some(&junk), None).unwrap_err()
+        );
+        assert!(
+            e.contains("junk.pem") && e.contains("no certificate"),
+            "{e}"
+        );
+        // Without --tls-cert: plaintext, and the client side needs nothing.
+        assert!(TlsArgs::default().server().unwrap().is_none());
+        assert_eq!(
+            TlsArgs::default().client().unwrap().url("h:1"),
+            "http://h:1"
+        );
+    }
 }

@@ -183,12 +183,9 @@ impl IngestService for Ingest {
         &self,
         req: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
-        let mut link = self.storage.clone();
         // Waiting for a graph build takes longer than a write: the caller's deadline rules
         // (10 minutes without one), not --storage-timeout-ms.
-        link.timeout = akidb_client::caller_timeout(&req)
-            .unwrap_or(akidb_proto::limits::MAX_DEADLINE)
-            .min(akidb_proto::limits::MAX_DEADLINE);
+        let link = self.storage.with_caller_deadline(&req);
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;

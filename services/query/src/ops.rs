@@ -22,15 +22,6 @@ pub struct Ops {
     pub telemetry: Link,
 }
 
-/// `link` with the caller's deadline, or ten minutes.
-fn deadline<T>(link: &Link, req: &Request<T>) -> Link {
-    let mut l = link.clone();
-    l.timeout = akidb_client::caller_timeout(req)
-        .unwrap_or(akidb_proto::limits::MAX_DEADLINE)
-        .min(akidb_proto::limits::MAX_DEADLINE);
-    l
-}
-
 /// Check the key's scope for a request about `collection` (empty: every collection), then
 /// forward it once to `$client.$method` of `$link`.
 macro_rules! relay {
@@ -42,7 +33,7 @@ macro_rules! relay {
         } else {
             check(who, collection)?;
         }
-        let link = deadline(&$link, &$req);
+        let link = $link.with_caller_deadline(&$req);
         let r = link
             .$client()
             .$method(link.request($req.into_inner()))
@@ -145,7 +136,7 @@ impl TelemetryService for Ops {
         req: Request<pb::GetSloStatusRequest>,
     ) -> Result<Response<pb::GetSloStatusResponse>, Status> {
         // Not about any collection: every key that may read sees the SLOs.
-        let link = deadline(&self.telemetry, &req);
+        let link = self.telemetry.with_caller_deadline(&req);
         let r = link
             .telemetry()
             .get_slo_status(link.request(req.into_inner()))
@@ -156,7 +147,7 @@ impl TelemetryService for Ops {
         &self,
         req: Request<pb::GetTargetsRequest>,
     ) -> Result<Response<pb::GetTargetsResponse>, Status> {
-        let link = deadline(&self.telemetry, &req);
+        let link = self.telemetry.with_caller_deadline(&req);
         let r = link
             .telemetry()
             .get_targets(link.request(req.into_inner()))
