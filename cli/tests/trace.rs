@@ -434,13 +434,22 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         "spans of both traces received {:?} after the requests",
         t0.elapsed()
     );
-    // Export shows in metrics: spans ended, and exported (none failed so far).
-    let m = scrape(s.storage_metrics).await;
-    let (ended, exported, failed) = (
-        series_value(&m, "akidb_trace_spans_ended_total").unwrap(),
-        series_value(&m, r#"akidb_trace_export_spans_total{outcome="exported"}"#).unwrap(),
-        series_value(&m, r#"akidb_trace_export_spans_total{outcome="failed"}"#).unwrap(),
-    );
+    // Export shows in metrics: spans ended, and exported (none failed so far). The exporter
+    // counts a batch when the collector's answer comes back, which can be a moment after the
+    // receiver has recorded its spans: poll for a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (ended, exported, failed) = loop {
+        let m = scrape(s.storage_metrics).await;
+        let v = (
+            series_value(&m, "akidb_trace_spans_ended_total").unwrap(),
+            series_value(&m, r#"akidb_trace_export_spans_total{outcome="exported"}"#).unwrap(),
+            series_value(&m, r#"akidb_trace_export_spans_total{outcome="failed"}"#).unwrap(),
+        );
+        if v.1 >= 4.0 || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         exported >= 4.0 && ended >= exported && failed == 0.0,
         "storage: ended {ended}, exported {exported}, failed {failed}"
