@@ -215,6 +215,33 @@ pub struct Svc {
     started: Instant,
 }
 
+/// The child gets SIGTERM (and stops gracefully) when this process dies, however it dies:
+/// a `kill -9` of `akidb up` leaves no service behind holding its ports. (Linux; the signal
+/// follows the thread that spawned the child, and the stack spawns from runtime threads
+/// that live as long as it does.)
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls are made (prctl,
+        // getppid, kill on itself).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl: nobody will send the signal.
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 impl Svc {
     fn new(name: &'static str, args: Vec<String>) -> Self {
         Self {
@@ -239,6 +266,7 @@ impl Svc {
         if how.own_group {
             cmd.process_group(0);
         }
+        die_with_parent(&mut cmd);
         self.child = Some(
             cmd.spawn()
                 .with_context(|| format!("starting {}", self.name))?,
