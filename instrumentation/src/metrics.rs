@@ -91,6 +91,7 @@ pub struct Metrics {
     pub segments: IntGaugeVec,
     pub index_build_duration: TracedHistogram,
     pub indexing_pending_points: IntGauge,
+    pub index_build_points: IntGaugeVec,
     pub snapshot_duration: TracedHistogram,
     pub snapshots: IntCounterVec,
     pub snapshot_last_success: Gauge,
@@ -358,6 +359,11 @@ impl Metrics {
                 "akidb_indexing_pending_points",
                 "Points not yet in a graph.",
             ),
+            index_build_points: gv(
+                "akidb_index_build_points",
+                "The graph build in progress: points inserted and total, by work (segment, merge).",
+                &["work", "progress"],
+            ),
             snapshot_duration: th(
                 "akidb_snapshot_duration_seconds",
                 "Duration of one snapshot.",
@@ -526,6 +532,7 @@ impl Metrics {
                     m.segments,
                     m.index_build_duration,
                     m.indexing_pending_points,
+                    m.index_build_points,
                     m.snapshot_duration,
                     m.snapshots,
                     m.snapshot_last_success,
@@ -541,6 +548,12 @@ impl Metrics {
                     m.dlq_enqueued,
                     m.dlq_retries,
                 );
+                // 0 until a build runs, so that progress can be read from the start.
+                for work in ["segment", "merge"] {
+                    for progress in ["inserted", "total"] {
+                        m.index_build_points.with_label_values(&[work, progress]);
+                    }
+                }
             }
             Component::Query => register!(r, m.cache_requests, m.cache_entries),
             Component::Ingest => register!(r, m.ingest_points, m.ingest_rejected),

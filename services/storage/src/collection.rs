@@ -6,14 +6,19 @@
 //! A write can therefore be visible to searches a moment before it is acknowledged, never the
 //! other way round.
 //!
-//! Background work never holds the state lock while it computes: graph builds and compaction
-//! read an immutable sealed segment, then swap the result in under a short write lock.
+//! Background work never holds the state lock while it computes: graph builds and merges
+//! read immutable sealed segments, then swap the result in under a short write lock. Both
+//! run in steps and are abandoned when the service stops (they run again after the
+//! restart); each finished one is made durable at once by a checkpoint (a snapshot that
+//! hard-links the files of unchanged segments from the previous one), so a restart never
+//! builds a graph again that was built before.
 
 use crate::distance::normalize;
 use crate::error::{Result, StorageError};
 use crate::filter::Filter;
 use crate::fsutil::{now_ms, sync_dir, write_atomic};
-use crate::index::Graph;
+use crate::index::{BuildControl, Graph};
+use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
 use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
@@ -40,8 +45,8 @@ pub struct CollectionOptions {
     pub tuning: SearchTuning,
     /// Snapshots kept on disk.
     pub snapshot_keep: usize,
-    /// A sealed segment with more than this share of tombstones is rewritten.
-    pub compaction_tombstone_ratio: f64,
+    /// Which sealed segments are merged (its `base_points` is `segment_max_points`).
+    pub merge: MergePolicy,
     /// Seal an appendable segment idle this long (`None`: only at `segment_max_points`).
     pub seal_idle: Option<Duration>,
     /// ... when it holds at least this many points.
@@ -55,7 +60,7 @@ impl Default for CollectionOptions {
             segment_max_points: 20_000,
             tuning: SearchTuning::default(),
             snapshot_keep: 2,
-            compaction_tombstone_ratio: 0.2,
+            merge: MergePolicy::default(),
             seal_idle: Some(Duration::from_secs(2)),
             seal_idle_min_points: 1000,
         }
@@ -91,6 +96,12 @@ pub struct Collection {
     snapshot_seq: AtomicU64,
     /// Set when the collection is dropped: background work skips it.
     pub(crate) deleted: AtomicBool,
+    /// Set when the service stops: builds and merges in progress are abandoned.
+    stopping: AtomicBool,
+    /// One merge per collection at a time.
+    merge_lock: Mutex<()>,
+    /// Snapshots being uploaded: pruning leaves them alone (id → uploads in flight).
+    pinned: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     /// Random, non-zero, fixed for the life of this in-memory object: a collection that is
     /// re-created, reloaded or served by a restarted process gets another one, so a cached
     /// (epoch, version) pair can never be confused with a later state of the same name.
@@ -134,6 +145,9 @@ impl Collection {
             builder: Mutex::new(None),
             snapshot_seq: AtomicU64::new(snapshot_seq),
             deleted: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            merge_lock: Mutex::new(()),
+            pinned: Arc::default(),
             epoch: rand::random::<u64>() | 1,
             last_write_ms: AtomicU64::new(now_ms()),
         })
@@ -255,14 +269,22 @@ impl Collection {
                 _ => return Ok(false),
             }
         };
-        let graph = self.build_over(&data, &deleted);
+        let Some(graph) = self.build_over(&data, &deleted, Work::Segment) else {
+            return Ok(false);
+        };
         let installed = self.state.write().install_graph(seg, Arc::new(graph));
         Ok(installed)
     }
 
-    fn build_over(&self, data: &SegmentData, deleted: &[bool]) -> Graph {
+    /// Abandon builds and merges in progress, and start no new ones (the service stops).
+    pub fn stop_background_work(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// The graph over `data`'s live slots, or `None` when the build was abandoned.
+    fn build_over(&self, data: &SegmentData, deleted: &[bool], work: Work) -> Option<Graph> {
         let _span = akidb_instrumentation::context::step_span(|| {
-            tracing::info_span!("index.build", collection = %self.spec.name, points = data.len())
+            tracing::info_span!("index.build", collection = %self.spec.name, points = data.len(), work = work.label())
         })
         .entered();
         let start = Instant::now();
@@ -274,16 +296,26 @@ impl Collection {
             .filter(|&o| !deleted[o])
             .map(|o| (&all[o * dim..(o + 1) * dim], o))
             .collect();
-        let g = Graph::build(
+        let control = Building { c: self, work };
+        let g = Graph::build_with(
             self.spec.metric,
             self.spec.m as usize,
             self.spec.ef_construction as usize,
             dim,
             &items,
+            &control,
         );
+        control.progress(0, 0);
         let secs = start.elapsed().as_secs_f64();
-        metrics().index_build_duration.observe(secs);
-        tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, "HNSW graph built");
+        match &g {
+            Some(_) => {
+                metrics().index_build_duration.observe(secs);
+                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), "HNSW graph built");
+            }
+            None => {
+                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), "HNSW graph build abandoned; it runs again after the restart");
+            }
+        }
         g
     }
 
@@ -365,8 +397,19 @@ impl Collection {
         )
     }
 
-    /// Take a snapshot now; returns its manifest. The WAL before it is then deleted.
+    /// Take a snapshot now, every graph built first; returns its manifest. The WAL before
+    /// it is then deleted.
     pub fn snapshot(&self) -> Result<SnapshotManifest> {
+        self.build_pending()?;
+        self.checkpoint()
+    }
+
+    /// Take a snapshot of the collection as it is (segments still waiting for a graph are
+    /// saved without one and queued again at load), then delete the WAL before it. The
+    /// files of sealed segments unchanged since the previous snapshot are hard-linked from
+    /// it, so a checkpoint costs the appendable segment and what changed, not the
+    /// collection.
+    pub fn checkpoint(&self) -> Result<SnapshotManifest> {
         let _m = self.maint_lock.lock();
         let span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("snapshot", collection = %self.spec.name),
@@ -384,7 +427,7 @@ impl Collection {
                 tracing::info!(collection = %self.spec.name, id = %man.id, sequence = man.sequence, points = man.point_count, bytes = man.size_bytes(), "snapshot written");
             }
             Err(e) => {
-                m.snapshots.with_label_values(&["failure"]).inc();
+                m.snapshots.with_label_values(&["error"]).inc();
                 tracing::error!(collection = %self.spec.name, error = %e, "snapshot failed");
             }
         }
@@ -392,7 +435,6 @@ impl Collection {
     }
 
     fn snapshot_inner(&self) -> Result<SnapshotManifest> {
-        self.build_pending()?;
         let cap = {
             let _o = self.order.lock();
             self.wal.rotate()?;
@@ -433,8 +475,19 @@ impl Collection {
         let (_, manifest) = snapshot::write(&self.dir, &cap)?;
         self.snapshot_seq.store(cap.sequence, Ordering::Release);
         self.wal.truncate_upto(cap.sequence)?;
-        snapshot::prune(&self.dir, self.opts.snapshot_keep)?;
+        let pinned = self.pinned.lock().keys().cloned().collect();
+        snapshot::prune(&self.dir, self.opts.snapshot_keep, &pinned)?;
         Ok(manifest)
+    }
+
+    /// Keep the local snapshot `id` from being pruned until the guard is dropped (while it
+    /// is uploaded).
+    pub fn pin_snapshot(&self, id: &str) -> SnapshotPin {
+        *self.pinned.lock().entry(id.to_string()).or_default() += 1;
+        SnapshotPin {
+            pinned: self.pinned.clone(),
+            id: id.to_string(),
+        }
     }
 
     pub fn snapshots(&self) -> Result<Vec<SnapshotManifest>> {
@@ -444,41 +497,35 @@ impl Collection {
             .collect())
     }
 
-    /// Segments compaction would rewrite: those with many tombstones, and small ones when
-    /// there are at least two to merge.
+    /// The segments the next merge rewrites ([`crate::merge::plan`]): of the sealed segments
+    /// that have their graph (or no live point left), so that merges and the graph builder
+    /// never work on the same segment.
     fn compaction_plan(&self, st: &State) -> Vec<u64> {
-        let small = self.opts.segment_max_points / 4;
-        let mut plan: Vec<u64> = st
+        let shapes: Vec<SegmentShape> = st
             .sealed
             .iter()
-            .filter(|(_, s)| {
-                s.deleted_count > 0
-                    && s.deleted_count as f64
-                        > self.opts.compaction_tombstone_ratio * s.data.len() as f64
+            .filter(|(_, s)| s.graph.is_some() || s.live() == 0)
+            .map(|(&id, s)| SegmentShape {
+                id,
+                slots: s.data.len(),
+                live: s.live(),
             })
-            .map(|(&id, _)| id)
             .collect();
-        let smalls: Vec<u64> = st
-            .sealed
-            .iter()
-            .filter(|(_, s)| s.live() < small)
-            .map(|(&id, _)| id)
-            .collect();
-        if smalls.len() >= 2 {
-            plan.extend(smalls);
-        }
-        plan.sort_unstable();
-        plan.dedup();
-        plan
+        let policy = MergePolicy {
+            base_points: self.opts.segment_max_points,
+            ..self.opts.merge
+        };
+        crate::merge::plan(&shapes, &policy)
     }
 
     pub fn needs_compaction(&self) -> bool {
         !self.compaction_plan(&self.state.read()).is_empty()
     }
 
-    /// Rewrite segments with many tombstones and merge small ones.
+    /// Apply the merge policy once: merge the segments of a full size tier, or rewrite one
+    /// with many tombstones. Runs off the state lock; abandoned when the service stops.
     pub fn compact(&self) -> Result<CompactReport> {
-        let _m = self.maint_lock.lock();
+        let _m = self.merge_lock.lock();
         let _span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("compaction", collection = %self.spec.name),
         )
@@ -494,7 +541,7 @@ impl Collection {
             }
             Ok(_) => m.compactions.with_label_values(&["noop"]).inc(),
             Err(e) => {
-                m.compactions.with_label_values(&["failure"]).inc();
+                m.compactions.with_label_values(&["error"]).inc();
                 tracing::error!(collection = %self.spec.name, error = %e, "compaction failed");
             }
         }
@@ -532,10 +579,20 @@ impl Collection {
                 tombstones_removed: 0,
             });
         }
-        let graph = (!data.is_empty()).then(|| {
-            let _b = self.build_lock.lock();
-            Arc::new(self.build_over(&data, &vec![false; data.len()]))
-        });
+        let graph = if data.is_empty() {
+            None
+        } else {
+            match self.build_over(&data, &vec![false; data.len()], Work::Merge) {
+                Some(g) => Some(Arc::new(g)),
+                None => {
+                    return Ok(CompactReport {
+                        segments_before: before,
+                        segments_after: before,
+                        tombstones_removed: 0,
+                    });
+                }
+            }
+        };
         let mut st = self.state.write();
         let removed = st.replace_segments(&plan, data, &origins, graph);
         Ok(CompactReport {
@@ -547,6 +604,63 @@ impl Collection {
 
     fn commit(&self, seq: u64) -> Result<()> {
         self.wal.wait_durable(seq)
+    }
+}
+
+/// What a graph build is for (the `work` label of its metrics and logs).
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// A newly sealed segment's first graph.
+    Segment,
+    /// The graph of segments merged into one.
+    Merge,
+}
+
+impl Work {
+    fn label(self) -> &'static str {
+        match self {
+            Work::Segment => "segment",
+            Work::Merge => "merge",
+        }
+    }
+}
+
+/// A build of `c`'s: abandoned when the service stops or the collection is dropped; its
+/// progress in `akidb_index_build_points`.
+struct Building<'a> {
+    c: &'a Collection,
+    work: Work,
+}
+
+impl BuildControl for Building<'_> {
+    fn abandoned(&self) -> bool {
+        self.c.stopping.load(Ordering::Acquire) || self.c.deleted.load(Ordering::Acquire)
+    }
+    fn progress(&self, inserted: usize, total: usize) {
+        let g = &metrics().index_build_points;
+        g.with_label_values(&[self.work.label(), "inserted"])
+            .set(inserted as i64);
+        g.with_label_values(&[self.work.label(), "total"])
+            .set(total as i64);
+    }
+}
+
+/// Keeps a local snapshot from being pruned while it is uploaded
+/// ([`Collection::pin_snapshot`]).
+pub struct SnapshotPin {
+    pinned: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    id: String,
+}
+
+impl Drop for SnapshotPin {
+    fn drop(&mut self) {
+        let mut p = self.pinned.lock();
+        if let Some(n) = p.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&self.id);
+            }
+        }
     }
 }
 
@@ -682,6 +796,7 @@ mod tests {
     use super::*;
     use crate::filter::{Condition, Match};
     use crate::memory::MemoryCollection;
+    use crate::snapshot::SegmentEntry;
     use rand::{Rng, SeedableRng};
     use serde_json::json;
 
@@ -937,6 +1052,158 @@ mod tests {
             assert!(info.points_graph > 0);
             assert!(hits.iter().all(|h| h.key != PointKey::Num(probe as u64)));
         }
+    }
+
+    /// Upsert `pts` into both, in batches of `batch` (a segment is sealed after a batch).
+    fn upsert_in(
+        c: &Collection,
+        o: Option<&MemoryCollection>,
+        pts: Vec<PointRecord>,
+        batch: usize,
+    ) {
+        for b in pts.chunks(batch) {
+            c.upsert(b.to_vec()).unwrap();
+            if let Some(o) = o {
+                o.upsert(b.to_vec()).unwrap();
+            }
+        }
+    }
+
+    fn points(from: u64, n: u64, rng: &mut impl Rng) -> Vec<PointRecord> {
+        (from..from + n)
+            .map(|i| PointRecord {
+                key: PointKey::Num(i),
+                vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                payload: Payload::new(),
+            })
+            .collect()
+    }
+
+    /// A checkpoint hard-links the files of sealed segments unchanged since the previous
+    /// snapshot, rewrites those with new tombstones, and keeps a pinned snapshot from being
+    /// pruned; what it saved reloads exactly.
+    #[test]
+    fn checkpoints_reuse_unchanged_segments_and_keep_pinned_snapshots() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, spec(Metric::L2), opts(100)).unwrap();
+        let oracle = MemoryCollection::new(spec(Metric::L2));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        upsert_in(&c, Some(&oracle), points(0, 350, &mut rng), 50);
+        c.build_pending().unwrap();
+        let m1 = c.checkpoint().unwrap();
+        let pin = c.pin_snapshot(&m1.id);
+        let ino = |m: &SnapshotManifest, name: &str| {
+            fs::metadata(snapshot::snapshots_dir(&path).join(&m.id).join(name))
+                .unwrap()
+                .ino()
+        };
+        let sealed = |m: &SnapshotManifest| -> Vec<SegmentEntry> {
+            m.segments
+                .iter()
+                .filter(|e| !e.appendable)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(sealed(&m1).len(), 3);
+        assert!(sealed(&m1).iter().all(|e| e.graph_file.is_some()));
+
+        // New points only: every sealed file is the same file.
+        let more = points(350, 20, &mut rng);
+        c.upsert(more.clone()).unwrap();
+        oracle.upsert(more).unwrap();
+        let m2 = c.checkpoint().unwrap();
+        for e in sealed(&m1) {
+            assert_eq!(ino(&m1, &e.points_file), ino(&m2, &e.points_file));
+            let g = e.graph_file.as_deref().unwrap();
+            assert_eq!(ino(&m1, g), ino(&m2, g));
+        }
+        // A delete in the first segment: its points file is written again, not the others.
+        c.delete(&[PointKey::Num(5)], None).unwrap();
+        oracle.delete(&[PointKey::Num(5)], None).unwrap();
+        let m3 = c.checkpoint().unwrap();
+        let (first, rest) = sealed(&m3)
+            .split_first()
+            .map(|(a, b)| (a.clone(), b.to_vec()))
+            .unwrap();
+        assert_eq!(first.tombstones, Some(1));
+        assert_ne!(ino(&m2, &first.points_file), ino(&m3, &first.points_file));
+        let g = first.graph_file.as_deref().unwrap();
+        assert_ne!(
+            ino(&m2, g),
+            ino(&m3, g),
+            "graph file written with its segment"
+        );
+        for e in rest {
+            assert_eq!(ino(&m2, &e.points_file), ino(&m3, &e.points_file));
+        }
+        // Kept: the newest two, and the pinned first one.
+        let ids = |_: ()| -> Vec<String> {
+            snapshot::list(&path)
+                .unwrap()
+                .into_iter()
+                .map(|(_, m)| m.id)
+                .collect()
+        };
+        assert_eq!(ids(()), vec![m1.id.clone(), m2.id.clone(), m3.id.clone()]);
+        drop(pin);
+        let m4 = c.checkpoint().unwrap();
+        assert_eq!(ids(()), vec![m3.id.clone(), m4.id.clone()]);
+        drop(c);
+        let c = Collection::open(&path, opts(100), |_, _| {}).unwrap();
+        assert_eq!(c.stats().indexed_point_count, 299);
+        assert_same(&*c, &oracle, &mut rng);
+    }
+
+    /// Stopping abandons a graph build: the segment stays without a graph, searched
+    /// exactly, and no merge starts either.
+    #[test]
+    fn stopping_abandons_builds_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(50)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        upsert_in(&c, None, points(0, 400, &mut rng), 50);
+        c.build_pending().unwrap();
+        assert!(c.needs_compaction(), "eight segments of one tier");
+        c.upsert(points(400, 50, &mut rng)).unwrap();
+        c.stop_background_work();
+        c.build_pending().unwrap();
+        assert_eq!(c.stats().indexed_point_count, 400);
+        let before = c.stats().segment_count;
+        let r = c.compact().unwrap();
+        assert_eq!((r.segments_before, r.segments_after), (before, before));
+        let (hits, info) = c
+            .search(&SearchParams {
+                exact: false,
+                ..exact(vec![0.0; 8], 5, None)
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 5);
+        assert_eq!(info.points_exact, 50);
+    }
+
+    /// Merges follow the size tiers: eight base segments become two of the next tier, and
+    /// every result stays equal to the oracle's.
+    #[test]
+    fn merges_follow_the_size_tiers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, spec(Metric::L2), opts(50)).unwrap();
+        let oracle = MemoryCollection::new(spec(Metric::L2));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        upsert_in(&c, Some(&oracle), points(0, 400, &mut rng), 50);
+        c.build_pending().unwrap();
+        assert_eq!(c.stats().segment_count, 9);
+        let mut merges = 0;
+        while c.needs_compaction() {
+            c.compact().unwrap();
+            merges += 1;
+        }
+        assert_eq!(merges, 2);
+        assert_eq!(c.stats().segment_count, 3);
+        assert_eq!(c.stats().indexed_point_count, 400);
+        assert_same(&*c, &oracle, &mut rng);
     }
 
     #[test]

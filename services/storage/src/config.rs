@@ -77,6 +77,25 @@ pub struct StorageConfig {
         default_value_t = 0.2
     )]
     pub compaction_tombstone_ratio: f64,
+    /// Sealed segments of one size tier merged into one (size tiers grow by this factor
+    /// from --segment-max-points; at least 2).
+    #[arg(long = "merge-factor", env = "AKIDB_MERGE_FACTOR", default_value_t = 4)]
+    pub merge_factor: usize,
+    /// No merge makes a segment of more points than this.
+    #[arg(
+        long = "merge-max-points",
+        env = "AKIDB_MERGE_MAX_POINTS",
+        default_value_t = 1_000_000
+    )]
+    pub merge_max_points: usize,
+    /// Checkpoint a collection whose WAL has grown past this many bytes (0: only after graph
+    /// builds, merges and scheduled snapshots): a restart replays at most about this much.
+    #[arg(
+        long = "checkpoint-wal-bytes",
+        env = "AKIDB_CHECKPOINT_WAL_BYTES",
+        default_value_t = 64 << 20
+    )]
+    pub checkpoint_wal_bytes: u64,
     /// Smallest HNSW `ef` used when a search sets none (`ef = max(k, this)`).
     #[arg(long = "search-ef", env = "AKIDB_SEARCH_EF", default_value_t = 64)]
     pub search_ef: usize,
@@ -130,7 +149,13 @@ impl StorageConfig {
             (self.seal_idle_ms > 0).then(|| Duration::from_millis(self.seal_idle_ms));
         o.collection.seal_idle_min_points = self.seal_idle_min_points;
         o.collection.snapshot_keep = self.snapshot_keep.max(1);
-        o.collection.compaction_tombstone_ratio = self.compaction_tombstone_ratio;
+        o.collection.merge = crate::merge::MergePolicy {
+            base_points: o.collection.segment_max_points,
+            factor: self.merge_factor.max(2),
+            max_points: self.merge_max_points.max(1),
+            tombstone_ratio: self.compaction_tombstone_ratio,
+        };
+        o.checkpoint_wal_bytes = self.checkpoint_wal_bytes;
         o.collection.tuning.ef_floor = self.search_ef.max(1);
         o.snapshot_interval = (self.snapshot_interval_secs > 0)
             .then(|| Duration::from_secs(self.snapshot_interval_secs));

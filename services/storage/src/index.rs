@@ -99,12 +99,32 @@ impl HnswRs {
     }
 }
 
+/// Points inserted per parallel step of a build: between steps a build can be abandoned
+/// and reports its progress (a step is well under a second at 128-d on two cores).
+const BUILD_STEP: usize = 2048;
+
+/// What a build asks of its caller between steps.
+pub trait BuildControl {
+    /// True when the build should be abandoned (the service is stopping).
+    fn abandoned(&self) -> bool {
+        false
+    }
+    /// `inserted` of `total` points are in the graph.
+    fn progress(&self, _inserted: usize, _total: usize) {}
+}
+
+/// A build that runs to its end and reports nothing (tests, benchmarks, tools).
+pub struct ToTheEnd;
+
+impl BuildControl for ToTheEnd {}
+
 fn build_hnsw(
     metric: Metric,
     m: usize,
     ef_construction: usize,
     items: &[(&[f32], usize)],
-) -> Hnsw<'static, f32, GraphDist> {
+    control: &dyn BuildControl,
+) -> Option<Hnsw<'static, f32, GraphDist>> {
     let hnsw = Hnsw::new(
         m,
         items.len().max(1),
@@ -112,8 +132,16 @@ fn build_hnsw(
         ef_construction,
         GraphDist(metric),
     );
-    hnsw.parallel_insert_slice(&items.to_vec());
-    hnsw
+    let mut done = 0;
+    for step in items.chunks(BUILD_STEP) {
+        if control.abandoned() {
+            return None;
+        }
+        hnsw.parallel_insert_slice(&step.to_vec());
+        done += step.len();
+        control.progress(done, items.len());
+    }
+    Some(hnsw)
 }
 
 impl Graph {
@@ -126,8 +154,22 @@ impl Graph {
         dim: usize,
         items: &[(&[f32], usize)],
     ) -> Graph {
-        let hnsw = build_hnsw(metric, m, ef_construction, items);
-        let g = Graph::from_hnsw(&hnsw, metric, dim);
+        Self::build_with(metric, m, ef_construction, dim, items, &ToTheEnd)
+            .expect("a build run to the end is never abandoned")
+    }
+
+    /// [`Graph::build`] in steps of [`BUILD_STEP`] points, asking `control` between steps:
+    /// `None` when it abandoned the build.
+    pub fn build_with(
+        metric: Metric,
+        m: usize,
+        ef_construction: usize,
+        dim: usize,
+        items: &[(&[f32], usize)],
+        control: &dyn BuildControl,
+    ) -> Option<Graph> {
+        let hnsw = build_hnsw(metric, m, ef_construction, items, control);
+        let g = hnsw.as_ref().map(|h| Graph::from_hnsw(h, metric, dim));
         drop(hnsw);
         // Its structure held a copy of every vector plus per-node `Arc`s and locks, ~2.5× the
         // segment: give those pages back rather than stay at the build peak.
@@ -143,7 +185,8 @@ impl Graph {
         dim: usize,
         items: &[(&[f32], usize)],
     ) -> (Graph, HnswRs) {
-        let mut hnsw = build_hnsw(metric, m, ef_construction, items);
+        let mut hnsw =
+            build_hnsw(metric, m, ef_construction, items, &ToTheEnd).expect("never abandoned");
         let g = Graph::from_hnsw(&hnsw, metric, dim);
         hnsw.set_searching_mode(true);
         (g, HnswRs(hnsw))
@@ -555,7 +598,7 @@ pub fn dump_hnsw_rs(
     basename: &str,
 ) -> [String; 2] {
     use hnsw_rs::api::AnnT;
-    let hnsw = build_hnsw(metric, m, ef_construction, items);
+    let hnsw = build_hnsw(metric, m, ef_construction, items, &ToTheEnd).unwrap();
     assert_eq!(hnsw.file_dump(dir, basename).unwrap(), basename);
     [
         format!("{basename}.hnsw.graph"),
@@ -736,6 +779,34 @@ mod tests {
         }
     }
 
+    /// A build asks its control between steps: it reports progress, and stops when told.
+    #[test]
+    fn an_abandoned_build_stops_between_steps() {
+        use std::cell::RefCell;
+        struct StopAfter(usize, RefCell<Vec<(usize, usize)>>);
+        impl BuildControl for StopAfter {
+            fn abandoned(&self) -> bool {
+                self.1.borrow().len() >= self.0
+            }
+            fn progress(&self, inserted: usize, total: usize) {
+                self.1.borrow_mut().push((inserted, total));
+            }
+        }
+        let (n, dim) = (2 * BUILD_STEP + 100, 4);
+        let v = random(n, dim, 5, false);
+        let it = items(&v, dim, &|_| false);
+        let stop = StopAfter(1, RefCell::default());
+        assert!(Graph::build_with(Metric::L2, 8, 32, dim, &it, &stop).is_none());
+        assert_eq!(*stop.1.borrow(), vec![(BUILD_STEP, n)]);
+        let all = StopAfter(usize::MAX, RefCell::default());
+        let g = Graph::build_with(Metric::L2, 8, 32, dim, &it, &all).unwrap();
+        assert_eq!(g.len(), n);
+        assert_eq!(
+            *all.1.borrow(),
+            vec![(BUILD_STEP, n), (2 * BUILD_STEP, n), (n, n)]
+        );
+    }
+
     #[test]
     fn filtered_search_returns_only_accepted_and_matches_brute_force() {
         let (n, dim) = (2000, 16);
@@ -869,7 +940,7 @@ mod tests {
         let (n, dim) = (800, 10);
         let v = random(n, dim, 11, false);
         let it = items(&v, dim, &|_| false);
-        let mut hnsw = build_hnsw(Metric::L2, 16, 100, &it);
+        let mut hnsw = build_hnsw(Metric::L2, 16, 100, &it, &ToTheEnd).unwrap();
         hnsw.set_searching_mode(true);
         let direct = Graph::from_hnsw(&hnsw, Metric::L2, dim);
         let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@
 //! - [`store`]: the [`store::CollectionStore`] trait (one collection's operations) and the
 //!   search request and results; [`memory`]: the exact in-memory reference collection (the
 //!   test oracle); [`collection`]: the durable collection (WAL + segments, snapshots,
-//!   compaction).
+//!   merges); [`merge`]: the merge policy ([`merge::plan`], pure).
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
 //! - [`segment`]: in-memory segments (appendable + sealed), id map, payload index, search.
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
@@ -42,6 +42,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod index;
 pub mod memory;
+pub mod merge;
 pub mod model;
 pub mod objstore;
 pub mod segment;

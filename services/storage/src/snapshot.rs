@@ -59,6 +59,12 @@ pub struct SegmentEntry {
     pub graph_file: Option<String>,
     /// Whether this is the segment writes go to.
     pub appendable: bool,
+    /// Tombstones in the points file. Those of a sealed segment only ever grow, so two
+    /// snapshots with the same segment id, tombstone count and graph presence hold the same
+    /// files: the later one hard-links them from the earlier one. (Not written before
+    /// format 3's checkpoints: such entries are never reused.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -223,14 +229,23 @@ pub fn clean_temp(collection_dir: &Path) -> Result<usize> {
     Ok(n)
 }
 
-/// Keep the newest `keep` snapshots (at least one) and delete the rest.
-pub fn prune(collection_dir: &Path, keep: usize) -> Result<usize> {
+/// Keep the newest `keep` snapshots (at least one) and those in `pinned` (being uploaded);
+/// delete the rest. Returns how many were deleted.
+pub fn prune(
+    collection_dir: &Path,
+    keep: usize,
+    pinned: &std::collections::HashSet<String>,
+) -> Result<usize> {
     let all = list(collection_dir)?;
     let excess = all.len().saturating_sub(keep.max(1));
-    for (p, _) in &all[..excess] {
-        fs::remove_dir_all(p)?;
+    let mut n = 0;
+    for (p, m) in &all[..excess] {
+        if !pinned.contains(&m.id) {
+            fs::remove_dir_all(p)?;
+            n += 1;
+        }
     }
-    Ok(excess)
+    Ok(n)
 }
 
 /// A writer that keeps the size, sha256 and crc32c of what went through it.
@@ -578,7 +593,24 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
     let dim = cap.spec.dimension as usize;
     let mut files = Vec::new();
     let mut segments = Vec::new();
+    let previous = list(collection_dir)?.pop();
     for s in &cap.segments {
+        let tombstones = s.deleted.iter().filter(|d| **d).count() as u64;
+        if !s.appendable
+            && let Some((dir, m)) = &previous
+            && let Some(e) = reusable(m, s, tombstones)
+        {
+            for name in std::iter::once(&e.points_file).chain(&e.graph_file) {
+                fs::hard_link(dir.join(name), tmp.join(name))?;
+                let f = m.files.iter().find(|f| &f.name == name);
+                files.push(f.expect("reusable() checked the manifest lists it").clone());
+            }
+            segments.push(SegmentEntry {
+                tombstones: Some(tombstones),
+                ..e.clone()
+            });
+            continue;
+        }
         let base = format!("seg-{}", s.data.id);
         let points_file = format!("{base}.pts");
         let path = tmp.join(&points_file);
@@ -610,6 +642,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             graph: None,
             graph_file,
             appendable: s.appendable,
+            tombstones: Some(tombstones),
         });
     }
     let typed = cap
@@ -634,6 +667,24 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
     fs::rename(&tmp, &dst)?;
     sync_dir(&root)?;
     Ok((dst, manifest))
+}
+
+/// The entry of the previous snapshot `m` whose files hold exactly the sealed segment `s`
+/// (with `tombstones` tombstones), if there is one.
+fn reusable<'m>(
+    m: &'m SnapshotManifest,
+    s: &CapturedSegment,
+    tombstones: u64,
+) -> Option<&'m SegmentEntry> {
+    let e = m.segments.iter().find(|e| e.id == s.data.id)?;
+    let listed = |name: &str| m.files.iter().any(|f| f.name == name);
+    let same = !e.appendable
+        && e.tombstones == Some(tombstones)
+        && e.graph.is_none()
+        && e.graph_file.is_some() == s.graph.is_some()
+        && listed(&e.points_file)
+        && e.graph_file.as_deref().is_none_or(listed);
+    same.then_some(e)
 }
 
 /// Load the snapshot in `dir`, checking every file against its crc32c. Graphs are loaded
@@ -741,6 +792,7 @@ mod tests {
                 graph: graph.map(String::from),
                 graph_file: None,
                 appendable: true,
+                tombstones: None,
             }],
             files: vec![SnapshotFile {
                 name: file.into(),

@@ -286,3 +286,103 @@ async fn sigkill_loses_no_acknowledged_write() {
     }
     eprintln!("crash test took {:.1}s", started.elapsed().as_secs_f64());
 }
+
+/// A SIGTERM while the index builder is in the middle of a long graph build: storage
+/// abandons the build and exits within seconds (it used to wait for the whole backlog);
+/// after the restart every point is there, searchable at once, and the graph is built again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_long_graph_build_stops_in_seconds() {
+    const N: u64 = 100_000;
+    const DIM: usize = 128;
+    let dir = tempfile::tempdir_in(data_root()).unwrap();
+    let args = [
+        "--fsync=never",
+        "--segment-max-points=1000000",
+        "--seal-idle-ms=0",
+        "--snapshot-interval-secs=0",
+    ]
+    .map(String::from);
+    let mut server = Server::start(dir.path(), &args);
+    let mut c = connect(&mut server).await;
+    c.create_collection(pb::CreateCollectionRequest {
+        name: COLLECTION.into(),
+        dimension: DIM as u32,
+        metric: pb::Metric::L2 as i32,
+        m: Some(16),
+        ef_construction: Some(200),
+        pin: false,
+        datatype: pb::VectorDatatype::Float32 as i32,
+    })
+    .await
+    .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for from in (0..N).step_by(2000) {
+        let points = (from..from + 2000)
+            .map(|id| pb::Point {
+                id: Some(pb::PointId::num(id)),
+                vector: (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                payload: None,
+            })
+            .collect();
+        c.upsert(pb::UpsertRequest {
+            collection: COLLECTION.into(),
+            points,
+        })
+        .await
+        .unwrap();
+    }
+    c.flush(pb::FlushRequest {
+        collection: COLLECTION.into(),
+        wait_indexed: false,
+    })
+    .await
+    .unwrap();
+    // Wait until the build is under way, and not near its end.
+    let inserted = r#"akidb_index_build_points{progress="inserted",work="segment"}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let m = server.metrics().await;
+        let v = m
+            .lines()
+            .find_map(|l| l.strip_prefix(inserted))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if v > 0.0 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no graph build started:\n{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(done < N as f64 / 2.0, "the build was already at {done}");
+    let t = Instant::now();
+    server.stop();
+    let took = t.elapsed();
+    eprintln!("SIGTERM with a build at {done} of {N} points: exited in {took:?}");
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    let log = server.log();
+    assert!(log.contains("HNSW graph build abandoned"), "{log}");
+
+    let mut server = start(dir.path());
+    let mut c = connect(&mut server).await;
+    let stats = c
+        .get_collection(pb::GetCollectionRequest {
+            name: COLLECTION.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collection
+        .unwrap();
+    assert_eq!(stats.point_count, N);
+    let r = c
+        .search(pb::SearchRequest {
+            collection: COLLECTION.into(),
+            vector: vec![0.0; DIM],
+            k: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.hits.len(), 5);
+}

@@ -32,8 +32,11 @@ pub struct EngineOptions {
     pub collection: CollectionOptions,
     /// Snapshot every collection that changed this often (`None`: only on demand).
     pub snapshot_interval: Option<Duration>,
-    /// Check for compaction work this often (`None`: only on demand).
+    /// Check for merges to do this often (`None`: only on demand).
     pub compaction_interval: Option<Duration>,
+    /// Take a checkpoint of a collection whose WAL holds more than this many bytes (0: only
+    /// after graph builds, merges and scheduled snapshots): what a restart replays.
+    pub checkpoint_wal_bytes: u64,
     /// Memory budget and idle times of the tiers.
     pub tiers: TierOptions,
 }
@@ -44,7 +47,8 @@ impl EngineOptions {
             data_dir: data_dir.into(),
             collection: CollectionOptions::default(),
             snapshot_interval: Some(Duration::from_secs(300)),
-            compaction_interval: Some(Duration::from_secs(30)),
+            compaction_interval: Some(Duration::from_secs(2)),
+            checkpoint_wal_bytes: 64 << 20,
             tiers: TierOptions::default(),
         }
     }
@@ -138,17 +142,20 @@ impl Engine {
     /// copy stays: the collection is still hot).
     pub fn snapshot_collection(&self, c: &Arc<Collection>) -> Result<SnapshotManifest> {
         let m = c.snapshot()?;
-        self.upload_snapshot(&c.spec().name, &m.id);
+        self.upload_snapshot(c, &m.id);
         Ok(m)
     }
 
-    /// Upload the local snapshot `id` of `name` in the background; once the object store has
-    /// it, record its size and prune older copies (never the one a cold collection needs).
-    fn upload_snapshot(&self, name: &str, id: &str) {
+    /// Upload the local snapshot `id` of `c` in the background (local pruning leaves it
+    /// alone meanwhile); once the object store has it, record its size and prune older
+    /// copies (never the one a cold collection needs).
+    fn upload_snapshot(&self, c: &Collection, id: &str) {
         let Some(objects) = self.objects() else {
             return;
         };
+        let name = &c.spec().name;
         let Ok(slot) = self.slot(name) else { return };
+        let pin = c.pin_snapshot(id);
         let dir = snapshot::snapshots_dir(&slot.dir).join(id);
         let slot = Arc::downgrade(&slot);
         objects.upload_in_background(
@@ -157,6 +164,7 @@ impl Engine {
             id,
             self.opts.collection.snapshot_keep,
             move |bytes| {
+                let _pin = pin;
                 let s = slot.upgrade()?;
                 s.set_uploaded(bytes);
                 let cold = s.info.lock().cold.as_ref().map(|c| c.snapshot_id.clone());

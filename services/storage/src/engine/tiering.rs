@@ -283,7 +283,7 @@ impl Engine {
                 Err(StorageError::CollectionNotFound(_)) => continue,
                 Err(e) => {
                     tracing::warn!(collection = %mv.name, to = mv.to.as_str(), error = %e, "tier move failed");
-                    "failure"
+                    "error"
                 }
             };
             metrics()

@@ -1,9 +1,13 @@
 //! The engine's background threads, started once recovery is done and stopped by
 //! [`Engine::shutdown`]:
 //!
-//! - `akidb-index-builder`: builds the HNSW graph of each sealed segment, in order;
+//! - `akidb-index-builder`: builds the HNSW graph of each sealed segment, in order, and
+//!   makes each durable at once with a checkpoint;
 //! - `akidb-maintenance`: seals idle appendable segments, refreshes gauges, takes scheduled
-//!   snapshots (then uploads them) and compacts segments with many tombstones;
+//!   snapshots (then uploads them) and a checkpoint of a collection whose WAL has grown past
+//!   `checkpoint_wal_bytes` (so a restart replays at most that much);
+//! - `akidb-merger`: merges segments as [`crate::merge::plan`] says (and rewrites those with
+//!   many tombstones), one merge at a time, each made durable with a checkpoint;
 //! - `akidb-tiers`: runs the tier policy ([`crate::tier::plan`]) and applies its moves;
 //! - `akidb-wal-flusher` (with `--fsync interval=<ms>` only): fsyncs every WAL on its timer.
 
@@ -22,17 +26,22 @@ impl Engine {
             c.set_builder(tx.clone());
         }
         *self.builder.lock() = Some(tx);
-        self.spawn_worker("akidb-index-builder", move |_, _| {
+        self.spawn_worker("akidb-index-builder", move |_, stop| {
             while let Ok((coll, seg)) = rx.recv() {
+                if stop.load(Ordering::Acquire) {
+                    // Stopping: what is left is built again after the restart.
+                    break;
+                }
                 let Some(c) = coll.upgrade() else { continue };
                 if c.deleted.load(Ordering::Acquire) {
                     continue;
                 }
                 let outcome = match c.build_graph(seg) {
-                    Ok(_) => "success",
+                    Ok(true) => checkpoint(&c, "graph built"),
+                    Ok(false) => "success",
                     Err(e) => {
                         tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
-                        "failure"
+                        "error"
                     }
                 };
                 metrics()
@@ -42,6 +51,11 @@ impl Engine {
             }
         });
         self.spawn_worker("akidb-maintenance", maintenance_loop);
+        if let Some(every) = self.opts.compaction_interval {
+            self.spawn_worker("akidb-merger", move |me, stop| {
+                every_until_stopped(every, &me, &stop, |e| e.merge_until_done(&stop))
+            });
+        }
         let every = self.opts.tiers.interval.max(Duration::from_millis(10));
         self.spawn_worker("akidb-tiers", move |me, stop| {
             every_until_stopped(every, &me, &stop, |e| e.run_tier_policy())
@@ -74,17 +88,46 @@ impl Engine {
         self.workers.lock().push(handle);
     }
 
-    /// Stop the workers and flush every WAL.
+    /// Stop the workers (builds and merges in progress are abandoned: they run again after
+    /// the restart) and flush every WAL.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
         *self.builder.lock() = None;
         for c in self.all() {
+            c.stop_background_work();
             *c.builder_slot() = None;
             let _ = c.flush_wal();
         }
         let workers: Vec<_> = self.workers.lock().drain(..).collect();
         for w in workers {
             let _ = w.join();
+        }
+    }
+
+    /// Merge segments of every hot collection until the merge policy has nothing left to do
+    /// (or the engine stops); each merge is made durable with a checkpoint.
+    fn merge_until_done(&self, stop: &AtomicBool) {
+        for c in self.all() {
+            while !stop.load(Ordering::Acquire)
+                && !c.deleted.load(Ordering::Acquire)
+                && c.needs_compaction()
+            {
+                let outcome = match c.compact() {
+                    Ok(r) if r.segments_before == r.segments_after && r.tombstones_removed == 0 => {
+                        // Abandoned, or the plan's segments changed under it: try later.
+                        break;
+                    }
+                    Ok(_) => checkpoint(&c, "segments merged"),
+                    Err(_) => "error",
+                };
+                metrics()
+                    .worker_runs
+                    .with_label_values(&["merger", outcome])
+                    .inc();
+                if outcome == "error" {
+                    break;
+                }
+            }
         }
     }
 
@@ -158,11 +201,7 @@ impl Job {
             if c.deleted.load(Ordering::Acquire) || !wanted(&c) {
                 continue;
             }
-            let outcome = if run(&c).is_ok() {
-                "success"
-            } else {
-                "failure"
-            };
+            let outcome = if run(&c).is_ok() { "success" } else { "error" };
             metrics()
                 .worker_runs
                 .with_label_values(&[self.name, outcome])
@@ -173,29 +212,48 @@ impl Job {
     }
 }
 
-/// Run `tick` on the engine every `every` until the engine stops or is gone.
+/// Make what a background job finished durable with a checkpoint of `c`; the outcome of
+/// the worker run.
+fn checkpoint(c: &Collection, why: &str) -> &'static str {
+    match c.checkpoint() {
+        Ok(_) => "success",
+        Err(e) => {
+            tracing::error!(collection = %c.spec().name, error = %e, "checkpoint after {why} failed; the next one retries");
+            "error"
+        }
+    }
+}
+
+/// Run `tick` on the engine every `every` until the engine stops or is gone (the stop flag
+/// is read at least every 200 ms).
 fn every_until_stopped(
     every: Duration,
     engine: &Weak<Engine>,
     stop: &AtomicBool,
     tick: impl Fn(&Engine),
 ) {
+    let step = every.min(Duration::from_millis(200));
+    let mut last = Instant::now();
     while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(every);
+        std::thread::sleep(step);
+        if last.elapsed() < every {
+            continue;
+        }
         let Some(e) = engine.upgrade() else { return };
         tick(&e);
+        last = Instant::now();
     }
 }
 
 fn maintenance_loop(engine: Weak<Engine>, stop: Arc<AtomicBool>) {
     let tick = Duration::from_millis(200);
     let mut last_gauges = Instant::now();
-    let (snapshot_every, compaction_every) = match engine.upgrade() {
-        Some(e) => (e.opts.snapshot_interval, e.opts.compaction_interval),
+    let snapshot_every = match engine.upgrade() {
+        Some(e) => e.opts.snapshot_interval,
         None => return,
     };
     let mut snapshots = Job::new("snapshot", snapshot_every);
-    let mut compactions = Job::new("compaction", compaction_every);
+    let mut checkpoints = Job::new("checkpoint", Some(Duration::ZERO));
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(tick);
         let Some(e) = engine.upgrade() else { return };
@@ -214,7 +272,9 @@ fn maintenance_loop(engine: Weak<Engine>, stop: Arc<AtomicBool>) {
         if !snapshots.run_if_due(&e, &stop, changed, |c| e.snapshot_collection(c)) {
             return;
         }
-        if !compactions.run_if_due(&e, &stop, Collection::needs_compaction, |c| c.compact()) {
+        let wal_limit = e.opts.checkpoint_wal_bytes;
+        let long_wal = |c: &Collection| wal_limit > 0 && c.wal_status().size_bytes > wal_limit;
+        if !checkpoints.run_if_due(&e, &stop, long_wal, |c| c.checkpoint()) {
             return;
         }
     }
