@@ -193,10 +193,18 @@ impl Collection {
                     have_app = true;
                 } else {
                     let id = s.data.id;
-                    state.sealed.insert(
-                        id,
-                        Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new)),
-                    );
+                    let mut sealed =
+                        Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new));
+                    sealed.default_ef = match (&sealed.graph, s.default_ef) {
+                        (Some(_), Some(ef)) => Some(ef),
+                        // Written before graphs were calibrated: measure it once now.
+                        (Some(g), None) => {
+                            let deleted = &sealed.deleted;
+                            Some(g.calibrate(sealed.data.vectors.all(), &|o| !deleted[o]))
+                        }
+                        (None, _) => None,
+                    };
+                    state.sealed.insert(id, sealed);
                 }
             }
             if !have_app {
@@ -269,10 +277,10 @@ impl Collection {
                 _ => return Ok(false),
             }
         };
-        let Some(graph) = self.build_over(&data, &deleted, Work::Segment) else {
+        let Some((graph, ef)) = self.build_over(&data, &deleted, Work::Segment) else {
             return Ok(false);
         };
-        let installed = self.state.write().install_graph(seg, Arc::new(graph));
+        let installed = self.state.write().install_graph(seg, Arc::new(graph), ef);
         Ok(installed)
     }
 
@@ -281,8 +289,14 @@ impl Collection {
         self.stopping.store(true, Ordering::Release);
     }
 
-    /// The graph over `data`'s live slots, or `None` when the build was abandoned.
-    fn build_over(&self, data: &SegmentData, deleted: &[bool], work: Work) -> Option<Graph> {
+    /// The graph over `data`'s live slots with its calibrated `ef` ([`Graph::calibrate`]),
+    /// or `None` when the build was abandoned.
+    fn build_over(
+        &self,
+        data: &SegmentData,
+        deleted: &[bool],
+        work: Work,
+    ) -> Option<(Graph, usize)> {
         let _span = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("index.build", collection = %self.spec.name, points = data.len(), work = work.label())
         })
@@ -307,16 +321,21 @@ impl Collection {
         );
         control.progress(0, 0);
         let secs = start.elapsed().as_secs_f64();
+        let g = g.map(|g| {
+            let t = Instant::now();
+            let ef = g.calibrate(data.vectors.all(), &|o| !deleted[o]);
+            (g, ef, t.elapsed().as_secs_f64())
+        });
         match &g {
-            Some(_) => {
+            Some((_, ef, calibration)) => {
                 metrics().index_build_duration.observe(secs);
-                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), "HNSW graph built");
+                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), ef, calibration_seconds = calibration, "HNSW graph built");
             }
             None => {
                 tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), "HNSW graph build abandoned; it runs again after the restart");
             }
         }
-        g
+        g.map(|(g, ef, _)| (g, ef))
     }
 
     /// Build every missing graph now (snapshots, tests).
@@ -455,6 +474,7 @@ impl Collection {
                     data: s.data.clone(),
                     deleted: s.deleted.clone(),
                     graph: s.graph.clone(),
+                    default_ef: s.default_ef,
                     appendable: false,
                 })
                 .collect();
@@ -462,6 +482,7 @@ impl Collection {
                 data: Arc::new(app),
                 deleted: vec![false; n],
                 graph: None,
+                default_ef: None,
                 appendable: true,
             });
             Capture {
@@ -583,7 +604,7 @@ impl Collection {
             None
         } else {
             match self.build_over(&data, &vec![false; data.len()], Work::Merge) {
-                Some(g) => Some(Arc::new(g)),
+                Some((g, ef)) => Some((Arc::new(g), ef)),
                 None => {
                     return Ok(CompactReport {
                         segments_before: before,

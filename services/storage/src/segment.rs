@@ -175,6 +175,8 @@ pub struct Sealed {
     pub deleted: Vec<bool>,
     pub deleted_count: usize,
     pub graph: Option<Arc<Graph>>,
+    /// The graph's calibrated `ef` for k = 10 ([`Graph::calibrate`]); `None` until known.
+    pub default_ef: Option<usize>,
 }
 
 impl Sealed {
@@ -185,7 +187,15 @@ impl Sealed {
             deleted,
             deleted_count,
             graph,
+            default_ef: None,
         }
+    }
+
+    /// The `ef` of a search for `k` that sets none: the graph's calibrated one (scaled with
+    /// k), never below `floor` (`--search-ef`) nor k.
+    pub fn ef_for(&self, k: usize, floor: usize) -> usize {
+        let calibrated = self.default_ef.map_or(0, |e| e * k.div_ceil(10));
+        calibrated.max(floor).max(k)
     }
     pub fn live(&self) -> usize {
         self.data.len() - self.deleted_count
@@ -582,10 +592,11 @@ impl State {
                 .sum::<usize>()
     }
 
-    pub fn install_graph(&mut self, seg: u64, graph: Arc<Graph>) -> bool {
+    pub fn install_graph(&mut self, seg: u64, graph: Arc<Graph>, default_ef: usize) -> bool {
         match self.sealed.get_mut(&seg) {
             Some(s) if s.graph.is_none() => {
                 s.graph = Some(graph);
+                s.default_ef = Some(default_ef);
                 true
             }
             _ => false,
@@ -599,7 +610,7 @@ impl State {
         old: &[u64],
         mut data: SegmentData,
         origins: &[Loc],
-        graph: Option<Arc<Graph>>,
+        graph: Option<(Arc<Graph>, usize)>,
     ) -> u64 {
         let id = self.next_segment_id;
         self.next_segment_id += 1;
@@ -624,8 +635,10 @@ impl State {
             }
         }
         if !data.is_empty() {
-            self.sealed
-                .insert(id, Sealed::new(Arc::new(data), deleted, graph));
+            let (graph, ef) = graph.unzip();
+            let mut s = Sealed::new(Arc::new(data), deleted, graph);
+            s.default_ef = ef;
+            self.sealed.insert(id, s);
         }
         removed
     }
@@ -715,7 +728,6 @@ impl State {
     ) -> (Vec<Hit>, SearchInfo) {
         let metric = self.spec.metric;
         let k = params.k;
-        let ef = params.ef.unwrap_or(tuning.ef_floor).max(k);
         let filter = params.filter.as_ref().filter(|f| !f.is_empty());
         let mut top = TopK::new(k);
         let mut info = SearchInfo::default();
@@ -766,6 +778,10 @@ impl State {
                 }
             };
             let live = s.live();
+            let ef = params
+                .ef
+                .map_or_else(|| s.ef_for(k, tuning.ef_floor), |e| e.max(k));
+            info.ef = info.ef.max(ef as u64);
             let found: Vec<usize> = match filter {
                 None if s.deleted_count == 0 => graph
                     .search(s.data.vectors.all(), q, k, ef, None)

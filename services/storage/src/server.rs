@@ -114,6 +114,7 @@ fn search_in(
             segments_searched: info.segments_searched,
             collection_version: info.version,
             collection_epoch: info.epoch,
+            ef: info.ef as u32,
         }),
     })
 }

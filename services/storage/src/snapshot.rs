@@ -65,6 +65,10 @@ pub struct SegmentEntry {
     /// format 3's checkpoints: such entries are never reused.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstones: Option<u64>,
+    /// The graph's calibrated `ef` for k = 10 (`Graph::calibrate`), so that a restart need
+    /// not measure it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ef: Option<u32>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -110,6 +114,8 @@ pub struct CapturedSegment {
     pub data: Arc<SegmentData>,
     pub deleted: Vec<bool>,
     pub graph: Option<Arc<Graph>>,
+    /// The graph's calibrated `ef`, when known.
+    pub default_ef: Option<usize>,
     pub appendable: bool,
 }
 
@@ -127,6 +133,8 @@ pub struct LoadedSegment {
     pub data: SegmentData,
     pub deleted: Vec<bool>,
     pub graph: Option<Graph>,
+    /// The graph's calibrated `ef`, when the manifest has it.
+    pub default_ef: Option<usize>,
     pub appendable: bool,
 }
 
@@ -607,6 +615,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             }
             segments.push(SegmentEntry {
                 tombstones: Some(tombstones),
+                default_ef: s.default_ef.map(|e| e as u32).or(e.default_ef),
                 ..e.clone()
             });
             continue;
@@ -643,6 +652,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             graph_file,
             appendable: s.appendable,
             tombstones: Some(tombstones),
+            default_ef: s.default_ef.map(|e| e as u32),
         });
     }
     let typed = cap
@@ -754,6 +764,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             data,
             deleted,
             graph,
+            default_ef: e.default_ef.map(|e| e as usize),
             appendable: e.appendable,
         });
     }
@@ -793,6 +804,7 @@ mod tests {
                 graph_file: None,
                 appendable: true,
                 tombstones: None,
+                default_ef: None,
             }],
             files: vec![SnapshotFile {
                 name: file.into(),

@@ -58,6 +58,9 @@ pub struct SearchInfo {
     pub version: u64,
     /// Incarnation of the collection; 0 = unknown, not cacheable.
     pub epoch: u64,
+    /// The `ef` of the graph searches (the largest, when segments differed); 0 when no graph
+    /// was searched.
+    pub ef: u64,
 }
 
 pub trait CollectionStore: Send + Sync {

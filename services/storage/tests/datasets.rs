@@ -21,6 +21,15 @@ fn siftsmall_recall_at_default_ef() {
     assert_eq!(c.stats().indexed_point_count, 10_000);
     let (r, _) = recall(&c, &set, None, set.queries.len());
     assert!(r >= 0.95, "siftsmall recall@10 at default ef: {r}");
+    // The ef a default search used is the graph's calibrated one (never below 64).
+    let ef = default_ef(&c, &set.queries[0]);
+    eprintln!("siftsmall: default ef {ef}");
+    assert!(ef >= 64, "{ef}");
+}
+
+/// The ef a search that sets none used, as its stats say.
+fn default_ef(c: &akidb_storage::collection::Collection, q: &[f32]) -> u64 {
+    c.search(&params(q, 10, None, None)).unwrap().1.ef
 }
 
 #[test]
@@ -129,7 +138,9 @@ fn jeopardy_filtered_search_matches_brute_force() {
             .unwrap();
     }
     let (r, _) = recall(&c, &set, None, 200);
-    assert!(r >= 0.95, "jeopardy recall@10 at default ef: {r}");
+    let ef = default_ef(&c, &set.queries[0]);
+    eprintln!("jeopardy: recall@10 {r} at the default ef {ef}");
+    assert!(r >= 0.95, "jeopardy recall@10 at default ef {ef}: {r}");
     let mut narrow_total = 0;
     let (mut broad_hit, mut broad_total) = (0usize, 0usize);
     for (qi, q) in set.queries.iter().take(60).enumerate() {
