@@ -133,13 +133,18 @@ fn build_hnsw(
     items: &[(&[f32], usize)],
     control: &dyn BuildControl,
 ) -> Option<Hnsw<'static, f32, GraphDist>> {
-    let hnsw = Hnsw::new(
+    let mut hnsw = Hnsw::new(
         m,
         items.len().max(1),
         MAX_LAYERS,
         ef_construction,
         GraphDist(metric),
     );
+    // On clustered data `hnsw_rs` keeps the nearest neighbours when a list overflows and
+    // loses the long links between clusters; examining ef candidates at layer 0 keeps more
+    // of them (recall@10 of a 320k-point Gaussian-mixture graph at ef 128: 0.942 → 0.964, for
+    // 6% more build time; `keep_pruned` made it 0.52).
+    hnsw.set_extend_candidates(true);
     let mut done = 0;
     for step in items.chunks(BUILD_STEP) {
         if control.abandoned() {
@@ -433,8 +438,11 @@ impl Graph {
 
     /// The smallest `ef` (of [`CALIBRATION_EFS`]) at which a search for the 10 nearest
     /// neighbours of a graph's own points (up to [`CALIBRATION_QUERIES`] of them, evenly
-    /// spread over the offsets; each one's own point left out) finds [`CALIBRATION_RECALL`]
-    /// of the exact ones; the largest tried when none does. `vectors` as for
+    /// spread over the offsets) finds [`CALIBRATION_RECALL`] of the exact ones. Each sample
+    /// point is hidden from its own search (never reached, as a new query would not be: a
+    /// search that may land on its query's own node finds its neighbours far more easily).
+    /// When no `ef` reaches the target the graph has a ceiling: the smallest `ef` within
+    /// 0.005 of the best recall seen (more search would not help). `vectors` as for
     /// [`Graph::search`]; `indexed(o)` says whether offset `o` is in the graph.
     ///
     /// Hard data (low-similarity text embeddings) needs a larger `ef` than SIFT-like data,
@@ -488,25 +496,47 @@ impl Graph {
                 (q, best.into_iter().map(|n| n.1 as usize).collect())
             })
             .collect();
+        let addr = |id: u32| match vectors {
+            Row::F32(v) => v[id as usize * dim..].as_ptr() as *const u8,
+            Row::F16(v) => v[id as usize * dim..].as_ptr() as *const u8,
+        };
+        let row_bytes = match vectors {
+            Row::F32(_) => dim * 4,
+            Row::F16(_) => dim * 2,
+        };
+        let want: usize = truth.iter().map(|(_, w)| w.len()).sum();
+        let mut recalls = Vec::with_capacity(CALIBRATION_EFS.len());
         for ef in CALIBRATION_EFS {
             let found: usize = sample
-                .iter()
+                .par_iter()
                 .zip(&truth)
                 .map(|(&s, (q, want))| {
-                    self.search(vectors, q, k + 1, ef.max(k + 1), None)
+                    let hidden = s as u32;
+                    let d = |id: u32| {
+                        if id == hidden {
+                            f32::INFINITY
+                        } else {
+                            dist(q, id as usize)
+                        }
+                    };
+                    let accept = |o: usize| o != s;
+                    self.search_with(d, addr, row_bytes, k, ef, Some(&accept))
                         .into_iter()
-                        .filter(|&(o, _)| o != s)
-                        .take(k)
                         .filter(|(o, _)| want.contains(o))
                         .count()
                 })
                 .sum();
-            let want: usize = truth.iter().map(|(_, w)| w.len()).sum();
-            if found as f64 >= CALIBRATION_RECALL * want as f64 {
+            let recall = found as f64 / want as f64;
+            if recall >= CALIBRATION_RECALL {
                 return ef;
             }
+            recalls.push((ef, recall));
         }
-        CALIBRATION_EFS[CALIBRATION_EFS.len() - 1]
+        let best = recalls.iter().map(|r| r.1).fold(0.0, f64::max);
+        recalls
+            .iter()
+            .find(|r| r.1 >= best - 0.005)
+            .map_or(CALIBRATION_EFS[CALIBRATION_EFS.len() - 1], |r| r.0)
     }
 
     pub fn len(&self) -> usize {
