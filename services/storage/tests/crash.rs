@@ -129,6 +129,21 @@ async fn send(c: &mut StorageServiceClient<Channel>, op: &Op) -> Result<(), toni
     Ok(())
 }
 
+/// The test collection: L2, float32, `dim` dimensions, HNSW `m` and `ef_construction`.
+async fn create(c: &mut StorageServiceClient<Channel>, dim: usize, m: u32, ef_construction: u32) {
+    c.create_collection(pb::CreateCollectionRequest {
+        name: COLLECTION.into(),
+        dimension: dim as u32,
+        metric: pb::Metric::L2 as i32,
+        m: Some(m),
+        ef_construction: Some(ef_construction),
+        pin: false,
+        datatype: pb::VectorDatatype::Float32 as i32,
+    })
+    .await
+    .unwrap();
+}
+
 async fn read_all(c: &mut StorageServiceClient<Channel>) -> Model {
     let r = c
         .get(pb::GetRequest {
@@ -172,17 +187,7 @@ async fn sigkill_loses_no_acknowledged_write() {
     let started = Instant::now();
     let mut server = start(dir.path());
     let mut c = connect(&mut server).await;
-    c.create_collection(pb::CreateCollectionRequest {
-        name: COLLECTION.into(),
-        dimension: DIM as u32,
-        metric: pb::Metric::L2 as i32,
-        m: Some(8),
-        ef_construction: Some(32),
-        pin: false,
-        datatype: pb::VectorDatatype::Float32 as i32,
-    })
-    .await
-    .unwrap();
+    create(&mut c, DIM, 8, 32).await;
     for round in 0..KILLS {
         // Write until the kill; the writer stops at its first failure.
         let kill_after = Duration::from_millis(rng.random_range(300..1800));
@@ -304,17 +309,7 @@ async fn sigterm_during_a_long_graph_build_stops_in_seconds() {
     .map(String::from);
     let mut server = Server::start(dir.path(), &args);
     let mut c = connect(&mut server).await;
-    c.create_collection(pb::CreateCollectionRequest {
-        name: COLLECTION.into(),
-        dimension: DIM as u32,
-        metric: pb::Metric::L2 as i32,
-        m: Some(16),
-        ef_construction: Some(200),
-        pin: false,
-        datatype: pb::VectorDatatype::Float32 as i32,
-    })
-    .await
-    .unwrap();
+    create(&mut c, DIM, 16, 200).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     for from in (0..N).step_by(2000) {
         let points = (from..from + 2000)

@@ -151,6 +151,9 @@ impl Engine {
         *c.builder_slot() = None;
         let stats = stats_record(&c.stats());
         *slot.hot.write() = None;
+        // A build or merge of this object is abandoned (it runs again after the next load)
+        // rather than waited for below.
+        c.stop_background_work();
         // Requests that took the collection before the swap finish on it (their writes go
         // to its WAL, replayed at the next load); wait for them before anything reopens it.
         let waited = Instant::now();

@@ -107,7 +107,10 @@ impl Engine {
     /// Merge segments of every hot collection until the merge policy has nothing left to do
     /// (or the engine stops); each merge is made durable with a checkpoint.
     fn merge_until_done(&self, stop: &AtomicBool) {
-        for c in self.all() {
+        // One collection held at a time: a demotion waits for the holders of the one it moves.
+        let all: Vec<Weak<Collection>> = self.all().iter().map(Arc::downgrade).collect();
+        for c in all {
+            let Some(c) = c.upgrade() else { continue };
             while !stop.load(Ordering::Acquire)
                 && !c.deleted.load(Ordering::Acquire)
                 && c.needs_compaction()
