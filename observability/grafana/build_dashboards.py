@@ -306,10 +306,15 @@ def storage():
          [(f"sum by (outcome) (increase(akidb_snapshots_total{{{SEL}}}[1h]))", "{{outcome}}")], w=8)
     b.ts("Time since last successful snapshot", "now - akidb_snapshot_last_success_timestamp_seconds.",
          [(f"time() - akidb_snapshot_last_success_timestamp_seconds{{{SEL}}}", "{{instance}}")], unit="s", w=8)
-    b.ts("Compactions per hour by outcome", "Segment rebuilds triggered by tombstones.",
-         [(f"sum by (outcome) (increase(akidb_compactions_total{{{SEL}}}[1h]))", "{{outcome}}")], w=12)
-    b.ts("Compaction duration p99", "One compaction.",
-         [(hq(0.99, "akidb_compaction_duration_seconds", "instance"), "{{instance}}")], unit="s", w=12, exemplars=True)
+    b.ts("Compactions per hour by outcome", "Merges of sealed segments (a full size tier, or tombstones).",
+         [(f"sum by (outcome) (increase(akidb_compactions_total{{{SEL}}}[1h]))", "{{outcome}}")], w=8)
+    b.ts("Compaction duration p99", "One merge, its graph build included.",
+         [(hq(0.99, "akidb_compaction_duration_seconds", "instance"), "{{instance}}")], unit="s", w=8, exemplars=True)
+    b.ts("Graph build in progress", "Share of the running build's points inserted, by work "
+         "(segment: a newly sealed segment; merge: segments merged into one).",
+         [(f"sum by (instance, work) (akidb_index_build_points{{{SEL}, progress=\"inserted\"}}) / "
+           f"sum by (instance, work) (akidb_index_build_points{{{SEL}, progress=\"total\"}})",
+           "{{work}} {{instance}}")], unit="percentunit", w=8)
     b.row("Object store")
     b.ts("Object store calls by outcome", "rejected = failed fast by the open breaker.",
          [(f"sum by (operation, outcome) (rate(akidb_s3_operations_total{{{SEL}}}[{RI}]))",
