@@ -142,8 +142,9 @@ fn build_hnsw(
     );
     // On clustered data `hnsw_rs` keeps the nearest neighbours when a list overflows and
     // loses the long links between clusters; examining ef candidates at layer 0 keeps more
-    // of them (recall@10 of a 320k-point Gaussian-mixture graph at ef 128: 0.942 → 0.964, for
-    // 6% more build time; `keep_pruned` made it 0.52).
+    // of them (recall@10 of a 320k-point Gaussian-mixture graph at ef 128, one build each:
+    // 0.942 → 0.964, and 0.994 on a later build; builds vary a lot. 6% more build time;
+    // `keep_pruned` made it 0.52).
     hnsw.set_extend_candidates(true);
     let mut done = 0;
     for step in items.chunks(BUILD_STEP) {
@@ -447,8 +448,9 @@ impl Graph {
     ///
     /// Hard data (low-similarity text embeddings) needs a larger `ef` than SIFT-like data,
     /// and larger graphs need a larger one than small ones: this measures it where the graph
-    /// is built. Costs `CALIBRATION_QUERIES` exact scans of the segment, spread over the
-    /// cores (about 0.1 s for 320k points of 128-d on two).
+    /// is built. Costs `CALIBRATION_QUERIES` exact scans of the segment and the searches,
+    /// spread over the cores (0.35–0.39 s for 320k points of 128-d on two, from the
+    /// `calibration_seconds` of the scale run's log).
     pub fn calibrate<'a>(
         &self,
         vectors: impl Into<Row<'a>>,

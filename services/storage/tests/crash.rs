@@ -144,6 +144,21 @@ async fn create(c: &mut StorageServiceClient<Channel>, dim: usize, m: u32, ef_co
     .unwrap();
 }
 
+/// How many hits a search for the 5 points nearest the origin returns.
+async fn nearest_5(c: &mut StorageServiceClient<Channel>, dim: usize) -> usize {
+    c.search(pb::SearchRequest {
+        collection: COLLECTION.into(),
+        vector: vec![0.0; dim],
+        k: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .hits
+    .len()
+}
+
 async fn read_all(c: &mut StorageServiceClient<Channel>) -> Model {
     let r = c
         .get(pb::GetRequest {
@@ -262,17 +277,8 @@ async fn sigkill_loses_no_acknowledged_write() {
         );
     }
     // A search still works over the recovered segments and graphs.
-    let r = c
-        .search(pb::SearchRequest {
-            collection: COLLECTION.into(),
-            vector: vec![0.0; DIM],
-            k: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.hits.len(), 5.min(model.len()));
+    let hits = nearest_5(&mut c, DIM).await;
+    assert_eq!(hits, 5.min(model.len()));
     server.kill();
     // The kills hit a process that sealed segments, built graphs and took snapshots.
     let log = std::fs::read_to_string(dir.path().join("storage.log")).unwrap();
@@ -369,15 +375,6 @@ async fn sigterm_during_a_long_graph_build_stops_in_seconds() {
         .collection
         .unwrap();
     assert_eq!(stats.point_count, N);
-    let r = c
-        .search(pb::SearchRequest {
-            collection: COLLECTION.into(),
-            vector: vec![0.0; DIM],
-            k: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.hits.len(), 5);
+    let hits = nearest_5(&mut c, DIM).await;
+    assert_eq!(hits, 5);
 }
