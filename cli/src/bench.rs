@@ -6,7 +6,7 @@
 //! throughput. Closed loop by default; `--rate` makes it open loop (fixed request rate,
 //! latency counted from the intended send time).
 
-use crate::client::{datatype_of, metric_of};
+use crate::client::{datatype_of, metric_of, quantization_of};
 use crate::global::{Global, link};
 use crate::stack::{self, Plan, Ports, Spawn};
 use akidb_client::Link;
@@ -30,6 +30,12 @@ pub struct BenchArgs {
     /// Vector datatype of the collection created.
     #[arg(long, default_value = "float32", value_parser = ["float32", "float16"])]
     pub datatype: String,
+    /// Quantization of the collection created.
+    #[arg(long, default_value = "none", value_parser = ["none", "int8", "binary"])]
+    pub quantization: String,
+    /// Quantized collections: candidates rescored per result (default: the server's).
+    #[arg(long)]
+    pub oversampling: Option<f32>,
     /// Collection to (re)create.
     #[arg(long, default_value = "bench")]
     pub collection: String,
@@ -220,6 +226,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             dimension: dim as u32,
             metric: metric_of(&a.metric) as i32,
             datatype: datatype_of(&a.datatype) as i32,
+            quantization: quantization_of(&a.quantization) as i32,
             ..Default::default()
         }))
         .await?;
@@ -322,6 +329,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
                 collection: a.collection.clone(),
                 vector: v.clone(),
                 k: a.k,
+                oversampling: a.oversampling,
                 ..Default::default()
             })
             .collect();
@@ -438,6 +446,7 @@ async fn run_cell(
                 vector: v.clone(),
                 k: a.k,
                 ef: (ef > 0).then_some(ef),
+                oversampling: a.oversampling,
                 ..Default::default()
             })
             .collect(),

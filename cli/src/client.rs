@@ -87,6 +87,11 @@ pub enum CollectionCmd {
         /// rounded to 11 significant bits).
         #[arg(long, default_value = "float32", value_parser = ["float32", "float16"])]
         datatype: String,
+        /// What the graphs walk: none (the vectors), int8 (one byte a component) or binary
+        /// (one bit a component; cosine and dot only). Quantized searches rescore the best
+        /// candidates with the vectors.
+        #[arg(long, default_value = "none", value_parser = ["none", "int8", "binary"])]
+        quantization: String,
     },
     /// List collections.
     List,
@@ -100,6 +105,14 @@ pub fn datatype_of(s: &str) -> pb::VectorDatatype {
     match s {
         "float16" => pb::VectorDatatype::Float16,
         _ => pb::VectorDatatype::Float32,
+    }
+}
+
+pub fn quantization_of(s: &str) -> pb::Quantization {
+    match s {
+        "int8" => pb::Quantization::Int8,
+        "binary" => pb::Quantization::Binary,
+        _ => pb::Quantization::None,
     }
 }
 
@@ -120,6 +133,12 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
             Ok(_) => "FLOAT32",
             Err(_) => "?",
         },
+        "quantization": match pb::Quantization::try_from(c.quantization) {
+            Ok(pb::Quantization::Int8) => "INT8",
+            Ok(pb::Quantization::Binary) => "BINARY",
+            Ok(_) => "NONE",
+            Err(_) => "?",
+        },
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
     })
@@ -131,6 +150,7 @@ fn info_table(cs: &[pb::CollectionInfo]) -> Table {
         "dimension",
         "metric",
         "datatype",
+        "quantization",
         "points",
         "indexed",
         "tier",
@@ -144,6 +164,7 @@ fn info_table(cs: &[pb::CollectionInfo]) -> Table {
                 "dimension",
                 "metric",
                 "datatype",
+                "quantization",
                 "points",
                 "indexed_points",
                 "tier",
@@ -171,6 +192,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             ef_construction,
             pin,
             datatype,
+            quantization,
         } => {
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
@@ -181,6 +203,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     ef_construction,
                     pin,
                     datatype: datatype_of(&datatype) as i32,
+                    quantization: quantization_of(&quantization) as i32,
                 }))
                 .await?
                 .into_inner();
@@ -353,6 +376,9 @@ pub struct SearchArgs {
     pub k: u32,
     #[arg(long)]
     pub ef: Option<u32>,
+    /// Quantized collections: candidates rescored per result (1 to 16).
+    #[arg(long)]
+    pub oversampling: Option<f32>,
     /// JSON filter, see `akidb search --help` and README.
     #[arg(long)]
     pub filter: Option<String>,
@@ -392,6 +418,7 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
                 with_payload: a.with_payload,
                 with_vector: false,
                 exact: a.exact,
+                oversampling: a.oversampling,
             }))
             .await?
             .into_inner();

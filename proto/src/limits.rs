@@ -13,6 +13,8 @@ pub const DIMENSION: RangeInclusive<u64> = 1..=65_536;
 pub const K: RangeInclusive<u64> = 1..=10_000;
 /// HNSW `ef` one search may set.
 pub const EF: RangeInclusive<u64> = 1..=100_000;
+/// A search's oversampling (candidates rescored per result in a quantized collection).
+pub const OVERSAMPLING: RangeInclusive<f32> = 1.0..=16.0;
 /// HNSW `m` of a collection.
 pub const M: RangeInclusive<u64> = 2..=256;
 /// HNSW `ef_construction` of a collection.
@@ -97,6 +99,36 @@ impl fmt::Display for OutOfRange {
 }
 
 impl std::error::Error for OutOfRange {}
+
+/// A search's oversampling within [`OVERSAMPLING`] (NaN is not).
+pub fn check_oversampling(got: f32) -> Result<(), BadOversampling> {
+    if OVERSAMPLING.contains(&got) {
+        Ok(())
+    } else {
+        Err(BadOversampling(got))
+    }
+}
+
+/// An oversampling outside [`OVERSAMPLING`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BadOversampling(pub f32);
+
+impl std::fmt::Display for BadOversampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "oversampling must be between {} and {} (graph candidates rescored per result wanted), got {}",
+            OVERSAMPLING.start(),
+            OVERSAMPLING.end(),
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadOversampling {}
+
+/// Why BINARY quantization is refused for a metric.
+pub const BINARY_NEEDS_ANGLE: &str = "BINARY quantization serves COSINE and DOT (it keeps the sign of each component); use INT8 for L2";
 
 /// `got` within `range`, or the problem naming it `what`.
 pub fn check_range(

@@ -120,6 +120,9 @@ pub fn upsert(
 pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
     collection_name(&req.collection)?;
     in_range("k", &limits::K, req.k.into())?;
+    if let Some(o) = req.oversampling {
+        limits::check_oversampling(o).map_err(|p| Status::invalid_argument(p.to_string()))?;
+    }
     filter(req.filter.as_ref())?;
     finite_vector(&req.vector, &"query")
 }
@@ -141,6 +144,18 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
             "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {}",
             req.datatype
         )));
+    }
+    match pb::Quantization::try_from(req.quantization) {
+        Ok(pb::Quantization::Binary) if req.metric == pb::Metric::L2 as i32 => {
+            return Err(Status::invalid_argument(limits::BINARY_NEEDS_ANGLE));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "quantization must be QUANTIZATION_NONE, INT8 or BINARY (or unset for none), got {}",
+                req.quantization
+            )));
+        }
     }
     Ok(())
 }

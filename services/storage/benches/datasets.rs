@@ -395,6 +395,7 @@ fn ingest() {
             ef_construction: DEFAULT_EF_CONSTRUCTION,
             pinned: false,
             datatype: Datatype::Float32,
+            quantization: Default::default(),
         };
         // The only WAL of this process from here on: the fsyncs counted are its own.
         let fsyncs0 = fsyncs();

@@ -20,7 +20,8 @@ use crate::fsutil::{now_ms, sync_dir, write_atomic};
 use crate::index::{BuildControl, Graph};
 use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
-use crate::segment::{Appendable, Loc, Sealed, SearchTuning, SegmentData, State};
+use crate::quantize::Codes;
+use crate::segment::{Appendable, Index, Loc, Sealed, SearchTuning, SegmentData, State};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
@@ -195,12 +196,30 @@ impl Collection {
                     let id = s.data.id;
                     let mut sealed =
                         Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new));
+                    sealed.codes = s.codes.map(Arc::new);
+                    if sealed.graph.is_some() && sealed.codes.is_none() {
+                        // Quantization without codes in the snapshot: encode them now.
+                        let deleted = &sealed.deleted;
+                        sealed.codes = Codes::build(
+                            spec.quantization,
+                            spec.metric,
+                            spec.dimension as usize,
+                            sealed.data.vectors.all(),
+                            sealed.data.len(),
+                            &|o| !deleted[o],
+                        )
+                        .map(Arc::new);
+                    }
                     sealed.default_ef = match (&sealed.graph, s.default_ef) {
                         (Some(_), Some(ef)) => Some(ef),
                         // Written before graphs were calibrated: measure it once now.
                         (Some(g), None) => {
                             let deleted = &sealed.deleted;
-                            Some(g.calibrate(sealed.data.vectors.all(), &|o| !deleted[o]))
+                            let codes = sealed
+                                .codes
+                                .as_deref()
+                                .map(|c| (c, spec.quantization.default_oversampling()));
+                            Some(g.calibrate(sealed.data.vectors.all(), codes, &|o| !deleted[o]))
                         }
                         (None, _) => None,
                     };
@@ -277,10 +296,10 @@ impl Collection {
                 _ => return Ok(false),
             }
         };
-        let Some((graph, ef)) = self.build_over(&data, &deleted, Work::Segment) else {
+        let Some(index) = self.build_over(&data, &deleted, Work::Segment) else {
             return Ok(false);
         };
-        let installed = self.state.write().install_graph(seg, Arc::new(graph), ef);
+        let installed = self.state.write().install_index(seg, index);
         Ok(installed)
     }
 
@@ -289,14 +308,9 @@ impl Collection {
         self.stopping.store(true, Ordering::Release);
     }
 
-    /// The graph over `data`'s live slots with its calibrated `ef` ([`Graph::calibrate`]),
-    /// or `None` when the build was abandoned.
-    fn build_over(
-        &self,
-        data: &SegmentData,
-        deleted: &[bool],
-        work: Work,
-    ) -> Option<(Graph, usize)> {
+    /// The graph over `data`'s live slots, the codes of a quantized collection and the
+    /// calibrated `ef` ([`Graph::calibrate`]), or `None` when the build was abandoned.
+    fn build_over(&self, data: &SegmentData, deleted: &[bool], work: Work) -> Option<Index> {
         let _span = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("index.build", collection = %self.spec.name, points = data.len(), work = work.label())
         })
@@ -321,21 +335,38 @@ impl Collection {
         );
         control.progress(0, 0);
         let secs = start.elapsed().as_secs_f64();
-        let g = g.map(|g| {
-            let t = Instant::now();
-            let ef = g.calibrate(data.vectors.all(), &|o| !deleted[o]);
-            (g, ef, t.elapsed().as_secs_f64())
-        });
-        match &g {
-            Some((_, ef, calibration)) => {
-                metrics().index_build_duration.observe(secs);
-                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), ef, calibration_seconds = calibration, "HNSW graph built");
-            }
-            None => {
-                tracing::info!(collection = %self.spec.name, points = items.len(), seconds = secs, work = work.label(), "HNSW graph build abandoned; it runs again after the restart");
-            }
-        }
-        g.map(|(g, ef, _)| (g, ef))
+        let points = items.len();
+        drop(items);
+        drop(all);
+        let Some(g) = g else {
+            tracing::info!(collection = %self.spec.name, points, seconds = secs, work = work.label(), "HNSW graph build abandoned; it runs again after the restart");
+            return None;
+        };
+        let t = Instant::now();
+        let q = self.spec.quantization;
+        let codes = Codes::build(
+            q,
+            self.spec.metric,
+            dim,
+            data.vectors.all(),
+            data.len(),
+            &|o| !deleted[o],
+        );
+        let quantization_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let ef = g.calibrate(
+            data.vectors.all(),
+            codes.as_ref().map(|c| (c, q.default_oversampling())),
+            &|o| !deleted[o],
+        );
+        let calibration = t.elapsed().as_secs_f64();
+        metrics().index_build_duration.observe(secs);
+        tracing::info!(collection = %self.spec.name, points, seconds = secs, work = work.label(), ef, calibration_seconds = calibration, quantization = q.as_str(), quantization_seconds, "HNSW graph built");
+        Some(Index {
+            graph: Arc::new(g),
+            codes: codes.map(Arc::new),
+            default_ef: ef,
+        })
     }
 
     /// Build every missing graph now (snapshots, tests).
@@ -475,6 +506,7 @@ impl Collection {
                     deleted: s.deleted.clone(),
                     graph: s.graph.clone(),
                     default_ef: s.default_ef,
+                    codes: s.codes.clone(),
                     appendable: false,
                 })
                 .collect();
@@ -483,6 +515,7 @@ impl Collection {
                 deleted: vec![false; n],
                 graph: None,
                 default_ef: None,
+                codes: None,
                 appendable: true,
             });
             Capture {
@@ -604,7 +637,7 @@ impl Collection {
             None
         } else {
             match self.build_over(&data, &vec![false; data.len()], Work::Merge) {
-                Some((g, ef)) => Some((Arc::new(g), ef)),
+                Some(index) => Some(index),
                 None => {
                     return Ok(CompactReport {
                         segments_before: before,
@@ -830,6 +863,7 @@ mod tests {
             ef_construction: 64,
             pinned: false,
             datatype: Datatype::Float32,
+            quantization: Default::default(),
         }
     }
 
@@ -878,6 +912,7 @@ mod tests {
             k,
             filter,
             ef: None,
+            oversampling: None,
             include: Include::ALL,
             exact: true,
         }
@@ -900,22 +935,43 @@ mod tests {
             let q: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             for f in [None, Some(red.clone())] {
                 let (h1, _) = c.search(&exact(q.clone(), 10, f.clone())).unwrap();
-                let (h2, _) = o.search(&exact(q.clone(), 10, f)).unwrap();
+                let (h2, _) = o.search(&exact(q.clone(), 10, f.clone())).unwrap();
                 let k1: Vec<_> = h1.iter().map(|h| &h.key).collect();
                 let k2: Vec<_> = h2.iter().map(|h| &h.key).collect();
                 assert_eq!(k1, k2);
+                // Through the graphs (walking the codes of a quantized collection), with an
+                // ef and oversampling that cover every segment: the same points with the
+                // same scores: candidates are rescored with the stored vectors.
+                let wide = SearchParams {
+                    exact: false,
+                    ef: Some(400),
+                    oversampling: Some(16.0),
+                    ..exact(q.clone(), 10, f.clone())
+                };
+                let (h3, info) = c.search(&wide).unwrap();
+                let got: Vec<_> = h3.iter().map(|h| &h.key).collect();
+                assert_eq!(got, k2, "graph search ({info:?})");
+                // (Float16 kernels may round the last bit differently from the oracle's.)
+                for (a, b) in h3.iter().zip(&h2) {
+                    assert!((a.score - b.score).abs() <= 1e-5 * b.score.abs().max(1.0));
+                }
             }
         }
     }
 
     #[test]
     fn recovery_equals_memory_oracle() {
+        use Quantization::{Binary, Int8, None as Plain};
         let cases = [Metric::Cosine, Metric::L2, Metric::Dot]
             .into_iter()
-            .flat_map(|m| [(m, Datatype::Float32), (m, Datatype::Float16)]);
-        for (metric, datatype) in cases {
+            .flat_map(|m| [(m, Datatype::Float32), (m, Datatype::Float16)])
+            .flat_map(|(m, d)| [(m, d, Plain), (m, d, Int8), (m, d, Binary)])
+            .filter(|&(m, _, q)| !(m == Metric::L2 && q == Binary));
+        for (metric, datatype, quantization) in cases {
+            eprintln!("{metric:?} {datatype:?} {quantization:?}");
             let spec = |metric| CollectionSpec {
                 datatype,
+                quantization,
                 ..spec(metric)
             };
             let dir = tempfile::tempdir().unwrap();
@@ -955,10 +1011,23 @@ mod tests {
                     _ => {}
                 }
             }
+            // Quantized collections walk codes in every segment with a graph (built, merged
+            // and reloaded alike).
+            let coded = |c: &Collection| {
+                let st = c.state.read();
+                let with_graph: Vec<_> = st.sealed.values().filter(|s| s.graph.is_some()).collect();
+                assert!(!with_graph.is_empty());
+                with_graph.iter().all(|s| {
+                    s.codes.as_ref().map(|c| c.kind())
+                        == Some(quantization).filter(|q| !q.is_none())
+                })
+            };
             assert_same(&*c, &oracle, &mut rng);
             assert!(c.stats().segment_count > 2);
+            assert!(coded(&c));
             drop(c);
             let c = Collection::open(&path, opts(40), |_, _| {}).unwrap();
+            assert!(coded(&c));
             assert_same(&*c, &oracle, &mut rng);
             // And once more after a snapshot, with the WAL behind it truncated.
             c.snapshot().unwrap();

@@ -73,6 +73,23 @@ pub fn datatype_from_pb(d: i32) -> Result<Datatype> {
     }
 }
 
+pub fn quantization_from_pb(q: i32) -> Result<Quantization> {
+    match pb::Quantization::try_from(q) {
+        Ok(pb::Quantization::Unspecified | pb::Quantization::None) => Ok(Quantization::None),
+        Ok(pb::Quantization::Int8) => Ok(Quantization::Int8),
+        Ok(pb::Quantization::Binary) => Ok(Quantization::Binary),
+        Err(_) => Err(FieldProblem::Quantization(q).into()),
+    }
+}
+
+pub fn quantization_to_pb(q: Quantization) -> pb::Quantization {
+    match q {
+        Quantization::None => pb::Quantization::None,
+        Quantization::Int8 => pb::Quantization::Int8,
+        Quantization::Binary => pb::Quantization::Binary,
+    }
+}
+
 pub fn datatype_to_pb(d: Datatype) -> pb::VectorDatatype {
     match d {
         Datatype::Float32 => pb::VectorDatatype::Float32,
@@ -97,6 +114,7 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
         ef_construction: r.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: r.pin,
         datatype: datatype_from_pb(r.datatype)?,
+        quantization: quantization_from_pb(r.quantization)?,
     })
 }
 
@@ -116,6 +134,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         indexed_point_count: s.indexed_point_count,
         segment_count: s.segment_count,
         datatype: datatype_to_pb(s.spec.datatype) as i32,
+        quantization: quantization_to_pb(s.spec.quantization) as i32,
     }
 }
 
@@ -290,6 +309,7 @@ pub fn search_from_pb(r: pb::SearchRequest) -> Result<SearchParams> {
         vector: r.vector,
         k: r.k as usize,
         ef: r.ef.map(|e| e as usize),
+        oversampling: r.oversampling,
         include: Include {
             payload: r.with_payload,
             vector: r.with_vector,

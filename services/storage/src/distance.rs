@@ -10,12 +10,16 @@ use std::sync::LazyLock;
 
 type Kernel = fn(&[f32], &[f32]) -> f32;
 type Kernel16 = fn(&[f32], &[u16]) -> f32;
+type KernelU8 = fn(&[f32], &[u8]) -> f32;
+type KernelBits = fn(&[u8], &[u8]) -> u32;
 
 struct Kernels {
     dot: Kernel,
     l2: Kernel,
     dot16: Kernel16,
     l2_16: Kernel16,
+    dot_u8: KernelU8,
+    hamming: KernelBits,
     name: &'static str,
 }
 
@@ -28,6 +32,8 @@ static KERNELS: LazyLock<Kernels> = LazyLock::new(|| {
                 l2: x86::l2_avx512,
                 dot16: x86::dot16_avx512,
                 l2_16: x86::l2_16_avx512,
+                dot_u8: x86::dot_u8_avx512,
+                hamming: x86::hamming_avx2,
                 name: "avx512",
             };
         }
@@ -39,6 +45,8 @@ static KERNELS: LazyLock<Kernels> = LazyLock::new(|| {
                 l2: x86::l2_avx2,
                 dot16: if f16c { x86::dot16_avx2 } else { dot16_scalar },
                 l2_16: if f16c { x86::l2_16_avx2 } else { l2_16_scalar },
+                dot_u8: x86::dot_u8_avx2,
+                hamming: x86::hamming_avx2,
                 name: if f16c { "avx2+fma+f16c" } else { "avx2+fma" },
             };
         }
@@ -48,6 +56,8 @@ static KERNELS: LazyLock<Kernels> = LazyLock::new(|| {
         l2: l2_scalar,
         dot16: dot16_scalar,
         l2_16: l2_16_scalar,
+        dot_u8: dot_u8_scalar,
+        hamming: hamming_scalar,
         name: "scalar",
     }
 });
@@ -101,6 +111,22 @@ pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
 pub fn l2_squared_f16(a: &[f32], b: &[u16]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     (KERNELS.l2_16)(a, b)
+}
+
+/// Dot product of float32 weights and unsigned 8-bit codes (the int8 quantizer's kernel:
+/// [`crate::quantize`] folds each dimension's step into the weights).
+#[inline]
+pub fn dot_u8(w: &[f32], c: &[u8]) -> f32 {
+    debug_assert_eq!(w.len(), c.len());
+    (KERNELS.dot_u8)(w, c)
+}
+
+/// Bits that differ between two bit strings of the same length (the binary quantizer's
+/// kernel).
+#[inline]
+pub fn hamming(a: &[u8], b: &[u8]) -> u32 {
+    debug_assert_eq!(a.len(), b.len());
+    (KERNELS.hamming)(a, b)
 }
 
 /// The float32 value of an IEEE 754 half-precision bit pattern (exact).
@@ -238,6 +264,58 @@ pub fn l2_scalar(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+pub fn dot_u8_scalar(w: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut wc = w.chunks_exact(8);
+    let mut cc = c.chunks_exact(8);
+    for (x, y) in (&mut wc).zip(&mut cc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i] as f32;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, &y) in wc.remainder().iter().zip(cc.remainder()) {
+        s += x * y as f32;
+    }
+    s
+}
+
+pub fn hamming_scalar(a: &[u8], b: &[u8]) -> u32 {
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    let mut n = 0;
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        n += (x ^ y).count_ones();
+    }
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        n += (x ^ y).count_ones();
+    }
+    n
+}
+
+/// The kernels of [`dot_u8`] and [`hamming`] this CPU can run, by ISA name, for the tests
+/// that compare each with the scalar one.
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+pub(crate) fn quantized_kernels() -> Vec<(&'static str, KernelU8, KernelBits)> {
+    #[allow(unused_mut)]
+    let mut v: Vec<(&'static str, KernelU8, KernelBits)> =
+        vec![("scalar", dot_u8_scalar, hamming_scalar)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            v.push(("avx2", x86::dot_u8_avx2, x86::hamming_avx2));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            v.push(("avx512", x86::dot_u8_avx512, x86::hamming_avx2));
+        }
+    }
+    v
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! Each public function here is only ever selected after its CPU features were detected.
@@ -274,6 +352,132 @@ mod x86 {
     pub fn l2_16_avx2(a: &[f32], b: &[u16]) -> f32 {
         // SAFETY: chosen only when `avx2`, `fma` and `f16c` are detected.
         unsafe { l2_16_256(a, b) }
+    }
+
+    pub fn dot_u8_avx512(w: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: chosen only when `avx512f` is detected.
+        unsafe { dot_u8_512(w, c) }
+    }
+    pub fn dot_u8_avx2(w: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: chosen only when `avx2` and `fma` are detected.
+        unsafe { dot_u8_256(w, c) }
+    }
+    pub fn hamming_avx2(a: &[u8], b: &[u8]) -> u32 {
+        // SAFETY: chosen only when `avx2` is detected (every AVX-512 CPU has it).
+        unsafe { hamming_256(a, b) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_u8_512(w: &[f32], c: &[u8]) -> f32 {
+        let n = w.len().min(c.len());
+        let (pw, pc) = (w.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 32 <= n {
+                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    pc.add(i) as *const __m128i
+                )));
+                let c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    pc.add(i + 16) as *const __m128i
+                )));
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i)), c0, acc0);
+                acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i + 16)), c1, acc1);
+                i += 32;
+            }
+            if i + 16 <= n {
+                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    pc.add(i) as *const __m128i
+                )));
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i)), c0, acc0);
+                i += 16;
+            }
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+            while i < n {
+                s += *pw.add(i) * *pc.add(i) as f32;
+                i += 1;
+            }
+            s
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_u8_256(w: &[f32], c: &[u8]) -> f32 {
+        let n = w.len().min(c.len());
+        let (pw, pc) = (w.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 16 <= n {
+                let b = _mm_loadu_si128(pc.add(i) as *const __m128i);
+                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+                let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), c0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i + 8)), c1, acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                let b = _mm_loadl_epi64(pc.add(i) as *const __m128i);
+                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), c0, acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(acc0, acc1));
+            while i < n {
+                s += *pw.add(i) * *pc.add(i) as f32;
+                i += 1;
+            }
+            s
+        }
+    }
+
+    /// Popcount of 32 bytes per step with the nibble lookup (`vpshufb`), summed with
+    /// `vpsadbw`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn hamming_256(a: &[u8], b: &[u8]) -> u32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let lut = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        // SAFETY: every load stays below `n`, the length of both slices.
+        unsafe {
+            while i + 32 <= n {
+                let x = _mm256_xor_si256(
+                    _mm256_loadu_si256(pa.add(i) as *const __m256i),
+                    _mm256_loadu_si256(pb.add(i) as *const __m256i),
+                );
+                let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
+                let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
+                acc = _mm256_add_epi64(
+                    acc,
+                    _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256()),
+                );
+                i += 32;
+            }
+            let mut lanes = [0u64; 4];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+            let mut s = lanes.iter().sum::<u64>() as u32;
+            while i + 8 <= n {
+                let x = (pa.add(i) as *const u64).read_unaligned()
+                    ^ (pb.add(i) as *const u64).read_unaligned();
+                s += x.count_ones();
+                i += 8;
+            }
+            while i < n {
+                s += (*pa.add(i) ^ *pb.add(i)).count_ones();
+                i += 1;
+            }
+            s
+        }
     }
 
     /// 16 float16 values at `p`, widened.

@@ -186,6 +186,12 @@ pub enum FieldProblem {
     Metric(i32),
     #[error("datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {0}")]
     Datatype(i32),
+    #[error("quantization must be QUANTIZATION_NONE, INT8 or BINARY (or unset for none), got {0}")]
+    Quantization(i32),
+    #[error("{}", akidb_proto::limits::BINARY_NEEDS_ANGLE)]
+    BinaryNeedsAngle,
+    #[error(transparent)]
+    Oversampling(#[from] akidb_proto::limits::BadOversampling),
     #[error("target tier must be HOT, WARM or COLD, got {0}")]
     Tier(i32),
     #[error("set the target tier (HOT, WARM or COLD)")]

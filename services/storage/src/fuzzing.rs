@@ -147,6 +147,7 @@ mod tests {
             ef_construction: 16,
             pinned: false,
             datatype,
+            quantization: Default::default(),
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,

@@ -22,6 +22,7 @@
 use crate::distance::{Row, graph_distance, graph_distance_f16};
 use crate::error::{Result, StorageError};
 use crate::model::Metric;
+use crate::quantize::{Codes, Prepared};
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::hnswio::HnswIo;
 use std::cell::RefCell;
@@ -93,6 +94,12 @@ pub const CALIBRATION_RECALL: f64 = 0.98;
 const CALIBRATION_QUERIES: usize = 64;
 /// The `ef` values calibration tries, smallest first.
 const CALIBRATION_EFS: [usize; 11] = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+/// Candidates a search of a quantized collection takes from the walk over the codes, to be
+/// rescored with the vectors: `k × oversampling`, rounded up.
+pub fn candidates(k: usize, oversampling: f32) -> usize {
+    ((k as f64 * oversampling.max(1.0) as f64).ceil() as usize).max(k)
+}
 
 /// `hnsw_rs`'s own structure, kept only by benchmarks that compare against it.
 pub struct HnswRs(Hnsw<'static, f32, GraphDist>);
@@ -317,6 +324,33 @@ impl Graph {
         }
     }
 
+    /// [`Graph::search`] walking quantized codes of the segment's vectors instead of the
+    /// vectors (`p`: the query prepared for them); distances are the codes' ranking, to be
+    /// rescored with the vectors by the caller.
+    pub fn search_codes(
+        &self,
+        p: &Prepared<'_>,
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(usize) -> bool>,
+    ) -> Vec<(usize, f32)> {
+        if self.points == 0 || k == 0 {
+            return Vec::new();
+        }
+        assert!(
+            p.rows() >= self.slots,
+            "graph searched over the wrong codes"
+        );
+        self.search_with(
+            |id| p.dist(id),
+            |id| p.addr(id),
+            p.row_bytes(),
+            k,
+            ef,
+            accept,
+        )
+    }
+
     /// [`Graph::search`] over rows of `T` (`f32` or float16 bits), `dist` the distance of a row
     /// to the query.
     fn search_rows<T>(
@@ -451,9 +485,13 @@ impl Graph {
     /// is built. Costs `CALIBRATION_QUERIES` exact scans of the segment and the searches,
     /// spread over the cores (0.35–0.39 s for 320k points of 128-d on two, from the
     /// `calibration_seconds` of the scale run's log).
+    ///
+    /// With `codes` (a quantized collection), each search walks the codes for
+    /// `k × oversampling` candidates and keeps the 10 nearest by the vectors, as a search does.
     pub fn calibrate<'a>(
         &self,
         vectors: impl Into<Row<'a>>,
+        codes: Option<(&Codes, f32)>,
         indexed: &(dyn Fn(usize) -> bool + Sync),
     ) -> usize {
         let vectors = vectors.into();
@@ -522,10 +560,35 @@ impl Graph {
                         }
                     };
                     let accept = |o: usize| o != s;
-                    self.search_with(d, addr, row_bytes, k, ef, Some(&accept))
-                        .into_iter()
-                        .filter(|(o, _)| want.contains(o))
-                        .count()
+                    let found = match codes {
+                        None => self.search_with(d, addr, row_bytes, k, ef, Some(&accept)),
+                        Some((codes, oversampling)) => {
+                            let p = codes.prepare(q);
+                            let kc = candidates(k, oversampling);
+                            let mut found: Vec<(usize, f32)> = self
+                                .search_with(
+                                    |id| {
+                                        if id == hidden {
+                                            f32::INFINITY
+                                        } else {
+                                            p.dist(id)
+                                        }
+                                    },
+                                    |id| p.addr(id),
+                                    p.row_bytes(),
+                                    kc,
+                                    ef.max(kc),
+                                    Some(&accept),
+                                )
+                                .into_iter()
+                                .map(|(o, _)| (o, dist(q, o)))
+                                .collect();
+                            found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+                            found.truncate(k);
+                            found
+                        }
+                    };
+                    found.into_iter().filter(|(o, _)| want.contains(o)).count()
                 })
                 .sum();
             let recall = found as f64 / want as f64;
@@ -946,7 +1009,7 @@ mod tests {
         let mut efs = vec![];
         for v in [&easy, &hard] {
             let g = Graph::build(Metric::L2, 8, 32, dim, &items(v, dim, &|_| false));
-            let ef = g.calibrate(&v[..], &|_| true);
+            let ef = g.calibrate(&v[..], None, &|_| true);
             efs.push(ef);
             // On fresh queries from the same data, the chosen ef is good to about 0.95.
             let qs = if std::ptr::eq(v, &easy) {

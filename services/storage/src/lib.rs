@@ -19,7 +19,10 @@
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
 //! - [`segment`]: in-memory segments (appendable + sealed), id map, payload index, search.
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
-//! - [`distance`]: the distance kernels (AVX-512, AVX2/F16C, scalar), float16 conversion.
+//! - [`quantize`]: int8 and binary codes of a segment's vectors, which its graph search walks
+//!   before the best candidates are rescored with the vectors.
+//! - [`distance`]: the distance kernels (AVX-512, AVX2/F16C, scalar; float32, float16, int8
+//!   codes, bits), float16 conversion.
 //! - [`snapshot`]: point-in-time copies of a collection with checksummed manifests.
 //! - [`objstore`]: the object layer: the store trait, S3 and local stores, retries and the
 //!   breaker, the dead-letter queue, uploads, snapshot copies in the store.
@@ -45,6 +48,7 @@ pub mod memory;
 pub mod merge;
 pub mod model;
 pub mod objstore;
+pub mod quantize;
 pub mod segment;
 pub mod server;
 pub mod service;

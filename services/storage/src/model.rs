@@ -108,6 +108,43 @@ impl Datatype {
     }
 }
 
+/// What a collection's graphs walk: its stored vectors, or compact codes of them
+/// ([`crate::quantize`]) whose best candidates are then rescored with the stored vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// The graphs walk the stored vectors.
+    #[default]
+    None,
+    /// One byte a component, each dimension's range learned from the segment's data.
+    Int8,
+    /// One bit a component (above or below the dimension's mean): for high-dimensional
+    /// embeddings compared by angle (cosine or dot product).
+    Binary,
+}
+
+impl Quantization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Int8 => "int8",
+            Quantization::Binary => "binary",
+        }
+    }
+    pub fn is_none(&self) -> bool {
+        *self == Quantization::None
+    }
+    /// Candidates rescored per result when a search sets no oversampling: int8 codes rank
+    /// nearly as the vectors do; one bit a component needs a wider net.
+    pub fn default_oversampling(self) -> f32 {
+        match self {
+            Quantization::None => 1.0,
+            Quantization::Int8 => 2.0,
+            Quantization::Binary => 4.0,
+        }
+    }
+}
+
 /// What a collection is created with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CollectionSpec {
@@ -120,6 +157,9 @@ pub struct CollectionSpec {
     /// Absent from specs written before it existed: float32.
     #[serde(default, skip_serializing_if = "Datatype::is_float32")]
     pub datatype: Datatype,
+    /// Absent from specs written before it existed: none.
+    #[serde(default, skip_serializing_if = "Quantization::is_none")]
+    pub quantization: Quantization,
 }
 
 /// A collection's state as reported to clients.

@@ -11,8 +11,9 @@
 use crate::distance::Ranked;
 use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::{Condition, Filter, Match, as_integer};
-use crate::index::Graph;
+use crate::index::{Graph, candidates};
 use crate::model::*;
+use crate::quantize::Codes;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -177,6 +178,16 @@ pub struct Sealed {
     pub graph: Option<Arc<Graph>>,
     /// The graph's calibrated `ef` for k = 10 ([`Graph::calibrate`]); `None` until known.
     pub default_ef: Option<usize>,
+    /// Quantized collections: the codes the graph search walks (built with the graph).
+    pub codes: Option<Arc<Codes>>,
+}
+
+/// What a graph build produces for a segment: the graph, its quantized codes (quantized
+/// collections) and its calibrated `ef`.
+pub struct Index {
+    pub graph: Arc<Graph>,
+    pub codes: Option<Arc<Codes>>,
+    pub default_ef: usize,
 }
 
 impl Sealed {
@@ -188,6 +199,19 @@ impl Sealed {
             deleted_count,
             graph,
             default_ef: None,
+            codes: None,
+        }
+    }
+
+    /// Sealed segment with its index (when it has one).
+    pub fn indexed(data: Arc<SegmentData>, deleted: Vec<bool>, index: Option<Index>) -> Self {
+        match index {
+            None => Sealed::new(data, deleted, None),
+            Some(i) => Sealed {
+                default_ef: Some(i.default_ef),
+                codes: i.codes,
+                ..Sealed::new(data, deleted, Some(i.graph))
+            },
         }
     }
 
@@ -592,11 +616,12 @@ impl State {
                 .sum::<usize>()
     }
 
-    pub fn install_graph(&mut self, seg: u64, graph: Arc<Graph>, default_ef: usize) -> bool {
+    pub fn install_index(&mut self, seg: u64, index: Index) -> bool {
         match self.sealed.get_mut(&seg) {
             Some(s) if s.graph.is_none() => {
-                s.graph = Some(graph);
-                s.default_ef = Some(default_ef);
+                s.graph = Some(index.graph);
+                s.default_ef = Some(index.default_ef);
+                s.codes = index.codes;
                 true
             }
             _ => false,
@@ -610,7 +635,7 @@ impl State {
         old: &[u64],
         mut data: SegmentData,
         origins: &[Loc],
-        graph: Option<(Arc<Graph>, usize)>,
+        index: Option<Index>,
     ) -> u64 {
         let id = self.next_segment_id;
         self.next_segment_id += 1;
@@ -635,10 +660,8 @@ impl State {
             }
         }
         if !data.is_empty() {
-            let (graph, ef) = graph.unzip();
-            let mut s = Sealed::new(Arc::new(data), deleted, graph);
-            s.default_ef = ef;
-            self.sealed.insert(id, s);
+            self.sealed
+                .insert(id, Sealed::indexed(Arc::new(data), deleted, index));
         }
         removed
     }
@@ -782,39 +805,46 @@ impl State {
                 .ef
                 .map_or_else(|| s.ef_for(k, tuning.ef_floor), |e| e.max(k));
             info.ef = info.ef.max(ef as u64);
+            // Quantized: walk the codes for `k × oversampling` candidates; every candidate
+            // is rescored with the vectors below.
+            let prepared = s.codes.as_ref().map(|c| c.prepare(q));
+            let kc = match &prepared {
+                Some(p) => candidates(
+                    k,
+                    params
+                        .oversampling
+                        .unwrap_or(p.kind().default_oversampling()),
+                ),
+                None => k,
+            };
+            if prepared.is_some() {
+                info.rescored = info.rescored.max(kc as u64);
+            }
+            let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
+                let found = match &prepared {
+                    Some(p) => graph.search_codes(p, n, ef.max(n), accept),
+                    None => graph.search(s.data.vectors.all(), q, n, ef, accept),
+                };
+                found.into_iter().map(|r| r.0)
+            };
             let found: Vec<usize> = match filter {
-                None if s.deleted_count == 0 => graph
-                    .search(s.data.vectors.all(), q, k, ef, None)
-                    .into_iter()
-                    .map(|r| r.0)
-                    .collect(),
+                None if s.deleted_count == 0 => walk(kc, ef, None).collect(),
                 None => {
                     // Ask for a few more and drop tombstones; filter in the graph if too few.
-                    let k2 = (k + s.deleted_count).min(2 * k + 16);
-                    let mut v: Vec<usize> = graph
-                        .search(s.data.vectors.all(), q, k2, ef.max(k2), None)
-                        .into_iter()
-                        .map(|r| r.0)
+                    let k2 = (kc + s.deleted_count).min(2 * kc + 16);
+                    let mut v: Vec<usize> = walk(k2, ef.max(k2), None)
                         .filter(|&o| !deleted[o])
                         .collect();
                     if v.len() < k.min(live) {
-                        v = graph
-                            .search(s.data.vectors.all(), q, k, ef, Some(&dead_filter(&dead)))
-                            .into_iter()
-                            .map(|r| r.0)
-                            .collect();
+                        v = walk(kc, ef, Some(&dead_filter(&dead))).collect();
                     }
-                    v.truncate(k);
+                    v.truncate(kc);
                     v
                 }
                 Some(f) => {
                     let accept =
                         |o: usize| !deleted[o] && f.matches(&s.data.keys[o], &s.data.payloads[o]);
-                    graph
-                        .search(s.data.vectors.all(), q, k, ef, Some(&accept))
-                        .into_iter()
-                        .map(|r| r.0)
-                        .collect()
+                    walk(kc, ef, Some(&accept)).collect()
                 }
             };
             if found.len() < k.min(live) {
@@ -862,8 +892,10 @@ impl State {
         let graphs = self
             .sealed
             .values()
-            .filter_map(|s| s.graph.as_ref())
-            .map(|g| g.memory_bytes())
+            .map(|s| {
+                s.graph.as_ref().map_or(0, |g| g.memory_bytes())
+                    + s.codes.as_ref().map_or(0, |c| c.memory_bytes())
+            })
             .sum();
         (
             vectors,

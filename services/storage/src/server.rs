@@ -115,6 +115,7 @@ fn search_in(
             collection_version: info.version,
             collection_epoch: info.epoch,
             ef: info.ef as u32,
+            rescored: info.rescored as u32,
         }),
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! Layout: `<collection>/snapshots/<id>/` with `manifest.json`, one `seg-<id>.pts` file per
 //! segment (keys, vectors, payloads, tombstones) and, for segments with a graph, its neighbour
-//! lists `seg-<id>.graph` ([`Graph::encode`]). A float16 collection's segment files hold
+//! lists `seg-<id>.graph` ([`Graph::encode`]) and, in a quantized collection, the codes its
+//! search walks `seg-<id>.codes` ([`Codes::encode`]). A float16 collection's segment files hold
 //! its vectors as float16 (`AKSEG02`, manifest format 3); float32 ones are written as before
 //! (`AKSEG01`, format 2). Segment files are written and read as streams, checksummed on the
 //! way: loading one never holds the whole file in memory next to the decoded segment.
@@ -17,6 +18,7 @@ use crate::error::{Result, StorageError};
 use crate::fsutil::{file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
+use crate::quantize::Codes;
 use crate::segment::{SegmentData, Vectors};
 use crate::wal::{Decode, put_key};
 use sha2::{Digest, Sha256};
@@ -69,6 +71,9 @@ pub struct SegmentEntry {
     /// not measure it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_ef: Option<u32>,
+    /// Quantized collections: the codes file ([`Codes::encode`]), written with the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes_file: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -96,6 +101,7 @@ impl SnapshotManifest {
                     Some(s.points_file.as_str()),
                     s.graph.as_deref(),
                     s.graph_file.as_deref(),
+                    s.codes_file.as_deref(),
                 ]
                 .into_iter()
                 .flatten()
@@ -116,6 +122,7 @@ pub struct CapturedSegment {
     pub graph: Option<Arc<Graph>>,
     /// The graph's calibrated `ef`, when known.
     pub default_ef: Option<usize>,
+    pub codes: Option<Arc<Codes>>,
     pub appendable: bool,
 }
 
@@ -135,6 +142,7 @@ pub struct LoadedSegment {
     pub graph: Option<Graph>,
     /// The graph's calibrated `ef`, when the manifest has it.
     pub default_ef: Option<usize>,
+    pub codes: Option<Codes>,
     pub appendable: bool,
 }
 
@@ -608,7 +616,10 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             && let Some((dir, m)) = &previous
             && let Some(e) = reusable(m, s, tombstones)
         {
-            for name in std::iter::once(&e.points_file).chain(&e.graph_file) {
+            for name in std::iter::once(&e.points_file)
+                .chain(&e.graph_file)
+                .chain(&e.codes_file)
+            {
                 fs::hard_link(dir.join(name), tmp.join(name))?;
                 let f = m.files.iter().find(|f| &f.name == name);
                 files.push(f.expect("reusable() checked the manifest lists it").clone());
@@ -630,18 +641,25 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             &s.deleted,
             dim,
         )?);
+        let mut small_file = |name: String, bytes: Vec<u8>| -> Result<String> {
+            write_synced(&tmp.join(&name), &bytes)?;
+            files.push(SnapshotFile {
+                name: name.clone(),
+                size_bytes: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                crc32c: crc32c::crc32c(&bytes),
+            });
+            Ok(name)
+        };
         let graph_file = match &s.graph {
-            Some(g) => {
-                let name = format!("{base}.graph");
-                let bytes = g.encode();
-                write_synced(&tmp.join(&name), &bytes)?;
-                files.push(SnapshotFile {
-                    name: name.clone(),
-                    size_bytes: bytes.len() as u64,
-                    sha256: hex::encode(Sha256::digest(&bytes)),
-                    crc32c: crc32c::crc32c(&bytes),
-                });
-                Some(name)
+            Some(g) => Some(small_file(format!("{base}.graph"), g.encode())?),
+            None => None,
+        };
+        let codes_file = match &s.codes {
+            Some(c) => {
+                let mut bytes = Vec::with_capacity(c.memory_bytes() as usize + 64);
+                c.encode(&mut bytes)?;
+                Some(small_file(format!("{base}.codes"), bytes)?)
             }
             None => None,
         };
@@ -653,6 +671,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             appendable: s.appendable,
             tombstones: Some(tombstones),
             default_ef: s.default_ef.map(|e| e as u32),
+            codes_file,
         });
     }
     let typed = cap
@@ -692,8 +711,10 @@ fn reusable<'m>(
         && e.tombstones == Some(tombstones)
         && e.graph.is_none()
         && e.graph_file.is_some() == s.graph.is_some()
+        && e.codes_file.is_some() == s.codes.is_some()
         && listed(&e.points_file)
-        && e.graph_file.as_deref().is_none_or(listed);
+        && e.graph_file.as_deref().is_none_or(listed)
+        && e.codes_file.as_deref().is_none_or(listed);
     same.then_some(e)
 }
 
@@ -705,10 +726,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     // Files no segment entry names as its points or graph file (format 1's `hnsw_rs` dumps):
     // checked here, as a stream; the others are checked as they are decoded.
     for f in &manifest.files {
-        let named = manifest
-            .segments
-            .iter()
-            .any(|e| e.points_file == f.name || e.graph_file.as_deref() == Some(f.name.as_str()));
+        let named = manifest.segments.iter().any(|e| {
+            e.points_file == f.name
+                || e.graph_file.as_deref() == Some(f.name.as_str())
+                || e.codes_file.as_deref() == Some(f.name.as_str())
+        });
         if !named {
             verify_file(&dir.join(&f.name), f)?;
         }
@@ -760,11 +782,33 @@ pub fn load(dir: &Path) -> Result<Loaded> {
                 ),
             ));
         }
+        let codes = match &e.codes_file {
+            Some(name) => {
+                let c = Codes::decode(&read(name)?, spec.metric, dim)
+                    .map_err(|err| damaged("snapshot codes", &dir.join(name), err))?;
+                if c.len() != data.len() || c.kind() != spec.quantization {
+                    return Err(damaged(
+                        "snapshot codes of segment",
+                        &p,
+                        format!(
+                            "{} {} codes for {} {} points",
+                            c.len(),
+                            c.kind().as_str(),
+                            data.len(),
+                            spec.quantization.as_str()
+                        ),
+                    ));
+                }
+                Some(c)
+            }
+            None => None,
+        };
         segments.push(LoadedSegment {
             data,
             deleted,
             graph,
             default_ef: e.default_ef.map(|e| e as usize),
+            codes,
             appendable: e.appendable,
         });
     }
@@ -788,6 +832,7 @@ mod tests {
             ef_construction: 32,
             pinned: false,
             datatype: Datatype::Float32,
+            quantization: Default::default(),
         };
         let manifest = |points_file: &str, graph: Option<&str>, file: &str| SnapshotManifest {
             format: FORMAT_F32,
@@ -805,6 +850,7 @@ mod tests {
                 appendable: true,
                 tombstones: None,
                 default_ef: None,
+                codes_file: None,
             }],
             files: vec![SnapshotFile {
                 name: file.into(),

@@ -34,6 +34,8 @@ pub struct SearchParams {
     pub k: usize,
     pub filter: Option<Filter>,
     pub ef: Option<usize>,
+    /// Quantized collections: candidates rescored per result (default: the quantization's).
+    pub oversampling: Option<f32>,
     pub include: Include,
     /// Search every point exactly.
     pub exact: bool,
@@ -61,6 +63,9 @@ pub struct SearchInfo {
     /// The `ef` of the graph searches (the largest, when segments differed); 0 when no graph
     /// was searched.
     pub ef: u64,
+    /// Candidates of a walk over quantized codes rescored with the vectors (the most of any
+    /// segment); 0 when no quantized graph was searched.
+    pub rescored: u64,
 }
 
 pub trait CollectionStore: Send + Sync {

@@ -6,9 +6,9 @@
 //! Each check returns a typed [`StorageError`] that names what is wrong.
 
 use crate::distance::fits_f16;
-use crate::error::{EmptyRequest, FilterProblem, Result, StorageError};
+use crate::error::{EmptyRequest, FieldProblem, FilterProblem, Result, StorageError};
 use crate::filter::{Condition, Filter, Match};
-use crate::model::{CollectionSpec, Datatype, Metric, PointRecord};
+use crate::model::{CollectionSpec, Datatype, Metric, PointRecord, Quantization};
 use crate::store::SearchParams;
 use akidb_proto::limits::{self, check_range};
 
@@ -27,6 +27,9 @@ pub fn spec(spec: &CollectionSpec) -> Result<()> {
         &limits::EF_CONSTRUCTION,
         spec.ef_construction.into(),
     )?;
+    if spec.quantization == Quantization::Binary && spec.metric == Metric::L2 {
+        return Err(FieldProblem::BinaryNeedsAngle.into());
+    }
     Ok(())
 }
 
@@ -78,6 +81,9 @@ pub fn search(spec: &CollectionSpec, params: &SearchParams) -> Result<()> {
     check_range("k", &limits::K, params.k as u64)?;
     if let Some(ef) = params.ef {
         check_range("ef", &limits::EF, ef as u64)?;
+    }
+    if let Some(o) = params.oversampling {
+        limits::check_oversampling(o).map_err(FieldProblem::from)?;
     }
     vector(spec, &params.vector, &"query")?;
     if let Some(f) = &params.filter {
@@ -169,6 +175,7 @@ mod tests {
             ef_construction: 100,
             pinned: false,
             datatype: Datatype::Float16,
+            quantization: Default::default(),
         };
         let p = |x: f32| PointRecord {
             key: PointKey::Num(1),

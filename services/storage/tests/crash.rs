@@ -139,6 +139,7 @@ async fn create(c: &mut StorageServiceClient<Channel>, dim: usize, m: u32, ef_co
         ef_construction: Some(ef_construction),
         pin: false,
         datatype: pb::VectorDatatype::Float32 as i32,
+        quantization: 0,
     })
     .await
     .unwrap();

@@ -191,6 +191,7 @@ pub async fn create(
         ef_construction: None,
         pin: false,
         datatype: pb::VectorDatatype::Float32 as i32,
+        quantization: 0,
     })
     .await
     .unwrap();
@@ -219,6 +220,7 @@ pub fn query(c: &str, v: Vec<f32>) -> pb::SearchRequest {
         with_payload: true,
         with_vector: false,
         exact: false,
+        oversampling: None,
     }
 }
 

@@ -6,7 +6,7 @@ use akidb_storage::collection::{Collection, CollectionOptions};
 use akidb_storage::filter::Filter;
 use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
-    PointRecord,
+    PointRecord, Quantization,
 };
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
@@ -71,6 +71,16 @@ pub fn indexed(set: &Set, dir: &Path) -> (Arc<Collection>, f64) {
 /// [`indexed`] with `datatype`; `ef_construction` is the default or
 /// `AKIDB_BENCH_EF_CONSTRUCTION`.
 pub fn indexed_as(set: &Set, dir: &Path, datatype: Datatype) -> (Arc<Collection>, f64) {
+    indexed_with(set, dir, datatype, Quantization::None)
+}
+
+/// [`indexed_as`] with `quantization`.
+pub fn indexed_with(
+    set: &Set,
+    dir: &Path,
+    datatype: Datatype,
+    quantization: Quantization,
+) -> (Arc<Collection>, f64) {
     let spec = CollectionSpec {
         name: "bench".into(),
         dimension: set.base[0].len() as u32,
@@ -82,6 +92,7 @@ pub fn indexed_as(set: &Set, dir: &Path, datatype: Datatype) -> (Arc<Collection>
             .unwrap_or(DEFAULT_EF_CONSTRUCTION),
         pinned: false,
         datatype,
+        quantization,
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
@@ -118,6 +129,7 @@ pub fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) ->
         k,
         filter,
         ef,
+        oversampling: None,
         include: Include::default(),
         exact: false,
     }
