@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Quantization of the collection created.
     #[arg(long, default_value = "none", value_parser = ["none", "int8", "binary"])]
     pub quantization: String,
+    /// Keep sealed segments' vectors in mapped files (`collection create --on-disk`).
+    #[arg(long)]
+    pub on_disk: bool,
     /// Quantized collections: candidates rescored per result (default: the server's).
     #[arg(long)]
     pub oversampling: Option<f32>,
@@ -227,6 +230,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             metric: metric_of(&a.metric) as i32,
             datatype: datatype_of(&a.datatype) as i32,
             quantization: quantization_of(&a.quantization) as i32,
+            on_disk: a.on_disk,
             ..Default::default()
         }))
         .await?;

@@ -92,6 +92,10 @@ pub enum CollectionCmd {
         /// candidates with the vectors.
         #[arg(long, default_value = "none", value_parser = ["none", "int8", "binary"])]
         quantization: String,
+        /// Keep sealed segments' vectors in files mapped from disk, not in memory (pair with
+        /// --quantization int8 or binary: graph walks then read only the codes in memory).
+        #[arg(long)]
+        on_disk: bool,
     },
     /// List collections.
     List,
@@ -139,6 +143,7 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
             Ok(_) => "NONE",
             Err(_) => "?",
         },
+        "on_disk": c.on_disk,
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
     })
@@ -193,6 +198,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             pin,
             datatype,
             quantization,
+            on_disk,
         } => {
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
@@ -204,6 +210,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     pin,
                     datatype: datatype_of(&datatype) as i32,
                     quantization: quantization_of(&quantization) as i32,
+                    on_disk,
                 }))
                 .await?
                 .into_inner();

@@ -396,6 +396,7 @@ fn ingest() {
             pinned: false,
             datatype: Datatype::Float32,
             quantization: Default::default(),
+            on_disk: false,
         };
         // The only WAL of this process from here on: the fsyncs counted are its own.
         let fsyncs0 = fsyncs();

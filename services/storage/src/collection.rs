@@ -21,11 +21,12 @@ use crate::index::{BuildControl, Graph};
 use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
 use crate::quantize::Codes;
-use crate::segment::{Appendable, Index, Loc, Sealed, SearchTuning, SegmentData, State};
+use crate::segment::{Appendable, Index, Loc, Sealed, SearchTuning, SegmentData, State, Vectors};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::validate;
+use crate::vecfile;
 use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
@@ -121,7 +122,11 @@ impl Collection {
             sync_dir(parent)?;
         }
         let (wal, _) = Wal::open(&dir.join("wal"), opts.wal, 0, |_, _| Ok(()), |_, _| {})?;
-        Ok(Self::assemble(dir, spec, opts, wal, None, 0))
+        let mut state = State::new(spec.clone());
+        if spec.on_disk {
+            state.vectors_dir = Some(vecfile::reset_dir(dir)?);
+        }
+        Ok(Self::assemble(dir, spec, opts, wal, Some(state), 0))
     }
 
     fn assemble(
@@ -174,10 +179,13 @@ impl Collection {
             tracing::info!(collection = %spec.name, stale, "removed unfinished snapshot directories");
         }
         let mut state = State::new(spec.clone());
+        if spec.on_disk {
+            state.vectors_dir = Some(vecfile::reset_dir(dir)?);
+        }
         let mut snapshot_seq = 0;
         if let Some((path, _)) = snapshot::list(dir)?.pop() {
             let start = Instant::now();
-            let loaded = snapshot::load(&path)?;
+            let loaded = snapshot::load(&path, state.vectors_dir.as_deref())?;
             snapshot_seq = loaded.manifest.sequence;
             state.applied_seq = loaded.manifest.sequence;
             state.next_segment_id = loaded.manifest.next_segment_id;
@@ -604,28 +612,52 @@ impl Collection {
 
     fn compact_inner(&self) -> Result<CompactReport> {
         let dim = self.spec.dimension as usize;
-        let (plan, before, data, origins) = {
+        // The segments to merge as they are now; their points never change, only their
+        // tombstones, and points deleted or moved meanwhile are tombstoned at the swap.
+        let (plan, before, sources) = {
             let st = self.state.read();
             let plan = self.compaction_plan(&st);
             let before = st.sealed.len() as u64 + 1;
-            let mut data = SegmentData::new(0, self.spec.datatype);
-            let mut origins = Vec::new();
-            for id in &plan {
-                let s = &st.sealed[id];
-                for off in 0..s.data.len() {
-                    if !s.deleted[off] {
-                        data.keys.push(s.data.keys[off].clone());
-                        data.vectors.push_row(s.data.vector(dim, off));
-                        data.payloads.push(s.data.payloads[off].clone());
-                        origins.push(Loc {
-                            seg: *id,
-                            off: off as u32,
-                        });
+            let sources: Vec<(u64, Arc<SegmentData>, Vec<bool>)> = plan
+                .iter()
+                .map(|id| {
+                    let s = &st.sealed[id];
+                    (*id, s.data.clone(), s.deleted.clone())
+                })
+                .collect();
+            (plan, before, sources)
+        };
+        let mut data = SegmentData::new(0, self.spec.datatype);
+        let mut origins = Vec::new();
+        let vectors_dir = self.state.read().vectors_dir.clone();
+        let mut file = match &vectors_dir {
+            Some(d) => Some(vecfile::Writer::create(
+                &d.join(vecfile::live_name(0)),
+                self.spec.datatype,
+                dim,
+            )?),
+            None => None,
+        };
+        for (id, s, deleted) in &sources {
+            for off in 0..s.len() {
+                if !deleted[off] {
+                    data.keys.push(s.keys[off].clone());
+                    match &mut file {
+                        Some(w) => w.push(s.vector(dim, off))?,
+                        None => data.vectors.push_row(s.vector(dim, off)),
                     }
+                    data.payloads.push(s.payloads[off].clone());
+                    origins.push(Loc {
+                        seg: *id,
+                        off: off as u32,
+                    });
                 }
             }
-            (plan, before, data, origins)
-        };
+        }
+        drop(sources);
+        if let Some(w) = file {
+            data.vectors = Vectors::Mapped(Arc::new(w.finish()?));
+        }
         if plan.is_empty() {
             return Ok(CompactReport {
                 segments_before: before,
@@ -864,6 +896,7 @@ mod tests {
             pinned: false,
             datatype: Datatype::Float32,
             quantization: Default::default(),
+            on_disk: false,
         }
     }
 
@@ -966,12 +999,14 @@ mod tests {
             .into_iter()
             .flat_map(|m| [(m, Datatype::Float32), (m, Datatype::Float16)])
             .flat_map(|(m, d)| [(m, d, Plain), (m, d, Int8), (m, d, Binary)])
-            .filter(|&(m, _, q)| !(m == Metric::L2 && q == Binary));
-        for (metric, datatype, quantization) in cases {
-            eprintln!("{metric:?} {datatype:?} {quantization:?}");
+            .filter(|&(m, _, q)| !(m == Metric::L2 && q == Binary))
+            .flat_map(|(m, d, q)| [(m, d, q, false), (m, d, q, true)]);
+        for (metric, datatype, quantization, on_disk) in cases {
+            eprintln!("{metric:?} {datatype:?} {quantization:?} on disk {on_disk}");
             let spec = |metric| CollectionSpec {
                 datatype,
                 quantization,
+                on_disk,
                 ..spec(metric)
             };
             let dir = tempfile::tempdir().unwrap();
@@ -1017,10 +1052,16 @@ mod tests {
                 let st = c.state.read();
                 let with_graph: Vec<_> = st.sealed.values().filter(|s| s.graph.is_some()).collect();
                 assert!(!with_graph.is_empty());
-                with_graph.iter().all(|s| {
+                let coded = with_graph.iter().all(|s| {
                     s.codes.as_ref().map(|c| c.kind())
                         == Some(quantization).filter(|q| !q.is_none())
-                })
+                });
+                // On disk: every sealed segment's vectors are in a mapped file.
+                let mapped = st
+                    .sealed
+                    .values()
+                    .all(|s| s.data.vectors.mapped().is_some() == on_disk);
+                coded && mapped
             };
             assert_same(&*c, &oracle, &mut rng);
             assert!(c.stats().segment_count > 2);
@@ -1337,7 +1378,7 @@ mod tests {
         drop(c);
         // Rewrite the snapshot as format 1 wrote it: hnsw_rs dumps instead of graph files.
         let snap = snapshot::list(&path).unwrap().pop().unwrap().0;
-        let loaded = snapshot::load(&snap).unwrap();
+        let loaded = snapshot::load(&snap, None).unwrap();
         let mut m = snapshot::read_manifest(&snap).unwrap();
         m.format = 1;
         for (e, seg) in m.segments.iter_mut().zip(&loaded.segments) {

@@ -115,6 +115,7 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
         pinned: r.pin,
         datatype: datatype_from_pb(r.datatype)?,
         quantization: quantization_from_pb(r.quantization)?,
+        on_disk: r.on_disk,
     })
 }
 
@@ -135,6 +136,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         segment_count: s.segment_count,
         datatype: datatype_to_pb(s.spec.datatype) as i32,
         quantization: quantization_to_pb(s.spec.quantization) as i32,
+        on_disk: s.spec.on_disk,
     }
 }
 

@@ -148,6 +148,7 @@ mod tests {
             pinned: false,
             datatype,
             quantization: Default::default(),
+            on_disk: false,
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,

@@ -56,6 +56,7 @@ pub mod snapshot;
 pub mod store;
 pub mod tier;
 pub mod validate;
+pub mod vecfile;
 pub mod wal;
 
 pub use config::StorageConfig;

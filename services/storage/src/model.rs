@@ -160,6 +160,10 @@ pub struct CollectionSpec {
     /// Absent from specs written before it existed: none.
     #[serde(default, skip_serializing_if = "Quantization::is_none")]
     pub quantization: Quantization,
+    /// Sealed segments keep their vectors in mapped files, not on the heap
+    /// ([`crate::vecfile`]). Absent from specs written before it existed: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_disk: bool,
 }
 
 /// A collection's state as reported to clients.

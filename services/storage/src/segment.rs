@@ -15,6 +15,7 @@ use crate::index::{Graph, candidates};
 use crate::model::*;
 use crate::quantize::Codes;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
+use crate::vecfile::{self, VecFile};
 use serde_json::Value;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -26,12 +27,21 @@ pub struct Loc {
     pub off: u32,
 }
 
-/// A segment's vectors, contiguous in slot order, in the collection's datatype.
-#[derive(Debug, Clone, PartialEq)]
+/// A segment's vectors, contiguous in slot order, in the collection's datatype: on the heap,
+/// or (sealed segments of on-disk collections) in a mapped vector file.
+#[derive(Debug, Clone)]
 pub enum Vectors {
     F32(Vec<f32>),
     /// IEEE half-precision bit patterns.
     F16(Vec<u16>),
+    /// Read-only: a sealed segment's vectors in a mapped file ([`crate::vecfile`]).
+    Mapped(Arc<VecFile>),
+}
+
+impl PartialEq for Vectors {
+    fn eq(&self, o: &Self) -> bool {
+        self.datatype() == o.datatype() && self.all().to_vec() == o.all().to_vec()
+    }
 }
 
 impl Default for Vectors {
@@ -52,6 +62,7 @@ impl Vectors {
         match self {
             Vectors::F32(_) => Datatype::Float32,
             Vectors::F16(_) => Datatype::Float16,
+            Vectors::Mapped(f) => f.datatype(),
         }
     }
     /// Components held (points × dimension).
@@ -59,12 +70,22 @@ impl Vectors {
         match self {
             Vectors::F32(v) => v.len(),
             Vectors::F16(v) => v.len(),
+            Vectors::Mapped(f) => f.points() * f.dim(),
         }
     }
+    /// Heap bytes (a mapped file's are the page cache's, not counted).
     pub fn bytes(&self) -> usize {
         match self {
             Vectors::F32(v) => v.capacity() * 4,
             Vectors::F16(v) => v.capacity() * 2,
+            Vectors::Mapped(_) => 0,
+        }
+    }
+    /// The mapped file holding them, if they are not on the heap.
+    pub fn mapped(&self) -> Option<&Arc<VecFile>> {
+        match self {
+            Vectors::Mapped(f) => Some(f),
+            _ => None,
         }
     }
     /// Every vector, as one row of `values()` components (what a graph search reads).
@@ -73,14 +94,15 @@ impl Vectors {
         match self {
             Vectors::F32(v) => Row::F32(v),
             Vectors::F16(v) => Row::F16(v),
+            Vectors::Mapped(f) => f.all(),
         }
     }
     #[inline]
     pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
         let r = off * dim..(off + 1) * dim;
-        match self {
-            Vectors::F32(v) => Row::F32(&v[r]),
-            Vectors::F16(v) => Row::F16(&v[r]),
+        match self.all() {
+            Row::F32(v) => Row::F32(&v[r]),
+            Row::F16(v) => Row::F16(&v[r]),
         }
     }
     /// Append a float32 vector, rounded to this datatype.
@@ -88,6 +110,7 @@ impl Vectors {
         match self {
             Vectors::F32(v) => v.extend_from_slice(x),
             Vectors::F16(v) => v.extend(x.iter().map(|&c| f32_to_f16(c))),
+            Vectors::Mapped(_) => unreachable!("mapped vectors are sealed"),
         }
     }
     /// Overwrite vector `off` with a float32 vector, rounded to this datatype.
@@ -99,6 +122,7 @@ impl Vectors {
                 .iter_mut()
                 .zip(x)
                 .for_each(|(d, &c)| *d = f32_to_f16(c)),
+            Vectors::Mapped(_) => unreachable!("mapped vectors are sealed"),
         }
     }
     /// Append a stored vector (copied as is when the datatypes agree).
@@ -111,9 +135,9 @@ impl Vectors {
     }
     /// All components as float32 (borrowed when they are float32 already).
     pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
-        match self {
-            Vectors::F32(v) => std::borrow::Cow::Borrowed(v),
-            Vectors::F16(v) => {
+        match self.all() {
+            Row::F32(v) => std::borrow::Cow::Borrowed(v),
+            Row::F16(v) => {
                 std::borrow::Cow::Owned(v.iter().map(|&h| crate::distance::f16_to_f32(h)).collect())
             }
         }
@@ -423,6 +447,8 @@ pub struct State {
     /// Sequence number of the last applied WAL record.
     pub applied_seq: u64,
     pub next_segment_id: u64,
+    /// On-disk collections: where sealed segments' vector files go ([`crate::vecfile`]).
+    pub vectors_dir: Option<std::path::PathBuf>,
 }
 
 impl State {
@@ -438,6 +464,7 @@ impl State {
             pindex: PayloadIndex::default(),
             applied_seq: 0,
             next_segment_id: 2,
+            vectors_dir: None,
         }
     }
 
@@ -561,7 +588,14 @@ impl State {
         let mut data = SegmentData {
             id,
             keys: Vec::with_capacity(old.live),
-            vectors: Vectors::with_capacity(datatype, old.live * self.dim),
+            vectors: Vectors::with_capacity(
+                datatype,
+                if self.vectors_dir.is_some() {
+                    0
+                } else {
+                    old.live * self.dim
+                },
+            ),
             payloads: Vec::with_capacity(old.live),
         };
         let SegmentData {
@@ -570,6 +604,11 @@ impl State {
             payloads,
             ..
         } = old.data;
+        let old_len = keys.len();
+        let old_alive = old.alive.clone();
+        let mut file = self.vectors_dir.as_ref().map(|dir| {
+            vecfile::Writer::create(&dir.join(vecfile::live_name(id)), datatype, self.dim)
+        });
         for (off, ((key, payload), alive)) in
             keys.into_iter().zip(payloads).zip(old.alive).enumerate()
         {
@@ -584,9 +623,28 @@ impl State {
                     off: new_off,
                 },
             );
-            data.vectors.push_row(vectors.row(self.dim, off));
+            match &mut file {
+                Some(Ok(w)) => {
+                    if let Err(e) = w.push(vectors.row(self.dim, off)) {
+                        file = Some(Err(e));
+                    }
+                }
+                Some(Err(_)) => {}
+                None => data.vectors.push_row(vectors.row(self.dim, off)),
+            }
             data.keys.push(key);
             data.payloads.push(payload);
+        }
+        match file.map(|w| w.and_then(|w| w.finish())) {
+            Some(Ok(f)) => data.vectors = Vectors::Mapped(Arc::new(f)),
+            Some(Err(e)) => {
+                // The vectors stay on the heap: the segment is as correct, only larger.
+                tracing::error!(segment = id, error = %e, "could not write the segment's vector file; its vectors stay in memory");
+                for off in (0..old_len).filter(|&o| old_alive[o]) {
+                    data.vectors.push_row(vectors.row(self.dim, off));
+                }
+            }
+            None => {}
         }
         let n = data.len();
         self.sealed

@@ -3,7 +3,9 @@
 //! Layout: `<collection>/snapshots/<id>/` with `manifest.json`, one `seg-<id>.pts` file per
 //! segment (keys, vectors, payloads, tombstones) and, for segments with a graph, its neighbour
 //! lists `seg-<id>.graph` ([`Graph::encode`]) and, in a quantized collection, the codes its
-//! search walks `seg-<id>.codes` ([`Codes::encode`]). A float16 collection's segment files hold
+//! search walks `seg-<id>.codes` ([`Codes::encode`]). The sealed segments of an on-disk
+//! collection keep their vectors in `seg-<id>.vec` ([`crate::vecfile`], hard-linked from the
+//! collection's `vectors/`), and their points file says so instead of holding them. A float16 collection's segment files hold
 //! its vectors as float16 (`AKSEG02`, manifest format 3); float32 ones are written as before
 //! (`AKSEG01`, format 2). Segment files are written and read as streams, checksummed on the
 //! way: loading one never holds the whole file in memory next to the decoded segment.
@@ -74,6 +76,9 @@ pub struct SegmentEntry {
     /// Quantized collections: the codes file ([`Codes::encode`]), written with the graph.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codes_file: Option<String>,
+    /// On-disk collections: the segment's vector file ([`crate::vecfile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors_file: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -102,6 +107,7 @@ impl SnapshotManifest {
                     s.graph.as_deref(),
                     s.graph_file.as_deref(),
                     s.codes_file.as_deref(),
+                    s.vectors_file.as_deref(),
                 ]
                 .into_iter()
                 .flatten()
@@ -320,15 +326,21 @@ pub(crate) fn encode_segment<W: Write>(
     dim: usize,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(64);
-    match data.vectors.datatype() {
-        Datatype::Float32 => head.extend_from_slice(SEG_MAGIC),
-        Datatype::Float16 => head.extend_from_slice(SEG_MAGIC_2),
+    let external = data.vectors.mapped().is_some();
+    let datatype = data.vectors.datatype();
+    if datatype == Datatype::Float32 && !external {
+        head.extend_from_slice(SEG_MAGIC);
+    } else {
+        head.extend_from_slice(SEG_MAGIC_2);
     }
     head.extend_from_slice(&data.id.to_le_bytes());
     head.extend_from_slice(&(data.len() as u64).to_le_bytes());
     head.extend_from_slice(&(dim as u32).to_le_bytes());
-    if data.vectors.datatype() == Datatype::Float16 {
-        head.push(DT_FLOAT16);
+    match (datatype, external) {
+        (Datatype::Float32, false) => {}
+        (Datatype::Float16, false) => head.push(DT_FLOAT16),
+        (Datatype::Float32, true) => head.push(DT_FLOAT32 | DT_EXTERNAL),
+        (Datatype::Float16, true) => head.push(DT_FLOAT16 | DT_EXTERNAL),
     }
     w.write_all(&head)?;
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -344,6 +356,8 @@ pub(crate) fn encode_segment<W: Write>(
     match &data.vectors {
         Vectors::F32(v) => write_values(w, &mut buf, v, f32::to_le_bytes)?,
         Vectors::F16(v) => write_values(w, &mut buf, v, u16::to_le_bytes)?,
+        // In the segment's vector file.
+        Vectors::Mapped(_) => {}
     }
     buf.clear();
     buf.extend(deleted.iter().map(|&d| d as u8));
@@ -362,6 +376,9 @@ pub(crate) fn encode_segment<W: Write>(
 
 /// Datatype byte of an `AKSEG02` segment file.
 const DT_FLOAT16: u8 = 2;
+const DT_FLOAT32: u8 = 1;
+/// Flag of the datatype byte: the vectors are in the segment's vector file, not here.
+const DT_EXTERNAL: u8 = 0x80;
 
 /// A segment file read as a stream of at most `size` bytes, checksummed on the way.
 struct Src<R: Read> {
@@ -434,10 +451,12 @@ fn read_values<R: Read, T, const N: usize>(
     Ok(v)
 }
 
+/// A segment file decoded: its points, tombstones, and whether its vectors are in the
+/// segment's vector file (then `data.vectors` is empty).
+type DecodedSegment = (SegmentData, Vec<bool>, bool);
+
 /// Decode a segment file from `src`; the caller checks the size and checksum afterwards.
-fn decode_segment<R: Read>(
-    src: &mut Src<R>,
-) -> std::result::Result<(SegmentData, Vec<bool>), String> {
+fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegment, String> {
     let magic = src.take(8)?;
     let typed = if magic == SEG_MAGIC {
         false
@@ -449,21 +468,25 @@ fn decode_segment<R: Read>(
     let id = src.u64()?;
     let n = src.u64()?;
     let dim = src.u32()? as u64;
-    let datatype = if typed {
-        match src.u8()? {
+    let (datatype, external) = if typed {
+        let t = src.u8()?;
+        let datatype = match t & !DT_EXTERNAL {
             DT_FLOAT16 => Datatype::Float16,
-            t => return Err(format!("unknown vector datatype {t}")),
-        }
+            DT_FLOAT32 if t & DT_EXTERNAL != 0 => Datatype::Float32,
+            _ => return Err(format!("unknown vector datatype {t}")),
+        };
+        (datatype, t & DT_EXTERNAL != 0)
     } else {
-        Datatype::Float32
+        (Datatype::Float32, false)
     };
-    src.room(n, 1 + 8 + dim * datatype.size() as u64 + 1 + 4)?;
+    let inline = if external { 0 } else { datatype.size() as u64 };
+    src.room(n, 1 + 8 + dim * inline + 1 + 4)?;
     let n = n as usize;
     let mut keys = Vec::with_capacity(n);
     for _ in 0..n {
         keys.push(src.key()?);
     }
-    let values = n * dim as usize;
+    let values = if external { 0 } else { n * dim as usize };
     let vectors = match datatype {
         Datatype::Float32 => Vectors::F32(read_values(src, values, f32::from_le_bytes)?),
         Datatype::Float16 => Vectors::F16(read_values(src, values, u16::from_le_bytes)?),
@@ -487,12 +510,13 @@ fn decode_segment<R: Read>(
             payloads,
         },
         deleted,
+        external,
     ))
 }
 
 /// Read and decode the segment file at `p`, checking it against its manifest entry (size
 /// and crc32c) when it has one.
-fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, Vec<bool>)> {
+fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<DecodedSegment> {
     let unreadable = |e: &dyn std::fmt::Display| unreadable(p, e);
     let f = File::open(p).map_err(|e| unreadable(&e))?;
     let size = f.metadata().map_err(|e| unreadable(&e))?.len();
@@ -528,7 +552,7 @@ fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, 
             return Err(mismatch());
         }
     }
-    let (data, deleted) = decoded.map_err(|err| damaged("snapshot segment", p, err))?;
+    let decoded = decoded.map_err(|err| damaged("snapshot segment", p, err))?;
     if src.read != size {
         return Err(damaged(
             "snapshot segment",
@@ -536,7 +560,7 @@ fn load_segment(p: &Path, entry: Option<&SnapshotFile>) -> Result<(SegmentData, 
             format!("{} trailing bytes", size - src.read),
         ));
     }
-    Ok((data, deleted))
+    Ok(decoded)
 }
 
 /// Decode a whole segment file held in memory, as [`load_segment`] decodes one read from
@@ -552,11 +576,15 @@ pub(crate) fn decode_segment_bytes(
         crc: 0,
         buf: Vec::new(),
     };
-    let decoded = decode_segment(&mut src)?;
+    let (data, deleted, external) = decode_segment(&mut src)?;
     if src.read != src.size {
         return Err(format!("{} trailing bytes", src.size - src.read));
     }
-    Ok(decoded)
+    if external {
+        // Its vectors are in another file: not a whole segment on its own.
+        return Err("the vectors are in the segment's vector file".into());
+    }
+    Ok((data, deleted))
 }
 
 /// Check the file at `p` against its manifest entry, reading it in chunks.
@@ -619,6 +647,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             for name in std::iter::once(&e.points_file)
                 .chain(&e.graph_file)
                 .chain(&e.codes_file)
+                .chain(&e.vectors_file)
             {
                 fs::hard_link(dir.join(name), tmp.join(name))?;
                 let f = m.files.iter().find(|f| &f.name == name);
@@ -641,6 +670,17 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             &s.deleted,
             dim,
         )?);
+        let vectors_file = match s.data.vectors.mapped() {
+            Some(f) => {
+                let name = crate::vecfile::file_name(s.data.id);
+                let dst = tmp.join(&name);
+                fs::hard_link(f.path(), &dst).or_else(|_| fs::copy(f.path(), &dst).map(drop))?;
+                File::open(&dst)?.sync_all()?;
+                files.push(f.listed(&name));
+                Some(name)
+            }
+            None => None,
+        };
         let mut small_file = |name: String, bytes: Vec<u8>| -> Result<String> {
             write_synced(&tmp.join(&name), &bytes)?;
             files.push(SnapshotFile {
@@ -672,6 +712,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             tombstones: Some(tombstones),
             default_ef: s.default_ef.map(|e| e as u32),
             codes_file,
+            vectors_file,
         });
     }
     let typed = cap
@@ -712,15 +753,19 @@ fn reusable<'m>(
         && e.graph.is_none()
         && e.graph_file.is_some() == s.graph.is_some()
         && e.codes_file.is_some() == s.codes.is_some()
+        && e.vectors_file.is_some() == s.data.vectors.mapped().is_some()
         && listed(&e.points_file)
         && e.graph_file.as_deref().is_none_or(listed)
-        && e.codes_file.as_deref().is_none_or(listed);
+        && e.codes_file.as_deref().is_none_or(listed)
+        && e.vectors_file.as_deref().is_none_or(listed);
     same.then_some(e)
 }
 
 /// Load the snapshot in `dir`, checking every file against its crc32c. Graphs are loaded
-/// from their files (format 1: from `hnsw_rs` dumps, converted), not rebuilt.
-pub fn load(dir: &Path) -> Result<Loaded> {
+/// from their files (format 1: from `hnsw_rs` dumps, converted), not rebuilt. Vector files
+/// are mapped, not read into memory: linked into `vectors_dir` first (the collection's
+/// `vectors/`) when given, so that they outlive the snapshot.
+pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
     let manifest = read_manifest(dir)?;
     let entry = |name: &str| manifest.files.iter().find(|f| f.name == name);
     // Files no segment entry names as its points or graph file (format 1's `hnsw_rs` dumps):
@@ -730,6 +775,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             e.points_file == f.name
                 || e.graph_file.as_deref() == Some(f.name.as_str())
                 || e.codes_file.as_deref() == Some(f.name.as_str())
+                || e.vectors_file.as_deref() == Some(f.name.as_str())
         });
         if !named {
             verify_file(&dir.join(&f.name), f)?;
@@ -749,7 +795,49 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let mut segments = Vec::new();
     for e in &manifest.segments {
         let p = dir.join(&e.points_file);
-        let (data, deleted) = load_segment(&p, entry(&e.points_file))?;
+        let (mut data, deleted, external) = load_segment(&p, entry(&e.points_file))?;
+        match (&e.vectors_file, external) {
+            (Some(name), true) => {
+                let src = dir.join(name);
+                let f = entry(name)
+                    .ok_or_else(|| damaged("snapshot manifest", &src, "the file is not listed"))?;
+                verify_file(&src, f)?;
+                let mapped = match vectors_dir {
+                    Some(vd) => crate::vecfile::VecFile::adopt(
+                        &src,
+                        &vd.join(crate::vecfile::live_name(data.id)),
+                    ),
+                    None => crate::vecfile::VecFile::map(&src, false),
+                }
+                .map_err(|err| damaged("snapshot vector file", &src, err))?;
+                if mapped.points() != data.len()
+                    || mapped.dim() != spec.dimension as usize
+                    || mapped.datatype() != data.vectors.datatype()
+                {
+                    return Err(damaged(
+                        "snapshot vector file",
+                        &src,
+                        format!(
+                            "{} vectors of {} {} components for {} points of {}",
+                            mapped.points(),
+                            mapped.dim(),
+                            mapped.datatype().as_str(),
+                            data.len(),
+                            spec.dimension
+                        ),
+                    ));
+                }
+                data.vectors = Vectors::Mapped(Arc::new(mapped));
+            }
+            (None, false) => {}
+            _ => {
+                return Err(damaged(
+                    "snapshot segment",
+                    &p,
+                    "its points file and its manifest entry disagree on where its vectors are",
+                ));
+            }
+        }
         if data.vectors.datatype() != spec.datatype {
             return Err(damaged(
                 "snapshot segment",
@@ -833,6 +921,7 @@ mod tests {
             pinned: false,
             datatype: Datatype::Float32,
             quantization: Default::default(),
+            on_disk: false,
         };
         let manifest = |points_file: &str, graph: Option<&str>, file: &str| SnapshotManifest {
             format: FORMAT_F32,
@@ -851,6 +940,7 @@ mod tests {
                 tombstones: None,
                 default_ef: None,
                 codes_file: None,
+                vectors_file: None,
             }],
             files: vec![SnapshotFile {
                 name: file.into(),
@@ -886,6 +976,9 @@ mod tests {
         let m = manifest("../../escape.pts", None, "seg-1.pts");
         fs::write(snap.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
         assert!(list(dir.path()).unwrap().is_empty());
-        assert!(matches!(load(&snap), Err(StorageError::Unreadable { .. })));
+        assert!(matches!(
+            load(&snap, None),
+            Err(StorageError::Unreadable { .. })
+        ));
     }
 }

@@ -176,6 +176,7 @@ mod tests {
             pinned: false,
             datatype: Datatype::Float16,
             quantization: Default::default(),
+            on_disk: false,
         };
         let p = |x: f32| PointRecord {
             key: PointKey::Num(1),

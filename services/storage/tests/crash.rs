@@ -129,8 +129,15 @@ async fn send(c: &mut StorageServiceClient<Channel>, op: &Op) -> Result<(), toni
     Ok(())
 }
 
-/// The test collection: L2, float32, `dim` dimensions, HNSW `m` and `ef_construction`.
-async fn create(c: &mut StorageServiceClient<Channel>, dim: usize, m: u32, ef_construction: u32) {
+/// The test collection: L2, float32, `dim` dimensions, HNSW `m` and `ef_construction`, with
+/// `quantization`, vectors on disk or not.
+async fn create(
+    c: &mut StorageServiceClient<Channel>,
+    dim: usize,
+    (m, ef_construction): (u32, u32),
+    quantization: pb::Quantization,
+    on_disk: bool,
+) {
     c.create_collection(pb::CreateCollectionRequest {
         name: COLLECTION.into(),
         dimension: dim as u32,
@@ -139,7 +146,8 @@ async fn create(c: &mut StorageServiceClient<Channel>, dim: usize, m: u32, ef_co
         ef_construction: Some(ef_construction),
         pin: false,
         datatype: pb::VectorDatatype::Float32 as i32,
-        quantization: 0,
+        quantization: quantization as i32,
+        on_disk,
     })
     .await
     .unwrap();
@@ -195,16 +203,28 @@ async fn read_all(c: &mut StorageServiceClient<Channel>) -> Model {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_write() {
+    sigkill_rounds(KILLS, pb::Quantization::None, false, 0xC0FFEE).await;
+}
+
+/// The same on an int8-quantized collection whose sealed segments keep their vectors in
+/// mapped files: the kills land while vector files are written, linked into snapshots and
+/// adopted back at restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_write_quantized_on_disk() {
+    sigkill_rounds(KILLS / 2, pb::Quantization::Int8, true, 0xD15C).await;
+}
+
+async fn sigkill_rounds(kills: usize, quantization: pb::Quantization, on_disk: bool, seed: u64) {
     let dir = tempfile::tempdir_in(data_root()).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut model = Model::new();
     let mut batch = 0u64;
     let mut in_flight_applied = 0;
     let started = Instant::now();
     let mut server = start(dir.path());
     let mut c = connect(&mut server).await;
-    create(&mut c, DIM, 8, 32).await;
-    for round in 0..KILLS {
+    create(&mut c, DIM, (8, 32), quantization, on_disk).await;
+    for round in 0..kills {
         // Write until the kill; the writer stops at its first failure.
         let kill_after = Duration::from_millis(rng.random_range(300..1800));
         let ops: Vec<Op> = (0..40_000)
@@ -280,6 +300,14 @@ async fn sigkill_loses_no_acknowledged_write() {
     // A search still works over the recovered segments and graphs.
     let hits = nearest_5(&mut c, DIM).await;
     assert_eq!(hits, 5.min(model.len()));
+    if on_disk {
+        // Sealed segments read their vectors from files the restarts adopted.
+        let files = std::fs::read_dir(server.collection_dir(COLLECTION).join("vectors"))
+            .unwrap()
+            .count();
+        eprintln!("vector files in use: {files}");
+        assert!(files > 0, "no sealed segment keeps its vectors in a file");
+    }
     server.kill();
     // The kills hit a process that sealed segments, built graphs and took snapshots.
     let log = std::fs::read_to_string(dir.path().join("storage.log")).unwrap();
@@ -316,7 +344,7 @@ async fn sigterm_during_a_long_graph_build_stops_in_seconds() {
     .map(String::from);
     let mut server = Server::start(dir.path(), &args);
     let mut c = connect(&mut server).await;
-    create(&mut c, DIM, 16, 200).await;
+    create(&mut c, DIM, (16, 200), pb::Quantization::None, false).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     for from in (0..N).step_by(2000) {
         let points = (from..from + 2000)

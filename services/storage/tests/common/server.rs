@@ -192,6 +192,7 @@ pub async fn create(
         pin: false,
         datatype: pb::VectorDatatype::Float32 as i32,
         quantization: 0,
+        on_disk: false,
     })
     .await
     .unwrap();

@@ -93,6 +93,7 @@ pub fn indexed_with(
         pinned: false,
         datatype,
         quantization,
+        on_disk: false,
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
