@@ -639,19 +639,17 @@ impl Collection {
             None => None,
         };
         for (id, s, deleted) in &sources {
-            for off in 0..s.len() {
-                if !deleted[off] {
-                    data.keys.push(s.keys[off].clone());
-                    match &mut file {
-                        Some(w) => w.push(s.vector(dim, off))?,
-                        None => data.vectors.push_row(s.vector(dim, off)),
-                    }
-                    data.payloads.push(s.payloads[off].clone());
-                    origins.push(Loc {
-                        seg: *id,
-                        off: off as u32,
-                    });
+            for (off, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
+                data.keys.push(s.keys[off].clone());
+                match &mut file {
+                    Some(w) => w.push(s.vector(dim, off))?,
+                    None => data.vectors.push_row(s.vector(dim, off)),
                 }
+                data.payloads.push(s.payloads[off].clone());
+                origins.push(Loc {
+                    seg: *id,
+                    off: off as u32,
+                });
             }
         }
         drop(sources);
