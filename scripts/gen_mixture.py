@@ -4,10 +4,12 @@
 Points are drawn from a Gaussian mixture of low intrinsic dimension: a latent vector of
 `--latent` dimensions from one of `--clusters` Gaussians, mapped into `--dim` dimensions by a
 fixed random linear map, plus small isotropic noise. Queries come from the same distribution
-(not from the base set). The ground truth (exact L2 top 100 of each query) is computed here.
+(not from the base set). The ground truth (exact top 100 of each query) is computed here: by L2,
+or with `--metric cosine` by cosine similarity (base and queries are then written normalized).
 
 Writes <out>/mix_base.fvecs, mix_query.fvecs, mix_groundtruth.ivecs (what `akidb bench --data`
 reads). Needs numpy. Usage: gen_mixture.py OUT --points N [--dim 128] [--queries 200] [--seed 1]
+[--metric l2|cosine]
 """
 import argparse
 import os
@@ -41,6 +43,7 @@ def main():
     ap.add_argument("--latent", type=int, default=16)
     ap.add_argument("--clusters", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--metric", choices=["l2", "cosine"], default="l2")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(a.seed)
@@ -53,7 +56,12 @@ def main():
         m = min(step, a.points - i)
         base[i : i + m] = sample(rng, m, centers, spread, proj, noise, a.dim)
     queries = sample(rng, a.queries, centers, spread, proj, noise, a.dim)
-    # Exact top 100 by L2, in chunks of the base.
+    if a.metric == "cosine":
+        # Unit vectors: the L2 order below is then the cosine order.
+        for i in range(0, a.points, step):
+            base[i : i + step] /= np.linalg.norm(base[i : i + step], axis=1, keepdims=True)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    # Exact top 100 by L2 (on unit vectors: by cosine), in chunks of the base.
     k = min(100, a.points)
     qn = (queries**2).sum(1)[:, None]
     best_d = np.full((a.queries, 0), np.inf, dtype=np.float32)

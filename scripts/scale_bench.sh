@@ -14,14 +14,22 @@
 #
 # Usage: scripts/scale_bench.sh [SIZES...]      (default: 10000 100000 1000000)
 # Env: AKIDB_BIN (target/release/akidb), SCALE_DIR (/tmp/akidb-scale), DIM (128),
-#      EFS (32,64,128,256), SECONDS_PER_CELL (5). Needs numpy and hnswlib: installed into
-#      .tools/bench-venv on first use. Prints one JSON line per size, then a markdown table.
+#      METRIC (l2, or cosine: data normalized, ground truth by cosine), QUANT (none, int8 or
+#      binary), ON_DISK (1: vectors of sealed segments in mapped files), EFS (0,32,64,128,256;
+#      0 = the server's default), SECONDS_PER_CELL (5). Needs numpy and hnswlib: installed
+#      into .tools/bench-venv on first use. Prints one JSON line per size, then a markdown
+#      table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${AKIDB_BIN:-target/release/akidb}")
 root=${SCALE_DIR:-/tmp/akidb-scale}
 dim=${DIM:-128}
-efs=${EFS:-32,64,128,256}
+metric=${METRIC:-l2}
+quant=${QUANT:-none}
+on_disk=${ON_DISK:-0}
+efs=${EFS:-0,32,64,128,256}
+create=(--metric "$metric" --quantization "$quant")
+[[ $on_disk == 1 ]] && create+=(--on-disk)
 secs=${SECONDS_PER_CELL:-5}
 sizes=("$@")
 [[ ${#sizes[@]} -gt 0 ]] || sizes=(10000 100000 1000000)
@@ -52,9 +60,9 @@ start_storage() {
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 for n in "${sizes[@]}"; do
-  data="$root/data-$n-$dim"
-  [[ -f $data/mix_base.fvecs ]] || "$py" scripts/gen_mixture.py "$data" --points "$n" --dim "$dim" >&2
-  run="$root/run-$n"
+  data="$root/data-$n-$dim-$metric"
+  [[ -f $data/mix_base.fvecs ]] || "$py" scripts/gen_mixture.py "$data" --points "$n" --dim "$dim" --metric "$metric" >&2
+  run="$root/run-$n-$dim-$metric-$quant-$on_disk"
   rm -rf "$run"; mkdir -p "$run"
   start_storage
   "$bin" serve ingest --grpc-addr 127.0.0.1:$ip --metrics-addr 127.0.0.1:59962 --storage-addr $AKIDB_STORAGE_ADDR >"$run/ingest.log" 2>&1 &
@@ -67,7 +75,7 @@ for n in "${sizes[@]}"; do
   sleep 1; wait_serving
   # Load: durable vectors/s and time until every point is in a graph.
   t_load=$(now)
-  "$bin" --json bench --data "$data" --ef 0 --concurrency 1 --seconds 0.2 --warmup 0 --search-batch 0 \
+  "$bin" --json bench --data "$data" "${create[@]}" --ef 0 --concurrency 1 --seconds 0.2 --warmup 0 --search-batch 0 \
     --index-timeout 7200 --storage-metrics "http://127.0.0.1:$smp/metrics" >"$run/load.json"
   # Merges settle: no build or merge running, no point waiting, segments unchanged for 6 s.
   last=""; same=0
@@ -83,14 +91,14 @@ for n in "${sizes[@]}"; do
   anon=$(status_kb "$spid" RssAnon); file=$(status_kb "$spid" RssFile)
   vec_b=$(metric 'akidb_memory_bytes{component="vectors"}'); hnsw_b=$(metric 'akidb_memory_bytes{component="hnsw"}'); idx_b=$(metric 'akidb_memory_bytes{component="payload_index"}')
   # Search: ef curve at 1 and 32 clients.
-  "$bin" --json bench --data "$data" --no-load --ef "$efs" --concurrency 1,32 --seconds "$secs" --warmup 1 \
+  "$bin" --json bench --data "$data" "${create[@]}" --no-load --ef "$efs" --concurrency 1,32 --seconds "$secs" --warmup 1 \
     --search-batch 0 --storage-metrics "http://127.0.0.1:$smp/metrics" >"$run/search.json"
   # Storage-side search time at one client, per ef (what hnswlib's in-process time compares
   # with): the mean of akidb_search_duration_seconds over a run at that ef alone.
   storage_ms=""
   for ef in ${efs//,/ }; do
     s0=$(metric 'akidb_search_duration_seconds_sum{tier="hot"}'); c0=$(metric 'akidb_search_duration_seconds_count{tier="hot"}')
-    "$bin" --json bench --data "$data" --no-load --ef "$ef" --concurrency 1 --seconds 3 --warmup 0.5 --search-batch 0 >/dev/null
+    "$bin" --json bench --data "$data" "${create[@]}" --no-load --ef "$ef" --concurrency 1 --seconds 3 --warmup 0.5 --search-batch 0 >/dev/null
     s1=$(metric 'akidb_search_duration_seconds_sum{tier="hot"}'); c1=$(metric 'akidb_search_duration_seconds_count{tier="hot"}')
     storage_ms+="$ef:$(echo "scale=6; ($s1 - $s0) * 1000 / ($c1 - $c0)" | bc),"
   done
@@ -102,7 +110,7 @@ for n in "${sizes[@]}"; do
   restart_s=$(echo "$t1 - $t0" | bc)
   # A SIGKILL in the middle of continuous writes (another collection), then the restart.
   # (Small durable batches, one at a time: the writer is still writing when the kill comes.)
-  "$bin" bench --data "$data" --collection writes --ef 0 --concurrency 1 --seconds 0.1 --search-batch 0 \
+  "$bin" bench --data "$data" "${create[@]}" --collection writes --ef 0 --concurrency 1 --seconds 0.1 --search-batch 0 \
     --batch-size 10 --load-concurrency 1 --no-flush --index-timeout 1 >"$run/writes.log" 2>&1 &
   wpid=$!
   until "$bin" --json collection get writes 2>/dev/null | grep -q '"points": [1-9]'; do sleep 0.05; done
@@ -118,7 +126,7 @@ for n in "${sizes[@]}"; do
   replayed=$(sed 's/\x1b\[[0-9;]*m//g' "$run/storage.log" | grep 'WAL replayed' | grep 'collection=writes' | tail -1 | grep -o 'replayed=[0-9]*' || true)
   kill "$spid" "$ipid" "$qpid" 2>/dev/null || true; wait 2>/dev/null || true
   # hnswlib in-process, same data, same M and ef_construction.
-  "$py" - "$data" "$efs" >"$run/hnswlib.json" <<'EOF'
+  "$py" - "$data" "$efs" "$metric" >"$run/hnswlib.json" <<'EOF'
 import json, sys, time
 import numpy as np, hnswlib
 def read(p, dt):
@@ -127,12 +135,12 @@ def read(p, dt):
 base = read(sys.argv[1] + "/mix_base.fvecs", np.float32)
 qs = read(sys.argv[1] + "/mix_query.fvecs", np.float32)
 gt = read(sys.argv[1] + "/mix_groundtruth.ivecs", np.int32)[:, :10]
-p = hnswlib.Index(space="l2", dim=base.shape[1])
+p = hnswlib.Index(space="cosine" if sys.argv[3] == "cosine" else "l2", dim=base.shape[1])
 p.init_index(max_elements=len(base), M=16, ef_construction=100, random_seed=1)
 t = time.time(); p.add_items(base, np.arange(len(base))); build = time.time() - t
 p.set_num_threads(1)
 out = {"build_seconds": build, "search": []}
-for ef in map(int, sys.argv[2].split(",")):
+for ef in (e for e in map(int, sys.argv[2].split(",")) if e > 0):
     p.set_ef(ef)
     lat, hits = [], 0
     for q, g in zip(qs, gt):
@@ -142,14 +150,15 @@ for ef in map(int, sys.argv[2].split(",")):
     out["search"].append({"ef": ef, "recall_at_10": hits / (10 * len(qs)), "p50_ms": lat[len(lat) // 2] * 1e3, "mean_ms": sum(lat) / len(lat) * 1e3})
 print(json.dumps(out))
 EOF
-  "$py" - "$n" "$dim" "$run" "$settled" "$anon" "$file" "$vec_b" "$hnsw_b" "$idx_b" "$last" "$stop_s" "$restart_s" "$crash_s" "$replayed" "$interrupted" "$storage_ms" >>"$results" <<'EOF'
+  "$py" - "$n" "$dim" "$run" "$settled" "$anon" "$file" "$vec_b" "$hnsw_b" "$idx_b" "$last" "$stop_s" "$restart_s" "$crash_s" "$replayed" "$interrupted" "$storage_ms" "$metric" "$quant" "$on_disk" >>"$results" <<'EOF'
 import json, sys
 n, dim, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 load = json.load(open(run + "/load.json")); search = json.load(open(run + "/search.json"))
 hl = json.load(open(run + "/hnswlib.json"))
 f = lambda s: float(s) if s else None
 print(json.dumps({
-    "points": n, "dim": dim,
+    "points": n, "dim": dim, "metric": sys.argv[17], "quantization": sys.argv[18],
+    "on_disk": sys.argv[19] == "1",
     "ingest_vectors_per_second": load["ingest_vectors_per_second"],
     "indexed_seconds": load["indexed_seconds"], "merges_settled_seconds": f(sys.argv[4]),
     "segments": int(sys.argv[10]),
@@ -169,10 +178,12 @@ done
 "$py" - "$results" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+def label(r):
+    return f"{r['points']:,} {r['dim']}-d {r.get('metric', 'l2')} {r.get('quantization', 'none')}" + (" on disk" if r.get("on_disk") else "")
 print("\n| points | ingest vec/s | indexed s | merges settled s | segments | heap MiB | file MiB | heap B/vector | stop s | restart s | restart after SIGKILL s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['points']:,} | {r['ingest_vectors_per_second']:.0f} | {r['indexed_seconds']:.1f} | {r['merges_settled_seconds']:.1f} | {r['segments']} | {r['rss_anon_mib']:.0f} | {r['rss_file_mib']:.0f} | {r['heap_bytes_per_vector']:.0f} | {r['stop_seconds']:.2f} | {r['restart_seconds']:.2f} | {r['restart_after_sigkill_seconds']:.2f} |")
+    print(f"| {label(r)} | {r['ingest_vectors_per_second']:.0f} | {r['indexed_seconds']:.1f} | {r['merges_settled_seconds']:.1f} | {r['segments']} | {r['rss_anon_mib']:.0f} | {r['rss_file_mib']:.0f} | {r['heap_bytes_per_vector']:.0f} | {r['stop_seconds']:.2f} | {r['restart_seconds']:.2f} | {r['restart_after_sigkill_seconds']:.2f} |")
 print("\n| points | ef | 1 client QPS | p50 ms | p99 ms | 32 clients QPS | p99 ms | recall@10 | storage-side mean ms | hnswlib mean ms (1 thread) | hnswlib recall@10 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
@@ -183,6 +194,6 @@ for r in rows:
         many = next(c for c in r["search"] if c["ef"] == ef and c["concurrency"] == 32)
         h = hl.get(ef, {})
         st = r.get("storage_search_ms", {}).get(str(ef), r.get("storage_search_ms", {}).get(ef, float("nan")))
-        print(f"| {r['points']:,} | {ef} | {one['qps']:.0f} | {one['p50_ms']:.3f} | {one['p99_ms']:.3f} | {many['qps']:.0f} | {many['p99_ms']:.3f} | {one['recall_at_10']:.4f} | {st:.3f} | {h.get('mean_ms', float('nan')):.3f} | {h.get('recall_at_10', float('nan')):.4f} |")
+        print(f"| {label(r)} | {ef or 'default'} | {one['qps']:.0f} | {one['p50_ms']:.3f} | {one['p99_ms']:.3f} | {many['qps']:.0f} | {many['p99_ms']:.3f} | {one['recall_at_10']:.4f} | {st:.3f} | {h.get('mean_ms', float('nan')):.3f} | {h.get('recall_at_10', float('nan')):.4f} |")
 print("\nhnswlib build seconds: " + ", ".join(f"{r['points']:,}: {r['hnswlib']['build_seconds']:.1f}" for r in rows))
 EOF

@@ -219,6 +219,37 @@ mod tests {
         }
     }
 
+    /// Codes files as snapshots write them, for each quantizer and metric it serves (the
+    /// metric byte first).
+    fn codes_seeds(seeds: &mut Seeds) {
+        use crate::model::Quantization;
+        let rows: Vec<f32> = points(40, 4, 1)
+            .into_iter()
+            .flat_map(|p| p.vector)
+            .collect();
+        for (q, metric, m) in [
+            (Quantization::Int8, Metric::L2, 0u8),
+            (Quantization::Int8, Metric::Dot, 1),
+            (Quantization::Binary, Metric::Cosine, 2),
+        ] {
+            let c = crate::quantize::Codes::build(
+                q,
+                metric,
+                4,
+                crate::distance::Row::F32(&rows),
+                40,
+                &|o| o % 7 != 3,
+            )
+            .unwrap();
+            let mut bytes = vec![m];
+            c.encode(&mut bytes).unwrap();
+            seeds
+                .entry("snapshot_codes")
+                .or_default()
+                .push((format!("{}-{metric:?}", q.as_str()), bytes));
+        }
+    }
+
     fn dlq_seeds(seeds: &mut Seeds) {
         let entry = DlqEntry {
             id: "5f0c8a9e7f6b4bb19b343c1c1c6a2f10".into(),
@@ -405,6 +436,7 @@ mod tests {
         exposition_seeds(&mut seeds);
         traceparent_seeds(&mut seeds);
         filter_seeds(&mut seeds);
+        codes_seeds(&mut seeds);
 
         // Each target's decoder accepts its real seeds.
         for (name, bytes) in &seeds["wal_record"] {
@@ -426,6 +458,11 @@ mod tests {
         }
         for (name, bytes) in &seeds["snapshot_graph"] {
             Graph::decode(&bytes[1..], Metric::Cosine, 4).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, bytes) in &seeds["snapshot_codes"] {
+            let metric = [Metric::L2, Metric::Dot, Metric::Cosine][bytes[0].min(2) as usize];
+            crate::quantize::Codes::decode(&bytes[1..], metric, 4)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for (name, bytes) in &seeds["snapshot_manifest"] {
             snapshot_manifest_decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
