@@ -16,7 +16,7 @@
 # Env: AKIDB_BIN (target/release/akidb), SCALE_DIR (/tmp/akidb-scale), DIM (128),
 #      METRIC (l2, or cosine: data normalized, ground truth by cosine), QUANT (none, int8 or
 #      binary), ON_DISK (1: vectors of sealed segments in mapped files), EFS (0,32,64,128,256;
-#      0 = the server's default), SECONDS_PER_CELL (5). Needs numpy and hnswlib: installed
+#      0 = the server's default), SECONDS_PER_CELL (5), HNSWLIB (0 skips hnswlib). Needs numpy and hnswlib: installed
 #      into .tools/bench-venv on first use. Prints one JSON line per size, then a markdown
 #      table.
 set -euo pipefail
@@ -125,7 +125,8 @@ for n in "${sizes[@]}"; do
   [[ $count == "$n" ]] || { echo "after the SIGKILL: $count points, not $n" >&2; exit 1; }
   replayed=$(sed 's/\x1b\[[0-9;]*m//g' "$run/storage.log" | grep 'WAL replayed' | grep 'collection=writes' | tail -1 | grep -o 'replayed=[0-9]*' || true)
   kill "$spid" "$ipid" "$qpid" 2>/dev/null || true; wait 2>/dev/null || true
-  # hnswlib in-process, same data, same M and ef_construction.
+  # hnswlib in-process, same data, same M and ef_construction (HNSWLIB=0 skips it).
+  if [[ ${HNSWLIB:-1} == 0 ]]; then echo '{"build_seconds": null, "search": []}' >"$run/hnswlib.json"; else
   "$py" - "$data" "$efs" "$metric" >"$run/hnswlib.json" <<'EOF'
 import json, sys, time
 import numpy as np, hnswlib
@@ -150,6 +151,7 @@ for ef in (e for e in map(int, sys.argv[2].split(",")) if e > 0):
     out["search"].append({"ef": ef, "recall_at_10": hits / (10 * len(qs)), "p50_ms": lat[len(lat) // 2] * 1e3, "mean_ms": sum(lat) / len(lat) * 1e3})
 print(json.dumps(out))
 EOF
+  fi
   "$py" - "$n" "$dim" "$run" "$settled" "$anon" "$file" "$vec_b" "$hnsw_b" "$idx_b" "$last" "$stop_s" "$restart_s" "$crash_s" "$replayed" "$interrupted" "$storage_ms" "$metric" "$quant" "$on_disk" >>"$results" <<'EOF'
 import json, sys
 n, dim, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -195,5 +197,5 @@ for r in rows:
         h = hl.get(ef, {})
         st = r.get("storage_search_ms", {}).get(str(ef), r.get("storage_search_ms", {}).get(ef, float("nan")))
         print(f"| {label(r)} | {ef or 'default'} | {one['qps']:.0f} | {one['p50_ms']:.3f} | {one['p99_ms']:.3f} | {many['qps']:.0f} | {many['p99_ms']:.3f} | {one['recall_at_10']:.4f} | {st:.3f} | {h.get('mean_ms', float('nan')):.3f} | {h.get('recall_at_10', float('nan')):.4f} |")
-print("\nhnswlib build seconds: " + ", ".join(f"{r['points']:,}: {r['hnswlib']['build_seconds']:.1f}" for r in rows))
+print("\nhnswlib build seconds: " + ", ".join(f"{r['points']:,}: {r['hnswlib']['build_seconds'] or float('nan'):.1f}" for r in rows))
 EOF

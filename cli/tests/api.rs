@@ -111,6 +111,48 @@ async fn validation_cases_answer_the_right_status_and_change_nothing() {
         Code::InvalidArgument,
         "metric",
     );
+    // an unknown quantization; BINARY on L2, which it does not serve
+    expect_code(
+        coll.create_collection(pb::CreateCollectionRequest {
+            quantization: 99,
+            ..create("q99", 4, pb::Metric::L2)
+        })
+        .await,
+        Code::InvalidArgument,
+        "quantization must be",
+    );
+    expect_code(
+        coll.create_collection(pb::CreateCollectionRequest {
+            quantization: pb::Quantization::Binary as i32,
+            on_disk: true,
+            ..create("bl2", 4, pb::Metric::L2)
+        })
+        .await,
+        Code::InvalidArgument,
+        "BINARY quantization serves COSINE and DOT",
+    );
+    let listed = coll
+        .list_collections(pb::ListCollectionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed
+            .collections
+            .iter()
+            .all(|c| c.name != "q99" && c.name != "bl2"),
+        "a refused create created nothing"
+    );
+    // an oversampling of 0, NaN or above the cap
+    for bad in [0.0, 0.5, f32::NAN, 16.5, 1e9] {
+        let mut r = search("v", vec![0.0; 4], 1);
+        r.oversampling = Some(bad);
+        expect_code(
+            qs.search(r).await,
+            Code::InvalidArgument,
+            "oversampling must be",
+        );
+    }
     // unknown collection, for every call
     expect_code(
         qs.search(search("nope", vec![0.0; 4], 3)).await,

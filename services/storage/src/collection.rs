@@ -368,6 +368,8 @@ impl Collection {
             &|o| !deleted[o],
         );
         let calibration = t.elapsed().as_secs_f64();
+        // The build, quantizer training and calibration freed their scratch memory.
+        crate::allocator::release_free_heap();
         metrics().index_build_duration.observe(secs);
         tracing::info!(collection = %self.spec.name, points, seconds = secs, work = work.label(), ef, calibration_seconds = calibration, quantization = q.as_str(), quantization_seconds, "HNSW graph built");
         Some(Index {

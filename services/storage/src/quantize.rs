@@ -75,14 +75,20 @@ impl Codes {
             Row::F32(v) => Row::F32(&v[o * dim..(o + 1) * dim]),
             Row::F16(v) => Row::F16(&v[o * dim..(o + 1) * dim]),
         };
+        // The training rows, read in place (a copy of 16k rows of 1536-d would be 100 MB).
         let eligible: Vec<usize> = (0..n).filter(|&o| sample(o)).collect();
         let stride = (eligible.len() / TRAINING_ROWS).max(1);
-        let training: Vec<Vec<f32>> = eligible
+        let training: Vec<usize> = eligible
             .iter()
             .step_by(stride)
             .take(TRAINING_ROWS)
-            .map(|&o| row(o).to_vec())
+            .copied()
             .collect();
+        drop(eligible);
+        let value = |o: usize, d: usize| match row(o) {
+            Row::F32(r) => r[d],
+            Row::F16(r) => crate::distance::f16_to_f32(r[d]),
+        };
         let mut c = Codes {
             kind,
             metric,
@@ -100,7 +106,7 @@ impl Codes {
                 let mut column = Vec::with_capacity(training.len());
                 for d in 0..dim {
                     column.clear();
-                    column.extend(training.iter().map(|r| r[d]));
+                    column.extend(training.iter().map(|&o| value(o, d)));
                     if column.is_empty() {
                         continue;
                     }
@@ -136,14 +142,19 @@ impl Codes {
                 }
             }
             Quantization::Binary => {
-                if !training.is_empty() {
-                    for r in &training {
-                        c.base.iter_mut().zip(r).for_each(|(m, &v)| *m += v);
-                    }
-                    let t = training.len() as f32;
-                    c.base.iter_mut().for_each(|m| *m /= t);
-                }
                 let mut x = vec![0f32; dim];
+                if !training.is_empty() {
+                    let mut sum = vec![0f64; dim];
+                    for &o in &training {
+                        row_into(row(o), &mut x);
+                        sum.iter_mut().zip(&x).for_each(|(m, &v)| *m += v as f64);
+                    }
+                    let t = training.len() as f64;
+                    c.base
+                        .iter_mut()
+                        .zip(&sum)
+                        .for_each(|(m, &s)| *m = (s / t) as f32);
+                }
                 let mut bits = vec![0u8; c.row_bytes];
                 for o in 0..n {
                     row_into(row(o), &mut x);

@@ -192,6 +192,65 @@ mod tests {
         assert!(points(&spec, &[p(-1e6)]).is_ok());
     }
 
+    /// Storage checks quantization and oversampling itself (it is reachable directly):
+    /// binary on L2 and an oversampling of 0, NaN or above the cap are refused with
+    /// INVALID_ARGUMENT; an unknown quantization never converts.
+    #[test]
+    fn quantization_and_oversampling() {
+        let mut spec = CollectionSpec {
+            name: "c".into(),
+            dimension: 4,
+            metric: Metric::L2,
+            m: 16,
+            ef_construction: 100,
+            pinned: false,
+            datatype: Datatype::Float32,
+            quantization: Quantization::Binary,
+            on_disk: true,
+        };
+        let e = super::spec(&spec).unwrap_err();
+        assert!(matches!(
+            e,
+            StorageError::InvalidField(FieldProblem::BinaryNeedsAngle)
+        ));
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        for (metric, q) in [
+            (Metric::Cosine, Quantization::Binary),
+            (Metric::Dot, Quantization::Binary),
+            (Metric::L2, Quantization::Int8),
+        ] {
+            spec.metric = metric;
+            spec.quantization = q;
+            assert!(super::spec(&spec).is_ok(), "{metric:?} {q:?}");
+        }
+        let e = crate::convert::quantization_from_pb(99).unwrap_err();
+        assert!(matches!(
+            e,
+            StorageError::InvalidField(FieldProblem::Quantization(99))
+        ));
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let params = |o: f32| SearchParams {
+            vector: vec![0.0; 4],
+            k: 10,
+            filter: None,
+            ef: None,
+            oversampling: Some(o),
+            include: Default::default(),
+            exact: false,
+        };
+        for ok in [1.0, 2.5, 16.0] {
+            assert!(search(&spec, &params(ok)).is_ok(), "{ok}");
+        }
+        for bad in [0.0, 0.99, -1.0, 16.01, f32::NAN, f32::INFINITY] {
+            let e = search(&spec, &params(bad)).unwrap_err();
+            assert!(
+                matches!(e, StorageError::InvalidField(FieldProblem::Oversampling(_))),
+                "{bad}: {e}"
+            );
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        }
+    }
+
     #[test]
     fn validation_rejects_bad_filters() {
         let bad_range = Filter {
