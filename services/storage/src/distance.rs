@@ -804,7 +804,16 @@ impl<'a> From<&'a Vec<f32>> for Row<'a> {
     }
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
+    /// Vector `o` of the `dim`-component vectors held contiguously in this row.
+    #[inline]
+    pub fn row(self, dim: usize, o: usize) -> Row<'a> {
+        let r = o * dim..(o + 1) * dim;
+        match self {
+            Row::F32(v) => Row::F32(&v[r]),
+            Row::F16(v) => Row::F16(&v[r]),
+        }
+    }
     /// Components.
     pub fn len(self) -> usize {
         match self {

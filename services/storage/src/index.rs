@@ -508,10 +508,7 @@ impl Graph {
             .take(CALIBRATION_QUERIES)
             .copied()
             .collect();
-        let row = |o: usize| match vectors {
-            Row::F32(v) => Row::F32(&v[o * dim..(o + 1) * dim]),
-            Row::F16(v) => Row::F16(&v[o * dim..(o + 1) * dim]),
-        };
+        let row = |o: usize| vectors.row(dim, o);
         let metric = self.metric;
         let dist = |q: &[f32], o: usize| match row(o) {
             Row::F32(r) => graph_distance(metric, q, r),

@@ -71,10 +71,7 @@ impl Codes {
         if kind == Quantization::None {
             return None;
         }
-        let row = |o: usize| match vectors {
-            Row::F32(v) => Row::F32(&v[o * dim..(o + 1) * dim]),
-            Row::F16(v) => Row::F16(&v[o * dim..(o + 1) * dim]),
-        };
+        let row = |o: usize| vectors.row(dim, o);
         // The training rows, read in place (a copy of 16k rows of 1536-d would be 100 MB).
         let eligible: Vec<usize> = (0..n).filter(|&o| sample(o)).collect();
         let stride = (eligible.len() / TRAINING_ROWS).max(1);

@@ -99,11 +99,7 @@ impl Vectors {
     }
     #[inline]
     pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
-        let r = off * dim..(off + 1) * dim;
-        match self.all() {
-            Row::F32(v) => Row::F32(&v[r]),
-            Row::F16(v) => Row::F16(&v[r]),
-        }
+        self.all().row(dim, off)
     }
     /// Append a float32 vector, rounded to this datatype.
     pub fn push(&mut self, x: &[f32]) {
