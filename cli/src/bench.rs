@@ -132,6 +132,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             exe: std::env::current_exe()?,
             log: Some("warn"),
             own_group: false,
+            logs_to_stderr: true,
         },
     )?;
     g.query_addr = format!("http://{}", p.addr(p.query.grpc));

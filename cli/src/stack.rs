@@ -188,6 +188,9 @@ pub struct Spawn {
     /// which then stops them in order (`akidb up`). Without it Ctrl-C reaches them too: for
     /// a process that does not handle the signal and would otherwise leave them running.
     pub own_group: bool,
+    /// Their log lines (stdout) go to this process's stderr, so that its own stdout carries
+    /// only its output (`akidb --json bench --start`).
+    pub logs_to_stderr: bool,
 }
 
 /// Spawn every service of `plan`, storage first.
@@ -265,6 +268,9 @@ impl Svc {
         }
         if how.own_group {
             cmd.process_group(0);
+        }
+        if how.logs_to_stderr {
+            cmd.stdout(std::io::stderr());
         }
         die_with_parent(&mut cmd);
         self.child = Some(

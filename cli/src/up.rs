@@ -91,6 +91,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         exe: std::env::current_exe().context("finding the akidb binary")?,
         log: None,
         own_group: true,
+        logs_to_stderr: false,
     };
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
