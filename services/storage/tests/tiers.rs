@@ -14,7 +14,9 @@ use akidb_proto::v1::admin_service_client::AdminServiceClient;
 use akidb_proto::v1::storage_service_client::StorageServiceClient;
 use akidb_testkit::moto::Moto;
 use akidb_testkit::proxy::{Mode, Proxy};
-use common::server::{BUCKET, Server, create, demote, query, s3_args, search, tier_of, upsert_all};
+use common::server::{
+    BUCKET, Server, create, create_with, demote, query, s3_args, search, tier_of, upsert_all,
+};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -95,10 +97,20 @@ async fn cold_roundtrip(
     args: Vec<String>,
     check_objects: impl AsyncFnOnce(&BTreeMap<String, (u64, String)>),
 ) {
+    cold_roundtrip_of(dir, args, (pb::Quantization::None, false), check_objects).await
+}
+
+/// [`cold_roundtrip`] of a collection created with `quantization` and vectors on disk or not.
+async fn cold_roundtrip_of(
+    dir: &Path,
+    args: Vec<String>,
+    (quantization, on_disk): (pb::Quantization, bool),
+    check_objects: impl AsyncFnOnce(&BTreeMap<String, (u64, String)>),
+) {
     let name = "docs";
     let mut srv = Server::start_unsynced(dir, &args);
     let (mut c, mut a) = srv.connect().await;
-    create(&mut c, name, 64, pb::Metric::Cosine).await;
+    create_with(&mut c, name, 64, pb::Metric::Cosine, quantization, on_disk).await;
     upsert_all(&mut c, name, random_points(7, 2_000, 64, 0)).await;
     let queries: Vec<Vec<f32>> = random_points(99, 5, 64, 0)
         .into_iter()
@@ -120,6 +132,11 @@ async fn cold_roundtrip(
     let cdir = srv.collection_dir(name);
     let local = local_snapshot_files(&cdir, name);
     assert!(!local.is_empty());
+    if on_disk {
+        // The vector files and codes of the sealed segments travel with the snapshot.
+        assert!(local.keys().any(|k| k.ends_with(".vec")), "{local:?}");
+        assert!(local.keys().any(|k| k.ends_with(".codes")), "{local:?}");
+    }
 
     let t = Instant::now();
     let st = demote(&mut a, name, pb::Tier::Cold).await.unwrap();
@@ -219,6 +236,29 @@ async fn local_store_demote_to_cold_and_load_back() {
             assert_eq!(&sha(&bytes), sum, "{key}");
         }
     })
+    .await;
+}
+
+/// The same round trip for an int8 collection whose sealed segments keep their vectors in
+/// mapped files: the files go to the object store with the snapshot and come back mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_store_demote_to_cold_and_load_back_int8_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("data/objects");
+    let args = vec!["--segment-max-points=400".to_string()];
+    cold_roundtrip_of(
+        dir.path(),
+        args,
+        (pb::Quantization::Int8, true),
+        async |expected| {
+            for (key, (size, sum)) in expected {
+                let bytes = std::fs::read(objects.join(key))
+                    .unwrap_or_else(|e| panic!("{key} in the local object store: {e}"));
+                assert_eq!(bytes.len() as u64, *size, "{key}");
+                assert_eq!(&sha(&bytes), sum, "{key}");
+            }
+        },
+    )
     .await;
 }
 

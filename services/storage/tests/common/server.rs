@@ -183,6 +183,18 @@ pub async fn create(
     dim: u32,
     metric: pb::Metric,
 ) {
+    create_with(c, name, dim, metric, pb::Quantization::None, false).await
+}
+
+/// [`create`] with a quantization, vectors on disk or not.
+pub async fn create_with(
+    c: &mut StorageServiceClient<Channel>,
+    name: &str,
+    dim: u32,
+    metric: pb::Metric,
+    quantization: pb::Quantization,
+    on_disk: bool,
+) {
     c.create_collection(pb::CreateCollectionRequest {
         name: name.into(),
         dimension: dim,
@@ -191,8 +203,8 @@ pub async fn create(
         ef_construction: None,
         pin: false,
         datatype: pb::VectorDatatype::Float32 as i32,
-        quantization: 0,
-        on_disk: false,
+        quantization: quantization as i32,
+        on_disk,
     })
     .await
     .unwrap();
