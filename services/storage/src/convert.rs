@@ -425,4 +425,35 @@ mod tests {
         assert!(status.message().contains("FLOAT32 or FLOAT16"));
         assert!(akidb_proto::validate::create_collection(&req(2)).is_ok());
     }
+
+    #[test]
+    fn quantization_converts_and_unknown_values_are_refused() {
+        let req = |quantization: i32, on_disk: bool| pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::Cosine as i32,
+            quantization,
+            on_disk,
+            ..Default::default()
+        };
+        let spec = spec_from_pb(&req(0, false)).unwrap();
+        assert_eq!(
+            (spec.quantization, spec.on_disk),
+            (Quantization::None, false)
+        );
+        let spec = spec_from_pb(&req(pb::Quantization::Binary as i32, true)).unwrap();
+        assert_eq!(
+            (spec.quantization, spec.on_disk),
+            (Quantization::Binary, true)
+        );
+        let err = spec_from_pb(&req(99, false)).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::InvalidField(FieldProblem::Quantization(99))
+        ));
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 }

@@ -676,7 +676,13 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
                 let dst = tmp.join(&name);
                 fs::hard_link(f.path(), &dst).or_else(|_| fs::copy(f.path(), &dst).map(drop))?;
                 File::open(&dst)?.sync_all()?;
-                files.push(f.listed(&name));
+                let sums = f.sums();
+                files.push(SnapshotFile {
+                    name: name.clone(),
+                    size_bytes: sums.size_bytes,
+                    sha256: sums.sha256.clone(),
+                    crc32c: sums.crc32c,
+                });
                 Some(name)
             }
             None => None,

@@ -223,12 +223,6 @@ mod tests {
             spec.quantization = q;
             assert!(super::spec(&spec).is_ok(), "{metric:?} {q:?}");
         }
-        let e = crate::convert::quantization_from_pb(99).unwrap_err();
-        assert!(matches!(
-            e,
-            StorageError::InvalidField(FieldProblem::Quantization(99))
-        ));
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
         let params = |o: f32| SearchParams {
             vector: vec![0.0; 4],
             k: 10,

@@ -65,7 +65,15 @@ pub struct VecFile {
     /// Removed when dropped (files in `vectors/`; not files mapped from elsewhere).
     owned: bool,
     /// Size and checksums, computed the first time a snapshot lists the file.
-    listed: OnceLock<crate::snapshot::SnapshotFile>,
+    sums: OnceLock<FileSums>,
+}
+
+/// A vector file's size and checksums, as a snapshot manifest lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSums {
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub crc32c: u32,
 }
 
 impl std::fmt::Debug for VecFile {
@@ -181,7 +189,7 @@ impl VecFile {
             dim,
             points: points as usize,
             owned,
-            listed: OnceLock::new(),
+            sums: OnceLock::new(),
         })
     }
 
@@ -231,21 +239,16 @@ impl VecFile {
         self.map.len() as u64
     }
 
-    /// The file's manifest entry under `name`, checksummed once (reading the mapping).
-    pub fn listed(&self, name: &str) -> crate::snapshot::SnapshotFile {
-        let f = self.listed.get_or_init(|| {
+    /// The file's size and checksums, computed once (reading the mapping).
+    pub fn sums(&self) -> &FileSums {
+        self.sums.get_or_init(|| {
             use sha2::{Digest, Sha256};
-            crate::snapshot::SnapshotFile {
-                name: String::new(),
+            FileSums {
                 size_bytes: self.map.len() as u64,
                 sha256: hex::encode(Sha256::digest(&self.map[..])),
                 crc32c: crc32c::crc32c(&self.map[..]),
             }
-        });
-        crate::snapshot::SnapshotFile {
-            name: name.to_string(),
-            ..f.clone()
-        }
+        })
     }
 }
 
@@ -274,7 +277,7 @@ mod tests {
             let v = w.finish().unwrap();
             assert_eq!((v.points(), v.dim(), v.datatype()), (2, 3, datatype));
             assert_eq!(v.all().to_vec(), rows.concat());
-            assert_eq!(v.listed("x").size_bytes, (64 + 6 * datatype.size()) as u64);
+            assert_eq!(v.sums().size_bytes, (64 + 6 * datatype.size()) as u64);
             // Adopted elsewhere: the copy outlives the original name.
             let q = tmp.path().join("adopted.vec");
             let a = VecFile::adopt(&p, &q).unwrap();
