@@ -112,6 +112,19 @@ pub struct Collection {
     last_write_ms: AtomicU64,
 }
 
+/// The codes of `data`'s vectors for the collection's quantization, learned from its live
+/// slots (`None` without quantization).
+fn quantize(spec: &CollectionSpec, data: &SegmentData, deleted: &[bool]) -> Option<Codes> {
+    Codes::build(
+        spec.quantization,
+        spec.metric,
+        spec.dimension as usize,
+        data.vectors.all(),
+        data.len(),
+        &|o| !deleted[o],
+    )
+}
+
 impl Collection {
     /// Create a new, empty collection in `dir` (which must not exist yet).
     pub fn create(dir: &Path, spec: CollectionSpec, opts: CollectionOptions) -> Result<Arc<Self>> {
@@ -207,26 +220,14 @@ impl Collection {
                     sealed.codes = s.codes.map(Arc::new);
                     if sealed.graph.is_some() && sealed.codes.is_none() {
                         // Quantization without codes in the snapshot: encode them now.
-                        let deleted = &sealed.deleted;
-                        sealed.codes = Codes::build(
-                            spec.quantization,
-                            spec.metric,
-                            spec.dimension as usize,
-                            sealed.data.vectors.all(),
-                            sealed.data.len(),
-                            &|o| !deleted[o],
-                        )
-                        .map(Arc::new);
+                        sealed.codes = quantize(&spec, &sealed.data, &sealed.deleted).map(Arc::new);
                     }
                     sealed.default_ef = match (&sealed.graph, s.default_ef) {
                         (Some(_), Some(ef)) => Some(ef),
                         // Written before graphs were calibrated: measure it once now.
                         (Some(g), None) => {
                             let deleted = &sealed.deleted;
-                            let codes = sealed
-                                .codes
-                                .as_deref()
-                                .map(|c| (c, spec.quantization.default_oversampling()));
+                            let codes = sealed.codes.as_deref();
                             Some(g.calibrate(sealed.data.vectors.all(), codes, &|o| !deleted[o]))
                         }
                         (None, _) => None,
@@ -352,21 +353,10 @@ impl Collection {
         };
         let t = Instant::now();
         let q = self.spec.quantization;
-        let codes = Codes::build(
-            q,
-            self.spec.metric,
-            dim,
-            data.vectors.all(),
-            data.len(),
-            &|o| !deleted[o],
-        );
+        let codes = quantize(&self.spec, data, deleted);
         let quantization_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let ef = g.calibrate(
-            data.vectors.all(),
-            codes.as_ref().map(|c| (c, q.default_oversampling())),
-            &|o| !deleted[o],
-        );
+        let ef = g.calibrate(data.vectors.all(), codes.as_ref(), &|o| !deleted[o]);
         let calibration = t.elapsed().as_secs_f64();
         // The build, quantizer training and calibration freed their scratch memory.
         crate::allocator::release_free_heap();
@@ -616,7 +606,7 @@ impl Collection {
         let dim = self.spec.dimension as usize;
         // The segments to merge as they are now; their points never change, only their
         // tombstones, and points deleted or moved meanwhile are tombstoned at the swap.
-        let (plan, before, sources) = {
+        let (plan, before, sources, vectors_dir) = {
             let st = self.state.read();
             let plan = self.compaction_plan(&st);
             let before = st.sealed.len() as u64 + 1;
@@ -627,37 +617,8 @@ impl Collection {
                     (*id, s.data.clone(), s.deleted.clone())
                 })
                 .collect();
-            (plan, before, sources)
+            (plan, before, sources, st.vectors_dir.clone())
         };
-        let mut data = SegmentData::new(0, self.spec.datatype);
-        let mut origins = Vec::new();
-        let vectors_dir = self.state.read().vectors_dir.clone();
-        let mut file = match &vectors_dir {
-            Some(d) => Some(vecfile::Writer::create(
-                &d.join(vecfile::live_name(0)),
-                self.spec.datatype,
-                dim,
-            )?),
-            None => None,
-        };
-        for (id, s, deleted) in &sources {
-            for (off, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
-                data.keys.push(s.keys[off].clone());
-                match &mut file {
-                    Some(w) => w.push(s.vector(dim, off))?,
-                    None => data.vectors.push_row(s.vector(dim, off)),
-                }
-                data.payloads.push(s.payloads[off].clone());
-                origins.push(Loc {
-                    seg: *id,
-                    off: off as u32,
-                });
-            }
-        }
-        drop(sources);
-        if let Some(w) = file {
-            data.vectors = Vectors::Mapped(Arc::new(w.finish()?));
-        }
         if plan.is_empty() {
             return Ok(CompactReport {
                 segments_before: before,
@@ -665,19 +626,48 @@ impl Collection {
                 tombstones_removed: 0,
             });
         }
+        let live = || {
+            sources.iter().flat_map(|(id, s, deleted)| {
+                deleted
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| !**d)
+                    .map(move |(off, _)| (*id, s, off))
+            })
+        };
+        let mut data = SegmentData::new(0, self.spec.datatype);
+        let mut origins = Vec::new();
+        for (seg, s, off) in live() {
+            data.keys.push(s.keys[off].clone());
+            data.payloads.push(s.payloads[off].clone());
+            origins.push(Loc {
+                seg,
+                off: off as u32,
+            });
+        }
+        let rows = live().map(|(_, s, off)| s.vector(dim, off));
+        data.vectors = match &vectors_dir {
+            // Streamed into the file: a merge never holds its output's vectors on the heap.
+            Some(d) => Vectors::Mapped(Arc::new(vecfile::write(
+                &d.join(vecfile::live_name(0)),
+                self.spec.datatype,
+                dim,
+                rows,
+            )?)),
+            None => Vectors::collect(self.spec.datatype, rows),
+        };
+        drop(sources);
         let graph = if data.is_empty() {
             None
         } else {
-            match self.build_over(&data, &vec![false; data.len()], Work::Merge) {
-                Some(index) => Some(index),
-                None => {
-                    return Ok(CompactReport {
-                        segments_before: before,
-                        segments_after: before,
-                        tombstones_removed: 0,
-                    });
-                }
-            }
+            let Some(index) = self.build_over(&data, &vec![false; data.len()], Work::Merge) else {
+                return Ok(CompactReport {
+                    segments_before: before,
+                    segments_after: before,
+                    tombstones_removed: 0,
+                });
+            };
+            Some(index)
         };
         let mut st = self.state.write();
         let removed = st.replace_segments(&plan, data, &origins, graph);
@@ -1208,6 +1198,87 @@ mod tests {
                 payload: Payload::new(),
             })
             .collect()
+    }
+
+    fn on_disk(metric: Metric) -> CollectionSpec {
+        CollectionSpec {
+            quantization: Quantization::Int8,
+            on_disk: true,
+            ..spec(metric)
+        }
+    }
+
+    /// A vector file that cannot be written (here: `vectors/` is gone) leaves the sealed
+    /// segment's vectors on the heap; nothing is lost.
+    #[test]
+    fn a_vector_file_that_cannot_be_written_leaves_the_vectors_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, on_disk(Metric::L2), opts(1000)).unwrap();
+        fs::remove_dir_all(path.join("vectors")).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let pts = points(0, 30, &mut rng);
+        c.upsert(pts.clone()).unwrap();
+        assert!(c.seal().is_some());
+        assert!(
+            c.state
+                .read()
+                .sealed
+                .values()
+                .all(|s| s.data.vectors.mapped().is_none())
+        );
+        let keys: Vec<PointKey> = pts.iter().map(|p| p.key.clone()).collect();
+        let got = c.get(&keys, Include::VECTOR).unwrap();
+        for (g, p) in got.iter().zip(&pts) {
+            assert_eq!(g.vector.as_deref(), Some(&p.vector[..]));
+        }
+    }
+
+    /// A snapshot's vector file that fails its checksum, or a manifest entry that disagrees
+    /// with its points file on where the vectors are, stops the load with the damage named.
+    #[test]
+    fn damaged_vector_files_are_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, on_disk(Metric::L2), opts(20)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        c.upsert(points(0, 50, &mut rng)).unwrap();
+        c.snapshot().unwrap();
+        drop(c);
+        let snap = snapshot::list(&path).unwrap().pop().unwrap().0;
+        let m = snapshot::read_manifest(&snap).unwrap();
+        let vec_file = m
+            .segments
+            .iter()
+            .find_map(|e| e.vectors_file.clone())
+            .expect("sealed segments keep their vectors in files");
+        let original = fs::read(snap.join(&vec_file)).unwrap();
+        let mut flipped = original.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        fs::write(snap.join(&vec_file), &flipped).unwrap();
+        assert!(matches!(
+            Collection::open(&path, opts(20), |_, _| {}),
+            Err(StorageError::ChecksumMismatch { .. })
+        ));
+        fs::write(snap.join(&vec_file), &original).unwrap();
+        let mut m2 = m.clone();
+        m2.segments.iter_mut().for_each(|e| e.vectors_file = None);
+        fs::write(
+            snap.join(snapshot::MANIFEST),
+            serde_json::to_vec(&m2).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            Collection::open(&path, opts(20), |_, _| {}),
+            Err(StorageError::Damaged { .. })
+        ));
+        fs::write(
+            snap.join(snapshot::MANIFEST),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+        let c = Collection::open(&path, opts(20), |_, _| {}).unwrap();
+        assert_eq!(c.count(None).unwrap(), 50);
     }
 
     /// A checkpoint hard-links the files of sealed segments unchanged since the previous

@@ -54,6 +54,13 @@ pub fn remove_temp_files(dir: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// `dst` as a hard link to `src` (replacing a file of that name), or a copy when the two are
+/// on different file systems.
+pub fn link_or_copy(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(dst);
+    std::fs::hard_link(src, dst).or_else(|_| std::fs::copy(src, dst).map(drop))
+}
+
 /// fsync a directory so that a rename or a new entry in it is durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

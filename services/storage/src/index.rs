@@ -487,11 +487,12 @@ impl Graph {
     /// `calibration_seconds` of the scale run's log).
     ///
     /// With `codes` (a quantized collection), each search walks the codes for
-    /// `k × oversampling` candidates and keeps the 10 nearest by the vectors, as a search does.
+    /// `k × oversampling` candidates (the quantization's default oversampling) and keeps the
+    /// 10 nearest by the vectors, as a search does.
     pub fn calibrate<'a>(
         &self,
         vectors: impl Into<Row<'a>>,
-        codes: Option<(&Codes, f32)>,
+        codes: Option<&Codes>,
         indexed: &(dyn Fn(usize) -> bool + Sync),
     ) -> usize {
         let vectors = vectors.into();
@@ -548,43 +549,30 @@ impl Graph {
                 .par_iter()
                 .zip(&truth)
                 .map(|(&s, (q, want))| {
+                    // The walk: over the codes for `kc` candidates (rescored below), or
+                    // over the vectors for `k`; the sample point itself is never reached.
+                    let p = codes.map(|c| c.prepare(q));
+                    let kc = codes.map_or(k, |c| candidates(k, c.kind().default_oversampling()));
                     let hidden = s as u32;
-                    let d = |id: u32| {
-                        if id == hidden {
-                            f32::INFINITY
-                        } else {
-                            dist(q, id as usize)
-                        }
+                    let walk = |id: u32| match &p {
+                        _ if id == hidden => f32::INFINITY,
+                        Some(p) => p.dist(id),
+                        None => dist(q, id as usize),
+                    };
+                    let (at, bytes) = match &p {
+                        Some(p) => (
+                            &(|id| p.addr(id)) as &dyn Fn(u32) -> *const u8,
+                            p.row_bytes(),
+                        ),
+                        None => (&addr as &dyn Fn(u32) -> *const u8, row_bytes),
                     };
                     let accept = |o: usize| o != s;
-                    let found = match codes {
-                        None => self.search_with(d, addr, row_bytes, k, ef, Some(&accept)),
-                        Some((codes, oversampling)) => {
-                            let p = codes.prepare(q);
-                            let kc = candidates(k, oversampling);
-                            let mut found: Vec<(usize, f32)> = self
-                                .search_with(
-                                    |id| {
-                                        if id == hidden {
-                                            f32::INFINITY
-                                        } else {
-                                            p.dist(id)
-                                        }
-                                    },
-                                    |id| p.addr(id),
-                                    p.row_bytes(),
-                                    kc,
-                                    ef.max(kc),
-                                    Some(&accept),
-                                )
-                                .into_iter()
-                                .map(|(o, _)| (o, dist(q, o)))
-                                .collect();
-                            found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
-                            found.truncate(k);
-                            found
-                        }
-                    };
+                    let mut found = self.search_with(walk, at, bytes, kc, ef, Some(&accept));
+                    if p.is_some() {
+                        found.iter_mut().for_each(|(o, d)| *d = dist(q, *o));
+                        found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+                        found.truncate(k);
+                    }
                     found.into_iter().filter(|(o, _)| want.contains(o)).count()
                 })
                 .sum();

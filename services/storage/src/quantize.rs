@@ -192,7 +192,8 @@ impl Codes {
     }
 
     /// The value row `o` decodes to (int8), or ±1 by its bits (binary).
-    pub fn decode_row(&self, o: usize) -> Vec<f32> {
+    #[cfg(test)]
+    fn decode_row(&self, o: usize) -> Vec<f32> {
         let r = &self.codes[o * self.row_bytes..(o + 1) * self.row_bytes];
         match self.kind {
             Quantization::Int8 => r

@@ -38,12 +38,6 @@ pub enum Vectors {
     Mapped(Arc<VecFile>),
 }
 
-impl PartialEq for Vectors {
-    fn eq(&self, o: &Self) -> bool {
-        self.datatype() == o.datatype() && self.all().to_vec() == o.all().to_vec()
-    }
-}
-
 impl Default for Vectors {
     fn default() -> Self {
         Vectors::F32(Vec::new())
@@ -100,6 +94,12 @@ impl Vectors {
     #[inline]
     pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
         self.all().row(dim, off)
+    }
+    /// `rows` on the heap, in `datatype`.
+    pub fn collect<'a>(datatype: Datatype, rows: impl Iterator<Item = Row<'a>>) -> Self {
+        let mut v = Vectors::with_capacity(datatype, 0);
+        rows.for_each(|r| v.push_row(r));
+        v
     }
     /// Append a float32 vector, rounded to this datatype.
     pub fn push(&mut self, x: &[f32]) {
@@ -584,14 +584,7 @@ impl State {
         let mut data = SegmentData {
             id,
             keys: Vec::with_capacity(old.live),
-            vectors: Vectors::with_capacity(
-                datatype,
-                if self.vectors_dir.is_some() {
-                    0
-                } else {
-                    old.live * self.dim
-                },
-            ),
+            vectors: Vectors::default(),
             payloads: Vec::with_capacity(old.live),
         };
         let SegmentData {
@@ -600,14 +593,7 @@ impl State {
             payloads,
             ..
         } = old.data;
-        let old_len = keys.len();
-        let old_alive = old.alive.clone();
-        let mut file = self.vectors_dir.as_ref().map(|dir| {
-            vecfile::Writer::create(&dir.join(vecfile::live_name(id)), datatype, self.dim)
-        });
-        for (off, ((key, payload), alive)) in
-            keys.into_iter().zip(payloads).zip(old.alive).enumerate()
-        {
+        for ((key, payload), &alive) in keys.into_iter().zip(payloads).zip(&old.alive) {
             if !alive {
                 continue;
             }
@@ -619,29 +605,33 @@ impl State {
                     off: new_off,
                 },
             );
-            match &mut file {
-                Some(Ok(w)) => {
-                    if let Err(e) = w.push(vectors.row(self.dim, off)) {
-                        file = Some(Err(e));
-                    }
-                }
-                Some(Err(_)) => {}
-                None => data.vectors.push_row(vectors.row(self.dim, off)),
-            }
             data.keys.push(key);
             data.payloads.push(payload);
         }
-        match file.map(|w| w.and_then(|w| w.finish())) {
-            Some(Ok(f)) => data.vectors = Vectors::Mapped(Arc::new(f)),
+        let rows = || {
+            old.alive
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a)
+                .map(|(off, _)| vectors.row(self.dim, off))
+        };
+        let file = self.vectors_dir.as_ref().map(|dir| {
+            vecfile::write(
+                &dir.join(vecfile::live_name(id)),
+                datatype,
+                self.dim,
+                rows(),
+            )
+        });
+        data.vectors = match file {
+            Some(Ok(f)) => Vectors::Mapped(Arc::new(f)),
             Some(Err(e)) => {
                 // The vectors stay on the heap: the segment is as correct, only larger.
                 tracing::error!(segment = id, error = %e, "could not write the segment's vector file; its vectors stay in memory");
-                for off in (0..old_len).filter(|&o| old_alive[o]) {
-                    data.vectors.push_row(vectors.row(self.dim, off));
-                }
+                Vectors::collect(datatype, rows())
             }
-            None => {}
-        }
+            None => Vectors::collect(datatype, rows()),
+        };
         let n = data.len();
         self.sealed
             .insert(id, Sealed::new(Arc::new(data), vec![false; n], None));
@@ -876,7 +866,7 @@ impl State {
             }
             let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
                 let found = match &prepared {
-                    Some(p) => graph.search_codes(p, n, ef.max(n), accept),
+                    Some(p) => graph.search_codes(p, n, ef, accept),
                     None => graph.search(s.data.vectors.all(), q, n, ef, accept),
                 };
                 found.into_iter().map(|r| r.0)

@@ -5,8 +5,9 @@
 //! lists `seg-<id>.graph` ([`Graph::encode`]) and, in a quantized collection, the codes its
 //! search walks `seg-<id>.codes` ([`Codes::encode`]). The sealed segments of an on-disk
 //! collection keep their vectors in `seg-<id>.vec` ([`crate::vecfile`], hard-linked from the
-//! collection's `vectors/`), and their points file says so instead of holding them. A float16 collection's segment files hold
-//! its vectors as float16 (`AKSEG02`, manifest format 3); float32 ones are written as before
+//! collection's `vectors/`), and their points file says so instead of holding them (an
+//! `AKSEG02` datatype byte with the flag 0x80). A float16 collection's segment files hold its
+//! vectors as float16 (`AKSEG02`, manifest format 3); float32 ones are written as before
 //! (`AKSEG01`, format 2). Segment files are written and read as streams, checksummed on the
 //! way: loading one never holds the whole file in memory next to the decoded segment.
 //! Snapshots of format 1 hold `hnsw_rs` dumps
@@ -98,20 +99,23 @@ pub struct SnapshotManifest {
 impl SnapshotManifest {
     /// Every file the manifest names (its files, each segment's points and graph files).
     pub fn file_names(&self) -> impl Iterator<Item = &str> {
-        self.files
-            .iter()
-            .map(|f| f.name.as_str())
-            .chain(self.segments.iter().flat_map(|s| {
-                [
-                    Some(s.points_file.as_str()),
-                    s.graph.as_deref(),
-                    s.graph_file.as_deref(),
-                    s.codes_file.as_deref(),
-                    s.vectors_file.as_deref(),
-                ]
+        self.files.iter().map(|f| f.name.as_str()).chain(
+            self.segments
+                .iter()
+                .flat_map(|s| s.files().chain(s.graph.as_deref())),
+        )
+    }
+}
+
+impl SegmentEntry {
+    /// The files of this segment the manifest lists: points, then graph, codes and vectors
+    /// when it has them (not format 1's `hnsw_rs` dump base name).
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.points_file.as_str()).chain(
+            [&self.graph_file, &self.codes_file, &self.vectors_file]
                 .into_iter()
-                .flatten()
-            }))
+                .filter_map(|f| f.as_deref()),
+        )
     }
 }
 
@@ -644,13 +648,9 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             && let Some((dir, m)) = &previous
             && let Some(e) = reusable(m, s, tombstones)
         {
-            for name in std::iter::once(&e.points_file)
-                .chain(&e.graph_file)
-                .chain(&e.codes_file)
-                .chain(&e.vectors_file)
-            {
+            for name in e.files() {
                 fs::hard_link(dir.join(name), tmp.join(name))?;
-                let f = m.files.iter().find(|f| &f.name == name);
+                let f = m.files.iter().find(|f| f.name == name);
                 files.push(f.expect("reusable() checked the manifest lists it").clone());
             }
             segments.push(SegmentEntry {
@@ -674,7 +674,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             Some(f) => {
                 let name = crate::vecfile::file_name(s.data.id);
                 let dst = tmp.join(&name);
-                fs::hard_link(f.path(), &dst).or_else(|_| fs::copy(f.path(), &dst).map(drop))?;
+                crate::fsutil::link_or_copy(f.path(), &dst)?;
                 File::open(&dst)?.sync_all()?;
                 let sums = f.sums();
                 files.push(SnapshotFile {
@@ -760,10 +760,7 @@ fn reusable<'m>(
         && e.graph_file.is_some() == s.graph.is_some()
         && e.codes_file.is_some() == s.codes.is_some()
         && e.vectors_file.is_some() == s.data.vectors.mapped().is_some()
-        && listed(&e.points_file)
-        && e.graph_file.as_deref().is_none_or(listed)
-        && e.codes_file.as_deref().is_none_or(listed)
-        && e.vectors_file.as_deref().is_none_or(listed);
+        && e.files().all(listed);
     same.then_some(e)
 }
 
@@ -777,12 +774,10 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
     // Files no segment entry names as its points or graph file (format 1's `hnsw_rs` dumps):
     // checked here, as a stream; the others are checked as they are decoded.
     for f in &manifest.files {
-        let named = manifest.segments.iter().any(|e| {
-            e.points_file == f.name
-                || e.graph_file.as_deref() == Some(f.name.as_str())
-                || e.codes_file.as_deref() == Some(f.name.as_str())
-                || e.vectors_file.as_deref() == Some(f.name.as_str())
-        });
+        let named = manifest
+            .segments
+            .iter()
+            .any(|e| e.files().any(|n| n == f.name));
         if !named {
             verify_file(&dir.join(&f.name), f)?;
         }

@@ -85,8 +85,23 @@ impl std::fmt::Debug for VecFile {
     }
 }
 
+/// Write `rows` (in `datatype`, converted when they differ) as the vector file at `path` and
+/// map it (owned: removed when dropped).
+pub fn write<'a>(
+    path: &Path,
+    datatype: Datatype,
+    dim: usize,
+    rows: impl Iterator<Item = Row<'a>>,
+) -> std::io::Result<VecFile> {
+    let mut w = Writer::create(path, datatype, dim)?;
+    for r in rows {
+        w.push(r)?;
+    }
+    w.finish()
+}
+
 /// Writes a vector file row by row ([`Writer::finish`] maps it).
-pub struct Writer {
+struct Writer {
     w: BufWriter<File>,
     path: PathBuf,
     datatype: Datatype,
@@ -95,7 +110,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn create(path: &Path, datatype: Datatype, dim: usize) -> std::io::Result<Writer> {
+    fn create(path: &Path, datatype: Datatype, dim: usize) -> std::io::Result<Writer> {
         let mut w = BufWriter::with_capacity(256 * 1024, File::create(path)?);
         w.write_all(&[0u8; HEADER])?;
         Ok(Writer {
@@ -108,7 +123,7 @@ impl Writer {
     }
 
     /// Append one vector (converted to the file's datatype when it differs).
-    pub fn push(&mut self, row: Row<'_>) -> std::io::Result<()> {
+    fn push(&mut self, row: Row<'_>) -> std::io::Result<()> {
         debug_assert_eq!(row.len(), self.dim);
         match (self.datatype, row) {
             (Datatype::Float32, Row::F32(v)) => self.w.write_all(as_bytes(v))?,
@@ -124,7 +139,7 @@ impl Writer {
     }
 
     /// Write the header and map the file (owned: removed when dropped).
-    pub fn finish(mut self) -> std::io::Result<VecFile> {
+    fn finish(mut self) -> std::io::Result<VecFile> {
         use std::io::{Seek, SeekFrom};
         self.w.seek(SeekFrom::Start(0))?;
         self.w
@@ -196,10 +211,8 @@ impl VecFile {
     /// The snapshot's file `src` linked (or copied, across file systems) into the
     /// collection's `vectors/` directory as `dst`, and mapped there (owned).
     pub fn adopt(src: &Path, dst: &Path) -> Result<VecFile, String> {
-        let _ = fs::remove_file(dst);
-        if fs::hard_link(src, dst).is_err() {
-            fs::copy(src, dst).map_err(|e| format!("copying to {}: {e}", dst.display()))?;
-        }
+        crate::fsutil::link_or_copy(src, dst)
+            .map_err(|e| format!("linking to {}: {e}", dst.display()))?;
         VecFile::map(dst, true)
     }
 
@@ -234,10 +247,6 @@ impl VecFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// Bytes of the file (all of it may be in the page cache).
-    pub fn file_bytes(&self) -> u64 {
-        self.map.len() as u64
-    }
 
     /// The file's size and checksums, computed once (reading the mapping).
     pub fn sums(&self) -> &FileSums {
@@ -269,12 +278,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for datatype in [Datatype::Float32, Datatype::Float16] {
             let p = tmp.path().join(format!("{}.vec", datatype.as_str()));
-            let mut w = Writer::create(&p, datatype, 3).unwrap();
             let rows = [[1.0f32, -2.5, 3.0], [0.5, 0.25, -8.0]];
-            for r in &rows {
-                w.push(Row::F32(r)).unwrap();
-            }
-            let v = w.finish().unwrap();
+            let v = write(&p, datatype, 3, rows.iter().map(|r| Row::F32(r))).unwrap();
             assert_eq!((v.points(), v.dim(), v.datatype()), (2, 3, datatype));
             assert_eq!(v.all().to_vec(), rows.concat());
             assert_eq!(v.sums().size_bytes, (64 + 6 * datatype.size()) as u64);

@@ -224,17 +224,22 @@ async fn cold_roundtrip_of(
     srv.stop();
 }
 
+/// Every expected object is in the local object store under `objects`, byte for byte.
+fn in_local_store(objects: &Path, expected: &BTreeMap<String, (u64, String)>) {
+    for (key, (size, sum)) in expected {
+        let bytes = std::fs::read(objects.join(key))
+            .unwrap_or_else(|e| panic!("{key} in the local object store: {e}"));
+        assert_eq!(bytes.len() as u64, *size, "{key}");
+        assert_eq!(&sha(&bytes), sum, "{key}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_store_demote_to_cold_and_load_back() {
     let dir = tempfile::tempdir().unwrap();
     let objects = dir.path().join("data/objects");
     cold_roundtrip(dir.path(), vec![], async |expected| {
-        for (key, (size, sum)) in expected {
-            let bytes = std::fs::read(objects.join(key))
-                .unwrap_or_else(|e| panic!("{key} in the local object store: {e}"));
-            assert_eq!(bytes.len() as u64, *size, "{key}");
-            assert_eq!(&sha(&bytes), sum, "{key}");
-        }
+        in_local_store(&objects, expected)
     })
     .await;
 }
@@ -250,14 +255,7 @@ async fn local_store_demote_to_cold_and_load_back_int8_on_disk() {
         dir.path(),
         args,
         (pb::Quantization::Int8, true),
-        async |expected| {
-            for (key, (size, sum)) in expected {
-                let bytes = std::fs::read(objects.join(key))
-                    .unwrap_or_else(|e| panic!("{key} in the local object store: {e}"));
-                assert_eq!(bytes.len() as u64, *size, "{key}");
-                assert_eq!(&sha(&bytes), sum, "{key}");
-            }
-        },
+        async |expected| in_local_store(&objects, expected),
     )
     .await;
 }
