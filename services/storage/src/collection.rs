@@ -21,7 +21,9 @@ use crate::index::{BuildControl, Graph};
 use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
 use crate::quantize::Codes;
-use crate::segment::{Appendable, Index, Loc, Sealed, SearchTuning, SegmentData, State, Vectors};
+use crate::segment::{
+    Appendable, Index, Keys, Loc, Payloads, Sealed, SearchTuning, SegmentData, State, Vectors,
+};
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
@@ -33,8 +35,8 @@ use parking_lot::{Mutex, RwLock};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 pub const SPEC_FILE: &str = "collection.json";
@@ -72,6 +74,54 @@ impl Default for CollectionOptions {
 /// A graph to build: which collection and which sealed segment.
 pub type BuildJob = (std::sync::Weak<Collection>, u64);
 
+/// Where collections send the graph builds of their sealed segments (the engine's builder
+/// thread), with the count of builds sent and not yet finished: merges wait while it is
+/// above zero, since points without a graph are searched exactly and merges only make
+/// searches cheaper.
+#[derive(Clone)]
+pub struct BuildQueue {
+    tx: Sender<BuildJob>,
+    unfinished: Arc<AtomicUsize>,
+}
+
+/// The builder's end of a [`BuildQueue`]: closed once every queue clone is dropped.
+pub struct BuildJobs {
+    rx: Receiver<BuildJob>,
+    unfinished: Arc<AtomicUsize>,
+}
+
+impl BuildQueue {
+    pub fn new() -> (Self, BuildJobs) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let unfinished = Arc::new(AtomicUsize::new(0));
+        let jobs = BuildJobs {
+            rx,
+            unfinished: unfinished.clone(),
+        };
+        (BuildQueue { tx, unfinished }, jobs)
+    }
+    fn send(&self, job: BuildJob) {
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(job).is_err() {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    fn busy(&self) -> bool {
+        self.unfinished.load(Ordering::Acquire) > 0
+    }
+}
+
+impl BuildJobs {
+    /// The next job; `None` once every queue is dropped.
+    pub fn recv(&self) -> Option<BuildJob> {
+        self.rx.recv().ok()
+    }
+    /// The builder finished (or skipped) a job it received.
+    pub fn finished(&self) {
+        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CompactReport {
     pub segments_before: u64,
@@ -93,7 +143,7 @@ pub struct Collection {
     build_lock: Mutex<()>,
     /// One snapshot or compaction per collection at a time.
     maint_lock: Mutex<()>,
-    builder: Mutex<Option<Sender<BuildJob>>>,
+    builder: Mutex<Option<BuildQueue>>,
     /// Sequence number of the newest snapshot.
     snapshot_seq: AtomicU64,
     /// Set when the collection is dropped: background work skips it.
@@ -282,17 +332,22 @@ impl Collection {
     }
 
     /// Send future graph builds to a background builder, and queue the pending ones.
-    pub fn set_builder(&self, tx: Sender<BuildJob>) {
+    pub fn set_builder(&self, queue: BuildQueue) {
         for seg in self.state.read().unindexed() {
-            let _ = tx.send((self.me.clone(), seg));
+            queue.send((self.me.clone(), seg));
         }
-        *self.builder.lock() = Some(tx);
+        *self.builder.lock() = Some(queue);
     }
 
     fn enqueue_build(&self, seg: u64) {
-        if let Some(tx) = &*self.builder.lock() {
-            let _ = tx.send((self.me.clone(), seg));
+        if let Some(queue) = &*self.builder.lock() {
+            queue.send((self.me.clone(), seg));
         }
+    }
+
+    /// Graph builds sent to the builder are not all finished (this collection's or others').
+    fn builds_unfinished(&self) -> bool {
+        self.builder.lock().as_ref().is_some_and(BuildQueue::busy)
     }
 
     /// Build the graph of sealed segment `seg` if it still needs one.
@@ -411,7 +466,7 @@ impl Collection {
         self.seal()
     }
 
-    pub(crate) fn builder_slot(&self) -> parking_lot::MutexGuard<'_, Option<Sender<BuildJob>>> {
+    pub(crate) fn builder_slot(&self) -> parking_lot::MutexGuard<'_, Option<BuildQueue>> {
         self.builder.lock()
     }
 
@@ -492,9 +547,9 @@ impl Collection {
             let mut app = SegmentData::new(st.app_id, self.spec.datatype);
             for off in 0..st.app.data.len() {
                 if st.app.alive[off] {
-                    app.keys.push(st.app.data.keys[off].clone());
+                    app.keys.push(st.app.data.keys.get(off).into_owned());
                     app.vectors.push_row(st.app.data.vector(st.dim, off));
-                    app.payloads.push(st.app.data.payloads[off].clone());
+                    app.payloads.push(st.app.data.payloads.get(off).clone());
                 }
             }
             let n = app.len();
@@ -569,7 +624,11 @@ impl Collection {
             base_points: self.opts.segment_max_points,
             ..self.opts.merge
         };
-        crate::merge::plan(&shapes, &policy)
+        let quiet = self.opts.merge.quiet_after.is_some_and(|d| {
+            now_ms().saturating_sub(self.last_write_ms.load(Ordering::Acquire))
+                >= d.as_millis() as u64
+        });
+        crate::merge::plan(&shapes, &policy, quiet)
     }
 
     pub fn needs_compaction(&self) -> bool {
@@ -635,11 +694,19 @@ impl Collection {
                     .map(move |(off, _)| (*id, s, off))
             })
         };
-        let mut data = SegmentData::new(0, self.spec.datatype);
-        let mut origins = Vec::new();
+        let n = sources
+            .iter()
+            .map(|(_, _, deleted)| deleted.iter().filter(|d| !**d).count())
+            .sum();
+        let mut data = SegmentData {
+            keys: Keys::with_capacity(n),
+            payloads: Payloads::with_capacity(n),
+            ..SegmentData::new(0, self.spec.datatype)
+        };
+        let mut origins = Vec::with_capacity(n);
         for (seg, s, off) in live() {
-            data.keys.push(s.keys[off].clone());
-            data.payloads.push(s.payloads[off].clone());
+            data.keys.push(s.keys.get(off).into_owned());
+            data.payloads.push(s.payloads.get(off).clone());
             origins.push(Loc {
                 seg,
                 off: off as u32,
@@ -669,11 +736,17 @@ impl Collection {
             };
             Some(index)
         };
-        let mut st = self.state.write();
-        let removed = st.replace_segments(&plan, data, &origins, graph);
+        let (removed, after) = {
+            let mut st = self.state.write();
+            let removed = st.replace_segments(&plan, data, &origins, graph);
+            (removed, st.sealed.len() as u64 + 1)
+        };
+        // The merged segments are gone (unless a search still holds them): give their pages
+        // back rather than keep them in the allocator.
+        crate::allocator::release_free_heap();
         Ok(CompactReport {
             segments_before: before,
-            segments_after: st.sealed.len() as u64 + 1,
+            segments_after: after,
             tombstones_removed: removed,
         })
     }
@@ -708,9 +781,22 @@ struct Building<'a> {
     work: Work,
 }
 
+impl Building<'_> {
+    fn stopped(&self) -> bool {
+        self.c.stopping.load(Ordering::Acquire) || self.c.deleted.load(Ordering::Acquire)
+    }
+}
+
 impl BuildControl for Building<'_> {
     fn abandoned(&self) -> bool {
-        self.c.stopping.load(Ordering::Acquire) || self.c.deleted.load(Ordering::Acquire)
+        // A merge pauses between its steps while first graphs are waiting to be built: they
+        // would otherwise share the cores with it (and wait behind its rayon jobs).
+        if matches!(self.work, Work::Merge) {
+            while !self.stopped() && self.c.builds_unfinished() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.stopped()
     }
     fn progress(&self, inserted: usize, total: usize) {
         let g = &metrics().index_build_points;
@@ -1405,6 +1491,68 @@ mod tests {
         assert_eq!(merges, 2);
         assert_eq!(c.stats().segment_count, 3);
         assert_eq!(c.stats().indexed_point_count, 400);
+        assert_same(&*c, &oracle, &mut rng);
+    }
+
+    /// A merge waits while graph builds sent to the builder are unfinished, and goes on
+    /// once they are.
+    #[test]
+    fn merges_wait_for_unfinished_graph_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(50)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        upsert_in(&c, None, points(0, 400, &mut rng), 50);
+        c.build_pending().unwrap();
+        assert!(c.needs_compaction());
+        let before = c.stats().segment_count;
+        let (queue, jobs) = BuildQueue::new();
+        c.set_builder(queue);
+        // A build the builder has not finished (it has not even taken it).
+        c.enqueue_build(1);
+        let merging = {
+            let c = c.clone();
+            std::thread::spawn(move || c.compact().unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !merging.is_finished(),
+            "the merge went on beside a pending build"
+        );
+        assert_eq!(c.stats().segment_count, before);
+        assert!(jobs.recv().is_some());
+        jobs.finished();
+        let r = merging.join().unwrap();
+        assert!(r.segments_after < r.segments_before, "{r:?}");
+    }
+
+    /// A collection without writes for `quiet_after` merges all its segments into one (under
+    /// the cap); every result stays equal to the oracle's.
+    #[test]
+    fn a_quiet_collection_ends_in_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = CollectionOptions {
+            merge: MergePolicy {
+                quiet_after: Some(Duration::ZERO),
+                ..MergePolicy::default()
+            },
+            ..opts(50)
+        };
+        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), quiet).unwrap();
+        let oracle = MemoryCollection::new(spec(Metric::L2));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        upsert_in(&c, Some(&oracle), points(0, 230, &mut rng), 50);
+        c.seal();
+        c.build_pending().unwrap();
+        assert_eq!(c.stats().segment_count, 6);
+        while c.needs_compaction() {
+            c.compact().unwrap();
+        }
+        assert_eq!(
+            c.stats().segment_count,
+            2,
+            "one sealed segment and the appendable one"
+        );
+        assert_eq!(c.stats().indexed_point_count, 230);
         assert_same(&*c, &oracle, &mut rng);
     }
 

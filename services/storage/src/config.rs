@@ -88,6 +88,14 @@ pub struct StorageConfig {
         default_value_t = 1_000_000
     )]
     pub merge_max_points: usize,
+    /// A collection without writes this many seconds merges its smallest segments into one
+    /// up to --merge-max-points (0: never).
+    #[arg(
+        long = "merge-quiet-secs",
+        env = "AKIDB_MERGE_QUIET_SECS",
+        default_value_t = 30
+    )]
+    pub merge_quiet_secs: u64,
     /// Checkpoint a collection whose WAL has grown past this many bytes (0: only after graph
     /// builds, merges and scheduled snapshots): a restart replays at most about this much.
     #[arg(
@@ -99,6 +107,14 @@ pub struct StorageConfig {
     /// Smallest HNSW `ef` used when a search sets none (`ef = max(k, this)`).
     #[arg(long = "search-ef", env = "AKIDB_SEARCH_EF", default_value_t = 64)]
     pub search_ef: usize,
+    /// Threads one search may use over a collection's sealed segments (0: one per core; 1:
+    /// segments one after the other). Collections under 40k sealed points never split.
+    #[arg(
+        long = "search-threads",
+        env = "AKIDB_SEARCH_THREADS",
+        default_value_t = 0
+    )]
+    pub search_threads: usize,
     /// Memory the hot tier may use, in bytes (0: unlimited). Over it, the least recently
     /// used unpinned collections are demoted to warm.
     #[arg(
@@ -154,9 +170,14 @@ impl StorageConfig {
             factor: self.merge_factor.max(2),
             max_points: self.merge_max_points.max(1),
             tombstone_ratio: self.compaction_tombstone_ratio,
+            quiet_after: (self.merge_quiet_secs > 0)
+                .then(|| Duration::from_secs(self.merge_quiet_secs)),
         };
         o.checkpoint_wal_bytes = self.checkpoint_wal_bytes;
         o.collection.tuning.ef_floor = self.search_ef.max(1);
+        if self.search_threads > 0 {
+            o.collection.tuning.search_threads = self.search_threads;
+        }
         o.snapshot_interval = (self.snapshot_interval_secs > 0)
             .then(|| Duration::from_secs(self.snapshot_interval_secs));
         o.tiers = crate::tier::TierOptions {

@@ -12,6 +12,10 @@
 //! most 3 segments of each of tiers 0, 1 and 2, usually fewer. A segment whose tombstones
 //! exceed `tombstone_ratio` of its slots is rewritten even alone.
 //!
+//! A collection without writes for `quiet_after` (its size no longer changing) has its
+//! smallest segments merged into one as long as the result stays under `max_points`: a
+//! million points written once end in one graph, searched once per query, not three.
+//!
 //! [`crate::collection::Collection::compact`] applies one plan at a time, off the state lock,
 //! and swaps the result in.
 
@@ -40,6 +44,9 @@ pub struct MergePolicy {
     pub max_points: usize,
     /// A segment with more than this share of tombstones is rewritten.
     pub tombstone_ratio: f64,
+    /// A collection without writes this long merges its smallest segments up to
+    /// `max_points` (`None`: never; the caller decides and passes `quiet` to [`plan`]).
+    pub quiet_after: Option<std::time::Duration>,
 }
 
 impl Default for MergePolicy {
@@ -49,6 +56,7 @@ impl Default for MergePolicy {
             factor: 4,
             max_points: 1_000_000,
             tombstone_ratio: 0.2,
+            quiet_after: Some(std::time::Duration::from_secs(30)),
         }
     }
 }
@@ -68,8 +76,9 @@ impl MergePolicy {
 }
 
 /// The next rewrite: the segments to merge into one (sorted by id), or empty when there is
-/// nothing to do. Segments still waiting for their first graph are not passed in.
-pub fn plan(segments: &[SegmentShape], p: &MergePolicy) -> Vec<u64> {
+/// nothing to do. Segments still waiting for their first graph are not passed in. `quiet`:
+/// the collection had no write for `quiet_after`.
+pub fn plan(segments: &[SegmentShape], p: &MergePolicy, quiet: bool) -> Vec<u64> {
     let f = p.factor.max(2);
     let mut by_tier: std::collections::BTreeMap<u32, Vec<SegmentShape>> = Default::default();
     for s in segments.iter().filter(|s| s.live > 0) {
@@ -95,7 +104,35 @@ pub fn plan(segments: &[SegmentShape], p: &MergePolicy) -> Vec<u64> {
             s.tombstones() > 0 && s.tombstones() as f64 > p.tombstone_ratio * s.slots as f64
         })
         .max_by_key(|s| (s.tombstones(), std::cmp::Reverse(s.id)));
-    worst.map(|s| vec![s.id]).unwrap_or_default()
+    if let Some(s) = worst {
+        return vec![s.id];
+    }
+    if quiet {
+        quiet_merge(segments, p)
+    } else {
+        Vec::new()
+    }
+}
+
+/// A quiet collection's smallest live segments that fit together under the cap (at least
+/// two, or none).
+fn quiet_merge(segments: &[SegmentShape], p: &MergePolicy) -> Vec<u64> {
+    let mut live: Vec<&SegmentShape> = segments.iter().filter(|s| s.live > 0).collect();
+    live.sort_by_key(|s| (s.live, s.id));
+    let mut total = 0;
+    let mut ids: Vec<u64> = Vec::new();
+    for s in live {
+        if total + s.live > p.max_points {
+            break;
+        }
+        total += s.live;
+        ids.push(s.id);
+    }
+    if ids.len() < 2 {
+        return Vec::new();
+    }
+    ids.sort_unstable();
+    ids
 }
 
 #[cfg(test)]
@@ -125,9 +162,9 @@ mod tests {
     #[test]
     fn nothing_below_the_factor() {
         let p = MergePolicy::default();
-        assert!(plan(&[], &p).is_empty());
+        assert!(plan(&[], &p, false).is_empty());
         let three: Vec<_> = (1..=3).map(|i| seg(i, 20_000)).collect();
-        assert!(plan(&three, &p).is_empty());
+        assert!(plan(&three, &p, false).is_empty());
     }
 
     #[test]
@@ -137,7 +174,7 @@ mod tests {
         s.push(seg(9, 500)); // sealed when idle: tier 0 too
         // Four tier-1 segments as well: the lower tier goes first.
         s.extend((10..14).map(|i| seg(i, 100_000)));
-        assert_eq!(plan(&s, &p), vec![3, 4, 5, 9]);
+        assert_eq!(plan(&s, &p, false), vec![3, 4, 5, 9]);
     }
 
     #[test]
@@ -145,9 +182,9 @@ mod tests {
         let p = MergePolicy::default();
         // Four tier-1 segments of 300k: 1.2M points would exceed the 1M cap.
         let s: Vec<_> = (1..=4).map(|i| seg(i, 300_000)).collect();
-        assert!(plan(&s, &p).is_empty());
+        assert!(plan(&s, &p, false).is_empty());
         let s: Vec<_> = (1..=4).map(|i| seg(i, 200_000)).collect();
-        assert_eq!(plan(&s, &p), vec![1, 2, 3, 4]);
+        assert_eq!(plan(&s, &p, false), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -164,14 +201,14 @@ mod tests {
             slots: 20_000,
             live: 19_000,
         });
-        assert_eq!(plan(&s, &p), vec![3]);
+        assert_eq!(plan(&s, &p, false), vec![3]);
         // A segment whose points are all deleted is rewritten (into nothing).
         let dead = [SegmentShape {
             id: 7,
             slots: 10,
             live: 0,
         }];
-        assert_eq!(plan(&dead, &p), vec![7]);
+        assert_eq!(plan(&dead, &p, false), vec![7]);
     }
 
     /// Merging as planned until nothing is left to do: every point is rewritten about
@@ -186,7 +223,7 @@ mod tests {
             segs.push(seg(next, 20_000));
             next += 1;
             loop {
-                let ids = plan(&segs, &p);
+                let ids = plan(&segs, &p, false);
                 if ids.is_empty() {
                     break;
                 }
@@ -210,5 +247,40 @@ mod tests {
         assert!(segs.iter().all(|s| s.live <= p.max_points));
         // log4(50) ≈ 2.8 rewrites per point at most.
         assert!(rewritten <= 3 * total, "{rewritten}");
+    }
+
+    /// A quiet collection merges its smallest segments up to the cap: the million points
+    /// above end in one segment; a collection over the cap keeps its full ones.
+    #[test]
+    fn a_quiet_collection_merges_its_smallest_segments_up_to_the_cap() {
+        let p = MergePolicy::default();
+        let tiers = [
+            seg(1, 320_000),
+            seg(2, 320_000),
+            seg(3, 320_000),
+            seg(4, 20_000),
+            seg(5, 20_000),
+        ];
+        assert!(plan(&tiers, &p, false).is_empty());
+        assert_eq!(plan(&tiers, &p, true), vec![1, 2, 3, 4, 5]);
+        let big = [
+            seg(1, 900_000),
+            seg(2, 1_000_000),
+            seg(3, 60_000),
+            seg(4, 30_000),
+        ];
+        assert_eq!(plan(&big, &p, true), vec![1, 3, 4]);
+        // After that merge, nothing else fits under the cap.
+        let after = [seg(2, 1_000_000), seg(5, 990_000)];
+        assert!(plan(&after, &p, true).is_empty());
+        // One segment, or only empty ones besides it: nothing to merge.
+        assert!(plan(&[seg(1, 5)], &p, true).is_empty());
+        let mut empty = seg(2, 0);
+        empty.slots = 0;
+        assert!(plan(&[seg(1, 5), empty], &p, true).is_empty());
+        // Tiers and tombstones come first.
+        let mut dead = seg(9, 10);
+        dead.slots = 100;
+        assert_eq!(plan(&[seg(1, 5), seg(2, 5), dead], &p, true), vec![9]);
     }
 }

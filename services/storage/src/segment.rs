@@ -17,6 +17,7 @@ use crate::quantize::Codes;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::vecfile::{self, VecFile};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -140,13 +141,162 @@ impl Vectors {
     }
 }
 
+/// A segment's point ids in slot order: 8 bytes each while every id is an integer, the
+/// general form once a UUID arrives.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    Num(Vec<u64>),
+    Any(Vec<PointKey>),
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::Num(Vec::new())
+    }
+}
+
+impl Keys {
+    pub fn with_capacity(n: usize) -> Self {
+        Keys::Num(Vec::with_capacity(n))
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Keys::Num(v) => v.len(),
+            Keys::Any(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline]
+    pub fn get(&self, off: usize) -> Cow<'_, PointKey> {
+        match self {
+            Keys::Num(v) => Cow::Owned(PointKey::Num(v[off])),
+            Keys::Any(v) => Cow::Borrowed(&v[off]),
+        }
+    }
+    pub fn push(&mut self, key: PointKey) {
+        match (&mut *self, key) {
+            (Keys::Num(v), PointKey::Num(n)) => v.push(n),
+            (Keys::Any(v), key) => v.push(key),
+            (Keys::Num(v), key) => {
+                let mut all: Vec<PointKey> = Vec::with_capacity(v.capacity().max(v.len() + 1));
+                all.extend(v.iter().map(|&n| PointKey::Num(n)));
+                all.push(key);
+                *self = Keys::Any(all);
+            }
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, PointKey>> + '_ {
+        (0..self.len()).map(|off| self.get(off))
+    }
+    pub fn into_keys(self) -> impl Iterator<Item = PointKey> {
+        let (nums, any) = match self {
+            Keys::Num(v) => (v, Vec::new()),
+            Keys::Any(v) => (Vec::new(), v),
+        };
+        nums.into_iter().map(PointKey::Num).chain(any)
+    }
+    /// Heap bytes (UUIDs counted at their usual 36 characters).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Keys::Num(v) => v.capacity() * 8,
+            Keys::Any(v) => v.capacity() * (std::mem::size_of::<PointKey>() + 36),
+        }
+    }
+}
+
+impl FromIterator<PointKey> for Keys {
+    fn from_iter<I: IntoIterator<Item = PointKey>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut keys = Keys::with_capacity(iter.size_hint().0);
+        iter.for_each(|k| keys.push(k));
+        keys
+    }
+}
+
+/// A segment's payloads in slot order. Points of many collections carry none: an empty
+/// payload costs one 4-byte slot, the others are kept once, densely.
+#[derive(Debug, Clone, Default)]
+pub struct Payloads {
+    slots: Vec<u32>,
+    values: Vec<Payload>,
+}
+
+const NO_PAYLOAD: u32 = u32::MAX;
+static EMPTY_PAYLOAD: std::sync::LazyLock<Payload> = std::sync::LazyLock::new(Payload::new);
+
+impl Payloads {
+    pub fn with_capacity(n: usize) -> Self {
+        Payloads {
+            slots: Vec::with_capacity(n),
+            values: Vec::new(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+    #[inline]
+    pub fn get(&self, off: usize) -> &Payload {
+        match self.slots[off] {
+            NO_PAYLOAD => &EMPTY_PAYLOAD,
+            i => &self.values[i as usize],
+        }
+    }
+    pub fn push(&mut self, payload: Payload) {
+        let slot = self.store(payload);
+        self.slots.push(slot);
+    }
+    /// Replace the payload of slot `off`.
+    pub fn set(&mut self, off: usize, payload: Payload) {
+        match self.slots[off] {
+            NO_PAYLOAD => self.slots[off] = self.store(payload),
+            i => self.values[i as usize] = payload,
+        }
+    }
+    fn store(&mut self, payload: Payload) -> u32 {
+        if payload.is_empty() {
+            return NO_PAYLOAD;
+        }
+        // Offsets are u32 (`Loc`): a segment never holds 2^32 - 1 payloads.
+        self.values.push(payload);
+        (self.values.len() - 1) as u32
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Payload> + '_ {
+        (0..self.len()).map(|off| self.get(off))
+    }
+    pub fn into_payloads(self) -> impl Iterator<Item = Payload> {
+        let mut values: Vec<Option<Payload>> = self.values.into_iter().map(Some).collect();
+        self.slots.into_iter().map(move |slot| match slot {
+            NO_PAYLOAD => Payload::new(),
+            i => values[i as usize].take().unwrap_or_default(),
+        })
+    }
+    /// Heap bytes of the slots and the maps' headers (not their entries).
+    pub fn bytes(&self) -> usize {
+        self.slots.capacity() * 4 + self.values.capacity() * std::mem::size_of::<Payload>()
+    }
+}
+
+impl FromIterator<Payload> for Payloads {
+    fn from_iter<I: IntoIterator<Item = Payload>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut payloads = Payloads::with_capacity(iter.size_hint().0);
+        iter.for_each(|p| payloads.push(p));
+        payloads
+    }
+}
+
 /// Points of a segment in slot order.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentData {
     pub id: u64,
-    pub keys: Vec<PointKey>,
+    pub keys: Keys,
     pub vectors: Vectors,
-    pub payloads: Vec<Payload>,
+    pub payloads: Payloads,
 }
 
 impl SegmentData {
@@ -169,7 +319,7 @@ impl SegmentData {
         self.vectors.row(dim, off)
     }
     pub fn memory_bytes(&self) -> u64 {
-        (self.vectors.bytes() + self.keys.len() * 48) as u64
+        (self.vectors.bytes() + self.keys.bytes() + self.payloads.bytes()) as u64
     }
 }
 
@@ -388,6 +538,116 @@ impl PayloadIndex {
     }
 }
 
+/// The id map: every live key and where it is, in `PointKey`'s order (integers, then UUIDs)
+/// for scrolling. Integer ids, the common case, take 16 bytes an entry (the id and the
+/// location packed into a `u64`) before the tree's own overhead.
+#[derive(Debug, Default)]
+pub struct IdMap {
+    nums: BTreeMap<u64, u64>,
+    uuids: BTreeMap<String, Loc>,
+}
+
+#[inline]
+fn pack(loc: Loc) -> u64 {
+    // One segment id per seal or merge: 2^32 of them is out of reach of any collection.
+    let seg = u32::try_from(loc.seg).expect("segment ids stay below 2^32");
+    (u64::from(seg) << 32) | u64::from(loc.off)
+}
+
+#[inline]
+fn unpack(v: u64) -> Loc {
+    Loc {
+        seg: v >> 32,
+        off: v as u32,
+    }
+}
+
+impl IdMap {
+    pub fn len(&self) -> usize {
+        self.nums.len() + self.uuids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn clear(&mut self) {
+        self.nums.clear();
+        self.uuids.clear();
+    }
+    pub fn get(&self, key: &PointKey) -> Option<Loc> {
+        match key {
+            PointKey::Num(n) => self.nums.get(n).map(|&v| unpack(v)),
+            PointKey::Uuid(u) => self.uuids.get(u).copied(),
+        }
+    }
+    pub fn contains_key(&self, key: &PointKey) -> bool {
+        self.get(key).is_some()
+    }
+    pub fn insert(&mut self, key: PointKey, loc: Loc) {
+        match key {
+            PointKey::Num(n) => {
+                self.nums.insert(n, pack(loc));
+            }
+            PointKey::Uuid(u) => {
+                self.uuids.insert(u, loc);
+            }
+        }
+    }
+    pub fn remove(&mut self, key: &PointKey) -> Option<Loc> {
+        match key {
+            PointKey::Num(n) => self.nums.remove(n).map(unpack),
+            PointKey::Uuid(u) => self.uuids.remove(u),
+        }
+    }
+    /// Point `key` at `to` if it is still at `from`; whether it was.
+    pub fn relocate(&mut self, key: &PointKey, from: Loc, to: Loc) -> bool {
+        match key {
+            PointKey::Num(n) => match self.nums.get_mut(n) {
+                Some(v) if unpack(*v) == from => {
+                    *v = pack(to);
+                    true
+                }
+                _ => false,
+            },
+            PointKey::Uuid(u) => match self.uuids.get_mut(u) {
+                Some(l) if *l == from => {
+                    *l = to;
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+    /// Every entry in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (PointKey, Loc)> + '_ {
+        self.iter_after(None)
+    }
+    /// The entries after `after` (all when `None`), in key order.
+    pub fn iter_after(
+        &self,
+        after: Option<&PointKey>,
+    ) -> impl Iterator<Item = (PointKey, Loc)> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let (nums, uuids) = match after {
+            None => (Some(Unbounded), Unbounded),
+            Some(PointKey::Num(n)) => (Some(Excluded(*n)), Unbounded),
+            Some(PointKey::Uuid(u)) => (None, Excluded(u.as_str())),
+        };
+        let nums = nums
+            .into_iter()
+            .flat_map(|lo| self.nums.range((lo, Unbounded)))
+            .map(|(&n, &v)| (PointKey::Num(n), unpack(v)));
+        let uuids = self
+            .uuids
+            .range::<str, _>((uuids, Unbounded))
+            .map(|(u, &l)| (PointKey::Uuid(u.clone()), l));
+        nums.chain(uuids)
+    }
+    /// Estimated heap bytes: B-tree nodes filled about half by ordered inserts.
+    pub fn memory_bytes(&self) -> u64 {
+        (self.nums.len() * 32 + self.uuids.len() * 96) as u64
+    }
+}
+
 /// Search tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchTuning {
@@ -395,6 +655,9 @@ pub struct SearchTuning {
     pub ef_floor: usize,
     /// A filter whose indexed candidates are at most this many is answered exactly.
     pub exact_filter_max: usize,
+    /// Threads one search may use over the sealed segments (this one and the search pool's),
+    /// at most the cores not taken by other searches; 1 searches them one after the other.
+    pub search_threads: usize,
 }
 
 impl Default for SearchTuning {
@@ -402,8 +665,51 @@ impl Default for SearchTuning {
         Self {
             ef_floor: 64,
             exact_filter_max: 2_000,
+            search_threads: cores(),
         }
     }
+}
+
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Searches running in this process, this one included, while it lives.
+struct Running {
+    count: usize,
+}
+
+static SEARCHES_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Running {
+    fn enter() -> Self {
+        let count = SEARCHES_RUNNING.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        Running { count }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        SEARCHES_RUNNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Sealed points below which a search never splits: handing part of it to another thread
+/// costs more than it saves.
+const PARALLEL_SEARCH_MIN_POINTS: usize = 40_000;
+
+/// The threads that take the parts of a split search ([`State::search`]): its own pool, so
+/// that searches never wait behind graph builds (which use rayon's global pool).
+fn search_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores())
+            .thread_name(|i| format!("search-{i}"))
+            .build()
+            .expect("the search pool starts")
+    })
 }
 
 /// A candidate: its rank key, then (segment, offset) to break ties.
@@ -438,7 +744,7 @@ pub struct State {
     pub app_id: u64,
     pub app: Appendable,
     pub sealed: BTreeMap<u64, Sealed>,
-    pub ids: BTreeMap<PointKey, Loc>,
+    pub ids: IdMap,
     pub pindex: PayloadIndex,
     /// Sequence number of the last applied WAL record.
     pub applied_seq: u64,
@@ -456,7 +762,7 @@ impl State {
             app_id: 1,
             app: Appendable::new(datatype),
             sealed: BTreeMap::new(),
-            ids: BTreeMap::new(),
+            ids: IdMap::default(),
             pindex: PayloadIndex::default(),
             applied_seq: 0,
             next_segment_id: 2,
@@ -472,27 +778,30 @@ impl State {
             for off in 0..s.data.len() {
                 if !s.deleted[off] {
                     self.ids.insert(
-                        s.data.keys[off].clone(),
+                        s.data.keys.get(off).into_owned(),
                         Loc {
                             seg,
                             off: off as u32,
                         },
                     );
-                    self.pindex.insert(&s.data.keys[off], &s.data.payloads[off]);
+                    self.pindex
+                        .insert(&s.data.keys.get(off), s.data.payloads.get(off));
                 }
             }
         }
         for off in 0..self.app.data.len() {
             if self.app.alive[off] {
                 self.ids.insert(
-                    self.app.data.keys[off].clone(),
+                    self.app.data.keys.get(off).into_owned(),
                     Loc {
                         seg: self.app_id,
                         off: off as u32,
                     },
                 );
-                self.pindex
-                    .insert(&self.app.data.keys[off], &self.app.data.payloads[off]);
+                self.pindex.insert(
+                    &self.app.data.keys.get(off),
+                    self.app.data.payloads.get(off),
+                );
             }
         }
     }
@@ -513,11 +822,11 @@ impl State {
     fn remove_at(&mut self, key: &PointKey, loc: Loc) {
         let off = loc.off as usize;
         if loc.seg == self.app_id {
-            self.pindex.remove(key, &self.app.data.payloads[off]);
+            self.pindex.remove(key, self.app.data.payloads.get(off));
             self.app.alive[off] = false;
             self.app.live -= 1;
         } else if let Some(s) = self.sealed.get_mut(&loc.seg) {
-            self.pindex.remove(key, &s.data.payloads[off]);
+            self.pindex.remove(key, s.data.payloads.get(off));
             if !s.deleted[off] {
                 s.deleted[off] = true;
                 s.deleted_count += 1;
@@ -529,13 +838,13 @@ impl State {
     pub fn apply_upsert(&mut self, points: Vec<PointRecord>) {
         let dim = self.dim;
         for p in points {
-            match self.ids.get(&p.key).copied() {
+            match self.ids.get(&p.key) {
                 Some(loc) if loc.seg == self.app_id => {
                     let off = loc.off as usize;
-                    self.pindex.remove(&p.key, &self.app.data.payloads[off]);
+                    self.pindex.remove(&p.key, self.app.data.payloads.get(off));
                     self.pindex.insert(&p.key, &p.payload);
                     self.app.data.vectors.set(dim, off, &p.vector);
-                    self.app.data.payloads[off] = p.payload;
+                    self.app.data.payloads.set(off, p.payload);
                 }
                 other => {
                     if let Some(loc) = other {
@@ -583,9 +892,9 @@ impl State {
         let id = self.app_id;
         let mut data = SegmentData {
             id,
-            keys: Vec::with_capacity(old.live),
+            keys: Keys::with_capacity(old.live),
             vectors: Vectors::default(),
-            payloads: Vec::with_capacity(old.live),
+            payloads: Payloads::with_capacity(old.live),
         };
         let SegmentData {
             keys,
@@ -593,7 +902,11 @@ impl State {
             payloads,
             ..
         } = old.data;
-        for ((key, payload), &alive) in keys.into_iter().zip(payloads).zip(&old.alive) {
+        for ((key, payload), &alive) in keys
+            .into_keys()
+            .zip(payloads.into_payloads())
+            .zip(&old.alive)
+        {
             if !alive {
                 continue;
             }
@@ -686,15 +999,12 @@ impl State {
         data.id = id;
         let mut deleted = vec![false; data.len()];
         for (i, origin) in origins.iter().enumerate() {
-            let key = &data.keys[i];
-            match self.ids.get_mut(key) {
-                Some(loc) if loc == origin => {
-                    *loc = Loc {
-                        seg: id,
-                        off: i as u32,
-                    }
-                }
-                _ => deleted[i] = true,
+            let to = Loc {
+                seg: id,
+                off: i as u32,
+            };
+            if !self.ids.relocate(&data.keys.get(i), *origin, to) {
+                deleted[i] = true;
             }
         }
         let mut removed = 0;
@@ -716,8 +1026,8 @@ impl State {
             return cands
                 .into_iter()
                 .filter(|k| {
-                    self.ids.get(k).is_some_and(|&loc| {
-                        filter.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
+                    self.ids.get(k).is_some_and(|loc| {
+                        filter.matches(k, self.seg_data(loc.seg).payloads.get(loc.off as usize))
                     })
                 })
                 .collect();
@@ -725,9 +1035,9 @@ impl State {
         self.ids
             .iter()
             .filter(|(k, loc)| {
-                filter.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize])
+                filter.matches(k, self.seg_data(loc.seg).payloads.get(loc.off as usize))
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k)
             .collect()
     }
 
@@ -744,17 +1054,16 @@ impl State {
         let off = loc.off as usize;
         Some(StoredPoint {
             key: key.clone(),
-            payload: include.payload.then(|| d.payloads[off].clone()),
+            payload: include.payload.then(|| d.payloads.get(off).clone()),
             vector: include.vector.then(|| d.vector(self.dim, off).to_vec()),
         })
     }
 
     pub fn scroll(&self, params: &ScrollParams) -> (Vec<StoredPoint>, Option<PointKey>) {
-        use std::ops::Bound;
         params.page(
-            self.ids.range((params.lower(), Bound::Unbounded)),
-            |f, (k, loc)| f.matches(k, &self.seg_data(loc.seg).payloads[loc.off as usize]),
-            |(k, _)| self.stored(k, params.include),
+            self.ids.iter_after(params.after.as_ref()),
+            |f, (k, loc)| f.matches(k, self.seg_data(loc.seg).payloads.get(loc.off as usize)),
+            |(k, _)| self.stored(&k, params.include),
         )
     }
 
@@ -775,7 +1084,7 @@ impl State {
                 continue;
             }
             if let Some(f) = filter
-                && !f.matches(&data.keys[off], &data.payloads[off])
+                && !f.matches(&data.keys.get(off), data.payloads.get(off))
             {
                 continue;
             }
@@ -807,12 +1116,12 @@ impl State {
         if let (Some(cands), Some(f)) = (narrow, filter) {
             // Few candidates: score exactly the ones that really match.
             for key in &cands {
-                let Some(&loc) = self.ids.get(key) else {
+                let Some(loc) = self.ids.get(key) else {
                     continue;
                 };
                 let d = self.seg_data(loc.seg);
                 let off = loc.off as usize;
-                if !f.matches(key, &d.payloads[off]) {
+                if !f.matches(key, d.payloads.get(off)) {
                     continue;
                 }
                 info.points_exact += 1;
@@ -833,76 +1142,167 @@ impl State {
             filter,
         );
         info.segments_searched += 1;
-        for (&seg, s) in &self.sealed {
-            info.segments_searched += 1;
-            let deleted = &s.deleted;
-            let dead = |o: usize| deleted[o];
-            let graph = match &s.graph {
-                Some(g) if !params.exact => g,
-                _ => {
-                    info.points_exact += self.scan(&mut top, q, seg, &s.data, &dead, filter);
-                    continue;
-                }
-            };
-            let live = s.live();
-            let ef = params
-                .ef
-                .map_or_else(|| s.ef_for(k, tuning.ef_floor), |e| e.max(k));
-            info.ef = info.ef.max(ef as u64);
-            // Quantized: walk the codes for `k × oversampling` candidates; every candidate
-            // is rescored with the vectors below.
-            let prepared = s.codes.as_ref().map(|c| c.prepare(q));
-            let kc = match &prepared {
-                Some(p) => candidates(
-                    k,
-                    params
-                        .oversampling
-                        .unwrap_or(p.kind().default_oversampling()),
-                ),
-                None => k,
-            };
-            if prepared.is_some() {
-                info.rescored = info.rescored.max(kc as u64);
+        // Concurrent searches share the cores: a split only uses the ones left idle.
+        let running = Running::enter();
+        let parts = self.split_for_search(tuning.search_threads.min(cores() / running.count));
+        if parts.len() <= 1 {
+            for (&seg, sealed) in &self.sealed {
+                self.search_sealed(&mut top, &mut info, q, params, tuning, seg, sealed);
             }
-            let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
-                let found = match &prepared {
-                    Some(p) => graph.search_codes(p, n, ef, accept),
-                    None => graph.search(s.data.vectors.all(), q, n, ef, accept),
-                };
-                found.into_iter().map(|r| r.0)
-            };
-            let found: Vec<usize> = match filter {
-                None if s.deleted_count == 0 => walk(kc, ef, None).collect(),
-                None => {
-                    // Ask for a few more and drop tombstones; filter in the graph if too few.
-                    let k2 = (kc + s.deleted_count).min(2 * kc + 16);
-                    let mut v: Vec<usize> = walk(k2, ef.max(k2), None)
-                        .filter(|&o| !deleted[o])
-                        .collect();
-                    if v.len() < k.min(live) {
-                        v = walk(kc, ef, Some(&dead_filter(&dead))).collect();
-                    }
-                    v.truncate(kc);
-                    v
+        } else {
+            // Several large segments: searched in parallel, one part on this thread and the
+            // others on the search pool, then merged (ties break by location: the same
+            // result whatever the split).
+            let mut outs: Vec<(TopK, SearchInfo)> = parts
+                .iter()
+                .map(|_| (TopK::new(k), SearchInfo::default()))
+                .collect();
+            let (first, rest) = outs.split_at_mut(1);
+            search_pool().in_place_scope(|scope| {
+                for (part, out) in parts[1..].iter().zip(rest.iter_mut()) {
+                    scope.spawn(move |_| {
+                        for &(seg, sealed) in part {
+                            self.search_sealed(
+                                &mut out.0, &mut out.1, q, params, tuning, seg, sealed,
+                            );
+                        }
+                    });
                 }
-                Some(f) => {
-                    let accept =
-                        |o: usize| !deleted[o] && f.matches(&s.data.keys[o], &s.data.payloads[o]);
-                    walk(kc, ef, Some(&accept)).collect()
+                let out = &mut first[0];
+                for &(seg, sealed) in &parts[0] {
+                    self.search_sealed(&mut out.0, &mut out.1, q, params, tuning, seg, sealed);
                 }
-            };
-            if found.len() < k.min(live) {
-                // The graph could not deliver k (tiny or heavily filtered segment): scan it.
-                info.points_exact += self.scan(&mut top, q, seg, &s.data, &dead, filter);
-                continue;
-            }
-            info.points_graph += live as u64;
-            for off in found {
-                let r = rank_key(metric, score_row(metric, q, s.data.vector(self.dim, off)));
-                top.push(r, seg, off as u32);
+            });
+            for (part_top, part_info) in outs {
+                for Ranked(r, (seg, off)) in part_top.heap {
+                    top.push(r, seg, off);
+                }
+                info.merge(&part_info);
             }
         }
         (self.hits(top, params), info)
+    }
+
+    /// Search one sealed segment: its graph (walked over its codes and rescored, when
+    /// quantized), or an exact scan when it has none or the graph cannot deliver `k`.
+    #[allow(clippy::too_many_arguments)]
+    fn search_sealed(
+        &self,
+        top: &mut TopK,
+        info: &mut SearchInfo,
+        q: &[f32],
+        params: &SearchParams,
+        tuning: &SearchTuning,
+        seg: u64,
+        s: &Sealed,
+    ) {
+        let metric = self.spec.metric;
+        let k = params.k;
+        let filter = params.filter.as_ref().filter(|f| !f.is_empty());
+        info.segments_searched += 1;
+        let deleted = &s.deleted;
+        let dead = |o: usize| deleted[o];
+        let graph = match &s.graph {
+            Some(g) if !params.exact => g,
+            _ => {
+                info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+                return;
+            }
+        };
+        let live = s.live();
+        let ef = params
+            .ef
+            .map_or_else(|| s.ef_for(k, tuning.ef_floor), |e| e.max(k));
+        info.ef = info.ef.max(ef as u64);
+        // Quantized: walk the codes for `k × oversampling` candidates; every candidate
+        // is rescored with the vectors below.
+        let prepared = s.codes.as_ref().map(|c| c.prepare(q));
+        let kc = match &prepared {
+            Some(p) => candidates(
+                k,
+                params
+                    .oversampling
+                    .unwrap_or(p.kind().default_oversampling()),
+            ),
+            None => k,
+        };
+        if prepared.is_some() {
+            info.rescored = info.rescored.max(kc as u64);
+        }
+        let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
+            let found = match &prepared {
+                Some(p) => graph.search_codes(p, n, ef, accept),
+                None => graph.search(s.data.vectors.all(), q, n, ef, accept),
+            };
+            found.into_iter().map(|r| r.0)
+        };
+        let found: Vec<usize> = match filter {
+            None if s.deleted_count == 0 => walk(kc, ef, None).collect(),
+            None => {
+                // Ask for a few more and drop tombstones; filter in the graph if too few.
+                let k2 = (kc + s.deleted_count).min(2 * kc + 16);
+                let mut v: Vec<usize> = walk(k2, ef.max(k2), None)
+                    .filter(|&o| !deleted[o])
+                    .collect();
+                if v.len() < k.min(live) {
+                    v = walk(kc, ef, Some(&dead_filter(&dead))).collect();
+                }
+                v.truncate(kc);
+                v
+            }
+            Some(f) => {
+                let accept = |o: usize| {
+                    !deleted[o] && f.matches(&s.data.keys.get(o), s.data.payloads.get(o))
+                };
+                walk(kc, ef, Some(&accept)).collect()
+            }
+        };
+        if found.len() < k.min(live) {
+            // The graph could not deliver k (tiny or heavily filtered segment): scan it.
+            info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+            return;
+        }
+        info.points_graph += live as u64;
+        for off in found {
+            let r = rank_key(metric, score_row(metric, q, s.data.vector(self.dim, off)));
+            top.push(r, seg, off as u32);
+        }
+    }
+
+    /// The sealed segments split into up to `threads` parts of about equal cost to search in
+    /// parallel; none when the collection is too small for a split to pay. A graph search
+    /// costs about the log of its segment's size, an exact scan its size.
+    fn split_for_search(&self, threads: usize) -> Vec<Vec<(u64, &Sealed)>> {
+        let total: usize = self.sealed.values().map(|s| s.live()).sum();
+        let threads = threads.min(self.sealed.len());
+        if threads <= 1 || total < PARALLEL_SEARCH_MIN_POINTS {
+            return Vec::new();
+        }
+        let cost = |s: &Sealed| match s.graph {
+            Some(_) => ((s.live() + 2) as f64).ln(),
+            None => s.live() as f64 / 400.0,
+        };
+        let mut segs: Vec<(f64, u64, &Sealed)> = self
+            .sealed
+            .iter()
+            .map(|(&id, s)| (cost(s), id, s))
+            .collect();
+        segs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut parts: Vec<(f64, Vec<(u64, &Sealed)>)> =
+            (0..threads).map(|_| (0.0, Vec::new())).collect();
+        for (c, id, s) in segs {
+            let p = parts
+                .iter_mut()
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .expect("threads >= 2");
+            p.0 += c;
+            p.1.push((id, s));
+        }
+        parts
+            .into_iter()
+            .map(|p| p.1)
+            .filter(|p| !p.is_empty())
+            .collect()
     }
 
     fn hits(&self, top: TopK, params: &SearchParams) -> Vec<Hit> {
@@ -914,9 +1314,9 @@ impl State {
                 let d = self.seg_data(seg);
                 let off = off as usize;
                 Hit {
-                    key: d.keys[off].clone(),
+                    key: d.keys.get(off).into_owned(),
                     score: rank_key(metric, r),
-                    payload: params.include.payload.then(|| d.payloads[off].clone()),
+                    payload: params.include.payload.then(|| d.payloads.get(off).clone()),
                     vector: params
                         .include
                         .vector
@@ -944,11 +1344,216 @@ impl State {
         (
             vectors,
             graphs,
-            self.pindex.memory_bytes() + self.ids.len() as u64 * 64,
+            self.pindex.memory_bytes() + self.ids.memory_bytes(),
         )
     }
 }
 
 fn dead_filter(dead: &dyn Fn(usize) -> bool) -> impl Fn(usize) -> bool + '_ {
     move |o| !dead(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{Condition, Match};
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    fn key(rng: &mut impl Rng) -> PointKey {
+        let id = rng.random_range(0..2_000u64);
+        if id % 5 == 0 {
+            PointKey::Uuid(format!("00000000-0000-4000-8000-{id:012}"))
+        } else {
+            PointKey::Num(id)
+        }
+    }
+
+    #[test]
+    fn id_map_equals_an_ordered_map_of_keys() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut ids = IdMap::default();
+        let mut oracle: BTreeMap<PointKey, Loc> = BTreeMap::new();
+        for step in 0..20_000u32 {
+            let k = key(&mut rng);
+            let loc = Loc {
+                seg: rng.random_range(0..=u64::from(u32::MAX)),
+                off: rng.random(),
+            };
+            match rng.random_range(0..4) {
+                0 => assert_eq!(ids.remove(&k), oracle.remove(&k)),
+                1 => {
+                    let from = oracle.get(&k).copied().unwrap_or(loc);
+                    let moved = ids.relocate(&k, from, loc);
+                    assert_eq!(moved, oracle.contains_key(&k));
+                    if moved {
+                        oracle.insert(k.clone(), loc);
+                    }
+                    // A stale origin moves nothing.
+                    let stale = Loc {
+                        off: loc.off ^ 1,
+                        ..loc
+                    };
+                    assert!(!ids.relocate(&k, stale, from));
+                }
+                _ => {
+                    ids.insert(k.clone(), loc);
+                    oracle.insert(k.clone(), loc);
+                }
+            }
+            assert_eq!(ids.get(&k), oracle.get(&k).copied());
+            assert_eq!(ids.len(), oracle.len());
+            if step % 1_000 == 0 {
+                let all: Vec<_> = ids.iter().collect();
+                let want: Vec<_> = oracle.iter().map(|(k, l)| (k.clone(), *l)).collect();
+                assert_eq!(all, want);
+                // Scrolling from any key (present or not, either kind) continues in order.
+                for _ in 0..20 {
+                    let after = key(&mut rng);
+                    let got: Vec<_> = ids.iter_after(Some(&after)).collect();
+                    let want: Vec<_> = oracle
+                        .range((
+                            std::ops::Bound::Excluded(&after),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .map(|(k, l)| (k.clone(), *l))
+                        .collect();
+                    assert_eq!(got, want, "after {after}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_turn_general_at_the_first_uuid_and_keep_their_order() {
+        let mut keys = Keys::with_capacity(4);
+        keys.push(PointKey::Num(3));
+        keys.push(PointKey::Num(1));
+        assert!(matches!(keys, Keys::Num(_)));
+        assert_eq!(keys.bytes(), 4 * 8);
+        let u = PointKey::Uuid("00000000-0000-4000-8000-000000000001".into());
+        keys.push(u.clone());
+        keys.push(PointKey::Num(2));
+        assert!(matches!(keys, Keys::Any(_)));
+        let want = vec![PointKey::Num(3), PointKey::Num(1), u, PointKey::Num(2)];
+        assert_eq!(keys.iter().map(Cow::into_owned).collect::<Vec<_>>(), want);
+        assert_eq!(keys.into_keys().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn payloads_keep_only_non_empty_maps() {
+        let p = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let mut ps = Payloads::default();
+        ps.push(Payload::new());
+        ps.push(p(json!({"a": 1})));
+        ps.push(Payload::new());
+        assert_eq!(ps.values.len(), 1);
+        ps.set(0, p(json!({"b": 2})));
+        ps.set(1, p(json!({"a": 3})));
+        ps.set(2, Payload::new());
+        assert_eq!(ps.values.len(), 2);
+        let want = vec![p(json!({"b": 2})), p(json!({"a": 3})), Payload::new()];
+        assert_eq!(ps.iter().cloned().collect::<Vec<_>>(), want);
+        assert_eq!(ps.into_payloads().collect::<Vec<_>>(), want);
+    }
+
+    fn spec() -> CollectionSpec {
+        CollectionSpec {
+            name: "t".into(),
+            dimension: 8,
+            metric: Metric::L2,
+            m: 8,
+            ef_construction: 32,
+            pinned: false,
+            datatype: Datatype::Float32,
+            quantization: Default::default(),
+            on_disk: false,
+        }
+    }
+
+    /// A search split over threads answers exactly as one searching the segments in turn,
+    /// with and without graphs, filters and tombstones.
+    #[test]
+    fn a_split_search_equals_the_sequential_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut st = State::new(spec());
+        let colors = ["red", "green", "blue"];
+        for seg in 0..4u64 {
+            let n = [30_000, 20_000, 12_000, 5_000][seg as usize];
+            let points = (0..n)
+                .map(|i| PointRecord {
+                    key: PointKey::Num(seg * 100_000 + i),
+                    vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                    payload: json!({"color": colors[rng.random_range(0..3)]})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                })
+                .collect();
+            st.apply_upsert(points);
+            st.seal();
+        }
+        // Graphs on two of the four segments; tombstones in one of them.
+        let with_graphs: Vec<u64> = st.sealed.keys().take(2).copied().collect();
+        for seg in with_graphs {
+            let s = &st.sealed[&seg];
+            let rows: Vec<Vec<f32>> = (0..s.data.len())
+                .map(|o| s.data.vector(8, o).to_vec())
+                .collect();
+            let items: Vec<(&[f32], usize)> =
+                rows.iter().enumerate().map(|(o, v)| (&v[..], o)).collect();
+            let graph = Arc::new(Graph::build(Metric::L2, 8, 32, 8, &items));
+            let index = Index {
+                graph,
+                codes: None,
+                default_ef: 32,
+            };
+            assert!(st.install_index(seg, index));
+        }
+        let gone: Vec<PointKey> = (0..3_000).map(|i| PointKey::Num(i * 7)).collect();
+        st.apply_delete(&gone);
+        let red = Filter {
+            must: vec![Condition::Field {
+                key: "color".into(),
+                path: vec!["color".into()],
+                matcher: Match::Keyword("red".into()),
+            }],
+            ..Default::default()
+        };
+        let one = SearchTuning {
+            search_threads: 1,
+            ..Default::default()
+        };
+        let split = SearchTuning {
+            search_threads: 3,
+            // Every red point is a candidate: the graph walk, not the exact path.
+            exact_filter_max: 0,
+            ..one
+        };
+        let one = SearchTuning {
+            exact_filter_max: 0,
+            ..one
+        };
+        assert_eq!(st.split_for_search(1).len(), 0);
+        let parts = st.split_for_search(3);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 4);
+        for i in 0..30 {
+            let params = SearchParams {
+                vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                k: 10,
+                filter: (i % 2 == 1).then(|| red.clone()),
+                ef: None,
+                oversampling: None,
+                include: Include::ALL,
+                exact: i % 3 == 2,
+            };
+            let (a, ia) = st.search(&params.vector, &params, &one);
+            let (b, ib) = st.search(&params.vector, &params, &split);
+            assert_eq!(a, b);
+            assert_eq!(ia, ib);
+            assert_eq!(a.len(), 10);
+            assert!(ia.points_graph > 0 || params.exact);
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::fsutil::{file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::quantize::Codes;
-use crate::segment::{SegmentData, Vectors};
+use crate::segment::{Keys, Payloads, SegmentData, Vectors};
 use crate::wal::{Decode, put_key};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -348,8 +348,8 @@ pub(crate) fn encode_segment<W: Write>(
     }
     w.write_all(&head)?;
     let mut buf = Vec::with_capacity(64 * 1024);
-    for k in &data.keys {
-        put_key(&mut buf, k);
+    for k in data.keys.iter() {
+        put_key(&mut buf, &k);
         if buf.len() >= 60 * 1024 {
             w.write_all(&buf)?;
             buf.clear();
@@ -366,7 +366,7 @@ pub(crate) fn encode_segment<W: Write>(
     buf.clear();
     buf.extend(deleted.iter().map(|&d| d as u8));
     w.write_all(&buf)?;
-    for p in &data.payloads {
+    for p in data.payloads.iter() {
         if p.is_empty() {
             w.write_all(&0u32.to_le_bytes())?;
         } else {
@@ -486,7 +486,7 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
     let inline = if external { 0 } else { datatype.size() as u64 };
     src.room(n, 1 + 8 + dim * inline + 1 + 4)?;
     let n = n as usize;
-    let mut keys = Vec::with_capacity(n);
+    let mut keys = Keys::with_capacity(n);
     for _ in 0..n {
         keys.push(src.key()?);
     }
@@ -496,7 +496,7 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
         Datatype::Float16 => Vectors::F16(read_values(src, values, u16::from_le_bytes)?),
     };
     let deleted = src.take(n)?.iter().map(|&b| b != 0).collect();
-    let mut payloads = Vec::with_capacity(n);
+    let mut payloads = Payloads::with_capacity(n);
     for _ in 0..n {
         let len = src.u32()? as usize;
         payloads.push(if len == 0 {

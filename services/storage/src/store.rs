@@ -68,6 +68,17 @@ pub struct SearchInfo {
     pub rescored: u64,
 }
 
+impl SearchInfo {
+    /// Add the counts of a part of the same search (searched on another thread).
+    pub fn merge(&mut self, part: &SearchInfo) {
+        self.points_exact += part.points_exact;
+        self.points_graph += part.points_graph;
+        self.segments_searched += part.segments_searched;
+        self.ef = self.ef.max(part.ef);
+        self.rescored = self.rescored.max(part.rescored);
+    }
+}
+
 pub trait CollectionStore: Send + Sync {
     fn stats(&self) -> CollectionStats;
 

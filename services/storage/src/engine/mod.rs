@@ -12,7 +12,7 @@ mod recovery;
 mod tiering;
 mod workers;
 
-use crate::collection::{BuildJob, Collection, CollectionOptions};
+use crate::collection::{BuildQueue, Collection, CollectionOptions};
 use crate::error::{Result, StorageError};
 use crate::objstore::snapshots::SnapshotStore;
 use crate::snapshot::{self, SnapshotManifest};
@@ -21,7 +21,6 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -70,7 +69,7 @@ pub struct Engine {
     /// Serializes create and delete (directory work) without blocking lookups.
     ddl: Mutex<()>,
     /// The graph builder's queue, given to every collection loaded.
-    builder: Mutex<Option<Sender<BuildJob>>>,
+    builder: Mutex<Option<BuildQueue>>,
     /// Tells the worker threads to stop.
     stop: Arc<AtomicBool>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -133,8 +132,8 @@ impl Engine {
 
     /// Give a freshly loaded collection the background graph builder.
     fn attach_builder(&self, c: &Arc<Collection>) {
-        if let Some(tx) = &*self.builder.lock() {
-            c.set_builder(tx.clone());
+        if let Some(queue) = &*self.builder.lock() {
+            c.set_builder(queue.clone());
         }
     }
 

@@ -2,7 +2,8 @@
 //! [`Engine::shutdown`]:
 //!
 //! - `akidb-index-builder`: builds the HNSW graph of each sealed segment, in order, and
-//!   makes each durable at once with a checkpoint;
+//!   makes each durable at once with a checkpoint (merges pause while it has work: points
+//!   without a graph are searched exactly);
 //! - `akidb-maintenance`: seals idle appendable segments, refreshes gauges, takes scheduled
 //!   snapshots (then uploads them) and a checkpoint of a collection whose WAL has grown past
 //!   `checkpoint_wal_bytes` (so a restart replays at most that much);
@@ -12,7 +13,7 @@
 //! - `akidb-wal-flusher` (with `--fsync interval=<ms>` only): fsyncs every WAL on its timer.
 
 use super::Engine;
-use crate::collection::{BuildJob, Collection};
+use crate::collection::{BuildQueue, Collection};
 use crate::wal::FsyncPolicy;
 use akidb_instrumentation::metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,33 +22,20 @@ use std::time::{Duration, Instant};
 
 impl Engine {
     pub(super) fn start_workers(self: &Arc<Self>) {
-        let (tx, rx) = std::sync::mpsc::channel::<BuildJob>();
+        let (queue, jobs) = BuildQueue::new();
         for c in self.all() {
-            c.set_builder(tx.clone());
+            c.set_builder(queue.clone());
         }
-        *self.builder.lock() = Some(tx);
+        *self.builder.lock() = Some(queue);
+        // Ends when the engine and every collection dropped their queue (shutdown).
         self.spawn_worker("akidb-index-builder", move |_, stop| {
-            while let Ok((coll, seg)) = rx.recv() {
+            while let Some((coll, seg)) = jobs.recv() {
                 if stop.load(Ordering::Acquire) {
                     // Stopping: what is left is built again after the restart.
                     break;
                 }
-                let Some(c) = coll.upgrade() else { continue };
-                if c.deleted.load(Ordering::Acquire) {
-                    continue;
-                }
-                let outcome = match c.build_graph(seg) {
-                    Ok(true) => checkpoint(&c, "graph built"),
-                    Ok(false) => "success",
-                    Err(e) => {
-                        tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
-                        "error"
-                    }
-                };
-                metrics()
-                    .worker_runs
-                    .with_label_values(&["index_builder", outcome])
-                    .inc();
+                build_one(coll, seg);
+                jobs.finished();
             }
         });
         self.spawn_worker("akidb-maintenance", maintenance_loop);
@@ -217,6 +205,26 @@ impl Job {
 
 /// Make what a background job finished durable with a checkpoint of `c`; the outcome of
 /// the worker run.
+/// Build the graph of segment `seg` of `coll` (if both still exist) and make it durable.
+fn build_one(coll: Weak<Collection>, seg: u64) {
+    let Some(c) = coll.upgrade() else { return };
+    if c.deleted.load(Ordering::Acquire) {
+        return;
+    }
+    let outcome = match c.build_graph(seg) {
+        Ok(true) => checkpoint(&c, "graph built"),
+        Ok(false) => "success",
+        Err(e) => {
+            tracing::error!(collection = %c.spec().name, segment = seg, error = %e, "graph build failed");
+            "error"
+        }
+    };
+    metrics()
+        .worker_runs
+        .with_label_values(&["index_builder", outcome])
+        .inc();
+}
+
 fn checkpoint(c: &Collection, why: &str) -> &'static str {
     match c.checkpoint() {
         Ok(_) => "success",
