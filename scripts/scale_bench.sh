@@ -77,7 +77,10 @@ for n in "${sizes[@]}"; do
   t_load=$(now)
   "$bin" --json bench --data "$data" "${create[@]}" --ef 0 --concurrency 1 --seconds 0.2 --warmup 0 --search-batch 0 \
     --index-timeout 7200 --storage-metrics "http://127.0.0.1:$smp/metrics" >"$run/load.json"
-  # Merges settle: no build or merge running, no point waiting, segments unchanged for 6 s.
+  # Merges settle: no build or merge running, no point waiting, segments unchanged for 6 s,
+  # and the collection quiet for longer than --merge-quiet-secs (30 s; its quiet merge
+  # starts then).
+  while (( $(echo "$(now) - $t_load < 36" | bc) )); do sleep 1; done
   last=""; same=0
   while (( same < 3 )); do
     sleep 2
@@ -108,6 +111,9 @@ for n in "${sizes[@]}"; do
   stop_s=$(echo "$t1 - $t0" | bc)
   start_storage; pids=($spid $ipid $qpid); t0=$(now); wait_serving; t1=$(now)
   restart_s=$(echo "$t1 - $t0" | bc)
+  # The heap of a process that opened the collection from its snapshot: what the collection
+  # holds, without what the load and the merges left in the allocator.
+  sleep 2; anon_restarted=$(status_kb "$spid" RssAnon)
   # A SIGKILL in the middle of continuous writes (another collection), then the restart.
   # (Small durable batches, one at a time: the writer is still writing when the kill comes.)
   "$bin" bench --data "$data" "${create[@]}" --collection writes --ef 0 --concurrency 1 --seconds 0.1 --search-batch 0 \
@@ -152,7 +158,7 @@ for ef in (e for e in map(int, sys.argv[2].split(",")) if e > 0):
 print(json.dumps(out))
 EOF
   fi
-  "$py" - "$n" "$dim" "$run" "$settled" "$anon" "$file" "$vec_b" "$hnsw_b" "$idx_b" "$last" "$stop_s" "$restart_s" "$crash_s" "$replayed" "$interrupted" "$storage_ms" "$metric" "$quant" "$on_disk" >>"$results" <<'EOF'
+  "$py" - "$n" "$dim" "$run" "$settled" "$anon" "$file" "$vec_b" "$hnsw_b" "$idx_b" "$last" "$stop_s" "$restart_s" "$crash_s" "$replayed" "$interrupted" "$storage_ms" "$metric" "$quant" "$on_disk" "$anon_restarted" >>"$results" <<'EOF'
 import json, sys
 n, dim, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 load = json.load(open(run + "/load.json")); search = json.load(open(run + "/search.json"))
@@ -165,6 +171,7 @@ print(json.dumps({
     "indexed_seconds": load["indexed_seconds"], "merges_settled_seconds": f(sys.argv[4]),
     "segments": int(sys.argv[10]),
     "rss_anon_mib": int(sys.argv[5]) / 1024, "rss_file_mib": int(sys.argv[6]) / 1024,
+    "rss_anon_restarted_mib": int(sys.argv[20]) / 1024,
     "vectors_bytes": f(sys.argv[7]), "hnsw_bytes": f(sys.argv[8]), "index_bytes": f(sys.argv[9]),
     "heap_bytes_per_vector": int(sys.argv[5]) * 1024 / n,
     "stop_seconds": f(sys.argv[11]), "restart_seconds": f(sys.argv[12]),
@@ -182,10 +189,10 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def label(r):
     return f"{r['points']:,} {r['dim']}-d {r.get('metric', 'l2')} {r.get('quantization', 'none')}" + (" on disk" if r.get("on_disk") else "")
-print("\n| points | ingest vec/s | indexed s | merges settled s | segments | heap MiB | file MiB | heap B/vector | stop s | restart s | restart after SIGKILL s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("\n| points | ingest vec/s | indexed s | merges settled s | segments | heap MiB | heap after restart MiB | file MiB | heap B/vector | stop s | restart s | restart after SIGKILL s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {label(r)} | {r['ingest_vectors_per_second']:.0f} | {r['indexed_seconds']:.1f} | {r['merges_settled_seconds']:.1f} | {r['segments']} | {r['rss_anon_mib']:.0f} | {r['rss_file_mib']:.0f} | {r['heap_bytes_per_vector']:.0f} | {r['stop_seconds']:.2f} | {r['restart_seconds']:.2f} | {r['restart_after_sigkill_seconds']:.2f} |")
+    print(f"| {label(r)} | {r['ingest_vectors_per_second']:.0f} | {r['indexed_seconds']:.1f} | {r['merges_settled_seconds']:.1f} | {r['segments']} | {r['rss_anon_mib']:.0f} | {r.get('rss_anon_restarted_mib', float('nan')):.0f} | {r['rss_file_mib']:.0f} | {r['heap_bytes_per_vector']:.0f} | {r['stop_seconds']:.2f} | {r['restart_seconds']:.2f} | {r['restart_after_sigkill_seconds']:.2f} |")
 print("\n| points | ef | 1 client QPS | p50 ms | p99 ms | 32 clients QPS | p99 ms | recall@10 | storage-side mean ms | hnswlib mean ms (1 thread) | hnswlib recall@10 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
