@@ -741,9 +741,6 @@ impl Collection {
             let removed = st.replace_segments(&plan, data, &origins, graph);
             (removed, st.sealed.len() as u64 + 1)
         };
-        // The merged segments are gone (unless a search still holds them): give their pages
-        // back rather than keep them in the allocator.
-        crate::allocator::release_free_heap();
         Ok(CompactReport {
             segments_before: before,
             segments_after: after,
@@ -963,17 +960,7 @@ mod tests {
     use serde_json::json;
 
     fn spec(metric: Metric) -> CollectionSpec {
-        CollectionSpec {
-            name: "t".into(),
-            dimension: 8,
-            metric,
-            m: 8,
-            ef_construction: 64,
-            pinned: false,
-            datatype: Datatype::Float32,
-            quantization: Default::default(),
-            on_disk: false,
-        }
+        CollectionSpec::for_test("t", 8, metric, 64)
     }
 
     fn opts(seg: usize) -> CollectionOptions {

@@ -168,6 +168,24 @@ pub struct CollectionSpec {
     pub on_disk: bool,
 }
 
+#[cfg(test)]
+impl CollectionSpec {
+    /// A float32 spec with small graph parameters (m 8), for tests.
+    pub fn for_test(name: &str, dimension: u32, metric: Metric, ef_construction: u32) -> Self {
+        CollectionSpec {
+            name: name.into(),
+            dimension,
+            metric,
+            m: 8,
+            ef_construction,
+            pinned: false,
+            datatype: Datatype::Float32,
+            quantization: Quantization::None,
+            on_disk: false,
+        }
+    }
+}
+
 /// A collection's state as reported to clients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionStats {

@@ -206,6 +206,13 @@ impl Keys {
     }
 }
 
+/// Equal when they hold the same ids in the same order, whatever their form.
+impl PartialEq for Keys {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
 impl FromIterator<PointKey> for Keys {
     fn from_iter<I: IntoIterator<Item = PointKey>>(iter: I) -> Self {
         let iter = iter.into_iter();
@@ -278,6 +285,13 @@ impl Payloads {
     /// Heap bytes of the slots and the maps' headers (not their entries).
     pub fn bytes(&self) -> usize {
         self.slots.capacity() * 4 + self.values.capacity() * std::mem::size_of::<Payload>()
+    }
+}
+
+/// Equal when they hold the same payloads in the same slots, however they are stored.
+impl PartialEq for Payloads {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -1437,6 +1451,12 @@ mod tests {
         assert!(matches!(keys, Keys::Any(_)));
         let want = vec![PointKey::Num(3), PointKey::Num(1), u, PointKey::Num(2)];
         assert_eq!(keys.iter().map(Cow::into_owned).collect::<Vec<_>>(), want);
+        assert_eq!(keys, want.iter().cloned().collect::<Keys>());
+        assert_ne!(keys, Keys::Any(want[..3].to_vec()));
+        assert_eq!(
+            Keys::Num(vec![1, 2]),
+            Keys::Any(vec![PointKey::Num(1), PointKey::Num(2)])
+        );
         assert_eq!(keys.into_keys().collect::<Vec<_>>(), want);
     }
 
@@ -1454,21 +1474,13 @@ mod tests {
         assert_eq!(ps.values.len(), 2);
         let want = vec![p(json!({"b": 2})), p(json!({"a": 3})), Payload::new()];
         assert_eq!(ps.iter().cloned().collect::<Vec<_>>(), want);
+        assert_eq!(ps, want.iter().cloned().collect::<Payloads>());
+        assert_ne!(ps, want[..2].iter().cloned().collect::<Payloads>());
         assert_eq!(ps.into_payloads().collect::<Vec<_>>(), want);
     }
 
     fn spec() -> CollectionSpec {
-        CollectionSpec {
-            name: "t".into(),
-            dimension: 8,
-            metric: Metric::L2,
-            m: 8,
-            ef_construction: 32,
-            pinned: false,
-            datatype: Datatype::Float32,
-            quantization: Default::default(),
-            on_disk: false,
-        }
+        CollectionSpec::for_test("t", 8, Metric::L2, 32)
     }
 
     /// A search split over threads answers exactly as one searching the segments in turn,

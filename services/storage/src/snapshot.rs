@@ -913,17 +913,7 @@ mod tests {
     /// directory and reads (format 1's graph base name too). Such a manifest is now refused.
     #[test]
     fn manifest_names_stay_inside_the_snapshot() {
-        let spec = CollectionSpec {
-            name: "c".into(),
-            dimension: 4,
-            metric: crate::model::Metric::L2,
-            m: 8,
-            ef_construction: 32,
-            pinned: false,
-            datatype: Datatype::Float32,
-            quantization: Default::default(),
-            on_disk: false,
-        };
+        let spec = CollectionSpec::for_test("c", 4, crate::model::Metric::L2, 32);
         let manifest = |points_file: &str, graph: Option<&str>, file: &str| SnapshotManifest {
             format: FORMAT_F32,
             id: "00000000000000000001-1".into(),

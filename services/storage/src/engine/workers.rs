@@ -226,7 +226,10 @@ fn build_one(coll: Weak<Collection>, seg: u64) {
 }
 
 fn checkpoint(c: &Collection, why: &str) -> &'static str {
-    match c.checkpoint() {
+    let res = c.checkpoint();
+    // What the build or merge and the checkpoint's encoding freed goes back to the system.
+    crate::allocator::release_free_heap();
+    match res {
         Ok(_) => "success",
         Err(e) => {
             tracing::error!(collection = %c.spec().name, error = %e, "checkpoint after {why} failed; the next one retries");
