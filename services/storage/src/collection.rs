@@ -455,15 +455,18 @@ impl Collection {
     /// written for `idle`: a collection that stopped growing gets its graph instead of being
     /// scanned exactly for ever.
     pub fn seal_if_idle(&self, idle: Duration, min_points: usize) -> Option<u64> {
-        if now_ms().saturating_sub(self.last_write_ms.load(Ordering::Acquire))
-            < idle.as_millis() as u64
-        {
+        if !self.unwritten_for(idle) {
             return None;
         }
         if self.state.read().app.data.len() < min_points.max(1) {
             return None;
         }
         self.seal()
+    }
+
+    /// Nothing was written to the collection for `d`.
+    fn unwritten_for(&self, d: Duration) -> bool {
+        now_ms().saturating_sub(self.last_write_ms.load(Ordering::Acquire)) >= d.as_millis() as u64
     }
 
     pub(crate) fn builder_slot(&self) -> parking_lot::MutexGuard<'_, Option<BuildQueue>> {
@@ -624,10 +627,11 @@ impl Collection {
             base_points: self.opts.segment_max_points,
             ..self.opts.merge
         };
-        let quiet = self.opts.merge.quiet_after.is_some_and(|d| {
-            now_ms().saturating_sub(self.last_write_ms.load(Ordering::Acquire))
-                >= d.as_millis() as u64
-        });
+        let quiet = self
+            .opts
+            .merge
+            .quiet_after
+            .is_some_and(|d| self.unwritten_for(d));
         crate::merge::plan(&shapes, &policy, quiet)
     }
 
@@ -694,10 +698,7 @@ impl Collection {
                     .map(move |(off, _)| (*id, s, off))
             })
         };
-        let n = sources
-            .iter()
-            .map(|(_, _, deleted)| deleted.iter().filter(|d| !**d).count())
-            .sum();
+        let n = live().count();
         let mut data = SegmentData {
             keys: Keys::with_capacity(n),
             payloads: Payloads::with_capacity(n),
@@ -1431,15 +1432,26 @@ mod tests {
         assert_same(&*c, &oracle, &mut rng);
     }
 
+    /// A collection at `path` of 400 points written in batches of 50 into segments of 50,
+    /// all with their graph (eight sealed segments of one tier), mirrored in `oracle`.
+    fn eight_indexed_segments(
+        path: &Path,
+        oracle: Option<&MemoryCollection>,
+        seed: u64,
+    ) -> (Arc<Collection>, rand::rngs::StdRng) {
+        let c = Collection::create(path, spec(Metric::L2), opts(50)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        upsert_in(&c, oracle, points(0, 400, &mut rng), 50);
+        c.build_pending().unwrap();
+        (c, rng)
+    }
+
     /// Stopping abandons a graph build: the segment stays without a graph, searched
     /// exactly, and no merge starts either.
     #[test]
     fn stopping_abandons_builds_and_merges() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(50)).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
-        upsert_in(&c, None, points(0, 400, &mut rng), 50);
-        c.build_pending().unwrap();
+        let (c, mut rng) = eight_indexed_segments(&dir.path().join("t"), None, 2);
         assert!(c.needs_compaction(), "eight segments of one tier");
         c.upsert(points(400, 50, &mut rng)).unwrap();
         c.stop_background_work();
@@ -1463,12 +1475,8 @@ mod tests {
     #[test]
     fn merges_follow_the_size_tiers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t");
-        let c = Collection::create(&path, spec(Metric::L2), opts(50)).unwrap();
         let oracle = MemoryCollection::new(spec(Metric::L2));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        upsert_in(&c, Some(&oracle), points(0, 400, &mut rng), 50);
-        c.build_pending().unwrap();
+        let (c, mut rng) = eight_indexed_segments(&dir.path().join("t"), Some(&oracle), 4);
         assert_eq!(c.stats().segment_count, 9);
         let mut merges = 0;
         while c.needs_compaction() {
@@ -1486,10 +1494,7 @@ mod tests {
     #[test]
     fn merges_wait_for_unfinished_graph_builds() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(50)).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
-        upsert_in(&c, None, points(0, 400, &mut rng), 50);
-        c.build_pending().unwrap();
+        let (c, _) = eight_indexed_segments(&dir.path().join("t"), None, 6);
         assert!(c.needs_compaction());
         let before = c.stats().segment_count;
         let (queue, jobs) = BuildQueue::new();
@@ -1510,6 +1515,19 @@ mod tests {
         jobs.finished();
         let r = merging.join().unwrap();
         assert!(r.segments_after < r.segments_before, "{r:?}");
+    }
+
+    /// A build sent after the builder is gone (its end dropped at shutdown) is not counted
+    /// as unfinished: merges never wait for it.
+    #[test]
+    fn builds_sent_to_a_closed_queue_are_not_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::create(&dir.path().join("t"), spec(Metric::L2), opts(50)).unwrap();
+        let (queue, jobs) = BuildQueue::new();
+        c.set_builder(queue);
+        drop(jobs);
+        c.enqueue_build(1);
+        assert!(!c.builds_unfinished());
     }
 
     /// A collection without writes for `quiet_after` merges all its segments into one (under
