@@ -553,18 +553,158 @@ impl PayloadIndex {
 }
 
 /// The id map: every live key and where it is, in `PointKey`'s order (integers, then UUIDs)
-/// for scrolling. Integer ids, the common case, take 16 bytes an entry (the id and the
-/// location packed into a `u64`) before the tree's own overhead.
+/// for scrolling. Integer ids, the common case, pack their location into a `u64`: in a table
+/// indexed by the id while the ids are dense (8 bytes an id), in a B-tree when they are not.
 #[derive(Debug, Default)]
 pub struct IdMap {
-    nums: BTreeMap<u64, u64>,
+    nums: Nums,
     uuids: BTreeMap<String, Loc>,
+}
+
+/// A dense table may hold up to this many vacant slots beyond twice its live ids.
+const DENSE_SLACK: u64 = 4_096;
+/// An empty slot of the dense table (no location packs to it: segment ids stay below 2^32 - 1).
+const VACANT: u64 = u64::MAX;
+
+/// Integer ids to packed locations. `Dense` while the largest id is below twice the live ids
+/// (plus `DENSE_SLACK`); an insert beyond that turns it into `Sparse`, which turns back into
+/// `Dense` when the ids have filled in (checked each time the count doubles, so the
+/// conversions cost O(1) an insert, amortized).
+#[derive(Debug)]
+enum Nums {
+    Dense {
+        slots: Vec<u64>,
+        len: usize,
+    },
+    Sparse {
+        map: BTreeMap<u64, u64>,
+        recheck_at: usize,
+    },
+}
+
+impl Default for Nums {
+    fn default() -> Self {
+        Nums::Dense {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+fn dense_fits(max_id: u64, len: usize) -> bool {
+    max_id < 2 * len as u64 + DENSE_SLACK
+}
+
+impl Nums {
+    fn len(&self) -> usize {
+        match self {
+            Nums::Dense { len, .. } => *len,
+            Nums::Sparse { map, .. } => map.len(),
+        }
+    }
+    fn get(&self, n: u64) -> Option<u64> {
+        match self {
+            Nums::Dense { slots, .. } => usize::try_from(n)
+                .ok()
+                .and_then(|i| slots.get(i))
+                .copied()
+                .filter(|&v| v != VACANT),
+            Nums::Sparse { map, .. } => map.get(&n).copied(),
+        }
+    }
+    fn get_mut(&mut self, n: u64) -> Option<&mut u64> {
+        match self {
+            Nums::Dense { slots, .. } => usize::try_from(n)
+                .ok()
+                .and_then(|i| slots.get_mut(i))
+                .filter(|v| **v != VACANT),
+            Nums::Sparse { map, .. } => map.get_mut(&n),
+        }
+    }
+    fn insert(&mut self, n: u64, v: u64) {
+        debug_assert_ne!(v, VACANT);
+        match self {
+            Nums::Dense { slots, len } => {
+                if let Some(slot) = usize::try_from(n).ok().and_then(|i| slots.get_mut(i)) {
+                    *len += usize::from(*slot == VACANT);
+                    *slot = v;
+                } else if dense_fits(n, *len + 1) {
+                    slots.resize(n as usize + 1, VACANT);
+                    slots[n as usize] = v;
+                    *len += 1;
+                } else {
+                    let mut map: BTreeMap<u64, u64> = self.iter_from(0).collect();
+                    map.insert(n, v);
+                    let recheck_at = 2 * map.len();
+                    *self = Nums::Sparse { map, recheck_at };
+                }
+            }
+            Nums::Sparse { map, recheck_at } => {
+                map.insert(n, v);
+                if map.len() >= *recheck_at {
+                    let max = map.last_key_value().map_or(0, |(&k, _)| k);
+                    if dense_fits(max, map.len()) {
+                        let mut slots = vec![VACANT; max as usize + 1];
+                        for (&k, &v) in map.iter() {
+                            slots[k as usize] = v;
+                        }
+                        *self = Nums::Dense {
+                            slots,
+                            len: map.len(),
+                        };
+                    } else {
+                        *recheck_at = 2 * map.len();
+                    }
+                }
+            }
+        }
+    }
+    fn remove(&mut self, n: u64) -> Option<u64> {
+        match self {
+            Nums::Dense { slots, len } => {
+                let slot = usize::try_from(n).ok().and_then(|i| slots.get_mut(i))?;
+                let v = std::mem::replace(slot, VACANT);
+                (v != VACANT).then(|| {
+                    *len -= 1;
+                    v
+                })
+            }
+            Nums::Sparse { map, .. } => map.remove(&n),
+        }
+    }
+    /// Entries with an id of at least `lo`, in id order.
+    fn iter_from(&self, lo: u64) -> Box<dyn Iterator<Item = (u64, u64)> + '_> {
+        match self {
+            Nums::Dense { slots, .. } => {
+                let start = usize::try_from(lo).unwrap_or(usize::MAX).min(slots.len());
+                Box::new(
+                    slots[start..]
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &v)| v != VACANT)
+                        .map(move |(i, &v)| ((start + i) as u64, v)),
+                )
+            }
+            Nums::Sparse { map, .. } => Box::new(map.range(lo..).map(|(&k, &v)| (k, v))),
+        }
+    }
+    fn memory_bytes(&self) -> u64 {
+        match self {
+            Nums::Dense { slots, .. } => slots.capacity() as u64 * 8,
+            // B-tree nodes filled about half by ordered inserts.
+            Nums::Sparse { map, .. } => map.len() as u64 * 32,
+        }
+    }
 }
 
 #[inline]
 fn pack(loc: Loc) -> u64 {
-    // One segment id per seal or merge: 2^32 of them is out of reach of any collection.
-    let seg = u32::try_from(loc.seg).expect("segment ids stay below 2^32");
+    // One segment id per seal or merge: 2^32 - 1 of them is out of reach of any collection
+    // (and `u32::MAX` stays free for `VACANT`).
+    let seg = u32::try_from(loc.seg)
+        .ok()
+        .filter(|&s| s != u32::MAX)
+        .expect("segment ids stay below 2^32 - 1");
     (u64::from(seg) << 32) | u64::from(loc.off)
 }
 
@@ -584,12 +724,12 @@ impl IdMap {
         self.len() == 0
     }
     pub fn clear(&mut self) {
-        self.nums.clear();
+        self.nums = Nums::default();
         self.uuids.clear();
     }
     pub fn get(&self, key: &PointKey) -> Option<Loc> {
         match key {
-            PointKey::Num(n) => self.nums.get(n).map(|&v| unpack(v)),
+            PointKey::Num(n) => self.nums.get(*n).map(unpack),
             PointKey::Uuid(u) => self.uuids.get(u).copied(),
         }
     }
@@ -598,9 +738,7 @@ impl IdMap {
     }
     pub fn insert(&mut self, key: PointKey, loc: Loc) {
         match key {
-            PointKey::Num(n) => {
-                self.nums.insert(n, pack(loc));
-            }
+            PointKey::Num(n) => self.nums.insert(n, pack(loc)),
             PointKey::Uuid(u) => {
                 self.uuids.insert(u, loc);
             }
@@ -608,14 +746,14 @@ impl IdMap {
     }
     pub fn remove(&mut self, key: &PointKey) -> Option<Loc> {
         match key {
-            PointKey::Num(n) => self.nums.remove(n).map(unpack),
+            PointKey::Num(n) => self.nums.remove(*n).map(unpack),
             PointKey::Uuid(u) => self.uuids.remove(u),
         }
     }
     /// Point `key` at `to` if it is still at `from`; whether it was.
     pub fn relocate(&mut self, key: &PointKey, from: Loc, to: Loc) -> bool {
         match key {
-            PointKey::Num(n) => match self.nums.get_mut(n) {
+            PointKey::Num(n) => match self.nums.get_mut(*n) {
                 Some(v) if unpack(*v) == from => {
                     *v = pack(to);
                     true
@@ -641,24 +779,29 @@ impl IdMap {
         after: Option<&PointKey>,
     ) -> impl Iterator<Item = (PointKey, Loc)> + '_ {
         use std::ops::Bound::{Excluded, Unbounded};
+        // The first integer id to list (`None`: none, the cursor is past them all).
         let (nums, uuids) = match after {
-            None => (Some(Unbounded), Unbounded),
-            Some(PointKey::Num(n)) => (Some(Excluded(*n)), Unbounded),
+            None => (Some(0), Unbounded),
+            Some(PointKey::Num(n)) => (n.checked_add(1), Unbounded),
             Some(PointKey::Uuid(u)) => (None, Excluded(u.as_str())),
         };
         let nums = nums
             .into_iter()
-            .flat_map(|lo| self.nums.range((lo, Unbounded)))
-            .map(|(&n, &v)| (PointKey::Num(n), unpack(v)));
+            .flat_map(|lo| self.nums.iter_from(lo))
+            .map(|(n, v)| (PointKey::Num(n), unpack(v)));
         let uuids = self
             .uuids
             .range::<str, _>((uuids, Unbounded))
             .map(|(u, &l)| (PointKey::Uuid(u.clone()), l));
         nums.chain(uuids)
     }
-    /// Estimated heap bytes: B-tree nodes filled about half by ordered inserts.
+    /// Estimated heap bytes.
     pub fn memory_bytes(&self) -> u64 {
-        (self.nums.len() * 32 + self.uuids.len() * 96) as u64
+        self.nums.memory_bytes() + self.uuids.len() as u64 * 96
+    }
+    #[cfg(test)]
+    fn nums_dense(&self) -> bool {
+        matches!(self.nums, Nums::Dense { .. })
     }
 }
 
@@ -1374,67 +1517,115 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use serde_json::json;
 
-    fn key(rng: &mut impl Rng) -> PointKey {
-        let id = rng.random_range(0..2_000u64);
-        if id % 5 == 0 {
-            PointKey::Uuid(format!("00000000-0000-4000-8000-{id:012}"))
+    /// A key drawn from `nums` (a UUID one time in five, from the same range).
+    fn key(rng: &mut impl Rng, nums: &dyn Fn(&mut dyn rand::RngCore) -> u64) -> PointKey {
+        let id = nums(rng);
+        if id.is_multiple_of(5) {
+            PointKey::Uuid(format!(
+                "00000000-0000-4000-8000-{:012}",
+                id % 1_000_000_000_000
+            ))
         } else {
             PointKey::Num(id)
         }
     }
 
+    /// Random inserts, removals and relocations against an ordered map, for integer ids that
+    /// stay dense, ids spread over all of `u64`, and ids that start spread and fill in (the
+    /// table turns into a tree and back).
     #[test]
     fn id_map_equals_an_ordered_map_of_keys() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut ids = IdMap::default();
-        let mut oracle: BTreeMap<PointKey, Loc> = BTreeMap::new();
-        for step in 0..20_000u32 {
-            let k = key(&mut rng);
-            let loc = Loc {
-                seg: rng.random_range(0..=u64::from(u32::MAX)),
-                off: rng.random(),
-            };
-            match rng.random_range(0..4) {
-                0 => assert_eq!(ids.remove(&k), oracle.remove(&k)),
-                1 => {
-                    let from = oracle.get(&k).copied().unwrap_or(loc);
-                    let moved = ids.relocate(&k, from, loc);
-                    assert_eq!(moved, oracle.contains_key(&k));
-                    if moved {
+        type Gen = Box<dyn Fn(&mut dyn rand::RngCore) -> u64>;
+        let cases: [(&str, Gen); 3] = [
+            ("dense", Box::new(|r| r.random_range(0..2_000u64))),
+            (
+                "spread",
+                Box::new(|r| {
+                    if r.random_ratio(1, 50) {
+                        u64::MAX
+                    } else {
+                        r.random()
+                    }
+                }),
+            ),
+            (
+                "filling in",
+                Box::new(|r| {
+                    if r.random_ratio(1, 20) {
+                        r.random_range(9_000..11_000u64)
+                    } else {
+                        r.random_range(0..9_000u64)
+                    }
+                }),
+            ),
+        ];
+        for (name, nums) in cases {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let mut ids = IdMap::default();
+            let mut oracle: BTreeMap<PointKey, Loc> = BTreeMap::new();
+            let mut forms = vec![ids.nums_dense()];
+            for step in 0..40_000u32 {
+                let k = key(&mut rng, &nums);
+                let loc = Loc {
+                    seg: rng.random_range(0..u64::from(u32::MAX)),
+                    off: rng.random(),
+                };
+                match rng.random_range(0..4) {
+                    0 => assert_eq!(ids.remove(&k), oracle.remove(&k)),
+                    1 => {
+                        let from = oracle.get(&k).copied().unwrap_or(loc);
+                        let moved = ids.relocate(&k, from, loc);
+                        assert_eq!(moved, oracle.contains_key(&k));
+                        if moved {
+                            oracle.insert(k.clone(), loc);
+                        }
+                        // A stale origin moves nothing.
+                        let stale = Loc {
+                            off: loc.off ^ 1,
+                            ..loc
+                        };
+                        assert!(!ids.relocate(&k, stale, from));
+                    }
+                    _ => {
+                        ids.insert(k.clone(), loc);
                         oracle.insert(k.clone(), loc);
                     }
-                    // A stale origin moves nothing.
-                    let stale = Loc {
-                        off: loc.off ^ 1,
-                        ..loc
-                    };
-                    assert!(!ids.relocate(&k, stale, from));
                 }
-                _ => {
-                    ids.insert(k.clone(), loc);
-                    oracle.insert(k.clone(), loc);
+                assert_eq!(ids.get(&k), oracle.get(&k).copied(), "{name}");
+                assert_eq!(ids.len(), oracle.len(), "{name}");
+                if forms.last() != Some(&ids.nums_dense()) {
+                    forms.push(ids.nums_dense());
                 }
-            }
-            assert_eq!(ids.get(&k), oracle.get(&k).copied());
-            assert_eq!(ids.len(), oracle.len());
-            if step % 1_000 == 0 {
-                let all: Vec<_> = ids.iter().collect();
-                let want: Vec<_> = oracle.iter().map(|(k, l)| (k.clone(), *l)).collect();
-                assert_eq!(all, want);
-                // Scrolling from any key (present or not, either kind) continues in order.
-                for _ in 0..20 {
-                    let after = key(&mut rng);
-                    let got: Vec<_> = ids.iter_after(Some(&after)).collect();
-                    let want: Vec<_> = oracle
-                        .range((
-                            std::ops::Bound::Excluded(&after),
-                            std::ops::Bound::Unbounded,
-                        ))
-                        .map(|(k, l)| (k.clone(), *l))
-                        .collect();
-                    assert_eq!(got, want, "after {after}");
+                if step % 1_000 == 0 {
+                    let all: Vec<_> = ids.iter().collect();
+                    let want: Vec<_> = oracle.iter().map(|(k, l)| (k.clone(), *l)).collect();
+                    assert_eq!(all, want, "{name}");
+                    // Scrolling from any key (present or not, either kind, the largest integer
+                    // included) continues in order.
+                    for i in 0..20 {
+                        let after = if i == 0 {
+                            PointKey::Num(u64::MAX)
+                        } else {
+                            key(&mut rng, &nums)
+                        };
+                        let got: Vec<_> = ids.iter_after(Some(&after)).collect();
+                        let want: Vec<_> = oracle
+                            .range((
+                                std::ops::Bound::Excluded(&after),
+                                std::ops::Bound::Unbounded,
+                            ))
+                            .map(|(k, l)| (k.clone(), *l))
+                            .collect();
+                        assert_eq!(got, want, "{name}: after {after}");
+                    }
                 }
             }
+            let want_forms: &[bool] = match name {
+                "dense" => &[true],
+                "spread" => &[true, false],
+                _ => &[true, false, true],
+            };
+            assert_eq!(forms, want_forms, "{name}: dense table, tree, dense table");
         }
     }
 
