@@ -232,12 +232,14 @@ impl Graph {
         let mut g = hnsw.as_ref().map(|h| Graph::from_hnsw(h, metric, dim));
         drop(hnsw);
         if let Some(g) = g.as_mut() {
+            let t = std::time::Instant::now();
             let c = g.connect(items);
             if c.unreachable > 0 {
                 tracing::info!(
                     points = g.points,
                     unreachable = c.unreachable,
                     links = c.links,
+                    seconds = t.elapsed().as_secs_f64(),
                     "HNSW graph: nodes the base layer did not reach from the entry point linked in"
                 );
             }
