@@ -7,6 +7,8 @@
 //! - [`ports`]: free loopback ports.
 //! - [`moto`]: a real S3 server (`moto_server`) per test, paused and resumed with signals,
 //!   and boto3 as an independent client to check what is in a bucket.
+//! - [`etcd`]: a real etcd server (Debian's `etcd-server`) per test, paused and resumed
+//!   with signals.
 //! - [`proxy`]: a TCP proxy that passes, refuses or delays connections (S3 outages and
 //!   slowness).
 //! - [`datasets`]: where the shared benchmark data sets are (`AKIDB_DATASETS`) and their
@@ -17,6 +19,7 @@
 //! stay in that crate's `tests/common/`.
 
 pub mod datasets;
+pub mod etcd;
 pub mod moto;
 pub mod ports;
 pub mod promtool;

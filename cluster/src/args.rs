@@ -1,0 +1,80 @@
+//! The cluster flags of a storage node. Without `--etcd` the node is alone (the default:
+//! `akidb up` needs no etcd); with it, the node registers under `--node-id` on a lease.
+
+use std::time::Duration;
+
+use crate::etcd::{Etcd, EtcdError};
+use crate::keys::valid_node_id;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// etcd endpoints (`http://host:port`, comma-separated). Unset: a single node, no etcd.
+    #[arg(long = "etcd", env = "AKIDB_ETCD")]
+    pub etcd: Option<String>,
+    /// This node's id in the cluster (1 to 63 of a-z 0-9 - _ .): stable across restarts;
+    /// required with --etcd.
+    #[arg(long = "node-id", env = "AKIDB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The address other processes reach this node's gRPC server at (default: the address
+    /// it listens on).
+    #[arg(long = "advertise-addr", env = "AKIDB_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Seconds the node's lease lives without a keep-alive: how long a crashed or cut-off
+    /// node still counts as a member.
+    #[arg(
+        long = "lease-ttl-secs",
+        env = "AKIDB_LEASE_TTL_SECS",
+        default_value_t = 10
+    )]
+    pub lease_ttl_secs: u64,
+    /// Deadline of each etcd call, in milliseconds.
+    #[arg(
+        long = "etcd-timeout-ms",
+        env = "AKIDB_ETCD_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub etcd_timeout_ms: u64,
+}
+
+/// What the flags ask for, checked.
+pub struct ClusterConfig {
+    pub etcd: Etcd,
+    pub node_id: String,
+    pub lease_ttl: Duration,
+}
+
+impl ClusterArgs {
+    /// `None` for a single node; an error a person can act on when the flags do not fit.
+    pub fn config(&self) -> Result<Option<ClusterConfig>, String> {
+        let Some(endpoints) = self.etcd.as_deref().filter(|e| !e.trim().is_empty()) else {
+            if self.node_id.is_some() {
+                return Err("--node-id is set but --etcd is not: a node id only means something in a cluster; set --etcd too or drop --node-id".into());
+            }
+            return Ok(None);
+        };
+        let node_id = self
+            .node_id
+            .clone()
+            .ok_or("--etcd is set but --node-id is not: each storage node needs a stable id (e.g. --node-id storage-0)")?;
+        valid_node_id(&node_id)?;
+        if !(2..=300).contains(&self.lease_ttl_secs) {
+            return Err(format!(
+                "--lease-ttl-secs {} is out of range: use 2 to 300",
+                self.lease_ttl_secs
+            ));
+        }
+        if !(100..=60_000).contains(&self.etcd_timeout_ms) {
+            return Err(format!(
+                "--etcd-timeout-ms {} is out of range: use 100 to 60000",
+                self.etcd_timeout_ms
+            ));
+        }
+        let etcd = Etcd::new(endpoints, Duration::from_millis(self.etcd_timeout_ms))
+            .map_err(|e: EtcdError| e.to_string())?;
+        Ok(Some(ClusterConfig {
+            etcd,
+            node_id,
+            lease_ttl: Duration::from_secs(self.lease_ttl_secs),
+        }))
+    }
+}

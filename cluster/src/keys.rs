@@ -1,0 +1,56 @@
+//! The etcd key layout, in one place. Everything AkiDB keeps in etcd is under `/akidb/`.
+//!
+//! | key | value | lifetime |
+//! |---|---|---|
+//! | `/akidb/nodes/<node id>` | [`crate::membership::NodeInfo`] (JSON) | bound to the node's lease |
+//! | `/akidb/shardmaps/<collection>` | [`crate::shardmap::ShardMap`] (JSON) | changed only by compare-and-swap on its revision |
+
+/// Registered nodes.
+pub const NODES: &str = "/akidb/nodes/";
+/// Shard maps, one per collection.
+pub const SHARD_MAPS: &str = "/akidb/shardmaps/";
+
+/// The key of node `id`.
+pub fn node(id: &str) -> String {
+    format!("{NODES}{id}")
+}
+
+/// The key of `collection`'s shard map.
+pub fn shard_map(collection: &str) -> String {
+    format!("{SHARD_MAPS}{collection}")
+}
+
+/// Whether `id` may name a node: 1 to 63 of `a-z 0-9 - _ .`, starting with a letter or digit
+/// (it is part of etcd keys, metric labels and host names).
+pub fn valid_node_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node id {id:?} is not valid: use 1 to 63 lowercase letters, digits, '-', '_' or '.', \
+             starting with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids() {
+        for ok in ["storage-0", "n1", "a.b_c", "0"] {
+            assert!(valid_node_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a/b", "a b", &"x".repeat(64)] {
+            assert!(valid_node_id(bad).is_err(), "{bad}");
+        }
+        assert_eq!(node("n1"), "/akidb/nodes/n1");
+    }
+}

@@ -1,0 +1,22 @@
+//! Coordination of several storage nodes through etcd, with no consensus of AkiDB's own.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`etcd`] | the etcd v3 client (compiled from `proto/etcd/` without a system protoc): keys, compare-and-swap, leases and keep-alive, watches that resume |
+//! | [`keys`] | the etcd key layout, and the node id rule |
+//! | [`membership`] | a node's registration on a lease, kept alive and watched for stalls |
+//! | [`shardmap`] | a collection's shards (owner, followers, epoch), changed by compare-and-swap; failover |
+//! | [`args`] | a storage node's cluster flags (`--etcd`, `--node-id`, ...), checked |
+//! | [`placement`] | pure functions: a point's shard, a shard's nodes (rendezvous hashing) |
+//!
+//! Import order: `etcd` ← `keys` ← `membership`, `args`; `placement` ← `shardmap` (on `etcd`,
+//! `keys`).
+
+pub mod args;
+pub mod etcd;
+pub mod keys;
+pub mod membership;
+pub mod placement;
+pub mod shardmap;
+
+pub use etcd::{Etcd, EtcdError};

@@ -1,0 +1,278 @@
+//! A collection's shard map: for each shard its owner (the one node that acknowledges
+//! writes), its followers, and its epoch. Kept in etcd at `/akidb/shardmaps/<collection>` and
+//! changed only by compare-and-swap on the key's revision, so two controllers (or a
+//! controller and a drain) can never both win. The epoch rises with every change of owner;
+//! writes carry the epoch their sender knew, and a node acknowledges a write for a shard
+//! only under the epoch the map gives it now: a stale owner is fenced.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::etcd::{Etcd, EtcdError};
+use crate::keys;
+use crate::placement::rendezvous;
+
+/// One shard's place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub id: u32,
+    /// The node that acknowledges writes; `None` while no live node can take it.
+    pub owner: Option<String>,
+    /// Nodes that apply the shard's log in order and can take over.
+    pub followers: Vec<String>,
+    /// Raised by one with every change of owner.
+    pub epoch: u64,
+}
+
+/// A collection's shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMap {
+    pub collection: String,
+    /// Copies of each shard wanted (owner + followers).
+    pub replication: u32,
+    pub shards: Vec<Shard>,
+}
+
+/// A value read from etcd with the revision of its last change (what a compare-and-swap of it
+/// names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: i64,
+}
+
+/// What a change of owner did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    pub shard: u32,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub epoch: u64,
+}
+
+impl ShardMap {
+    /// A new map: `shards` shards, each placed on `replication` of `nodes` by rendezvous
+    /// hashing (fewer when there are fewer nodes), epoch 1.
+    pub fn place(collection: &str, shards: u32, replication: u32, nodes: &[String]) -> ShardMap {
+        let shards = (0..shards)
+            .map(|id| {
+                let mut chosen =
+                    rendezvous(&shard_name(collection, id), nodes, replication as usize)
+                        .into_iter()
+                        .map(str::to_string);
+                Shard {
+                    id,
+                    owner: chosen.next(),
+                    followers: chosen.collect(),
+                    epoch: 1,
+                }
+            })
+            .collect();
+        ShardMap {
+            collection: collection.to_string(),
+            replication,
+            shards,
+        }
+    }
+
+    /// Replace the owner of every shard whose owner is not in `live` with its most caught-up
+    /// live follower (`applied`: each node's applied sequence of the shard; a follower missing
+    /// from it counts as 0), raising the epoch. A shard with no live follower is left without
+    /// an owner (epoch raised too: the old owner stays fenced when it returns). What changed.
+    pub fn fail_over(
+        &mut self,
+        live: &BTreeSet<String>,
+        applied: &BTreeMap<(u32, String), u64>,
+    ) -> Vec<Takeover> {
+        let mut changes = Vec::new();
+        for s in &mut self.shards {
+            if s.owner.as_ref().is_some_and(|o| live.contains(o)) {
+                continue;
+            }
+            let best = s
+                .followers
+                .iter()
+                .filter(|f| live.contains(*f))
+                .max_by(|a, b| {
+                    let seq = |n: &String| applied.get(&(s.id, n.clone())).copied().unwrap_or(0);
+                    // Most caught up first; ties to the smaller name, so every run agrees.
+                    seq(a).cmp(&seq(b)).then_with(|| b.cmp(a))
+                })
+                .cloned();
+            if best.is_none() && s.owner.is_none() {
+                continue;
+            }
+            let from = s.owner.take();
+            if let Some(b) = &best {
+                s.followers.retain(|f| f != b);
+            }
+            s.owner = best.clone();
+            s.epoch += 1;
+            changes.push(Takeover {
+                shard: s.id,
+                from,
+                to: best,
+                epoch: s.epoch,
+            });
+        }
+        changes
+    }
+
+    /// The shard `id`.
+    pub fn shard(&self, id: u32) -> Option<&Shard> {
+        self.shards.get(id as usize).filter(|s| s.id == id)
+    }
+}
+
+/// The name a shard is placed by: `<collection>/<shard>`.
+pub fn shard_name(collection: &str, shard: u32) -> String {
+    format!("{collection}/{shard}")
+}
+
+fn decode(collection: &str, bytes: &[u8]) -> Result<ShardMap, EtcdError> {
+    serde_json::from_slice(bytes).map_err(|e| EtcdError::Refused {
+        endpoints: String::new(),
+        detail: format!("the shard map of {collection} in etcd is unreadable: {e}"),
+    })
+}
+
+/// The shard map of `collection`, if it has one.
+pub async fn load(etcd: &Etcd, collection: &str) -> Result<Option<Versioned<ShardMap>>, EtcdError> {
+    match etcd.get(&keys::shard_map(collection)).await? {
+        None => Ok(None),
+        Some(kv) => Ok(Some(Versioned {
+            value: decode(collection, &kv.value)?,
+            revision: kv.mod_revision,
+        })),
+    }
+}
+
+/// Every shard map.
+pub async fn load_all(etcd: &Etcd) -> Result<Vec<Versioned<ShardMap>>, EtcdError> {
+    let (kvs, _) = etcd.list(keys::SHARD_MAPS).await?;
+    kvs.into_iter()
+        .map(|kv| {
+            let name = String::from_utf8_lossy(&kv.key[keys::SHARD_MAPS.len()..]).into_owned();
+            Ok(Versioned {
+                value: decode(&name, &kv.value)?,
+                revision: kv.mod_revision,
+            })
+        })
+        .collect()
+}
+
+/// Write `map` if the stored one is still at `revision` (0: only if there is none). `Ok(Ok)`
+/// with the new version; `Ok(Err)` with what is stored now when someone else changed it first.
+pub async fn swap(
+    etcd: &Etcd,
+    map: &ShardMap,
+    revision: i64,
+) -> Result<Result<Versioned<ShardMap>, Option<Versioned<ShardMap>>>, EtcdError> {
+    let bytes = serde_json::to_vec(map).expect("shard map serializes");
+    match etcd
+        .swap(&keys::shard_map(&map.collection), revision, bytes, 0)
+        .await?
+    {
+        Ok(rev) => Ok(Ok(Versioned {
+            value: map.clone(),
+            revision: rev,
+        })),
+        Err(current) => Ok(Err(match current {
+            None => None,
+            Some(kv) => Some(Versioned {
+                value: decode(&map.collection, &kv.value)?,
+                revision: kv.mod_revision,
+            }),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("n{i}")).collect()
+    }
+
+    #[test]
+    fn placement_spreads_owners_and_never_repeats_a_node_in_a_shard() {
+        let m = ShardMap::place("c", 12, 2, &names(3));
+        for s in &m.shards {
+            assert_eq!(s.epoch, 1);
+            let owner = s.owner.clone().unwrap();
+            assert_eq!(s.followers.len(), 1);
+            assert!(!s.followers.contains(&owner));
+        }
+        let owners: BTreeSet<_> = m.shards.iter().filter_map(|s| s.owner.clone()).collect();
+        assert_eq!(owners.len(), 3, "every node owns a shard: {m:?}");
+        // One node: owners only.
+        let one = ShardMap::place("c", 3, 2, &names(1));
+        assert!(
+            one.shards
+                .iter()
+                .all(|s| s.followers.is_empty() && s.owner.is_some())
+        );
+    }
+
+    #[test]
+    fn fail_over_picks_the_most_caught_up_live_follower_and_raises_the_epoch() {
+        let mut m = ShardMap {
+            collection: "c".into(),
+            replication: 3,
+            shards: vec![
+                Shard {
+                    id: 0,
+                    owner: Some("a".into()),
+                    followers: vec!["b".into(), "c".into()],
+                    epoch: 4,
+                },
+                Shard {
+                    id: 1,
+                    owner: Some("b".into()),
+                    followers: vec!["a".into()],
+                    epoch: 2,
+                },
+                Shard {
+                    id: 2,
+                    owner: Some("a".into()),
+                    followers: vec![],
+                    epoch: 7,
+                },
+            ],
+        };
+        let live: BTreeSet<String> = ["b", "c"].iter().map(|s| s.to_string()).collect();
+        let applied: BTreeMap<(u32, String), u64> =
+            [((0, "b".to_string()), 10), ((0, "c".to_string()), 12)]
+                .into_iter()
+                .collect();
+        let changes = m.fail_over(&live, &applied);
+        assert_eq!(
+            changes,
+            vec![
+                Takeover {
+                    shard: 0,
+                    from: Some("a".into()),
+                    to: Some("c".into()),
+                    epoch: 5
+                },
+                Takeover {
+                    shard: 2,
+                    from: Some("a".into()),
+                    to: None,
+                    epoch: 8
+                },
+            ]
+        );
+        assert_eq!(m.shards[0].followers, vec!["b".to_string()]);
+        assert_eq!(
+            m.shards[1].owner.as_deref(),
+            Some("b"),
+            "a live owner stays"
+        );
+        assert_eq!(m.shards[1].epoch, 2);
+        // Nothing to do twice.
+        assert!(m.fail_over(&live, &applied).is_empty());
+    }
+}
