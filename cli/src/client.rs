@@ -1,6 +1,6 @@
 //! Client commands: health, collections, upsert, search, SLOs.
 
-use crate::global::{Global, emit, link};
+use crate::global::{Global, emit, link, table};
 use crate::{filter, jsonl, payload};
 use akidb_client::Link;
 use akidb_client::dataset;
@@ -10,13 +10,6 @@ use comfy_table::Table;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(header.iter().copied());
-    t
-}
 
 pub async fn health(g: &Global) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};

@@ -95,6 +95,14 @@ pub fn link(g: &Global, addr: &str) -> anyhow::Result<Link> {
 }
 
 /// Print `value` as JSON, or `table` for people.
+/// A table with the CLI's look, `header` on top.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
+    t
+}
+
 pub fn emit(g: &Global, value: serde_json::Value, table: impl FnOnce() -> Table) {
     if g.json {
         println!(

@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod client;
+mod cluster;
 mod filter;
 mod global;
 mod jsonl;
@@ -62,6 +63,11 @@ pub enum Cmd {
     Tls {
         #[command(subcommand)]
         cmd: TlsCmd,
+    },
+    /// A cluster of storage nodes, as etcd has it.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
     },
     /// Operator actions on storage: tiers, snapshots, compaction, DLQ, breaker, WAL.
     Admin {
@@ -167,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,
             Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,
+            Cmd::Cluster { cmd } => cluster::run(&cli.global, cmd).await,
             Cmd::Keys(a) => keys::run(&cli.global, a),
             Cmd::Tls {
                 cmd: TlsCmd::Init(a),

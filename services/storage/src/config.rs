@@ -152,6 +152,9 @@ pub struct StorageConfig {
     /// Keys: storage takes only internal callers when an internal key is set.
     #[command(flatten)]
     pub auth: akidb_auth::AuthArgs,
+    /// Cluster: etcd, this node's id and lease (none: a single node).
+    #[command(flatten)]
+    pub cluster: akidb_cluster::args::ClusterArgs,
 }
 
 impl StorageConfig {

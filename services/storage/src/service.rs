@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::objstore::{ObjectLayer, ObjectStore as _, SnapshotStore};
 use crate::server::StorageApi;
 use akidb_auth::args::Mode;
+use akidb_cluster::membership::{Membership, NodeInfo};
 use akidb_instrumentation::Component;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::admin_service_server::AdminServiceServer;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 /// returned.
 pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     crate::allocator::configure();
+    let cluster = config.cluster.config().map_err(|e| anyhow::anyhow!(e))?;
     let mut service = Service::new(Component::Storage, on.shutdown).await;
     let health = service.health().clone();
     health
@@ -57,6 +59,15 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
             .max_encoding_message_size(max),
     );
     tracing::info!(grpc = %on.grpc.local_addr()?, data_dir = %config.data_dir.display(), "storage listening; recovering");
+    let advertise = config
+        .cluster
+        .advertise_addr
+        .clone()
+        .unwrap_or(on.grpc.local_addr()?.to_string());
+    // The node's membership: taken once recovery is done (a member is one that can serve),
+    // given back (its lease revoked) when the node stops.
+    let membership: Arc<tokio::sync::Mutex<Option<Membership>>> = Default::default();
+    let joined = membership.clone();
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
     let e2 = engine.clone();
@@ -70,6 +81,11 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                     .set_service_status("", tonic_health::ServingStatus::Serving)
                     .await;
                 tracing::info!("storage serving");
+                if let Some(c) = cluster {
+                    tracing::info!(node = %c.node_id, etcd = %c.etcd.endpoints(), addr = %advertise, "joining the cluster");
+                    let node = NodeInfo::new(&c.node_id, &advertise);
+                    *joined.lock().await = Some(Membership::start(c.etcd, node, c.lease_ttl));
+                }
                 Ok(())
             }
             Err(e) => Err(anyhow::anyhow!("storage recovery failed: {e}")),
@@ -78,6 +94,9 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     // Stopping: once in-flight requests are done, stop the workers, flush every WAL, and
     // stop the dead-letter queue's worker.
     let stopping = move || async move {
+        if let Some(m) = membership.lock().await.take() {
+            m.leave().await;
+        }
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         match Arc::try_unwrap(objects) {
             Ok(layer) => layer.shutdown().await,

@@ -1,0 +1,75 @@
+//! `akidb cluster`: what etcd says about the cluster (nodes and their leases, shard maps).
+
+use crate::global::{Global, emit, table};
+use akidb_cluster::{Etcd, membership, shardmap};
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum ClusterCmd {
+    /// Nodes (with their lease's time left) and every collection's shards: owner,
+    /// followers, epoch.
+    Status {
+        /// etcd endpoints (`http://host:port`, comma-separated).
+        #[arg(long = "etcd", env = "AKIDB_ETCD")]
+        etcd: String,
+    },
+}
+
+pub async fn run(g: &Global, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Status { etcd } => status(g, &etcd).await,
+    }
+}
+
+async fn status(g: &Global, endpoints: &str) -> anyhow::Result<()> {
+    let etcd = Etcd::new(endpoints, Duration::from_secs(3))?;
+    let nodes = membership::nodes(&etcd).await?;
+    let mut rows = Vec::with_capacity(nodes.len());
+    for (n, lease) in nodes {
+        // -1: the lease is gone (the key goes with it a moment later).
+        let left = etcd.time_to_live(lease).await.unwrap_or(-1);
+        rows.push((n, lease, left));
+    }
+    let maps = shardmap::load_all(&etcd).await?;
+    emit(
+        g,
+        json!({
+            "nodes": rows.iter().map(|(n, lease, left)| json!({
+                "id": n.id, "addr": n.addr, "started_ms": n.started_ms,
+                "lease": format!("{lease:x}"), "lease_seconds_left": left,
+            })).collect::<Vec<_>>(),
+            "collections": maps.iter().map(|m| json!({
+                "collection": m.value.collection,
+                "replication": m.value.replication,
+                "revision": m.revision,
+                "shards": m.value.shards.iter().map(|s| json!({
+                    "shard": s.id, "owner": s.owner, "followers": s.followers, "epoch": s.epoch,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+        || {
+            let mut t = table(&["node", "address", "lease", "lease s left"]);
+            for (n, lease, left) in &rows {
+                t.add_row(vec![
+                    n.id.clone(),
+                    n.addr.clone(),
+                    format!("{lease:x}"),
+                    left.to_string(),
+                ]);
+            }
+            for m in &maps {
+                for s in &m.value.shards {
+                    t.add_row(vec![
+                        format!("{}/{}", m.value.collection, s.id),
+                        format!("owner {}", s.owner.as_deref().unwrap_or("NONE")),
+                        format!("epoch {}", s.epoch),
+                        format!("followers {}", s.followers.join(",")),
+                    ]);
+                }
+            }
+            t
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Storage nodes in etcd, as separate processes: each registers under its `--node-id` once it
+//! serves, `akidb cluster status` lists them, a stopped node leaves at once (its lease
+//! revoked), a killed one when its lease expires; flags that do not fit are refused before
+//! anything starts.
+
+mod common;
+
+use akidb_testkit::etcd::Etcd as EtcdServer;
+use akidb_testkit::ports::free_port;
+use common::{BIN, Proc, wait_serving};
+use std::time::{Duration, Instant};
+
+fn node(etcd: &str, id: &str, dir: &std::path::Path, ttl: u64) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = vec![
+        "--grpc-addr".into(),
+        addr.clone(),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--data-dir".into(),
+        dir.join(id).display().to_string(),
+        "--etcd".into(),
+        etcd.to_string(),
+        "--node-id".into(),
+        id.to_string(),
+        "--lease-ttl-secs".into(),
+        ttl.to_string(),
+    ];
+    (
+        Proc::start("storage", args, dir.join(format!("{id}.log"))),
+        addr,
+    )
+}
+
+/// `akidb --json cluster status`: node id → address.
+fn status(etcd: &str) -> Vec<(String, String)> {
+    let out = std::process::Command::new(BIN)
+        .args(["--json", "cluster", "status", "--etcd", etcd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["addr"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_nodes(etcd: &str, want: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let ids: Vec<String> = status(etcd).into_iter().map(|(id, _)| id).collect();
+        if ids == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "nodes {ids:?}, want {want:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn storage_nodes_register_and_leave_the_cluster() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = 3;
+    let (mut a, a_addr) = node(&etcd.url, "storage-a", dir.path(), ttl);
+    let (mut b, b_addr) = node(&etcd.url, "storage-b", dir.path(), ttl);
+    wait_serving(&a_addr, Duration::from_secs(30)).await;
+    wait_serving(&b_addr, Duration::from_secs(30)).await;
+    wait_nodes(
+        &etcd.url,
+        &["storage-a", "storage-b"],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        status(&etcd.url),
+        vec![
+            ("storage-a".into(), a_addr.clone()),
+            ("storage-b".into(), b_addr)
+        ]
+    );
+
+    // A clean stop gives the lease back: gone at once, not after the TTL.
+    let t = Instant::now();
+    assert!(
+        a.stop().is_some_and(|s| s.success()),
+        "storage-a exits cleanly"
+    );
+    let gone = wait_nodes(&etcd.url, &["storage-b"], Duration::from_secs(2)).await;
+    eprintln!(
+        "stopped node gone {:?} after exit ({:?} after SIGTERM)",
+        gone,
+        t.elapsed()
+    );
+
+    // A killed node stays until its lease expires, then goes by itself.
+    b.kill();
+    assert_eq!(
+        status(&etcd.url).len(),
+        1,
+        "a killed node's lease still runs"
+    );
+    let gone = wait_nodes(&etcd.url, &[], Duration::from_secs(ttl + 3)).await;
+    assert!(
+        gone >= Duration::from_secs(1),
+        "gone after {gone:?}: before its lease could expire"
+    );
+
+    // It comes back under the same id after a restart.
+    a.spawn();
+    wait_serving(&a_addr, Duration::from_secs(30)).await;
+    wait_nodes(&etcd.url, &["storage-a"], Duration::from_secs(10)).await;
+}
+
+#[test]
+fn cluster_flags_that_do_not_fit_are_refused() {
+    for (args, says) in [
+        (vec!["--etcd", "http://127.0.0.1:1"], "--node-id"),
+        (vec!["--node-id", "n1"], "--etcd"),
+        (
+            vec!["--etcd", "http://127.0.0.1:1", "--node-id", "Bad/Id"],
+            "node id",
+        ),
+        (
+            vec![
+                "--etcd",
+                "http://127.0.0.1:1",
+                "--node-id",
+                "n1",
+                "--lease-ttl-secs",
+                "1",
+            ],
+            "--lease-ttl-secs",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "storage",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
