@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::etcd::{Etcd, EtcdError};
 use crate::keys;
+use akidb_instrumentation::metrics::metrics;
 
 /// What a node publishes about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +69,8 @@ impl Membership {
             why: "registering".into(),
         });
         let stop = CancellationToken::new();
+        metrics().cluster_enabled.set(1);
+        metrics().cluster_lease_held.set(0);
         let task = tokio::spawn(keep(etcd, node, ttl, tx, stop.clone()));
         Membership {
             state: rx,
@@ -90,6 +93,7 @@ impl Membership {
     pub async fn leave(self) {
         self.stop.cancel();
         let _ = self.task.await;
+        metrics().cluster_lease_held.set(0);
     }
 }
 
@@ -98,9 +102,17 @@ fn set(tx: &watch::Sender<LeaseState>, s: LeaseState) {
         if *cur == s {
             return false;
         }
+        let m = metrics();
+        m.cluster_lease_held
+            .set(i64::from(matches!(s, LeaseState::Held { .. })));
         match &s {
             LeaseState::Held { lease } => tracing::info!(lease, "node lease held"),
-            LeaseState::Lost { why } => tracing::error!(why, "node lease lost"),
+            LeaseState::Lost { why } => {
+                if !matches!(cur, LeaseState::Lost { .. }) {
+                    m.cluster_lease_losses.inc();
+                }
+                tracing::error!(why, "node lease lost")
+            }
             LeaseState::Joining { why } => tracing::warn!(why, "node not registered yet"),
         }
         *cur = s;
@@ -153,8 +165,12 @@ async fn keep_loop(
         // 1. A lease and the node's key on it, only if no live process holds the id.
         let lease = match register(etcd, &key, &value, ttl, previous).await {
             Ok(Ok(lease)) => lease,
-            Ok(Err(why)) => {
-                set(tx, LeaseState::Joining { why });
+            Ok(Err(held)) => {
+                set(tx, LeaseState::Joining { why: held.why });
+                // Wait out the holder's lease rather than asking again and again.
+                retry = 0;
+                let wait = held.left.clamp(Duration::from_millis(200), ttl / 2);
+                tokio::time::sleep(wait).await;
                 continue;
             }
             Err(e) => {
@@ -178,34 +194,48 @@ async fn keep_loop(
     }
 }
 
-/// Take a lease and create the node's key on it. `Ok(Err(why))`: another live lease holds the
+/// The id is held by another live lease: why, and how long that lease has left.
+struct Held {
+    why: String,
+    left: Duration,
+}
+
+/// Take a lease and create the node's key on it. `Ok(Err(held))`: another live lease holds the
 /// id (the key is left alone and that lease is never revoked from here, unless it is
-/// `previous`, this process's own).
+/// `previous`, this process's own); no lease is taken while the key is held.
 async fn register(
     etcd: &Etcd,
     key: &str,
     value: &[u8],
     ttl: Duration,
     previous: Option<i64>,
-) -> Result<Result<i64, String>, EtcdError> {
-    let (lease, _) = etcd.grant(ttl.as_secs() as i64).await?;
-    let mut attempt = etcd.swap(key, 0, value.to_vec(), lease).await;
-    if let Ok(Err(Some(kv))) = &attempt
-        && Some(kv.lease) == previous
-    {
-        let _ = etcd.revoke(kv.lease).await;
-        attempt = etcd.swap(key, 0, value.to_vec(), lease).await;
+) -> Result<Result<i64, Held>, EtcdError> {
+    let held = |holder: i64, left: i64| Held {
+        why: format!(
+            "node id {key} is held by lease {holder:x} ({left} s left): another process \
+             with the same --node-id, or this node before a crash; waiting for it to expire"
+        ),
+        left: Duration::from_secs(left.max(0) as u64),
+    };
+    if let Some(kv) = etcd.get(key).await? {
+        if Some(kv.lease) == previous {
+            let _ = etcd.revoke(kv.lease).await;
+        } else {
+            let left = etcd.time_to_live(kv.lease).await?;
+            if left > 0 {
+                return Ok(Err(held(kv.lease, left)));
+            }
+        }
     }
-    match attempt {
+    let (lease, _) = etcd.grant(ttl.as_secs() as i64).await?;
+    match etcd.swap(key, 0, value.to_vec(), lease).await {
         Ok(Ok(_)) => Ok(Ok(lease)),
         Ok(Err(current)) => {
+            // Taken between the look and the write.
             let _ = etcd.revoke(lease).await;
             let holder = current.map_or(0, |kv| kv.lease);
-            let left = etcd.time_to_live(holder).await.unwrap_or(-1);
-            Ok(Err(format!(
-                "node id {key} is held by lease {holder:x} ({left} s left): another process \
-                 with the same --node-id, or this node before a crash; waiting for it to expire"
-            )))
+            let left = etcd.time_to_live(holder).await.unwrap_or(0);
+            Ok(Err(held(holder, left)))
         }
         Err(e) => {
             let _ = etcd.revoke(lease).await;
