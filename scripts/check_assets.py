@@ -525,6 +525,7 @@ CLI = {
     ("admin", "breaker", "get"): (0, {}, set()),
     ("admin", "breaker", "reset"): (0, {}, set()),
     ("admin", "wal", "status"): (1, {}, set()),
+    ("cluster", "status"): (0, {"--etcd": "value"}, {"--etcd"}),
     ("keys", "create"): (0, {"--api-keys-file": "value", "--role": ("read", "write", "admin"),
                              "--collection": "value"}, {"--role"}),
     ("keys", "list"): (0, {"--api-keys-file": "value"}, set()),

@@ -7,16 +7,22 @@ mod common;
 
 use akidb_testkit::etcd::Etcd as EtcdServer;
 use akidb_testkit::ports::free_port;
-use common::{BIN, Proc, wait_serving};
+use common::{BIN, Proc, health, scrape, series_value, wait_serving};
 use std::time::{Duration, Instant};
 
 fn node(etcd: &str, id: &str, dir: &std::path::Path, ttl: u64) -> (Proc, String) {
+    let (p, addr, _) = node_with_metrics(etcd, id, dir, ttl);
+    (p, addr)
+}
+
+fn node_with_metrics(etcd: &str, id: &str, dir: &std::path::Path, ttl: u64) -> (Proc, String, u16) {
     let addr = format!("127.0.0.1:{}", free_port());
+    let metrics = free_port();
     let args = vec![
         "--grpc-addr".into(),
         addr.clone(),
         "--metrics-addr".into(),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{metrics}"),
         "--data-dir".into(),
         dir.join(id).display().to_string(),
         "--etcd".into(),
@@ -29,6 +35,7 @@ fn node(etcd: &str, id: &str, dir: &std::path::Path, ttl: u64) -> (Proc, String)
     (
         Proc::start("storage", args, dir.join(format!("{id}.log"))),
         addr,
+        metrics,
     )
 }
 
@@ -127,6 +134,81 @@ async fn storage_nodes_register_and_leave_the_cluster() {
     a.spawn();
     wait_serving(&a_addr, Duration::from_secs(30)).await;
     wait_nodes(&etcd.url, &["storage-a"], Duration::from_secs(10)).await;
+}
+
+async fn wait_sample(port: u16, name: &str, want: f64, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = series_value(&scrape(port).await, name);
+        if got == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{name} = {got:?}, want {want} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_whose_etcd_goes_silent_says_so_keeps_serving_and_rejoins() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = 3;
+    let (_n, addr, metrics) = node_with_metrics(&etcd.url, "storage-a", dir.path(), ttl);
+    wait_serving(&addr, Duration::from_secs(30)).await;
+    wait_sample(
+        metrics,
+        "akidb_cluster_lease_held",
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let text = scrape(metrics).await;
+    assert_eq!(series_value(&text, "akidb_cluster_enabled"), Some(1.0));
+    assert_eq!(
+        series_value(&text, "akidb_cluster_lease_losses_total"),
+        Some(0.0)
+    );
+
+    etcd.pause();
+    let lost = wait_sample(
+        metrics,
+        "akidb_cluster_lease_held",
+        0.0,
+        Duration::from_secs(ttl + 3),
+    )
+    .await;
+    eprintln!("lease reported lost {lost:?} after etcd went silent (TTL {ttl} s)");
+    assert_eq!(
+        series_value(&scrape(metrics).await, "akidb_cluster_lease_losses_total"),
+        Some(1.0)
+    );
+    // Liveness never depends on etcd: the node still serves.
+    assert_eq!(health(&addr).await, "SERVING");
+    assert!(
+        std::fs::read_to_string(dir.path().join("storage-a.log"))
+            .unwrap()
+            .contains("node lease lost"),
+        "the loss is logged"
+    );
+
+    etcd.resume();
+    wait_sample(
+        metrics,
+        "akidb_cluster_lease_held",
+        1.0,
+        Duration::from_secs(ttl * 3),
+    )
+    .await;
+    wait_nodes(&etcd.url, &["storage-a"], Duration::from_secs(5)).await;
+    assert_eq!(
+        series_value(&scrape(metrics).await, "akidb_cluster_lease_losses_total"),
+        Some(1.0)
+    );
 }
 
 #[test]

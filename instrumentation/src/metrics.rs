@@ -106,6 +106,9 @@ pub struct Metrics {
     pub dlq_oldest_age: Gauge,
     pub dlq_enqueued: IntCounter,
     pub dlq_retries: IntCounterVec,
+    pub cluster_enabled: IntGauge,
+    pub cluster_lease_held: IntGauge,
+    pub cluster_lease_losses: IntCounter,
 
     // query
     pub cache_requests: IntCounterVec,
@@ -431,6 +434,18 @@ impl Metrics {
                 "Dead-letter retries by outcome.",
                 &["outcome"],
             ),
+            cluster_enabled: g(
+                "akidb_cluster_enabled",
+                "1 when this storage node runs in a cluster (--etcd), 0 alone.",
+            ),
+            cluster_lease_held: g(
+                "akidb_cluster_lease_held",
+                "1 while this node holds its etcd lease (registered in the cluster), 0 while not.",
+            ),
+            cluster_lease_losses: c(
+                "akidb_cluster_lease_losses_total",
+                "Times this node lost its etcd lease (expired, or not confirmed for a TTL).",
+            ),
             cache_requests: cv(
                 "akidb_cache_requests_total",
                 "Result cache lookups.",
@@ -547,6 +562,9 @@ impl Metrics {
                     m.dlq_oldest_age,
                     m.dlq_enqueued,
                     m.dlq_retries,
+                    m.cluster_enabled,
+                    m.cluster_lease_held,
+                    m.cluster_lease_losses,
                 );
                 // 0 until a build runs, so that progress can be read from the start.
                 for work in ["segment", "merge"] {
