@@ -41,6 +41,9 @@ pub enum EtcdError {
     /// etcd answered with an error (an unknown lease, a compacted revision, a bad request).
     #[error("etcd ({endpoints}) refused the request: {detail}")]
     Refused { endpoints: String, detail: String },
+    /// A key holds a value AkiDB cannot read (written by something else, or damaged).
+    #[error("etcd key {key} holds an unreadable value: {detail}")]
+    Unreadable { key: String, detail: String },
 }
 
 /// A client of one etcd cluster. Cheap to clone (the channel is shared).
@@ -107,11 +110,6 @@ impl Etcd {
     /// The endpoints, as given (for messages).
     pub fn endpoints(&self) -> &str {
         &self.endpoints
-    }
-
-    /// The deadline of each unary call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn error(&self, s: tonic::Status) -> EtcdError {
@@ -246,8 +244,8 @@ impl Etcd {
         Ok(Err(current))
     }
 
-    /// A lease of `ttl` seconds; its id and the TTL etcd granted.
-    pub async fn grant(&self, ttl: i64) -> Result<(i64, i64), EtcdError> {
+    /// A lease of `ttl` seconds; its id.
+    pub async fn grant(&self, ttl: i64) -> Result<i64, EtcdError> {
         let r = self
             .call(
                 self.lease()
@@ -260,7 +258,7 @@ impl Etcd {
                 detail: r.error,
             });
         }
-        Ok((r.id, r.ttl))
+        Ok(r.id)
     }
 
     /// Revoke `lease`: every key bound to it is deleted now.
@@ -306,22 +304,32 @@ impl Etcd {
     /// and lists again when that revision was compacted. Ends when `stop` is cancelled or the
     /// receiver is dropped.
     pub fn watch(&self, prefix: &str, stop: CancellationToken) -> mpsc::Receiver<WatchUpdate> {
+        self.watch_from(prefix, None, stop)
+    }
+
+    /// [`Etcd::watch`] resuming from revision `from` (`None`: list first), as it does after a
+    /// broken stream.
+    fn watch_from(
+        &self,
+        prefix: &str,
+        from: Option<i64>,
+        stop: CancellationToken,
+    ) -> mpsc::Receiver<WatchUpdate> {
         let (tx, rx) = mpsc::channel(64);
         let etcd = self.clone();
         let prefix = prefix.to_string();
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = etcd.watch_loop(&prefix, tx) => {}
+                _ = etcd.watch_loop(&prefix, from, tx) => {}
             }
         });
         rx
     }
 
-    async fn watch_loop(&self, prefix: &str, tx: mpsc::Sender<WatchUpdate>) {
+    /// `next`: the revision to resume from (the next one to see), or `None` to list first.
+    async fn watch_loop(&self, prefix: &str, mut next: Option<i64>, tx: mpsc::Sender<WatchUpdate>) {
         let mut retry = 0u32;
-        // The revision to list at (None) or resume from (Some: the next one to see).
-        let mut next: Option<i64> = None;
         loop {
             if retry > 0 {
                 tokio::time::sleep(akidb_client::backoff(100, 2_000, retry)).await;
@@ -480,7 +488,61 @@ impl KeepAlive {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::*;
+    use akidb_testkit::etcd::Etcd as EtcdServer;
+
+    async fn next(rx: &mut mpsc::Receiver<WatchUpdate>) -> WatchUpdate {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an update within 10 s")
+            .expect("watch open")
+    }
+
+    /// A watch resumed from a revision etcd has compacted away lists the keys again (as they
+    /// are now) instead of failing or replaying history, then follows changes.
+    #[tokio::test]
+    async fn a_watch_resumed_from_a_compacted_revision_lists_again() {
+        let Some(server) = EtcdServer::start().await else {
+            return;
+        };
+        let etcd = Etcd::new(&server.url, Duration::from_secs(2)).unwrap();
+        let first = etcd.put("/w/a", b"1".to_vec(), 0).await.unwrap();
+        etcd.put("/w/a", b"2".to_vec(), 0).await.unwrap();
+        let last = etcd.put("/w/b", b"3".to_vec(), 0).await.unwrap();
+        etcd.call(
+            KvClient::new(etcd.channel.clone()).compact(rpc::CompactionRequest {
+                revision: last,
+                physical: true,
+            }),
+        )
+        .await
+        .unwrap();
+        let stop = CancellationToken::new();
+        let mut rx = etcd.watch_from("/w/", Some(first), stop.clone());
+        match next(&mut rx).await {
+            WatchUpdate::Listed { kvs, revision } => {
+                assert!(revision >= last);
+                let now: Vec<(&[u8], &[u8])> = kvs
+                    .iter()
+                    .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+                    .collect();
+                assert_eq!(
+                    now,
+                    vec![(&b"/w/a"[..], &b"2"[..]), (&b"/w/b"[..], &b"3"[..])]
+                );
+            }
+            u => panic!("a listing after the compaction, got {u:?}"),
+        }
+        etcd.put("/w/c", b"4".to_vec(), 0).await.unwrap();
+        match next(&mut rx).await {
+            WatchUpdate::Changed { events, .. } => {
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].kv.as_ref().unwrap().key, b"/w/c");
+            }
+            u => panic!("the change after the listing, got {u:?}"),
+        }
+        stop.cancel();
+    }
 
     #[test]
     fn prefix_end_is_the_first_key_after_the_prefix() {

@@ -165,21 +165,21 @@ async fn keep_loop(
         // 1. A lease and the node's key on it, only if no live process holds the id.
         let lease = match register(etcd, &key, &value, ttl, previous).await {
             Ok(Ok(lease)) => lease,
-            Ok(Err(held)) => {
-                set(tx, LeaseState::Joining { why: held.why });
+            Ok(Err(taken)) => {
+                set(tx, LeaseState::Joining { why: taken.why });
                 // Wait out the holder's lease rather than asking again and again.
                 retry = 0;
-                let wait = held.left.clamp(Duration::from_millis(200), ttl / 2);
+                let wait = taken.left.clamp(Duration::from_millis(200), ttl / 2);
                 tokio::time::sleep(wait).await;
                 continue;
             }
             Err(e) => {
-                let why = format!("cannot register: {e}");
-                if matches!(*tx.borrow(), LeaseState::Held { .. }) {
-                    set(tx, LeaseState::Lost { why });
-                } else {
-                    set(tx, LeaseState::Joining { why });
-                }
+                set(
+                    tx,
+                    LeaseState::Joining {
+                        why: format!("cannot register: {e}"),
+                    },
+                );
                 continue;
             }
         };
@@ -187,7 +187,7 @@ async fn keep_loop(
         set(tx, LeaseState::Held { lease });
         retry = 0;
         // 2. Keep it alive; a stream that stalls is replaced, a lease that expired is lost.
-        let why = renew_until_lost(etcd, lease, ttl, tx).await;
+        let why = renew_until_lost(etcd, lease, ttl).await;
         *held = None;
         previous = Some(lease);
         set(tx, LeaseState::Lost { why });
@@ -195,12 +195,12 @@ async fn keep_loop(
 }
 
 /// The id is held by another live lease: why, and how long that lease has left.
-struct Held {
+struct IdTaken {
     why: String,
     left: Duration,
 }
 
-/// Take a lease and create the node's key on it. `Ok(Err(held))`: another live lease holds the
+/// Take a lease and create the node's key on it. `Ok(Err(taken))`: another live lease holds the
 /// id (the key is left alone and that lease is never revoked from here, unless it is
 /// `previous`, this process's own); no lease is taken while the key is held.
 async fn register(
@@ -209,8 +209,8 @@ async fn register(
     value: &[u8],
     ttl: Duration,
     previous: Option<i64>,
-) -> Result<Result<i64, Held>, EtcdError> {
-    let held = |holder: i64, left: i64| Held {
+) -> Result<Result<i64, IdTaken>, EtcdError> {
+    let taken = |holder: i64, left: i64| IdTaken {
         why: format!(
             "node id {key} is held by lease {holder:x} ({left} s left): another process \
              with the same --node-id, or this node before a crash; waiting for it to expire"
@@ -223,11 +223,11 @@ async fn register(
         } else {
             let left = etcd.time_to_live(kv.lease).await?;
             if left > 0 {
-                return Ok(Err(held(kv.lease, left)));
+                return Ok(Err(taken(kv.lease, left)));
             }
         }
     }
-    let (lease, _) = etcd.grant(ttl.as_secs() as i64).await?;
+    let lease = etcd.grant(ttl.as_secs() as i64).await?;
     match etcd.swap(key, 0, value.to_vec(), lease).await {
         Ok(Ok(_)) => Ok(Ok(lease)),
         Ok(Err(current)) => {
@@ -235,7 +235,7 @@ async fn register(
             let _ = etcd.revoke(lease).await;
             let holder = current.map_or(0, |kv| kv.lease);
             let left = etcd.time_to_live(holder).await.unwrap_or(0);
-            Ok(Err(held(holder, left)))
+            Ok(Err(taken(holder, left)))
         }
         Err(e) => {
             let _ = etcd.revoke(lease).await;
@@ -244,12 +244,8 @@ async fn register(
     }
 }
 
-async fn renew_until_lost(
-    etcd: &Etcd,
-    lease: i64,
-    ttl: Duration,
-    tx: &watch::Sender<LeaseState>,
-) -> String {
+/// Renew `lease` until it is lost; why it was.
+async fn renew_until_lost(etcd: &Etcd, lease: i64, ttl: Duration) -> String {
     let every = ttl / 3;
     // Until when the lease is known to live: the last confirmed renewal plus the TTL.
     let mut alive_until = Instant::now() + ttl;
@@ -281,9 +277,6 @@ async fn renew_until_lost(
                 Ok(Ok(left)) if left > 0 => {
                     alive_until = sent + Duration::from_secs(left as u64);
                     failures = 0;
-                    if !matches!(*tx.borrow(), LeaseState::Held { .. }) {
-                        set(tx, LeaseState::Held { lease });
-                    }
                 }
                 Ok(Ok(_)) => return format!("lease {lease:x} expired (etcd answered TTL 0)"),
                 Ok(Err(e)) => {

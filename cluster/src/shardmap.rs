@@ -131,9 +131,9 @@ pub fn shard_name(collection: &str, shard: u32) -> String {
 }
 
 fn decode(collection: &str, bytes: &[u8]) -> Result<ShardMap, EtcdError> {
-    serde_json::from_slice(bytes).map_err(|e| EtcdError::Refused {
-        endpoints: String::new(),
-        detail: format!("the shard map of {collection} in etcd is unreadable: {e}"),
+    serde_json::from_slice(bytes).map_err(|e| EtcdError::Unreadable {
+        key: keys::shard_map(collection),
+        detail: e.to_string(),
     })
 }
 

@@ -281,3 +281,39 @@ async fn only_one_of_two_writers_changes_a_shard_map() {
     }
     assert_eq!(shardmap::load_all(&etcd).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn unreadable_values_are_named_not_trusted() {
+    let Some(server) = EtcdServer::start().await else {
+        return;
+    };
+    let etcd = client(&server);
+    etcd.put(&keys::shard_map("docs"), b"{not json".to_vec(), 0)
+        .await
+        .unwrap();
+    let err = shardmap::load(&etcd, "docs").await.unwrap_err();
+    assert!(matches!(err, EtcdError::Unreadable { .. }), "{err}");
+    assert!(err.to_string().contains("/akidb/shardmaps/docs"), "{err}");
+    assert!(shardmap::load_all(&etcd).await.is_err());
+    // A node key that is not a node is left out of the listing (and logged).
+    etcd.put(&keys::node("junk"), b"\xff".to_vec(), 0)
+        .await
+        .unwrap();
+    let m = Membership::start(
+        etcd.clone(),
+        NodeInfo::new("n1", "127.0.0.1:1"),
+        Duration::from_secs(4),
+    );
+    wait_for(&m, "held", Duration::from_secs(5), |s| {
+        matches!(s, LeaseState::Held { .. })
+    })
+    .await;
+    let ids: Vec<String> = membership::nodes(&etcd)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n.id)
+        .collect();
+    assert_eq!(ids, vec!["n1".to_string()]);
+    m.leave().await;
+}

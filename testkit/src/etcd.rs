@@ -5,13 +5,13 @@
 
 use crate::ports::free_port;
 use crate::require::tool;
+use crate::server::ServerProcess;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// An `etcd` child process; killed (after a SIGCONT) on drop.
 pub struct Etcd {
-    child: Child,
+    process: ServerProcess,
     /// The client URL, `http://127.0.0.1:<port>`.
     pub url: String,
     _dir: tempfile::TempDir,
@@ -33,60 +33,37 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(&bin)
-            .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let etcd = Etcd {
-            child,
+        let process = ServerProcess::spawn(
+            Command::new(&bin)
+                .arg("--name=test")
+                .arg(format!("--data-dir={}", dir.path().join("data").display()))
+                .arg(format!("--listen-client-urls={url}"))
+                .arg(format!("--advertise-client-urls={url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=test={peer_url}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"),
+                )),
+            &bin.display().to_string(),
+        );
+        process.wait_http(&format!("{url}/health"), "etcd").await;
+        Some(Etcd {
+            process,
             url,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(format!("{}/health", etcd.url)).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "etcd did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Some(etcd)
-    }
-
-    fn signal(&self, sig: i32) -> i32 {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, sig) }
+        })
     }
 
     /// SIGSTOP: etcd stops answering (connections stay open, nothing is refused).
     pub fn pause(&self) {
-        assert_eq!(self.signal(libc::SIGSTOP), 0, "SIGSTOP etcd");
+        self.process.pause();
     }
 
     /// SIGCONT after [`Etcd::pause`].
     pub fn resume(&self) {
-        assert_eq!(self.signal(libc::SIGCONT), 0, "SIGCONT etcd");
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.resume();
     }
 }

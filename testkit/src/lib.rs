@@ -13,6 +13,8 @@
 //!   slowness).
 //! - [`datasets`]: where the shared benchmark data sets are (`AKIDB_DATASETS`) and their
 //!   vectors.
+//! - [`server`]: a server run as a child process (moto, etcd): waited for over HTTP, paused
+//!   and resumed with signals, killed on drop.
 //! - [`promtool`]: `promtool check metrics` on scraped metrics.
 //!
 //! Crate-specific helpers (starting `akidb-storage`, a stack of `akidb serve` processes)
@@ -25,3 +27,4 @@ pub mod ports;
 pub mod promtool;
 pub mod proxy;
 pub mod require;
+pub mod server;

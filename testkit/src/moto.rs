@@ -9,15 +9,15 @@
 
 use crate::ports::free_port;
 use crate::require::missing;
+use crate::server::ServerProcess;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// A `moto_server` child process on a free loopback port; killed (after a SIGCONT) on drop.
 pub struct Moto {
-    child: Child,
+    process: ServerProcess,
     /// Where it listens.
     pub addr: SocketAddr,
     /// The Python that runs boto3.
@@ -47,32 +47,23 @@ impl Moto {
     /// Start `bin` and wait until it answers HTTP (20 s at most).
     pub async fn start(bin: &Path) -> Moto {
         let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let process = ServerProcess::spawn(
+            Command::new(bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            &bin.display().to_string(),
+        );
         let python = std::env::var_os("AKIDB_TEST_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| bin.parent().unwrap().join("python"));
         let moto = Moto {
-            child,
+            process,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             python,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(moto.url()).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        moto.process.wait_http(&moto.url(), "moto_server").await;
         moto
     }
 
@@ -81,19 +72,14 @@ impl Moto {
         format!("http://{}", self.addr)
     }
 
-    fn signal(&self, sig: i32) -> i32 {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, sig) }
-    }
-
     /// SIGSTOP: the server stops answering; the kernel still accepts connections.
     pub fn pause(&self) {
-        assert_eq!(self.signal(libc::SIGSTOP), 0, "SIGSTOP moto_server");
+        self.process.pause();
     }
 
     /// SIGCONT after [`Moto::pause`].
     pub fn resume(&self) {
-        assert_eq!(self.signal(libc::SIGCONT), 0, "SIGCONT moto_server");
+        self.process.resume();
     }
 
     /// Objects under `prefix` in `bucket` as boto3 sees them (each one downloaded and hashed).
@@ -124,14 +110,6 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         .unwrap_or(on.grpc.local_addr()?.to_string());
     // The node's membership: taken once recovery is done (a member is one that can serve),
     // given back (its lease revoked) when the node stops.
-    let membership: Arc<tokio::sync::Mutex<Option<Membership>>> = Default::default();
+    let membership: Arc<std::sync::Mutex<Option<Membership>>> = Default::default();
     let joined = membership.clone();
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
@@ -84,7 +84,8 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                 if let Some(c) = cluster {
                     tracing::info!(node = %c.node_id, etcd = %c.etcd.endpoints(), addr = %advertise, "joining the cluster");
                     let node = NodeInfo::new(&c.node_id, &advertise);
-                    *joined.lock().await = Some(Membership::start(c.etcd, node, c.lease_ttl));
+                    *joined.lock().expect("not poisoned") =
+                        Some(Membership::start(c.etcd, node, c.lease_ttl));
                 }
                 Ok(())
             }
@@ -94,7 +95,8 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     // Stopping: once in-flight requests are done, stop the workers, flush every WAL, and
     // stop the dead-letter queue's worker.
     let stopping = move || async move {
-        if let Some(m) = membership.lock().await.take() {
+        let member = membership.lock().expect("not poisoned").take();
+        if let Some(m) = member {
             m.leave().await;
         }
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
