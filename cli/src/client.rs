@@ -89,6 +89,10 @@ pub enum CollectionCmd {
         /// --quantization int8 or binary: graph walks then read only the codes in memory).
         #[arg(long)]
         on_disk: bool,
+        /// Shards the points are split into (a cluster of storage nodes: `akidb up
+        /// --storage-nodes N`); one storage node takes 1.
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
     },
     /// List collections.
     List,
@@ -136,7 +140,7 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
             Ok(_) => "NONE",
             Err(_) => "?",
         },
-        "on_disk": c.on_disk,
+        "on_disk": c.on_disk, "shards": c.shards,
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
     })
@@ -192,6 +196,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             datatype,
             quantization,
             on_disk,
+            shards,
         } => {
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
@@ -204,6 +209,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     datatype: datatype_of(&datatype) as i32,
                     quantization: quantization_of(&quantization) as i32,
                     on_disk,
+                    shards,
                 }))
                 .await?
                 .into_inner();

@@ -297,20 +297,43 @@ pub async fn watch_health(
     every: Duration,
     stop: impl Future<Output = ()>,
 ) {
-    use tonic_health::ServingStatus;
     use tonic_health::pb::HealthCheckRequest;
-    let mut last: Option<bool> = None;
-    let check = async {
-        loop {
-            let mut h = upstream.health();
+    let what = upstream.endpoint.clone();
+    let probe = move || {
+        let mut h = upstream.health();
+        async move {
             let mut req = tonic::Request::new(HealthCheckRequest {
                 service: String::new(),
             });
             req.set_timeout(Duration::from_secs(1));
-            let serving = matches!(
+            matches!(
                 tokio::time::timeout(Duration::from_secs(1), h.check(req)).await,
                 Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            );
+            )
+        }
+    };
+    watch_serving(&what, probe, reporter, local, every, stop).await
+}
+
+/// Ask `probe` every `every` whether what this service needs (`what`) serves, and mirror the
+/// answer into `reporter` for the services named in `local` (plus the overall "" status),
+/// logging each change. Returns when `stop` resolves.
+pub async fn watch_serving<F, Fut>(
+    what: &str,
+    mut probe: F,
+    reporter: tonic_health::server::HealthReporter,
+    local: Vec<String>,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    use tonic_health::ServingStatus;
+    let mut last: Option<bool> = None;
+    let check = async {
+        loop {
+            let serving = probe().await;
             if last != Some(serving) {
                 let status = if serving {
                     ServingStatus::Serving
@@ -321,9 +344,9 @@ pub async fn watch_health(
                     reporter.set_service_status(s, status).await;
                 }
                 if serving {
-                    tracing::info!(upstream = %upstream.endpoint, "upstream is serving");
+                    tracing::info!(upstream = %what, "upstream is serving");
                 } else {
-                    tracing::warn!(upstream = %upstream.endpoint, "upstream is not serving; reporting NOT_SERVING");
+                    tracing::warn!(upstream = %what, "upstream is not serving; reporting NOT_SERVING");
                 }
                 last = Some(serving);
             }

@@ -36,6 +36,44 @@ pub struct ClusterArgs {
     pub etcd_timeout_ms: u64,
 }
 
+/// The cluster flags of query and ingest: with `--etcd`, each collection's calls go to its
+/// shards on the storage nodes registered there ([`crate::router::Router`]), not to
+/// `--storage-addr`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RouterArgs {
+    /// etcd endpoints (`http://host:port`, comma-separated) of a cluster of storage nodes.
+    /// Unset: one storage node at --storage-addr.
+    #[arg(long = "etcd", env = "AKIDB_ETCD")]
+    pub etcd: Option<String>,
+    /// Deadline of each etcd call, in milliseconds.
+    #[arg(
+        long = "etcd-timeout-ms",
+        env = "AKIDB_ETCD_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub etcd_timeout_ms: u64,
+}
+
+impl RouterArgs {
+    /// `None` without `--etcd`; a router (its view of etcd watched until `stop`) with it.
+    /// `key`: the internal key presented to storage; `timeout`: of one call to one shard.
+    pub fn router(
+        &self,
+        key: Option<String>,
+        timeout: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Option<std::sync::Arc<crate::router::Router>>, EtcdError> {
+        let Some(endpoints) = self.etcd.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let etcd = Etcd::new(endpoints, Duration::from_millis(self.etcd_timeout_ms))?;
+        let view = crate::view::ClusterView::start(etcd, stop);
+        Ok(Some(std::sync::Arc::new(crate::router::Router::new(
+            view, key, timeout,
+        ))))
+    }
+}
+
 /// What the flags ask for, checked.
 pub struct ClusterConfig {
     pub etcd: Etcd,

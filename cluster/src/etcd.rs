@@ -244,6 +244,35 @@ impl Etcd {
         Ok(Err(current))
     }
 
+    /// Delete `key` only if its last change is `expected` (its `mod_revision`); whether it
+    /// was deleted.
+    pub async fn remove_if(&self, key: &str, expected: i64) -> Result<bool, EtcdError> {
+        let k = key.as_bytes().to_vec();
+        let cmp = rpc::Compare {
+            result: rpc::compare::CompareResult::Equal as i32,
+            target: rpc::compare::CompareTarget::Mod as i32,
+            key: k.clone(),
+            target_union: Some(compare::TargetUnion::ModRevision(expected)),
+            range_end: Vec::new(),
+        };
+        let delete = rpc::RequestOp {
+            request: Some(request_op::Request::RequestDeleteRange(
+                rpc::DeleteRangeRequest {
+                    key: k,
+                    ..Default::default()
+                },
+            )),
+        };
+        let r = self
+            .call(self.kv().txn(rpc::TxnRequest {
+                compare: vec![cmp],
+                success: vec![delete],
+                failure: vec![],
+            }))
+            .await?;
+        Ok(r.succeeded)
+    }
+
     /// A lease of `ttl` seconds; its id.
     pub async fn grant(&self, ttl: i64) -> Result<i64, EtcdError> {
         let r = self

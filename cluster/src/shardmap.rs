@@ -32,6 +32,10 @@ pub struct ShardMap {
     /// Copies of each shard wanted (owner + followers).
     pub replication: u32,
     pub shards: Vec<Shard>,
+    /// The collection's `CreateCollectionRequest`, protobuf-encoded: what a node creates its
+    /// copy of a shard from.
+    #[serde(default)]
+    pub spec: Vec<u8>,
 }
 
 /// A value read from etcd with the revision of its last change (what a compare-and-swap of it
@@ -73,6 +77,7 @@ impl ShardMap {
             collection: collection.to_string(),
             replication,
             shards,
+            spec: Vec::new(),
         }
     }
 
@@ -130,7 +135,7 @@ pub fn shard_name(collection: &str, shard: u32) -> String {
     format!("{collection}/{shard}")
 }
 
-fn decode(collection: &str, bytes: &[u8]) -> Result<ShardMap, EtcdError> {
+pub(crate) fn decode(collection: &str, bytes: &[u8]) -> Result<ShardMap, EtcdError> {
     serde_json::from_slice(bytes).map_err(|e| EtcdError::Unreadable {
         key: keys::shard_map(collection),
         detail: e.to_string(),
@@ -241,6 +246,7 @@ mod tests {
                     epoch: 7,
                 },
             ],
+            spec: vec![],
         };
         let live: BTreeSet<String> = ["b", "c"].iter().map(|s| s.to_string()).collect();
         let applied: BTreeMap<(u32, String), u64> =

@@ -16,6 +16,16 @@ impl PointId {
     }
 }
 
+/// The Scroll cursor that continues after point `id`: `n:<integer>` or `u:<uuid>` (storage
+/// decodes it; a cluster's router makes one for a page it merged from several shards).
+pub fn scroll_cursor(id: &PointId) -> String {
+    match &id.kind {
+        Some(point_id::Kind::Num(n)) => format!("n:{n}"),
+        Some(point_id::Kind::Uuid(u)) => format!("u:{u}"),
+        None => String::new(),
+    }
+}
+
 impl fmt::Display for PointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

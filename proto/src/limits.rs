@@ -23,6 +23,8 @@ pub const EF_CONSTRUCTION: RangeInclusive<u64> = 4..=4096;
 pub const SCROLL_LIMIT: RangeInclusive<u64> = 1..=10_000;
 /// Points of a Scroll page when the request sets none.
 pub const DEFAULT_SCROLL_LIMIT: usize = 100;
+/// Shards one collection may have.
+pub const SHARDS: RangeInclusive<u64> = 1..=1_024;
 /// Deepest nesting of filters, so that a hostile filter cannot exhaust the stack.
 pub const MAX_FILTER_DEPTH: usize = 16;
 /// Most conditions in one filter, nested ones included, so that a hostile filter cannot make
@@ -148,6 +150,35 @@ pub fn check_range(
     }
 }
 
+/// The name a storage node gives its copy of one shard of a collection: `<collection>.<shard>`.
+/// The `.` never appears in a collection name, so a shard's name never equals one.
+pub fn shard_name(collection: &str, shard: u32) -> String {
+    format!("{collection}.{shard}")
+}
+
+/// A name a storage node holds a collection under: a collection name, or a shard's name
+/// ([`shard_name`]); the collection and shard of a shard's name.
+pub fn check_local_name(name: &str) -> Result<Option<(&str, u32)>, NameProblem> {
+    match name.rsplit_once('.') {
+        Some((collection, shard))
+            if !shard.is_empty()
+                && shard.len() <= 4
+                && shard.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            check_name(collection)?;
+            let shard: u32 = shard.parse().expect("1 to 4 digits");
+            if !SHARDS.contains(&(u64::from(shard) + 1)) {
+                return Err(NameProblem::Character {
+                    name: name.to_string(),
+                    character: '.',
+                });
+            }
+            Ok(Some((collection, shard)))
+        }
+        _ => check_name(name).map(|()| None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +195,19 @@ mod tests {
         assert!(check_name(&"a".repeat(64)).is_ok());
         assert!(check_name("a\0b").is_err());
         assert!(check_name("%2e%2e%2f").is_err());
+    }
+
+    #[test]
+    fn shard_names() {
+        assert_eq!(shard_name("c", 3), "c.3");
+        assert_eq!(check_local_name("c.3"), Ok(Some(("c", 3))));
+        assert_eq!(check_local_name("c"), Ok(None));
+        assert_eq!(check_local_name("c.1023"), Ok(Some(("c", 1023))));
+        for bad in [
+            "c.1024", "c.", ".3", "c..3", "../3", "c.3.4", "c.x", "c.12345", "a/b.1",
+        ] {
+            assert!(check_local_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

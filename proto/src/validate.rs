@@ -130,6 +130,9 @@ pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
 pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status> {
     collection_name(&req.name)?;
     in_range("dimension", &limits::DIMENSION, req.dimension.into())?;
+    if req.shards != 0 {
+        in_range("shards", &limits::SHARDS, req.shards.into())?;
+    }
     match pb::Metric::try_from(req.metric) {
         Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}
         _ => {

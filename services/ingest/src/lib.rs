@@ -35,6 +35,9 @@ pub struct IngestConfig {
     pub auth: akidb_auth::AuthArgs,
     #[command(flatten)]
     pub storage: StorageLink,
+    /// A cluster of storage nodes (`--etcd`): each point goes to its shard's owner.
+    #[command(flatten)]
+    pub cluster: akidb_cluster::args::RouterArgs,
     /// Most points in one batch.
     #[arg(
         long = "max-batch-points",
@@ -63,6 +66,8 @@ pub struct IngestConfig {
 #[derive(Clone)]
 pub struct Ingest {
     storage: Link,
+    /// Set with `--etcd`: writes go to the shards' owners instead of `storage`.
+    cluster: Option<Arc<akidb_cluster::router::Router>>,
     limits: BatchLimits,
     in_flight: Arc<Semaphore>,
     queue_wait: Duration,
@@ -74,9 +79,19 @@ fn reject(reason: &str, s: Status) -> Status {
 }
 
 impl Ingest {
-    pub fn new(cfg: &IngestConfig) -> anyhow::Result<Self> {
+    /// `stop`: ends the watch of etcd (with `--etcd`).
+    pub fn new(
+        cfg: &IngestConfig,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let internal = cfg.auth.internal_key()?;
         Ok(Self {
-            storage: cfg.storage.link(cfg.auth.internal_key()?.as_deref())?,
+            cluster: cfg.cluster.router(
+                internal.clone(),
+                Duration::from_millis(cfg.storage.storage_timeout_ms),
+                stop,
+            )?,
+            storage: cfg.storage.link(internal.as_deref())?,
             limits: BatchLimits {
                 max_points: cfg.max_batch_points,
                 max_bytes: cfg.max_batch_bytes,
@@ -110,7 +125,11 @@ impl Ingest {
         })?;
         let _permit = self.permit().await?;
         let n = req.points.len() as u64;
-        let res = akidb_client::storage_call!(self.storage, upsert, req).map_err(|s| {
+        let res = match &self.cluster {
+            Some(r) => r.upsert(req).await,
+            None => akidb_client::storage_call!(self.storage, upsert, req),
+        }
+        .map_err(|s| {
             if s.code() == tonic::Code::Unavailable {
                 reject("unavailable", s)
             } else {
@@ -175,7 +194,10 @@ impl IngestService for Ingest {
             validate::point_id(Some(id), &"delete").map_err(|s| reject("invalid", s))?;
         }
         let _permit = self.permit().await?;
-        let res = akidb_client::storage_call!(self.storage, delete, req)?;
+        let res = match &self.cluster {
+            Some(r) => r.delete(req).await?,
+            None => akidb_client::storage_call!(self.storage, delete, req)?,
+        };
         Ok(Response::new(res))
     }
 
@@ -190,29 +212,34 @@ impl IngestService for Ingest {
         let req = req.into_inner();
         validate::collection_name(&req.collection).map_err(|s| reject("invalid", s))?;
         // Idempotent: a second flush seals nothing new.
-        let res = akidb_client::storage_call!(link, flush, req)?;
+        let res = match &self.cluster {
+            Some(r) => r.flush(req, link.timeout).await?,
+            None => akidb_client::storage_call!(link, flush, req)?,
+        };
         Ok(Response::new(res))
     }
 }
 
 /// Run on already-bound listeners until told to stop; in-flight writes finish first.
 pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
-    let ingest = Ingest::new(&config)?;
+    let stop_watching = tokio_util::sync::CancellationToken::new();
+    let ingest = Ingest::new(&config, stop_watching.clone())?;
     let mut service = Service::new(Component::Ingest, on.shutdown).await;
     let health = service.health().clone();
     health
         .set_not_serving::<IngestServiceServer<Ingest>>()
         .await;
     let storage = ingest.storage.clone();
-    service.spawn("storage health", move |stopped| {
-        akidb_client::watch_health(
-            storage,
-            health,
-            vec!["akidb.v1.IngestService".into()],
-            Duration::from_millis(500),
-            stopped,
-        )
-    });
+    let local = vec!["akidb.v1.IngestService".to_string()];
+    match ingest.cluster.clone() {
+        None => service.spawn("storage health", move |stopped| {
+            akidb_client::watch_health(storage, health, local, Duration::from_millis(500), stopped)
+        }),
+        Some(r) => service.spawn("cluster health", move |stopped| async move {
+            akidb_cluster::router::watch_health(&r, health, local, stopped).await;
+            stop_watching.cancel();
+        }),
+    }
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
     let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
     service.serve_http(on.http, None, access);

@@ -32,6 +32,9 @@ pub struct QueryConfig {
     pub listen: Listen,
     #[command(flatten)]
     pub storage: StorageLink,
+    /// A cluster of storage nodes (`--etcd`): reads fan out to every shard.
+    #[command(flatten)]
+    pub cluster: akidb_cluster::args::RouterArgs,
     /// The telemetry aggregator, whose SLO status query serves (`TelemetryService`).
     #[arg(
         long = "telemetry-addr",
@@ -66,6 +69,8 @@ pub mod ops;
 #[derive(Clone)]
 pub struct Query {
     storage: Link,
+    /// Set with `--etcd`: every collection call goes to the shards instead of `storage`.
+    cluster: Option<std::sync::Arc<akidb_cluster::router::Router>>,
     max_batch_searches: usize,
     cache: std::sync::Arc<cache::ResultCache>,
 }
@@ -191,6 +196,11 @@ impl QueryService for Query {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::search(req.get_ref())?;
+        if let Some(r) = &self.cluster {
+            // No result cache: a fanned-out result has no one version to check it against.
+            let caller = akidb_client::caller_timeout(&req);
+            return Ok(Response::new(r.search(req.into_inner(), caller).await?));
+        }
         if !self.cache.enabled() {
             return forward!(self, req, search);
         }
@@ -218,6 +228,23 @@ impl QueryService for Query {
             validate::search(s)
                 .map_err(|e| Status::new(e.code(), format!("search #{i}: {}", e.message())))?;
         }
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            let all = futures::future::join_all(
+                req.into_inner()
+                    .searches
+                    .into_iter()
+                    .map(|s| r.search(s, caller)),
+            )
+            .await;
+            let mut results = Vec::with_capacity(all.len());
+            for (i, r) in all.into_iter().enumerate() {
+                results.push(
+                    r.map_err(|e| Status::new(e.code(), format!("search #{i}: {}", e.message())))?,
+                );
+            }
+            return Ok(Response::new(pb::SearchBatchResponse { results }));
+        }
         forward!(self, req, search_batch)
     }
 
@@ -226,6 +253,10 @@ impl QueryService for Query {
         validate::collection_name(&req.get_ref().collection)?;
         for id in &req.get_ref().ids {
             validate::point_id(Some(id), &"get")?;
+        }
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            return Ok(Response::new(r.get(req.into_inner(), caller).await?));
         }
         forward!(self, req, get)
     }
@@ -237,6 +268,10 @@ impl QueryService for Query {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
         validate::filter(req.get_ref().filter.as_ref())?;
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            return Ok(Response::new(r.count(req.into_inner(), caller).await?));
+        }
         forward!(self, req, count)
     }
 
@@ -247,6 +282,10 @@ impl QueryService for Query {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;
         validate::filter(req.get_ref().filter.as_ref())?;
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            return Ok(Response::new(r.scroll(req.into_inner(), caller).await?));
+        }
         forward!(self, req, scroll)
     }
 }
@@ -259,6 +298,13 @@ impl CollectionService for Query {
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::create_collection(req.get_ref())?;
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            let info = r.create_collection(req.into_inner(), caller).await?;
+            return Ok(Response::new(pb::CreateCollectionResponse {
+                collection: Some(info),
+            }));
+        }
         forward!(once self, req, create_collection)
     }
 
@@ -268,6 +314,13 @@ impl CollectionService for Query {
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::collection_name(&req.get_ref().name)?;
+        if let Some(r) = &self.cluster {
+            let caller = akidb_client::caller_timeout(&req);
+            let info = r.get_collection(&req.get_ref().name, caller).await?;
+            return Ok(Response::new(pb::GetCollectionResponse {
+                collection: Some(info),
+            }));
+        }
         forward!(self, req, get_collection)
     }
 
@@ -277,8 +330,17 @@ impl CollectionService for Query {
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
         // A key limited to some collections sees those only.
         let who = akidb_auth::principal(&req).cloned();
-        let link = budget(&self.storage, &req);
-        let mut res = akidb_client::storage_call!(link, list_collections, req.into_inner())?;
+        let mut res = match &self.cluster {
+            Some(r) => pb::ListCollectionsResponse {
+                collections: r
+                    .list_collections(akidb_client::caller_timeout(&req))
+                    .await?,
+            },
+            None => {
+                let link = budget(&self.storage, &req);
+                akidb_client::storage_call!(link, list_collections, req.into_inner())?
+            }
+        };
         res.collections
             .retain(|c| akidb_auth::principal::sees(who.as_ref(), &c.name));
         Ok(Response::new(res))
@@ -290,6 +352,10 @@ impl CollectionService for Query {
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().name)?;
         validate::collection_name(&req.get_ref().name)?;
+        if let Some(r) = &self.cluster {
+            r.delete_collection(&req.get_ref().name).await?;
+            return Ok(Response::new(pb::DeleteCollectionResponse {}));
+        }
         forward!(once self, req, delete_collection)
     }
 }
@@ -297,7 +363,14 @@ impl CollectionService for Query {
 /// Run on already-bound listeners until told to stop; in-flight reads finish first.
 pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
     let internal = config.auth.internal_key()?;
+    let stop_watching = tokio_util::sync::CancellationToken::new();
+    let cluster = config.cluster.router(
+        internal.clone(),
+        Duration::from_millis(config.storage.storage_timeout_ms),
+        stop_watching.clone(),
+    )?;
     let query = Query {
+        cluster: cluster.clone(),
         storage: config.storage.link(internal.as_deref())?,
         max_batch_searches: config.max_batch_searches,
         cache: std::sync::Arc::new(cache::ResultCache::new(config.cache_entries)),
@@ -306,18 +379,19 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
     let health = service.health().clone();
     health.set_not_serving::<QueryServiceServer<Query>>().await;
     let storage = query.storage.clone();
-    service.spawn("storage health", move |stopped| {
-        akidb_client::watch_health(
-            storage,
-            health,
-            vec![
-                "akidb.v1.QueryService".into(),
-                "akidb.v1.CollectionService".into(),
-            ],
-            Duration::from_millis(500),
-            stopped,
-        )
-    });
+    let local = vec![
+        "akidb.v1.QueryService".to_string(),
+        "akidb.v1.CollectionService".into(),
+    ];
+    match cluster {
+        None => service.spawn("storage health", move |stopped| {
+            akidb_client::watch_health(storage, health, local, Duration::from_millis(500), stopped)
+        }),
+        Some(r) => service.spawn("cluster health", move |stopped| async move {
+            akidb_cluster::router::watch_health(&r, health, local, stopped).await;
+            stop_watching.cancel();
+        }),
+    }
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
     let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
     service.serve_http(on.http, None, access);

@@ -106,6 +106,10 @@ pub fn tier_to_pb(t: Tier) -> pb::Tier {
 }
 
 pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
+    // A node holds one shard as one collection: the cluster's router splits the points.
+    if r.shards > 1 {
+        return Err(FieldProblem::ShardsNeedCluster(r.shards).into());
+    }
     Ok(CollectionSpec {
         name: r.name.clone(),
         dimension: r.dimension,
@@ -137,6 +141,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         datatype: datatype_to_pb(s.spec.datatype) as i32,
         quantization: quantization_to_pb(s.spec.quantization) as i32,
         on_disk: s.spec.on_disk,
+        shards: 1,
     }
 }
 
@@ -262,10 +267,7 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
 // ---- scroll cursors ----
 
 pub fn cursor_encode(k: &PointKey) -> String {
-    match k {
-        PointKey::Num(n) => format!("n:{n}"),
-        PointKey::Uuid(u) => format!("u:{u}"),
-    }
+    akidb_proto::convert::scroll_cursor(&key_to_pb(k))
 }
 
 pub fn cursor_decode(s: &str) -> Result<Option<PointKey>> {

@@ -206,6 +206,10 @@ pub enum FieldProblem {
     Cursor(String),
     #[error("name a DLQ entry id, or set all to purge every entry")]
     DlqPurgeTarget,
+    #[error(
+        "a collection of {0} shards needs several storage nodes: start query and ingest with --etcd (akidb up --storage-nodes N), or create it with shards 1"
+    )]
+    ShardsNeedCluster(u32),
 }
 
 /// The WAL cannot take writes now.

@@ -3,7 +3,8 @@
 //! A request's way down, and where each step lives:
 //!
 //! - [`service`]: the process: gRPC and the HTTP port through the service lifecycle,
-//!   recovery at start, WAL flush at stop. [`config`]: its flags.
+//!   recovery at start, WAL flush at stop. [`config`]: its flags. [`shards`]: on a node of a
+//!   cluster, which calls routed to its shards it serves.
 //! - [`server`], [`admin`]: the gRPC handlers (`StorageService`, `AdminService`), thin:
 //!   [`convert`] turns protos into domain types and back, [`validate`] checks every input,
 //!   and the work runs on the blocking pool. [`error`]: the typed error and its one mapping
@@ -52,6 +53,7 @@ pub mod quantize;
 pub mod segment;
 pub mod server;
 pub mod service;
+pub mod shards;
 pub mod snapshot;
 pub mod store;
 pub mod tier;

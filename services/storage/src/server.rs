@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct StorageApi {
     pub engine: Arc<Engine>,
+    /// A node of a cluster (`--etcd`): admits the calls routed to its shards.
+    pub gate: Option<Arc<crate::shards::ShardGate>>,
 }
 
 /// Run blocking engine work off the async threads, in the caller's span and request (so that
@@ -117,6 +119,7 @@ fn search_in(
             ef: info.ef as u32,
             rescored: info.rescored as u32,
         }),
+        ..Default::default()
     })
 }
 
@@ -197,6 +200,31 @@ impl StorageApi {
         }
     }
 
+    /// A call routed to a shard (it carries the shard's epoch) runs only if this node's gate
+    /// admits it; a call not routed runs as asked.
+    async fn admit<T>(&self, req: &Request<T>, name: &str, write: bool) -> Result<(), Status> {
+        match (akidb_cluster::route::epoch_of(req), &self.gate) {
+            (None, _) => Ok(()),
+            (Some(epoch), Some(gate)) => {
+                let Some(spec) = gate.admit(name, epoch, write).await? else {
+                    return Ok(());
+                };
+                match with_engine(&self.engine, move |e| e.create(spec)).await {
+                    Ok(_) => {
+                        tracing::info!(shard = name, epoch, "created this node's copy of a shard")
+                    }
+                    // Created by a call that came at the same time.
+                    Err(StorageError::CollectionExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(())
+            }
+            (Some(_), None) => Err(Status::failed_precondition(
+                "this storage node is not part of a cluster (started without --etcd), but the call was routed to a shard",
+            )),
+        }
+    }
+
     /// [`Self::access`], for calls that need only the collection.
     async fn collection(&self, name: &str) -> Result<Arc<dyn CollectionStore>> {
         Ok(self.access(name).await?.collection)
@@ -221,6 +249,7 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
+        self.admit(&req, &req.get_ref().name, false).await?;
         let name = req.into_inner().name;
         let stats = with_engine(&self.engine, move |engine| engine.stats(&name)).await?;
         Ok(Response::new(pb::GetCollectionResponse {
@@ -254,6 +283,7 @@ impl StorageService for StorageApi {
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
         let start = Instant::now();
+        self.admit(&req, &req.get_ref().collection, true).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let points = req
@@ -280,6 +310,7 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.admit(&req, &req.get_ref().collection, true).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let keys = keys_from_pb(&req.ids)?;
@@ -301,6 +332,7 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
+        self.admit(&req, &req.get_ref().collection, true).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let c2 = coll.clone();
@@ -321,6 +353,7 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let start = Instant::now();
         let if_version = parse_if_version(&req);
+        self.admit(&req, &req.get_ref().collection, false).await?;
         let req = req.into_inner();
         let access = self.access(&req.collection).await?;
         let (coll, served, loaded) = (access.collection, access.served, access.loaded);
@@ -335,6 +368,7 @@ impl StorageService for StorageApi {
                     collection_version: token.1,
                     ..Default::default()
                 }),
+                ..Default::default()
             });
             r.metadata_mut().insert(
                 NOT_MODIFIED_HEADER,
@@ -365,6 +399,7 @@ impl StorageService for StorageApi {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        self.admit(&req, &req.get_ref().collection, false).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let keys = keys_from_pb(&req.ids)?;
@@ -382,6 +417,7 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
+        self.admit(&req, &req.get_ref().collection, false).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let filter = filter_from_pb(req.filter.as_ref())?;
@@ -393,6 +429,7 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::ScrollRequest>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
+        self.admit(&req, &req.get_ref().collection, false).await?;
         let req = req.into_inner();
         let coll = self.collection(&req.collection).await?;
         let params = ScrollParams {

@@ -37,8 +37,19 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         tokio::runtime::Handle::current(),
     ));
     let objects = Arc::new(objects);
+    // A node of a cluster follows the shard maps in etcd from the start: it admits the calls
+    // routed to its shards (after recovery: until then the service answers NOT_SERVING).
+    let stop_watching = tokio_util::sync::CancellationToken::new();
+    let gate = cluster.as_ref().map(|c| {
+        Arc::new(crate::shards::ShardGate {
+            view: akidb_cluster::view::ClusterView::start(c.etcd.clone(), stop_watching.clone()),
+            node: c.node_id.clone(),
+            engine: engine.clone(),
+        })
+    });
     let api = StorageApi {
         engine: engine.clone(),
+        gate,
     };
     let admin_api = AdminApi {
         engine: engine.clone(),
@@ -99,6 +110,7 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         if let Some(m) = member {
             m.leave().await;
         }
+        stop_watching.cancel();
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         match Arc::try_unwrap(objects) {
             Ok(layer) => layer.shutdown().await,

@@ -12,9 +12,11 @@ use crate::model::{CollectionSpec, Datatype, Metric, PointRecord, Quantization};
 use crate::store::SearchParams;
 use akidb_proto::limits::{self, check_range};
 
-/// A collection name: `[A-Za-z0-9_-]{1,64}`.
+/// A collection name, `[A-Za-z0-9_-]{1,64}`, or a shard's, `<collection>.<shard>` (a node
+/// of a cluster holds each of its shards as a collection of that name).
 pub fn name(name: &str) -> Result<()> {
-    Ok(limits::check_name(name)?)
+    limits::check_local_name(name)?;
+    Ok(())
 }
 
 /// A new collection's spec.

@@ -148,6 +148,7 @@ async fn create(
         datatype: pb::VectorDatatype::Float32 as i32,
         quantization: quantization as i32,
         on_disk,
+        shards: 0,
     })
     .await
     .unwrap();

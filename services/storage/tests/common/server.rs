@@ -205,6 +205,7 @@ pub async fn create_with(
         datatype: pb::VectorDatatype::Float32 as i32,
         quantization: quantization as i32,
         on_disk,
+        shards: 0,
     })
     .await
     .unwrap();

@@ -1,0 +1,574 @@
+//! A collection split into shards over three storage nodes, as separate processes with etcd:
+//! writes reach each shard's owner, searches fan out and equal the exact answer over all the
+//! points, Get/Count/Scroll see every shard, and a node that stops answering makes searches
+//! `partial` (naming its shards) within the deadline, writes to its shards fail saying which
+//! shards took their part, and everything is whole again when it answers.
+
+mod common;
+
+use akidb_proto::v1 as pb;
+use akidb_testkit::etcd::Etcd as EtcdServer;
+use akidb_testkit::ports::free_port;
+use common::{Proc, Stack, wait_serving};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const DIM: usize = 16;
+const SHARDS: u32 = 6;
+
+fn listen_args() -> (String, Vec<String>) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = vec![
+        "--grpc-addr".into(),
+        addr.clone(),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    (addr, args)
+}
+
+fn storage_node(etcd: &str, id: &str, dir: &Path) -> (Proc, String) {
+    let (addr, mut args) = listen_args();
+    args.extend([
+        "--data-dir".into(),
+        dir.join(id).display().to_string(),
+        "--etcd".into(),
+        etcd.to_string(),
+        "--node-id".into(),
+        id.to_string(),
+        "--lease-ttl-secs".into(),
+        "3".into(),
+    ]);
+    (
+        Proc::start("storage", args, dir.join(format!("{id}.log"))),
+        addr,
+    )
+}
+
+fn front(service: &'static str, etcd: &str, dir: &Path) -> (Proc, String) {
+    let (addr, mut args) = listen_args();
+    args.extend([
+        "--etcd".into(),
+        etcd.to_string(),
+        "--storage-timeout-ms".into(),
+        "1500".into(),
+    ]);
+    (
+        Proc::start(service, args, dir.join(format!("{service}.log"))),
+        addr,
+    )
+}
+
+/// Deterministic pseudo-random vectors.
+fn vectors(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            (0..DIM)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn id_of(k: usize) -> pb::PointId {
+    if k % 10 == 3 {
+        // Spelled without hyphens and in capitals: the router must find its shard as storage
+        // names it (canonical form).
+        pb::PointId::uuid(format!(
+            "{:032X}",
+            0xA0000000_0000_4000_8000_000000000000u128 + k as u128
+        ))
+    } else {
+        pb::PointId::num(k as u64)
+    }
+}
+
+fn id_str(id: &pb::PointId) -> String {
+    match id.kind.as_ref().unwrap() {
+        pb::point_id::Kind::Num(n) => format!("n{n}"),
+        pb::point_id::Kind::Uuid(u) => {
+            format!("u{}", uuid::Uuid::parse_str(u).unwrap().hyphenated())
+        }
+    }
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+async fn search(
+    q: &akidb_client::Link,
+    v: &[f32],
+    k: u32,
+) -> Result<pb::SearchResponse, tonic::Status> {
+    let mut r = q.request(pb::SearchRequest {
+        collection: "docs".into(),
+        vector: v.to_vec(),
+        k,
+        exact: true,
+        ..Default::default()
+    });
+    r.set_timeout(Duration::from_secs(5));
+    q.query().search(r).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_shard_is_missing() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<(Proc, String)> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|id| storage_node(&etcd.url, id, dir.path()))
+        .collect();
+    for (_, a) in &nodes {
+        wait_serving(a, Duration::from_secs(60)).await;
+    }
+    let (_query, q_addr) = front("query", &etcd.url, dir.path());
+    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
+    // Serving once etcd listed at least one node: wait for all three to be registered.
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    wait_serving(&i_addr, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let q = Stack::link(&q_addr);
+    let i = Stack::link(&i_addr);
+    let info = loop {
+        // Placement uses the nodes registered at creation; wait until all three are.
+        let status = std::process::Command::new(common::BIN)
+            .args(["--json", "cluster", "status", "--etcd", &etcd.url])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if v["nodes"].as_array().map_or(0, |n| n.len()) == 3 {
+            break q
+                .collections()
+                .create_collection(q.request(pb::CreateCollectionRequest {
+                    name: "docs".into(),
+                    dimension: DIM as u32,
+                    metric: pb::Metric::L2 as i32,
+                    shards: SHARDS,
+                    ..Default::default()
+                }))
+                .await
+                .expect("create a sharded collection")
+                .into_inner()
+                .collection
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "three nodes registered: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(info.shards, SHARDS);
+    assert_eq!(info.point_count, 0);
+
+    // A second create of the same name: exactly one wins.
+    let again = q
+        .collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            shards: SHARDS,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
+
+    // Write 3,000 points in batches of 500.
+    let n = 3_000;
+    let data = vectors(n, 7);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let points = chunk
+            .iter()
+            .map(|&k| pb::Point {
+                id: Some(id_of(k)),
+                vector: data[k].clone(),
+                payload: None,
+            })
+            .collect();
+        let r = i
+            .ingest()
+            .upsert(i.request(pb::UpsertRequest {
+                collection: "docs".into(),
+                points,
+            }))
+            .await
+            .expect("upsert")
+            .into_inner();
+        assert_eq!(r.upserted, chunk.len() as u64);
+    }
+    let count = |q: akidb_client::Link| async move {
+        q.query()
+            .count(q.request(pb::CountRequest {
+                collection: "docs".into(),
+                filter: None,
+            }))
+            .await
+    };
+    assert_eq!(count(q.clone()).await.unwrap().into_inner().count, n as u64);
+
+    // Every node holds some shards, and together exactly the collection's.
+    let mut held = BTreeMap::new();
+    for (id, (_, addr)) in ["s0", "s1", "s2"].iter().zip(&nodes) {
+        let l = Stack::link(addr);
+        let list = l
+            .storage()
+            .list_collections(l.request(pb::ListCollectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<String> = list.collections.iter().map(|c| c.name.clone()).collect();
+        assert!(!names.is_empty(), "node {id} holds no shard");
+        let points: u64 = list.collections.iter().map(|c| c.point_count).sum();
+        assert!(points > 0, "node {id}'s shards hold no point");
+        for name in names {
+            held.insert(name, id.to_string());
+        }
+    }
+    let want: BTreeSet<String> = (0..SHARDS).map(|s| format!("docs.{s}")).collect();
+    assert_eq!(held.keys().cloned().collect::<BTreeSet<_>>(), want);
+
+    // Exact searches over the shards equal the exact answer over all the points.
+    let queries = vectors(30, 99);
+    for v in &queries {
+        let r = search(&q, v, 10).await.unwrap();
+        assert!(!r.partial);
+        assert_eq!(r.shards.len(), SHARDS as usize);
+        let mut truth: Vec<(f32, usize)> = data
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (l2(v, p), k))
+            .collect();
+        truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let want: Vec<String> = truth[..10]
+            .iter()
+            .map(|(_, k)| id_str(&id_of(*k)))
+            .collect();
+        let got: Vec<String> = r
+            .hits
+            .iter()
+            .map(|h| id_str(h.id.as_ref().unwrap()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    // Get in the order asked, across shards, UUIDs in any spelling.
+    let ask: Vec<pb::PointId> = [13usize, 5, 2_993, 0, 1_203]
+        .iter()
+        .map(|&k| id_of(k))
+        .collect();
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "docs".into(),
+            ids: ask.clone(),
+            with_vector: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.points
+            .iter()
+            .map(|p| id_str(p.id.as_ref().unwrap()))
+            .collect::<Vec<_>>(),
+        ask.iter().map(id_str).collect::<Vec<_>>()
+    );
+    assert_eq!(got.points[1].vector, data[5]);
+
+    // Scroll through every point: each once, integers ascending, then UUIDs.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = q
+            .query()
+            .scroll(q.request(pb::ScrollRequest {
+                collection: "docs".into(),
+                limit: 400,
+                cursor: cursor.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.points.iter().map(|p| id_str(p.id.as_ref().unwrap())));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    let mut want: Vec<String> = (0..n).map(|k| id_str(&id_of(k))).collect();
+    let (mut nums, mut uuids): (Vec<String>, Vec<String>) =
+        want.drain(..).partition(|s| s.starts_with('n'));
+    nums.sort_by_key(|s| s[1..].parse::<u64>().unwrap());
+    uuids.sort();
+    nums.extend(uuids);
+    assert_eq!(seen, nums, "scroll order and completeness");
+
+    // Delete by ids across shards.
+    let r = i
+        .ingest()
+        .delete(i.request(pb::DeleteRequest {
+            collection: "docs".into(),
+            ids: (0..100).map(id_of).collect(),
+            filter: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.deleted, 100);
+    assert_eq!(
+        count(q.clone()).await.unwrap().into_inner().count,
+        n as u64 - 100
+    );
+
+    // One node stops answering: searches are partial within the deadline and name its shards.
+    let paused: BTreeSet<u32> = held
+        .iter()
+        .filter(|(_, node)| *node == "s1")
+        .map(|(name, _)| name.rsplit_once('.').unwrap().1.parse().unwrap())
+        .collect();
+    nodes[1].0.pause();
+    let t = Instant::now();
+    let r = search(&q, &queries[0], 10)
+        .await
+        .expect("a partial answer, not an error");
+    let took = t.elapsed();
+    assert!(r.partial, "{r:?}");
+    assert_eq!(
+        r.missing_shards.iter().copied().collect::<BTreeSet<_>>(),
+        paused
+    );
+    assert_eq!(r.shards.len() + paused.len(), SHARDS as usize);
+    assert!(
+        took < Duration::from_secs(4),
+        "partial answer took {took:?}"
+    );
+    eprintln!("partial search answered in {took:?} with shards {paused:?} missing");
+    // Count cannot say "partial": it fails naming a shard.
+    let e = count(q.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        ),
+        "{e:?}"
+    );
+    assert!(e.message().contains("shard"), "{e:?}");
+    // A batch over every shard: the others take their part, the error says which.
+    let points: Vec<pb::Point> = (0..60)
+        .map(|k| pb::Point {
+            id: Some(id_of(10_000 + k)),
+            vector: data[k].clone(),
+            payload: None,
+        })
+        .collect();
+    let e = i
+        .ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "docs".into(),
+            points: points.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("applied on shards"), "{e:?}");
+    nodes[1].0.signal(libc::SIGCONT);
+
+    // Whole again, and the batch sent again lands everywhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = search(&q, &queries[0], 10).await;
+        if r.as_ref().is_ok_and(|r| !r.partial) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still partial: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "docs".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(q.clone()).await.unwrap().into_inner().count,
+        n as u64 - 100 + 60
+    );
+
+    // Deleting the collection removes every shard's copy.
+    q.collections()
+        .delete_collection(q.request(pb::DeleteCollectionRequest {
+            name: "docs".into(),
+        }))
+        .await
+        .unwrap();
+    for (_, addr) in &nodes {
+        let l = Stack::link(addr);
+        let list = l
+            .storage()
+            .list_collections(l.request(pb::ListCollectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(list.collections.is_empty(), "{list:?}");
+    }
+    let e = count(q.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn one_storage_node_refuses_more_than_one_shard() {
+    let s = Stack::start().await;
+    let q = s.q();
+    let e = q
+        .collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::Cosine as i32,
+            shards: 3,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("--storage-nodes"), "{e:?}");
+    let e = q
+        .collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::Cosine as i32,
+            shards: 5_000,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("shards"), "{e:?}");
+}
+
+/// A routed call at `epoch` of `method` on node `addr`.
+fn at_epoch<T>(msg: T, epoch: u64) -> tonic::Request<T> {
+    let mut r = akidb_cluster::route::routed(tonic::Request::new(msg), epoch);
+    r.set_timeout(Duration::from_secs(5));
+    r
+}
+
+#[tokio::test]
+async fn a_node_serves_only_the_shards_and_epochs_the_map_gives_it() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a_addr) = storage_node(&etcd.url, "a", dir.path());
+    let (_b, b_addr) = storage_node(&etcd.url, "b", dir.path());
+    wait_serving(&a_addr, Duration::from_secs(60)).await;
+    wait_serving(&b_addr, Duration::from_secs(60)).await;
+    let client = akidb_cluster::Etcd::new(&etcd.url, Duration::from_secs(2)).unwrap();
+    // One shard, owned by `a` at epoch 1.
+    use prost::Message;
+    let spec = pb::CreateCollectionRequest {
+        name: "c".into(),
+        dimension: 2,
+        metric: pb::Metric::L2 as i32,
+        ..Default::default()
+    };
+    let mut map = akidb_cluster::shardmap::ShardMap::place("c", 1, 1, &["a".to_string()]);
+    map.spec = spec.encode_to_vec();
+    let rev = akidb_cluster::shardmap::swap(&client, &map, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    let upsert = |k: u64| pb::UpsertRequest {
+        collection: "c.0".into(),
+        points: vec![pb::Point {
+            id: Some(pb::PointId::num(k)),
+            vector: vec![k as f32, 1.0],
+            payload: None,
+        }],
+    };
+    let a = Stack::link(&a_addr);
+    let b = Stack::link(&b_addr);
+    // The owner takes a write at the map's epoch (creating its copy of the shard first).
+    a.storage().upsert(at_epoch(upsert(1), 1)).await.unwrap();
+    // Another node does not own it: stale route, nothing written there.
+    let e = b
+        .storage()
+        .upsert(at_epoch(upsert(2), 1))
+        .await
+        .unwrap_err();
+    assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
+    assert!(e.message().contains("does not own"), "{e:?}");
+    // An epoch the map never had: read again from etcd, still refused.
+    let e = a
+        .storage()
+        .upsert(at_epoch(upsert(3), 7))
+        .await
+        .unwrap_err();
+    assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
+
+    // The shard moves to `b` at epoch 2: `a` is fenced from then on, `b` takes writes.
+    map.shards[0].owner = Some("b".into());
+    map.shards[0].epoch = 2;
+    akidb_cluster::shardmap::swap(&client, &map, rev)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = a
+        .storage()
+        .upsert(at_epoch(upsert(4), 1))
+        .await
+        .unwrap_err();
+    assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
+    assert!(e.message().contains("epoch 2"), "{e:?}");
+    // Routed at the new epoch before `a`'s watch saw the change: `a` reads the map again.
+    let e = a
+        .storage()
+        .upsert(at_epoch(upsert(5), 2))
+        .await
+        .unwrap_err();
+    assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
+    b.storage().upsert(at_epoch(upsert(6), 2)).await.unwrap();
+    let count = |l: akidb_client::Link| async move {
+        l.storage()
+            .count(tonic::Request::new(pb::CountRequest {
+                collection: "c.0".into(),
+                filter: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .count
+    };
+    assert_eq!(
+        count(a.clone()).await,
+        1,
+        "only the write at epoch 1 reached a"
+    );
+    assert_eq!(
+        count(b.clone()).await,
+        1,
+        "only the write at epoch 2 reached b"
+    );
+    // A node without etcd refuses routed calls outright.
+    let s = Stack::start().await;
+    let e = Stack::link(&s.storage_addr)
+        .storage()
+        .upsert(at_epoch(upsert(7), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+}

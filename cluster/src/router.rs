@@ -1,0 +1,810 @@
+//! A collection's calls sent to its shards, and the shards' answers merged: what query (reads,
+//! collections) and ingest (writes) do instead of calling one storage node when they run
+//! with `--etcd`.
+//!
+//! - Each call goes to the owner of each shard it touches, with the shard's epoch from the
+//!   [`ClusterView`]; a node that knows a newer map answers "stale route", and the call is
+//!   sent again once with the map read from etcd.
+//! - Writes: the points of an upsert (the ids of a delete) are split by shard; each shard
+//!   takes its part whole or not at all, and an error names which shards took theirs.
+//!   A delete by filter goes to every shard and fails unless every shard answered.
+//! - Searches go to every shard with the call's deadline; a shard that does not answer in
+//!   time is left out and the response says `partial` with the shards missing. Get, Count
+//!   and Scroll need every shard they touch (they have no way to say "partial") and fail
+//!   with UNAVAILABLE naming the shard otherwise.
+//! - Collections: CreateCollection places the shards over the registered nodes and writes the
+//!   map (compare-and-swap: one of two racing creators wins); each owner creates its shard
+//!   when first called. DeleteCollection removes the map, then each shard's copy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use akidb_client::Link;
+use akidb_proto::limits::shard_name;
+use akidb_proto::v1 as pb;
+use futures::future::join_all;
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::EtcdError;
+use crate::route::{is_stale, routed, shard_of_id};
+use crate::shardmap::{self, ShardMap, Versioned};
+use crate::view::ClusterView;
+
+/// Sends a sharded collection's calls to its shards.
+pub struct Router {
+    view: ClusterView,
+    /// One link per storage node address.
+    links: Mutex<HashMap<String, Link>>,
+    /// The internal key presented to storage (keys on).
+    key: Option<String>,
+    /// Deadline of one call to one shard, retries included (less when the caller's is less).
+    timeout: Duration,
+}
+
+/// Where one shard's call goes.
+#[derive(Clone)]
+struct Target {
+    epoch: u64,
+    node: String,
+    link: Link,
+}
+
+fn etcd_unavailable(e: EtcdError) -> Status {
+    Status::unavailable(format!("the cluster's etcd did not answer: {e}"))
+}
+
+fn list(shards: &[u32]) -> String {
+    shards
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Router {
+    pub fn new(view: ClusterView, key: Option<String>, timeout: Duration) -> Router {
+        Router {
+            view,
+            links: Default::default(),
+            key,
+            timeout,
+        }
+    }
+
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// The link to node `id`, made once per address.
+    fn link(&self, id: &str) -> Result<Link, Status> {
+        let node = self.view.node(id).ok_or_else(|| {
+            Status::unavailable(format!(
+                "storage node `{id}` is not registered in etcd (down, or its lease expired)"
+            ))
+        })?;
+        let mut links = self.links.lock().expect("not poisoned");
+        if let Some(l) = links.get(&node.addr) {
+            return Ok(l.clone());
+        }
+        let l = Link::with_key(&node.addr, self.timeout, self.key.as_deref()).map_err(|e| {
+            Status::internal(format!(
+                "bad address `{}` of storage node `{id}`: {e}",
+                node.addr
+            ))
+        })?;
+        links.insert(node.addr.clone(), l.clone());
+        Ok(l)
+    }
+
+    /// `collection`'s map: the view's, or etcd's when the view has none yet (just created).
+    async fn map(&self, collection: &str) -> Result<Versioned<ShardMap>, Status> {
+        if let Some(m) = self.view.map(collection) {
+            return Ok(m);
+        }
+        self.view
+            .refresh_map(collection)
+            .await
+            .map_err(etcd_unavailable)?
+            .ok_or_else(|| Status::not_found(format!("collection `{collection}` does not exist")))
+    }
+
+    fn target(&self, map: &ShardMap, shard: u32, timeout: Duration) -> Result<Target, Status> {
+        let s = map.shard(shard).ok_or_else(|| {
+            Status::internal(format!(
+                "shard {shard} of `{}` is missing from its map",
+                map.collection
+            ))
+        })?;
+        let owner = s.owner.as_deref().ok_or_else(|| {
+            Status::unavailable(format!(
+                "shard {shard} of `{}` has no owner: its node is gone and no replica took it over",
+                map.collection
+            ))
+        })?;
+        let mut link = self.link(owner)?;
+        link.timeout = link.timeout.min(timeout);
+        Ok(Target {
+            epoch: s.epoch,
+            node: owner.to_string(),
+            link,
+        })
+    }
+
+    /// `call` on shard `shard` of `collection` at its owner; sent again once, with the map
+    /// read from etcd, when the owner says the route is out of date.
+    async fn on_shard<T, F, Fut>(
+        &self,
+        collection: &str,
+        shard: u32,
+        timeout: Duration,
+        call: F,
+    ) -> (Result<T, Status>, Option<Target>)
+    where
+        F: Fn(Target) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let first = match self.map(collection).await {
+            Ok(m) => self.target(&m.value, shard, timeout),
+            Err(e) => Err(e),
+        };
+        let t = match first {
+            Ok(t) => t,
+            Err(e) => return (Err(e), None),
+        };
+        match call(t.clone()).await {
+            Err(e) if is_stale(&e) => {
+                let fresh = match self.view.refresh_map(collection).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        return (
+                            Err(Status::not_found(format!(
+                                "collection `{collection}` does not exist"
+                            ))),
+                            None,
+                        );
+                    }
+                    Err(e) => return (Err(etcd_unavailable(e)), Some(t)),
+                };
+                match self.target(&fresh.value, shard, timeout) {
+                    Ok(t2) => (call(t2.clone()).await, Some(t2)),
+                    Err(e) => (Err(e), Some(t)),
+                }
+            }
+            r => (r, Some(t)),
+        }
+    }
+
+    /// An idempotent call of `method` on `msg` at each of `shards`, in parallel.
+    async fn each<M, T, F, Fut>(
+        &self,
+        collection: &str,
+        shards: Vec<(u32, M)>,
+        timeout: Duration,
+        call: F,
+    ) -> Vec<(u32, Result<T, Status>, Option<Target>)>
+    where
+        M: Clone,
+        F: Fn(Link, tonic::Request<M>) -> Fut + Clone,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        join_all(shards.into_iter().map(|(shard, msg)| {
+            let call = call.clone();
+            async move {
+                let (r, t) = self
+                    .on_shard(collection, shard, timeout, |t: Target| {
+                        let call = call.clone();
+                        let msg = msg.clone();
+                        async move {
+                            let link = t.link.clone();
+                            link.idempotent(|left| {
+                                let r =
+                                    routed(akidb_client::with_deadline(msg.clone(), left), t.epoch);
+                                call(link.clone(), r)
+                            })
+                            .await
+                        }
+                    })
+                    .await;
+                // tonic ends a call at its own deadline as CANCELLED "Timeout expired".
+                let r = r.map_err(|e| {
+                    if e.code() == Code::Cancelled {
+                        Status::deadline_exceeded(format!(
+                            "no answer within {} ms ({})",
+                            timeout.as_millis(),
+                            e.message()
+                        ))
+                    } else {
+                        e
+                    }
+                });
+                (shard, r, t)
+            }
+        }))
+        .await
+    }
+
+    fn timeout(&self, caller: Option<Duration>) -> Duration {
+        caller.map_or(self.timeout, |c| c.min(self.timeout))
+    }
+
+    // ---- collections ----
+
+    /// Place `req`'s shards over the registered nodes and write the map; each owner creates
+    /// its shard on the first call, which the answer (the collection's info) makes.
+    pub async fn create_collection(
+        &self,
+        req: pb::CreateCollectionRequest,
+        caller: Option<Duration>,
+    ) -> Result<pb::CollectionInfo, Status> {
+        let nodes: Vec<String> = self.view.nodes().into_iter().map(|n| n.id).collect();
+        if nodes.is_empty() {
+            return Err(Status::unavailable(
+                "no storage node is registered in etcd: start one (akidb serve storage --etcd ... --node-id ...)",
+            ));
+        }
+        let shards = req.shards.max(1);
+        let mut map = ShardMap::place(&req.name, shards, 1, &nodes);
+        map.spec = req.encode_to_vec();
+        match shardmap::swap(self.view.etcd(), &map, 0)
+            .await
+            .map_err(etcd_unavailable)?
+        {
+            Ok(_) => {}
+            Err(_) => {
+                return Err(Status::already_exists(format!(
+                    "collection `{}` already exists",
+                    req.name
+                )));
+            }
+        }
+        tracing::info!(collection = %req.name, shards, "shard map written");
+        self.view
+            .refresh_map(&req.name)
+            .await
+            .map_err(etcd_unavailable)?;
+        self.get_collection(&req.name, caller).await
+    }
+
+    /// The collection's info: its spec, and the counts summed over its shards.
+    pub async fn get_collection(
+        &self,
+        name: &str,
+        caller: Option<Duration>,
+    ) -> Result<pb::CollectionInfo, Status> {
+        let map = self.map(name).await?;
+        let parts = self
+            .each(
+                name,
+                (0..map.value.shards.len() as u32)
+                    .map(|s| {
+                        (
+                            s,
+                            pb::GetCollectionRequest {
+                                name: shard_name(name, s),
+                            },
+                        )
+                    })
+                    .collect(),
+                self.timeout(caller),
+                |l: Link, r| async move { l.storage().get_collection(r).await },
+            )
+            .await;
+        let mut info = None::<pb::CollectionInfo>;
+        for (shard, r, _) in parts {
+            let got = r
+                .map_err(|e| within_shard(name, shard, e))?
+                .into_inner()
+                .collection
+                .unwrap_or_default();
+            match info.as_mut() {
+                None => info = Some(got),
+                Some(i) => {
+                    i.point_count += got.point_count;
+                    i.indexed_point_count += got.indexed_point_count;
+                    i.segment_count += got.segment_count;
+                    i.version += got.version;
+                }
+            }
+        }
+        let mut info = info.unwrap_or_default();
+        info.name = name.to_string();
+        info.shards = map.value.shards.len() as u32;
+        Ok(info)
+    }
+
+    /// Every collection of the cluster with its info; a collection with a shard that does not
+    /// answer is listed with the counts of the shards that did.
+    pub async fn list_collections(
+        &self,
+        caller: Option<Duration>,
+    ) -> Result<Vec<pb::CollectionInfo>, Status> {
+        if !self.view.synced() {
+            return Err(Status::unavailable(
+                "the cluster's etcd has not answered yet; retry",
+            ));
+        }
+        let maps = self.view.maps();
+        let infos = join_all(maps.iter().map(|m| async move {
+            match self.get_collection(&m.value.collection, caller).await {
+                Ok(i) => Some(i),
+                Err(e) if e.code() == Code::NotFound => None,
+                Err(_) => {
+                    let spec =
+                        pb::CreateCollectionRequest::decode(&*m.value.spec).unwrap_or_default();
+                    Some(pb::CollectionInfo {
+                        name: m.value.collection.clone(),
+                        dimension: spec.dimension,
+                        metric: spec.metric,
+                        datatype: spec.datatype,
+                        quantization: spec.quantization,
+                        on_disk: spec.on_disk,
+                        shards: m.value.shards.len() as u32,
+                        ..Default::default()
+                    })
+                }
+            }
+        }))
+        .await;
+        Ok(infos.into_iter().flatten().collect())
+    }
+
+    /// Remove the map (the collection is gone for every router at once), then each shard's
+    /// copy; a node that does not answer keeps its copy until it is deleted by hand.
+    pub async fn delete_collection(&self, name: &str) -> Result<(), Status> {
+        let map = self.map(name).await?;
+        let removed = self
+            .view
+            .etcd()
+            .remove_if(&crate::keys::shard_map(name), map.revision)
+            .await
+            .map_err(etcd_unavailable)?;
+        if !removed {
+            return Err(Status::aborted(format!(
+                "collection `{name}` changed while being deleted; retry"
+            )));
+        }
+        self.view
+            .refresh_map(name)
+            .await
+            .map_err(etcd_unavailable)?;
+        for s in &map.value.shards {
+            for node in s.owner.iter().chain(&s.followers) {
+                let Ok(link) = self.link(node) else {
+                    tracing::warn!(
+                        collection = name,
+                        shard = s.id,
+                        node,
+                        "node not registered: its copy of the shard stays"
+                    );
+                    continue;
+                };
+                let r = link
+                    .storage()
+                    .delete_collection(link.request(pb::DeleteCollectionRequest {
+                        name: shard_name(name, s.id),
+                    }))
+                    .await;
+                if let Err(e) = r
+                    && e.code() != Code::NotFound
+                {
+                    tracing::warn!(collection = name, shard = s.id, node, error = %e, "deleting a shard's copy failed; it stays");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- writes ----
+
+    /// Split the points by shard; each shard's owner takes its part whole or not at all.
+    pub async fn upsert(&self, req: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let n = map.value.shards.len() as u32;
+        let mut parts: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
+        for (i, p) in req.points.into_iter().enumerate() {
+            let s = shard_of_id(p.id.as_ref(), n)
+                .map_err(|e| Status::new(e.code(), format!("point #{i}: {}", e.message())))?;
+            parts.entry(s).or_default().push(p);
+        }
+        let c = req.collection;
+        let msgs = parts
+            .into_iter()
+            .map(|(s, points)| {
+                (
+                    s,
+                    pb::UpsertRequest {
+                        collection: shard_name(&c, s),
+                        points,
+                    },
+                )
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, self.timeout, |l: Link, r| async move {
+                l.storage().upsert(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        combine("upsert", &c, results, |a, b| {
+            a.upserted += b.upserted;
+            a.sequence = a.sequence.max(b.sequence);
+        })
+    }
+
+    /// Ids: split by shard. A filter: every shard, and every shard must answer.
+    pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let n = map.value.shards.len() as u32;
+        let c = req.collection.clone();
+        let mut parts: BTreeMap<u32, pb::DeleteRequest> = BTreeMap::new();
+        if req.filter.is_some() || req.ids.is_empty() {
+            for s in 0..n {
+                parts.insert(
+                    s,
+                    pb::DeleteRequest {
+                        collection: shard_name(&c, s),
+                        ids: Vec::new(),
+                        filter: req.filter.clone(),
+                    },
+                );
+            }
+        }
+        for id in req.ids {
+            let s = shard_of_id(Some(&id), n)?;
+            parts
+                .entry(s)
+                .or_insert_with(|| pb::DeleteRequest {
+                    collection: shard_name(&c, s),
+                    ids: Vec::new(),
+                    filter: req.filter.clone(),
+                })
+                .ids
+                .push(id);
+        }
+        let results = self
+            .each(
+                &c,
+                parts.into_iter().collect(),
+                self.timeout,
+                |l: Link, r| async move { l.storage().delete(r).await.map(|r| r.into_inner()) },
+            )
+            .await;
+        combine("delete", &c, results, |a, b| {
+            a.deleted += b.deleted;
+            a.sequence = a.sequence.max(b.sequence);
+        })
+    }
+
+    /// Every shard, with the caller's deadline (a flush may wait for graph builds).
+    pub async fn flush(
+        &self,
+        req: pb::FlushRequest,
+        caller: Duration,
+    ) -> Result<pb::FlushResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let c = req.collection.clone();
+        let msgs = (0..map.value.shards.len() as u32)
+            .map(|s| {
+                (
+                    s,
+                    pb::FlushRequest {
+                        collection: shard_name(&c, s),
+                        wait_indexed: req.wait_indexed,
+                    },
+                )
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, caller, |l: Link, r| async move {
+                l.storage().flush(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        combine("flush", &c, results, |a, b| {
+            a.sealed_points += b.sealed_points;
+            a.indexed_point_count += b.indexed_point_count;
+            a.point_count += b.point_count;
+        })
+    }
+
+    // ---- reads ----
+
+    /// Every shard searched with the call's deadline; the best `k` of the shards that
+    /// answered, `partial` when some did not.
+    pub async fn search(
+        &self,
+        req: pb::SearchRequest,
+        caller: Option<Duration>,
+    ) -> Result<pb::SearchResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let spec = pb::CreateCollectionRequest::decode(&*map.value.spec).unwrap_or_default();
+        let higher_is_better = spec.metric != pb::Metric::L2 as i32;
+        let c = req.collection.clone();
+        let k = req.k as usize;
+        let msgs = (0..map.value.shards.len() as u32)
+            .map(|s| {
+                let mut m = req.clone();
+                m.collection = shard_name(&c, s);
+                (s, m)
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
+                l.storage().search(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        let mut out = pb::SearchResponse::default();
+        let mut stats = pb::SearchStats::default();
+        for (shard, r, t) in results {
+            match r {
+                Ok(res) => {
+                    let st = res.stats.unwrap_or_default();
+                    stats.points_exact += st.points_exact;
+                    stats.points_graph += st.points_graph;
+                    stats.segments_searched += st.segments_searched;
+                    stats.loaded |= st.loaded;
+                    stats.tier = stats.tier.max(st.tier);
+                    stats.ef = stats.ef.max(st.ef);
+                    stats.rescored = stats.rescored.max(st.rescored);
+                    stats.collection_version += st.collection_version;
+                    out.hits.extend(res.hits);
+                    if let Some(t) = t {
+                        out.shards.push(pb::ShardRead {
+                            shard,
+                            node: t.node,
+                            epoch: t.epoch,
+                            version: st.collection_version,
+                        });
+                    }
+                }
+                // The shard's node is down, paused or cut off: the result is partial.
+                Err(e) if matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                    tracing::warn!(collection = %c, shard, error = %e, "shard left out of a search");
+                    out.missing_shards.push(shard);
+                }
+                Err(e) => return Err(within_shard(&c, shard, e)),
+            }
+        }
+        if !out.missing_shards.is_empty() && out.shards.is_empty() {
+            return Err(Status::unavailable(format!(
+                "no shard of `{c}` answered the search (shards {} missing); retry",
+                list(&out.missing_shards)
+            )));
+        }
+        out.partial = !out.missing_shards.is_empty();
+        out.hits.sort_by(|a, b| {
+            let o = a.score.total_cmp(&b.score);
+            if higher_is_better { o.reverse() } else { o }
+        });
+        out.hits.truncate(k);
+        // Not one collection's version: a result cache must not key on it.
+        stats.collection_epoch = 0;
+        out.stats = Some(stats);
+        Ok(out)
+    }
+
+    /// The ids split by shard; the points in the order asked.
+    pub async fn get(
+        &self,
+        req: pb::GetRequest,
+        caller: Option<Duration>,
+    ) -> Result<pb::GetResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let n = map.value.shards.len() as u32;
+        let c = req.collection.clone();
+        let mut parts: BTreeMap<u32, pb::GetRequest> = BTreeMap::new();
+        for id in &req.ids {
+            let s = shard_of_id(Some(id), n)?;
+            parts
+                .entry(s)
+                .or_insert_with(|| pb::GetRequest {
+                    collection: shard_name(&c, s),
+                    ids: Vec::new(),
+                    with_payload: req.with_payload,
+                    with_vector: req.with_vector,
+                })
+                .ids
+                .push(id.clone());
+        }
+        let results = self
+            .each(
+                &c,
+                parts.into_iter().collect(),
+                self.timeout(caller),
+                |l: Link, r| async move { l.storage().get(r).await.map(|r| r.into_inner()) },
+            )
+            .await;
+        let mut found: Vec<pb::RetrievedPoint> = Vec::new();
+        for (shard, r, _) in results {
+            found.extend(r.map_err(|e| within_shard(&c, shard, e))?.points);
+        }
+        // The order of the request (storage answers in it, per shard).
+        let order: HashMap<String, usize> = req
+            .ids
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, id)| (id_key(id), i))
+            .collect();
+        found.sort_by_key(|p| {
+            p.id.as_ref()
+                .and_then(|id| order.get(&id_key(id)).copied())
+                .unwrap_or(usize::MAX)
+        });
+        Ok(pb::GetResponse { points: found })
+    }
+
+    /// The counts of every shard, summed.
+    pub async fn count(
+        &self,
+        req: pb::CountRequest,
+        caller: Option<Duration>,
+    ) -> Result<pb::CountResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let c = req.collection.clone();
+        let msgs = (0..map.value.shards.len() as u32)
+            .map(|s| {
+                (
+                    s,
+                    pb::CountRequest {
+                        collection: shard_name(&c, s),
+                        filter: req.filter.clone(),
+                    },
+                )
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
+                l.storage().count(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        let mut count = 0;
+        for (shard, r, _) in results {
+            count += r.map_err(|e| within_shard(&c, shard, e))?.count;
+        }
+        Ok(pb::CountResponse { count })
+    }
+
+    /// A page of every shard after the cursor, merged in id order (integers, then UUIDs):
+    /// the first `limit` of them; the cursor names the last point of the page.
+    pub async fn scroll(
+        &self,
+        req: pb::ScrollRequest,
+        caller: Option<Duration>,
+    ) -> Result<pb::ScrollResponse, Status> {
+        let map = self.map(&req.collection).await?;
+        let c = req.collection.clone();
+        let limit = if req.limit == 0 {
+            akidb_proto::limits::DEFAULT_SCROLL_LIMIT
+        } else {
+            req.limit as usize
+        };
+        let msgs = (0..map.value.shards.len() as u32)
+            .map(|s| {
+                let mut m = req.clone();
+                m.collection = shard_name(&c, s);
+                (s, m)
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
+                l.storage().scroll(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        let mut points = Vec::new();
+        let mut more = false;
+        for (shard, r, _) in results {
+            let page = r.map_err(|e| within_shard(&c, shard, e))?;
+            more |= !page.next_cursor.is_empty();
+            points.extend(page.points);
+        }
+        points.sort_by(|a, b| scroll_order(a.id.as_ref()).cmp(&scroll_order(b.id.as_ref())));
+        more |= points.len() > limit;
+        points.truncate(limit);
+        let next_cursor = match points.last().and_then(|p| p.id.as_ref()) {
+            Some(id) if more => akidb_proto::convert::scroll_cursor(id),
+            _ => String::new(),
+        };
+        Ok(pb::ScrollResponse {
+            points,
+            next_cursor,
+        })
+    }
+}
+
+/// Mirror whether the cluster can serve (etcd listed, at least one storage node registered)
+/// into `reporter` for the services in `local`, until `stop`.
+pub async fn watch_health(
+    router: &Router,
+    reporter: tonic_health::server::HealthReporter,
+    local: Vec<String>,
+    stop: impl Future<Output = ()>,
+) {
+    let what = format!("storage nodes in etcd {}", router.view.etcd().endpoints());
+    let view = router.view.clone();
+    let probe = move || {
+        let v = view.clone();
+        async move { v.synced() && !v.nodes().is_empty() }
+    };
+    akidb_client::watch_serving(
+        &what,
+        probe,
+        reporter,
+        local,
+        Duration::from_millis(500),
+        stop,
+    )
+    .await
+}
+
+/// A point id as a map key.
+fn id_key(id: &pb::PointId) -> String {
+    match &id.kind {
+        Some(pb::point_id::Kind::Num(n)) => format!("n{n}"),
+        Some(pb::point_id::Kind::Uuid(u)) => match uuid::Uuid::parse_str(u) {
+            Ok(u) => format!("u{}", u.hyphenated()),
+            Err(_) => format!("u{u}"),
+        },
+        None => String::new(),
+    }
+}
+
+/// Scroll order: integer ids, then UUIDs (as storage answers them: canonical form).
+fn scroll_order(id: Option<&pb::PointId>) -> (u8, u64, &str) {
+    match id.and_then(|i| i.kind.as_ref()) {
+        Some(pb::point_id::Kind::Num(n)) => (0, *n, ""),
+        Some(pb::point_id::Kind::Uuid(u)) => (1, 0, u.as_str()),
+        None => (2, 0, ""),
+    }
+}
+
+/// An error of shard `shard`, saying so.
+fn within_shard(collection: &str, shard: u32, e: Status) -> Status {
+    Status::new(
+        e.code(),
+        format!("shard {shard} of `{collection}`: {}", e.message()),
+    )
+}
+
+/// The shards' answers to one write: their sum when every shard took its part; otherwise an
+/// error with the first failure's code that says which shards took their part and which did
+/// not.
+fn combine<T: Default>(
+    op: &str,
+    collection: &str,
+    results: Vec<(u32, Result<T, Status>, Option<Target>)>,
+    add: impl Fn(&mut T, T),
+) -> Result<T, Status> {
+    let mut sum = T::default();
+    let mut took = Vec::new();
+    let mut failed: Vec<(u32, Status)> = Vec::new();
+    for (shard, r, _) in results {
+        match r {
+            Ok(v) => {
+                add(&mut sum, v);
+                took.push(shard);
+            }
+            Err(e) => failed.push((shard, e)),
+        }
+    }
+    let Some((first, e)) = failed.first() else {
+        return Ok(sum);
+    };
+    if took.is_empty() && failed.len() == 1 {
+        return Err(within_shard(collection, *first, e.clone()));
+    }
+    let why: Vec<String> = failed
+        .iter()
+        .map(|(s, e)| format!("shard {s}: {}", e.message()))
+        .collect();
+    Err(Status::new(
+        e.code(),
+        format!(
+            "{op} on `{collection}` applied on shards [{}] only, not on [{}] ({}); nothing was half-applied within a shard, and the request is safe to send again",
+            list(&took),
+            list(&failed.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
+            why.join("; ")
+        ),
+    ))
+}

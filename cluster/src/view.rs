@@ -1,0 +1,227 @@
+//! What a process knows of the cluster: the registered nodes and every shard map, kept by one
+//! etcd watch of `/akidb/` (listed first, then followed; re-listed after a compaction).
+//!
+//! Readers get the last state seen without waiting on etcd; when etcd stops answering, the
+//! view keeps what it had and says since when it has not heard from etcd
+//! ([`ClusterView::stale_for`]). A caller that learns of a newer shard map than the view holds
+//! (a storage node answering "stale route") asks for it with [`ClusterView::refresh_map`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::etcd::{Etcd, EtcdError, EventType, KeyValue, WatchUpdate};
+use crate::keys;
+use crate::membership::NodeInfo;
+use crate::shardmap::{self, ShardMap, Versioned};
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeInfo>,
+    maps: BTreeMap<String, Versioned<ShardMap>>,
+    /// Whether the first listing arrived.
+    synced: bool,
+    /// When etcd last answered the watch (a listing, events, or a progress notice).
+    heard: Option<Instant>,
+}
+
+/// The cluster as one etcd watch sees it; cheap to clone.
+#[derive(Clone)]
+pub struct ClusterView {
+    etcd: Etcd,
+    state: Arc<RwLock<State>>,
+    /// Bumped at every change: a waiter wakes when the view changes.
+    changes: watch::Sender<u64>,
+}
+
+impl ClusterView {
+    /// Start watching; the view is empty until the first listing ([`Self::wait_synced`]).
+    /// The watch ends when `stop` is cancelled.
+    pub fn start(etcd: Etcd, stop: CancellationToken) -> ClusterView {
+        let view = ClusterView {
+            etcd: etcd.clone(),
+            state: Default::default(),
+            changes: watch::channel(0).0,
+        };
+        let mut rx = etcd.watch("/akidb/", stop);
+        let v = view.clone();
+        tokio::spawn(async move {
+            while let Some(update) = rx.recv().await {
+                v.apply(update);
+            }
+        });
+        view
+    }
+
+    fn apply(&self, update: WatchUpdate) {
+        {
+            let mut s = self.state.write().expect("not poisoned");
+            match update {
+                WatchUpdate::Listed { kvs, .. } => {
+                    s.nodes.clear();
+                    s.maps.clear();
+                    for kv in kvs {
+                        put(&mut s, kv);
+                    }
+                    s.synced = true;
+                }
+                WatchUpdate::Changed { events, .. } => {
+                    for e in events {
+                        let Some(kv) = e.kv else { continue };
+                        if e.r#type == EventType::Delete as i32 {
+                            remove(&mut s, &kv.key);
+                        } else {
+                            put(&mut s, kv);
+                        }
+                    }
+                }
+            }
+            s.heard = Some(Instant::now());
+        }
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The etcd client the view watches with.
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
+    /// Whether the first listing arrived.
+    pub fn synced(&self) -> bool {
+        self.state.read().expect("not poisoned").synced
+    }
+
+    /// Wait up to `within` for the first listing; whether it arrived.
+    pub async fn wait_synced(&self, within: Duration) -> bool {
+        let mut rx = self.changes.subscribe();
+        let until = tokio::time::Instant::now() + within;
+        while !self.synced() {
+            if tokio::time::timeout_at(until, rx.changed()).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Wait up to `within` for `ok` to hold of the view; whether it did.
+    pub async fn wait_for(&self, within: Duration, ok: impl Fn(&ClusterView) -> bool) -> bool {
+        let mut rx = self.changes.subscribe();
+        let until = tokio::time::Instant::now() + within;
+        while !ok(self) {
+            if tokio::time::timeout_at(until, rx.changed()).await.is_err() {
+                return ok(self);
+            }
+        }
+        true
+    }
+
+    /// How long since etcd last answered the watch (`None` before the first listing).
+    pub fn stale_for(&self) -> Option<Duration> {
+        self.state
+            .read()
+            .expect("not poisoned")
+            .heard
+            .map(|t| t.elapsed())
+    }
+
+    /// Every registered node, by id.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let s = self.state.read().expect("not poisoned");
+        s.nodes.values().cloned().collect()
+    }
+
+    /// Node `id`, if registered.
+    pub fn node(&self, id: &str) -> Option<NodeInfo> {
+        self.state
+            .read()
+            .expect("not poisoned")
+            .nodes
+            .get(id)
+            .cloned()
+    }
+
+    /// `collection`'s shard map, if it has one.
+    pub fn map(&self, collection: &str) -> Option<Versioned<ShardMap>> {
+        self.state
+            .read()
+            .expect("not poisoned")
+            .maps
+            .get(collection)
+            .cloned()
+    }
+
+    /// Every shard map, by collection name.
+    pub fn maps(&self) -> Vec<Versioned<ShardMap>> {
+        let s = self.state.read().expect("not poisoned");
+        s.maps.values().cloned().collect()
+    }
+
+    /// `collection`'s shard map read from etcd now (not the watch), kept in the view when it is
+    /// newer than the one held.
+    pub async fn refresh_map(
+        &self,
+        collection: &str,
+    ) -> Result<Option<Versioned<ShardMap>>, EtcdError> {
+        let fresh = shardmap::load(&self.etcd, collection).await?;
+        let mut s = self.state.write().expect("not poisoned");
+        match &fresh {
+            Some(m) => {
+                let newer = s
+                    .maps
+                    .get(collection)
+                    .is_none_or(|held| held.revision < m.revision);
+                if newer {
+                    s.maps.insert(collection.to_string(), m.clone());
+                }
+            }
+            None => {
+                s.maps.remove(collection);
+            }
+        }
+        Ok(fresh)
+    }
+}
+
+fn put(s: &mut State, kv: KeyValue) {
+    let key = String::from_utf8_lossy(&kv.key).into_owned();
+    if let Some(id) = key.strip_prefix(keys::NODES) {
+        match serde_json::from_slice::<NodeInfo>(&kv.value) {
+            Ok(n) => {
+                s.nodes.insert(id.to_string(), n);
+            }
+            Err(e) => tracing::warn!(key, error = %e, "unreadable node key; ignored"),
+        }
+    } else if let Some(name) = key.strip_prefix(keys::SHARD_MAPS) {
+        match shardmap::decode(name, &kv.value) {
+            Ok(m) => {
+                // Never go back to an older map (a refresh may have brought a newer one).
+                let older = s
+                    .maps
+                    .get(name)
+                    .is_some_and(|held| held.revision > kv.mod_revision);
+                if !older {
+                    s.maps.insert(
+                        name.to_string(),
+                        Versioned {
+                            value: m,
+                            revision: kv.mod_revision,
+                        },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(key, error = %e, "unreadable shard map; ignored"),
+        }
+    }
+}
+
+fn remove(s: &mut State, key: &[u8]) {
+    let key = String::from_utf8_lossy(key);
+    if let Some(id) = key.strip_prefix(keys::NODES) {
+        s.nodes.remove(id);
+    } else if let Some(name) = key.strip_prefix(keys::SHARD_MAPS) {
+        s.maps.remove(name);
+    }
+}
