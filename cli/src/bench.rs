@@ -126,6 +126,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             telemetry: false,
             common_args: Vec::new(),
             tls: None,
+            cluster: None,
         },
         // Not a process group of their own: a Ctrl-C stops them with the benchmark.
         &Spawn {

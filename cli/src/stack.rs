@@ -24,8 +24,11 @@ pub struct Ports {
     pub host: String,
     pub query: ServicePorts,
     pub ingest: ServicePorts,
+    /// The storage node (the first one of a cluster).
     pub storage: ServicePorts,
     pub telemetry: ServicePorts,
+    /// Added to the default ports of the further storage nodes and of etcd.
+    offset: u16,
 }
 
 impl Ports {
@@ -41,7 +44,25 @@ impl Ports {
             ingest: p(50052, 9102),
             storage: p(50053, 9103),
             telemetry: p(50054, 9100),
+            offset,
         }
+    }
+
+    /// Storage node `i` of a cluster: the first at [`Ports::storage`], the others at gRPC
+    /// 50060 + i and metrics 9110 + i (plus the offset).
+    pub fn storage_node(&self, i: usize) -> ServicePorts {
+        match i {
+            0 => self.storage,
+            i => ServicePorts {
+                grpc: 50060 + i as u16 + self.offset,
+                metrics: 9110 + i as u16 + self.offset,
+            },
+        }
+    }
+
+    /// The local etcd of a cluster: client port 2379, peer port 2380 (plus the offset).
+    pub fn etcd(&self) -> (u16, u16) {
+        (2379 + self.offset, 2380 + self.offset)
     }
 
     /// Ports free on 127.0.0.1 right now: a stack beside any other.
@@ -58,6 +79,7 @@ impl Ports {
             ingest: p()?,
             storage: p()?,
             telemetry: p()?,
+            offset: 0,
         })
     }
 
@@ -91,6 +113,39 @@ pub struct Plan {
     /// checks its peers against the CA; storage and the aggregator also ask their callers
     /// for a certificate of that CA (mTLS).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// A cluster: this many storage nodes registered in etcd, query and ingest routing
+    /// through it. `None`: one storage node, no etcd.
+    pub cluster: Option<Cluster>,
+}
+
+/// The cluster of a stack.
+pub struct Cluster {
+    /// Storage nodes (`storage-0` ...).
+    pub nodes: usize,
+    pub etcd: EtcdPlan,
+}
+
+/// The etcd of a cluster.
+pub enum EtcdPlan {
+    /// A running etcd at these endpoints.
+    Url(String),
+    /// Start this `etcd` binary, with its data in `<data_dir>/etcd`.
+    Start(PathBuf),
+}
+
+/// The `etcd` binary: on PATH, or Debian's `/usr/bin/etcd`.
+pub fn etcd_binary() -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "a cluster of storage nodes needs etcd, and no `etcd` binary was found: install Debian's etcd-server package (apt-get install etcd-server; scripts/setup does), or point at a running etcd with --etcd http://host:2379"
+            )
+        })
 }
 
 impl Plan {
@@ -127,51 +182,112 @@ impl Plan {
             v.extend(extra.iter().cloned());
             v
         };
-        let data_dir = self.data_dir.join("storage").display().to_string();
-        let storage_url = format!("{scheme}://{}", p.addr(p.storage.grpc));
         let storage_extra: Vec<String> = mtls_args
             .iter()
             .chain(&self.storage_args)
             .cloned()
             .collect();
-        let mut svcs = vec![
-            Svc::new(
-                "storage",
-                args(p.storage, &["--data-dir", &data_dir], &storage_extra),
+        let mut svcs = Vec::new();
+        // The storage nodes: one without etcd, or `storage-<i>` registered in etcd.
+        let mut cluster_args: Vec<String> = Vec::new();
+        let mut nodes: Vec<(String, ServicePorts)> = Vec::new();
+        match &self.cluster {
+            None => {
+                let data_dir = self.data_dir.join("storage").display().to_string();
+                svcs.push(Svc::new(
+                    "storage",
+                    "storage",
+                    args(p.storage, &["--data-dir", &data_dir], &storage_extra),
+                ));
+                nodes.push(("storage".into(), p.storage));
+            }
+            Some(c) => {
+                let etcd_url = match &c.etcd {
+                    EtcdPlan::Url(url) => url.clone(),
+                    EtcdPlan::Start(bin) => {
+                        let (client, peer) = p.etcd();
+                        let url = format!("http://{}", p.addr(client));
+                        let peer_url = format!("http://127.0.0.1:{peer}");
+                        let dir = self.data_dir.join("etcd").display().to_string();
+                        svcs.push(Svc::program(
+                            "etcd",
+                            bin.clone(),
+                            vec![
+                                "--name=akidb".into(),
+                                format!("--data-dir={dir}"),
+                                format!("--listen-client-urls={url}"),
+                                format!("--advertise-client-urls={url}"),
+                                format!("--listen-peer-urls={peer_url}"),
+                                format!("--initial-advertise-peer-urls={peer_url}"),
+                                format!("--initial-cluster=akidb={peer_url}"),
+                            ],
+                        ));
+                        url
+                    }
+                };
+                cluster_args = vec!["--etcd".into(), etcd_url.clone()];
+                for i in 0..c.nodes {
+                    let id = format!("storage-{i}");
+                    let sp = p.storage_node(i);
+                    let data_dir = self.data_dir.join("nodes").join(&id).display().to_string();
+                    let mut extra = vec![
+                        "--etcd".to_string(),
+                        etcd_url.clone(),
+                        "--node-id".into(),
+                        id.clone(),
+                    ];
+                    extra.extend(storage_extra.iter().cloned());
+                    svcs.push(Svc::new(
+                        "storage",
+                        &id,
+                        args(sp, &["--data-dir", &data_dir], &extra),
+                    ));
+                    nodes.push((id, sp));
+                }
+            }
+        }
+        let storage_url = format!("{scheme}://{}", p.addr(p.storage.grpc));
+        svcs.push(Svc::new(
+            "ingest",
+            "ingest",
+            args(p.ingest, &["--storage-addr", &storage_url], &cluster_args),
+        ));
+        let mut query_extra = cluster_args.clone();
+        query_extra.extend(self.query_args.iter().cloned());
+        svcs.push(Svc::new(
+            "query",
+            "query",
+            args(
+                p.query,
+                &[
+                    "--storage-addr",
+                    &storage_url,
+                    "--telemetry-addr",
+                    &format!("{scheme}://{}", p.addr(p.telemetry.grpc)),
+                ],
+                &query_extra,
             ),
-            Svc::new(
-                "ingest",
-                args(p.ingest, &["--storage-addr", &storage_url], &[]),
-            ),
-            Svc::new(
-                "query",
-                args(
-                    p.query,
-                    &[
-                        "--storage-addr",
-                        &storage_url,
-                        "--telemetry-addr",
-                        &format!("{scheme}://{}", p.addr(p.telemetry.grpc)),
-                    ],
-                    &self.query_args,
-                ),
-            ),
-        ];
+        ));
         if self.telemetry {
             let t = |port: u16| match &self.tls {
                 None => p.addr(port),
                 Some(_) => format!("https://{}", p.addr(port)),
             };
-            let targets = format!(
-                "storage={},ingest={},query={},telemetry={}",
-                t(p.storage.metrics),
-                t(p.ingest.metrics),
-                t(p.query.metrics),
-                t(p.telemetry.metrics)
-            );
+            let mut targets: Vec<String> = nodes
+                .iter()
+                .map(|(_, sp)| format!("storage={}", t(sp.metrics)))
+                .collect();
+            targets.push(format!("ingest={}", t(p.ingest.metrics)));
+            targets.push(format!("query={}", t(p.query.metrics)));
+            targets.push(format!("telemetry={}", t(p.telemetry.metrics)));
             svcs.push(Svc::new(
                 "telemetry",
-                args(p.telemetry, &["--scrape-targets", &targets], &mtls_args),
+                "telemetry",
+                args(
+                    p.telemetry,
+                    &["--scrape-targets", &targets.join(",")],
+                    &mtls_args,
+                ),
             ));
         }
         svcs
@@ -205,8 +321,10 @@ pub fn start(plan: &Plan, how: &Spawn) -> anyhow::Result<Vec<Svc>> {
 /// One service of the stack: a child process (killed on drop), restarted by
 /// [`Svc::reap_and_restart`].
 pub struct Svc {
-    /// The service (`akidb serve <name>`).
-    pub name: &'static str,
+    /// What it is called in messages (`storage-1`, `query`, `etcd`).
+    pub name: String,
+    /// What runs: `akidb serve <service>`, or another program.
+    run: Run,
     /// Its arguments after the name, the same at every restart.
     args: Vec<String>,
     /// None once taken to be waited for (stopping).
@@ -245,10 +363,35 @@ fn die_with_parent(cmd: &mut Command) {
     let _ = cmd;
 }
 
+/// What a [`Svc`] runs.
+enum Run {
+    /// `akidb serve <service>`.
+    Serve(&'static str),
+    /// Another program (etcd).
+    Program(PathBuf),
+}
+
 impl Svc {
-    fn new(name: &'static str, args: Vec<String>) -> Self {
+    fn new(service: &'static str, name: &str, args: Vec<String>) -> Self {
+        Self::with(Run::Serve(service), name, args)
+    }
+
+    fn program(name: &str, program: PathBuf, args: Vec<String>) -> Self {
+        Self::with(Run::Program(program), name, args)
+    }
+
+    /// The `akidb serve` service it runs (`None`: another program).
+    pub fn service(&self) -> Option<&'static str> {
+        match self.run {
+            Run::Serve(s) => Some(s),
+            Run::Program(_) => None,
+        }
+    }
+
+    fn with(run: Run, name: &str, args: Vec<String>) -> Self {
         Self {
-            name,
+            name: name.to_string(),
+            run,
             args,
             child: None,
             restarts: 0,
@@ -257,12 +400,15 @@ impl Svc {
     }
 
     fn spawn(&mut self, how: &Spawn) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&how.exe);
-        cmd.arg("serve")
-            .arg(self.name)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        let mut cmd = match &self.run {
+            Run::Serve(service) => {
+                let mut c = Command::new(&how.exe);
+                c.arg("serve").arg(service);
+                c
+            }
+            Run::Program(p) => Command::new(p),
+        };
+        cmd.args(&self.args).stdin(Stdio::null()).kill_on_drop(true);
         if let Some(level) = how.log {
             cmd.env("AKIDB_LOG", level);
         }

@@ -34,6 +34,15 @@ pub struct UpArgs {
     /// key file, the admin key.
     #[arg(long)]
     pub tls: bool,
+    /// Run this many storage nodes (`storage-0` ...) as a cluster: a local etcd (Debian's
+    /// etcd-server) holds their membership and the shard maps, query and ingest route each
+    /// collection's calls to its shards (`akidb collection create --shards N`). 0: one
+    /// storage node, no etcd.
+    #[arg(long = "storage-nodes", default_value_t = 0)]
+    pub storage_nodes: usize,
+    /// With --storage-nodes: use this running etcd (`http://host:2379`) instead of starting one.
+    #[arg(long = "etcd", requires = "storage_nodes")]
+    pub etcd: Option<String>,
 }
 
 /// The arguments every service gets for keys, making the internal key (and the key file with
@@ -118,6 +127,17 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         None => ("", "http"),
         Some(_) => ("https://", "https"),
     };
+    let cluster = match a.storage_nodes {
+        0 => None,
+        n if n > 32 => anyhow::bail!("--storage-nodes {n}: at most 32 on one machine"),
+        n => Some(stack::Cluster {
+            nodes: n,
+            etcd: match &a.etcd {
+                Some(url) => stack::EtcdPlan::Url(url.clone()),
+                None => stack::EtcdPlan::Start(stack::etcd_binary()?),
+            },
+        }),
+    };
     let mut svcs = stack::start(
         &Plan {
             data_dir: a.data_dir.clone(),
@@ -127,15 +147,17 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             telemetry: true,
             common_args,
             tls,
+            cluster,
         },
         &how,
     )?;
     println!("AkiDB is starting (data in {}):", a.data_dir.display());
-    for (name, sp) in [
-        ("query", p.query),
-        ("ingest", p.ingest),
-        ("storage", p.storage),
-    ] {
+    let mut shown = vec![("query".to_string(), p.query), ("ingest".into(), p.ingest)];
+    match a.storage_nodes {
+        0 => shown.push(("storage".into(), p.storage)),
+        n => shown.extend((0..n).map(|i| (format!("storage-{i}"), p.storage_node(i)))),
+    }
+    for (name, sp) in shown {
         println!(
             "  {name:<9} gRPC {scheme}{}   metrics {web}://{}/metrics",
             p.addr(sp.grpc),
@@ -148,6 +170,16 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         p.addr(p.telemetry.metrics),
         p.addr(p.telemetry.metrics)
     );
+    if a.storage_nodes > 0 {
+        let etcd = a
+            .etcd
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", p.addr(p.etcd().0)));
+        println!(
+            "  etcd      {etcd}   (akidb cluster status --etcd {etcd}; data in {})",
+            a.data_dir.join("etcd").display()
+        );
+    }
     println!("Press Ctrl-C to stop.");
 
     let shutdown = akidb_instrumentation::lifecycle::shutdown_signal();
@@ -162,16 +194,33 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // Stop the front doors first so they drain while storage still answers.
+    // Stop the front doors first so they drain while storage still answers, then storage
+    // (whose nodes leave etcd), then etcd.
     let mut code = 0;
-    for group in [&["query", "ingest", "telemetry"][..], &["storage"][..]] {
-        for s in svcs.iter_mut().filter(|s| group.contains(&s.name)) {
+    for group in [
+        &["query", "ingest", "telemetry"][..],
+        &["storage"][..],
+        &[][..],
+    ] {
+        let member = |s: &stack::Svc| match s.service() {
+            Some(service) => group.contains(&service),
+            None => group.is_empty(),
+        };
+        for s in svcs.iter_mut().filter(|s| member(s)) {
             s.signal(libc::SIGTERM);
         }
-        for s in svcs.iter_mut().filter(|s| group.contains(&s.name)) {
+        for s in svcs.iter_mut().filter(|s| member(s)) {
             if let Some(mut c) = s.child.take() {
                 match tokio::time::timeout(Duration::from_secs(20), c.wait()).await {
-                    Ok(Ok(st)) if st.success() => println!("{} stopped cleanly", s.name),
+                    // etcd ends by the signal it was sent.
+                    Ok(Ok(st))
+                        if st.success()
+                            || (s.service().is_none()
+                                && std::os::unix::process::ExitStatusExt::signal(&st)
+                                    == Some(libc::SIGTERM)) =>
+                    {
+                        println!("{} stopped cleanly", s.name)
+                    }
                     Ok(Ok(st)) => {
                         println!("{} exited with {st}", s.name);
                         code = 1;

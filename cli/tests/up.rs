@@ -1,5 +1,7 @@
 //! `akidb up` as its supervisor dies: a `kill -9` of `akidb up` leaves no service behind
-//! holding its ports (each child is told to stop when its parent dies).
+//! holding its ports (each child is told to stop when its parent dies). `akidb up
+//! --storage-nodes 2`: a local etcd, two storage nodes, a sharded collection through the
+//! front doors, and a clean stop of all of it.
 
 mod common;
 
@@ -32,9 +34,12 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
-/// A port offset whose eight ports are all free now.
+/// A port offset whose ports (the eight of one node, a second storage node's and etcd's) are
+/// all free now.
 fn free_offset() -> u16 {
-    let base = [50051u16, 50052, 50053, 50054, 9100, 9101, 9102, 9103];
+    let base = [
+        50051u16, 50052, 50053, 50054, 9100, 9101, 9102, 9103, 50061, 9111, 2379, 2380,
+    ];
     for _ in 0..200 {
         let off = 1000 + rand::random::<u16>() % 9000;
         if base
@@ -95,6 +100,124 @@ async fn kill_9_of_up_leaves_no_service_behind() {
             std::net::TcpListener::bind(("127.0.0.1", p + off)).is_ok(),
             "port {} still taken",
             p + off
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_a_cluster_of_storage_nodes_and_stops_it_cleanly() {
+    use akidb_proto::v1 as pb;
+    if akidb_testkit::etcd::Etcd::bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let off = free_offset();
+    let log_path = dir.path().join("up.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut up = Command::new(BIN)
+        .args([
+            "up",
+            "--storage-nodes",
+            "2",
+            "--port-offset",
+            &off.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let at = |p: u16| format!("127.0.0.1:{}", p + off);
+    for port in [50051, 50052, 50053, 50061] {
+        wait_serving(&at(port), Duration::from_secs(60)).await;
+    }
+    let etcd = format!("http://127.0.0.1:{}", 2379 + off);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(BIN)
+            .args(["--json", "cluster", "status", "--etcd", &etcd])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["nodes"].as_array().map_or(0, |n| n.len()) == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two nodes in etcd: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let q = common::Stack::link(&at(50051));
+    let i = common::Stack::link(&at(50052));
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: 4,
+            metric: pb::Metric::Cosine as i32,
+            shards: 4,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let points = (0..200u64)
+        .map(|k| pb::Point {
+            id: Some(pb::PointId::num(k)),
+            vector: vec![1.0, k as f32, 2.0, 0.5],
+            payload: None,
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "docs".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    let info = q
+        .collections()
+        .get_collection(q.request(pb::GetCollectionRequest {
+            name: "docs".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .collection
+        .unwrap();
+    assert_eq!((info.shards, info.point_count), (4, 200));
+    // Both nodes hold shards.
+    for port in [50053, 50061] {
+        let l = common::Stack::link(&at(port));
+        let held = l
+            .storage()
+            .list_collections(l.request(pb::ListCollectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .collections;
+        assert!(!held.is_empty(), "node at {} holds no shard", at(port));
+    }
+
+    // Ctrl-C: every service, then etcd, stops cleanly.
+    unsafe {
+        libc::kill(up.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = up.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "akidb up did not stop within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    for name in ["storage-0", "storage-1", "etcd"] {
+        assert!(
+            log.contains(&format!("{name} stopped cleanly")),
+            "{name}:\n{log}"
         );
     }
 }

@@ -318,14 +318,22 @@ impl Etcd {
     /// waits (at most the call deadline) for etcd's answer.
     pub async fn keep_alive(&self, lease: i64) -> Result<KeepAlive, EtcdError> {
         let (tx, rx) = mpsc::channel(4);
+        // etcd answers the stream's headers only with its first answer, so the stream opens
+        // with a first renewal in it; its answer is read here, so that each `renew` reads
+        // the answer to its own request.
+        tx.send(rpc::LeaseKeepAliveRequest { id: lease })
+            .await
+            .expect("the receiver is held here");
         let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
         let inbound = self.call(self.lease().lease_keep_alive(outbound)).await?;
-        Ok(KeepAlive {
+        let mut ka = KeepAlive {
             etcd: self.clone(),
             lease,
             tx,
             inbound,
-        })
+        };
+        ka.answer().await?;
+        Ok(ka)
     }
 
     /// Watch every key under `prefix`: first the keys as they are ([`WatchUpdate::Listed`]),
@@ -503,6 +511,15 @@ impl KeepAlive {
             .send(rpc::LeaseKeepAliveRequest { id: self.lease })
             .await
             .map_err(|_| unavailable("keep-alive stream closed".into()))?;
+        self.answer().await
+    }
+
+    /// The answer to the last renewal sent: the TTL left.
+    async fn answer(&mut self) -> Result<i64, EtcdError> {
+        let unavailable = |detail: String| EtcdError::Unavailable {
+            endpoints: self.etcd.endpoints.clone(),
+            detail,
+        };
         match tokio::time::timeout(self.etcd.timeout, self.inbound.next()).await {
             Ok(Some(Ok(r))) => Ok(r.ttl),
             Ok(Some(Err(s))) => Err(self.etcd.error(s)),

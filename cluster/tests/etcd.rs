@@ -107,9 +107,10 @@ async fn a_node_holds_its_key_while_alive_and_one_process_per_id() {
     let nodes = membership::nodes(&etcd).await.unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].0.addr, "127.0.0.1:1");
-    // Renewed: still there after several TTLs.
+    let first = a.state();
+    // Renewed: the same lease still held after several TTLs (not lost and taken again).
     tokio::time::sleep(ttl * 3).await;
-    assert!(matches!(a.state(), LeaseState::Held { .. }));
+    assert_eq!(a.state(), first, "renewed, never lost");
     assert!(etcd.get(&keys::node("n1")).await.unwrap().is_some());
 
     // A second process with the same id waits; it never takes over a live lease.
@@ -129,6 +130,31 @@ async fn a_node_holds_its_key_while_alive_and_one_process_per_id() {
     assert_eq!(nodes[0].0.addr, "127.0.0.1:2");
     b.leave().await;
     assert!(membership::nodes(&etcd).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_keep_alive_stream_opens_and_each_renewal_gets_its_own_answer() {
+    let Some(server) = EtcdServer::start().await else {
+        return;
+    };
+    let etcd = client(&server);
+    let lease = etcd.grant(5).await.unwrap();
+    let t = Instant::now();
+    let mut ka = etcd.keep_alive(lease).await.expect("the stream opens");
+    for _ in 0..3 {
+        let ttl = ka.renew().await.expect("an answer");
+        assert!(ttl > 0, "ttl {ttl}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    etcd.revoke(lease).await.unwrap();
+    assert!(
+        ka.renew().await.unwrap() <= 0,
+        "a revoked lease renews to nothing"
+    );
 }
 
 #[tokio::test]
