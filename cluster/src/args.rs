@@ -67,6 +67,7 @@ impl RouterArgs {
             return Ok(None);
         };
         let etcd = Etcd::new(endpoints, Duration::from_millis(self.etcd_timeout_ms))?;
+        akidb_instrumentation::metrics().cluster_enabled.set(1);
         let view = crate::view::ClusterView::start(etcd, stop);
         Ok(Some(std::sync::Arc::new(crate::router::Router::new(
             view, key, timeout,

@@ -210,6 +210,15 @@ impl Router {
                     .await;
                 // tonic ends a call at its own deadline as CANCELLED "Timeout expired".
                 let r = r.map_err(|e| {
+                    let code = if e.code() == Code::Cancelled {
+                        Code::DeadlineExceeded
+                    } else {
+                        e.code()
+                    };
+                    akidb_instrumentation::metrics()
+                        .cluster_shard_calls_failed
+                        .with_label_values(&[&format!("{code:?}")])
+                        .inc();
                     if e.code() == Code::Cancelled {
                         Status::deadline_exceeded(format!(
                             "no answer within {} ms ({})",
@@ -224,6 +233,22 @@ impl Router {
             }
         }))
         .await
+    }
+
+    /// Writes stop while etcd does not answer: a shard may have moved without this router
+    /// knowing.
+    fn writable(&self) -> Result<(), Status> {
+        if self.view.etcd_reachable() {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "the cluster's etcd ({}) has not answered for {}: writes stop until it does, since a shard may have moved meanwhile (searches go on, flagged stale)",
+            self.view.etcd().endpoints(),
+            match self.view.stale_for() {
+                Some(d) => format!("{} s", d.as_secs()),
+                None => "ever since this process started".into(),
+            }
+        )))
     }
 
     fn timeout(&self, caller: Option<Duration>) -> Duration {
@@ -401,6 +426,7 @@ impl Router {
 
     /// Split the points by shard; each shard's owner takes its part whole or not at all.
     pub async fn upsert(&self, req: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
+        self.writable()?;
         let map = self.map(&req.collection).await?;
         let n = map.value.shards.len() as u32;
         let mut parts: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
@@ -435,6 +461,7 @@ impl Router {
 
     /// Ids: split by shard. A filter: every shard, and every shard must answer.
     pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+        self.writable()?;
         let map = self.map(&req.collection).await?;
         let n = map.value.shards.len() as u32;
         let c = req.collection.clone();
@@ -573,6 +600,10 @@ impl Router {
             )));
         }
         out.partial = !out.missing_shards.is_empty();
+        if out.partial {
+            akidb_instrumentation::metrics().search_partial.inc();
+        }
+        out.stale = !self.view.etcd_reachable();
         out.hits.sort_by(|a, b| {
             let o = a.score.total_cmp(&b.score);
             if higher_is_better { o.reverse() } else { o }

@@ -3,7 +3,7 @@
 //!
 //! Readers get the last state seen without waiting on etcd; when etcd stops answering, the
 //! view keeps what it had and says since when it has not heard from etcd
-//! ([`ClusterView::stale_for`]). A caller that learns of a newer shard map than the view holds
+//! ([`ClusterView::stale_for`]; etcd is asked every second, `akidb_cluster_etcd_reachable`). A caller that learns of a newer shard map than the view holds
 //! (a storage node answering "stale route") asks for it with [`ClusterView::refresh_map`].
 
 use std::collections::BTreeMap;
@@ -28,6 +28,10 @@ struct State {
     heard: Option<Instant>,
 }
 
+/// etcd not heard from for this long counts as unreachable: writes stop, reads are flagged
+/// stale.
+pub const ETCD_SILENCE: Duration = Duration::from_secs(3);
+
 /// The cluster as one etcd watch sees it; cheap to clone.
 #[derive(Clone)]
 pub struct ClusterView {
@@ -46,14 +50,41 @@ impl ClusterView {
             state: Default::default(),
             changes: watch::channel(0).0,
         };
-        let mut rx = etcd.watch("/akidb/", stop);
+        let mut rx = etcd.watch("/akidb/", stop.clone());
         let v = view.clone();
         tokio::spawn(async move {
             while let Some(update) = rx.recv().await {
                 v.apply(update);
             }
         });
+        // A watch hears nothing while nothing changes: ask etcd something every second.
+        let v = view.clone();
+        tokio::spawn(async move {
+            loop {
+                let ask =
+                    tokio::time::timeout(Duration::from_secs(1), v.etcd.get(crate::keys::NODES));
+                let answered = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = ask => matches!(r, Ok(Ok(_))),
+                };
+                if answered {
+                    v.state.write().expect("not poisoned").heard = Some(Instant::now());
+                }
+                akidb_instrumentation::metrics()
+                    .cluster_etcd_reachable
+                    .set(v.etcd_reachable() as i64);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
         view
+    }
+
+    /// Whether etcd answered within the last [`ETCD_SILENCE`].
+    pub fn etcd_reachable(&self) -> bool {
+        self.stale_for().is_some_and(|d| d < ETCD_SILENCE)
     }
 
     fn apply(&self, update: WatchUpdate) {

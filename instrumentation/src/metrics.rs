@@ -109,10 +109,13 @@ pub struct Metrics {
     pub cluster_enabled: IntGauge,
     pub cluster_lease_held: IntGauge,
     pub cluster_lease_losses: IntCounter,
+    pub cluster_etcd_reachable: IntGauge,
+    pub cluster_shard_calls_failed: IntCounterVec,
 
     // query
     pub cache_requests: IntCounterVec,
     pub cache_entries: IntGauge,
+    pub search_partial: IntCounter,
 
     // ingest
     pub ingest_points: IntCounter,
@@ -436,7 +439,7 @@ impl Metrics {
             ),
             cluster_enabled: g(
                 "akidb_cluster_enabled",
-                "1 when this storage node runs in a cluster (--etcd), 0 alone.",
+                "1 when this process runs in a cluster (--etcd), 0 alone.",
             ),
             cluster_lease_held: g(
                 "akidb_cluster_lease_held",
@@ -445,6 +448,19 @@ impl Metrics {
             cluster_lease_losses: c(
                 "akidb_cluster_lease_losses_total",
                 "Times this node lost its etcd lease (expired, or not confirmed for a TTL).",
+            ),
+            cluster_etcd_reachable: g(
+                "akidb_cluster_etcd_reachable",
+                "1 while etcd answers this process (probed every second), 0 after it failed to for 3 s: writes stop, reads go on flagged stale.",
+            ),
+            cluster_shard_calls_failed: cv(
+                "akidb_cluster_shard_calls_failed_total",
+                "Calls to a shard (query and ingest with --etcd) that failed, by gRPC code.",
+                &["code"],
+            ),
+            search_partial: c(
+                "akidb_search_partial_total",
+                "Searches answered without some shards (their nodes did not answer in time).",
             ),
             cache_requests: cv(
                 "akidb_cache_requests_total",
@@ -565,6 +581,7 @@ impl Metrics {
                     m.cluster_enabled,
                     m.cluster_lease_held,
                     m.cluster_lease_losses,
+                    m.cluster_etcd_reachable,
                 );
                 // 0 until a build runs, so that progress can be read from the start.
                 for work in ["segment", "merge"] {
@@ -573,8 +590,23 @@ impl Metrics {
                     }
                 }
             }
-            Component::Query => register!(r, m.cache_requests, m.cache_entries),
-            Component::Ingest => register!(r, m.ingest_points, m.ingest_rejected),
+            Component::Query => register!(
+                r,
+                m.cache_requests,
+                m.cache_entries,
+                m.search_partial,
+                m.cluster_enabled,
+                m.cluster_etcd_reachable,
+                m.cluster_shard_calls_failed
+            ),
+            Component::Ingest => register!(
+                r,
+                m.ingest_points,
+                m.ingest_rejected,
+                m.cluster_enabled,
+                m.cluster_etcd_reachable,
+                m.cluster_shard_calls_failed
+            ),
             Component::Telemetry => register!(
                 r,
                 m.aggregator_scrapes,
@@ -585,6 +617,12 @@ impl Metrics {
                 m.slo_alert
             ),
             Component::Other => {}
+        }
+        if matches!(component, Component::Query | Component::Ingest) {
+            // 0 from the start for the codes a shard that does not answer gets.
+            for code in ["Unavailable", "DeadlineExceeded"] {
+                m.cluster_shard_calls_failed.with_label_values(&[code]);
+            }
         }
         #[cfg(target_os = "linux")]
         {

@@ -40,11 +40,15 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     // A node of a cluster follows the shard maps in etcd from the start: it admits the calls
     // routed to its shards (after recovery: until then the service answers NOT_SERVING).
     let stop_watching = tokio_util::sync::CancellationToken::new();
+    // The node's membership: taken once recovery is done (a member is one that can serve),
+    // given back (its lease revoked) when the node stops.
+    let membership: Arc<std::sync::Mutex<Option<Membership>>> = Default::default();
     let gate = cluster.as_ref().map(|c| {
         Arc::new(crate::shards::ShardGate {
             view: akidb_cluster::view::ClusterView::start(c.etcd.clone(), stop_watching.clone()),
             node: c.node_id.clone(),
             engine: engine.clone(),
+            membership: membership.clone(),
         })
     });
     let api = StorageApi {
@@ -75,9 +79,6 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         .advertise_addr
         .clone()
         .unwrap_or(on.grpc.local_addr()?.to_string());
-    // The node's membership: taken once recovery is done (a member is one that can serve),
-    // given back (its lease revoked) when the node stops.
-    let membership: Arc<std::sync::Mutex<Option<Membership>>> = Default::default();
     let joined = membership.clone();
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.

@@ -4,7 +4,9 @@
 //! this node holds the shard (owns it, for a write); otherwise the answer is "stale route"
 //! ([`akidb_cluster::route::stale`]) and the router reads the map again. The node creates its
 //! copy of a shard from the map's spec on the first call routed to it (the gate gives the
-//! spec; [`crate::server`] creates it).
+//! spec; [`crate::server`] creates it). A node that does not hold its etcd lease (etcd
+//! unreachable, or the node was paused past its TTL) takes no routed write: its shards may
+//! belong to another node by now.
 //!
 //! Membership (the node's key on a lease) is `akidb_cluster::membership`, started by
 //! [`crate::service`].
@@ -12,12 +14,13 @@
 use crate::convert::spec_from_pb;
 use crate::engine::Engine;
 use crate::model::CollectionSpec;
+use akidb_cluster::membership::{LeaseState, Membership};
 use akidb_cluster::route::stale;
 use akidb_cluster::view::ClusterView;
 use akidb_proto::limits;
 use akidb_proto::v1 as pb;
 use prost::Message;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tonic::Status;
 
 /// Admits routed calls on a node of a cluster.
@@ -26,6 +29,8 @@ pub struct ShardGate {
     /// This node's id.
     pub node: String,
     pub engine: Arc<Engine>,
+    /// The node's membership (set once it joined): a node without its lease takes no writes.
+    pub membership: Arc<Mutex<Option<Membership>>>,
 }
 
 impl ShardGate {
@@ -37,6 +42,24 @@ impl ShardGate {
         epoch: u64,
         write: bool,
     ) -> Result<Option<CollectionSpec>, Status> {
+        if write {
+            let state = self
+                .membership
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(Membership::state);
+            if !matches!(state, Some(LeaseState::Held { .. })) {
+                let why = match state {
+                    Some(LeaseState::Joining { why } | LeaseState::Lost { why }) => why,
+                    _ => "not joined yet".into(),
+                };
+                return Err(Status::unavailable(format!(
+                    "storage node `{}` holds no etcd lease ({why}): it takes no writes until it does, since its shards may have been given to another node meanwhile",
+                    self.node
+                )));
+            }
+        }
         let Ok(Some((collection, shard))) = limits::check_local_name(name) else {
             return Err(Status::invalid_argument(format!(
                 "`{}` is not a shard's name (<collection>.<shard>); a routed call names one",
