@@ -752,3 +752,143 @@ async fn trace_settings_change_at_run_time() {
         r#"{"exporter":false,"export":false,"sample_ratio":0.1}"#
     );
 }
+
+/// A search over a collection of three shards on two storage nodes (separate processes with
+/// etcd) is one trace: query's server span, one `shard` span under it per shard, and under
+/// each of those a client span and the storage node's server span of that shard's call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanned_out_search_is_one_trace_with_a_span_per_shard() {
+    let Some(etcd) = akidb_testkit::etcd::Etcd::start().await else {
+        return;
+    };
+    let recv = Receiver::default();
+    let port = free_port();
+    let _stop = start_receiver(port, recv.clone()).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |service: &'static str, extra: Vec<String>| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--grpc-addr".to_string(),
+            addr.clone(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--etcd".into(),
+            etcd.url.clone(),
+            "--otlp-endpoint".into(),
+            endpoint.clone(),
+            "--trace-sample-ratio".into(),
+            "1".into(),
+        ];
+        args.extend(extra);
+        let log = dir.path().join(format!("{service}-{}.log", free_port()));
+        (Proc::start(service, args, log), addr)
+    };
+    let mut procs = Vec::new();
+    for id in ["n0", "n1"] {
+        let data = dir.path().join(id).display().to_string();
+        let (p, addr) = serve(
+            "storage",
+            vec!["--data-dir".into(), data, "--node-id".into(), id.into()],
+        );
+        wait_serving(&addr, Duration::from_secs(60)).await;
+        procs.push(p);
+    }
+    let (q, q_addr) = serve("query", vec![]);
+    procs.push(q);
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    let l = Stack::link(&q_addr);
+    // Both nodes registered before the shards are placed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let client = akidb_cluster::Etcd::new(&etcd.url, Duration::from_secs(2)).unwrap();
+        if akidb_cluster::membership::nodes(&client)
+            .await
+            .unwrap()
+            .len()
+            == 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two nodes registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    l.collections()
+        .create_collection(l.request(pb::CreateCollectionRequest {
+            name: "t".into(),
+            dimension: 8,
+            metric: pb::Metric::Cosine as i32,
+            shards: 3,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let r = l
+        .query()
+        .search(with_traceparent(
+            pb::SearchRequest {
+                collection: "t".into(),
+                vector: vec![0.5; 8],
+                k: 3,
+                ..Default::default()
+            },
+            trace,
+            caller,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.shards.len(), 3);
+    let spans = wait_spans(&recv, trace, Duration::from_secs(20), |g| {
+        find(
+            g,
+            "akidb-storage",
+            SpanKind::Server,
+            "akidb.v1.StorageService/Search",
+        )
+        .len()
+            == 3
+            && g.iter().filter(|s| s.name == "shard").count() == 3
+            && !find(
+                g,
+                "akidb-query",
+                SpanKind::Server,
+                "akidb.v1.QueryService/Search",
+            )
+            .is_empty()
+    })
+    .await;
+    let server = find(
+        &spans,
+        "akidb-query",
+        SpanKind::Server,
+        "akidb.v1.QueryService/Search",
+    );
+    assert_eq!(server.len(), 1, "{}", dump(&spans));
+    assert_eq!(server[0].parent, unhex(caller));
+    let shards: Vec<&Got> = spans
+        .iter()
+        .filter(|s| s.service == "akidb-query" && s.name == "shard")
+        .collect();
+    assert_eq!(shards.len(), 3, "{}", dump(&spans));
+    for s in &shards {
+        assert_eq!(s.parent, server[0].span_id, "{}", dump(&spans));
+    }
+    // Each storage span under its own shard span.
+    let mut under = std::collections::BTreeSet::new();
+    for st in find(
+        &spans,
+        "akidb-storage",
+        SpanKind::Server,
+        "akidb.v1.StorageService/Search",
+    ) {
+        let shard = shards
+            .iter()
+            .find(|s| descends(&spans, st, &s.span_id))
+            .unwrap_or_else(|| panic!("storage span outside every shard span:\n{}", dump(&spans)));
+        under.insert(shard.span_id.clone());
+    }
+    assert_eq!(under.len(), 3, "{}", dump(&spans));
+}

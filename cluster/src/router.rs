@@ -27,6 +27,7 @@ use akidb_proto::v1 as pb;
 use futures::future::join_all;
 use prost::Message;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::EtcdError;
 use crate::route::{is_stale, routed, shard_of_id};
@@ -192,6 +193,15 @@ impl Router {
     {
         join_all(shards.into_iter().map(|(shard, msg)| {
             let call = call.clone();
+            // One child span per shard: a fanned-out call is one trace, each shard's storage
+            // span under its own.
+            let span = tracing::info_span!(
+                "shard",
+                collection,
+                shard,
+                node = tracing::field::Empty,
+                epoch = tracing::field::Empty,
+            );
             async move {
                 let (r, t) = self
                     .on_shard(collection, shard, timeout, |t: Target| {
@@ -229,8 +239,14 @@ impl Router {
                         e
                     }
                 });
+                if let Some(t) = &t {
+                    let span = tracing::Span::current();
+                    span.record("node", t.node.as_str());
+                    span.record("epoch", t.epoch);
+                }
                 (shard, r, t)
             }
+            .instrument(span)
         }))
         .await
     }
