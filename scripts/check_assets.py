@@ -25,12 +25,18 @@ Checks, each reported as PASS or FAIL with the reasons:
   alertmanager        amtool check-config on the rendered config, routing by severity
   compose             docker-compose config -q; compose services and ports agree with
                       prometheus.compose.yml, AKIDB_SCRAPE_TARGETS, Grafana and Alertmanager
+  kubernetes          deploy/kubernetes/base: kubernetes-validate --strict (every resource
+                      against the Kubernetes schema), the kustomization lists every file,
+                      selectors match their pods' labels, a StatefulSet's serviceName is a
+                      headless Service, the aggregator scrapes every storage pod
   shell               sh -n / bash -n on the shell scripts
 With --metrics-from FILE:
   exported-metrics    every metric used is exported; every exported akidb_* metric is used
                       or listed in unused-metrics.txt
 With --runbook-cli CMD:
   runbook-cli         `CMD <args> --help` accepts every akidb command of the runbooks
+  kubernetes-env      every environment variable the manifests set on an AkiDB container is
+                      one `CMD serve <service> --help` reads
   compose-env         every AKIDB_* variable compose sets is read by `CMD serve <svc>`
 """
 import argparse
@@ -55,6 +61,8 @@ GRAFANA = ROOT / "observability" / "grafana"
 AM = ROOT / "observability" / "alertmanager"
 RUNBOOKS = ROOT / "runbooks"
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
+KUBE = ROOT / "deploy" / "kubernetes" / "base"
+KUBE_VERSION = "1.30.0"
 CATALOGUE = ROOT / "docs" / "metrics.md"
 UNUSED = ROOT / "observability" / "unused-metrics.txt"
 RUNBOOK_URL = "https://github.com/akidb/akidb/blob/main/runbooks/{}.md"
@@ -1027,6 +1035,105 @@ def check_shell(rep):
     rep.add("shell", fails)
 
 
+def kube_docs():
+    """(file name, document) of every resource in the Kubernetes base."""
+    out = []
+    for f in sorted(KUBE.glob("*.yaml")):
+        if f.name == "kustomization.yaml":
+            continue
+        with open(f) as fh:
+            out.extend((f.name, d) for d in yaml.safe_load_all(fh) if d)
+    return out
+
+
+def kube_tool():
+    for cand in (ROOT / ".tools" / "venv" / "bin" / "kubernetes-validate", shutil.which("kubernetes-validate")):
+        if cand and Path(cand).is_file():
+            return str(cand)
+    return None
+
+
+def check_kubernetes(rep):
+    fails = []
+    tool = kube_tool()
+    files = sorted(f for f in KUBE.glob("*.yaml") if f.name != "kustomization.yaml")
+    if tool is None:
+        fails.append("kubernetes-validate is not installed (scripts/setup installs it into .tools/venv)")
+    else:
+        for f in files:
+            rc, out = run([tool, "--strict", "-k", KUBE_VERSION, str(f)])
+            if rc or "ERROR" in out:
+                fails.append(f"{f.relative_to(ROOT)}: kubernetes-validate --strict:\n         {tail(out)}")
+    kust = load_yaml(KUBE / "kustomization.yaml")
+    listed = set(kust.get("resources", []))
+    for f in files:
+        if f.name not in listed:
+            fails.append(f"kustomization.yaml does not list {f.name}")
+    for r in sorted(listed - {f.name for f in files}):
+        fails.append(f"kustomization.yaml lists {r}, which does not exist")
+    docs = kube_docs()
+    workloads = [(f, d) for f, d in docs if d.get("kind") in ("Deployment", "StatefulSet")]
+    services = {d["metadata"]["name"]: d for f, d in docs if d.get("kind") == "Service"}
+    pod_labels = []
+    for f, d in workloads:
+        name = f"{f}: {d['kind']} {d['metadata']['name']}"
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        pod_labels.append(labels)
+        sel = d["spec"]["selector"].get("matchLabels", {})
+        if not sel or any(labels.get(k) != v for k, v in sel.items()):
+            fails.append(f"{name}: selector {sel} does not match its pod labels {labels}")
+        if d["kind"] == "StatefulSet":
+            svc = services.get(d["spec"].get("serviceName"))
+            if svc is None or svc["spec"].get("clusterIP") != "None":
+                fails.append(f"{name}: serviceName must name a headless Service of the base")
+    def matches(sel):
+        return any(sel and all(l.get(k) == v for k, v in sel.items()) for l in pod_labels)
+    for f, d in docs:
+        kind, n = d.get("kind"), d["metadata"]["name"]
+        if kind == "Service" and not matches(d["spec"].get("selector", {})):
+            fails.append(f"{f}: Service {n} selects no pod of the base")
+        if kind == "PodDisruptionBudget" and not matches(d["spec"]["selector"].get("matchLabels", {})):
+            fails.append(f"{f}: PodDisruptionBudget {n} selects no pod of the base")
+    # The aggregator scrapes every storage pod by its stable name.
+    storage = next((d for f, d in workloads if d["metadata"]["name"] == "storage"), None)
+    targets = ""
+    for f, d in workloads:
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for e in c.get("env", []):
+                if e.get("name") == "AKIDB_SCRAPE_TARGETS":
+                    targets = e.get("value", "")
+    if storage is not None:
+        for i in range(storage["spec"].get("replicas", 1)):
+            if f"storage=storage-{i}.storage:9103" not in targets:
+                fails.append(f"AKIDB_SCRAPE_TARGETS does not scrape storage-{i}")
+    rep.add("kubernetes", fails)
+
+
+def check_kubernetes_env(rep, cli):
+    fails = []
+    for f, d in kube_docs():
+        if d.get("kind") not in ("Deployment", "StatefulSet"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            args = c.get("args", [])
+            if c.get("image") != "akidb" or args[:1] != ["serve"]:
+                continue
+            rc, out = run(shlex.split(cli) + ["serve", args[1], "--help"])
+            if rc:
+                fails.append(f"{cli} serve {args[1]} --help failed: {tail(out)}")
+                continue
+            reads = set(re.findall(r"\[env: ([A-Z0-9_]+)[=\]]", out))
+            flags = set(re.findall(r"(--[a-z0-9-]+)", out))
+            for e in c.get("env", []):
+                if e["name"].startswith("AKIDB_") and e["name"] not in reads:
+                    fails.append(f"{f}: {c['name']} sets {e['name']}, which `akidb serve {args[1]}` does not read")
+            for a in args[2:]:
+                flag = a.split("=", 1)[0]
+                if flag.startswith("--") and flag not in flags:
+                    fails.append(f"{f}: {c['name']} passes {flag}, which `akidb serve {args[1]}` does not take")
+    rep.add("kubernetes-env", fails)
+
+
 def check_compose_env(rep, cli):
     """Every environment variable compose sets on an AkiDB service is one that
     `CLI serve <service> --help` lists as `[env: NAME=]`. Variables declared by the object
@@ -1078,8 +1185,10 @@ def main():
     check_dashboards(rep)
     check_alertmanager(rep)
     check_compose(rep)
+    check_kubernetes(rep)
     if args.runbook_cli:
         check_compose_env(rep, args.runbook_cli)
+        check_kubernetes_env(rep, args.runbook_cli)
     check_shell(rep)
     failed = rep.failed()
     print()

@@ -71,13 +71,21 @@ pub struct BenchArgs {
     /// Start a stack of our own (in a temporary data dir) instead of using the endpoints.
     #[arg(long)]
     pub start: bool,
+    /// With --start: a cluster of this many storage nodes on a local etcd (as `akidb up
+    /// --storage-nodes`); 0: one storage node.
+    #[arg(long = "storage-nodes", default_value_t = 0)]
+    pub storage_nodes: usize,
+    /// Shards of the collection created (more than 1 needs a cluster).
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
     /// Extra arguments for the query service of a started stack (e.g. `--query-arg=--cache-entries=0`).
     #[arg(long = "query-arg", allow_hyphen_values = true)]
     pub query_args: Vec<String>,
     /// Extra arguments for the storage service of a started stack.
     #[arg(long = "storage-arg", allow_hyphen_values = true)]
     pub storage_args: Vec<String>,
-    /// Storage metrics URL, to read its memory (default: the started stack's).
+    /// Storage metrics URLs (comma-separated: every node's), to read their memory (default:
+    /// the started stack's).
     #[arg(long)]
     pub storage_metrics: Option<String>,
     /// Seconds to wait for the collection to be fully indexed before measuring anyway.
@@ -116,7 +124,17 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
     let dir = std::env::temp_dir().join(format!("akidb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let dir = TempDir(dir);
-    let p = Ports::free()?;
+    let p = Ports::free(a.storage_nodes)?;
+    if a.storage_nodes > stack::MAX_STORAGE_NODES {
+        bail!("--storage-nodes: at most {}", stack::MAX_STORAGE_NODES);
+    }
+    let cluster = match a.storage_nodes {
+        0 => None,
+        n => Some(stack::Cluster {
+            nodes: n,
+            etcd: stack::EtcdPlan::Start(stack::etcd_binary()?),
+        }),
+    };
     let services = stack::start(
         &Plan {
             data_dir: dir.0.clone(),
@@ -126,7 +144,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             telemetry: false,
             common_args: Vec::new(),
             tls: None,
-            cluster: None,
+            cluster,
         },
         // Not a process group of their own: a Ctrl-C stops them with the benchmark.
         &Spawn {
@@ -159,20 +177,48 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    if a.storage_nodes > 0 {
+        // Shards are placed over the nodes registered when the collection is created.
+        let etcd = akidb_cluster::Etcd::new(
+            &format!("http://{}", p.addr(p.etcd.0)),
+            Duration::from_secs(2),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while akidb_cluster::membership::nodes(&etcd)
+            .await
+            .map_or(0, |n| n.len())
+            < a.storage_nodes
+        {
+            if Instant::now() > deadline {
+                bail!("the {} storage nodes did not all register in etcd", a.storage_nodes);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     Ok((
         OwnStack {
             _services: services,
             _dir: dir,
         },
-        format!("http://{}/metrics", p.addr(p.storage.metrics)),
+        (0..a.storage_nodes.max(1))
+            .map(|i| format!("http://{}/metrics", p.addr(p.storage_node(i).metrics)))
+            .collect::<Vec<_>>()
+            .join(","),
     ))
 }
 
-async fn storage_rss(url: &Option<String>) -> Option<f64> {
-    let text = reqwest_get(url.as_ref()?).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
-        .and_then(|v| v.trim().parse().ok())
+/// The resident memory of the storage nodes whose metrics URLs `urls` lists
+/// (comma-separated), summed.
+async fn storage_rss(urls: &Option<String>) -> Option<f64> {
+    let mut sum = 0.0;
+    for url in urls.as_ref()?.split(',') {
+        let text = reqwest_get(url).await?;
+        sum += text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok())?;
+    }
+    Some(sum)
 }
 
 async fn reqwest_get(url: &str) -> Option<String> {
@@ -233,6 +279,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             datatype: datatype_of(&a.datatype) as i32,
             quantization: quantization_of(&a.quantization) as i32,
             on_disk: a.on_disk,
+            shards: a.shards,
             ..Default::default()
         }))
         .await?;
@@ -431,7 +478,14 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         println!("SearchBatch of {}: {b:.0} queries/s", a.search_batch);
     }
     if let Some(r) = rss {
-        println!("storage resident memory: {:.1} MiB", r / 1048576.0);
+        let nodes = metrics_url.as_deref().map_or(1, |u| u.split(',').count());
+        match nodes {
+            1 => println!("storage resident memory: {:.1} MiB", r / 1048576.0),
+            n => println!(
+                "storage resident memory: {:.1} MiB over {n} nodes",
+                r / 1048576.0
+            ),
+        }
     }
     Ok(())
 }

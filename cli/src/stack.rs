@@ -27,8 +27,10 @@ pub struct Ports {
     /// The storage node (the first one of a cluster).
     pub storage: ServicePorts,
     pub telemetry: ServicePorts,
-    /// Added to the default ports of the further storage nodes and of etcd.
-    offset: u16,
+    /// Storage nodes 1, 2, ... of a cluster (node 0 is `storage`).
+    more_storage: Vec<ServicePorts>,
+    /// The local etcd of a cluster: client and peer port.
+    pub etcd: (u16, u16),
 }
 
 impl Ports {
@@ -44,29 +46,26 @@ impl Ports {
             ingest: p(50052, 9102),
             storage: p(50053, 9103),
             telemetry: p(50054, 9100),
-            offset,
+            // Storage node i at gRPC 50060 + i, metrics 9110 + i; etcd at 2379 and 2380.
+            more_storage: (1..MAX_STORAGE_NODES as u16)
+                .map(|i| p(50060 + i, 9110 + i))
+                .collect(),
+            etcd: (2379 + offset, 2380 + offset),
         }
     }
 
-    /// Storage node `i` of a cluster: the first at [`Ports::storage`], the others at gRPC
-    /// 50060 + i and metrics 9110 + i (plus the offset).
+    /// Storage node `i` of a cluster (`i` below [`MAX_STORAGE_NODES`], and below the count
+    /// [`Ports::free`] was asked for).
     pub fn storage_node(&self, i: usize) -> ServicePorts {
         match i {
             0 => self.storage,
-            i => ServicePorts {
-                grpc: 50060 + i as u16 + self.offset,
-                metrics: 9110 + i as u16 + self.offset,
-            },
+            i => self.more_storage[i - 1],
         }
     }
 
-    /// The local etcd of a cluster: client port 2379, peer port 2380 (plus the offset).
-    pub fn etcd(&self) -> (u16, u16) {
-        (2379 + self.offset, 2380 + self.offset)
-    }
-
-    /// Ports free on 127.0.0.1 right now: a stack beside any other.
-    pub fn free() -> anyhow::Result<Ports> {
+    /// Ports free on 127.0.0.1 right now, for a stack of `storage_nodes` storage nodes (at
+    /// least one): a stack beside any other.
+    pub fn free(storage_nodes: usize) -> anyhow::Result<Ports> {
         let p = || -> anyhow::Result<ServicePorts> {
             Ok(ServicePorts {
                 grpc: free_port()?,
@@ -79,7 +78,10 @@ impl Ports {
             ingest: p()?,
             storage: p()?,
             telemetry: p()?,
-            offset: 0,
+            more_storage: (1..storage_nodes.max(1))
+                .map(|_| p())
+                .collect::<anyhow::Result<_>>()?,
+            etcd: (free_port()?, free_port()?),
         })
     }
 
@@ -88,6 +90,9 @@ impl Ports {
         format!("{}:{port}", self.host)
     }
 }
+
+/// Most storage nodes of a stack on one machine.
+pub const MAX_STORAGE_NODES: usize = 32;
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -205,7 +210,7 @@ impl Plan {
                 let etcd_url = match &c.etcd {
                     EtcdPlan::Url(url) => url.clone(),
                     EtcdPlan::Start(bin) => {
-                        let (client, peer) = p.etcd();
+                        let (client, peer) = p.etcd;
                         let url = format!("http://{}", p.addr(client));
                         let peer_url = format!("http://127.0.0.1:{peer}");
                         let dir = self.data_dir.join("etcd").display().to_string();

@@ -129,7 +129,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     };
     let cluster = match a.storage_nodes {
         0 => None,
-        n if n > 32 => anyhow::bail!("--storage-nodes {n}: at most 32 on one machine"),
+        n if n > stack::MAX_STORAGE_NODES => anyhow::bail!(
+            "--storage-nodes {n}: at most {} on one machine",
+            stack::MAX_STORAGE_NODES
+        ),
         n => Some(stack::Cluster {
             nodes: n,
             etcd: match &a.etcd {
@@ -174,7 +177,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         let etcd = a
             .etcd
             .clone()
-            .unwrap_or_else(|| format!("http://{}", p.addr(p.etcd().0)));
+            .unwrap_or_else(|| format!("http://{}", p.addr(p.etcd.0)));
         println!(
             "  etcd      {etcd}   (akidb cluster status --etcd {etcd}; data in {})",
             a.data_dir.join("etcd").display()
