@@ -190,7 +190,10 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
             < a.storage_nodes
         {
             if Instant::now() > deadline {
-                bail!("the {} storage nodes did not all register in etcd", a.storage_nodes);
+                bail!(
+                    "the {} storage nodes did not all register in etcd",
+                    a.storage_nodes
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

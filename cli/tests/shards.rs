@@ -273,6 +273,39 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
         assert_eq!(got, want);
     }
 
+    // A SearchBatch (one batch per shard) answers each search as Search does.
+    let batch = q
+        .query()
+        .search_batch(
+            q.request(pb::SearchBatchRequest {
+                searches: queries
+                    .iter()
+                    .map(|v| pb::SearchRequest {
+                        collection: "docs".into(),
+                        vector: v.clone(),
+                        k: 10,
+                        exact: true,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.results.len(), queries.len());
+    for (v, got) in queries.iter().zip(&batch.results) {
+        let one = search(&q, v, 10).await.unwrap();
+        let ids = |r: &pb::SearchResponse| -> Vec<String> {
+            r.hits
+                .iter()
+                .map(|h| id_str(h.id.as_ref().unwrap()))
+                .collect()
+        };
+        assert_eq!(ids(got), ids(&one));
+        assert_eq!(got.shards.len(), SHARDS as usize);
+    }
+
     // Get in the order asked, across shards, UUIDs in any spelling.
     let ask: Vec<pb::PointId> = [13usize, 5, 2_993, 0, 1_203]
         .iter()

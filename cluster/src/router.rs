@@ -577,6 +577,88 @@ impl Router {
                 l.storage().search(r).await.map(|r| r.into_inner())
             })
             .await;
+        self.merge(&c, k, higher_is_better, results)
+    }
+
+    /// Searches of one collection: each shard gets one SearchBatch of all of them, and each
+    /// search's answers are merged as [`Router::search`] merges them. Searches of several
+    /// collections go one by one.
+    pub async fn search_batch(
+        &self,
+        searches: Vec<pb::SearchRequest>,
+        caller: Option<Duration>,
+    ) -> Vec<Result<pb::SearchResponse, Status>> {
+        let one = searches
+            .windows(2)
+            .all(|w| w[0].collection == w[1].collection);
+        if !one || searches.is_empty() {
+            return join_all(searches.into_iter().map(|s| self.search(s, caller))).await;
+        }
+        let c = searches[0].collection.clone();
+        let map = match self.map(&c).await {
+            Ok(m) => m,
+            Err(e) => return searches.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let spec = pb::CreateCollectionRequest::decode(&*map.value.spec).unwrap_or_default();
+        let higher_is_better = spec.metric != pb::Metric::L2 as i32;
+        let msgs = (0..map.value.shards.len() as u32)
+            .map(|s| {
+                let searches = searches
+                    .iter()
+                    .map(|r| {
+                        let mut m = r.clone();
+                        m.collection = shard_name(&c, s);
+                        m
+                    })
+                    .collect();
+                (s, pb::SearchBatchRequest { searches })
+            })
+            .collect();
+        let results = self
+            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
+                l.storage().search_batch(r).await.map(|r| r.into_inner())
+            })
+            .await;
+        // Per shard, its answers in the order of the searches.
+        let mut per_shard: Vec<(
+            u32,
+            Result<std::vec::IntoIter<pb::SearchResponse>, Status>,
+            Option<Target>,
+        )> = results
+            .into_iter()
+            .map(|(s, r, t)| (s, r.map(|b| b.results.into_iter()), t))
+            .collect();
+        searches
+            .iter()
+            .map(|req| {
+                let parts = per_shard
+                    .iter_mut()
+                    .map(|(s, r, t)| {
+                        let one = match r {
+                            Ok(it) => it.next().ok_or_else(|| {
+                                Status::internal(
+                                    "a shard answered a search batch with fewer results",
+                                )
+                            }),
+                            Err(e) => Err(e.clone()),
+                        };
+                        (*s, one, t.clone())
+                    })
+                    .collect();
+                self.merge(&c, req.k as usize, higher_is_better, parts)
+            })
+            .collect()
+    }
+
+    /// One search's answers from the shards, merged: the best `k` hits of the shards that
+    /// answered, `partial` with the shards that did not answer in time.
+    fn merge(
+        &self,
+        c: &str,
+        k: usize,
+        higher_is_better: bool,
+        results: Vec<(u32, Result<pb::SearchResponse, Status>, Option<Target>)>,
+    ) -> Result<pb::SearchResponse, Status> {
         let mut out = pb::SearchResponse::default();
         let mut stats = pb::SearchStats::default();
         for (shard, r, t) in results {
@@ -606,7 +688,7 @@ impl Router {
                     tracing::warn!(collection = %c, shard, error = %e, "shard left out of a search");
                     out.missing_shards.push(shard);
                 }
-                Err(e) => return Err(within_shard(&c, shard, e)),
+                Err(e) => return Err(within_shard(c, shard, e)),
             }
         }
         if !out.missing_shards.is_empty() && out.shards.is_empty() {

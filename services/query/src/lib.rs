@@ -230,13 +230,7 @@ impl QueryService for Query {
         }
         if let Some(r) = &self.cluster {
             let caller = akidb_client::caller_timeout(&req);
-            let all = futures::future::join_all(
-                req.into_inner()
-                    .searches
-                    .into_iter()
-                    .map(|s| r.search(s, caller)),
-            )
-            .await;
+            let all = r.search_batch(req.into_inner().searches, caller).await;
             let mut results = Vec::with_capacity(all.len());
             for (i, r) in all.into_iter().enumerate() {
                 results.push(

@@ -390,6 +390,15 @@ impl StorageService for StorageApi {
         req: Request<pb::SearchBatchRequest>,
     ) -> Result<Response<pb::SearchBatchResponse>, Status> {
         let engine = self.engine.clone();
+        let names: std::collections::BTreeSet<String> = req
+            .get_ref()
+            .searches
+            .iter()
+            .map(|s| s.collection.clone())
+            .collect();
+        for name in &names {
+            self.admit(&req, name, false).await?;
+        }
         let searches = req.into_inner().searches;
         if searches.is_empty() {
             return Err(StorageError::EmptyRequest(EmptyRequest::SearchBatch).into());
