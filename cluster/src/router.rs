@@ -45,6 +45,10 @@ pub struct Router {
     timeout: Duration,
 }
 
+/// One shard's answer to a call: the shard, the answer, and where the call went (`None`
+/// when it could not be routed).
+type ShardAnswer<T> = (u32, Result<T, Status>, Option<Target>);
+
 /// Where one shard's call goes.
 #[derive(Clone)]
 struct Target {
@@ -185,7 +189,7 @@ impl Router {
         shards: Vec<(u32, M)>,
         timeout: Duration,
         call: F,
-    ) -> Vec<(u32, Result<T, Status>, Option<Target>)>
+    ) -> Vec<ShardAnswer<T>>
     where
         M: Clone,
         F: Fn(Link, tonic::Request<M>) -> Fut + Clone,
@@ -620,11 +624,7 @@ impl Router {
             })
             .await;
         // Per shard, its answers in the order of the searches.
-        let mut per_shard: Vec<(
-            u32,
-            Result<std::vec::IntoIter<pb::SearchResponse>, Status>,
-            Option<Target>,
-        )> = results
+        let mut per_shard: Vec<ShardAnswer<std::vec::IntoIter<pb::SearchResponse>>> = results
             .into_iter()
             .map(|(s, r, t)| (s, r.map(|b| b.results.into_iter()), t))
             .collect();
@@ -657,7 +657,7 @@ impl Router {
         c: &str,
         k: usize,
         higher_is_better: bool,
-        results: Vec<(u32, Result<pb::SearchResponse, Status>, Option<Target>)>,
+        results: Vec<ShardAnswer<pb::SearchResponse>>,
     ) -> Result<pb::SearchResponse, Status> {
         let mut out = pb::SearchResponse::default();
         let mut stats = pb::SearchStats::default();
@@ -902,7 +902,7 @@ fn within_shard(collection: &str, shard: u32, e: Status) -> Status {
 fn combine<T: Default>(
     op: &str,
     collection: &str,
-    results: Vec<(u32, Result<T, Status>, Option<Target>)>,
+    results: Vec<ShardAnswer<T>>,
     add: impl Fn(&mut T, T),
 ) -> Result<T, Status> {
     let mut sum = T::default();
