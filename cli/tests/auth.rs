@@ -360,7 +360,7 @@ async fn keys_and_roles_hold_against_every_attack() {
     assert_eq!(put(Some(&unknown)).await.unwrap().status(), 403);
     let settings = get_text(s.query_metrics, "/tracing").await;
     assert!(
-        settings.contains("\"sample_ratio\":0.1"),
+        settings.contains("\"sample_ratio\":0.05"),
         "unchanged: {settings}"
     );
     assert_eq!(put(Some(&admin)).await.unwrap().status(), 200);

@@ -649,7 +649,14 @@ async fn exemplars_lead_from_latency_buckets_to_the_trace() {
     };
     // Spans are recorded (sampled) whether or not a collector takes them: none here.
     let otlp = format!("http://127.0.0.1:{}", free_port());
-    let traced: [&str; 4] = ["--otlp-endpoint", &otlp, "--trace-sample-ratio", "0"];
+    let traced: [&str; 6] = [
+        "--otlp-endpoint",
+        &otlp,
+        "--trace-sample-ratio",
+        "0",
+        "--trace-reservoir-per-sec",
+        "0",
+    ];
     let s = Stack::start_with(&traced, &traced, &traced).await;
     create_and_fill(&s, "ex", 200).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";

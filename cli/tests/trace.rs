@@ -198,7 +198,15 @@ async fn exporting_stack(
     let port = free_port();
     let stop = start_receiver(port, recv.clone()).await;
     let endpoint = format!("http://127.0.0.1:{port}");
-    let otlp = ["--otlp-endpoint", &endpoint, "--trace-sample-ratio", ratio];
+    // The ratio alone decides (no reservoir), as the tests expect.
+    let otlp = [
+        "--otlp-endpoint",
+        &endpoint,
+        "--trace-sample-ratio",
+        ratio,
+        "--trace-reservoir-per-sec",
+        "0",
+    ];
     (Stack::start_with(&otlp, &otlp, &otlp).await, stop, port)
 }
 
@@ -519,6 +527,8 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         endpoint.as_str(),
         "--trace-sample-ratio",
         "0.0",
+        "--trace-reservoir-per-sec",
+        "0",
     ];
     let z = Stack::start_with(&zero, &zero, &zero).await;
     let seen_before = recv.spans.lock().unwrap().len();
@@ -749,7 +759,7 @@ async fn trace_settings_change_at_run_time() {
     assert!(body.contains("--otlp-endpoint"), "{body}");
     assert_eq!(
         get_tracing(plain.query_metrics).await.trim(),
-        r#"{"exporter":false,"export":false,"sample_ratio":0.1}"#
+        r#"{"exporter":false,"export":false,"sample_ratio":0.05}"#
     );
 }
 

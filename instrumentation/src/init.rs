@@ -114,7 +114,11 @@ pub fn init(component: Component, args: &TelemetryArgs) -> anyhow::Result<Teleme
         .is_ok();
     // Head sampling in the gRPC layers: only where this call installed the exporting layer.
     if installed {
-        crate::sampling::install_tracing(export, args.trace_sample_ratio);
+        crate::sampling::install_tracing(
+            export,
+            args.trace_sample_ratio,
+            args.trace_reservoir_per_sec,
+        );
     }
     Ok(TelemetryGuard { provider })
 }

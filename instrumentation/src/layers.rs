@@ -42,7 +42,7 @@ use crate::propagation::{
     TRACEPARENT, TRACESTATE, UNTRACED, Untraced, format_traceparent, inject, never_indexed,
     parse_traceparent, remote_parent,
 };
-use crate::sampling::{export_enabled, random_u64, ratio_samples};
+use crate::sampling::export_enabled;
 use futures::future::BoxFuture;
 use opentelemetry::trace::TraceId;
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
@@ -285,9 +285,10 @@ fn server_span(rpc: &'static Rpc, headers: &http::HeaderMap) -> (tracing::Span, 
         }
         // The caller decided not to trace, and has no context to pass on.
         None if headers.contains_key(&UNTRACED) => untraced(None),
-        // A new trace: the SDK's `TraceIdRatioBased` rule on a random id. The SDK sampler
-        // records server roots (the decision is made here) and draws the trace id itself.
-        None if ratio_samples(random_u64()) => (
+        // A new trace: the second's reservoir, then the SDK's `TraceIdRatioBased` rule on a
+        // random id. The SDK sampler records server roots (the decision is made here) and
+        // draws the trace id itself.
+        None if crate::sampling::samples_new_request() => (
             traced_server_span(rpc, opentelemetry::Context::new()),
             RequestTrace::Traced,
         ),

@@ -1,4 +1,9 @@
-//! Head sampling: whether trace export is on, and the ratio of new traces sampled.
+//! Head sampling: whether trace export is on, and which new traces are sampled: the first
+//! `--trace-reservoir-per-sec` requests of each second that arrive without a trace context
+//! (default 1), then `--trace-sample-ratio` of the others (default 0.05) — AWS X-Ray's default
+//! rule. The reservoir keeps a quiet service traced; the ratio bounds tracing's share of the
+//! work however busy it gets, and a fanned-out request (one span per shard) is sampled once,
+//! at its root, so its spans come or go together.
 //!
 //! Set by [`crate::init`] at start and changed at run time through `PUT /tracing` (see
 //! [`crate::http`]); read by the server layer for every request that arrives without a
@@ -15,6 +20,11 @@ static EXPORT: AtomicBool = AtomicBool::new(false);
 static RATIO_BOUND: AtomicU64 = AtomicU64::new(0);
 /// The ratio itself (`f64` bits), for reporting.
 static RATIO_BITS: AtomicU64 = AtomicU64::new(0);
+/// New request traces sampled each second before the ratio applies.
+static RESERVOIR: AtomicU64 = AtomicU64::new(0);
+/// `second << 32 | taken`: the second (since the process started) the reservoir is counting
+/// and how many traces it gave in it.
+static RESERVOIR_STATE: AtomicU64 = AtomicU64::new(0);
 
 /// The trace settings in force: `GET /tracing` on every service's metrics port.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -42,9 +52,11 @@ pub enum TraceSettingsError {
     NoExporter,
 }
 
-/// Set by [`crate::init`]: whether the exporting layer is installed, and the starting ratio.
-pub(crate) fn install_tracing(exporter: bool, ratio: f64) {
+/// Set by [`crate::init`]: whether the exporting layer is installed, the starting ratio and
+/// the reservoir.
+pub(crate) fn install_tracing(exporter: bool, ratio: f64, reservoir_per_sec: u32) {
     set_ratio(ratio);
+    RESERVOIR.store(reservoir_per_sec.into(), Ordering::Relaxed);
     EXPORTER.store(exporter, Ordering::Relaxed);
     EXPORT.store(exporter, Ordering::Relaxed);
 }
@@ -112,6 +124,46 @@ pub(crate) fn samples_new_trace(low: u64) -> bool {
     export_enabled() && ratio_samples(low)
 }
 
+/// Whether a request that arrived without a trace context starts a sampled trace (export is
+/// on): from the second's reservoir while it lasts, else by the ratio on a random id.
+pub(crate) fn samples_new_request() -> bool {
+    take_reservoir(second()) || ratio_samples(random_u64())
+}
+
+/// Seconds since the process first asked.
+fn second() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+}
+
+/// One trace from the reservoir of second `now`, if it has one left.
+fn take_reservoir(now: u64) -> bool {
+    let per_sec = RESERVOIR.load(Ordering::Relaxed);
+    if per_sec == 0 {
+        return false;
+    }
+    let now = now & 0xffff_ffff;
+    let mut cur = RESERVOIR_STATE.load(Ordering::Relaxed);
+    loop {
+        let (sec, taken) = (cur >> 32, cur & 0xffff_ffff);
+        let next = if sec != now {
+            (now << 32) | 1
+        } else if taken < per_sec {
+            cur + 1
+        } else {
+            return false;
+        };
+        match RESERVOIR_STATE.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return true,
+            Err(seen) => cur = seen,
+        }
+    }
+}
+
 /// The SDK's `TraceIdRatioBased` decision for a trace id whose low 8 bytes are `low`.
 pub(crate) fn ratio_samples(low: u64) -> bool {
     let bound = RATIO_BOUND.load(Ordering::Relaxed);
@@ -155,7 +207,7 @@ mod tests {
             export,
             sample_ratio,
         };
-        install_tracing(false, 0.1);
+        install_tracing(false, 0.1, 0);
         assert_eq!(
             change_trace_settings(Some("1"), Some("on")),
             Err(TraceSettingsError::NoExporter)
@@ -163,7 +215,7 @@ mod tests {
         assert_eq!(trace_settings(), settings(false, false, 0.1));
         assert!(!samples_new_trace(0), "no exporter: nothing sampled");
 
-        install_tracing(true, 0.1);
+        install_tracing(true, 0.1, 0);
         for bad in ["1.5", "-0.1", "NaN", "inf", "x", ""] {
             assert_eq!(
                 change_trace_settings(Some(bad), Some("off")),
@@ -195,7 +247,31 @@ mod tests {
             Ok(settings(true, true, 0.0))
         );
         assert!(!samples_new_trace(0));
-        install_tracing(false, 0.1);
+        install_tracing(false, 0.1, 0);
+    }
+
+    #[test]
+    fn the_reservoir_gives_its_traces_each_second_then_the_ratio_decides() {
+        let _turn = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+        install_tracing(true, 0.0, 3);
+        let base = 1_000;
+        let taken = (0..10).filter(|_| take_reservoir(base)).count();
+        assert_eq!(taken, 3, "three traces in a second");
+        assert_eq!((0..10).filter(|_| take_reservoir(base + 1)).count(), 3);
+        // Ratio 0: nothing beyond the reservoir.
+        assert!(!take_reservoir(base + 1));
+        assert!(!ratio_samples(random_u64()) || ratio_samples(0));
+        // Threads racing for one second's reservoir get exactly its size.
+        let got: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| sc.spawn(|| (0..1000).filter(|_| take_reservoir(base + 2)).count()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(got, 3);
+        install_tracing(true, 0.0, 0);
+        assert!(!take_reservoir(base + 3), "no reservoir: the ratio only");
+        install_tracing(false, 0.1, 0);
     }
 
     #[test]

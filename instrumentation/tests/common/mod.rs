@@ -158,6 +158,8 @@ pub async fn start(ratio: f64) -> Chain {
             log: "info".into(),
             otlp_endpoint: Some(raddr),
             trace_sample_ratio: ratio,
+            // The ratio alone decides, as the tests expect.
+            trace_reservoir_per_sec: 0,
             ..Default::default()
         },
     )
