@@ -28,7 +28,7 @@ Checks, each reported as PASS or FAIL with the reasons:
   kubernetes          deploy/kubernetes/base: kubernetes-validate --strict (every resource
                       against the Kubernetes schema), the kustomization lists every file,
                       selectors match their pods' labels, a StatefulSet's serviceName is a
-                      headless Service, the aggregator scrapes every storage pod
+                      headless Service, query, ingest and telemetry use the storage nodes' etcd
   shell               sh -n / bash -n on the shell scripts
 With --metrics-from FILE:
   exported-metrics    every metric used is exported; every exported akidb_* metric is used
@@ -1094,18 +1094,20 @@ def check_kubernetes(rep):
             fails.append(f"{f}: Service {n} selects no pod of the base")
         if kind == "PodDisruptionBudget" and not matches(d["spec"]["selector"].get("matchLabels", {})):
             fails.append(f"{f}: PodDisruptionBudget {n} selects no pod of the base")
-    # The aggregator scrapes every storage pod by its stable name.
-    storage = next((d for f, d in workloads if d["metadata"]["name"] == "storage"), None)
-    targets = ""
-    for f, d in workloads:
-        for c in d["spec"]["template"]["spec"]["containers"]:
-            for e in c.get("env", []):
-                if e.get("name") == "AKIDB_SCRAPE_TARGETS":
-                    targets = e.get("value", "")
-    if storage is not None:
-        for i in range(storage["spec"].get("replicas", 1)):
-            if f"storage=storage-{i}.storage:9103" not in targets:
-                fails.append(f"AKIDB_SCRAPE_TARGETS does not scrape storage-{i}")
+    # The aggregator finds the storage pods in etcd, as the storage pods and the routers do.
+    def env_of(name):
+        d = next((d for f, d in workloads if d["metadata"]["name"] == name), None)
+        if d is None:
+            return None
+        return {e["name"]: e.get("value") for c in d["spec"]["template"]["spec"]["containers"]
+                for e in c.get("env", [])}
+    storage_env = env_of("storage") or {}
+    for name in ("telemetry", "query", "ingest"):
+        env = env_of(name)
+        if env is None:
+            fails.append(f"no {name} workload")
+        elif env.get("AKIDB_ETCD") != storage_env.get("AKIDB_ETCD"):
+            fails.append(f"{name}: AKIDB_ETCD differs from the storage nodes' (they must share one etcd)")
     rep.add("kubernetes", fails)
 
 

@@ -278,10 +278,15 @@ impl Plan {
                 None => p.addr(port),
                 Some(_) => format!("https://{}", p.addr(port)),
             };
-            let mut targets: Vec<String> = nodes
-                .iter()
-                .map(|(_, sp)| format!("storage={}", t(sp.metrics)))
-                .collect();
+            // A cluster's storage nodes are found in etcd (the aggregator follows them as they
+            // come and go); one node is a static target.
+            let mut targets: Vec<String> = match &self.cluster {
+                None => nodes
+                    .iter()
+                    .map(|(_, sp)| format!("storage={}", t(sp.metrics)))
+                    .collect(),
+                Some(_) => Vec::new(),
+            };
             targets.push(format!("ingest={}", t(p.ingest.metrics)));
             targets.push(format!("query={}", t(p.query.metrics)));
             targets.push(format!("telemetry={}", t(p.telemetry.metrics)));
@@ -291,7 +296,11 @@ impl Plan {
                 args(
                     p.telemetry,
                     &["--scrape-targets", &targets.join(",")],
-                    &mtls_args,
+                    &mtls_args
+                        .iter()
+                        .chain(&cluster_args)
+                        .cloned()
+                        .collect::<Vec<_>>(),
                 ),
             ));
         }

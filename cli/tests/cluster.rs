@@ -252,3 +252,95 @@ fn cluster_flags_that_do_not_fit_are_refused() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `GetTargets` of the aggregator: (service, instance, up) of every target.
+async fn targets(addr: &str) -> Vec<(String, String, bool)> {
+    use akidb_proto::v1 as pb;
+    let l = common::Stack::link(addr);
+    let mut t: Vec<_> = l
+        .telemetry()
+        .get_targets(l.request(pb::GetTargetsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .targets
+        .into_iter()
+        .map(|t| (t.service, t.instance, t.up))
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn the_aggregator_finds_storage_nodes_in_etcd_and_drops_those_that_leave() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, a_addr, a_metrics) = node_with_metrics(&etcd.url, "storage-a", dir.path(), 3);
+    let (_b, b_addr, b_metrics) = node_with_metrics(&etcd.url, "storage-b", dir.path(), 3);
+    wait_serving(&a_addr, Duration::from_secs(30)).await;
+    wait_serving(&b_addr, Duration::from_secs(30)).await;
+    // No storage target given: every one comes from etcd.
+    let (_t, t_addr, t_metrics) = common::start_telemetry(
+        dir.path(),
+        "telemetry={self}",
+        "500ms",
+        &["--etcd", &etcd.url],
+    );
+    wait_serving(&t_addr, Duration::from_secs(30)).await;
+    let want = |ports: &[u16]| -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = ports
+            .iter()
+            .map(|p| ("storage".to_string(), format!("127.0.0.1:{p}"), true))
+            .collect();
+        v.sort();
+        v
+    };
+    let storage_targets = |t: Vec<(String, String, bool)>| -> Vec<(String, String, bool)> {
+        t.into_iter().filter(|(s, _, _)| s == "storage").collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = storage_targets(targets(&t_addr).await);
+        if got == want(&[a_metrics, b_metrics]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both nodes found and scraped: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Federated with each node's instance label.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fed = common::get_text(t_metrics, "/federate").await;
+        let has = |p: u16| {
+            fed.lines().any(|l| {
+                l.starts_with("akidb_cluster_lease_held{")
+                    && l.contains("service=\"storage\"")
+                    && l.contains(&format!("instance=\"127.0.0.1:{p}\""))
+            })
+        };
+        if has(a_metrics) && has(b_metrics) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "federated series of both nodes:\n{fed}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A node that stops leaves etcd at once, and the aggregator's targets with it.
+    assert!(a.stop().is_some_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = storage_targets(targets(&t_addr).await);
+        if got == want(&[b_metrics]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "storage-a dropped: {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -147,6 +147,31 @@ async fn up_runs_a_cluster_of_storage_nodes_and_stops_it_cleanly() {
         assert!(Instant::now() < deadline, "two nodes in etcd: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The aggregator found both storage nodes in etcd.
+    let t = common::Stack::link(&at(50054));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let storage = t
+            .telemetry()
+            .get_targets(t.request(pb::GetTargetsRequest {}))
+            .await
+            .map(|r| {
+                r.into_inner()
+                    .targets
+                    .iter()
+                    .filter(|t| t.service == "storage")
+                    .count()
+            })
+            .unwrap_or(0);
+        if storage == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{storage} storage targets, want 2"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let q = common::Stack::link(&at(50051));
     let i = common::Stack::link(&at(50052));
     q.collections()

@@ -3,7 +3,7 @@
 //! | key | value | lifetime |
 //! |---|---|---|
 //! | `/akidb/nodes/<node id>` | [`crate::membership::NodeInfo`] (JSON) | bound to the node's lease |
-//! | `/akidb/shardmaps/<collection>` | [`crate::shardmap::ShardMap`] (JSON) | changed only by compare-and-swap on its revision |
+//! | `/akidb/shardmaps/<collection>` | [`crate::shardmap::ShardMap`] (JSON: shards and the collection's spec) | created and changed only by compare-and-swap on its revision |
 
 /// Registered nodes.
 pub const NODES: &str = "/akidb/nodes/";

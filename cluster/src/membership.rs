@@ -27,6 +27,10 @@ pub struct NodeInfo {
     pub addr: String,
     /// When this process registered, milliseconds since the epoch (tells restarts apart).
     pub started_ms: u64,
+    /// Where its metrics are scraped (`host:port` of its HTTP port), for the telemetry
+    /// aggregator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 impl NodeInfo {
@@ -37,7 +41,14 @@ impl NodeInfo {
             started_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            metrics_addr: None,
         }
+    }
+
+    /// This node with its metrics at `addr`.
+    pub fn with_metrics(mut self, addr: &str) -> NodeInfo {
+        self.metrics_addr = Some(addr.to_string());
+        self
     }
 }
 

@@ -59,7 +59,8 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         engine: engine.clone(),
         objects: objects.clone(),
     };
-    let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
+    let http_addr = on.http.local_addr()?;
+    let listening = [on.grpc.local_addr()?, http_addr];
     let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
     service.serve_http(on.http, None, access);
     let max = config.listen.max_message_bytes;
@@ -79,6 +80,11 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         .advertise_addr
         .clone()
         .unwrap_or(on.grpc.local_addr()?.to_string());
+    // The metrics port on the advertised host: where the aggregator scrapes this node.
+    let metrics_advertise = match advertise.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", http_addr.port()),
+        None => http_addr.to_string(),
+    };
     let joined = membership.clone();
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
@@ -95,7 +101,8 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                 tracing::info!("storage serving");
                 if let Some(c) = cluster {
                     tracing::info!(node = %c.node_id, etcd = %c.etcd.endpoints(), addr = %advertise, "joining the cluster");
-                    let node = NodeInfo::new(&c.node_id, &advertise);
+                    let node =
+                        NodeInfo::new(&c.node_id, &advertise).with_metrics(&metrics_advertise);
                     *joined.lock().expect("not poisoned") =
                         Some(Membership::start(c.etcd, node, c.lease_ttl));
                 }

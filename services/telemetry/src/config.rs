@@ -44,6 +44,11 @@ pub struct TelemetryConfig {
         default_value = DEFAULT_SCRAPE_TARGETS
     )]
     pub scrape_targets: ScrapeTargets,
+    /// etcd endpoints of a cluster (`http://host:port`, comma-separated): every storage node
+    /// registered there is scraped too (service `storage`, instance its metrics address),
+    /// from when it registers until it leaves.
+    #[arg(long = "etcd", env = "AKIDB_ETCD")]
+    pub etcd: Option<String>,
     /// Time between scrapes (e.g. 5s, 500ms, 1m).
     #[arg(long = "scrape-interval", env = "AKIDB_SCRAPE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
@@ -69,6 +74,7 @@ impl Default for TelemetryConfig {
                 max_message_bytes: akidb_instrumentation::transport::DEFAULT_MAX_MESSAGE_BYTES,
                 tls: Default::default(),
             },
+            etcd: None,
             scrape_targets: DEFAULT_SCRAPE_TARGETS
                 .parse()
                 .expect("valid default targets"),

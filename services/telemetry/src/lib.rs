@@ -23,6 +23,7 @@ use akidb_instrumentation::Component;
 use akidb_instrumentation::lifecycle::{Service, Serving};
 use akidb_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Run the telemetry service on already-bound listeners until told to stop: gRPC
 /// (TelemetryService, health, reflection), `/metrics` and `/federate` on the HTTP port, and
@@ -58,6 +59,25 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
     let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
     service.serve_http(on.http, Some(aggregator.router()), access);
+    if let Some(endpoints) = config.etcd.as_deref().filter(|e| !e.trim().is_empty()) {
+        let etcd = akidb_cluster::Etcd::new(endpoints, Duration::from_secs(2))?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let view = akidb_cluster::view::ClusterView::start(etcd, stop.clone());
+        let agg = Arc::clone(&aggregator);
+        service.spawn("storage discovery", move |stopped| async move {
+            tokio::pin!(stopped);
+            loop {
+                if view.synced() {
+                    agg.set_discovered("storage", discovered(&view));
+                }
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            stop.cancel();
+        });
+    }
     let scraper = Arc::clone(&aggregator);
     let interval = config.scrape_interval;
     service.spawn("scrape", move |stopped| scraper.run(interval, stopped));
@@ -79,4 +99,19 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await
+}
+
+/// The storage nodes registered in etcd, as scrape targets (`https://` when this process has
+/// a CA, as every call between the services).
+fn discovered(view: &akidb_cluster::view::ClusterView) -> Vec<aggregator::Target> {
+    let tls = akidb_instrumentation::tls::client();
+    view.nodes()
+        .into_iter()
+        .filter_map(|n| {
+            let addr = n.metrics_addr?;
+            aggregator::Target::new("storage", &tls.url(&addr))
+                .map_err(|e| tracing::warn!(node = %n.id, error = %e, "node registered with a metrics address that cannot be scraped"))
+                .ok()
+        })
+        .collect()
 }

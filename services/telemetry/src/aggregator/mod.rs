@@ -149,12 +149,20 @@ pub struct TargetStatus {
     pub last_error: String,
 }
 
+/// One target and what its last scrape found.
+#[derive(Debug, Clone)]
+struct Entry {
+    target: Target,
+    state: TargetState,
+    /// Found in etcd (replaced by [`Aggregator::set_discovered`]), not given by a flag.
+    discovered: bool,
+}
+
 /// Scrapes targets, keeps their last expositions and the SLO history.
 pub struct Aggregator {
-    targets: Vec<Target>,
     client: reqwest::Client,
     timeout: Duration,
-    state: RwLock<Vec<TargetState>>,
+    entries: RwLock<Vec<Entry>>,
     slo: Mutex<slo::SloEngine>,
     clock: Box<dyn Clock>,
 }
@@ -196,12 +204,18 @@ impl Aggregator {
         clock: impl Clock,
     ) -> Self {
         let client = scrape_client(timeout, http::HeaderMap::new());
-        let state = RwLock::new(vec![TargetState::default(); targets.len()]);
+        let entries = targets
+            .into_iter()
+            .map(|target| Entry {
+                target,
+                state: TargetState::default(),
+                discovered: false,
+            })
+            .collect();
         Self {
-            targets,
             client,
             timeout,
-            state,
+            entries: RwLock::new(entries),
             slo: Mutex::new(slo::SloEngine::new(slos)),
             clock: Box::new(clock),
         }
@@ -219,24 +233,65 @@ impl Aggregator {
         self
     }
 
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
+    /// Every target now: those of `--scrape-targets`, then those found in etcd.
+    pub fn targets(&self) -> Vec<Target> {
+        let entries = self.entries.read().unwrap();
+        entries.iter().map(|e| e.target.clone()).collect()
+    }
+
+    /// The targets of `service` found in etcd now: new ones are added (scraped from the next
+    /// round), gone ones removed, the others keep their state. Targets given by
+    /// `--scrape-targets` stay whatever is found.
+    pub fn set_discovered(&self, service: &str, found: Vec<Target>) {
+        let mut entries = self.entries.write().unwrap();
+        let before = entries.len();
+        entries.retain(|e| {
+            let keep = !e.discovered
+                || e.target.service != service
+                || found.iter().any(|f| f == &e.target);
+            if !keep {
+                tracing::info!(service, instance = %e.target.instance, "target gone from etcd; no longer scraped");
+            }
+            keep
+        });
+        for t in found {
+            if !entries.iter().any(|e| e.target == t) {
+                tracing::info!(service, instance = %t.instance, "target found in etcd; scraped from now on");
+                entries.push(Entry {
+                    target: t,
+                    state: TargetState::default(),
+                    discovered: true,
+                });
+            }
+        }
+        if entries.len() != before {
+            tracing::debug!(targets = entries.len(), "targets changed");
+        }
     }
 
     /// Scrape every target concurrently (each within the timeout), then update the SLO
     /// history and the `akidb_slo_*` gauges.
     pub async fn scrape_once(&self) {
         let now = self.clock.now();
+        let targets = self.targets();
         let results = futures::future::join_all(
-            self.targets
+            targets
                 .iter()
                 .map(|t| scrape::scrape(&self.client, &t.url, self.timeout)),
         )
         .await;
         let m = akidb_instrumentation::metrics::metrics();
         {
-            let mut state = self.state.write().unwrap();
-            for ((t, st), r) in self.targets.iter().zip(state.iter_mut()).zip(results) {
+            let mut entries = self.entries.write().unwrap();
+            for (t, r) in targets.iter().zip(results) {
+                // A target removed while it was scraped is not brought back.
+                let Some(st) = entries
+                    .iter_mut()
+                    .find(|e| &e.target == t)
+                    .map(|e| &mut e.state)
+                else {
+                    continue;
+                };
                 st.duration = Some(r.duration);
                 match r.result {
                     Ok(families) => {
@@ -266,10 +321,9 @@ impl Aggregator {
             }
         }
         let snapshot = self.snapshot();
-        let keys: Vec<String> = self
-            .targets
+        let keys: Vec<String> = snapshot
             .iter()
-            .map(|t| format!("{}/{}", t.service, t.instance))
+            .map(|e| format!("{}/{}", e.target.service, e.target.instance))
             .collect();
         let statuses = {
             let mut engine = self.slo.lock().unwrap();
@@ -277,16 +331,16 @@ impl Aggregator {
                 now,
                 keys.iter()
                     .zip(&snapshot)
-                    .filter(|(_, s)| s.up)
-                    .map(|(k, s)| (k.as_str(), s.families.as_slice())),
+                    .filter(|(_, e)| e.state.up)
+                    .map(|(k, e)| (k.as_str(), e.state.families.as_slice())),
             );
             engine.evaluate(now)
         };
         slo::export(&statuses, m);
     }
 
-    fn snapshot(&self) -> Vec<TargetState> {
-        self.state.read().unwrap().clone()
+    fn snapshot(&self) -> Vec<Entry> {
+        self.entries.read().unwrap().clone()
     }
 
     /// Scrape every `interval` (the first time at once) until `shutdown` resolves.
@@ -314,16 +368,14 @@ impl Aggregator {
     /// The `/federate` exposition of the last scrape, in `format`.
     pub fn federate(&self, format: Format) -> String {
         let snapshot = self.snapshot();
-        let views: Vec<federate::TargetView<'_>> = self
-            .targets
+        let views: Vec<federate::TargetView<'_>> = snapshot
             .iter()
-            .zip(&snapshot)
-            .map(|(t, s)| federate::TargetView {
-                service: &t.service,
-                instance: &t.instance,
-                up: s.up,
-                duration: s.duration,
-                families: &s.families,
+            .map(|e| federate::TargetView {
+                service: &e.target.service,
+                instance: &e.target.instance,
+                up: e.state.up,
+                duration: e.state.duration,
+                families: &e.state.families,
             })
             .collect();
         federate::render(&views, format)
@@ -351,21 +403,25 @@ impl Aggregator {
 
     /// Every target's state.
     pub fn target_status(&self) -> Vec<TargetStatus> {
-        let snapshot = self.snapshot();
-        self.targets
-            .iter()
-            .zip(snapshot)
-            .map(|(t, s)| TargetStatus {
-                service: t.service.clone(),
-                instance: t.instance.clone(),
-                up: s.up,
-                last_scrape_duration: s.duration,
-                last_error: if s.duration.is_none() {
-                    "not scraped yet".into()
-                } else {
-                    s.last_error
+        self.snapshot()
+            .into_iter()
+            .map(
+                |Entry {
+                     target: t,
+                     state: s,
+                     ..
+                 }| TargetStatus {
+                    service: t.service,
+                    instance: t.instance,
+                    up: s.up,
+                    last_scrape_duration: s.duration,
+                    last_error: if s.duration.is_none() {
+                        "not scraped yet".into()
+                    } else {
+                        s.last_error
+                    },
                 },
-            })
+            )
             .collect()
     }
 
