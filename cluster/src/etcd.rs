@@ -54,6 +54,17 @@ pub struct Etcd {
     timeout: Duration,
 }
 
+/// The condition "`key` was last changed at revision `expected`" (0: it does not exist).
+fn last_changed_at(key: &[u8], expected: i64) -> rpc::Compare {
+    rpc::Compare {
+        result: rpc::compare::CompareResult::Equal as i32,
+        target: rpc::compare::CompareTarget::Mod as i32,
+        key: key.to_vec(),
+        target_union: Some(compare::TargetUnion::ModRevision(expected)),
+        range_end: Vec::new(),
+    }
+}
+
 /// The first key after every key that starts with `prefix`: `[prefix, prefix_end)` is the
 /// prefix's range.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -206,13 +217,7 @@ impl Etcd {
         lease: i64,
     ) -> Result<Result<i64, Option<KeyValue>>, EtcdError> {
         let k = key.as_bytes().to_vec();
-        let cmp = rpc::Compare {
-            result: rpc::compare::CompareResult::Equal as i32,
-            target: rpc::compare::CompareTarget::Mod as i32,
-            key: k.clone(),
-            target_union: Some(compare::TargetUnion::ModRevision(expected)),
-            range_end: Vec::new(),
-        };
+        let cmp = last_changed_at(&k, expected);
         let put = rpc::RequestOp {
             request: Some(request_op::Request::RequestPut(rpc::PutRequest {
                 key: k.clone(),
@@ -248,13 +253,7 @@ impl Etcd {
     /// was deleted.
     pub async fn remove_if(&self, key: &str, expected: i64) -> Result<bool, EtcdError> {
         let k = key.as_bytes().to_vec();
-        let cmp = rpc::Compare {
-            result: rpc::compare::CompareResult::Equal as i32,
-            target: rpc::compare::CompareTarget::Mod as i32,
-            key: k.clone(),
-            target_union: Some(compare::TargetUnion::ModRevision(expected)),
-            range_end: Vec::new(),
-        };
+        let cmp = last_changed_at(&k, expected);
         let delete = rpc::RequestOp {
             request: Some(request_op::Request::RequestDeleteRange(
                 rpc::DeleteRangeRequest {

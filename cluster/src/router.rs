@@ -323,16 +323,9 @@ impl Router {
         let parts = self
             .each(
                 name,
-                (0..map.value.shards.len() as u32)
-                    .map(|s| {
-                        (
-                            s,
-                            pb::GetCollectionRequest {
-                                name: shard_name(name, s),
-                            },
-                        )
-                    })
-                    .collect(),
+                every_shard(&map.value, |s| pb::GetCollectionRequest {
+                    name: shard_name(name, s),
+                }),
                 self.timeout(caller),
                 |l: Link, r| async move { l.storage().get_collection(r).await },
             )
@@ -532,17 +525,10 @@ impl Router {
     ) -> Result<pb::FlushResponse, Status> {
         let map = self.map(&req.collection).await?;
         let c = req.collection.clone();
-        let msgs = (0..map.value.shards.len() as u32)
-            .map(|s| {
-                (
-                    s,
-                    pb::FlushRequest {
-                        collection: shard_name(&c, s),
-                        wait_indexed: req.wait_indexed,
-                    },
-                )
-            })
-            .collect();
+        let msgs = every_shard(&map.value, |s| pb::FlushRequest {
+            collection: shard_name(&c, s),
+            wait_indexed: req.wait_indexed,
+        });
         let results = self
             .each(&c, msgs, caller, |l: Link, r| async move {
                 l.storage().flush(r).await.map(|r| r.into_inner())
@@ -569,13 +555,11 @@ impl Router {
         let higher_is_better = spec.metric != pb::Metric::L2 as i32;
         let c = req.collection.clone();
         let k = req.k as usize;
-        let msgs = (0..map.value.shards.len() as u32)
-            .map(|s| {
-                let mut m = req.clone();
-                m.collection = shard_name(&c, s);
-                (s, m)
-            })
-            .collect();
+        let msgs = every_shard(&map.value, |s| {
+            let mut m = req.clone();
+            m.collection = shard_name(&c, s);
+            m
+        });
         let results = self
             .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
                 l.storage().search(r).await.map(|r| r.into_inner())
@@ -605,19 +589,16 @@ impl Router {
         };
         let spec = pb::CreateCollectionRequest::decode(&*map.value.spec).unwrap_or_default();
         let higher_is_better = spec.metric != pb::Metric::L2 as i32;
-        let msgs = (0..map.value.shards.len() as u32)
-            .map(|s| {
-                let searches = searches
-                    .iter()
-                    .map(|r| {
-                        let mut m = r.clone();
-                        m.collection = shard_name(&c, s);
-                        m
-                    })
-                    .collect();
-                (s, pb::SearchBatchRequest { searches })
-            })
-            .collect();
+        let msgs = every_shard(&map.value, |s| pb::SearchBatchRequest {
+            searches: searches
+                .iter()
+                .map(|r| {
+                    let mut m = r.clone();
+                    m.collection = shard_name(&c, s);
+                    m
+                })
+                .collect(),
+        });
         let results = self
             .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
                 l.storage().search_batch(r).await.map(|r| r.into_inner())
@@ -772,17 +753,10 @@ impl Router {
     ) -> Result<pb::CountResponse, Status> {
         let map = self.map(&req.collection).await?;
         let c = req.collection.clone();
-        let msgs = (0..map.value.shards.len() as u32)
-            .map(|s| {
-                (
-                    s,
-                    pb::CountRequest {
-                        collection: shard_name(&c, s),
-                        filter: req.filter.clone(),
-                    },
-                )
-            })
-            .collect();
+        let msgs = every_shard(&map.value, |s| pb::CountRequest {
+            collection: shard_name(&c, s),
+            filter: req.filter.clone(),
+        });
         let results = self
             .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
                 l.storage().count(r).await.map(|r| r.into_inner())
@@ -809,13 +783,11 @@ impl Router {
         } else {
             req.limit as usize
         };
-        let msgs = (0..map.value.shards.len() as u32)
-            .map(|s| {
-                let mut m = req.clone();
-                m.collection = shard_name(&c, s);
-                (s, m)
-            })
-            .collect();
+        let msgs = every_shard(&map.value, |s| {
+            let mut m = req.clone();
+            m.collection = shard_name(&c, s);
+            m
+        });
         let results = self
             .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
                 l.storage().scroll(r).await.map(|r| r.into_inner())
@@ -865,6 +837,11 @@ pub async fn watch_health(
         stop,
     )
     .await
+}
+
+/// `make(shard)` for every shard of `map`: a call to each.
+fn every_shard<M>(map: &ShardMap, make: impl Fn(u32) -> M) -> Vec<(u32, M)> {
+    (0..map.shards.len() as u32).map(|s| (s, make(s))).collect()
 }
 
 /// A point id as a map key.
