@@ -908,6 +908,37 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
 mod tests {
     use super::*;
 
+    /// Found by the `snapshot_segment` fuzz target: a payload float with many digits came
+    /// back from a segment file one ulp off (serde_json's default float parser rounds some
+    /// long decimals wrongly; the `float_roundtrip` feature parses them exactly).
+    #[test]
+    fn payload_floats_survive_a_segment_file_bit_for_bit() {
+        let floats = [1.0000001968098777, 0.30000000000000004, 2.0612498074769974, 5e-324];
+        let payload = |x: f64| -> Payload {
+            serde_json::from_value(serde_json::json!({ "x": x })).expect("an object")
+        };
+        let mut data = SegmentData {
+            id: 1,
+            keys: Keys::default(),
+            vectors: Vectors::F32(Vec::new()),
+            payloads: Payloads::default(),
+        };
+        for (i, &x) in floats.iter().enumerate() {
+            data.keys.push(crate::model::PointKey::Num(i as u64));
+            if let Vectors::F32(v) = &mut data.vectors {
+                v.extend([x as f32, 1.0]);
+            }
+            data.payloads.push(payload(x));
+        }
+        let mut file = Vec::new();
+        encode_segment(&mut file, &data, &[false; 4], 2).unwrap();
+        let (back, _) = decode_segment_bytes(&file).unwrap();
+        for (i, &x) in floats.iter().enumerate() {
+            let got = back.payloads.get(i)["x"].as_f64().unwrap();
+            assert_eq!(got.to_bits(), x.to_bits(), "{x} came back as {got}");
+        }
+    }
+
     /// Found by the `snapshot_manifest` fuzz target: a manifest could name files outside its
     /// snapshot directory (`seg/1.pts`, `../x`, `/etc/passwd`), which loading joins to the
     /// directory and reads (format 1's graph base name too). Such a manifest is now refused.
