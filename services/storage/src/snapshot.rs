@@ -913,7 +913,12 @@ mod tests {
     /// long decimals wrongly; the `float_roundtrip` feature parses them exactly).
     #[test]
     fn payload_floats_survive_a_segment_file_bit_for_bit() {
-        let floats = [1.0000001968098777, 0.30000000000000004, 2.0612498074769974, 5e-324];
+        let floats = [
+            1.0000001968098777,
+            0.30000000000000004,
+            2.0612498074769974,
+            5e-324,
+        ];
         let payload = |x: f64| -> Payload {
             serde_json::from_value(serde_json::json!({ "x": x })).expect("an object")
         };
