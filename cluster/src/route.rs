@@ -51,21 +51,23 @@ pub fn shard_of_id(id: Option<&pb::PointId>, shards: u32) -> Result<u32, Status>
     match id.and_then(|i| i.kind.as_ref()) {
         Some(Kind::Num(n)) => Ok(shard_of(IdRef::Num(*n), shards)),
         Some(Kind::Uuid(u)) => {
-            let canonical = uuid::Uuid::parse_str(u)
-                .map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "point id `{}` is not a UUID: {e}",
-                        u.escape_default()
-                    ))
-                })?
-                .hyphenated()
-                .to_string();
+            let canonical = canonical_uuid(u).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "point id `{}` is not a UUID: {e}",
+                    u.escape_default()
+                ))
+            })?;
             Ok(shard_of(IdRef::Uuid(&canonical), shards))
         }
         None => Err(Status::invalid_argument(
             "point id is missing; set `num` or `uuid`",
         )),
     }
+}
+
+/// A UUID as storage keeps it (lowercase, hyphenated), from any spelling the API accepts.
+pub(crate) fn canonical_uuid(u: &str) -> Result<String, uuid::Error> {
+    uuid::Uuid::parse_str(u).map(|u| u.hyphenated().to_string())
 }
 
 #[cfg(test)]

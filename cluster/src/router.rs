@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use akidb_client::Link;
@@ -30,7 +30,7 @@ use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::EtcdError;
-use crate::route::{is_stale, routed, shard_of_id};
+use crate::route::{canonical_uuid, is_stale, routed, shard_of_id};
 use crate::shardmap::{self, ShardMap, Versioned};
 use crate::view::ClusterView;
 
@@ -79,10 +79,6 @@ impl Router {
         }
     }
 
-    pub fn view(&self) -> &ClusterView {
-        &self.view
-    }
-
     /// The link to node `id`, made once per address.
     fn link(&self, id: &str) -> Result<Link, Status> {
         let node = self.view.node(id).ok_or_else(|| {
@@ -105,7 +101,7 @@ impl Router {
     }
 
     /// `collection`'s map: the view's, or etcd's when the view has none yet (just created).
-    async fn map(&self, collection: &str) -> Result<Versioned<ShardMap>, Status> {
+    async fn map(&self, collection: &str) -> Result<Arc<Versioned<ShardMap>>, Status> {
         if let Some(m) = self.view.map(collection) {
             return Ok(m);
         }
@@ -138,11 +134,11 @@ impl Router {
         })
     }
 
-    /// `call` on shard `shard` of `collection` at its owner; sent again once, with the map
-    /// read from etcd, when the owner says the route is out of date.
+    /// `call` on shard `shard` of `map`'s collection at its owner; sent again once, with the
+    /// map read from etcd, when the owner says the route is out of date.
     async fn on_shard<T, F, Fut>(
         &self,
-        collection: &str,
+        map: &ShardMap,
         shard: u32,
         timeout: Duration,
         call: F,
@@ -151,11 +147,8 @@ impl Router {
         F: Fn(Target) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let first = match self.map(collection).await {
-            Ok(m) => self.target(&m.value, shard, timeout),
-            Err(e) => Err(e),
-        };
-        let t = match first {
+        let collection = map.collection.as_str();
+        let t = match self.target(map, shard, timeout) {
             Ok(t) => t,
             Err(e) => return (Err(e), None),
         };
@@ -182,10 +175,10 @@ impl Router {
         }
     }
 
-    /// An idempotent call of `method` on `msg` at each of `shards`, in parallel.
+    /// An idempotent call of `method` on `msg` at each of `shards` of `map`, in parallel.
     async fn each<M, T, F, Fut>(
         &self,
-        collection: &str,
+        map: &ShardMap,
         shards: Vec<(u32, M)>,
         timeout: Duration,
         call: F,
@@ -201,14 +194,14 @@ impl Router {
             // span under its own.
             let span = tracing::info_span!(
                 "shard",
-                collection,
+                collection = map.collection.as_str(),
                 shard,
                 node = tracing::field::Empty,
                 epoch = tracing::field::Empty,
             );
             async move {
                 let (r, t) = self
-                    .on_shard(collection, shard, timeout, |t: Target| {
+                    .on_shard(map, shard, timeout, |t: Target| {
                         let call = call.clone();
                         let msg = msg.clone();
                         async move {
@@ -222,26 +215,21 @@ impl Router {
                         }
                     })
                     .await;
-                // tonic ends a call at its own deadline as CANCELLED "Timeout expired".
                 let r = r.map_err(|e| {
-                    let code = if e.code() == Code::Cancelled {
-                        Code::DeadlineExceeded
-                    } else {
-                        e.code()
-                    };
-                    akidb_instrumentation::metrics()
-                        .cluster_shard_calls_failed
-                        .with_label_values(&[&format!("{code:?}")])
-                        .inc();
-                    if e.code() == Code::Cancelled {
-                        Status::deadline_exceeded(format!(
+                    // tonic ends a call at its own deadline as CANCELLED "Timeout expired".
+                    let e = match e.code() {
+                        Code::Cancelled => Status::deadline_exceeded(format!(
                             "no answer within {} ms ({})",
                             timeout.as_millis(),
                             e.message()
-                        ))
-                    } else {
-                        e
-                    }
+                        )),
+                        _ => e,
+                    };
+                    akidb_instrumentation::metrics()
+                        .cluster_shard_calls_failed
+                        .with_label_values(&[&format!("{:?}", e.code())])
+                        .inc();
+                    e
                 });
                 if let Some(t) = &t {
                     let span = tracing::Span::current();
@@ -322,7 +310,7 @@ impl Router {
         let map = self.map(name).await?;
         let parts = self
             .each(
-                name,
+                &map.value,
                 every_shard(&map.value, |s| pb::GetCollectionRequest {
                     name: shard_name(name, s),
                 }),
@@ -370,8 +358,7 @@ impl Router {
                 Ok(i) => Some(i),
                 Err(e) if e.code() == Code::NotFound => None,
                 Err(_) => {
-                    let spec =
-                        pb::CreateCollectionRequest::decode(&*m.value.spec).unwrap_or_default();
+                    let spec = m.value.spec().unwrap_or_default();
                     Some(pb::CollectionInfo {
                         name: m.value.collection.clone(),
                         dimension: spec.dimension,
@@ -462,7 +449,7 @@ impl Router {
             })
             .collect();
         let results = self
-            .each(&c, msgs, self.timeout, |l: Link, r| async move {
+            .each(&map.value, msgs, self.timeout, |l: Link, r| async move {
                 l.storage().upsert(r).await.map(|r| r.into_inner())
             })
             .await;
@@ -505,7 +492,7 @@ impl Router {
         }
         let results = self
             .each(
-                &c,
+                &map.value,
                 parts.into_iter().collect(),
                 self.timeout,
                 |l: Link, r| async move { l.storage().delete(r).await.map(|r| r.into_inner()) },
@@ -530,7 +517,7 @@ impl Router {
             wait_indexed: req.wait_indexed,
         });
         let results = self
-            .each(&c, msgs, caller, |l: Link, r| async move {
+            .each(&map.value, msgs, caller, |l: Link, r| async move {
                 l.storage().flush(r).await.map(|r| r.into_inner())
             })
             .await;
@@ -551,8 +538,7 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::SearchResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let spec = pb::CreateCollectionRequest::decode(&*map.value.spec).unwrap_or_default();
-        let higher_is_better = spec.metric != pb::Metric::L2 as i32;
+        let higher_is_better = higher_is_better(&map.value);
         let c = req.collection.clone();
         let k = req.k as usize;
         let msgs = every_shard(&map.value, |s| {
@@ -561,9 +547,12 @@ impl Router {
             m
         });
         let results = self
-            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
-                l.storage().search(r).await.map(|r| r.into_inner())
-            })
+            .each(
+                &map.value,
+                msgs,
+                self.timeout(caller),
+                |l: Link, r| async move { l.storage().search(r).await.map(|r| r.into_inner()) },
+            )
             .await;
         self.merge(&c, k, higher_is_better, results)
     }
@@ -587,8 +576,7 @@ impl Router {
             Ok(m) => m,
             Err(e) => return searches.iter().map(|_| Err(e.clone())).collect(),
         };
-        let spec = pb::CreateCollectionRequest::decode(&*map.value.spec).unwrap_or_default();
-        let higher_is_better = spec.metric != pb::Metric::L2 as i32;
+        let higher_is_better = higher_is_better(&map.value);
         let msgs = every_shard(&map.value, |s| pb::SearchBatchRequest {
             searches: searches
                 .iter()
@@ -600,7 +588,7 @@ impl Router {
                 .collect(),
         });
         let results = self
-            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
+            .each(&map.value, msgs, self.timeout(caller), |l: Link, r| async move {
                 l.storage().search_batch(r).await.map(|r| r.into_inner())
             })
             .await;
@@ -719,7 +707,7 @@ impl Router {
         }
         let results = self
             .each(
-                &c,
+                &map.value,
                 parts.into_iter().collect(),
                 self.timeout(caller),
                 |l: Link, r| async move { l.storage().get(r).await.map(|r| r.into_inner()) },
@@ -758,9 +746,12 @@ impl Router {
             filter: req.filter.clone(),
         });
         let results = self
-            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
-                l.storage().count(r).await.map(|r| r.into_inner())
-            })
+            .each(
+                &map.value,
+                msgs,
+                self.timeout(caller),
+                |l: Link, r| async move { l.storage().count(r).await.map(|r| r.into_inner()) },
+            )
             .await;
         let mut count = 0;
         for (shard, r, _) in results {
@@ -789,9 +780,12 @@ impl Router {
             m
         });
         let results = self
-            .each(&c, msgs, self.timeout(caller), |l: Link, r| async move {
-                l.storage().scroll(r).await.map(|r| r.into_inner())
-            })
+            .each(
+                &map.value,
+                msgs,
+                self.timeout(caller),
+                |l: Link, r| async move { l.storage().scroll(r).await.map(|r| r.into_inner()) },
+            )
             .await;
         let mut points = Vec::new();
         let mut more = false;
@@ -839,6 +833,11 @@ pub async fn watch_health(
     .await
 }
 
+/// Whether a higher score is a better hit in `map`'s collection (cosine, dot; not L2).
+fn higher_is_better(map: &ShardMap) -> bool {
+    map.spec().unwrap_or_default().metric != pb::Metric::L2 as i32
+}
+
 /// `make(shard)` for every shard of `map`: a call to each.
 fn every_shard<M>(map: &ShardMap, make: impl Fn(u32) -> M) -> Vec<(u32, M)> {
     (0..map.shards.len() as u32).map(|s| (s, make(s))).collect()
@@ -848,10 +847,9 @@ fn every_shard<M>(map: &ShardMap, make: impl Fn(u32) -> M) -> Vec<(u32, M)> {
 fn id_key(id: &pb::PointId) -> String {
     match &id.kind {
         Some(pb::point_id::Kind::Num(n)) => format!("n{n}"),
-        Some(pb::point_id::Kind::Uuid(u)) => match uuid::Uuid::parse_str(u) {
-            Ok(u) => format!("u{}", u.hyphenated()),
-            Err(_) => format!("u{u}"),
-        },
+        Some(pb::point_id::Kind::Uuid(u)) => {
+            format!("u{}", canonical_uuid(u).unwrap_or_else(|_| u.clone()))
+        }
         None => String::new(),
     }
 }

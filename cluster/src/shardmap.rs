@@ -125,6 +125,11 @@ impl ShardMap {
     }
 
     /// The shard `id`.
+    /// The collection's spec, decoded.
+    pub fn spec(&self) -> Result<akidb_proto::v1::CreateCollectionRequest, prost::DecodeError> {
+        prost::Message::decode(&*self.spec)
+    }
+
     pub fn shard(&self, id: u32) -> Option<&Shard> {
         self.shards.get(id as usize).filter(|s| s.id == id)
     }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::etcd::{Etcd, EtcdError, EventType, KeyValue, WatchUpdate};
@@ -21,7 +20,8 @@ use crate::shardmap::{self, ShardMap, Versioned};
 #[derive(Default)]
 struct State {
     nodes: BTreeMap<String, NodeInfo>,
-    maps: BTreeMap<String, Versioned<ShardMap>>,
+    /// Shared, not copied, with every call routed by them.
+    maps: BTreeMap<String, Arc<Versioned<ShardMap>>>,
     /// Whether the first listing arrived.
     synced: bool,
     /// When etcd last answered the watch (a listing, events, or a progress notice).
@@ -37,18 +37,15 @@ pub const ETCD_SILENCE: Duration = Duration::from_secs(3);
 pub struct ClusterView {
     etcd: Etcd,
     state: Arc<RwLock<State>>,
-    /// Bumped at every change: a waiter wakes when the view changes.
-    changes: watch::Sender<u64>,
 }
 
 impl ClusterView {
-    /// Start watching; the view is empty until the first listing ([`Self::wait_synced`]).
+    /// Start watching; the view is empty until the first listing ([`Self::synced`]).
     /// The watch ends when `stop` is cancelled.
     pub fn start(etcd: Etcd, stop: CancellationToken) -> ClusterView {
         let view = ClusterView {
             etcd: etcd.clone(),
             state: Default::default(),
-            changes: watch::channel(0).0,
         };
         let mut rx = etcd.watch("/akidb/", stop.clone());
         let v = view.clone();
@@ -88,31 +85,28 @@ impl ClusterView {
     }
 
     fn apply(&self, update: WatchUpdate) {
-        {
-            let mut s = self.state.write().expect("not poisoned");
-            match update {
-                WatchUpdate::Listed { kvs, .. } => {
-                    s.nodes.clear();
-                    s.maps.clear();
-                    for kv in kvs {
-                        put(&mut s, kv);
-                    }
-                    s.synced = true;
+        let mut s = self.state.write().expect("not poisoned");
+        match update {
+            WatchUpdate::Listed { kvs, .. } => {
+                s.nodes.clear();
+                s.maps.clear();
+                for kv in kvs {
+                    put(&mut s, kv);
                 }
-                WatchUpdate::Changed { events, .. } => {
-                    for e in events {
-                        let Some(kv) = e.kv else { continue };
-                        if e.r#type == EventType::Delete as i32 {
-                            remove(&mut s, &kv.key);
-                        } else {
-                            put(&mut s, kv);
-                        }
+                s.synced = true;
+            }
+            WatchUpdate::Changed { events, .. } => {
+                for e in events {
+                    let Some(kv) = e.kv else { continue };
+                    if e.r#type == EventType::Delete as i32 {
+                        remove(&mut s, &kv.key);
+                    } else {
+                        put(&mut s, kv);
                     }
                 }
             }
-            s.heard = Some(Instant::now());
         }
-        self.changes.send_modify(|n| *n += 1);
+        s.heard = Some(Instant::now());
     }
 
     /// The etcd client the view watches with.
@@ -123,30 +117,6 @@ impl ClusterView {
     /// Whether the first listing arrived.
     pub fn synced(&self) -> bool {
         self.state.read().expect("not poisoned").synced
-    }
-
-    /// Wait up to `within` for the first listing; whether it arrived.
-    pub async fn wait_synced(&self, within: Duration) -> bool {
-        let mut rx = self.changes.subscribe();
-        let until = tokio::time::Instant::now() + within;
-        while !self.synced() {
-            if tokio::time::timeout_at(until, rx.changed()).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Wait up to `within` for `ok` to hold of the view; whether it did.
-    pub async fn wait_for(&self, within: Duration, ok: impl Fn(&ClusterView) -> bool) -> bool {
-        let mut rx = self.changes.subscribe();
-        let until = tokio::time::Instant::now() + within;
-        while !ok(self) {
-            if tokio::time::timeout_at(until, rx.changed()).await.is_err() {
-                return ok(self);
-            }
-        }
-        true
     }
 
     /// How long since etcd last answered the watch (`None` before the first listing).
@@ -175,7 +145,7 @@ impl ClusterView {
     }
 
     /// `collection`'s shard map, if it has one.
-    pub fn map(&self, collection: &str) -> Option<Versioned<ShardMap>> {
+    pub fn map(&self, collection: &str) -> Option<Arc<Versioned<ShardMap>>> {
         self.state
             .read()
             .expect("not poisoned")
@@ -185,7 +155,7 @@ impl ClusterView {
     }
 
     /// Every shard map, by collection name.
-    pub fn maps(&self) -> Vec<Versioned<ShardMap>> {
+    pub fn maps(&self) -> Vec<Arc<Versioned<ShardMap>>> {
         let s = self.state.read().expect("not poisoned");
         s.maps.values().cloned().collect()
     }
@@ -195,8 +165,8 @@ impl ClusterView {
     pub async fn refresh_map(
         &self,
         collection: &str,
-    ) -> Result<Option<Versioned<ShardMap>>, EtcdError> {
-        let fresh = shardmap::load(&self.etcd, collection).await?;
+    ) -> Result<Option<Arc<Versioned<ShardMap>>>, EtcdError> {
+        let fresh = shardmap::load(&self.etcd, collection).await?.map(Arc::new);
         let mut s = self.state.write().expect("not poisoned");
         match &fresh {
             Some(m) => {
@@ -236,10 +206,10 @@ fn put(s: &mut State, kv: KeyValue) {
                 if !older {
                     s.maps.insert(
                         name.to_string(),
-                        Versioned {
+                        Arc::new(Versioned {
                             value: m,
                             revision: kv.mod_revision,
-                        },
+                        }),
                     );
                 }
             }

@@ -18,8 +18,6 @@ use akidb_cluster::membership::{LeaseState, Membership};
 use akidb_cluster::route::stale;
 use akidb_cluster::view::ClusterView;
 use akidb_proto::limits;
-use akidb_proto::v1 as pb;
-use prost::Message;
 use std::sync::{Arc, Mutex};
 use tonic::Status;
 
@@ -106,7 +104,7 @@ impl ShardGate {
             )));
         }
         if self.engine.slot(name).is_err() {
-            let mut spec = pb::CreateCollectionRequest::decode(&*map.value.spec).map_err(|e| {
+            let mut spec = map.value.spec().map_err(|e| {
                 Status::internal(format!(
                     "the shard map of `{collection}` holds no readable collection spec: {e}"
                 ))
