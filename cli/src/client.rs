@@ -93,6 +93,10 @@ pub enum CollectionCmd {
         /// --storage-nodes N`); one storage node takes 1.
         #[arg(long, default_value_t = 1)]
         shards: u32,
+        /// Copies of each shard on different storage nodes (1 to 5): an owner and followers
+        /// that take over when it is lost. One storage node takes 1.
+        #[arg(long, default_value_t = 1)]
+        replication: u32,
     },
     /// List collections.
     List,
@@ -140,7 +144,7 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
             Ok(_) => "NONE",
             Err(_) => "?",
         },
-        "on_disk": c.on_disk, "shards": c.shards,
+        "on_disk": c.on_disk, "shards": c.shards, "replication": c.replication,
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
     })
@@ -197,6 +201,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             quantization,
             on_disk,
             shards,
+            replication,
         } => {
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
@@ -210,6 +215,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     quantization: quantization_of(&quantization) as i32,
                     on_disk,
                     shards,
+                    replication,
                 }))
                 .await?
                 .into_inner();

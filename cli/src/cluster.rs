@@ -8,7 +8,8 @@ use std::time::Duration;
 #[derive(clap::Subcommand)]
 pub enum ClusterCmd {
     /// Nodes (with their lease's time left) and every collection's shards: owner,
-    /// followers, epoch.
+    /// followers, epoch, and each copy's applied log sequence (a follower's lag is the
+    /// owner's minus its own).
     Status {
         /// etcd endpoints (`http://host:port`, comma-separated).
         #[arg(long = "etcd", env = "AKIDB_ETCD")]
@@ -32,6 +33,22 @@ async fn status(g: &Global, endpoints: &str) -> anyhow::Result<()> {
         rows.push((n, lease, left));
     }
     let maps = shardmap::load_all(&etcd).await?;
+    // Each node's applied sequences, `"<map id>/<shard>"` → sequence.
+    let (kvs, _) = etcd.list(akidb_cluster::keys::APPLIED).await?;
+    let applied: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> = kvs
+        .into_iter()
+        .filter_map(|kv| {
+            let node =
+                String::from_utf8_lossy(&kv.key[akidb_cluster::keys::APPLIED.len()..]).into_owned();
+            Some((node, serde_json::from_slice(&kv.value).ok()?))
+        })
+        .collect();
+    let seq = |node: &str, map: &shardmap::ShardMap, shard: u32| -> Option<u64> {
+        applied
+            .get(node)?
+            .get(&format!("{}/{shard}", map.id))
+            .copied()
+    };
     emit(
         g,
         json!({
@@ -45,6 +62,7 @@ async fn status(g: &Global, endpoints: &str) -> anyhow::Result<()> {
                 "revision": m.revision,
                 "shards": m.value.shards.iter().map(|s| json!({
                     "shard": s.id, "owner": s.owner, "followers": s.followers, "epoch": s.epoch,
+                    "applied": s.owner.iter().chain(&s.followers).map(|n| (n.clone(), seq(n, &m.value, s.id))).collect::<std::collections::BTreeMap<_, _>>(),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }),
@@ -60,11 +78,23 @@ async fn status(g: &Global, endpoints: &str) -> anyhow::Result<()> {
             }
             for m in &maps {
                 for s in &m.value.shards {
+                    let at =
+                        |n: &str| seq(n, &m.value, s.id).map_or("?".to_string(), |q| q.to_string());
                     t.add_row(vec![
                         format!("{}/{}", m.value.collection, s.id),
-                        format!("owner {}", s.owner.as_deref().unwrap_or("NONE")),
+                        match &s.owner {
+                            Some(o) => format!("owner {o} @{}", at(o)),
+                            None => "owner NONE".into(),
+                        },
                         format!("epoch {}", s.epoch),
-                        format!("followers {}", s.followers.join(",")),
+                        format!(
+                            "followers {}",
+                            s.followers
+                                .iter()
+                                .map(|f| format!("{f} @{}", at(f)))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
                     ]);
                 }
             }

@@ -231,6 +231,12 @@ impl Plan {
                     }
                 };
                 cluster_args = vec!["--etcd".into(), etcd_url.clone()];
+                // The nodes share one object store: their shards' logs are there (unless
+                // the storage flags name one, S3 or a directory).
+                let own_store = storage_extra
+                    .iter()
+                    .any(|a| a.starts_with("--s3-endpoint") || a.starts_with("--object-dir"));
+                let shared = self.data_dir.join("objects").display().to_string();
                 for i in 0..c.nodes {
                     let id = format!("storage-{i}");
                     let sp = p.storage_node(i);
@@ -241,6 +247,9 @@ impl Plan {
                         "--node-id".into(),
                         id.clone(),
                     ];
+                    if !own_store {
+                        extra.extend(["--object-dir".to_string(), shared.clone()]);
+                    }
                     extra.extend(storage_extra.iter().cloned());
                     svcs.push(Svc::new(
                         "storage",

@@ -31,6 +31,9 @@ fn node_with_metrics(etcd: &str, id: &str, dir: &std::path::Path, ttl: u64) -> (
         id.to_string(),
         "--lease-ttl-secs".into(),
         ttl.to_string(),
+        // The nodes of a cluster share one object store (their shards' logs are there).
+        "--object-dir".into(),
+        dir.join("objects").display().to_string(),
     ];
     (
         Proc::start("storage", args, dir.join(format!("{id}.log"))),
@@ -251,6 +254,47 @@ fn cluster_flags_that_do_not_fit_are_refused() {
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// A node whose object store is not the one the cluster's nodes share refuses to start, saying
+/// why: the shards' logs are in the shared store, and a node with its own would take writes
+/// no other node sees.
+#[tokio::test]
+async fn a_node_with_an_object_store_of_its_own_refuses_to_start() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a_addr) = node(&etcd.url, "a", dir.path(), 3);
+    wait_serving(&a_addr, Duration::from_secs(60)).await;
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "storage",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--etcd",
+            &etcd.url,
+            "--node-id",
+            "b",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("b"))
+        .arg("--object-dir")
+        .arg(dir.path().join("b-objects"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {err}");
+    assert!(
+        err.contains("is not the one the cluster's nodes share"),
+        "{err}"
+    );
+    // The cluster still has one node.
+    let ids: Vec<String> = status(&etcd.url).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["a"]);
 }
 
 /// `GetTargets` of the aggregator: (service, instance, up) of every target.

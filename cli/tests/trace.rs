@@ -799,7 +799,15 @@ async fn a_fanned_out_search_is_one_trace_with_a_span_per_shard() {
         let data = dir.path().join(id).display().to_string();
         let (p, addr) = serve(
             "storage",
-            vec!["--data-dir".into(), data, "--node-id".into(), id.into()],
+            vec![
+                "--data-dir".into(),
+                data,
+                "--node-id".into(),
+                id.into(),
+                // A cluster's nodes share one object store.
+                "--object-dir".into(),
+                dir.path().join("objects").display().to_string(),
+            ],
         );
         wait_serving(&addr, Duration::from_secs(60)).await;
         procs.push(p);

@@ -4,11 +4,26 @@
 //! |---|---|---|
 //! | `/akidb/nodes/<node id>` | [`crate::membership::NodeInfo`] (JSON) | bound to the node's lease |
 //! | `/akidb/shardmaps/<collection>` | [`crate::shardmap::ShardMap`] (JSON: shards and the collection's spec) | created and changed only by compare-and-swap on its revision |
+//! | `/akidb/applied/<node id>` | the node's applied log sequence of each shard copy it holds (JSON: `"<map id>/<shard>"` → sequence), written at most once a second when it changed | bound to the node's lease |
+//! | `/akidb/store` | the id of the object store every node must share (the store holds it too, at `cluster/store-id`) | set once by the first node |
+//! | `/akidb/controller` | the id of the node that runs the controller | bound to that node's lease: a new one is elected when it goes |
 
 /// Registered nodes.
 pub const NODES: &str = "/akidb/nodes/";
 /// Shard maps, one per collection.
 pub const SHARD_MAPS: &str = "/akidb/shardmaps/";
+
+/// Applied log sequences, one key per node.
+pub const APPLIED: &str = "/akidb/applied/";
+/// The id of the object store the cluster's nodes share (also in the store, `cluster/store-id`).
+pub const STORE: &str = "/akidb/store";
+/// The elected controller.
+pub const CONTROLLER: &str = "/akidb/controller";
+
+/// The key of node `id`'s applied sequences.
+pub fn applied(id: &str) -> String {
+    format!("{APPLIED}{id}")
+}
 
 /// The key of node `id`.
 pub fn node(id: &str) -> String {

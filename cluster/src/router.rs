@@ -49,6 +49,16 @@ pub struct Router {
 /// when it could not be routed).
 type ShardAnswer<T> = (u32, Result<T, Status>, Option<Target>);
 
+/// Which copy of a shard a call may go to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    /// The owner: writes.
+    Owner,
+    /// The owner, or a registered follower when the owner is not registered (down, or its
+    /// lease expired before the controller replaced it): reads.
+    Any,
+}
+
 /// Where one shard's call goes.
 #[derive(Clone)]
 struct Target {
@@ -112,19 +122,37 @@ impl Router {
             .ok_or_else(|| Status::not_found(format!("collection `{collection}` does not exist")))
     }
 
-    fn target(&self, map: &ShardMap, shard: u32, timeout: Duration) -> Result<Target, Status> {
+    fn target(
+        &self,
+        map: &ShardMap,
+        shard: u32,
+        timeout: Duration,
+        to: Copy,
+    ) -> Result<Target, Status> {
         let s = map.shard(shard).ok_or_else(|| {
             Status::internal(format!(
                 "shard {shard} of `{}` is missing from its map",
                 map.collection
             ))
         })?;
-        let owner = s.owner.as_deref().ok_or_else(|| {
-            Status::unavailable(format!(
-                "shard {shard} of `{}` has no owner: its node is gone and no replica took it over",
-                map.collection
-            ))
-        })?;
+        let owner = s
+            .owner
+            .as_deref()
+            .filter(|o| to == Copy::Owner || self.view.node(o).is_some() || s.followers.is_empty());
+        let owner = match owner {
+            Some(o) => o,
+            None => s
+                .followers
+                .iter()
+                .find(|f| to == Copy::Any && self.view.node(f).is_some())
+                .map(String::as_str)
+                .ok_or_else(|| {
+                    Status::unavailable(format!(
+                        "shard {shard} of `{}` has no owner and no registered follower: its nodes are gone and none took it over yet",
+                        map.collection
+                    ))
+                })?,
+        };
         let mut link = self.link(owner)?;
         link.timeout = link.timeout.min(timeout);
         Ok(Target {
@@ -141,6 +169,7 @@ impl Router {
         map: &ShardMap,
         shard: u32,
         timeout: Duration,
+        to: Copy,
         call: F,
     ) -> (Result<T, Status>, Option<Target>)
     where
@@ -148,7 +177,7 @@ impl Router {
         Fut: Future<Output = Result<T, Status>>,
     {
         let collection = map.collection.as_str();
-        let t = match self.target(map, shard, timeout) {
+        let t = match self.target(map, shard, timeout, to) {
             Ok(t) => t,
             Err(e) => return (Err(e), None),
         };
@@ -166,7 +195,7 @@ impl Router {
                     }
                     Err(e) => return (Err(etcd_unavailable(e)), Some(t)),
                 };
-                match self.target(&fresh.value, shard, timeout) {
+                match self.target(&fresh.value, shard, timeout, to) {
                     Ok(t2) => (call(t2.clone()).await, Some(t2)),
                     Err(e) => (Err(e), Some(t)),
                 }
@@ -181,6 +210,7 @@ impl Router {
         map: &ShardMap,
         shards: Vec<(u32, M)>,
         timeout: Duration,
+        to: Copy,
         call: F,
     ) -> Vec<ShardAnswer<T>>
     where
@@ -201,7 +231,7 @@ impl Router {
             );
             async move {
                 let (r, t) = self
-                    .on_shard(map, shard, timeout, |t: Target| {
+                    .on_shard(map, shard, timeout, to, |t: Target| {
                         let call = call.clone();
                         let msg = msg.clone();
                         async move {
@@ -279,7 +309,8 @@ impl Router {
             ));
         }
         let shards = req.shards.max(1);
-        let mut map = ShardMap::place(&req.name, shards, 1, &nodes);
+        let replication = req.replication.max(1);
+        let mut map = ShardMap::place(&req.name, shards, replication, &nodes);
         map.spec = req.encode_to_vec();
         match shardmap::swap(self.view.etcd(), &map, 0)
             .await
@@ -293,7 +324,7 @@ impl Router {
                 )));
             }
         }
-        tracing::info!(collection = %req.name, shards, "shard map written");
+        tracing::info!(collection = %req.name, shards, replication, "shard map written");
         self.view
             .refresh_map(&req.name)
             .await
@@ -315,6 +346,7 @@ impl Router {
                     name: shard_name(name, s),
                 }),
                 self.timeout(caller),
+                Copy::Any,
                 |l: Link, r| async move { l.storage().get_collection(r).await },
             )
             .await;
@@ -338,6 +370,7 @@ impl Router {
         let mut info = info.unwrap_or_default();
         info.name = name.to_string();
         info.shards = map.value.shards.len() as u32;
+        info.replication = map.value.replication;
         Ok(info)
     }
 
@@ -449,9 +482,13 @@ impl Router {
             })
             .collect();
         let results = self
-            .each(&map.value, msgs, self.timeout, |l: Link, r| async move {
-                l.storage().upsert(r).await.map(|r| r.into_inner())
-            })
+            .each(
+                &map.value,
+                msgs,
+                self.timeout,
+                Copy::Owner,
+                |l: Link, r| async move { l.storage().upsert(r).await.map(|r| r.into_inner()) },
+            )
             .await;
         combine("upsert", &c, results, |a, b| {
             a.upserted += b.upserted;
@@ -495,6 +532,7 @@ impl Router {
                 &map.value,
                 parts.into_iter().collect(),
                 self.timeout,
+                Copy::Owner,
                 |l: Link, r| async move { l.storage().delete(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -517,9 +555,13 @@ impl Router {
             wait_indexed: req.wait_indexed,
         });
         let results = self
-            .each(&map.value, msgs, caller, |l: Link, r| async move {
-                l.storage().flush(r).await.map(|r| r.into_inner())
-            })
+            .each(
+                &map.value,
+                msgs,
+                caller,
+                Copy::Owner,
+                |l: Link, r| async move { l.storage().flush(r).await.map(|r| r.into_inner()) },
+            )
             .await;
         combine("flush", &c, results, |a, b| {
             a.sealed_points += b.sealed_points;
@@ -551,6 +593,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
+                Copy::Any,
                 |l: Link, r| async move { l.storage().search(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -588,7 +631,7 @@ impl Router {
                 .collect(),
         });
         let results = self
-            .each(&map.value, msgs, self.timeout(caller), |l: Link, r| async move {
+            .each(&map.value, msgs, self.timeout(caller), Copy::Any, |l: Link, r| async move {
                 l.storage().search_batch(r).await.map(|r| r.into_inner())
             })
             .await;
@@ -649,6 +692,7 @@ impl Router {
                             node: t.node,
                             epoch: t.epoch,
                             version: st.collection_version,
+                            log_sequence: st.log_sequence,
                         });
                     }
                 }
@@ -710,6 +754,7 @@ impl Router {
                 &map.value,
                 parts.into_iter().collect(),
                 self.timeout(caller),
+                Copy::Any,
                 |l: Link, r| async move { l.storage().get(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -750,6 +795,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
+                Copy::Any,
                 |l: Link, r| async move { l.storage().count(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -784,6 +830,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
+                Copy::Any,
                 |l: Link, r| async move { l.storage().scroll(r).await.map(|r| r.into_inner()) },
             )
             .await;

@@ -29,6 +29,10 @@ pub struct Shard {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMap {
     pub collection: String,
+    /// Unique to this incarnation of the collection (a collection deleted and created again
+    /// gets a new one): names its shard logs in the object store and the nodes' copies.
+    #[serde(default)]
+    pub id: String,
     /// Copies of each shard wanted (owner + followers).
     pub replication: u32,
     pub shards: Vec<Shard>,
@@ -55,6 +59,21 @@ pub struct Takeover {
     pub epoch: u64,
 }
 
+/// What [`ShardMap::repair`] did to one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// Followers that are gone were dropped.
+    Dropped { shard: u32 },
+    /// A shard without an owner was given one.
+    Owner {
+        shard: u32,
+        node: String,
+        epoch: u64,
+    },
+    /// A follower was added.
+    Follower { shard: u32, node: String },
+}
+
 impl ShardMap {
     /// A new map: `shards` shards, each placed on `replication` of `nodes` by rendezvous
     /// hashing (fewer when there are fewer nodes), epoch 1.
@@ -75,6 +94,7 @@ impl ShardMap {
             .collect();
         ShardMap {
             collection: collection.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
             replication,
             shards,
             spec: Vec::new(),
@@ -124,12 +144,54 @@ impl ShardMap {
         changes
     }
 
-    /// The shard `id`.
+    /// Bring every shard back to its copies over the `live` nodes: followers that are not live
+    /// are dropped; a shard without an owner gets one (any live node can take a shard: its log
+    /// is in the object store; epoch raised); followers are added, by rendezvous order, until
+    /// the shard has `replication` copies or every live node holds one. What changed.
+    pub fn repair(&mut self, live: &BTreeSet<String>) -> Vec<Repair> {
+        let nodes: Vec<String> = live.iter().cloned().collect();
+        let mut changes = Vec::new();
+        for s in &mut self.shards {
+            let before = s.followers.len();
+            s.followers.retain(|f| live.contains(f));
+            if s.followers.len() != before {
+                changes.push(Repair::Dropped { shard: s.id });
+            }
+            let order = rendezvous(&shard_name(&self.collection, s.id), &nodes, nodes.len());
+            if s.owner.is_none()
+                && let Some(n) = order.first()
+            {
+                s.owner = Some(n.to_string());
+                s.followers.retain(|f| f != n);
+                s.epoch += 1;
+                changes.push(Repair::Owner {
+                    shard: s.id,
+                    node: n.to_string(),
+                    epoch: s.epoch,
+                });
+            }
+            for n in order {
+                if 1 + s.followers.len() >= self.replication as usize {
+                    break;
+                }
+                if s.owner.as_deref() != Some(n) && !s.followers.iter().any(|f| f == n) {
+                    s.followers.push(n.to_string());
+                    changes.push(Repair::Follower {
+                        shard: s.id,
+                        node: n.to_string(),
+                    });
+                }
+            }
+        }
+        changes
+    }
+
     /// The collection's spec, decoded.
     pub fn spec(&self) -> Result<akidb_proto::v1::CreateCollectionRequest, prost::DecodeError> {
         prost::Message::decode(&*self.spec)
     }
 
+    /// The shard `id`.
     pub fn shard(&self, id: u32) -> Option<&Shard> {
         self.shards.get(id as usize).filter(|s| s.id == id)
     }
@@ -252,6 +314,7 @@ mod tests {
                 },
             ],
             spec: vec![],
+            id: "m".into(),
         };
         let live: BTreeSet<String> = ["b", "c"].iter().map(|s| s.to_string()).collect();
         let applied: BTreeMap<(u32, String), u64> =
@@ -285,5 +348,38 @@ mod tests {
         assert_eq!(m.shards[1].epoch, 2);
         // Nothing to do twice.
         assert!(m.fail_over(&live, &applied).is_empty());
+
+        // Repair: shard 1's dead follower `a` goes, shard 2 (no owner) gets one at a new epoch,
+        // and every shard is filled up to the copies that the live nodes allow.
+        let changes = m.repair(&live);
+        assert!(
+            changes.contains(&Repair::Dropped { shard: 1 }),
+            "{changes:?}"
+        );
+        let s2 = &m.shards[2];
+        assert!(s2.owner.is_some());
+        assert_eq!(s2.epoch, 9);
+        for s in &m.shards {
+            let mut held: Vec<&String> = s.owner.iter().chain(&s.followers).collect();
+            assert_eq!(held.len(), 2, "two live nodes, replication 3: {s:?}");
+            held.sort();
+            held.dedup();
+            assert_eq!(held.len(), 2, "no node twice: {s:?}");
+            assert!(held.iter().all(|n| live.contains(*n)));
+        }
+        assert!(m.repair(&live).is_empty(), "nothing to do twice");
+        // A node comes back: it becomes a follower where copies are missing.
+        let live3: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let changes = m.repair(&live3);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(
+            m.shards
+                .iter()
+                .all(|s| s.followers.contains(&"a".to_string()))
+        );
+        assert!(
+            m.shards.iter().all(|s| s.epoch == [5, 2, 9][s.id as usize]),
+            "owners stay"
+        );
     }
 }

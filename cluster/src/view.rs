@@ -22,6 +22,8 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
     /// Shared, not copied, with every call routed by them.
     maps: BTreeMap<String, Arc<Versioned<ShardMap>>>,
+    /// Each node's applied log sequence of each shard copy it holds (`"<map id>/<shard>"`).
+    applied: BTreeMap<String, BTreeMap<String, u64>>,
     /// Whether the first listing arrived.
     synced: bool,
     /// When etcd last answered the watch (a listing, events, or a progress notice).
@@ -90,6 +92,7 @@ impl ClusterView {
             WatchUpdate::Listed { kvs, .. } => {
                 s.nodes.clear();
                 s.maps.clear();
+                s.applied.clear();
                 for kv in kvs {
                     put(&mut s, kv);
                 }
@@ -160,6 +163,21 @@ impl ClusterView {
         s.maps.values().cloned().collect()
     }
 
+    /// The applied log sequence of every copy of `map`'s shards, by `(shard, node)`, as the
+    /// nodes last published them (at most a second old).
+    pub fn applied(&self, map: &ShardMap) -> BTreeMap<(u32, String), u64> {
+        let s = self.state.read().expect("not poisoned");
+        let mut out = BTreeMap::new();
+        for (node, seqs) in &s.applied {
+            for sh in &map.shards {
+                if let Some(seq) = seqs.get(&format!("{}/{}", map.id, sh.id)) {
+                    out.insert((sh.id, node.clone()), *seq);
+                }
+            }
+        }
+        out
+    }
+
     /// `collection`'s shard map read from etcd now (not the watch), kept in the view when it is
     /// newer than the one held.
     pub async fn refresh_map(
@@ -215,6 +233,13 @@ fn put(s: &mut State, kv: KeyValue) {
             }
             Err(e) => tracing::warn!(key, error = %e, "unreadable shard map; ignored"),
         }
+    } else if let Some(node) = key.strip_prefix(keys::APPLIED) {
+        match serde_json::from_slice(&kv.value) {
+            Ok(a) => {
+                s.applied.insert(node.to_string(), a);
+            }
+            Err(e) => tracing::warn!(key, error = %e, "unreadable applied sequences; ignored"),
+        }
     }
 }
 
@@ -224,5 +249,7 @@ fn remove(s: &mut State, key: &[u8]) {
         s.nodes.remove(id);
     } else if let Some(name) = key.strip_prefix(keys::SHARD_MAPS) {
         s.maps.remove(name);
+    } else if let Some(node) = key.strip_prefix(keys::APPLIED) {
+        s.applied.remove(node);
     }
 }

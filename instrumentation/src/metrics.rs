@@ -111,6 +111,11 @@ pub struct Metrics {
     pub cluster_lease_losses: IntCounter,
     pub cluster_etcd_reachable: IntGauge,
     pub cluster_shard_calls_failed: IntCounterVec,
+    pub cluster_controller: IntGauge,
+    pub cluster_shards_without_owner: IntGauge,
+    pub cluster_follower_lag: IntGauge,
+    pub cluster_map_changes: IntCounterVec,
+    pub shard_log_appends: IntCounterVec,
 
     // query
     pub cache_requests: IntCounterVec,
@@ -458,6 +463,28 @@ impl Metrics {
                 "Calls to a shard (query and ingest with --etcd) that failed, by gRPC code.",
                 &["code"],
             ),
+            cluster_controller: g(
+                "akidb_cluster_controller",
+                "1 while this node is the cluster's elected controller (it repairs the shard maps), 0 while not.",
+            ),
+            cluster_shards_without_owner: g(
+                "akidb_cluster_shards_without_owner",
+                "Shards with no owner (no live node could take them), as the controller last saw them; exported by the controller only.",
+            ),
+            cluster_follower_lag: g(
+                "akidb_cluster_follower_lag_entries",
+                "The largest number of log entries any follower is behind its shard's owner, as the controller last saw it (published sequences, up to a second old); exported by the controller only.",
+            ),
+            cluster_map_changes: cv(
+                "akidb_cluster_map_changes_total",
+                "Shard map changes the controller made, by kind: failover (a follower took over), owner (an ownerless shard got one), follower (a copy was added), dropped (gone followers removed).",
+                &["kind"],
+            ),
+            shard_log_appends: cv(
+                "akidb_shard_log_appends_total",
+                "Entries this node put to its shards' logs in the object store, by outcome: written, fenced (a newer owner took the shard), error (the store failed).",
+                &["outcome"],
+            ),
             search_partial: c(
                 "akidb_search_partial_total",
                 "Searches answered without some shards (their nodes did not answer in time).",
@@ -582,6 +609,11 @@ impl Metrics {
                     m.cluster_lease_held,
                     m.cluster_lease_losses,
                     m.cluster_etcd_reachable,
+                    m.cluster_controller,
+                    m.cluster_shards_without_owner,
+                    m.cluster_follower_lag,
+                    m.cluster_map_changes,
+                    m.shard_log_appends,
                 );
                 // 0 until a build runs, so that progress can be read from the start.
                 for work in ["segment", "merge"] {

@@ -25,6 +25,8 @@ pub const SCROLL_LIMIT: RangeInclusive<u64> = 1..=10_000;
 pub const DEFAULT_SCROLL_LIMIT: usize = 100;
 /// Shards one collection may have.
 pub const SHARDS: RangeInclusive<u64> = 1..=1_024;
+/// Copies of each shard of a cluster's collection.
+pub const REPLICATION: RangeInclusive<u64> = 1..=5;
 /// Deepest nesting of filters, so that a hostile filter cannot exhaust the stack.
 pub const MAX_FILTER_DEPTH: usize = 16;
 /// Most conditions in one filter, nested ones included, so that a hostile filter cannot make

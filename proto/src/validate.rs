@@ -133,6 +133,9 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
     if req.shards != 0 {
         in_range("shards", &limits::SHARDS, req.shards.into())?;
     }
+    if req.replication != 0 {
+        in_range("replication", &limits::REPLICATION, req.replication.into())?;
+    }
     match pb::Metric::try_from(req.metric) {
         Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}
         _ => {

@@ -110,6 +110,9 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
     if r.shards > 1 {
         return Err(FieldProblem::ShardsNeedCluster(r.shards).into());
     }
+    if r.replication > 1 {
+        return Err(FieldProblem::ReplicationNeedsCluster(r.replication).into());
+    }
     Ok(CollectionSpec {
         name: r.name.clone(),
         dimension: r.dimension,
@@ -142,6 +145,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         quantization: quantization_to_pb(s.spec.quantization) as i32,
         on_disk: s.spec.on_disk,
         shards: 1,
+        replication: 1,
     }
 }
 

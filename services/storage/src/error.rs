@@ -210,6 +210,10 @@ pub enum FieldProblem {
         "a collection of {0} shards needs several storage nodes: start query and ingest with --etcd (akidb up --storage-nodes N), or create it with shards 1"
     )]
     ShardsNeedCluster(u32),
+    #[error(
+        "{0} copies of each shard need several storage nodes: start query and ingest with --etcd (akidb up --storage-nodes N), or create it with replication 1"
+    )]
+    ReplicationNeedsCluster(u32),
 }
 
 /// The WAL cannot take writes now.

@@ -4,7 +4,8 @@
 //!
 //! - [`service`]: the process: gRPC and the HTTP port through the service lifecycle,
 //!   recovery at start, WAL flush at stop. [`config`]: its flags. [`shards`]: on a node of a
-//!   cluster, which calls routed to its shards it serves.
+//!   cluster, which calls routed to its shards it serves, and the copies it keeps in step;
+//!   [`shardlog`]: each shard's log in the object store (what its owner acknowledged).
 //! - [`server`], [`admin`]: the gRPC handlers (`StorageService`, `AdminService`), thin:
 //!   [`convert`] turns protos into domain types and back, [`validate`] checks every input,
 //!   and the work runs on the blocking pool. [`error`]: the typed error and its one mapping
@@ -53,6 +54,7 @@ pub mod quantize;
 pub mod segment;
 pub mod server;
 pub mod service;
+pub mod shardlog;
 pub mod shards;
 pub mod snapshot;
 pub mod store;

@@ -10,6 +10,7 @@ use crate::store::{CollectionStore, Include, ScrollParams};
 use crate::validate;
 use akidb_instrumentation::metrics;
 use akidb_proto::v1 as pb;
+use akidb_proto::v1::shard_log_entry::Op;
 use akidb_proto::v1::storage_service_server::StorageService;
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,6 +119,7 @@ fn search_in(
             collection_epoch: info.epoch,
             ef: info.ef as u32,
             rescored: info.rescored as u32,
+            log_sequence: 0,
         }),
         ..Default::default()
     })
@@ -201,23 +203,19 @@ impl StorageApi {
     }
 
     /// A call routed to a shard (it carries the shard's epoch) runs only if this node's gate
-    /// admits it; a call not routed runs as asked.
-    async fn admit<T>(&self, req: &Request<T>, name: &str, write: bool) -> Result<(), Status> {
+    /// admits it (`Some`: this node's copy, at the call's epoch); a call not routed runs as
+    /// asked (`None`).
+    async fn admit<T>(
+        &self,
+        req: &Request<T>,
+        name: &str,
+        write: bool,
+    ) -> Result<Option<(Arc<crate::shards::ShardGate>, crate::shards::Admitted)>, Status> {
         match (akidb_cluster::route::epoch_of(req), &self.gate) {
-            (None, _) => Ok(()),
+            (None, _) => Ok(None),
             (Some(epoch), Some(gate)) => {
-                let Some(spec) = gate.admit(name, epoch, write).await? else {
-                    return Ok(());
-                };
-                match with_engine(&self.engine, move |e| e.create(spec)).await {
-                    Ok(_) => {
-                        tracing::info!(shard = name, epoch, "created this node's copy of a shard")
-                    }
-                    // Created by a call that came at the same time.
-                    Err(StorageError::CollectionExists(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                Ok(())
+                let admitted = gate.admit(name, epoch, write).await?;
+                Ok(Some((gate.clone(), admitted)))
             }
             (Some(_), None) => Err(Status::failed_precondition(
                 "this storage node is not part of a cluster (started without --etcd), but the call was routed to a shard",
@@ -273,6 +271,9 @@ impl StorageService for StorageApi {
         let engine = self.engine.clone();
         let n = name.clone();
         blocking(move || engine.delete(&n)).await?;
+        if let Some(gate) = &self.gate {
+            gate.logs.forget(&name);
+        }
         metrics().forget_collection(&name);
         tracing::info!(collection = %name, "collection deleted");
         Ok(Response::new(pb::DeleteCollectionResponse {}))
@@ -283,8 +284,23 @@ impl StorageService for StorageApi {
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
         let start = Instant::now();
-        self.admit(&req, &req.get_ref().collection, true).await?;
+        let routed = self.admit(&req, &req.get_ref().collection, true).await?;
         let req = req.into_inner();
+        if let Some((gate, admitted)) = routed {
+            // A shard of a cluster: through its log in the object store.
+            let name = req.collection.clone();
+            let n = req.points.len() as u64;
+            let applied = gate.write(&admitted, &name, Op::Upsert(req)).await?;
+            let coll = self.collection(&name).await?;
+            let stats = coll.stats();
+            tier_duration(true, stats.tier).observe(start.elapsed().as_secs_f64());
+            metrics().upserted_points.inc_by(n);
+            metrics().set_collection_points(&name, stats.point_count);
+            return Ok(Response::new(pb::UpsertResponse {
+                upserted: n,
+                sequence: applied.log_sequence,
+            }));
+        }
         let coll = self.collection(&req.collection).await?;
         let points = req
             .points
@@ -310,8 +326,19 @@ impl StorageService for StorageApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.admit(&req, &req.get_ref().collection, true).await?;
+        let routed = self.admit(&req, &req.get_ref().collection, true).await?;
         let req = req.into_inner();
+        if let Some((gate, admitted)) = routed {
+            let name = req.collection.clone();
+            let applied = gate.write(&admitted, &name, Op::Delete(req)).await?;
+            let coll = self.collection(&name).await?;
+            metrics().deleted_points.inc_by(applied.points);
+            metrics().set_collection_points(&name, coll.stats().point_count);
+            return Ok(Response::new(pb::DeleteResponse {
+                deleted: applied.points,
+                sequence: applied.log_sequence,
+            }));
+        }
         let coll = self.collection(&req.collection).await?;
         let keys = keys_from_pb(&req.ids)?;
         let filter = filter_from_pb(req.filter.as_ref())?;
@@ -353,7 +380,8 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let start = Instant::now();
         let if_version = parse_if_version(&req);
-        self.admit(&req, &req.get_ref().collection, false).await?;
+        let routed = self.admit(&req, &req.get_ref().collection, false).await?;
+        let log_sequence = routed.map_or(0, |(_, a)| a.shard.applied());
         let req = req.into_inner();
         let access = self.access(&req.collection).await?;
         let (coll, served, loaded) = (access.collection, access.served, access.loaded);
@@ -377,11 +405,14 @@ impl StorageService for StorageApi {
             return Ok(r);
         }
         let stats = coll.stats();
-        let res = if cheap(&stats, &req) {
+        let mut res = if cheap(&stats, &req) {
             search_in(&*coll, &stats, req, start, served, loaded)?
         } else {
             blocking(move || search_in(&*coll, &stats, req, start, served, loaded)).await?
         };
+        if let Some(st) = res.stats.as_mut() {
+            st.log_sequence = log_sequence;
+        }
         Ok(Response::new(res))
     }
 

@@ -32,10 +32,12 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     let engine = Engine::new(config.engine_options());
     let objects = ObjectLayer::start(&config.objects, &config.data_dir).await?;
     tracing::info!(store = %objects.store.describe(), remote = objects.is_remote(), "object layer started");
-    engine.set_objects(SnapshotStore::new(
-        &objects,
-        tokio::runtime::Handle::current(),
-    ));
+    let snapshots = SnapshotStore::new(&objects, tokio::runtime::Handle::current());
+    // Nodes of a cluster share one object store: each keeps its snapshot copies apart.
+    engine.set_objects(match &cluster {
+        Some(c) => snapshots.for_node(&c.node_id),
+        None => snapshots,
+    });
     let objects = Arc::new(objects);
     // A node of a cluster follows the shard maps in etcd from the start: it admits the calls
     // routed to its shards (after recovery: until then the service answers NOT_SERVING).
@@ -43,14 +45,30 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     // The node's membership: taken once recovery is done (a member is one that can serve),
     // given back (its lease revoked) when the node stops.
     let membership: Arc<std::sync::Mutex<Option<Membership>>> = Default::default();
-    let gate = cluster.as_ref().map(|c| {
-        Arc::new(crate::shards::ShardGate {
-            view: akidb_cluster::view::ClusterView::start(c.etcd.clone(), stop_watching.clone()),
-            node: c.node_id.clone(),
-            engine: engine.clone(),
-            membership: membership.clone(),
-        })
-    });
+    let gate = match cluster.as_ref() {
+        None => None,
+        Some(c) => {
+            let store: Arc<dyn crate::objstore::ObjectStore> = objects.store.clone();
+            crate::shards::check_shared_store(&*store, &c.etcd).await?;
+            let logs = crate::shardlog::ShardLogs::open(
+                store,
+                engine.clone(),
+                &config.data_dir,
+                &c.node_id,
+            )?;
+            Some(Arc::new(crate::shards::ShardGate {
+                view: akidb_cluster::view::ClusterView::start(
+                    c.etcd.clone(),
+                    stop_watching.clone(),
+                ),
+                node: c.node_id.clone(),
+                engine: engine.clone(),
+                membership: membership.clone(),
+                logs: Arc::new(logs),
+            }))
+        }
+    };
+    let keeper_gate = gate.clone();
     let api = StorageApi {
         engine: engine.clone(),
         gate,
@@ -86,6 +104,7 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
         None => http_addr.to_string(),
     };
     let joined = membership.clone();
+    let keep_stop = stop_watching.child_token();
 
     // Starting: recover (snapshots, WAL replay) while health says NOT_SERVING.
     let e2 = engine.clone();
@@ -103,8 +122,19 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                     tracing::info!(node = %c.node_id, etcd = %c.etcd.endpoints(), addr = %advertise, "joining the cluster");
                     let node =
                         NodeInfo::new(&c.node_id, &advertise).with_metrics(&metrics_advertise);
-                    *joined.lock().expect("not poisoned") =
-                        Some(Membership::start(c.etcd, node, c.lease_ttl));
+                    let member = Membership::start(c.etcd, node, c.lease_ttl);
+                    let lease = member.subscribe();
+                    *joined.lock().expect("not poisoned") = Some(member);
+                    if let Some(gate) = keeper_gate {
+                        // Copies kept in step with their logs, and the controller (elected).
+                        tokio::spawn(gate.clone().keep_copies(keep_stop.clone()));
+                        tokio::spawn(akidb_cluster::controller::run(
+                            gate.view.clone(),
+                            c.node_id.clone(),
+                            lease,
+                            keep_stop,
+                        ));
+                    }
                 }
                 Ok(())
             }

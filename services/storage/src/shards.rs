@@ -1,25 +1,44 @@
-//! A node's part in a cluster's data path: which routed calls it serves. A call routed to
-//! shard `<collection>.<shard>` at an epoch is served only when the shard map (the node's
-//! view of etcd, read again when the call names a newer epoch) says the same epoch and that
-//! this node holds the shard (owns it, for a write); otherwise the answer is "stale route"
-//! ([`akidb_cluster::route::stale`]) and the router reads the map again. The node creates its
-//! copy of a shard from the map's spec on the first call routed to it (the gate gives the
-//! spec; [`crate::server`] creates it). A node that does not hold its etcd lease (etcd
-//! unreachable, or the node was paused past its TTL) takes no routed write: its shards may
-//! belong to another node by now.
+//! A node's part in a cluster's data path: which routed calls it serves, and the copies of
+//! shards it keeps in step.
+//!
+//! A call routed to shard `<collection>.<shard>` at an epoch is served only when the shard map
+//! (the node's view of etcd, read again when the call names a newer epoch) says the same epoch
+//! and that this node holds the shard (owns it, for a write); otherwise the answer is "stale
+//! route" ([`akidb_cluster::route::stale`]) and the router reads the map again. A node that
+//! does not hold its etcd lease (etcd unreachable, or the node was paused past its TTL) takes
+//! no routed write: its shards may belong to another node by now.
+//!
+//! A write goes to the shard's log in the object store before it is applied and acknowledged
+//! ([`crate::shardlog`]). Every copy of a shard on this node is kept in step by
+//! [`ShardGate::keep_copies`]: a follower applies the log as it grows; an owner new at its
+//! epoch catches up and fences the log before its first write. A node creates its copy of a
+//! shard from the map's spec when the shard is first given to it.
 //!
 //! Membership (the node's key on a lease) is `akidb_cluster::membership`, started by
-//! [`crate::service`].
+//! [`crate::service`]; the controller that changes the maps is `akidb_cluster::controller`.
 
 use crate::convert::spec_from_pb;
 use crate::engine::Engine;
-use crate::model::CollectionSpec;
+use crate::engine::catalog::Lookup;
+use crate::error::StorageError;
+use crate::shardlog::{Applied, ShardCursor, ShardLogs};
 use akidb_cluster::membership::{LeaseState, Membership};
 use akidb_cluster::route::stale;
+use akidb_cluster::shardmap::ShardMap;
 use akidb_cluster::view::ClusterView;
 use akidb_proto::limits;
+use akidb_proto::v1::shard_log_entry::Op;
+use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
+
+/// How often followers look for new log entries.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+/// Shards kept in step at once.
+const FOLLOW_CONCURRENCY: usize = 8;
 
 /// Admits routed calls on a node of a cluster.
 pub struct ShardGate {
@@ -29,24 +48,30 @@ pub struct ShardGate {
     pub engine: Arc<Engine>,
     /// The node's membership (set once it joined): a node without its lease takes no writes.
     pub membership: Arc<Mutex<Option<Membership>>>,
+    /// The shards' logs in the object store.
+    pub logs: Arc<ShardLogs>,
+}
+
+/// A routed call this node serves: its copy of the shard, at the call's epoch.
+pub struct Admitted {
+    pub shard: Arc<ShardCursor>,
+    pub epoch: u64,
 }
 
 impl ShardGate {
+    fn lease_state(&self) -> Option<LeaseState> {
+        self.membership
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(Membership::state)
+    }
+
     /// Whether a call routed to `name` at `epoch` may run here (`write`: it changes data);
-    /// `Some(spec)` when this node has no copy of the shard yet and must create it first.
-    pub async fn admit(
-        &self,
-        name: &str,
-        epoch: u64,
-        write: bool,
-    ) -> Result<Option<CollectionSpec>, Status> {
+    /// the node's copy of the shard (created when it has none yet).
+    pub async fn admit(&self, name: &str, epoch: u64, write: bool) -> Result<Admitted, Status> {
         if write {
-            let state = self
-                .membership
-                .lock()
-                .expect("not poisoned")
-                .as_ref()
-                .map(Membership::state);
+            let state = self.lease_state();
             if !matches!(state, Some(LeaseState::Held { .. })) {
                 let why = match state {
                     Some(LeaseState::Joining { why } | LeaseState::Lost { why }) => why,
@@ -103,16 +128,224 @@ impl ShardGate {
                 s.owner.as_deref().unwrap_or("none")
             )));
         }
-        if self.engine.slot(name).is_err() {
-            let mut spec = map.value.spec().map_err(|e| {
-                Status::internal(format!(
-                    "the shard map of `{collection}` holds no readable collection spec: {e}"
-                ))
-            })?;
-            spec.name = name.to_string();
-            spec.shards = 0;
-            return Ok(Some(spec_from_pb(&spec)?));
-        }
-        Ok(None)
+        let shard = self.copy(name, shard, &map.value).await?;
+        Ok(Admitted { shard, epoch })
     }
+
+    /// The cursor of this node's copy `name` of shard `shard` of `map`; the copy is created
+    /// from the map's spec when missing (or of an older incarnation: see
+    /// [`ShardLogs::cursor`]).
+    async fn copy(
+        &self,
+        name: &str,
+        shard: u32,
+        map: &ShardMap,
+    ) -> Result<Arc<ShardCursor>, Status> {
+        let mut spec = map.spec().map_err(|e| {
+            Status::internal(format!(
+                "the shard map of `{}` holds no readable collection spec: {e}",
+                map.collection
+            ))
+        })?;
+        spec.name = name.to_string();
+        spec.shards = 0;
+        spec.replication = 0;
+        let spec = spec_from_pb(&spec)?;
+        let (logs, engine) = (self.logs.clone(), self.engine.clone());
+        let (name, collection, map_id) = (name.to_string(), map.collection.clone(), map.id.clone());
+        Ok(crate::server::blocking(move || {
+            let cursor = logs.cursor(&name, &collection, shard, &map_id)?;
+            if engine.slot(&name).is_err() {
+                match engine.create(spec) {
+                    Ok(_) => tracing::info!(shard = %name, "created this node's copy of a shard"),
+                    // Created by a call that came at the same time.
+                    Err(StorageError::CollectionExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(cursor)
+        })
+        .await?)
+    }
+
+    /// A routed write, admitted: checked, written to the shard's log, applied here.
+    pub async fn write(&self, admitted: &Admitted, name: &str, op: Op) -> Result<Applied, Status> {
+        let engine = self.engine.clone();
+        let n = name.to_string();
+        let op = crate::server::blocking(move || {
+            let coll = match engine.lookup(&n)? {
+                Lookup::Hot(a) => a.collection,
+                Lookup::Unloaded(l) => l.load()?.collection,
+            };
+            crate::shardlog::check(&*coll, &op)?;
+            Ok(op)
+        })
+        .await?;
+        self.logs.append(&admitted.shard, admitted.epoch, op).await
+    }
+
+    /// Keep every copy of a shard this node holds in step with its log until `stop`: every
+    /// [`FOLLOW_EVERY`], a follower applies new entries and an owner new at its epoch takes
+    /// the shard over (catch up, fence); every second the applied sequences are saved and
+    /// published in etcd (`/akidb/applied/<node>`, on the node's lease) for the controller
+    /// and `akidb cluster status`.
+    pub async fn keep_copies(self: Arc<Self>, stop: CancellationToken) {
+        let mut saved_at = Instant::now();
+        let mut published: Option<(i64, Vec<u8>)> = None;
+        let errors: Mutex<HashMap<String, String>> = Default::default();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            }
+            if !self.view.synced() {
+                continue;
+            }
+            let lease = match self.lease_state() {
+                Some(LeaseState::Held { lease }) => Some(lease),
+                _ => None,
+            };
+            let mut work = Vec::new();
+            for map in self.view.maps() {
+                for s in &map.value.shards {
+                    let owner = s.owner.as_deref() == Some(self.node.as_str());
+                    if owner || s.followers.contains(&self.node) {
+                        work.push((map.clone(), s.id, s.epoch, owner));
+                    }
+                }
+            }
+            let errors = &errors;
+            futures::stream::iter(work)
+                .for_each_concurrent(FOLLOW_CONCURRENCY, |(map, id, epoch, owner)| {
+                    let this = self.clone();
+                    async move {
+                        let name = limits::shard_name(&map.value.collection, id);
+                        let r = async {
+                            let shard = this.copy(&name, id, &map.value).await?;
+                            let step = if owner {
+                                if lease.is_none() {
+                                    return Ok(());
+                                }
+                                this.logs.try_take_over(&shard, epoch).await
+                            } else {
+                                this.logs
+                                    .try_catch_up(&shard)
+                                    .await
+                                    .map(|r| r.map(|_| ()))
+                            };
+                            step.unwrap_or(Ok(()))
+                        }
+                        .await;
+                        let mut errors = errors.lock().expect("not poisoned");
+                        match r {
+                            Ok(()) => {
+                                if errors.remove(&name).is_some() {
+                                    tracing::info!(shard = %name, "this node's copy of the shard is in step with its log again");
+                                }
+                            }
+                            Err(e) => {
+                                let msg = e.message().to_string();
+                                if errors.get(&name) != Some(&msg) {
+                                    tracing::warn!(shard = %name, owner, error = %msg, "keeping this node's copy of the shard in step failed; retrying");
+                                    errors.insert(name, msg);
+                                }
+                            }
+                        }
+                    }
+                })
+                .await;
+            if saved_at.elapsed() >= Duration::from_secs(1) {
+                saved_at = Instant::now();
+                let logs = self.logs.clone();
+                let _ = crate::server::blocking(move || {
+                    logs.save();
+                    Ok(())
+                })
+                .await;
+                if let Some(lease) = lease {
+                    published = self.publish(lease, published).await;
+                }
+            }
+        }
+        self.logs.save();
+    }
+
+    /// Write the applied sequences to etcd when they (or the lease) changed; what is there now.
+    async fn publish(&self, lease: i64, last: Option<(i64, Vec<u8>)>) -> Option<(i64, Vec<u8>)> {
+        let applied: std::collections::BTreeMap<String, u64> = self
+            .logs
+            .applied_all()
+            .into_iter()
+            .filter_map(|((map_id, name), seq)| {
+                let (_, shard) = limits::check_local_name(&name).ok()??;
+                Some((format!("{map_id}/{shard}"), seq))
+            })
+            .collect();
+        let value = serde_json::to_vec(&applied).expect("serializes");
+        if last.as_ref() == Some(&(lease, value.clone())) {
+            return last;
+        }
+        match self
+            .view
+            .etcd()
+            .put(
+                &akidb_cluster::keys::applied(&self.node),
+                value.clone(),
+                lease,
+            )
+            .await
+        {
+            Ok(_) => Some((lease, value)),
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing the applied log sequences failed; retrying");
+                last
+            }
+        }
+    }
+}
+
+/// The object holding the id of the object store a cluster's nodes share.
+const STORE_ID_KEY: &str = "cluster/store-id";
+
+/// Check that this node's object store is the one the cluster's other nodes use: the shards'
+/// logs are there, so a node with a store of its own would take writes no other node can
+/// see. The first node marks the store with a random id and records it in etcd; every node
+/// compares. A store or etcd that does not answer skips the check (logged): the node starts
+/// and its writes fail until the store answers anyway.
+pub async fn check_shared_store(
+    store: &dyn crate::objstore::ObjectStore,
+    etcd: &akidb_cluster::Etcd,
+) -> anyhow::Result<()> {
+    let mark = uuid::Uuid::new_v4().simple().to_string();
+    let here = async {
+        store
+            .put_if_absent(STORE_ID_KEY, bytes::Bytes::from(mark.clone()))
+            .await?;
+        let b = store.get(STORE_ID_KEY).await?;
+        Ok::<_, crate::objstore::ObjectStoreError>(String::from_utf8_lossy(&b).into_owned())
+    };
+    let here = match here.await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the object store's id: the check that every node shares one store is skipped");
+            return Ok(());
+        }
+    };
+    let key = akidb_cluster::keys::STORE;
+    let cluster = match etcd.swap(key, 0, here.clone().into_bytes(), 0).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(Some(kv))) => String::from_utf8_lossy(&kv.value).into_owned(),
+        Ok(Err(None)) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the cluster's object store id from etcd: the check that every node shares one store is skipped");
+            return Ok(());
+        }
+    };
+    if cluster != here {
+        anyhow::bail!(
+            "this node's object store ({}) is not the one the cluster's nodes share (its id is {here}, the cluster's {cluster}): every storage node of a cluster must use the same store (one S3 bucket, or --object-dir on a shared file system), since the shards' logs are there",
+            store.describe()
+        );
+    }
+    Ok(())
 }

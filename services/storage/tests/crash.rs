@@ -149,6 +149,7 @@ async fn create(
         quantization: quantization as i32,
         on_disk,
         shards: 0,
+        replication: 0,
     })
     .await
     .unwrap();

@@ -269,6 +269,23 @@ async fn s3_store_roundtrip_checked_with_boto3() {
     store.delete("c1/small").await.unwrap();
     assert!(!moto.list(bucket, "c1/").await.contains_key("c1/small"));
 
+    // A create-only put (If-None-Match: *): the first creates, the second leaves it as it was.
+    assert!(
+        store
+            .put_if_absent("c3/log/1", Bytes::from_static(b"first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if_absent("c3/log/1", Bytes::from_static(b"second"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(&store.get("c3/log/1").await.unwrap()[..], b"first");
+    let (_, sum) = &moto.list(bucket, "c3/").await["c3/log/1"];
+    assert_eq!(sum, &sha(b"first"));
+
     // A bucket that does not exist is a permanent error, not a retryable one.
     let other =
         S3Store::new(S3Settings::from_config(&store_cfg(&moto.url(), "no-such-bucket")).unwrap())

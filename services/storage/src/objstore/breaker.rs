@@ -760,6 +760,13 @@ impl ObjectStore for ResilientStore {
             .await
     }
 
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
+        self.call(Operation::Put, key, || {
+            self.inner.put_if_absent(key, data.clone())
+        })
+        .await
+    }
+
     async fn put_file(&self, key: &str, path: &Path) -> Result<u64> {
         self.call(Operation::Put, key, || self.inner.put_file(key, path))
             .await

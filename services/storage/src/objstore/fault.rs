@@ -101,6 +101,17 @@ impl ObjectStore for FaultStore {
         Ok(())
     }
 
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
+        validate_key(Operation::Put, key)?;
+        self.enter(Operation::Put, key).await?;
+        let mut objects = self.objects.lock();
+        if objects.contains_key(key) {
+            return Ok(false);
+        }
+        objects.insert(key.to_string(), data);
+        Ok(true)
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         validate_key(Operation::Get, key)?;
         self.enter(Operation::Get, key).await?;

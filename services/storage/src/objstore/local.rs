@@ -129,6 +129,43 @@ impl ObjectStore for LocalDirStore {
         .await
     }
 
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
+        let op = Operation::Put;
+        let dst = self.path_of(op, key)?;
+        let tmp = self.tmp_path();
+        let k = key.to_string();
+        blocking(op, key, move || {
+            let res = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                drop(f);
+                let dir = dst.parent().expect("object path has a parent");
+                std::fs::create_dir_all(dir)?;
+                // A link, unlike a rename, never replaces what is there: of two puts, one
+                // links and the other finds the object.
+                let created = match std::fs::hard_link(&tmp, &dst) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(e),
+                };
+                std::fs::remove_file(&tmp)?;
+                if created {
+                    sync_dir(dir)?;
+                }
+                Ok(created)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res.map_err(|e| match ObjectStoreError::from_io(op, &k, &e) {
+                ObjectStoreError::NotFound { .. } => ObjectStoreError::permanent(op, &k, e),
+                other => other,
+            })
+        })
+        .await
+    }
+
     async fn put_file(&self, key: &str, path: &Path) -> Result<u64> {
         let op = Operation::Put;
         let dst = self.path_of(op, key)?;
@@ -233,6 +270,49 @@ impl ObjectStore for LocalDirStore {
 mod tests {
     use super::*;
     use crate::objstore::error::ErrorKind;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn put_if_absent_creates_once_among_racing_puts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(LocalDirStore::open(dir.path()).unwrap());
+        for round in 0..20 {
+            let key = format!("log/{round:04}");
+            let tasks: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (s, key) = (s.clone(), key.clone());
+                    tokio::spawn(async move {
+                        (
+                            i,
+                            s.put_if_absent(&key, Bytes::from(vec![i; 64]))
+                                .await
+                                .unwrap(),
+                        )
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for t in tasks {
+                let (i, created) = t.await.unwrap();
+                if created {
+                    winners.push(i);
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            // The object is the winner's, whole.
+            assert_eq!(&s.get(&key).await.unwrap()[..], &[winners[0]; 64][..]);
+        }
+        assert!(
+            !s.put_if_absent("log/0000", Bytes::from_static(b"x"))
+                .await
+                .unwrap()
+        );
+        // No temp file is left behind by the losers.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+            0
+        );
+        assert_eq!(s.list("").await.unwrap().len(), 20);
+    }
 
     #[tokio::test]
     async fn put_get_head_list_delete() {

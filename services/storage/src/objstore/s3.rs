@@ -471,6 +471,47 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
+        let op = Operation::Put;
+        validate_key(op, key)?;
+        if data.len() > self.settings.part_size {
+            return Err(ObjectStoreError::permanent(
+                op,
+                key,
+                format!(
+                    "{} bytes is more than a conditional put takes here (one part, --s3-part-size {})",
+                    data.len(),
+                    self.settings.part_size
+                ),
+            ));
+        }
+        self.timed(op, key, async {
+            let resp = self
+                .send(
+                    op,
+                    key,
+                    self.exec(Method::PUT)
+                        .object_name(key)
+                        .header("If-None-Match", "*")
+                        .body(data),
+                )
+                .await?;
+            match resp.status().as_u16() {
+                s if (200..300).contains(&s) => Ok(true),
+                // Precondition failed: the key exists.
+                412 => Ok(false),
+                // A conditional put racing another on the same key (AWS): try again.
+                409 => Err(ObjectStoreError::transient(
+                    op,
+                    key,
+                    "HTTP 409: a concurrent conditional write to the same key",
+                )),
+                _ => Err(Self::answer_error(op, key, resp).await),
+            }
+        })
+        .await
+    }
+
     async fn put_file(&self, key: &str, path: &Path) -> Result<u64> {
         validate_key(Operation::Put, key)?;
         let file = tokio::fs::File::open(path)

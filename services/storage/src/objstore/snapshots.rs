@@ -3,7 +3,9 @@
 //! how a copy is confirmed, how old copies are pruned, and how a copy comes back (every file
 //! checked against its checksum).
 //!
-//! Key of one file: `collections/<collection>/snapshots/<snapshot id>/<file>`.
+//! Key of one file: `collections/<collection>/snapshots/<snapshot id>/<file>`; on a node of
+//! a cluster, whose object store the other nodes share, `<collection>` is
+//! `<node id>/<local name>` (two nodes hold copies of one shard under one local name).
 
 use super::error::ObjectStoreError;
 use super::layer::ObjectLayer;
@@ -32,6 +34,8 @@ pub struct SnapshotStore {
     uploader: Uploader,
     /// The runtime the object layer's async calls run on (the engine's callers block).
     runtime: tokio::runtime::Handle,
+    /// A node of a cluster: its id, which qualifies its collections' keys.
+    node: Option<String>,
 }
 
 impl SnapshotStore {
@@ -41,6 +45,24 @@ impl SnapshotStore {
             store: layer.store.clone(),
             uploader: layer.uploader.clone(),
             runtime,
+            node: None,
+        }
+    }
+
+    /// The same, for node `node` of a cluster: its copies are kept apart from the other
+    /// nodes' in the shared store.
+    pub fn for_node(self, node: &str) -> Self {
+        SnapshotStore {
+            node: Some(node.to_string()),
+            ..self
+        }
+    }
+
+    /// The name `name`'s keys are made from.
+    fn qualified(&self, name: &str) -> String {
+        match &self.node {
+            Some(n) => format!("{n}/{name}"),
+            None => name.to_string(),
         }
     }
 
@@ -52,6 +74,7 @@ impl SnapshotStore {
         dir: &Path,
         id: &str,
     ) -> Result<Vec<SnapshotFile>> {
+        let name = &self.qualified(name);
         let files = snapshot::list_files(dir)?;
         let uploader = self.uploader.clone();
         let (name, dir, id) = (name.to_string(), dir.to_path_buf(), id.to_string());
@@ -81,6 +104,7 @@ impl SnapshotStore {
         keep: usize,
         uploaded: impl FnOnce(u64) -> Option<Option<String>> + Send + 'static,
     ) {
+        let name = &self.qualified(name);
         let Ok(files) = snapshot::list_files(dir) else {
             return;
         };
@@ -115,6 +139,7 @@ impl SnapshotStore {
 
     /// Whether the object store has every file of the local snapshot `id` in `dir`.
     pub async fn is_confirmed(&self, name: &str, dir: &Path, id: &str) -> bool {
+        let name = &self.qualified(name);
         let Ok(files) = snapshot::list_files(dir) else {
             return false;
         };
@@ -138,6 +163,7 @@ impl SnapshotStore {
         files: &[SnapshotFile],
         into: &Path,
     ) -> Result<()> {
+        let name = &self.qualified(name);
         if into.exists() {
             fs::remove_dir_all(into)?;
         }

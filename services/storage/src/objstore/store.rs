@@ -29,6 +29,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// object or the new one, never a part of it.
     async fn put(&self, key: &str, data: Bytes) -> Result<()>;
 
+    /// Store `data` under `key` only if no object is there: a create-only conditional put
+    /// (S3's `If-None-Match: *`, a hard link in the local directory). `Ok(true)`: created;
+    /// `Ok(false)`: an object was there already and is left as it was. Of two calls on one
+    /// key, exactly one gets `Ok(true)`. After an ambiguous failure (a timeout) a retry may
+    /// find the caller's own object: callers tell theirs apart by its content. At most one
+    /// part (`--s3-part-size`): larger data is `Permanent`.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool>;
+
     /// Store the contents of the local file `path` under `key`; returns the bytes stored.
     /// Large files go up in parts without being read whole into memory (where supported).
     /// A missing or unreadable local file is `Permanent`.

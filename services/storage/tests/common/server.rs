@@ -206,6 +206,7 @@ pub async fn create_with(
         quantization: quantization as i32,
         on_disk,
         shards: 0,
+        replication: 0,
     })
     .await
     .unwrap();

@@ -1,0 +1,523 @@
+//! A shard's log in the object store: every write its owner acknowledged, in order, and what
+//! every copy of the shard applies. The log, not a node's disk, is what makes a write
+//! survive the loss of the node that acknowledged it.
+//!
+//! Entry `n` of shard `k` of a collection is the object
+//! `shardlog/<collection>/<map id>/<k>/<n, 20 digits>` holding a protobuf
+//! [`pb::ShardLogEntry`]. Entries are created with a create-only put
+//! ([`ObjectStore::put_if_absent`]), one sequence after the other, so of two nodes that both
+//! believe they own a shard only one can write each sequence. An owner writes a fence entry at
+//! its epoch before its first write; a deposed owner's next put lands on a sequence already
+//! taken, finds a newer epoch there and stops ("stale route"). Whatever an owner acknowledged
+//! is in the log before the fence, so the new owner applies it before it writes.
+//!
+//! A copy applies entries in sequence and may apply the last few again after a crash (the
+//! applied sequence is saved every second): applying a suffix of the log again to the state
+//! it produced changes nothing (whole-point upserts, deletes by id or by filter).
+//!
+//! The owner's write path: validate, put the entry, apply it locally, answer. Followers poll
+//! the next sequence ([`crate::shards`] runs them).
+
+use crate::convert::{filter_from_pb, keys_from_pb, point_from_pb};
+use crate::engine::Engine;
+use crate::engine::catalog::Lookup;
+use crate::error::{Result as StorageResult, StorageError};
+use crate::fsutil::write_atomic;
+use crate::objstore::{ObjectStore, ObjectStoreError};
+use crate::store::CollectionStore;
+use akidb_proto::v1 as pb;
+use akidb_proto::v1::shard_log_entry::Op;
+use bytes::Bytes;
+use prost::Message;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tonic::Status;
+
+/// The key prefix of one shard's log.
+pub fn prefix(collection: &str, map_id: &str, shard: u32) -> String {
+    format!("shardlog/{collection}/{map_id}/{shard}/")
+}
+
+fn key(prefix: &str, seq: u64) -> String {
+    format!("{prefix}{seq:020}")
+}
+
+/// What applying a write did locally.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Applied {
+    /// Points upserted or deleted.
+    pub points: u64,
+    /// The local WAL sequence of the write.
+    pub wal_sequence: u64,
+    /// The log sequence of the entry.
+    pub log_sequence: u64,
+}
+
+/// One shard's place in its log on this node.
+struct Cursor {
+    name: String,
+    prefix: String,
+    /// Entries up to here are applied locally (some of the last ones maybe twice).
+    applied: u64,
+    /// The epoch at which this node fenced the log and writes as owner; `None` when it
+    /// does not (a follower, or an owner that has not taken the shard over yet).
+    owner_at: Option<u64>,
+}
+
+/// A shard on this node: its cursor (one writer or applier at a time) and the applied
+/// sequence, readable without waiting for the cursor.
+pub struct ShardCursor {
+    map_id: String,
+    applied: AtomicU64,
+    saved: AtomicU64,
+    cursor: tokio::sync::Mutex<Cursor>,
+}
+
+impl ShardCursor {
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    pub fn map_id(&self) -> &str {
+        &self.map_id
+    }
+}
+
+/// The saved place of a shard copy: `<data dir>/shardlog/<local name>.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    map_id: String,
+    applied: u64,
+}
+
+/// The shard logs of one node.
+pub struct ShardLogs {
+    store: Arc<dyn ObjectStore>,
+    engine: Arc<Engine>,
+    dir: PathBuf,
+    node: String,
+    shards: Mutex<HashMap<String, Arc<ShardCursor>>>,
+}
+
+/// The answer when the object store cannot take or give a log entry.
+fn store_unavailable(name: &str, e: &ObjectStoreError) -> Status {
+    Status::unavailable(format!(
+        "the log of shard `{name}` in the object store cannot be written or read: {e}; the write was not acknowledged (it may still be applied: sending it again is safe)"
+    ))
+}
+
+fn fenced(name: &str, theirs: u64, ours: u64) -> Status {
+    akidb_cluster::route::stale(format!(
+        "shard `{name}` was taken over at epoch {theirs} (this node wrote at epoch {ours}): its log is fenced"
+    ))
+}
+
+impl ShardLogs {
+    /// Logs in `store`; applied sequences saved under `data_dir/shardlog`.
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        engine: Arc<Engine>,
+        data_dir: &std::path::Path,
+        node: &str,
+    ) -> std::io::Result<ShardLogs> {
+        let dir = data_dir.join("shardlog");
+        std::fs::create_dir_all(&dir)?;
+        Ok(ShardLogs {
+            store,
+            engine,
+            dir,
+            node: node.to_string(),
+            shards: Default::default(),
+        })
+    }
+
+    fn saved_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// The cursor of local copy `name` (`<collection>.<shard>`) of the map `map_id`. A local
+    /// copy left from another incarnation of the collection (deleted and created again while
+    /// this node was away), or one with no saved place, is deleted first: the log rebuilds
+    /// it. Blocking (file system).
+    pub fn cursor(
+        &self,
+        name: &str,
+        collection: &str,
+        shard: u32,
+        map_id: &str,
+    ) -> StorageResult<Arc<ShardCursor>> {
+        let mut shards = self.shards.lock().expect("not poisoned");
+        if let Some(c) = shards.get(name)
+            && c.map_id == map_id
+        {
+            return Ok(c.clone());
+        }
+        let path = self.saved_path(name);
+        let saved: Option<Saved> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let applied = match saved {
+            Some(s) if s.map_id == map_id => s.applied,
+            other => {
+                if self.engine.slot(name).is_ok() {
+                    tracing::warn!(
+                        shard = name,
+                        saved_map = other.as_ref().map(|s| s.map_id.as_str()),
+                        map = map_id,
+                        "this node's copy of the shard is of another incarnation of the collection (or has no saved log place): deleting it; the shard's log rebuilds it"
+                    );
+                    match self.engine.delete(name) {
+                        Ok(()) | Err(StorageError::CollectionNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let s = Saved {
+                    map_id: map_id.to_string(),
+                    applied: 0,
+                };
+                write_atomic(&path, &serde_json::to_vec(&s).expect("serializes"))
+                    .map_err(StorageError::Io)?;
+                0
+            }
+        };
+        let c = Arc::new(ShardCursor {
+            map_id: map_id.to_string(),
+            applied: AtomicU64::new(applied),
+            saved: AtomicU64::new(applied),
+            cursor: tokio::sync::Mutex::new(Cursor {
+                name: name.to_string(),
+                prefix: prefix(collection, map_id, shard),
+                applied,
+                owner_at: None,
+            }),
+        });
+        shards.insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The applied sequence of local copy `name` (0: none).
+    pub fn applied(&self, name: &str) -> u64 {
+        self.shards
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .map_or(0, |c| c.applied())
+    }
+
+    /// Every shard's applied sequence, by `(map id, local name)`.
+    pub fn applied_all(&self) -> BTreeMap<(String, String), u64> {
+        self.shards
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(n, c)| ((c.map_id.clone(), n.clone()), c.applied()))
+            .collect()
+    }
+
+    /// Save every applied sequence that moved (blocking; every second, and at shutdown).
+    pub fn save(&self) {
+        let shards: Vec<(String, Arc<ShardCursor>)> = self
+            .shards
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        for (name, c) in shards {
+            let applied = c.applied();
+            if c.saved.load(Ordering::Acquire) == applied {
+                continue;
+            }
+            let s = Saved {
+                map_id: c.map_id.clone(),
+                applied,
+            };
+            let path = self.saved_path(&name);
+            match write_atomic(&path, &serde_json::to_vec(&s).expect("serializes")) {
+                Ok(()) => c.saved.store(applied, Ordering::Release),
+                Err(e) => {
+                    tracing::warn!(shard = %name, error = %e, "saving the shard's applied log sequence failed; a restart applies a few entries again")
+                }
+            }
+        }
+    }
+
+    /// Forget local copy `name` (deleted): its cursor, its saved place, and its log in the
+    /// object store (in the background).
+    pub fn forget(&self, name: &str) {
+        let c = self.shards.lock().expect("not poisoned").remove(name);
+        let _ = std::fs::remove_file(self.saved_path(name));
+        let Some(c) = c else { return };
+        let store = self.store.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let prefix = c.cursor.lock().await.prefix.clone();
+            match store.list(&prefix).await {
+                Ok(objs) => {
+                    for o in objs {
+                        if let Err(e) = store.delete(&o.key).await {
+                            tracing::warn!(shard = %name, key = %o.key, error = %e, "deleting a log entry of a deleted shard failed; it stays");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %name, error = %e, "listing the log of a deleted shard failed; it stays")
+                }
+            }
+        });
+    }
+
+    /// Write `op` to the log of the shard as its owner at `epoch`, then apply it locally.
+    /// `op` must have been validated: an entry is never taken back.
+    pub async fn append(&self, shard: &ShardCursor, epoch: u64, op: Op) -> Result<Applied, Status> {
+        let mut c = shard.cursor.lock().await;
+        if c.owner_at != Some(epoch) {
+            self.take_over(shard, &mut c, epoch).await?;
+        }
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        let entry = pb::ShardLogEntry {
+            epoch,
+            write_id: write_id.clone(),
+            op: Some(op),
+        };
+        let bytes = Bytes::from(entry.encode_to_vec());
+        loop {
+            let seq = c.applied + 1;
+            let k = key(&c.prefix, seq);
+            let appends = &akidb_instrumentation::metrics().shard_log_appends;
+            let created = self
+                .store
+                .put_if_absent(&k, bytes.clone())
+                .await
+                .map_err(|e| {
+                    appends.with_label_values(&["error"]).inc();
+                    store_unavailable(&c.name, &e)
+                })?;
+            let entry = if created {
+                appends.with_label_values(&["written"]).inc();
+                entry.clone()
+            } else {
+                // Taken: our own entry (a put retried after an ambiguous failure), a newer
+                // owner's, or one we had not applied yet.
+                let there = self.read(&c.name, &k).await?;
+                if there.write_id != write_id && there.epoch > epoch {
+                    appends.with_label_values(&["fenced"]).inc();
+                    c.owner_at = None;
+                    return Err(fenced(&c.name, there.epoch, epoch));
+                }
+                there
+            };
+            let mine = entry.write_id == write_id;
+            let applied = self.apply(&c.name, entry).await?;
+            c.applied = seq;
+            shard.applied.store(seq, Ordering::Release);
+            if mine {
+                return Ok(Applied {
+                    log_sequence: seq,
+                    ..applied
+                });
+            }
+        }
+    }
+
+    /// Apply every entry past the cursor; how many. An entry of a newer epoch than the one
+    /// this node writes at ends its ownership.
+    pub async fn catch_up(&self, shard: &ShardCursor) -> Result<u64, Status> {
+        let mut c = shard.cursor.lock().await;
+        self.catch_up_locked(shard, &mut c).await
+    }
+
+    /// [`Self::catch_up`], unless another task holds the cursor (it is being caught up or
+    /// written): `None` then.
+    pub async fn try_catch_up(&self, shard: &ShardCursor) -> Option<Result<u64, Status>> {
+        let mut c = shard.cursor.try_lock().ok()?;
+        Some(self.catch_up_locked(shard, &mut c).await)
+    }
+
+    /// Whether this node writes the shard's log as owner at `epoch` (it fenced it).
+    pub fn owns_at(&self, shard: &ShardCursor, epoch: u64) -> bool {
+        shard
+            .cursor
+            .try_lock()
+            .is_ok_and(|c| c.owner_at == Some(epoch))
+    }
+
+    /// Take the shard over as owner at `epoch` now (catch up, then fence), unless another
+    /// task holds the cursor.
+    pub async fn try_take_over(
+        &self,
+        shard: &ShardCursor,
+        epoch: u64,
+    ) -> Option<Result<(), Status>> {
+        let mut c = shard.cursor.try_lock().ok()?;
+        if c.owner_at == Some(epoch) {
+            return Some(Ok(()));
+        }
+        Some(self.take_over(shard, &mut c, epoch).await)
+    }
+
+    async fn catch_up_locked(&self, shard: &ShardCursor, c: &mut Cursor) -> Result<u64, Status> {
+        let mut n = 0;
+        loop {
+            let k = key(&c.prefix, c.applied + 1);
+            let entry = match self.store.get(&k).await {
+                Ok(b) => decode(&c.name, &k, &b)?,
+                Err(ObjectStoreError::NotFound { .. }) => return Ok(n),
+                Err(e) => return Err(store_unavailable(&c.name, &e)),
+            };
+            if c.owner_at.is_some_and(|e| entry.epoch > e) {
+                tracing::warn!(shard = %c.name, epoch = entry.epoch, "the shard was taken over by a newer owner: this node no longer writes its log");
+                c.owner_at = None;
+            }
+            self.apply(&c.name, entry).await?;
+            c.applied += 1;
+            shard.applied.store(c.applied, Ordering::Release);
+            n += 1;
+        }
+    }
+
+    /// Catch up, then put a fence entry at `epoch`: from then on no entry of an older epoch
+    /// can be written, and this node writes the log.
+    async fn take_over(
+        &self,
+        shard: &ShardCursor,
+        c: &mut Cursor,
+        epoch: u64,
+    ) -> Result<(), Status> {
+        let caught = self.catch_up_locked(shard, c).await?;
+        let fence = pb::ShardLogEntry {
+            epoch,
+            write_id: uuid::Uuid::new_v4().simple().to_string(),
+            op: Some(Op::Fence(pb::ShardLogFence {
+                node: self.node.clone(),
+            })),
+        };
+        let bytes = Bytes::from(fence.encode_to_vec());
+        loop {
+            let seq = c.applied + 1;
+            let k = key(&c.prefix, seq);
+            let created = self
+                .store
+                .put_if_absent(&k, bytes.clone())
+                .await
+                .map_err(|e| store_unavailable(&c.name, &e))?;
+            if !created {
+                let there = self.read(&c.name, &k).await?;
+                if there.write_id != fence.write_id {
+                    if there.epoch > epoch {
+                        return Err(fenced(&c.name, there.epoch, epoch));
+                    }
+                    // The old owner's last write, acknowledged before our fence: keep it.
+                    self.apply(&c.name, there).await?;
+                    c.applied = seq;
+                    shard.applied.store(seq, Ordering::Release);
+                    continue;
+                }
+            }
+            c.applied = seq;
+            shard.applied.store(seq, Ordering::Release);
+            c.owner_at = Some(epoch);
+            tracing::info!(shard = %c.name, epoch, sequence = seq, caught_up = caught, "took the shard over: its log is fenced at this epoch");
+            return Ok(());
+        }
+    }
+
+    async fn read(&self, name: &str, k: &str) -> Result<pb::ShardLogEntry, Status> {
+        let b = self
+            .store
+            .get(k)
+            .await
+            .map_err(|e| store_unavailable(name, &e))?;
+        decode(name, k, &b)
+    }
+
+    /// Apply one entry to the local copy. An entry the copy refuses as invalid is refused by
+    /// every copy alike (same spec, same checks) and is skipped; any other failure stops
+    /// here, to be tried again.
+    async fn apply(&self, name: &str, entry: pb::ShardLogEntry) -> Result<Applied, Status> {
+        let engine = self.engine.clone();
+        let name = name.to_string();
+        let r = crate::server::blocking(move || {
+            let coll = match engine.lookup(&name)? {
+                Lookup::Hot(a) => a.collection,
+                Lookup::Unloaded(l) => l.load()?.collection,
+            };
+            apply_op(&*coll, entry.op)
+        })
+        .await;
+        match r {
+            Ok(a) => Ok(a),
+            Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                tracing::warn!(error = %e, "a shard log entry was refused as invalid; skipped (every copy refuses it alike)");
+                Ok(Applied::default())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn decode(name: &str, k: &str, b: &[u8]) -> Result<pb::ShardLogEntry, Status> {
+    pb::ShardLogEntry::decode(b).map_err(|e| {
+        Status::data_loss(format!(
+            "entry `{k}` of the log of shard `{name}` is unreadable ({e}); the shard's copies stop at it"
+        ))
+    })
+}
+
+/// Check a write before it is logged: what applying it would refuse, refused now.
+pub fn check(coll: &dyn CollectionStore, op: &Op) -> StorageResult<()> {
+    match op {
+        Op::Upsert(r) => {
+            let points = r
+                .points
+                .iter()
+                .cloned()
+                .map(point_from_pb)
+                .collect::<StorageResult<Vec<_>>>()?;
+            crate::validate::points(&coll.stats().spec, &points)
+        }
+        Op::Delete(r) => {
+            let keys = keys_from_pb(&r.ids)?;
+            let filter = filter_from_pb(r.filter.as_ref())?;
+            if keys.is_empty() && filter.is_none() {
+                return Err(StorageError::EmptyRequest(
+                    crate::error::EmptyRequest::Delete,
+                ));
+            }
+            Ok(())
+        }
+        Op::Fence(_) => Ok(()),
+    }
+}
+
+fn apply_op(coll: &dyn CollectionStore, op: Option<Op>) -> StorageResult<Applied> {
+    match op {
+        Some(Op::Upsert(r)) => {
+            let points = r
+                .points
+                .into_iter()
+                .map(point_from_pb)
+                .collect::<StorageResult<Vec<_>>>()?;
+            let n = points.len() as u64;
+            let seq = coll.upsert(points)?;
+            Ok(Applied {
+                points: n,
+                wal_sequence: seq,
+                log_sequence: 0,
+            })
+        }
+        Some(Op::Delete(r)) => {
+            let keys = keys_from_pb(&r.ids)?;
+            let filter = filter_from_pb(r.filter.as_ref())?;
+            let (n, seq) = coll.delete(&keys, filter.as_ref())?;
+            Ok(Applied {
+                points: n,
+                wal_sequence: seq,
+                log_sequence: 0,
+            })
+        }
+        Some(Op::Fence(_)) | None => Ok(Applied::default()),
+    }
+}
