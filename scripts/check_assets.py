@@ -534,6 +534,8 @@ CLI = {
     ("admin", "breaker", "reset"): (0, {}, set()),
     ("admin", "wal", "status"): (1, {}, set()),
     ("cluster", "status"): (0, {"--etcd": "value"}, {"--etcd"}),
+    ("cluster", "drain"): (1, {"--etcd": "value", "--wait-secs": "value"}, set()),
+    ("cluster", "undrain"): (1, {"--etcd": "value"}, set()),
     ("keys", "create"): (0, {"--api-keys-file": "value", "--role": ("read", "write", "admin"),
                              "--collection": "value"}, {"--role"}),
     ("keys", "list"): (0, {"--api-keys-file": "value"}, set()),

@@ -974,3 +974,163 @@ async fn a_killed_owner_is_replaced_by_its_follower_and_no_acknowledged_write_is
     nodes[victim].0.spawn();
     wait_serving(&nodes[victim].1, Duration::from_secs(60)).await;
 }
+
+/// `akidb cluster drain` under writes: every shard of the drained node moves to another node
+/// (a follower takes over once caught up), the writes never pause for 2 s, every acknowledged
+/// write is there, and the node ends holding nothing until it is undrained.
+#[tokio::test]
+async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["s0", "s1", "s2"];
+    let nodes: Vec<(Proc, String)> = ids
+        .iter()
+        .map(|id| storage_node_with(&etcd.url, id, dir.path(), 10))
+        .collect();
+    for (_, a) in &nodes {
+        wait_serving(a, Duration::from_secs(60)).await;
+    }
+    let (_query, q_addr) = front("query", &etcd.url, dir.path());
+    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    wait_serving(&i_addr, Duration::from_secs(60)).await;
+    let q = Stack::link(&q_addr);
+    let i = Stack::link(&i_addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster_status(&etcd.url)["nodes"]
+        .as_array()
+        .map_or(0, |n| n.len())
+        < 3
+    {
+        assert!(Instant::now() < deadline, "three nodes registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One copy of each shard: the drain must first make a follower, then move.
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            shards: 3,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let data = vectors(500, 5);
+    for b in 0..10 {
+        i.ingest()
+            .upsert(i.request(batch(b * 20, 20, &data)))
+            .await
+            .unwrap();
+    }
+    let v = cluster_status(&etcd.url);
+    let victim = v["collections"][0]["shards"][0]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Writes go on in the background while the node is drained.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (i, stop, data) = (i.clone(), stop.clone(), data.clone());
+        tokio::spawn(async move {
+            let mut acked: BTreeSet<u64> = (0..200).collect();
+            let mut longest = Duration::ZERO;
+            let mut last_ok = Instant::now();
+            let mut next = 200;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = i.request(batch(next, 10, &data));
+                r.set_timeout(Duration::from_secs(5));
+                if i.ingest().upsert(r).await.is_ok() {
+                    acked.extend((next..next + 10).map(|k| k as u64));
+                    longest = longest.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                }
+                next += 10;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, longest)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Not on this (single) test thread: the writer runs meanwhile.
+    let out = tokio::process::Command::new(common::BIN)
+        .args([
+            "--json",
+            "cluster",
+            "drain",
+            &victim,
+            "--wait-secs",
+            "60",
+            "--etcd",
+            &etcd.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("drained in {} ms", drained["waited_ms"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, longest) = writer.await.unwrap();
+    eprintln!("longest gap between acknowledged writes during the drain: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(2),
+        "writes paused {longest:?}"
+    );
+
+    let v = cluster_status(&etcd.url);
+    let node = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == victim.as_str())
+        .unwrap();
+    assert_eq!(node["draining"], true, "{v}");
+    for s in v["collections"][0]["shards"].as_array().unwrap() {
+        assert_ne!(s["owner"].as_str(), Some(victim.as_str()), "{v}");
+        assert!(
+            !s["followers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == victim.as_str()),
+            "{v}"
+        );
+    }
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "docs".into(),
+            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
+            with_payload: false,
+            with_vector: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+
+    // Undrained, it takes shards again (none move back by themselves: new copies go to it).
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "cluster", "undrain", &victim, "--etcd", &etcd.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = cluster_status(&etcd.url);
+    assert!(
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["draining"] == false),
+        "{v}"
+    );
+}

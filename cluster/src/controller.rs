@@ -7,7 +7,10 @@
 //! - gives a shard with no owner and no live follower to any live node (the log in the object
 //!   store holds every acknowledged write, so any node can rebuild it);
 //! - drops followers that are gone and adds live nodes as followers until each shard has its
-//!   replication (a returning node comes back this way).
+//!   replication (a returning node comes back this way);
+//! - moves shards off drained nodes (`akidb cluster drain`): a drained owner's shard goes to a
+//!   follower once it is caught up (one is added first when there is none), so writes pause
+//!   only for the new owner's last catch-up and fence.
 //!
 //! When the controller's node goes, its key goes with its lease and another node takes over
 //! within a second or two. Two controllers at once (a paused one that has not noticed) are
@@ -89,6 +92,8 @@ async fn campaign(view: &ClusterView, node: &str, lease: i64) -> Result<bool, Et
 /// One round over every map.
 async fn tend(view: &ClusterView) {
     let live: BTreeSet<String> = view.nodes().into_iter().map(|n| n.id).collect();
+    let drained = view.drained();
+    let eligible: BTreeSet<String> = live.difference(&drained).cloned().collect();
     let m = metrics();
     let mut without_owner = 0i64;
     let mut lag = 0u64;
@@ -96,7 +101,8 @@ async fn tend(view: &ClusterView) {
         let applied = view.applied(&held.value);
         let mut map = held.value.clone();
         let takeovers = map.fail_over(&live, &applied);
-        let repairs = map.repair(&live);
+        let mut repairs = map.drain(&drained, &eligible, &applied);
+        repairs.extend(map.repair(&eligible));
         if !(takeovers.is_empty() && repairs.is_empty()) {
             match shardmap::swap(view.etcd(), &map, held.revision).await {
                 Ok(Ok(_)) => {
@@ -109,6 +115,7 @@ async fn tend(view: &ClusterView) {
                             Repair::Dropped { .. } => "dropped",
                             Repair::Owner { .. } => "owner",
                             Repair::Follower { .. } => "follower",
+                            Repair::Moved { .. } => "drained",
                         };
                         tracing::info!(collection = %map.collection, change = ?r, "shard map repaired");
                         m.cluster_map_changes.with_label_values(&[kind]).inc();

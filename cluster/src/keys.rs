@@ -6,6 +6,7 @@
 //! | `/akidb/shardmaps/<collection>` | [`crate::shardmap::ShardMap`] (JSON: shards and the collection's spec) | created and changed only by compare-and-swap on its revision |
 //! | `/akidb/applied/<node id>` | the node's applied log sequence of each shard copy it holds (JSON: `"<map id>/<shard>"` → sequence), written at most once a second when it changed | bound to the node's lease |
 //! | `/akidb/store` | the id of the object store every node must share (the store holds it too, at `cluster/store-id`) | set once by the first node |
+//! | `/akidb/drain/<node id>` | the `started_ms` of the node's process being drained (`akidb cluster drain`): the controller moves its shards away; a restarted node (another `started_ms`) is not drained | written by the CLI, removed by `akidb cluster undrain` |
 //! | `/akidb/controller` | the id of the node that runs the controller | bound to that node's lease: a new one is elected when it goes |
 
 /// Registered nodes.
@@ -17,6 +18,12 @@ pub const SHARD_MAPS: &str = "/akidb/shardmaps/";
 pub const APPLIED: &str = "/akidb/applied/";
 /// The id of the object store the cluster's nodes share (also in the store, `cluster/store-id`).
 pub const STORE: &str = "/akidb/store";
+/// Nodes being drained.
+pub const DRAIN: &str = "/akidb/drain/";
+/// The key that drains node `id`.
+pub fn drain(id: &str) -> String {
+    format!("{DRAIN}{id}")
+}
 /// The elected controller.
 pub const CONTROLLER: &str = "/akidb/controller";
 

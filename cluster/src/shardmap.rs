@@ -72,7 +72,18 @@ pub enum Repair {
     },
     /// A follower was added.
     Follower { shard: u32, node: String },
+    /// A drained owner handed the shard to a caught-up follower.
+    Moved {
+        shard: u32,
+        from: String,
+        to: String,
+        epoch: u64,
+    },
 }
+
+/// A follower this close to the owner (log entries, from sequences published every second)
+/// takes a drained owner's shard: it applies the rest before its first write.
+pub const CAUGHT_UP: u64 = 64;
 
 impl ShardMap {
     /// A new map: `shards` shards, each placed on `replication` of `nodes` by rendezvous
@@ -180,6 +191,64 @@ impl ShardMap {
                         shard: s.id,
                         node: n.to_string(),
                     });
+                }
+            }
+        }
+        changes
+    }
+
+    /// Move shards off the `drained` nodes without a pause longer than a catch-up: a drained
+    /// owner's shard goes to its most caught-up `eligible` follower once that one is within
+    /// [`CAUGHT_UP`] entries (`applied`), epoch + 1, and the old owner leaves the shard; a
+    /// drained owner with no eligible follower first gets one (rendezvous order). Drained
+    /// followers are left to [`Self::repair`] over the eligible nodes. What changed.
+    pub fn drain(
+        &mut self,
+        drained: &BTreeSet<String>,
+        eligible: &BTreeSet<String>,
+        applied: &BTreeMap<(u32, String), u64>,
+    ) -> Vec<Repair> {
+        let nodes: Vec<String> = eligible.iter().cloned().collect();
+        let mut changes = Vec::new();
+        for s in &mut self.shards {
+            let Some(owner) = s.owner.clone().filter(|o| drained.contains(o)) else {
+                continue;
+            };
+            let seq = |n: &String| applied.get(&(s.id, n.clone())).copied().unwrap_or(0);
+            let head = seq(&owner);
+            let best = s
+                .followers
+                .iter()
+                .filter(|f| eligible.contains(*f))
+                .max_by(|a, b| seq(a).cmp(&seq(b)).then_with(|| b.cmp(a)))
+                .cloned();
+            match best {
+                Some(b) if seq(&b) + CAUGHT_UP >= head => {
+                    s.followers.retain(|f| f != &b);
+                    s.owner = Some(b.clone());
+                    s.epoch += 1;
+                    changes.push(Repair::Moved {
+                        shard: s.id,
+                        from: owner,
+                        to: b,
+                        epoch: s.epoch,
+                    });
+                }
+                // Catching up: next round.
+                Some(_) => {}
+                None => {
+                    let order =
+                        rendezvous(&shard_name(&self.collection, s.id), &nodes, nodes.len());
+                    if let Some(n) = order
+                        .into_iter()
+                        .find(|n| !s.followers.iter().any(|f| f == n))
+                    {
+                        s.followers.push(n.to_string());
+                        changes.push(Repair::Follower {
+                            shard: s.id,
+                            node: n.to_string(),
+                        });
+                    }
                 }
             }
         }

@@ -24,6 +24,8 @@ struct State {
     maps: BTreeMap<String, Arc<Versioned<ShardMap>>>,
     /// Each node's applied log sequence of each shard copy it holds (`"<map id>/<shard>"`).
     applied: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Drain markers: node id → the `started_ms` of the process being drained.
+    drain: BTreeMap<String, u64>,
     /// Whether the first listing arrived.
     synced: bool,
     /// When etcd last answered the watch (a listing, events, or a progress notice).
@@ -93,6 +95,7 @@ impl ClusterView {
                 s.nodes.clear();
                 s.maps.clear();
                 s.applied.clear();
+                s.drain.clear();
                 for kv in kvs {
                     put(&mut s, kv);
                 }
@@ -161,6 +164,16 @@ impl ClusterView {
     pub fn maps(&self) -> Vec<Arc<Versioned<ShardMap>>> {
         let s = self.state.read().expect("not poisoned");
         s.maps.values().cloned().collect()
+    }
+
+    /// The registered nodes being drained (a marker naming the process registered now).
+    pub fn drained(&self) -> std::collections::BTreeSet<String> {
+        let s = self.state.read().expect("not poisoned");
+        s.drain
+            .iter()
+            .filter(|(id, started)| s.nodes.get(*id).is_some_and(|n| n.started_ms == **started))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The applied log sequence of every copy of `map`'s shards, by `(shard, node)`, as the
@@ -233,6 +246,13 @@ fn put(s: &mut State, kv: KeyValue) {
             }
             Err(e) => tracing::warn!(key, error = %e, "unreadable shard map; ignored"),
         }
+    } else if let Some(node) = key.strip_prefix(keys::DRAIN) {
+        match serde_json::from_slice(&kv.value) {
+            Ok(started) => {
+                s.drain.insert(node.to_string(), started);
+            }
+            Err(e) => tracing::warn!(key, error = %e, "unreadable drain marker; ignored"),
+        }
     } else if let Some(node) = key.strip_prefix(keys::APPLIED) {
         match serde_json::from_slice(&kv.value) {
             Ok(a) => {
@@ -251,5 +271,7 @@ fn remove(s: &mut State, key: &[u8]) {
         s.maps.remove(name);
     } else if let Some(node) = key.strip_prefix(keys::APPLIED) {
         s.applied.remove(node);
+    } else if let Some(node) = key.strip_prefix(keys::DRAIN) {
+        s.drain.remove(node);
     }
 }

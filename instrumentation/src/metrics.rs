@@ -477,7 +477,7 @@ impl Metrics {
             ),
             cluster_map_changes: cv(
                 "akidb_cluster_map_changes_total",
-                "Shard map changes the controller made, by kind: failover (a follower took over), owner (an ownerless shard got one), follower (a copy was added), dropped (gone followers removed).",
+                "Shard map changes the controller made, by kind: failover (a follower took over), owner (an ownerless shard got one), follower (a copy was added), dropped (gone followers removed), drained (a drained owner handed a shard to a caught-up follower).",
                 &["kind"],
             ),
             shard_log_appends: cv(
