@@ -451,4 +451,52 @@ mod tests {
             "owners stay"
         );
     }
+
+    #[test]
+    fn drain_hands_shards_to_caught_up_followers_only() {
+        let mut m = ShardMap::place("c", 4, 1, &names(3));
+        let drained: BTreeSet<String> = ["n0".to_string()].into_iter().collect();
+        let eligible: BTreeSet<String> = ["n1", "n2"].iter().map(|s| s.to_string()).collect();
+        let owned: Vec<u32> = m
+            .shards
+            .iter()
+            .filter(|s| s.owner.as_deref() == Some("n0"))
+            .map(|s| s.id)
+            .collect();
+        assert!(!owned.is_empty());
+        let mut applied: BTreeMap<(u32, String), u64> = owned
+            .iter()
+            .map(|s| ((*s, "n0".to_string()), 1_000))
+            .collect();
+        // Round 1: no follower yet: one is added, the owner stays.
+        let changes = m.drain(&drained, &eligible, &applied);
+        assert_eq!(changes.len(), owned.len(), "{changes:?}");
+        for id in &owned {
+            let s = &m.shards[*id as usize];
+            assert_eq!(s.owner.as_deref(), Some("n0"));
+            assert_eq!(s.followers.len(), 1);
+            assert!(eligible.contains(&s.followers[0]));
+        }
+        // Round 2: the followers are far behind: nothing moves.
+        for id in &owned {
+            let f = m.shards[*id as usize].followers[0].clone();
+            applied.insert((*id, f), 1_000 - CAUGHT_UP - 1);
+        }
+        assert!(m.drain(&drained, &eligible, &applied).is_empty());
+        // Round 3: caught up: each shard moves, epoch + 1, n0 holds nothing.
+        for id in &owned {
+            let f = m.shards[*id as usize].followers[0].clone();
+            applied.insert((*id, f), 1_000 - CAUGHT_UP);
+        }
+        let changes = m.drain(&drained, &eligible, &applied);
+        assert_eq!(changes.len(), owned.len());
+        for s in &m.shards {
+            assert_ne!(s.owner.as_deref(), Some("n0"));
+            assert!(!s.followers.contains(&"n0".to_string()));
+        }
+        for id in &owned {
+            assert_eq!(m.shards[*id as usize].epoch, 2);
+        }
+        assert!(m.drain(&drained, &eligible, &applied).is_empty());
+    }
 }
