@@ -132,6 +132,7 @@ async fn start_stack(a: &BenchArgs, g: &mut Global) -> anyhow::Result<(OwnStack,
         0 => None,
         n => Some(stack::Cluster {
             nodes: n,
+            replication: 1,
             etcd: stack::EtcdPlan::Start(stack::etcd_binary()?),
         }),
     };

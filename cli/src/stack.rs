@@ -127,6 +127,8 @@ pub struct Plan {
 pub struct Cluster {
     /// Storage nodes (`storage-0` ...).
     pub nodes: usize,
+    /// Copies of each shard of a collection created without `replication`.
+    pub replication: u32,
     pub etcd: EtcdPlan,
 }
 
@@ -195,6 +197,8 @@ impl Plan {
         let mut svcs = Vec::new();
         // The storage nodes: one without etcd, or `storage-<i>` registered in etcd.
         let mut cluster_args: Vec<String> = Vec::new();
+        // Query's and ingest's only: how collections are created.
+        let mut router_args: Vec<String> = Vec::new();
         let mut nodes: Vec<(String, ServicePorts)> = Vec::new();
         match &self.cluster {
             None => {
@@ -231,6 +235,7 @@ impl Plan {
                     }
                 };
                 cluster_args = vec!["--etcd".into(), etcd_url.clone()];
+                router_args = vec!["--default-replication".into(), c.replication.to_string()];
                 // The nodes share one object store: their shards' logs are there (unless
                 // the storage flags name one, S3 or a directory).
                 let own_store = storage_extra
@@ -264,9 +269,13 @@ impl Plan {
         svcs.push(Svc::new(
             "ingest",
             "ingest",
-            args(p.ingest, &["--storage-addr", &storage_url], &cluster_args),
+            args(
+                p.ingest,
+                &["--storage-addr", &storage_url],
+                &[cluster_args.clone(), router_args.clone()].concat(),
+            ),
         ));
-        let mut query_extra = cluster_args.clone();
+        let mut query_extra = [cluster_args.clone(), router_args].concat();
         query_extra.extend(self.query_args.iter().cloned());
         svcs.push(Svc::new(
             "query",

@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// With --storage-nodes: use this running etcd (`http://host:2379`) instead of starting one.
     #[arg(long = "etcd", requires = "storage_nodes")]
     pub etcd: Option<String>,
+    /// With --storage-nodes: copies of each shard (1 to 5) of a collection created without
+    /// `replication`: an owner and followers that take over when it is lost.
+    #[arg(long = "replication", requires = "storage_nodes", default_value_t = 1)]
+    pub replication: u32,
 }
 
 /// The arguments every service gets for keys, making the internal key (and the key file with
@@ -135,6 +139,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         ),
         n => Some(stack::Cluster {
             nodes: n,
+            replication: a.replication,
             etcd: match &a.etcd {
                 Some(url) => stack::EtcdPlan::Url(url.clone()),
                 None => stack::EtcdPlan::Start(stack::etcd_binary()?),

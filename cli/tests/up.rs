@@ -119,6 +119,8 @@ async fn up_runs_a_cluster_of_storage_nodes_and_stops_it_cleanly() {
             "up",
             "--storage-nodes",
             "2",
+            "--replication",
+            "2",
             "--port-offset",
             &off.to_string(),
             "--data-dir",
@@ -208,18 +210,29 @@ async fn up_runs_a_cluster_of_storage_nodes_and_stops_it_cleanly() {
         .into_inner()
         .collection
         .unwrap();
-    assert_eq!((info.shards, info.point_count), (4, 200));
-    // Both nodes hold shards.
+    assert_eq!(
+        (info.shards, info.replication, info.point_count),
+        (4, 2, 200)
+    );
+    // Two copies of each shard on two nodes: each node holds every shard (a follower makes
+    // its copy within a moment of being given it).
     for port in [50053, 50061] {
         let l = common::Stack::link(&at(port));
-        let held = l
-            .storage()
-            .list_collections(l.request(pb::ListCollectionsRequest {}))
-            .await
-            .unwrap()
-            .into_inner()
-            .collections;
-        assert!(!held.is_empty(), "node at {} holds no shard", at(port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = l
+                .storage()
+                .list_collections(l.request(pb::ListCollectionsRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+                .collections;
+            if held.len() == 4 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node at {}: {held:?}", at(port));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     // Ctrl-C: every service, then etcd, stops cleanly.

@@ -45,6 +45,13 @@ pub struct RouterArgs {
     /// Unset: one storage node at --storage-addr.
     #[arg(long = "etcd", env = "AKIDB_ETCD")]
     pub etcd: Option<String>,
+    /// Copies of each shard (1 to 5) of a collection created without `replication`.
+    #[arg(
+        long = "default-replication",
+        env = "AKIDB_DEFAULT_REPLICATION",
+        default_value_t = 1
+    )]
+    pub default_replication: u32,
     /// Deadline of each etcd call, in milliseconds.
     #[arg(
         long = "etcd-timeout-ms",
@@ -62,16 +69,23 @@ impl RouterArgs {
         key: Option<String>,
         timeout: Duration,
         stop: tokio_util::sync::CancellationToken,
-    ) -> Result<Option<std::sync::Arc<crate::router::Router>>, EtcdError> {
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::router::Router>>> {
         let Some(endpoints) = self.etcd.as_deref().filter(|e| !e.trim().is_empty()) else {
             return Ok(None);
         };
+        if !akidb_proto::limits::REPLICATION.contains(&u64::from(self.default_replication)) {
+            anyhow::bail!(
+                "--default-replication {} is out of range: use 1 to 5",
+                self.default_replication
+            );
+        }
         let etcd = Etcd::new(endpoints, Duration::from_millis(self.etcd_timeout_ms))?;
         akidb_instrumentation::metrics().cluster_enabled.set(1);
         let view = crate::view::ClusterView::start(etcd, stop);
-        Ok(Some(std::sync::Arc::new(crate::router::Router::new(
-            view, key, timeout,
-        ))))
+        Ok(Some(std::sync::Arc::new(
+            crate::router::Router::new(view, key, timeout)
+                .with_default_replication(self.default_replication),
+        )))
     }
 }
 

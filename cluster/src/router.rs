@@ -43,6 +43,8 @@ pub struct Router {
     key: Option<String>,
     /// Deadline of one call to one shard, retries included (less when the caller's is less).
     timeout: Duration,
+    /// Copies of each shard of a collection created without `replication`.
+    default_replication: u32,
 }
 
 /// One shard's answer to a call: the shard, the answer, and where the call went (`None`
@@ -86,7 +88,14 @@ impl Router {
             links: Default::default(),
             key,
             timeout,
+            default_replication: 1,
         }
+    }
+
+    /// Collections created without `replication` get `n` copies of each shard.
+    pub fn with_default_replication(mut self, n: u32) -> Router {
+        self.default_replication = n.max(1);
+        self
     }
 
     /// The link to node `id`, made once per address.
@@ -309,7 +318,10 @@ impl Router {
             ));
         }
         let shards = req.shards.max(1);
-        let replication = req.replication.max(1);
+        let replication = match req.replication {
+            0 => self.default_replication,
+            n => n,
+        };
         let mut map = ShardMap::place(&req.name, shards, replication, &nodes);
         map.spec = req.encode_to_vec();
         match shardmap::swap(self.view.etcd(), &map, 0)
