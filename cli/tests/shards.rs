@@ -50,6 +50,8 @@ fn storage_node_with(etcd: &str, id: &str, dir: &Path, ttl: u64) -> (Proc, Strin
         id.to_string(),
         "--lease-ttl-secs".into(),
         ttl.to_string(),
+        "--orphan-grace-secs".into(),
+        "2".into(),
         "--object-dir".into(),
         dir.join("objects").display().to_string(),
     ]);
@@ -776,6 +778,11 @@ async fn while_etcd_is_silent_writes_stop_and_searches_go_on_flagged_stale() {
     assert_eq!(n, 100);
 }
 
+/// The gRPC address of node `id`.
+fn addr_of_node(ids: &[&str], nodes: &[(Proc, String)], id: &str) -> String {
+    nodes[ids.iter().position(|i| *i == id).unwrap()].1.clone()
+}
+
 /// `akidb --json cluster status`.
 fn cluster_status(etcd: &str) -> serde_json::Value {
     let out = std::process::Command::new(common::BIN)
@@ -1118,6 +1125,23 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
         .into_inner();
     assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
 
+    // The drained node deletes its copies once it has not held them for the grace (2 s here).
+    let l = Stack::link(&addr_of_node(&ids, &nodes, &victim));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = l
+            .storage()
+            .list_collections(l.request(pb::ListCollectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .collections;
+        if held.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "copies left: {held:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Undrained, it takes shards again (none move back by themselves: new copies go to it).
     let out = std::process::Command::new(common::BIN)
         .args(["--json", "cluster", "undrain", &victim, "--etcd", &etcd.url])

@@ -34,6 +34,14 @@ pub struct ClusterArgs {
         default_value_t = 2_000
     )]
     pub etcd_timeout_ms: u64,
+    /// Seconds a local copy of a shard this node no longer holds (moved away, or of a deleted
+    /// collection) is kept before it is deleted.
+    #[arg(
+        long = "orphan-grace-secs",
+        env = "AKIDB_ORPHAN_GRACE_SECS",
+        default_value_t = 30
+    )]
+    pub orphan_grace_secs: u64,
 }
 
 /// The cluster flags of query and ingest: with `--etcd`, each collection's calls go to its
@@ -94,6 +102,7 @@ pub struct ClusterConfig {
     pub etcd: Etcd,
     pub node_id: String,
     pub lease_ttl: Duration,
+    pub orphan_grace: Duration,
 }
 
 impl ClusterArgs {
@@ -128,6 +137,7 @@ impl ClusterArgs {
             etcd,
             node_id,
             lease_ttl: Duration::from_secs(self.lease_ttl_secs),
+            orphan_grace: Duration::from_secs(self.orphan_grace_secs),
         }))
     }
 }

@@ -272,7 +272,8 @@ impl StorageService for StorageApi {
         let n = name.clone();
         blocking(move || engine.delete(&n)).await?;
         if let Some(gate) = &self.gate {
-            gate.logs.forget(&name);
+            // Called by the router once the collection's map is gone: its logs go too.
+            gate.logs.forget(&name, true);
         }
         metrics().forget_collection(&name);
         tracing::info!(collection = %name, "collection deleted");

@@ -65,6 +65,7 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                 engine: engine.clone(),
                 membership: membership.clone(),
                 logs: Arc::new(logs),
+                orphan_grace: c.orphan_grace,
             }))
         }
     };

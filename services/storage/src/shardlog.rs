@@ -244,12 +244,13 @@ impl ShardLogs {
         }
     }
 
-    /// Forget local copy `name` (deleted): its cursor, its saved place, and its log in the
-    /// object store (in the background).
-    pub fn forget(&self, name: &str) {
+    /// Forget local copy `name` (deleted): its cursor, its saved place, and, with `log` (the
+    /// collection is gone, not only this copy), its log in the object store (in the
+    /// background).
+    pub fn forget(&self, name: &str, log: bool) {
         let c = self.shards.lock().expect("not poisoned").remove(name);
         let _ = std::fs::remove_file(self.saved_path(name));
-        let Some(c) = c else { return };
+        let Some(c) = c.filter(|_| log) else { return };
         let store = self.store.clone();
         let name = name.to_string();
         tokio::spawn(async move {

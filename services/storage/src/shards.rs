@@ -50,6 +50,9 @@ pub struct ShardGate {
     pub membership: Arc<Mutex<Option<Membership>>>,
     /// The shards' logs in the object store.
     pub logs: Arc<ShardLogs>,
+    /// How long a local copy of a shard this node no longer holds is kept
+    /// (`--orphan-grace-secs`; the shard's log and its other copies hold its data).
+    pub orphan_grace: Duration,
 }
 
 /// A routed call this node serves: its copy of the shard, at the call's epoch.
@@ -193,6 +196,7 @@ impl ShardGate {
         let mut saved_at = Instant::now();
         let mut published: Option<(i64, Vec<u8>)> = None;
         let errors: Mutex<HashMap<String, String>> = Default::default();
+        let mut orphans: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -206,10 +210,12 @@ impl ShardGate {
                 _ => None,
             };
             let mut work = Vec::new();
+            let mut held = std::collections::HashSet::new();
             for map in self.view.maps() {
                 for s in &map.value.shards {
                     let owner = s.owner.as_deref() == Some(self.node.as_str());
                     if owner || s.followers.contains(&self.node) {
+                        held.insert(limits::shard_name(&map.value.collection, s.id));
                         work.push((map.clone(), s.id, s.epoch, owner));
                     }
                 }
@@ -265,9 +271,53 @@ impl ShardGate {
                 if let Some(lease) = lease {
                     published = self.publish(lease, published).await;
                 }
+                if self.view.etcd_reachable() {
+                    self.remove_orphans(&held, &mut orphans).await;
+                } else {
+                    orphans.clear();
+                }
             }
         }
         self.logs.save();
+    }
+
+    /// Delete the local copies of shards this node has not held for `orphan_grace`: moved
+    /// away (failover, drain) or of a collection deleted while the node was away (then its
+    /// log goes too).
+    async fn remove_orphans(
+        &self,
+        held: &std::collections::HashSet<String>,
+        orphans: &mut HashMap<String, Instant>,
+    ) {
+        let now = Instant::now();
+        let names = self.engine.names();
+        orphans.retain(|n, _| names.contains(n) && !held.contains(n));
+        for name in names {
+            let Ok(Some((collection, _))) = limits::check_local_name(&name) else {
+                continue;
+            };
+            if held.contains(&name) {
+                continue;
+            }
+            let since = *orphans.entry(name.clone()).or_insert(now);
+            if now.duration_since(since) < self.orphan_grace {
+                continue;
+            }
+            orphans.remove(&name);
+            let gone = self.view.map(collection).is_none();
+            let engine = self.engine.clone();
+            let n = name.clone();
+            match crate::server::blocking(move || engine.delete(&n)).await {
+                Ok(()) | Err(StorageError::CollectionNotFound(_)) => {
+                    self.logs.forget(&name, gone);
+                    akidb_instrumentation::metrics().forget_collection(&name);
+                    tracing::info!(shard = %name, collection_deleted = gone, "deleted this node's copy of a shard it no longer holds");
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %name, error = %e, "deleting this node's copy of a shard it no longer holds failed; retrying later")
+                }
+            }
+        }
     }
 
     /// Write the applied sequences to etcd when they (or the lease) changed; what is there now.
