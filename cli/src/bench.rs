@@ -78,6 +78,9 @@ pub struct BenchArgs {
     /// Shards of the collection created (more than 1 needs a cluster).
     #[arg(long, default_value_t = 1)]
     pub shards: u32,
+    /// Copies of each shard of the collection created (a cluster: --storage-nodes).
+    #[arg(long, default_value_t = 1)]
+    pub replication: u32,
     /// Extra arguments for the query service of a started stack (e.g. `--query-arg=--cache-entries=0`).
     #[arg(long = "query-arg", allow_hyphen_values = true)]
     pub query_args: Vec<String>,
@@ -284,6 +287,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             quantization: quantization_of(&a.quantization) as i32,
             on_disk: a.on_disk,
             shards: a.shards,
+            replication: a.replication,
             ..Default::default()
         }))
         .await?;
