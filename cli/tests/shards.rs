@@ -40,6 +40,21 @@ fn storage_node(etcd: &str, id: &str, dir: &Path) -> (Proc, String) {
 
 /// A storage node whose lease lives `ttl` seconds; every node shares `dir/objects`.
 fn storage_node_with(etcd: &str, id: &str, dir: &Path, ttl: u64) -> (Proc, String) {
+    let store = vec![
+        "--object-dir".to_string(),
+        dir.join("objects").display().to_string(),
+    ];
+    storage_node_on(etcd, id, dir, ttl, store)
+}
+
+/// A storage node whose objects go where `store` (flags) says.
+fn storage_node_on(
+    etcd: &str,
+    id: &str,
+    dir: &Path,
+    ttl: u64,
+    store: Vec<String>,
+) -> (Proc, String) {
     let (addr, mut args) = listen_args();
     args.extend([
         "--data-dir".into(),
@@ -52,9 +67,8 @@ fn storage_node_with(etcd: &str, id: &str, dir: &Path, ttl: u64) -> (Proc, Strin
         ttl.to_string(),
         "--orphan-grace-secs".into(),
         "2".into(),
-        "--object-dir".into(),
-        dir.join("objects").display().to_string(),
     ]);
+    args.extend(store);
     (
         Proc::start("storage", args, dir.join(format!("{id}.log"))),
         addr,
@@ -1157,4 +1171,132 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
             .all(|n| n["draining"] == false),
         "{v}"
     );
+}
+
+/// The nodes' shared object store is S3 (moto), and it stops answering: writes fail (never
+/// acknowledged without their log entry) while searches go on; when it answers again, writes
+/// resume by themselves and every acknowledged write is there.
+#[tokio::test]
+async fn while_the_object_store_is_down_writes_fail_searches_go_on_and_both_recover() {
+    let Some(moto) = akidb_testkit::moto::Moto::from_env().await else {
+        return;
+    };
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = |bucket: &str| {
+        [
+            "--s3-endpoint",
+            &moto.url(),
+            "--s3-bucket",
+            bucket,
+            "--s3-access-key",
+            "testing",
+            "--s3-secret-key",
+            "testing",
+            "--s3-timeout-ms",
+            "500",
+            "--s3-connect-timeout-ms",
+            "300",
+            "--breaker-open-ms",
+            "1000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    };
+    let nodes: Vec<(Proc, String)> = ["s0", "s1"]
+        .iter()
+        .map(|id| storage_node_on(&etcd.url, id, dir.path(), 10, s3("cluster-log")))
+        .collect();
+    for (_, a) in &nodes {
+        wait_serving(a, Duration::from_secs(60)).await;
+    }
+    let (_query, q_addr) = front("query", &etcd.url, dir.path());
+    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    wait_serving(&i_addr, Duration::from_secs(60)).await;
+    let q = Stack::link(&q_addr);
+    let i = Stack::link(&i_addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster_status(&etcd.url)["nodes"]
+        .as_array()
+        .map_or(0, |n| n.len())
+        < 2
+    {
+        assert!(Instant::now() < deadline, "two nodes registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            shards: 2,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let data = vectors(300, 9);
+    i.ingest()
+        .upsert(i.request(batch(0, 100, &data)))
+        .await
+        .unwrap();
+    // The log entries are in the bucket.
+    assert!(!moto.list("cluster-log", "shardlog/docs/").await.is_empty());
+
+    moto.pause();
+    let t = Instant::now();
+    let mut said = None;
+    while said.is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "writes never failed naming the object store"
+        );
+        let mut r = i.request(batch(100, 10, &data));
+        r.set_timeout(Duration::from_secs(5));
+        match i.ingest().upsert(r).await {
+            Ok(_) => panic!("a write was acknowledged while the object store was down"),
+            Err(e) if e.message().contains("object store") => said = Some(e),
+            Err(_) => {}
+        }
+    }
+    let e = said.unwrap();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    eprintln!("write refused after {:?}: {}", t.elapsed(), e.message());
+    // Reads go on.
+    let r = search(&q, &data[0], 5).await.expect("searches go on");
+    assert!(!r.partial && r.hits.len() == 5, "{r:?}");
+
+    moto.resume();
+    let t = Instant::now();
+    loop {
+        let mut r = i.request(batch(200, 10, &data));
+        r.set_timeout(Duration::from_secs(5));
+        if i.ingest().upsert(r).await.is_ok() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "writes did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "writes resumed {:?} after the object store came back",
+        t.elapsed()
+    );
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "docs".into(),
+            ids: (0..100).chain(200..210).map(pb::PointId::num).collect(),
+            with_payload: false,
+            with_vector: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), 110, "acknowledged points missing");
 }
