@@ -5,10 +5,10 @@ use crate::convert::{
     breaker_to_pb, dlq_to_pb, snapshot_to_pb, tier_move_from_pb, tier_status_to_pb,
 };
 use crate::engine::Engine;
+use crate::engine::with_engine;
 use crate::error::{FieldProblem, StorageError};
 use crate::objstore::ObjectLayer;
 use crate::objstore::dlq::Target;
-use crate::server::with_engine;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! blocking pool, and record metrics.
 
 use crate::convert::*;
-use crate::engine::Engine;
 use crate::engine::catalog::{Access, Lookup};
+use crate::engine::{Engine, blocking, with_engine};
 use crate::error::{EmptyRequest, Result, StorageError};
 use crate::model::{CollectionStats, Tier};
 use crate::store::{CollectionStore, Include, ScrollParams};
@@ -21,26 +21,6 @@ pub struct StorageApi {
     pub engine: Arc<Engine>,
     /// A node of a cluster (`--etcd`): admits the calls routed to its shards.
     pub gate: Option<Arc<crate::shards::ShardGate>>,
-}
-
-/// Run blocking engine work off the async threads, in the caller's span and request (so that
-/// its steps are traced, or not, as the request is).
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let scope = akidb_instrumentation::context::RequestScope::current();
-    tokio::task::spawn_blocking(move || scope.in_scope(f))
-        .await
-        .map_err(|e| StorageError::WorkerFailed(format!("worker task failed: {e}")))?
-}
-
-/// Run `f` with `engine` on the blocking pool, in the caller's span and request.
-pub(crate) async fn with_engine<T: Send + 'static>(
-    engine: &Arc<Engine>,
-    f: impl FnOnce(&Arc<Engine>) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let engine = engine.clone();
-    blocking(move || f(&engine)).await
 }
 
 /// Request metadata: "I hold a result of this very search computed at `<epoch>.<version>`".

@@ -20,7 +20,6 @@
 
 use crate::convert::{filter_from_pb, keys_from_pb, point_from_pb};
 use crate::engine::Engine;
-use crate::engine::catalog::Lookup;
 use crate::error::{Result as StorageResult, StorageError};
 use crate::fsutil::write_atomic;
 use crate::objstore::{ObjectStore, ObjectStoreError};
@@ -440,11 +439,8 @@ impl ShardLogs {
     async fn apply(&self, name: &str, entry: pb::ShardLogEntry) -> Result<Applied, Status> {
         let engine = self.engine.clone();
         let name = name.to_string();
-        let r = crate::server::blocking(move || {
-            let coll = match engine.lookup(&name)? {
-                Lookup::Hot(a) => a.collection,
-                Lookup::Unloaded(l) => l.load()?.collection,
-            };
+        let r = crate::engine::blocking(move || {
+            let coll = engine.lookup(&name)?.get()?.collection;
             apply_op(&*coll, entry.op)
         })
         .await;

@@ -19,7 +19,6 @@
 
 use crate::convert::spec_from_pb;
 use crate::engine::Engine;
-use crate::engine::catalog::Lookup;
 use crate::error::StorageError;
 use crate::shardlog::{Applied, ShardCursor, ShardLogs};
 use akidb_cluster::membership::{LeaseState, Membership};
@@ -156,7 +155,7 @@ impl ShardGate {
         let spec = spec_from_pb(&spec)?;
         let (logs, engine) = (self.logs.clone(), self.engine.clone());
         let (name, collection, map_id) = (name.to_string(), map.collection.clone(), map.id.clone());
-        Ok(crate::server::blocking(move || {
+        Ok(crate::engine::blocking(move || {
             let cursor = logs.cursor(&name, &collection, shard, &map_id)?;
             if engine.slot(&name).is_err() {
                 match engine.create(spec) {
@@ -175,11 +174,8 @@ impl ShardGate {
     pub async fn write(&self, admitted: &Admitted, name: &str, op: Op) -> Result<Applied, Status> {
         let engine = self.engine.clone();
         let n = name.to_string();
-        let op = crate::server::blocking(move || {
-            let coll = match engine.lookup(&n)? {
-                Lookup::Hot(a) => a.collection,
-                Lookup::Unloaded(l) => l.load()?.collection,
-            };
+        let op = crate::engine::blocking(move || {
+            let coll = engine.lookup(&n)?.get()?.collection;
             crate::shardlog::check(&*coll, &op)?;
             Ok(op)
         })
@@ -263,7 +259,7 @@ impl ShardGate {
             if saved_at.elapsed() >= Duration::from_secs(1) {
                 saved_at = Instant::now();
                 let logs = self.logs.clone();
-                let _ = crate::server::blocking(move || {
+                let _ = crate::engine::blocking(move || {
                     logs.save();
                     Ok(())
                 })
@@ -307,7 +303,7 @@ impl ShardGate {
             let gone = self.view.map(collection).is_none();
             let engine = self.engine.clone();
             let n = name.clone();
-            match crate::server::blocking(move || engine.delete(&n)).await {
+            match crate::engine::blocking(move || engine.delete(&n)).await {
                 Ok(()) | Err(StorageError::CollectionNotFound(_)) => {
                     self.logs.forget(&name, gone);
                     akidb_instrumentation::metrics().forget_collection(&name);

@@ -172,3 +172,23 @@ impl Engine {
         );
     }
 }
+
+/// Run blocking engine work off the async threads, in the caller's span and request (so that
+/// its steps are traced, or not, as the request is).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let scope = akidb_instrumentation::context::RequestScope::current();
+    tokio::task::spawn_blocking(move || scope.in_scope(f))
+        .await
+        .map_err(|e| StorageError::WorkerFailed(format!("worker task failed: {e}")))?
+}
+
+/// Run `f` with `engine` on the blocking pool, in the caller's span and request.
+pub async fn with_engine<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Arc<Engine>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let engine = engine.clone();
+    blocking(move || f(&engine)).await
+}
