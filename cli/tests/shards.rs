@@ -792,6 +792,36 @@ async fn while_etcd_is_silent_writes_stop_and_searches_go_on_flagged_stale() {
     assert_eq!(n, 100);
 }
 
+/// Query and ingest on `etcd`, started once every one of `nodes` serves and is registered
+/// (shards are placed over the nodes registered when a collection is created).
+async fn fronts(
+    etcd: &str,
+    dir: &Path,
+    nodes: &[(Proc, String)],
+) -> (Proc, Proc, akidb_client::Link, akidb_client::Link) {
+    for (_, a) in nodes {
+        wait_serving(a, Duration::from_secs(60)).await;
+    }
+    let (query, q_addr) = front("query", etcd, dir);
+    let (ingest, i_addr) = front("ingest", etcd, dir);
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    wait_serving(&i_addr, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster_status(etcd)["nodes"]
+        .as_array()
+        .map_or(0, |n| n.len())
+        < nodes.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} nodes registered",
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (query, ingest, Stack::link(&q_addr), Stack::link(&i_addr))
+}
+
 /// The gRPC address of node `id`.
 fn addr_of_node(ids: &[&str], nodes: &[(Proc, String)], id: &str) -> String {
     nodes[ids.iter().position(|i| *i == id).unwrap()].1.clone()
@@ -840,24 +870,7 @@ async fn a_killed_owner_is_replaced_by_its_follower_and_no_acknowledged_write_is
         .iter()
         .map(|id| storage_node_with(&etcd.url, id, dir.path(), 2))
         .collect();
-    for (_, a) in &nodes {
-        wait_serving(a, Duration::from_secs(60)).await;
-    }
-    let (_query, q_addr) = front("query", &etcd.url, dir.path());
-    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
-    wait_serving(&q_addr, Duration::from_secs(60)).await;
-    wait_serving(&i_addr, Duration::from_secs(60)).await;
-    let q = Stack::link(&q_addr);
-    let i = Stack::link(&i_addr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster_status(&etcd.url)["nodes"]
-        .as_array()
-        .map_or(0, |n| n.len())
-        < 3
-    {
-        assert!(Instant::now() < deadline, "three nodes registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
     let info = q
         .collections()
         .create_collection(q.request(pb::CreateCollectionRequest {
@@ -1010,24 +1023,7 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
         .iter()
         .map(|id| storage_node_with(&etcd.url, id, dir.path(), 10))
         .collect();
-    for (_, a) in &nodes {
-        wait_serving(a, Duration::from_secs(60)).await;
-    }
-    let (_query, q_addr) = front("query", &etcd.url, dir.path());
-    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
-    wait_serving(&q_addr, Duration::from_secs(60)).await;
-    wait_serving(&i_addr, Duration::from_secs(60)).await;
-    let q = Stack::link(&q_addr);
-    let i = Stack::link(&i_addr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster_status(&etcd.url)["nodes"]
-        .as_array()
-        .map_or(0, |n| n.len())
-        < 3
-    {
-        assert!(Instant::now() < deadline, "three nodes registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
     // One copy of each shard: the drain must first make a follower, then move.
     q.collections()
         .create_collection(q.request(pb::CreateCollectionRequest {
@@ -1210,24 +1206,7 @@ async fn while_the_object_store_is_down_writes_fail_searches_go_on_and_both_reco
         .iter()
         .map(|id| storage_node_on(&etcd.url, id, dir.path(), 10, s3("cluster-log")))
         .collect();
-    for (_, a) in &nodes {
-        wait_serving(a, Duration::from_secs(60)).await;
-    }
-    let (_query, q_addr) = front("query", &etcd.url, dir.path());
-    let (_ingest, i_addr) = front("ingest", &etcd.url, dir.path());
-    wait_serving(&q_addr, Duration::from_secs(60)).await;
-    wait_serving(&i_addr, Duration::from_secs(60)).await;
-    let q = Stack::link(&q_addr);
-    let i = Stack::link(&i_addr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster_status(&etcd.url)["nodes"]
-        .as_array()
-        .map_or(0, |n| n.len())
-        < 2
-    {
-        assert!(Instant::now() < deadline, "two nodes registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
     q.collections()
         .create_collection(q.request(pb::CreateCollectionRequest {
             name: "docs".into(),

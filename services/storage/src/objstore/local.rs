@@ -48,6 +48,38 @@ impl LocalDirStore {
             .join(uuid::Uuid::new_v4().simple().to_string())
     }
 
+    /// Write `data` to a temp file (fsynced), then `place` it at the key's path; the temp file
+    /// is removed when anything fails.
+    async fn put_with<T: Send + 'static>(
+        &self,
+        key: &str,
+        data: Bytes,
+        place: impl FnOnce(&Path, &Path) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let op = Operation::Put;
+        let dst = self.path_of(op, key)?;
+        let tmp = self.tmp_path();
+        let k = key.to_string();
+        blocking(op, key, move || {
+            let res = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                drop(f);
+                place(&tmp, &dst)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res.map_err(|e| match ObjectStoreError::from_io(op, &k, &e) {
+                // ENOENT while writing means the store directory itself is gone.
+                ObjectStoreError::NotFound { .. } => ObjectStoreError::permanent(op, &k, e),
+                other => other,
+            })
+        })
+        .await
+    }
+
     /// Move a complete, fsynced temp file to `dst` and make the rename durable.
     fn commit(tmp: &Path, dst: &Path) -> std::io::Result<()> {
         let dir = dst.parent().expect("object path has a parent");
@@ -105,63 +137,26 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> std
 #[async_trait]
 impl ObjectStore for LocalDirStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        let op = Operation::Put;
-        let dst = self.path_of(op, key)?;
-        let tmp = self.tmp_path();
-        let k = key.to_string();
-        blocking(op, key, move || {
-            let res = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-                drop(f);
-                Self::commit(&tmp, &dst)
-            })();
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            res.map_err(|e| match ObjectStoreError::from_io(op, &k, &e) {
-                // ENOENT while writing means the store directory itself is gone.
-                ObjectStoreError::NotFound { .. } => ObjectStoreError::permanent(op, &k, e),
-                other => other,
-            })
-        })
-        .await
+        self.put_with(key, data, |tmp, dst| Self::commit(tmp, dst))
+            .await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
-        let op = Operation::Put;
-        let dst = self.path_of(op, key)?;
-        let tmp = self.tmp_path();
-        let k = key.to_string();
-        blocking(op, key, move || {
-            let res = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-                drop(f);
-                let dir = dst.parent().expect("object path has a parent");
-                std::fs::create_dir_all(dir)?;
-                // A link, unlike a rename, never replaces what is there: of two puts, one
-                // links and the other finds the object.
-                let created = match std::fs::hard_link(&tmp, &dst) {
-                    Ok(()) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-                    Err(e) => return Err(e),
-                };
-                std::fs::remove_file(&tmp)?;
-                if created {
-                    sync_dir(dir)?;
-                }
-                Ok(created)
-            })();
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
+        self.put_with(key, data, |tmp, dst| {
+            let dir = dst.parent().expect("object path has a parent");
+            std::fs::create_dir_all(dir)?;
+            // A link, unlike a rename, never replaces what is there: of two puts, one links
+            // and the other finds the object.
+            let created = match std::fs::hard_link(tmp, dst) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+            std::fs::remove_file(tmp)?;
+            if created {
+                sync_dir(dir)?;
             }
-            res.map_err(|e| match ObjectStoreError::from_io(op, &k, &e) {
-                ObjectStoreError::NotFound { .. } => ObjectStoreError::permanent(op, &k, e),
-                other => other,
-            })
+            Ok(created)
         })
         .await
     }
