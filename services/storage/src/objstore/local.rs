@@ -137,8 +137,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> std
 #[async_trait]
 impl ObjectStore for LocalDirStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        self.put_with(key, data, |tmp, dst| Self::commit(tmp, dst))
-            .await
+        self.put_with(key, data, Self::commit).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
