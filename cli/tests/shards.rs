@@ -822,6 +822,35 @@ async fn fronts(
     (query, ingest, Stack::link(&q_addr), Stack::link(&i_addr))
 }
 
+/// The shards of the first collection in `cluster status` once each has `copies` copies at
+/// one applied sequence. Nodes publish their sequences every second: the same answer twice,
+/// 1.5 s apart, is final when nothing writes.
+async fn copies_in_step(etcd: &str, copies: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last: Option<serde_json::Value> = None;
+    loop {
+        let v = cluster_status(etcd);
+        let shards = v["collections"][0]["shards"].clone();
+        let in_step = shards.as_array().unwrap().iter().all(|s| {
+            let applied: Vec<Option<u64>> = s["applied"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|x| x.as_u64())
+                .collect();
+            applied.len() == copies
+                && applied[0].is_some()
+                && applied.windows(2).all(|w| w[0] == w[1])
+        });
+        if in_step && last.as_ref() == Some(&shards) {
+            return shards.as_array().unwrap().clone();
+        }
+        last = Some(shards);
+        assert!(Instant::now() < deadline, "copies never in step: {v}");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+}
+
 /// The gRPC address of node `id`.
 fn addr_of_node(ids: &[&str], nodes: &[(Proc, String)], id: &str) -> String {
     nodes[ids.iter().position(|i| *i == id).unwrap()].1.clone()
@@ -964,45 +993,23 @@ async fn a_killed_owner_is_replaced_by_its_follower_and_no_acknowledged_write_is
         .zip(&nodes)
         .map(|(id, (_, a))| (id.to_string(), a.clone()))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last: Option<serde_json::Value> = None;
-    loop {
-        let v = cluster_status(&etcd.url);
-        let shards = v["collections"][0]["shards"].as_array().unwrap().clone();
-        let same = last.as_ref() == Some(&v["collections"][0]["shards"]);
-        last = Some(v["collections"][0]["shards"].clone());
-        let in_step = shards.iter().all(|s| {
-            let applied: Vec<Option<u64>> = s["applied"]
-                .as_object()
+    for s in &copies_in_step(&etcd.url, 2).await {
+        let mut counts = Vec::new();
+        for node in s["applied"].as_object().unwrap().keys() {
+            let l = Stack::link(&addr_of[node]);
+            let n = l
+                .storage()
+                .count(tonic::Request::new(pb::CountRequest {
+                    collection: format!("docs.{}", s["shard"]),
+                    filter: None,
+                }))
+                .await
                 .unwrap()
-                .values()
-                .map(|x| x.as_u64())
-                .collect();
-            applied.len() == 2 && applied[0].is_some() && applied.windows(2).all(|w| w[0] == w[1])
-        });
-        if in_step && same {
-            for s in &shards {
-                let mut counts = Vec::new();
-                for node in s["applied"].as_object().unwrap().keys() {
-                    let l = Stack::link(&addr_of[node]);
-                    let n = l
-                        .storage()
-                        .count(tonic::Request::new(pb::CountRequest {
-                            collection: format!("docs.{}", s["shard"]),
-                            filter: None,
-                        }))
-                        .await
-                        .unwrap()
-                        .into_inner()
-                        .count;
-                    counts.push((node.clone(), n));
-                }
-                assert_eq!(counts[0].1, counts[1].1, "copies differ: {counts:?} {s}");
-            }
-            break;
+                .into_inner()
+                .count;
+            counts.push((node.clone(), n));
         }
-        assert!(Instant::now() < deadline, "copies never in step: {v}");
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(counts[0].1, counts[1].1, "copies differ: {counts:?} {s}");
     }
     // The killed node comes back and registers again.
     nodes[victim].0.spawn();
@@ -1278,4 +1285,84 @@ async fn while_the_object_store_is_down_writes_fail_searches_go_on_and_both_reco
         .unwrap()
         .into_inner();
     assert_eq!(got.points.len(), 110, "acknowledged points missing");
+}
+
+/// Two copies of each shard: an owner that stops answering (SIGSTOP; its lease outlives the
+/// test, so nothing fails over) does not make searches partial: after `--hedge-after-ms` the
+/// read also goes to the follower, whose answer is used. Searches stay exact.
+#[tokio::test]
+async fn a_paused_owner_is_covered_by_a_hedged_read_to_its_follower() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["s0", "s1", "s2"];
+    let mut nodes: Vec<(Proc, String)> = ids
+        .iter()
+        .map(|id| storage_node_with(&etcd.url, id, dir.path(), 60))
+        .collect();
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            shards: 3,
+            replication: 2,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let data = vectors(300, 13);
+    i.ingest()
+        .upsert(i.request(batch(0, 300, &data)))
+        .await
+        .unwrap();
+    let shards = copies_in_step(&etcd.url, 2).await;
+    let owner = shards[0]["owner"].as_str().unwrap().to_string();
+    let follower = shards[0]["followers"][0].as_str().unwrap().to_string();
+    let victim = ids.iter().position(|id| *id == owner).unwrap();
+
+    nodes[victim].0.pause();
+    let mut slowest = Duration::ZERO;
+    for (n, query) in data.iter().take(20).enumerate() {
+        let t = Instant::now();
+        let r = search(&q, query, 10).await.expect("searches go on");
+        assert!(!r.partial, "search {n} partial: {r:?}");
+        slowest = slowest.max(t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(1_400),
+            "{:?}",
+            t.elapsed()
+        );
+        // Exact over every point, as if nothing were paused.
+        let mut want: Vec<(f32, usize)> = data.iter().map(|v| l2(v, query)).zip(0..).collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let got: Vec<String> = r
+            .hits
+            .iter()
+            .map(|h| id_str(h.id.as_ref().unwrap()))
+            .collect();
+        let want: Vec<String> = want[..10]
+            .iter()
+            .map(|(_, k)| id_str(&pb::PointId::num(*k as u64)))
+            .collect();
+        assert_eq!(got, want, "search {n}");
+        let s0 = r.shards.iter().find(|s| s.shard == 0).unwrap();
+        assert_eq!(s0.node, follower, "shard 0 answered by its follower");
+    }
+    eprintln!("slowest of 20 searches with an owner paused: {slowest:?} (hedge after 50 ms)");
+    // Count needs every shard: it goes through too.
+    let n = q
+        .query()
+        .count(q.request(pb::CountRequest {
+            collection: "docs".into(),
+            filter: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(n, 300);
+    nodes[victim].0.signal(libc::SIGCONT);
 }

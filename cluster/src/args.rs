@@ -60,6 +60,15 @@ pub struct RouterArgs {
         default_value_t = 1
     )]
     pub default_replication: u32,
+    /// Milliseconds after which a read not yet answered by one copy of a shard is also sent
+    /// to another copy (collections with replication 2 or more; the first answer wins; a
+    /// follower may be a moment behind the owner). 0: never.
+    #[arg(
+        long = "hedge-after-ms",
+        env = "AKIDB_HEDGE_AFTER_MS",
+        default_value_t = 50
+    )]
+    pub hedge_after_ms: u64,
     /// Deadline of each etcd call, in milliseconds.
     #[arg(
         long = "etcd-timeout-ms",
@@ -92,7 +101,10 @@ impl RouterArgs {
         let view = crate::view::ClusterView::start(etcd, stop);
         Ok(Some(std::sync::Arc::new(
             crate::router::Router::new(view, key, timeout)
-                .with_default_replication(self.default_replication),
+                .with_default_replication(self.default_replication)
+                .with_hedging(
+                    (self.hedge_after_ms > 0).then(|| Duration::from_millis(self.hedge_after_ms)),
+                ),
         )))
     }
 }

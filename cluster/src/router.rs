@@ -45,6 +45,9 @@ pub struct Router {
     timeout: Duration,
     /// Copies of each shard of a collection created without `replication`.
     default_replication: u32,
+    /// A read not answered by its first copy within this long is also sent to another copy
+    /// (the first answer wins); `None`: never.
+    hedge_after: Option<Duration>,
 }
 
 /// One shard's answer to a call: the shard, the answer, and where the call went (`None`
@@ -89,7 +92,15 @@ impl Router {
             key,
             timeout,
             default_replication: 1,
+            hedge_after: None,
         }
+    }
+
+    /// Reads not answered within `after` by the first copy of a shard go to another copy too
+    /// (a follower, which may be up to a moment behind the owner); `None`: never.
+    pub fn with_hedging(mut self, after: Option<Duration>) -> Router {
+        self.hedge_after = after;
+        self
     }
 
     /// Collections created without `replication` get `n` copies of each shard.
@@ -213,6 +224,101 @@ impl Router {
         }
     }
 
+    /// A read's `first` call on a shard, hedged: when it has not answered within `after`, or
+    /// failed, `attempt` is sent to another registered copy of the shard too; the first
+    /// answer that is not an error wins (the first call's error when both fail).
+    async fn hedged<T, F, Fut>(
+        &self,
+        map: &ShardMap,
+        shard: u32,
+        timeout: Duration,
+        after: Duration,
+        first: impl Future<Output = (Result<T, Status>, Option<Target>)>,
+        attempt: F,
+    ) -> (Result<T, Status>, Option<Target>)
+    where
+        F: Fn(Target) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        tokio::pin!(first);
+        let early = tokio::select! {
+            r = &mut first => Some(r),
+            _ = tokio::time::sleep(after) => None,
+        };
+        if let Some(r) = &early
+            && r.0.is_ok()
+        {
+            return early.expect("checked");
+        }
+        let tried = match &early {
+            Some((_, t)) => t.as_ref().map(|t| t.node.clone()),
+            None => self
+                .target(map, shard, timeout, Copy::Any)
+                .ok()
+                .map(|t| t.node),
+        };
+        let Some(other) = self.other_copy(map, shard, timeout.saturating_sub(after), tried) else {
+            return match early {
+                Some(r) => r,
+                None => first.await,
+            };
+        };
+        let hedges = &akidb_instrumentation::metrics().cluster_hedged_reads;
+        hedges.with_label_values(&["sent"]).inc();
+        let second = attempt(other.clone());
+        let won = |v: T| {
+            hedges.with_label_values(&["won"]).inc();
+            (Ok(v), Some(other.clone()))
+        };
+        match early {
+            // The first copy failed fast: the other one's answer, else the first error.
+            Some(r) => match second.await {
+                Ok(v) => won(v),
+                Err(_) => r,
+            },
+            None => {
+                tokio::pin!(second);
+                tokio::select! {
+                    r = &mut first => match r.0 {
+                        Ok(_) => r,
+                        Err(_) => match second.await {
+                            Ok(v) => won(v),
+                            Err(_) => r,
+                        },
+                    },
+                    b = &mut second => match b {
+                        Ok(v) => won(v),
+                        Err(_) => first.await,
+                    },
+                }
+            }
+        }
+    }
+
+    /// A registered copy of `shard` other than the one on node `not`, its calls limited to
+    /// `timeout`.
+    fn other_copy(
+        &self,
+        map: &ShardMap,
+        shard: u32,
+        timeout: Duration,
+        not: Option<String>,
+    ) -> Option<Target> {
+        let s = map.shard(shard)?;
+        let node = s
+            .owner
+            .iter()
+            .chain(&s.followers)
+            .find(|n| Some(*n) != not.as_ref() && self.view.node(n).is_some())?;
+        let mut link = self.link(node).ok()?;
+        link.timeout = link.timeout.min(timeout);
+        Some(Target {
+            epoch: s.epoch,
+            node: node.clone(),
+            link,
+        })
+    }
+
     /// An idempotent call of `method` on `msg` at each of `shards` of `map`, in parallel.
     async fn each<M, T, F, Fut>(
         &self,
@@ -239,21 +345,26 @@ impl Router {
                 epoch = tracing::field::Empty,
             );
             async move {
-                let (r, t) = self
-                    .on_shard(map, shard, timeout, to, |t: Target| {
-                        let call = call.clone();
-                        let msg = msg.clone();
-                        async move {
-                            let link = t.link.clone();
-                            link.idempotent(|left| {
-                                let r =
-                                    routed(akidb_client::with_deadline(msg.clone(), left), t.epoch);
-                                call(link.clone(), r)
-                            })
+                let attempt = |t: Target| {
+                    let call = call.clone();
+                    let msg = msg.clone();
+                    async move {
+                        let link = t.link.clone();
+                        link.idempotent(|left| {
+                            let r = routed(akidb_client::with_deadline(msg.clone(), left), t.epoch);
+                            call(link.clone(), r)
+                        })
+                        .await
+                    }
+                };
+                let first = self.on_shard(map, shard, timeout, to, &attempt);
+                let (r, t) = match (to, self.hedge_after) {
+                    (Copy::Any, Some(after)) => {
+                        self.hedged(map, shard, timeout, after, first, &attempt)
                             .await
-                        }
-                    })
-                    .await;
+                    }
+                    _ => first.await,
+                };
                 let r = r.map_err(|e| {
                     // tonic ends a call at its own deadline as CANCELLED "Timeout expired".
                     let e = match e.code() {

@@ -111,6 +111,7 @@ pub struct Metrics {
     pub cluster_lease_losses: IntCounter,
     pub cluster_etcd_reachable: IntGauge,
     pub cluster_shard_calls_failed: IntCounterVec,
+    pub cluster_hedged_reads: IntCounterVec,
     pub cluster_controller: IntGauge,
     pub cluster_shards_without_owner: IntGauge,
     pub cluster_follower_lag: IntGauge,
@@ -463,6 +464,11 @@ impl Metrics {
                 "Calls to a shard (query and ingest with --etcd) that failed, by gRPC code.",
                 &["code"],
             ),
+            cluster_hedged_reads: cv(
+                "akidb_cluster_hedged_reads_total",
+                "Reads of a shard also sent to another copy (sent: the first copy had not answered within --hedge-after-ms, or failed; won: the other copy's answer was used).",
+                &["outcome"],
+            ),
             cluster_controller: g(
                 "akidb_cluster_controller",
                 "1 while this node is the cluster's elected controller (it repairs the shard maps), 0 while not.",
@@ -621,24 +627,43 @@ impl Metrics {
                         m.index_build_points.with_label_values(&[work, progress]);
                     }
                 }
+                // 0 until the first change or append: rates work from the start.
+                for kind in ["failover", "owner", "follower", "dropped", "drained"] {
+                    m.cluster_map_changes.with_label_values(&[kind]);
+                }
+                for outcome in ["written", "fenced", "error"] {
+                    m.shard_log_appends.with_label_values(&[outcome]);
+                }
             }
-            Component::Query => register!(
-                r,
-                m.cache_requests,
-                m.cache_entries,
-                m.search_partial,
-                m.cluster_enabled,
-                m.cluster_etcd_reachable,
-                m.cluster_shard_calls_failed
-            ),
-            Component::Ingest => register!(
-                r,
-                m.ingest_points,
-                m.ingest_rejected,
-                m.cluster_enabled,
-                m.cluster_etcd_reachable,
-                m.cluster_shard_calls_failed
-            ),
+            Component::Query => {
+                register!(
+                    r,
+                    m.cache_requests,
+                    m.cache_entries,
+                    m.search_partial,
+                    m.cluster_enabled,
+                    m.cluster_etcd_reachable,
+                    m.cluster_shard_calls_failed,
+                    m.cluster_hedged_reads
+                );
+                for outcome in ["sent", "won"] {
+                    m.cluster_hedged_reads.with_label_values(&[outcome]);
+                }
+            }
+            Component::Ingest => {
+                register!(
+                    r,
+                    m.ingest_points,
+                    m.ingest_rejected,
+                    m.cluster_enabled,
+                    m.cluster_etcd_reachable,
+                    m.cluster_shard_calls_failed,
+                    m.cluster_hedged_reads
+                );
+                for outcome in ["sent", "won"] {
+                    m.cluster_hedged_reads.with_label_values(&[outcome]);
+                }
+            }
             Component::Telemetry => register!(
                 r,
                 m.aggregator_scrapes,
