@@ -702,16 +702,7 @@ async fn while_etcd_is_silent_writes_stop_and_searches_go_on_flagged_stale() {
     wait_serving(&i_addr, Duration::from_secs(60)).await;
     let q = Stack::link(&q_addr);
     let i = Stack::link(&i_addr);
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: "docs".into(),
-            dimension: DIM as u32,
-            metric: pb::Metric::L2 as i32,
-            shards: 2,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    create_docs(&q, 2, 1).await;
     let data = vectors(100, 3);
     let batch = |from: usize| pb::UpsertRequest {
         collection: "docs".into(),
@@ -849,6 +840,21 @@ async fn copies_in_step(etcd: &str, copies: usize) -> Vec<serde_json::Value> {
         assert!(Instant::now() < deadline, "copies never in step: {v}");
         tokio::time::sleep(Duration::from_millis(1_500)).await;
     }
+}
+
+/// Collection `docs` (L2, `DIM`) of `shards` shards with `replication` copies each.
+async fn create_docs(q: &akidb_client::Link, shards: u32, replication: u32) {
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            shards,
+            replication,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
 }
 
 /// The gRPC address of node `id`.
@@ -1032,16 +1038,7 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
         .collect();
     let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
     // One copy of each shard: the drain must first make a follower, then move.
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: "docs".into(),
-            dimension: DIM as u32,
-            metric: pb::Metric::L2 as i32,
-            shards: 3,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    create_docs(&q, 3, 1).await;
     let data = vectors(500, 5);
     for b in 0..10 {
         i.ingest()
@@ -1214,16 +1211,7 @@ async fn while_the_object_store_is_down_writes_fail_searches_go_on_and_both_reco
         .map(|id| storage_node_on(&etcd.url, id, dir.path(), 10, s3("cluster-log")))
         .collect();
     let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: "docs".into(),
-            dimension: DIM as u32,
-            metric: pb::Metric::L2 as i32,
-            shards: 2,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    create_docs(&q, 2, 1).await;
     let data = vectors(300, 9);
     i.ingest()
         .upsert(i.request(batch(0, 100, &data)))
@@ -1302,17 +1290,7 @@ async fn a_paused_owner_is_covered_by_a_hedged_read_to_its_follower() {
         .map(|id| storage_node_with(&etcd.url, id, dir.path(), 60))
         .collect();
     let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
-    q.collections()
-        .create_collection(q.request(pb::CreateCollectionRequest {
-            name: "docs".into(),
-            dimension: DIM as u32,
-            metric: pb::Metric::L2 as i32,
-            shards: 3,
-            replication: 2,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    create_docs(&q, 3, 2).await;
     let data = vectors(300, 13);
     i.ingest()
         .upsert(i.request(batch(0, 300, &data)))

@@ -56,7 +56,7 @@ type ShardAnswer<T> = (u32, Result<T, Status>, Option<Target>);
 
 /// Which copy of a shard a call may go to.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Copy {
+enum Holder {
     /// The owner: writes.
     Owner,
     /// The owner, or a registered follower when the owner is not registered (down, or its
@@ -147,7 +147,7 @@ impl Router {
         map: &ShardMap,
         shard: u32,
         timeout: Duration,
-        to: Copy,
+        to: Holder,
     ) -> Result<Target, Status> {
         let s = map.shard(shard).ok_or_else(|| {
             Status::internal(format!(
@@ -155,16 +155,15 @@ impl Router {
                 map.collection
             ))
         })?;
-        let owner = s
-            .owner
-            .as_deref()
-            .filter(|o| to == Copy::Owner || self.view.node(o).is_some() || s.followers.is_empty());
+        let owner = s.owner.as_deref().filter(|o| {
+            to == Holder::Owner || self.view.node(o).is_some() || s.followers.is_empty()
+        });
         let owner = match owner {
             Some(o) => o,
             None => s
                 .followers
                 .iter()
-                .find(|f| to == Copy::Any && self.view.node(f).is_some())
+                .find(|f| to == Holder::Any && self.view.node(f).is_some())
                 .map(String::as_str)
                 .ok_or_else(|| {
                     Status::unavailable(format!(
@@ -189,7 +188,7 @@ impl Router {
         map: &ShardMap,
         shard: u32,
         timeout: Duration,
-        to: Copy,
+        to: Holder,
         call: F,
     ) -> (Result<T, Status>, Option<Target>)
     where
@@ -253,7 +252,7 @@ impl Router {
         let tried = match &early {
             Some((_, t)) => t.as_ref().map(|t| t.node.clone()),
             None => self
-                .target(map, shard, timeout, Copy::Any)
+                .target(map, shard, timeout, Holder::Any)
                 .ok()
                 .map(|t| t.node),
         };
@@ -325,7 +324,7 @@ impl Router {
         map: &ShardMap,
         shards: Vec<(u32, M)>,
         timeout: Duration,
-        to: Copy,
+        to: Holder,
         call: F,
     ) -> Vec<ShardAnswer<T>>
     where
@@ -359,7 +358,7 @@ impl Router {
                 };
                 let first = self.on_shard(map, shard, timeout, to, &attempt);
                 let (r, t) = match (to, self.hedge_after) {
-                    (Copy::Any, Some(after)) => {
+                    (Holder::Any, Some(after)) => {
                         self.hedged(map, shard, timeout, after, first, &attempt)
                             .await
                     }
@@ -469,7 +468,7 @@ impl Router {
                     name: shard_name(name, s),
                 }),
                 self.timeout(caller),
-                Copy::Any,
+                Holder::Any,
                 |l: Link, r| async move { l.storage().get_collection(r).await },
             )
             .await;
@@ -609,7 +608,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout,
-                Copy::Owner,
+                Holder::Owner,
                 |l: Link, r| async move { l.storage().upsert(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -655,7 +654,7 @@ impl Router {
                 &map.value,
                 parts.into_iter().collect(),
                 self.timeout,
-                Copy::Owner,
+                Holder::Owner,
                 |l: Link, r| async move { l.storage().delete(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -682,7 +681,7 @@ impl Router {
                 &map.value,
                 msgs,
                 caller,
-                Copy::Owner,
+                Holder::Owner,
                 |l: Link, r| async move { l.storage().flush(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -716,7 +715,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
-                Copy::Any,
+                Holder::Any,
                 |l: Link, r| async move { l.storage().search(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -754,7 +753,7 @@ impl Router {
                 .collect(),
         });
         let results = self
-            .each(&map.value, msgs, self.timeout(caller), Copy::Any, |l: Link, r| async move {
+            .each(&map.value, msgs, self.timeout(caller), Holder::Any, |l: Link, r| async move {
                 l.storage().search_batch(r).await.map(|r| r.into_inner())
             })
             .await;
@@ -877,7 +876,7 @@ impl Router {
                 &map.value,
                 parts.into_iter().collect(),
                 self.timeout(caller),
-                Copy::Any,
+                Holder::Any,
                 |l: Link, r| async move { l.storage().get(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -918,7 +917,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
-                Copy::Any,
+                Holder::Any,
                 |l: Link, r| async move { l.storage().count(r).await.map(|r| r.into_inner()) },
             )
             .await;
@@ -953,7 +952,7 @@ impl Router {
                 &map.value,
                 msgs,
                 self.timeout(caller),
-                Copy::Any,
+                Holder::Any,
                 |l: Link, r| async move { l.storage().scroll(r).await.map(|r| r.into_inner()) },
             )
             .await;

@@ -635,35 +635,25 @@ impl Metrics {
                     m.shard_log_appends.with_label_values(&[outcome]);
                 }
             }
-            Component::Query => {
-                register!(
-                    r,
-                    m.cache_requests,
-                    m.cache_entries,
-                    m.search_partial,
-                    m.cluster_enabled,
-                    m.cluster_etcd_reachable,
-                    m.cluster_shard_calls_failed,
-                    m.cluster_hedged_reads
-                );
-                for outcome in ["sent", "won"] {
-                    m.cluster_hedged_reads.with_label_values(&[outcome]);
-                }
-            }
-            Component::Ingest => {
-                register!(
-                    r,
-                    m.ingest_points,
-                    m.ingest_rejected,
-                    m.cluster_enabled,
-                    m.cluster_etcd_reachable,
-                    m.cluster_shard_calls_failed,
-                    m.cluster_hedged_reads
-                );
-                for outcome in ["sent", "won"] {
-                    m.cluster_hedged_reads.with_label_values(&[outcome]);
-                }
-            }
+            Component::Query => register!(
+                r,
+                m.cache_requests,
+                m.cache_entries,
+                m.search_partial,
+                m.cluster_enabled,
+                m.cluster_etcd_reachable,
+                m.cluster_shard_calls_failed,
+                m.cluster_hedged_reads
+            ),
+            Component::Ingest => register!(
+                r,
+                m.ingest_points,
+                m.ingest_rejected,
+                m.cluster_enabled,
+                m.cluster_etcd_reachable,
+                m.cluster_shard_calls_failed,
+                m.cluster_hedged_reads
+            ),
             Component::Telemetry => register!(
                 r,
                 m.aggregator_scrapes,
@@ -679,6 +669,9 @@ impl Metrics {
             // 0 from the start for the codes a shard that does not answer gets.
             for code in ["Unavailable", "DeadlineExceeded"] {
                 m.cluster_shard_calls_failed.with_label_values(&[code]);
+            }
+            for outcome in ["sent", "won"] {
+                m.cluster_hedged_reads.with_label_values(&[outcome]);
             }
         }
         #[cfg(target_os = "linux")]

@@ -48,30 +48,26 @@ fn key(prefix: &str, seq: u64) -> String {
 pub struct Applied {
     /// Points upserted or deleted.
     pub points: u64,
-    /// The local WAL sequence of the write.
-    pub wal_sequence: u64,
     /// The log sequence of the entry.
     pub log_sequence: u64,
 }
 
-/// One shard's place in its log on this node.
-struct Cursor {
-    name: String,
-    prefix: String,
-    /// Entries up to here are applied locally (some of the last ones maybe twice).
-    applied: u64,
-    /// The epoch at which this node fenced the log and writes as owner; `None` when it
-    /// does not (a follower, or an owner that has not taken the shard over yet).
-    owner_at: Option<u64>,
-}
-
-/// A shard on this node: its cursor (one writer or applier at a time) and the applied
-/// sequence, readable without waiting for the cursor.
+/// A shard's copy on this node and its place in the shard's log.
 pub struct ShardCursor {
+    /// The local copy, `<collection>.<shard>`.
+    name: String,
+    /// The log's key prefix.
+    prefix: String,
     map_id: String,
+    /// Entries up to here are applied locally (the last few maybe twice); moved only by the
+    /// holder of `owner_at`'s lock, read by anyone.
     applied: AtomicU64,
+    /// What `<data dir>/shardlog/<name>.json` says.
     saved: AtomicU64,
-    cursor: tokio::sync::Mutex<Cursor>,
+    /// The epoch at which this node fenced the log and writes it as owner (`None`: a
+    /// follower, or an owner that has not taken the shard over yet). Its lock lets one task
+    /// at a time write or apply the log.
+    owner_at: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl ShardCursor {
@@ -79,8 +75,8 @@ impl ShardCursor {
         self.applied.load(Ordering::Acquire)
     }
 
-    pub fn map_id(&self) -> &str {
-        &self.map_id
+    fn set_applied(&self, seq: u64) {
+        self.applied.store(seq, Ordering::Release);
     }
 }
 
@@ -136,6 +132,12 @@ impl ShardLogs {
         self.dir.join(format!("{name}.json"))
     }
 
+    /// The cursor of local copy `name` of the map `map_id`, if this node has made it already.
+    pub fn get(&self, name: &str, map_id: &str) -> Option<Arc<ShardCursor>> {
+        let shards = self.shards.lock().expect("not poisoned");
+        shards.get(name).filter(|c| c.map_id == map_id).cloned()
+    }
+
     /// The cursor of local copy `name` (`<collection>.<shard>`) of the map `map_id`. A local
     /// copy left from another incarnation of the collection (deleted and created again while
     /// this node was away), or one with no saved place, is deleted first: the log rebuilds
@@ -182,27 +184,15 @@ impl ShardLogs {
             }
         };
         let c = Arc::new(ShardCursor {
+            name: name.to_string(),
+            prefix: prefix(collection, map_id, shard),
             map_id: map_id.to_string(),
             applied: AtomicU64::new(applied),
             saved: AtomicU64::new(applied),
-            cursor: tokio::sync::Mutex::new(Cursor {
-                name: name.to_string(),
-                prefix: prefix(collection, map_id, shard),
-                applied,
-                owner_at: None,
-            }),
+            owner_at: tokio::sync::Mutex::new(None),
         });
         shards.insert(name.to_string(), c.clone());
         Ok(c)
-    }
-
-    /// The applied sequence of local copy `name` (0: none).
-    pub fn applied(&self, name: &str) -> u64 {
-        self.shards
-            .lock()
-            .expect("not poisoned")
-            .get(name)
-            .map_or(0, |c| c.applied())
     }
 
     /// Every shard's applied sequence, by `(map id, local name)`.
@@ -253,8 +243,7 @@ impl ShardLogs {
         let store = self.store.clone();
         let name = name.to_string();
         tokio::spawn(async move {
-            let prefix = c.cursor.lock().await.prefix.clone();
-            match store.list(&prefix).await {
+            match store.list(&c.prefix).await {
                 Ok(objs) => {
                     for o in objs {
                         if let Err(e) = store.delete(&o.key).await {
@@ -272,76 +261,18 @@ impl ShardLogs {
     /// Write `op` to the log of the shard as its owner at `epoch`, then apply it locally.
     /// `op` must have been validated: an entry is never taken back.
     pub async fn append(&self, shard: &ShardCursor, epoch: u64, op: Op) -> Result<Applied, Status> {
-        let mut c = shard.cursor.lock().await;
-        if c.owner_at != Some(epoch) {
-            self.take_over(shard, &mut c, epoch).await?;
+        let mut owner_at = shard.owner_at.lock().await;
+        if *owner_at != Some(epoch) {
+            self.take_over(shard, &mut owner_at, epoch).await?;
         }
-        let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let entry = pb::ShardLogEntry {
-            epoch,
-            write_id: write_id.clone(),
-            op: Some(op),
-        };
-        let bytes = Bytes::from(entry.encode_to_vec());
-        loop {
-            let seq = c.applied + 1;
-            let k = key(&c.prefix, seq);
-            let appends = &akidb_instrumentation::metrics().shard_log_appends;
-            let created = self
-                .store
-                .put_if_absent(&k, bytes.clone())
-                .await
-                .map_err(|e| {
-                    appends.with_label_values(&["error"]).inc();
-                    store_unavailable(&c.name, &e)
-                })?;
-            let entry = if created {
-                appends.with_label_values(&["written"]).inc();
-                entry.clone()
-            } else {
-                // Taken: our own entry (a put retried after an ambiguous failure), a newer
-                // owner's, or one we had not applied yet.
-                let there = self.read(&c.name, &k).await?;
-                if there.write_id != write_id && there.epoch > epoch {
-                    appends.with_label_values(&["fenced"]).inc();
-                    c.owner_at = None;
-                    return Err(fenced(&c.name, there.epoch, epoch));
-                }
-                there
-            };
-            let mine = entry.write_id == write_id;
-            let applied = self.apply(&c.name, entry).await?;
-            c.applied = seq;
-            shard.applied.store(seq, Ordering::Release);
-            if mine {
-                return Ok(Applied {
-                    log_sequence: seq,
-                    ..applied
-                });
-            }
-        }
+        self.put_next(shard, &mut owner_at, epoch, op).await
     }
 
-    /// Apply every entry past the cursor; how many. An entry of a newer epoch than the one
-    /// this node writes at ends its ownership.
-    pub async fn catch_up(&self, shard: &ShardCursor) -> Result<u64, Status> {
-        let mut c = shard.cursor.lock().await;
-        self.catch_up_locked(shard, &mut c).await
-    }
-
-    /// [`Self::catch_up`], unless another task holds the cursor (it is being caught up or
-    /// written): `None` then.
-    pub async fn try_catch_up(&self, shard: &ShardCursor) -> Option<Result<u64, Status>> {
-        let mut c = shard.cursor.try_lock().ok()?;
-        Some(self.catch_up_locked(shard, &mut c).await)
-    }
-
-    /// Whether this node writes the shard's log as owner at `epoch` (it fenced it).
-    pub fn owns_at(&self, shard: &ShardCursor, epoch: u64) -> bool {
-        shard
-            .cursor
-            .try_lock()
-            .is_ok_and(|c| c.owner_at == Some(epoch))
+    /// Apply every entry past the cursor, unless another task holds it (it is being caught
+    /// up or written): `None` then.
+    pub async fn try_catch_up(&self, shard: &ShardCursor) -> Option<Result<(), Status>> {
+        let mut owner_at = shard.owner_at.try_lock().ok()?;
+        Some(self.catch_up(shard, &mut owner_at).await.map(|_| ()))
     }
 
     /// Take the shard over as owner at `epoch` now (catch up, then fence), unless another
@@ -351,29 +282,35 @@ impl ShardLogs {
         shard: &ShardCursor,
         epoch: u64,
     ) -> Option<Result<(), Status>> {
-        let mut c = shard.cursor.try_lock().ok()?;
-        if c.owner_at == Some(epoch) {
+        let mut owner_at = shard.owner_at.try_lock().ok()?;
+        if *owner_at == Some(epoch) {
             return Some(Ok(()));
         }
-        Some(self.take_over(shard, &mut c, epoch).await)
+        Some(self.take_over(shard, &mut owner_at, epoch).await)
     }
 
-    async fn catch_up_locked(&self, shard: &ShardCursor, c: &mut Cursor) -> Result<u64, Status> {
+    /// Apply every entry past the cursor; how many. An entry of a newer epoch than the one
+    /// this node writes at ends its ownership.
+    async fn catch_up(
+        &self,
+        shard: &ShardCursor,
+        owner_at: &mut Option<u64>,
+    ) -> Result<u64, Status> {
         let mut n = 0;
         loop {
-            let k = key(&c.prefix, c.applied + 1);
+            let seq = shard.applied() + 1;
+            let k = key(&shard.prefix, seq);
             let entry = match self.store.get(&k).await {
-                Ok(b) => decode(&c.name, &k, &b)?,
+                Ok(b) => decode(&shard.name, &k, &b)?,
                 Err(ObjectStoreError::NotFound { .. }) => return Ok(n),
-                Err(e) => return Err(store_unavailable(&c.name, &e)),
+                Err(e) => return Err(store_unavailable(&shard.name, &e)),
             };
-            if c.owner_at.is_some_and(|e| entry.epoch > e) {
-                tracing::warn!(shard = %c.name, epoch = entry.epoch, "the shard was taken over by a newer owner: this node no longer writes its log");
-                c.owner_at = None;
+            if owner_at.is_some_and(|e| entry.epoch > e) {
+                tracing::warn!(shard = %shard.name, epoch = entry.epoch, "the shard was taken over by a newer owner: this node no longer writes its log");
+                *owner_at = None;
             }
-            self.apply(&c.name, entry).await?;
-            c.applied += 1;
-            shard.applied.store(c.applied, Ordering::Release);
+            self.apply(&shard.name, entry).await?;
+            shard.set_applied(seq);
             n += 1;
         }
     }
@@ -383,44 +320,70 @@ impl ShardLogs {
     async fn take_over(
         &self,
         shard: &ShardCursor,
-        c: &mut Cursor,
+        owner_at: &mut Option<u64>,
         epoch: u64,
     ) -> Result<(), Status> {
-        let caught = self.catch_up_locked(shard, c).await?;
-        let fence = pb::ShardLogEntry {
+        let caught = self.catch_up(shard, owner_at).await?;
+        let fence = Op::Fence(pb::ShardLogFence {
+            node: self.node.clone(),
+        });
+        let at = self.put_next(shard, owner_at, epoch, fence).await?;
+        *owner_at = Some(epoch);
+        tracing::info!(shard = %shard.name, epoch, sequence = at.log_sequence, caught_up = caught, "took the shard over: its log is fenced at this epoch");
+        Ok(())
+    }
+
+    /// Put `op` at the next free sequence at `epoch` and apply it. An entry found in its way
+    /// is applied first (the old owner's last, acknowledged before a fence), or recognised as
+    /// this one (a put retried after an ambiguous failure); one of a newer epoch means this
+    /// node no longer owns the shard.
+    async fn put_next(
+        &self,
+        shard: &ShardCursor,
+        owner_at: &mut Option<u64>,
+        epoch: u64,
+        op: Op,
+    ) -> Result<Applied, Status> {
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        let entry = pb::ShardLogEntry {
             epoch,
-            write_id: uuid::Uuid::new_v4().simple().to_string(),
-            op: Some(Op::Fence(pb::ShardLogFence {
-                node: self.node.clone(),
-            })),
+            write_id: write_id.clone(),
+            op: Some(op),
         };
-        let bytes = Bytes::from(fence.encode_to_vec());
+        let bytes = Bytes::from(entry.encode_to_vec());
+        let appends = &akidb_instrumentation::metrics().shard_log_appends;
         loop {
-            let seq = c.applied + 1;
-            let k = key(&c.prefix, seq);
+            let seq = shard.applied() + 1;
+            let k = key(&shard.prefix, seq);
             let created = self
                 .store
                 .put_if_absent(&k, bytes.clone())
                 .await
-                .map_err(|e| store_unavailable(&c.name, &e))?;
-            if !created {
-                let there = self.read(&c.name, &k).await?;
-                if there.write_id != fence.write_id {
-                    if there.epoch > epoch {
-                        return Err(fenced(&c.name, there.epoch, epoch));
-                    }
-                    // The old owner's last write, acknowledged before our fence: keep it.
-                    self.apply(&c.name, there).await?;
-                    c.applied = seq;
-                    shard.applied.store(seq, Ordering::Release);
-                    continue;
+                .map_err(|e| {
+                    appends.with_label_values(&["error"]).inc();
+                    store_unavailable(&shard.name, &e)
+                })?;
+            let entry = if created {
+                appends.with_label_values(&["written"]).inc();
+                entry.clone()
+            } else {
+                let there = self.read(&shard.name, &k).await?;
+                if there.write_id != write_id && there.epoch > epoch {
+                    appends.with_label_values(&["fenced"]).inc();
+                    *owner_at = None;
+                    return Err(fenced(&shard.name, there.epoch, epoch));
                 }
+                there
+            };
+            let mine = entry.write_id == write_id;
+            let applied = self.apply(&shard.name, entry).await?;
+            shard.set_applied(seq);
+            if mine {
+                return Ok(Applied {
+                    log_sequence: seq,
+                    ..applied
+                });
             }
-            c.applied = seq;
-            shard.applied.store(seq, Ordering::Release);
-            c.owner_at = Some(epoch);
-            tracing::info!(shard = %c.name, epoch, sequence = seq, caught_up = caught, "took the shard over: its log is fenced at this epoch");
-            return Ok(());
         }
     }
 
@@ -437,6 +400,9 @@ impl ShardLogs {
     /// every copy alike (same spec, same checks) and is skipped; any other failure stops
     /// here, to be tried again.
     async fn apply(&self, name: &str, entry: pb::ShardLogEntry) -> Result<Applied, Status> {
+        if matches!(entry.op, Some(Op::Fence(_)) | None) {
+            return Ok(Applied::default());
+        }
         let engine = self.engine.clone();
         let name = name.to_string();
         let r = crate::engine::blocking(move || {
@@ -498,20 +464,18 @@ fn apply_op(coll: &dyn CollectionStore, op: Option<Op>) -> StorageResult<Applied
                 .map(point_from_pb)
                 .collect::<StorageResult<Vec<_>>>()?;
             let n = points.len() as u64;
-            let seq = coll.upsert(points)?;
+            coll.upsert(points)?;
             Ok(Applied {
                 points: n,
-                wal_sequence: seq,
                 log_sequence: 0,
             })
         }
         Some(Op::Delete(r)) => {
             let keys = keys_from_pb(&r.ids)?;
             let filter = filter_from_pb(r.filter.as_ref())?;
-            let (n, seq) = coll.delete(&keys, filter.as_ref())?;
+            let (n, _) = coll.delete(&keys, filter.as_ref())?;
             Ok(Applied {
                 points: n,
-                wal_sequence: seq,
                 log_sequence: 0,
             })
         }

@@ -143,6 +143,12 @@ impl ShardGate {
         shard: u32,
         map: &ShardMap,
     ) -> Result<Arc<ShardCursor>, Status> {
+        if let Some(c) = self.logs.get(name, &map.id)
+            && self.engine.slot(name).is_ok()
+        {
+            // Every routed call after the first: no spec to decode, no blocking pool.
+            return Ok(c);
+        }
         let mut spec = map.spec().map_err(|e| {
             Status::internal(format!(
                 "the shard map of `{}` holds no readable collection spec: {e}",
@@ -230,10 +236,7 @@ impl ShardGate {
                                 }
                                 this.logs.try_take_over(&shard, epoch).await
                             } else {
-                                this.logs
-                                    .try_catch_up(&shard)
-                                    .await
-                                    .map(|r| r.map(|_| ()))
+                                this.logs.try_catch_up(&shard).await
                             };
                             step.unwrap_or(Ok(()))
                         }
