@@ -1156,7 +1156,7 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
         assert!(Instant::now() < deadline, "copies left: {held:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Undrained, it takes shards again (none move back by themselves: new copies go to it).
+    // Undrained, it gets back the shards placed on it (moved back by the controller).
     let out = std::process::Command::new(common::BIN)
         .args(["--json", "cluster", "undrain", &victim, "--etcd", &etcd.url])
         .output()
@@ -1171,6 +1171,171 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
             .all(|n| n["draining"] == false),
         "{v}"
     );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = cluster_status(&etcd.url);
+        let owned = v["collections"][0]["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["owner"].as_str() == Some(victim.as_str()))
+            .count();
+        if owned > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the undrained node got nothing back: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A third node joins two that hold a collection: the controller moves it its share of the
+/// shards (where rendezvous hashing over three nodes places them), one at a time, each as a
+/// follower that catches up from the shard's log and then takes over (epoch + 1), while writes
+/// go on: they never pause for 2 s, every acknowledged write is there, and the nodes the shards
+/// left delete their copies.
+#[tokio::test]
+async fn a_new_node_gets_its_share_of_the_shards_without_stopping_writes() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["s0", "s1", "s2"];
+    let mut nodes: Vec<(Proc, String)> = ids[..2]
+        .iter()
+        .map(|id| storage_node_with(&etcd.url, id, dir.path(), 10))
+        .collect();
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
+    create_docs(&q, SHARDS, 1).await;
+    let data = vectors(500, 7);
+    for b in 0..10 {
+        i.ingest()
+            .upsert(i.request(batch(b * 20, 20, &data)))
+            .await
+            .unwrap();
+    }
+    let all: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let place: Vec<String> = (0..SHARDS)
+        .map(|k| {
+            akidb_cluster::placement::rendezvous(
+                &akidb_cluster::shardmap::shard_name("docs", k),
+                &all,
+                1,
+            )[0]
+            .to_string()
+        })
+        .collect();
+    let to_move = place.iter().filter(|n| *n == "s2").count();
+    assert!(
+        to_move > 0,
+        "no shard placed on s2 among {SHARDS}: {place:?}"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (i, stop, data) = (i.clone(), stop.clone(), data.clone());
+        tokio::spawn(async move {
+            let mut acked: BTreeSet<u64> = (0..200).collect();
+            let mut longest = Duration::ZERO;
+            let mut last_ok = Instant::now();
+            let mut next = 200;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = i.request(batch(next, 10, &data));
+                r.set_timeout(Duration::from_secs(5));
+                if i.ingest().upsert(r).await.is_ok() {
+                    acked.extend((next..next + 10).map(|k| k as u64));
+                    longest = longest.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                }
+                next += 10;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, longest)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes.push(storage_node_with(&etcd.url, "s2", dir.path(), 10));
+    let joined = Instant::now();
+    let deadline = joined + Duration::from_secs(60);
+    loop {
+        let v = cluster_status(&etcd.url);
+        let shards = v["collections"][0]["shards"].as_array().unwrap().clone();
+        let settled = shards.iter().all(|s| {
+            s["followers"].as_array().unwrap().is_empty()
+                && s["owner"].as_str()
+                    == Some(place[s["shard"].as_u64().unwrap() as usize].as_str())
+        });
+        if settled {
+            for s in &shards {
+                let moved = place[s["shard"].as_u64().unwrap() as usize] == "s2";
+                assert_eq!(s["epoch"].as_u64(), Some(if moved { 2 } else { 1 }), "{v}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards never settled on {place:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{to_move} of {SHARDS} shards moved to the new node in {:?}",
+        joined.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, longest) = writer.await.unwrap();
+    eprintln!("longest gap between acknowledged writes while shards moved: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(2),
+        "writes paused {longest:?}"
+    );
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "docs".into(),
+            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
+            with_payload: false,
+            with_vector: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+    let r = search(&q, &data[0], 10).await.unwrap();
+    assert!(!r.partial, "{r:?}");
+    // Each node ends holding exactly the copies of its place (the others deleted after the
+    // 2 s grace).
+    for (id, (_, addr)) in ids.iter().zip(&nodes) {
+        let want: BTreeSet<String> = (0..SHARDS)
+            .filter(|k| place[*k as usize] == *id)
+            .map(|k| format!("docs.{k}"))
+            .collect();
+        let l = Stack::link(addr);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let held: BTreeSet<String> = l
+                .storage()
+                .list_collections(l.request(pb::ListCollectionsRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+                .collections
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            if held == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} holds {held:?}, not {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// The nodes' shared object store is S3 (moto), and it stops answering: writes fail (never

@@ -10,7 +10,10 @@
 //!   replication (a returning node comes back this way);
 //! - moves shards off drained nodes (`akidb cluster drain`): a drained owner's shard goes to a
 //!   follower once it is caught up (one is added first when there is none), so writes pause
-//!   only for the new owner's last catch-up and fence.
+//!   only for the new owner's last catch-up and fence;
+//! - moves copies to where rendezvous hashing places them over the eligible nodes (a new
+//!   node gets its share, one move per node at a time): the new copy follows first, and the
+//!   copy it replaces leaves once it has caught up (an owner hands over as in a drain).
 //!
 //! When the controller's node goes, its key goes with its lease and another node takes over
 //! within a second or two. Two controllers at once (a paused one that has not noticed) are
@@ -103,6 +106,7 @@ async fn tend(view: &ClusterView) {
         let takeovers = map.fail_over(&live, &applied);
         let mut repairs = map.drain(&drained, &eligible, &applied);
         repairs.extend(map.repair(&eligible));
+        repairs.extend(map.balance(&eligible, &applied));
         if !(takeovers.is_empty() && repairs.is_empty()) {
             match shardmap::swap(view.etcd(), &map, held.revision).await {
                 Ok(Ok(_)) => {
@@ -115,7 +119,8 @@ async fn tend(view: &ClusterView) {
                             Repair::Dropped { .. } => "dropped",
                             Repair::Owner { .. } => "owner",
                             Repair::Follower { .. } => "follower",
-                            Repair::Moved { .. } => "drained",
+                            Repair::Moved { .. } => "moved",
+                            Repair::Left { .. } => "left",
                         };
                         tracing::info!(collection = %map.collection, change = ?r, "shard map repaired");
                         m.cluster_map_changes.with_label_values(&[kind]).inc();

@@ -72,13 +72,16 @@ pub enum Repair {
     },
     /// A follower was added.
     Follower { shard: u32, node: String },
-    /// A drained owner handed the shard to a caught-up follower.
+    /// An owner leaving the shard (drained, or off the shard's place) handed it to a
+    /// caught-up follower.
     Moved {
         shard: u32,
         from: String,
         to: String,
         epoch: u64,
     },
+    /// A follower off the shard's place left it once the copy replacing it had caught up.
+    Left { shard: u32, node: String },
 }
 
 /// A follower this close to the owner (log entries, from sequences published every second)
@@ -251,6 +254,113 @@ impl ShardMap {
                     }
                 }
             }
+        }
+        changes
+    }
+
+    /// Move copies to where rendezvous hashing places them over the `eligible` nodes, so that
+    /// a node added to the cluster (or back from a drain) gets its share: one move per node at
+    /// a time, and no pause in writes longer than a catch-up. A move first adds the node that
+    /// should hold the shard as a follower (one copy more than the replication); once every
+    /// copy that stays is within [`CAUGHT_UP`] entries of the owner (`applied`), the copy off
+    /// its place leaves: a follower is dropped, an owner hands the shard to the most caught-up
+    /// staying follower (epoch + 1), as in a drain. Shards without an owner, or with a copy on
+    /// a node that is not eligible, are left to [`Self::fail_over`], [`Self::drain`] and
+    /// [`Self::repair`]. What changed.
+    pub fn balance(
+        &mut self,
+        eligible: &BTreeSet<String>,
+        applied: &BTreeMap<(u32, String), u64>,
+    ) -> Vec<Repair> {
+        let nodes: Vec<String> = eligible.iter().cloned().collect();
+        let wanted = self.replication as usize;
+        let copies =
+            |s: &Shard| -> Vec<String> { s.owner.iter().chain(&s.followers).cloned().collect() };
+        // Every copy of a shard in a move is busy until the move ends.
+        let mut busy: BTreeSet<String> = self
+            .shards
+            .iter()
+            .filter(|s| copies(s).len() > wanted)
+            .flat_map(copies)
+            .collect();
+        let mut changes = Vec::new();
+        for s in &mut self.shards {
+            let Some(owner) = s.owner.clone() else {
+                continue;
+            };
+            let held = copies(s);
+            if held.iter().any(|c| !eligible.contains(c)) {
+                continue;
+            }
+            let place = rendezvous(&shard_name(&self.collection, s.id), &nodes, wanted);
+            let seq = |n: &str| applied.get(&(s.id, n.to_string())).copied().unwrap_or(0);
+            let head = seq(&owner);
+            if held.len() > wanted {
+                // A move in progress. What stays: the copies on their place, then (when the
+                // place changed meanwhile) the others, owner first, up to the replication.
+                let mut stay: Vec<&String> = held
+                    .iter()
+                    .filter(|c| place.contains(&c.as_str()))
+                    .collect();
+                for c in &held {
+                    if stay.len() >= wanted {
+                        break;
+                    }
+                    if !stay.contains(&c) {
+                        stay.push(c);
+                    }
+                }
+                stay.truncate(wanted);
+                if stay.iter().any(|c| seq(c) + CAUGHT_UP < head) {
+                    continue; // catching up: next round
+                }
+                let leaving: Vec<String> =
+                    held.iter().filter(|c| !stay.contains(c)).cloned().collect();
+                if leaving.contains(&owner) {
+                    let to = stay
+                        .iter()
+                        .filter(|c| **c != &owner)
+                        .max_by(|a, b| seq(a).cmp(&seq(b)).then_with(|| b.cmp(a)))
+                        .map(|c| (*c).clone())
+                        .expect("more copies than the replication: one stays besides the owner");
+                    s.followers.retain(|f| f != &to);
+                    s.owner = Some(to.clone());
+                    s.epoch += 1;
+                    changes.push(Repair::Moved {
+                        shard: s.id,
+                        from: owner.clone(),
+                        to,
+                        epoch: s.epoch,
+                    });
+                }
+                for l in leaving.into_iter().filter(|l| l != &owner) {
+                    s.followers.retain(|f| f != &l);
+                    changes.push(Repair::Left {
+                        shard: s.id,
+                        node: l,
+                    });
+                }
+                continue;
+            }
+            if held.len() < wanted {
+                continue; // repair's
+            }
+            let Some(incoming) = place.iter().find(|p| !held.iter().any(|c| c == *p)) else {
+                continue; // in place
+            };
+            let Some(outgoing) = held.iter().find(|c| !place.contains(&c.as_str())) else {
+                continue;
+            };
+            if busy.contains(*incoming) || busy.contains(outgoing) {
+                continue;
+            }
+            busy.insert(incoming.to_string());
+            busy.insert(outgoing.clone());
+            s.followers.push(incoming.to_string());
+            changes.push(Repair::Follower {
+                shard: s.id,
+                node: incoming.to_string(),
+            });
         }
         changes
     }
@@ -498,5 +608,100 @@ mod tests {
             assert_eq!(m.shards[*id as usize].epoch, 2);
         }
         assert!(m.drain(&drained, &eligible, &applied).is_empty());
+    }
+
+    /// Rounds of `balance` with every copy caught up at once, until nothing changes.
+    fn balance_until_still(m: &mut ShardMap, eligible: &BTreeSet<String>) -> Vec<Repair> {
+        let mut all = Vec::new();
+        for _ in 0..200 {
+            let applied: BTreeMap<(u32, String), u64> = m
+                .shards
+                .iter()
+                .flat_map(|s| {
+                    s.owner
+                        .iter()
+                        .chain(&s.followers)
+                        .map(move |n| ((s.id, n.clone()), 1_000))
+                })
+                .collect();
+            let changes = m.balance(eligible, &applied);
+            if changes.is_empty() {
+                return all;
+            }
+            // One move per node at a time: no node gains more than one copy in a round.
+            let mut added: Vec<&String> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Repair::Follower { node, .. } => Some(node),
+                    _ => None,
+                })
+                .collect();
+            let n = added.len();
+            added.sort();
+            added.dedup();
+            assert_eq!(added.len(), n, "a node got two moves at once: {changes:?}");
+            all.extend(changes);
+        }
+        panic!("balance never settles: {m:?}");
+    }
+
+    #[test]
+    fn balance_moves_a_new_node_its_share_one_move_at_a_time() {
+        for replication in [1, 2] {
+            let mut m = ShardMap::place("c", 12, replication, &names(2));
+            let three: BTreeSet<String> = names(3).into_iter().collect();
+            // Round 1: n2 follows the first shard placed on it; nothing else moves (n2 busy).
+            let changes = m.balance(&three, &BTreeMap::new());
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            let Repair::Follower { shard, node } = changes[0].clone() else {
+                panic!("{changes:?}")
+            };
+            assert_eq!(node, "n2");
+            let before = m.shards[shard as usize].clone();
+            // Round 2: n2 far behind the owner: nothing moves, nothing else starts.
+            let applied: BTreeMap<(u32, String), u64> = before
+                .owner
+                .iter()
+                .chain(&before.followers)
+                .map(|n| ((shard, n.clone()), if n == "n2" { 10 } else { 1_000 }))
+                .collect();
+            assert!(m.balance(&three, &applied).is_empty());
+            // Then every move completes once caught up, and every shard sits where
+            // rendezvous hashing over the three nodes places it.
+            let changes = balance_until_still(&mut m, &three);
+            let nodes = names(3);
+            let mut moved_to_n2 = 0;
+            for s in &m.shards {
+                let mut held: Vec<&str> = s
+                    .owner
+                    .iter()
+                    .chain(&s.followers)
+                    .map(String::as_str)
+                    .collect();
+                let mut place = rendezvous(&shard_name("c", s.id), &nodes, replication as usize);
+                held.sort();
+                place.sort();
+                assert_eq!(held, place, "{s:?}");
+                if held.contains(&"n2") {
+                    moved_to_n2 += 1;
+                }
+                let owner_moved = changes
+                    .iter()
+                    .any(|c| matches!(c, Repair::Moved { shard, .. } if *shard == s.id));
+                assert_eq!(s.epoch, if owner_moved { 2 } else { 1 }, "{s:?}");
+            }
+            assert!(moved_to_n2 > 0 && moved_to_n2 < 12, "{m:?}");
+            if replication == 2 {
+                assert!(
+                    changes.iter().any(|c| matches!(c, Repair::Left { .. })),
+                    "{changes:?}"
+                );
+            }
+            assert!(m.balance(&three, &BTreeMap::new()).is_empty(), "settled");
+        }
+        // A shard with a copy on a node that is not eligible (drained, gone) is not balanced.
+        let mut m = ShardMap::place("c", 4, 1, &names(2));
+        let only_n2: BTreeSet<String> = ["n2".to_string()].into_iter().collect();
+        assert!(m.balance(&only_n2, &BTreeMap::new()).is_empty());
     }
 }

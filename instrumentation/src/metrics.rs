@@ -628,7 +628,7 @@ impl Metrics {
                     }
                 }
                 // 0 until the first change or append: rates work from the start.
-                for kind in ["failover", "owner", "follower", "dropped", "drained"] {
+                for kind in ["failover", "owner", "follower", "dropped", "moved", "left"] {
                     m.cluster_map_changes.with_label_values(&[kind]);
                 }
                 for outcome in ["written", "fenced", "error"] {
