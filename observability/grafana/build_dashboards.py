@@ -41,11 +41,15 @@ class Board:
         self.next_id += 1
         return self.next_id - 1
 
-    def row(self, title):
+    def row(self, title, repeat=None):
+        """A row; with `repeat` (a variable), Grafana repeats it and its panels per value."""
         if self.x:
             self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        self.panels.append({"type": "row", "title": title, "id": self._id(), "collapsed": False,
-                            "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}, "panels": []})
+        r = {"type": "row", "title": title, "id": self._id(), "collapsed": False,
+             "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}, "panels": []}
+        if repeat:
+            r["repeat"] = repeat
+        self.panels.append(r)
         self.y += 1
 
     def panel(self, kind, title, description, targets, unit="short", w=12, h=8, exemplars=False,
@@ -258,7 +262,8 @@ def performance():
 
 def storage():
     b = Board("akidb-storage", "AkiDB / Storage",
-              "Tiers, WAL, snapshots, compaction, object store, circuit breaker and DLQ.", ["storage"])
+              "Tiers, WAL, snapshots, compaction, object store, circuit breaker, DLQ, and the "
+              "cluster: shard maps and a row per storage node.", ["storage"])
     b.row("Tiers")
     b.ts("Collections by tier", "Collections per tier.",
          [(f"sum by (tier) (akidb_collections{{{SEL}}})", "{{tier}}")], w=8, stack=True)
@@ -348,7 +353,55 @@ def storage():
     b.ts("Worker runs by outcome", "Runs per second of each background worker.",
          [(f"sum by (service, worker, outcome) (rate(akidb_worker_runs_total{{{SEL}}}[{RI}]))",
            "{{worker}} {{outcome}}")], unit="reqps", w=24)
+    cluster(b)
     return b
+
+
+def cluster(b):
+    """Storage nodes in a cluster (`--etcd`): the shard maps as the controller sees them, then
+    one row per node (repeated over the `instance` variable)."""
+    csel = 'service="storage", instance=~"$instance"'
+    b.row("Cluster")
+    b.stat("Shards without owner", "Writes to them fail (ShardWithoutOwner); from the controller.",
+           [(f"max(akidb_cluster_shards_without_owner{{{csel}}} and on (instance) "
+             f"akidb_cluster_controller{{{csel}}} == 1)", "")], w=6,
+           thresholds=[(None, "green"), (1, "red")])
+    b.stat("Follower lag", "Most log entries any follower is behind its owner (FollowerLagging).",
+           [(f"max(akidb_cluster_follower_lag_entries{{{csel}}} and on (instance) "
+             f"akidb_cluster_controller{{{csel}}} == 1)", "")], w=6,
+           thresholds=[(None, "green"), (1000, "orange")])
+    b.stat("Controllers", "Nodes that hold the controller key now (1 in a healthy cluster).",
+           [(f"sum(akidb_cluster_controller{{{csel}}})", "")], w=6,
+           thresholds=[(None, "red"), (1, "green"), (2, "orange")])
+    b.stat("Nodes without etcd", "Nodes whose etcd probe fails (ClusterEtcdUnreachable).",
+           [(f"count(akidb_cluster_etcd_reachable{{{csel}}} == 0) or vector(0)", "")], w=6,
+           thresholds=[(None, "green"), (1, "red")])
+    b.ts("Shard map changes per hour", "Changes the controller made, by kind (failover: an owner "
+         "gone; moved: a drain or a balancing move handed a shard over; follower/left: copies "
+         "added and removed).",
+         [(f"sum by (kind) (increase(akidb_cluster_map_changes_total{{{csel}}}[1h]))", "{{kind}}")], w=12)
+    b.ts("Partial and hedged reads", "Searches answered without some shards, and reads also sent "
+         "to a second copy (and won by it).",
+         [(f"sum(rate(akidb_search_partial_total{{service=\"query\"}}[{RI}]))", "partial searches"),
+          (f"sum by (outcome) (rate(akidb_cluster_hedged_reads_total{{service=\"query\"}}[{RI}]))",
+           "hedged {{outcome}}"),
+          (f"sum by (service, code) (rate(akidb_cluster_shard_calls_failed_total[{RI}]))",
+           "{{service}} shard calls {{code}}")], unit="reqps", w=12)
+    b.row("Node $instance", repeat="instance")
+    b.stat("Lease, etcd, controller", "1 = holds its lease / reaches etcd / is the controller.",
+           [(f"akidb_cluster_lease_held{{{csel}}}", "lease"),
+            (f"akidb_cluster_etcd_reachable{{{csel}}}", "etcd"),
+            (f"akidb_cluster_controller{{{csel}}}", "controller")], w=6, h=8)
+    b.ts("Shard log appends", "Entries this node put to its shards' logs, by outcome "
+         "(fenced: a stale owner refused).",
+         [(f"sum by (outcome) (rate(akidb_shard_log_appends_total{{{csel}}}[{RI}]))", "{{outcome}}")],
+         unit="reqps", w=6)
+    b.ts("Calls served", "gRPC calls this node served, by method.",
+         [(f"sum by (grpc_method) (rate(akidb_grpc_server_requests_total{{{csel}}}[{RI}]))",
+           "{{grpc_method}}")], unit="reqps", w=6)
+    b.ts("Points and memory", "Live points of its shard copies (first 100) and hot tier bytes.",
+         [(f"sum(akidb_collection_points{{{csel}}})", "points"),
+          (f"sum(akidb_tier_bytes{{{csel}, tier=\"hot\"}})", "hot bytes")], w=6)
 
 
 def errors():
