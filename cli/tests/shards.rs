@@ -1338,6 +1338,180 @@ async fn a_new_node_gets_its_share_of_the_shards_without_stopping_writes() {
     }
 }
 
+/// The objects under `dir/objects/<prefix>` (the shared object directory), as paths
+/// relative to it.
+fn objects_under(dir: &Path, prefix: &str) -> Vec<String> {
+    let root = dir.join("objects");
+    let mut out = Vec::new();
+    let mut todo = vec![root.join(prefix)];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each shard's owner takes a snapshot every 20 entries and the log behind it is cut; a
+/// follower killed meanwhile (its saved place now behind the cut) comes back, finds the
+/// entry after its own gone, and rebuilds its copy from the snapshot; a copy new to a shard
+/// starts from the snapshot too. Every copy ends with the same points as the owner.
+#[tokio::test]
+async fn the_log_is_cut_behind_shard_snapshots_and_copies_behind_the_cut_start_from_them() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["s0", "s1", "s2"];
+    let node = |id: &str| {
+        let flags = [
+            "--object-dir",
+            &dir.path().join("objects").display().to_string(),
+            "--shard-snapshot-entries",
+            "20",
+        ]
+        .map(String::from)
+        .to_vec();
+        storage_node_on(&etcd.url, id, dir.path(), 3, flags)
+    };
+    let mut nodes: Vec<(Proc, String)> = ids.iter().map(|id| node(id)).collect();
+    let (_query, _ingest, q, i) = fronts(&etcd.url, dir.path(), &nodes).await;
+    create_docs(&q, 1, 2).await;
+    let data = vectors(500, 13);
+    let mut next = 0;
+    let mut write = async |n: usize| {
+        for _ in 0..n {
+            i.ingest()
+                .upsert(i.request(batch(next, 5, &data)))
+                .await
+                .unwrap();
+            next += 5;
+        }
+        next
+    };
+    write(60).await;
+    let v = cluster_status(&etcd.url);
+    let shard = &v["collections"][0]["shards"][0];
+    let owner = shard["owner"].as_str().unwrap().to_string();
+    let follower = shard["followers"][0].as_str().unwrap().to_string();
+    let third = ids
+        .iter()
+        .find(|id| **id != owner && **id != follower)
+        .unwrap()
+        .to_string();
+    // A snapshot at 20 or more, and the log cut behind it once both copies said where they are.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let snaps = objects_under(dir.path(), "shardsnap/docs");
+        let log = objects_under(dir.path(), "shardlog/docs");
+        if snaps.iter().any(|k| k.ends_with("/latest")) && log.len() < 40 {
+            eprintln!(
+                "{} log entries left of 61, snapshot objects {snaps:?}",
+                log.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot or no cut: {snaps:?}, {} log entries",
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The follower is killed; writes go on and the log is cut past its place (once the
+    // controller dropped it, and a third node took its place from the snapshot).
+    let victim = ids.iter().position(|id| *id == follower).unwrap();
+    nodes[victim].0.kill();
+    write(100).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = cluster_status(&etcd.url);
+        let s = &v["collections"][0]["shards"][0];
+        let copies: Vec<&str> = std::iter::once(s["owner"].as_str().unwrap())
+            .chain(
+                s["followers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap()),
+            )
+            .collect();
+        let log = objects_under(dir.path(), "shardlog/docs");
+        if !copies.contains(&follower.as_str()) && log.len() < 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim still holds the shard or the log was not cut: {v}, {} entries",
+            log.len()
+        );
+        // The cut waits for every copy to say where it is: keep the log moving.
+        write(5).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let total = write(0).await;
+    let started = |id: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{id}.log")))
+            .unwrap()
+            .contains("rebuilt this node's copy of the shard from the shard's snapshot")
+    };
+    assert!(
+        started(&third),
+        "the node new to the shard did not start from the snapshot"
+    );
+    // Back: the controller moves the shard's copy back to it (its place); it finds the log cut
+    // past its saved place and rebuilds from the snapshot.
+    nodes[victim].0.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = cluster_status(&etcd.url);
+        let s = &v["collections"][0]["shards"][0];
+        let applied = s["applied"].as_object().unwrap();
+        let at: Vec<Option<u64>> = applied.values().map(|x| x.as_u64()).collect();
+        if s["followers"].as_array().unwrap().len() == 1
+            && (s["owner"] == follower.as_str() || s["followers"][0] == follower.as_str())
+            && at.len() == 2
+            && at.windows(2).all(|w| w[0] == w[1])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the returning node never caught up: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        started(&follower),
+        "the returning node did not start from the snapshot"
+    );
+    let final_copies = copies_in_step(&etcd.url, 2).await;
+    for node in final_copies[0]["applied"].as_object().unwrap().keys() {
+        let l = Stack::link(&addr_of_node(&ids, &nodes, node));
+        let n = l
+            .storage()
+            .count(tonic::Request::new(pb::CountRequest {
+                collection: "docs.0".into(),
+                filter: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        assert_eq!(n, total as u64, "copy on {node}");
+    }
+}
+
 /// The nodes' shared object store is S3 (moto), and it stops answering: writes fail (never
 /// acknowledged without their log entry) while searches go on; when it answers again, writes
 /// resume by themselves and every acknowledged write is there.

@@ -42,6 +42,14 @@ pub struct ClusterArgs {
         default_value_t = 30
     )]
     pub orphan_grace_secs: u64,
+    /// Log entries after which a shard's owner writes a snapshot of the shard to the object
+    /// store and cuts the log behind it (new copies start from the snapshot). 0: never.
+    #[arg(
+        long = "shard-snapshot-entries",
+        env = "AKIDB_SHARD_SNAPSHOT_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub shard_snapshot_entries: u64,
 }
 
 /// The cluster flags of query and ingest: with `--etcd`, each collection's calls go to its
@@ -115,6 +123,8 @@ pub struct ClusterConfig {
     pub node_id: String,
     pub lease_ttl: Duration,
     pub orphan_grace: Duration,
+    /// Entries between shard snapshots (0: none).
+    pub snapshot_entries: u64,
 }
 
 impl ClusterArgs {
@@ -143,6 +153,12 @@ impl ClusterArgs {
                 self.etcd_timeout_ms
             ));
         }
+        if self.shard_snapshot_entries != 0 && self.shard_snapshot_entries < 10 {
+            return Err(format!(
+                "--shard-snapshot-entries {} is too small: use 10 or more (or 0 for no snapshots)",
+                self.shard_snapshot_entries
+            ));
+        }
         let etcd = Etcd::new(endpoints, Duration::from_millis(self.etcd_timeout_ms))
             .map_err(|e: EtcdError| e.to_string())?;
         Ok(Some(ClusterConfig {
@@ -150,6 +166,7 @@ impl ClusterArgs {
             node_id,
             lease_ttl: Duration::from_secs(self.lease_ttl_secs),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
+            snapshot_entries: self.shard_snapshot_entries,
         }))
     }
 }

@@ -117,6 +117,7 @@ pub struct Metrics {
     pub cluster_follower_lag: IntGauge,
     pub cluster_map_changes: IntCounterVec,
     pub shard_log_appends: IntCounterVec,
+    pub shard_snapshots: IntCounterVec,
 
     // query
     pub cache_requests: IntCounterVec,
@@ -483,12 +484,17 @@ impl Metrics {
             ),
             cluster_map_changes: cv(
                 "akidb_cluster_map_changes_total",
-                "Shard map changes the controller made, by kind: failover (a follower took over), owner (an ownerless shard got one), follower (a copy was added), dropped (gone followers removed), drained (a drained owner handed a shard to a caught-up follower).",
+                "Shard map changes the controller made, by kind: failover (a follower took over), owner (an ownerless shard got one), follower (a copy was added), dropped (gone followers removed), moved (an owner leaving, by a drain or a balancing move, handed a shard to a caught-up follower), left (a follower off the shard's place left once its replacement caught up).",
                 &["kind"],
             ),
             shard_log_appends: cv(
                 "akidb_shard_log_appends_total",
                 "Entries this node put to its shards' logs in the object store, by outcome: written, fenced (a newer owner took the shard), error (the store failed).",
+                &["outcome"],
+            ),
+            shard_snapshots: cv(
+                "akidb_shard_snapshots_total",
+                "Shard snapshots in the object store, by outcome: taken (by the shard's owner; the log behind it is then cut), restored (a copy rebuilt from one: new, or behind the cut log), error (taking or restoring one failed; retried).",
                 &["outcome"],
             ),
             search_partial: c(
@@ -620,6 +626,7 @@ impl Metrics {
                     m.cluster_follower_lag,
                     m.cluster_map_changes,
                     m.shard_log_appends,
+                    m.shard_snapshots,
                 );
                 // 0 until a build runs, so that progress can be read from the start.
                 for work in ["segment", "merge"] {
@@ -633,6 +640,9 @@ impl Metrics {
                 }
                 for outcome in ["written", "fenced", "error"] {
                     m.shard_log_appends.with_label_values(&[outcome]);
+                }
+                for outcome in ["taken", "restored", "error"] {
+                    m.shard_snapshots.with_label_values(&[outcome]);
                 }
             }
             Component::Query => register!(

@@ -392,10 +392,12 @@ def cluster(b):
            [(f"akidb_cluster_lease_held{{{csel}}}", "lease"),
             (f"akidb_cluster_etcd_reachable{{{csel}}}", "etcd"),
             (f"akidb_cluster_controller{{{csel}}}", "controller")], w=6, h=8)
-    b.ts("Shard log appends", "Entries this node put to its shards' logs, by outcome "
-         "(fenced: a stale owner refused).",
-         [(f"sum by (outcome) (rate(akidb_shard_log_appends_total{{{csel}}}[{RI}]))", "{{outcome}}")],
-         unit="reqps", w=6)
+    b.ts("Shard log appends and snapshots", "Entries this node put to its shards' logs, by "
+         "outcome (fenced: a stale owner refused), and shard snapshots per hour (taken as owner, "
+         "restored by a new or returning copy, errors).",
+         [(f"sum by (outcome) (rate(akidb_shard_log_appends_total{{{csel}}}[{RI}]))", "append {{outcome}}/s"),
+          (f"sum by (outcome) (increase(akidb_shard_snapshots_total{{{csel}}}[1h]))", "snapshot {{outcome}}/h")],
+         w=6)
     b.ts("Calls served", "gRPC calls this node served, by method.",
          [(f"sum by (grpc_method) (rate(akidb_grpc_server_requests_total{{{csel}}}[{RI}]))",
            "{{grpc_method}}")], unit="reqps", w=6)

@@ -66,6 +66,7 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
                 membership: membership.clone(),
                 logs: Arc::new(logs),
                 orphan_grace: c.orphan_grace,
+                snapshot_entries: c.snapshot_entries,
             }))
         }
     };

@@ -17,6 +17,16 @@
 //!
 //! The owner's write path: validate, put the entry, apply it locally, answer. Followers poll
 //! the next sequence ([`crate::shards`] runs them).
+//!
+//! **Snapshots and the cut log.** Every `--shard-snapshot-entries` entries the owner writes
+//! its copy's points to `shardsnap/<collection>/<map id>/<k>/<seq>/<part>` (each part an
+//! upsert entry of up to [`SNAPSHOT_PART_POINTS`] points) and then `…/<k>/latest` naming
+//! `seq`; `seq` is the copy's applied sequence when the scan began (writes go on meanwhile,
+//! so the scan holds that state plus maybe some later writes: applying the log after `seq`
+//! to it gives the same state, as above). Then the log entries up to the lowest sequence any
+//! copy has applied (and no further than `seq`) are deleted. A copy starts from the latest
+//! snapshot when it is new, or when the entry after its applied one is gone (it was away
+//! while the log was cut): it empties itself, applies the snapshot, then follows the log.
 
 use crate::convert::{filter_from_pb, keys_from_pb, point_from_pb};
 use crate::engine::Engine;
@@ -43,6 +53,28 @@ fn key(prefix: &str, seq: u64) -> String {
     format!("{prefix}{seq:020}")
 }
 
+/// The key prefix of one shard's snapshots.
+pub fn snapshot_prefix(collection: &str, map_id: &str, shard: u32) -> String {
+    format!("shardsnap/{collection}/{map_id}/{shard}/")
+}
+
+/// Points in one part of a shard snapshot.
+pub const SNAPSHOT_PART_POINTS: usize = 512;
+
+/// How long a copy trusts that the entry after its applied one is missing because it is the
+/// log's end (not because the log was cut behind a snapshot) before it looks again.
+const CUT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `<snapshot prefix>latest`: the newest complete snapshot of a shard.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SnapshotPointer {
+    /// The log sequence the snapshot holds (at least).
+    sequence: u64,
+    parts: u32,
+    points: u64,
+    node: String,
+}
+
 /// What applying a write did locally.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Applied {
@@ -58,6 +90,8 @@ pub struct ShardCursor {
     name: String,
     /// The log's key prefix.
     prefix: String,
+    /// The snapshots' key prefix.
+    snap_prefix: String,
     map_id: String,
     /// Entries up to here are applied locally (the last few maybe twice); moved only by the
     /// holder of `owner_at`'s lock, read by anyone.
@@ -68,11 +102,50 @@ pub struct ShardCursor {
     /// follower, or an owner that has not taken the shard over yet). Its lock lets one task
     /// at a time write or apply the log.
     owner_at: tokio::sync::Mutex<Option<u64>>,
+    /// When this copy last read the shard's snapshot pointer (`None`: never; a new cursor
+    /// reads it before it trusts a missing entry to be the log's end).
+    cut_checked: Mutex<Option<std::time::Instant>>,
+    /// The sequence of the newest snapshot this node took or read.
+    snapshot_at: AtomicU64,
+    /// Log entries up to here were deleted by this node (behind a snapshot).
+    cut_at: AtomicU64,
+    /// A snapshot is being taken or the log cut.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 impl ShardCursor {
     pub fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
+    }
+
+    /// Whether this node, as the shard's owner, should take a snapshot (`every` entries since
+    /// the last one).
+    pub fn snapshot_due(&self, every: u64) -> bool {
+        every > 0 && self.applied() >= self.snapshot_at.load(Ordering::Acquire) + every
+    }
+
+    /// The local copy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The newest snapshot's sequence as this node knows it.
+    pub fn snapshot_at(&self) -> u64 {
+        self.snapshot_at.load(Ordering::Acquire)
+    }
+
+    /// Where this node cut the log last.
+    pub fn cut_at(&self) -> u64 {
+        self.cut_at.load(Ordering::Acquire)
+    }
+
+    /// Begin a snapshot or a cut unless one is running; [`Self::end`] ends it.
+    pub fn begin(&self) -> bool {
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn end(&self) {
+        self.busy.store(false, Ordering::Release);
     }
 
     fn set_applied(&self, seq: u64) {
@@ -186,10 +259,15 @@ impl ShardLogs {
         let c = Arc::new(ShardCursor {
             name: name.to_string(),
             prefix: prefix(collection, map_id, shard),
+            snap_prefix: snapshot_prefix(collection, map_id, shard),
             map_id: map_id.to_string(),
             applied: AtomicU64::new(applied),
             saved: AtomicU64::new(applied),
             owner_at: tokio::sync::Mutex::new(None),
+            cut_checked: Mutex::new(None),
+            snapshot_at: AtomicU64::new(0),
+            cut_at: AtomicU64::new(0),
+            busy: Default::default(),
         });
         shards.insert(name.to_string(), c.clone());
         Ok(c)
@@ -243,16 +321,18 @@ impl ShardLogs {
         let store = self.store.clone();
         let name = name.to_string();
         tokio::spawn(async move {
-            match store.list(&c.prefix).await {
-                Ok(objs) => {
-                    for o in objs {
-                        if let Err(e) = store.delete(&o.key).await {
-                            tracing::warn!(shard = %name, key = %o.key, error = %e, "deleting a log entry of a deleted shard failed; it stays");
+            for prefix in [&c.prefix, &c.snap_prefix] {
+                match store.list(prefix).await {
+                    Ok(objs) => {
+                        for o in objs {
+                            if let Err(e) = store.delete(&o.key).await {
+                                tracing::warn!(shard = %name, key = %o.key, error = %e, "deleting an object of a deleted shard's log or snapshots failed; it stays");
+                            }
                         }
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %name, error = %e, "listing the log of a deleted shard failed; it stays")
+                    Err(e) => {
+                        tracing::warn!(shard = %name, prefix = %prefix, error = %e, "listing a deleted shard's log or snapshots failed; they stay")
+                    }
                 }
             }
         });
@@ -297,12 +377,25 @@ impl ShardLogs {
         owner_at: &mut Option<u64>,
     ) -> Result<u64, Status> {
         let mut n = 0;
+        if shard.applied() == 0
+            && let Some(p) = self.cut_past(shard).await?
+        {
+            // A new copy: from the latest snapshot rather than the whole log.
+            self.restore(shard, p).await?;
+        }
         loop {
             let seq = shard.applied() + 1;
             let k = key(&shard.prefix, seq);
             let entry = match self.store.get(&k).await {
                 Ok(b) => decode(&shard.name, &k, &b)?,
-                Err(ObjectStoreError::NotFound { .. }) => return Ok(n),
+                Err(ObjectStoreError::NotFound { .. }) => match self.cut_past(shard).await? {
+                    // The log was cut behind a snapshot while this copy was away.
+                    Some(p) => {
+                        self.restore(shard, p).await?;
+                        continue;
+                    }
+                    None => return Ok(n),
+                },
                 Err(e) => return Err(store_unavailable(&shard.name, &e)),
             };
             if owner_at.is_some_and(|e| entry.epoch > e) {
@@ -323,6 +416,9 @@ impl ShardLogs {
         owner_at: &mut Option<u64>,
         epoch: u64,
     ) -> Result<(), Status> {
+        // A missing entry must be the log's end, not a cut this node has not seen: a fence
+        // put below the cut would be read by no copy.
+        *shard.cut_checked.lock().expect("not poisoned") = None;
         let caught = self.catch_up(shard, owner_at).await?;
         let fence = Op::Fence(pb::ShardLogFence {
             node: self.node.clone(),
@@ -385,6 +481,199 @@ impl ShardLogs {
                 });
             }
         }
+    }
+
+    /// The shard's latest snapshot when it holds more than this copy has applied: the entry
+    /// after the applied one may be gone (the log cut behind it). Read at most every
+    /// [`CUT_CHECK_EVERY`] unless the copy never read it.
+    async fn cut_past(&self, shard: &ShardCursor) -> Result<Option<SnapshotPointer>, Status> {
+        {
+            let mut checked = shard.cut_checked.lock().expect("not poisoned");
+            if checked.is_some_and(|t| t.elapsed() < CUT_CHECK_EVERY) {
+                return Ok(None);
+            }
+            *checked = Some(std::time::Instant::now());
+        }
+        let k = format!("{}latest", shard.snap_prefix);
+        let p: SnapshotPointer = match self.store.get(&k).await {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                Status::data_loss(format!(
+                    "the snapshot pointer `{k}` of shard `{}` is unreadable ({e})",
+                    shard.name
+                ))
+            })?,
+            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_unavailable(&shard.name, &e)),
+        };
+        shard.snapshot_at.fetch_max(p.sequence, Ordering::AcqRel);
+        Ok((p.sequence > shard.applied()).then_some(p))
+    }
+
+    /// Rebuild the local copy from snapshot `p`: emptied (deleted and created again with its
+    /// spec), the snapshot's points applied, the cursor set to its sequence. A failure leaves
+    /// the cursor at 0, so the next round starts over.
+    async fn restore(&self, shard: &ShardCursor, p: SnapshotPointer) -> Result<(), Status> {
+        let m = &akidb_instrumentation::metrics().shard_snapshots;
+        let r = async {
+            shard.set_applied(0);
+            let (engine, name) = (self.engine.clone(), shard.name.clone());
+            crate::engine::blocking(move || {
+                let spec = engine.lookup(&name)?.get()?.collection.stats().spec;
+                match engine.delete(&name) {
+                    Ok(()) | Err(StorageError::CollectionNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                match engine.create(spec) {
+                    // Created again by a routed call meanwhile: empty too.
+                    Ok(_) | Err(StorageError::CollectionExists(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+            for part in 0..p.parts {
+                let k = format!("{}{:020}/{part:06}", shard.snap_prefix, p.sequence);
+                let entry = self.read(&shard.name, &k).await?;
+                self.apply(&shard.name, entry).await?;
+            }
+            shard.set_applied(p.sequence);
+            Ok::<_, Status>(())
+        }
+        .await;
+        match &r {
+            Ok(()) => {
+                m.with_label_values(&["restored"]).inc();
+                tracing::info!(shard = %shard.name, sequence = p.sequence, points = p.points, "rebuilt this node's copy of the shard from the shard's snapshot; following the log from there");
+            }
+            Err(e) => {
+                m.with_label_values(&["error"]).inc();
+                tracing::warn!(shard = %shard.name, sequence = p.sequence, error = %e.message(), "rebuilding this node's copy of the shard from its snapshot failed; retrying");
+            }
+        }
+        r
+    }
+
+    /// As the shard's owner: write a snapshot of this copy at its applied sequence (the
+    /// parts, then the `latest` pointer), delete older snapshots, and return its sequence.
+    /// Writes go on meanwhile.
+    pub async fn snapshot(&self, shard: &ShardCursor) -> Result<u64, Status> {
+        let m = &akidb_instrumentation::metrics().shard_snapshots;
+        let r = self.write_snapshot(shard).await;
+        match &r {
+            Ok(seq) => {
+                m.with_label_values(&["taken"]).inc();
+                shard.snapshot_at.fetch_max(*seq, Ordering::AcqRel);
+            }
+            Err(e) => {
+                m.with_label_values(&["error"]).inc();
+                tracing::warn!(shard = %shard.name, error = %e.message(), "taking a snapshot of the shard failed; its log is kept whole and the next round tries again");
+            }
+        }
+        r
+    }
+
+    async fn write_snapshot(&self, shard: &ShardCursor) -> Result<u64, Status> {
+        let seq = shard.applied();
+        let dir = format!("{}{seq:020}/", shard.snap_prefix);
+        let (mut parts, mut points) = (0u32, 0u64);
+        let mut after = None;
+        loop {
+            let (engine, name) = (self.engine.clone(), shard.name.clone());
+            let params = crate::store::ScrollParams {
+                filter: None,
+                limit: SNAPSHOT_PART_POINTS,
+                after: after.take(),
+                include: crate::store::Include::ALL,
+            };
+            let (page, next) = crate::engine::blocking(move || {
+                engine.lookup(&name)?.get()?.collection.scroll(&params)
+            })
+            .await?;
+            if !page.is_empty() {
+                points += page.len() as u64;
+                let entry = pb::ShardLogEntry {
+                    epoch: 0,
+                    write_id: String::new(),
+                    op: Some(Op::Upsert(pb::UpsertRequest {
+                        collection: String::new(),
+                        points: page
+                            .into_iter()
+                            .map(|p| pb::Point {
+                                id: Some(crate::convert::key_to_pb(&p.key)),
+                                vector: p.vector.unwrap_or_default(),
+                                payload: p.payload.as_ref().map(crate::convert::payload_to_pb),
+                            })
+                            .collect(),
+                    })),
+                };
+                let k = format!("{dir}{parts:06}");
+                self.store
+                    .put(&k, Bytes::from(entry.encode_to_vec()))
+                    .await
+                    .map_err(|e| store_unavailable(&shard.name, &e))?;
+                parts += 1;
+            }
+            match next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        let pointer = SnapshotPointer {
+            sequence: seq,
+            parts,
+            points,
+            node: self.node.clone(),
+        };
+        self.store
+            .put(
+                &format!("{}latest", shard.snap_prefix),
+                Bytes::from(serde_json::to_vec(&pointer).expect("serializes")),
+            )
+            .await
+            .map_err(|e| store_unavailable(&shard.name, &e))?;
+        tracing::info!(shard = %shard.name, sequence = seq, parts, points, "took a snapshot of the shard");
+        // Older snapshots: nothing names them any more.
+        let objs = self
+            .store
+            .list(&shard.snap_prefix)
+            .await
+            .map_err(|e| store_unavailable(&shard.name, &e))?;
+        for o in objs {
+            let older = o.key[shard.snap_prefix.len()..]
+                .split('/')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|s| s < seq);
+            if older && let Err(e) = self.store.delete(&o.key).await {
+                tracing::warn!(key = %o.key, error = %e, "deleting an old shard snapshot object failed; it stays");
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Delete the shard's log entries up to `upto` (a snapshot holds them, and every copy
+    /// has applied them); how many.
+    pub async fn cut(&self, shard: &ShardCursor, upto: u64) -> Result<u64, Status> {
+        let objs = self
+            .store
+            .list(&shard.prefix)
+            .await
+            .map_err(|e| store_unavailable(&shard.name, &e))?;
+        let mut n = 0;
+        for o in objs {
+            let seq = o.key[shard.prefix.len()..].parse::<u64>().ok();
+            if seq.is_some_and(|s| s <= upto) {
+                self.store
+                    .delete(&o.key)
+                    .await
+                    .map_err(|e| store_unavailable(&shard.name, &e))?;
+                n += 1;
+            }
+        }
+        shard.cut_at.fetch_max(upto, Ordering::AcqRel);
+        if n > 0 {
+            tracing::debug!(shard = %shard.name, upto, entries = n, "cut the shard's log behind its snapshot");
+        }
+        Ok(n)
     }
 
     async fn read(&self, name: &str, k: &str) -> Result<pb::ShardLogEntry, Status> {

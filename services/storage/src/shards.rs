@@ -52,6 +52,9 @@ pub struct ShardGate {
     /// How long a local copy of a shard this node no longer holds is kept
     /// (`--orphan-grace-secs`; the shard's log and its other copies hold its data).
     pub orphan_grace: Duration,
+    /// Log entries between the snapshots an owner takes of its shards
+    /// (`--shard-snapshot-entries`; 0: none, the log is never cut).
+    pub snapshot_entries: u64,
 }
 
 /// A routed call this node serves: its copy of the shard, at the call's epoch.
@@ -234,7 +237,11 @@ impl ShardGate {
                                 if lease.is_none() {
                                     return Ok(());
                                 }
-                                this.logs.try_take_over(&shard, epoch).await
+                                let r = this.logs.try_take_over(&shard, epoch).await;
+                                if matches!(r, Some(Ok(()))) {
+                                    this.snapshot_or_cut(&map.value, id, &shard);
+                                }
+                                r
                             } else {
                                 this.logs.try_catch_up(&shard).await
                             };
@@ -278,6 +285,60 @@ impl ShardGate {
             }
         }
         self.logs.save();
+    }
+
+    /// As the owner of shard `id` of `map`, in the background unless one is running: take a
+    /// snapshot every `snapshot_entries` entries, else cut the log behind the latest one as
+    /// far as [`Self::cut_floor`] allows.
+    fn snapshot_or_cut(self: &Arc<Self>, map: &ShardMap, id: u32, shard: &Arc<ShardCursor>) {
+        if self.snapshot_entries == 0 {
+            return;
+        }
+        let job = if shard.snapshot_due(self.snapshot_entries) {
+            None
+        } else {
+            match self.cut_floor(map, id, shard.snapshot_at()) {
+                Some(upto) if upto > shard.cut_at() => Some(upto),
+                _ => return,
+            }
+        };
+        if !shard.begin() {
+            return;
+        }
+        let (logs, shard) = (self.logs.clone(), shard.clone());
+        tokio::spawn(async move {
+            match job {
+                None => {
+                    let _ = logs.snapshot(&shard).await;
+                }
+                Some(upto) => {
+                    if let Err(e) = logs.cut(&shard, upto).await {
+                        tracing::warn!(shard = %shard.name(), error = %e.message(), "cutting the shard's log behind its snapshot failed; retrying");
+                    }
+                }
+            }
+            shard.end();
+        });
+    }
+
+    /// How far the log of shard `id` of `map` may be cut behind a snapshot at `snapshot`: to
+    /// the lowest sequence applied by every node that published one for the shard (its
+    /// copies, and copies no longer held but not yet deleted), and only once every copy in
+    /// the map has published one. A copy away meanwhile (not publishing) finds the log cut
+    /// when it returns and starts from the snapshot.
+    fn cut_floor(&self, map: &ShardMap, id: u32, snapshot: u64) -> Option<u64> {
+        let applied = self.view.applied(map);
+        let s = map.shard(id)?;
+        let mut upto = snapshot;
+        for copy in s.owner.iter().chain(&s.followers) {
+            upto = upto.min(*applied.get(&(id, copy.clone()))?);
+        }
+        for ((sh, _), a) in &applied {
+            if *sh == id {
+                upto = upto.min(*a);
+            }
+        }
+        Some(upto)
     }
 
     /// Delete the local copies of shards this node has not held for `orphan_grace`: moved
