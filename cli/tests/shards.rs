@@ -876,6 +876,55 @@ fn cluster_status(etcd: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Batches of 10 points from id 200 on (0..200 written before), one every 20 ms, until the
+/// flag is set: the ids acknowledged (0..200 included) and the longest gap between two
+/// acknowledgements.
+fn steady_writer(
+    i: &akidb_client::Link,
+    data: &[Vec<f32>],
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<(BTreeSet<u64>, Duration)>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (i, flag, data) = (i.clone(), stop.clone(), data.to_vec());
+    let writer = tokio::spawn(async move {
+        let mut acked: BTreeSet<u64> = (0..200).collect();
+        let mut longest = Duration::ZERO;
+        let mut last_ok = Instant::now();
+        let mut next = 200;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut r = i.request(batch(next, 10, &data));
+            r.set_timeout(Duration::from_secs(5));
+            if i.ingest().upsert(r).await.is_ok() {
+                acked.extend((next..next + 10).map(|k| k as u64));
+                longest = longest.max(last_ok.elapsed());
+                last_ok = Instant::now();
+            }
+            next += 10;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (acked, longest)
+    });
+    (stop, writer)
+}
+
+/// Every point of `acked` is found through query.
+async fn assert_all_there(q: &akidb_client::Link, acked: &BTreeSet<u64>) {
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "docs".into(),
+            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
+            with_payload: false,
+            with_vector: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+}
+
 /// Points `from..from + n`, vectors from `data`.
 fn batch(from: usize, n: usize, data: &[Vec<f32>]) -> pb::UpsertRequest {
     pb::UpsertRequest {
@@ -977,18 +1026,7 @@ async fn a_killed_owner_is_replaced_by_its_follower_and_no_acknowledged_write_is
     assert!(shard0["epoch"].as_u64().unwrap() >= 2, "{v}");
 
     // Every acknowledged write is there.
-    let got = q
-        .query()
-        .get(q.request(pb::GetRequest {
-            collection: "docs".into(),
-            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
-            with_payload: false,
-            with_vector: false,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+    assert_all_there(&q, &acked).await;
     let r = search(&q, &data[0], 10).await.unwrap();
     assert!(!r.partial, "{r:?}");
 
@@ -1053,28 +1091,7 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
         .to_string();
 
     // Writes go on in the background while the node is drained.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (i, stop, data) = (i.clone(), stop.clone(), data.clone());
-        tokio::spawn(async move {
-            let mut acked: BTreeSet<u64> = (0..200).collect();
-            let mut longest = Duration::ZERO;
-            let mut last_ok = Instant::now();
-            let mut next = 200;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut r = i.request(batch(next, 10, &data));
-                r.set_timeout(Duration::from_secs(5));
-                if i.ingest().upsert(r).await.is_ok() {
-                    acked.extend((next..next + 10).map(|k| k as u64));
-                    longest = longest.max(last_ok.elapsed());
-                    last_ok = Instant::now();
-                }
-                next += 10;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (acked, longest)
-        })
-    };
+    let (stop, writer) = steady_writer(&i, &data);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Not on this (single) test thread: the writer runs meanwhile.
     let out = tokio::process::Command::new(common::BIN)
@@ -1126,18 +1143,7 @@ async fn a_drained_node_hands_its_shards_over_without_stopping_writes() {
             "{v}"
         );
     }
-    let got = q
-        .query()
-        .get(q.request(pb::GetRequest {
-            collection: "docs".into(),
-            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
-            with_payload: false,
-            with_vector: false,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+    assert_all_there(&q, &acked).await;
 
     // The drained node deletes its copies once it has not held them for the grace (2 s here).
     let l = Stack::link(&addr_of_node(&ids, &nodes, &victim));
@@ -1233,28 +1239,7 @@ async fn a_new_node_gets_its_share_of_the_shards_without_stopping_writes() {
         "no shard placed on s2 among {SHARDS}: {place:?}"
     );
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (i, stop, data) = (i.clone(), stop.clone(), data.clone());
-        tokio::spawn(async move {
-            let mut acked: BTreeSet<u64> = (0..200).collect();
-            let mut longest = Duration::ZERO;
-            let mut last_ok = Instant::now();
-            let mut next = 200;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut r = i.request(batch(next, 10, &data));
-                r.set_timeout(Duration::from_secs(5));
-                if i.ingest().upsert(r).await.is_ok() {
-                    acked.extend((next..next + 10).map(|k| k as u64));
-                    longest = longest.max(last_ok.elapsed());
-                    last_ok = Instant::now();
-                }
-                next += 10;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (acked, longest)
-        })
-    };
+    let (stop, writer) = steady_writer(&i, &data);
     tokio::time::sleep(Duration::from_millis(500)).await;
     nodes.push(storage_node_with(&etcd.url, "s2", dir.path(), 10));
     let joined = Instant::now();
@@ -1292,18 +1277,7 @@ async fn a_new_node_gets_its_share_of_the_shards_without_stopping_writes() {
         longest < Duration::from_secs(2),
         "writes paused {longest:?}"
     );
-    let got = q
-        .query()
-        .get(q.request(pb::GetRequest {
-            collection: "docs".into(),
-            ids: acked.iter().map(|k| pb::PointId::num(*k)).collect(),
-            with_payload: false,
-            with_vector: false,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got.points.len(), acked.len(), "acknowledged points missing");
+    assert_all_there(&q, &acked).await;
     let r = search(&q, &data[0], 10).await.unwrap();
     assert!(!r.partial, "{r:?}");
     // Each node ends holding exactly the copies of its place (the others deleted after the
