@@ -23,7 +23,7 @@
 //! upsert entry of up to [`SNAPSHOT_PART_POINTS`] points) and then `…/<k>/latest` naming
 //! `seq`; `seq` is the copy's applied sequence when the scan began (writes go on meanwhile,
 //! so the scan holds that state plus maybe some later writes: applying the log after `seq`
-//! to it gives the same state, as above). Then the log entries up to the lowest sequence any
+//! to it gives the same state, as above). Then the log entries below the lowest sequence any
 //! copy has applied (and no further than `seq`) are deleted. A copy starts from the latest
 //! snapshot when it is new, or when the entry after its applied one is gone (it was away
 //! while the log was cut): it empties itself, applies the snapshot, then follows the log.
@@ -420,6 +420,26 @@ impl ShardLogs {
         // put below the cut would be read by no copy.
         *shard.cut_checked.lock().expect("not poisoned") = None;
         let caught = self.catch_up(shard, owner_at).await?;
+        // The log must go on from this copy's place: a cut keeps the entry it stops at, so
+        // an entry at or below the next sequence is there unless the log was cut past this
+        // copy and the snapshot pointer it read offers nothing newer (a pointer put late by
+        // a paused former owner): then not taking over beats a fence no copy reads.
+        let next = shard.applied() + 1;
+        let first = self
+            .store
+            .list(&shard.prefix)
+            .await
+            .map_err(|e| store_unavailable(&shard.name, &e))?
+            .iter()
+            .filter_map(|o| o.key[shard.prefix.len()..].parse::<u64>().ok())
+            .min();
+        if let Some(first) = first.filter(|f| *f > next) {
+            return Err(Status::unavailable(format!(
+                "the log of shard `{}` is cut past this node's copy (its first entry is {first}, this copy has applied {}) and no snapshot this node can find covers the gap: it does not take the shard over (tried again each round)",
+                shard.name,
+                next - 1
+            )));
+        }
         let fence = Op::Fence(pb::ShardLogFence {
             node: self.node.clone(),
         });
@@ -494,19 +514,26 @@ impl ShardLogs {
             }
             *checked = Some(std::time::Instant::now());
         }
+        let Some(p) = self.pointer(shard).await? else {
+            return Ok(None);
+        };
+        shard.snapshot_at.fetch_max(p.sequence, Ordering::AcqRel);
+        Ok((p.sequence > shard.applied()).then_some(p))
+    }
+
+    /// The shard's snapshot pointer, if it has one.
+    async fn pointer(&self, shard: &ShardCursor) -> Result<Option<SnapshotPointer>, Status> {
         let k = format!("{}latest", shard.snap_prefix);
-        let p: SnapshotPointer = match self.store.get(&k).await {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+        match self.store.get(&k).await {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
                 Status::data_loss(format!(
                     "the snapshot pointer `{k}` of shard `{}` is unreadable ({e})",
                     shard.name
                 ))
-            })?,
-            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_unavailable(&shard.name, &e)),
-        };
-        shard.snapshot_at.fetch_max(p.sequence, Ordering::AcqRel);
-        Ok((p.sequence > shard.applied()).then_some(p))
+            }),
+            Err(ObjectStoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_unavailable(&shard.name, &e)),
+        }
     }
 
     /// Rebuild the local copy from snapshot `p`: emptied (deleted and created again with its
@@ -623,6 +650,16 @@ impl ShardLogs {
             points,
             node: self.node.clone(),
         };
+        // The pointer never goes back (a paused former owner finishing late): its parts are
+        // left to the next snapshot's clean-up.
+        if let Some(there) = self.pointer(shard).await?
+            && there.sequence >= seq
+        {
+            return Err(Status::failed_precondition(format!(
+                "the snapshot of shard `{}` at {seq} is not newer than the one there (at {}, by {}): the pointer stays",
+                shard.name, there.sequence, there.node
+            )));
+        }
         self.store
             .put(
                 &format!("{}latest", shard.snap_prefix),
@@ -650,8 +687,9 @@ impl ShardLogs {
         Ok(seq)
     }
 
-    /// Delete the shard's log entries up to `upto` (a snapshot holds them, and every copy
-    /// has applied them); how many.
+    /// Delete the shard's log entries below `upto` (a snapshot holds them, and every copy
+    /// has applied them); how many. The entry at `upto` stays, so the log, once written, is
+    /// never empty and its first entry shows how far it was cut.
     pub async fn cut(&self, shard: &ShardCursor, upto: u64) -> Result<u64, Status> {
         let objs = self
             .store
@@ -661,7 +699,7 @@ impl ShardLogs {
         let mut n = 0;
         for o in objs {
             let seq = o.key[shard.prefix.len()..].parse::<u64>().ok();
-            if seq.is_some_and(|s| s <= upto) {
+            if seq.is_some_and(|s| s < upto) {
                 self.store
                     .delete(&o.key)
                     .await
@@ -769,5 +807,191 @@ fn apply_op(coll: &dyn CollectionStore, op: Option<Op>) -> StorageResult<Applied
             })
         }
         Some(Op::Fence(_)) | None => Ok(Applied::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineOptions;
+    use crate::model::{CollectionSpec, Metric};
+    use crate::objstore::LocalDirStore;
+
+    const NAME: &str = "c.0";
+
+    /// A node: its engine and its shard logs, over the object directory `objects` every
+    /// node shares.
+    fn node(dir: &std::path::Path, id: &str, objects: &Arc<dyn ObjectStore>) -> ShardLogs {
+        let engine = Engine::open(EngineOptions::new(dir.join(id))).unwrap();
+        ShardLogs::open(objects.clone(), engine, &dir.join(id), id).unwrap()
+    }
+
+    /// The node's copy `c.0` of shard 0 of collection `c` (map `m`, dimension 2), made as
+    /// `ShardGate` makes it: the cursor, then the collection.
+    fn copy(logs: &ShardLogs) -> Arc<ShardCursor> {
+        let c = logs.cursor(NAME, "c", 0, "m").unwrap();
+        logs.engine
+            .create(CollectionSpec::for_test(NAME, 2, Metric::L2, 16))
+            .unwrap();
+        c
+    }
+
+    fn objects(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
+        Arc::new(LocalDirStore::open(&dir.join("objects")).unwrap())
+    }
+
+    fn upsert(from: u64, n: u64) -> Op {
+        Op::Upsert(pb::UpsertRequest {
+            collection: String::new(),
+            points: (from..from + n)
+                .map(|k| pb::Point {
+                    id: Some(pb::PointId::num(k)),
+                    vector: vec![k as f32, 1.0],
+                    payload: None,
+                })
+                .collect(),
+        })
+    }
+
+    fn count(logs: &ShardLogs) -> u64 {
+        logs.engine
+            .lookup(NAME)
+            .unwrap()
+            .get()
+            .unwrap()
+            .collection
+            .count(None)
+            .unwrap()
+    }
+
+    async fn put_raw(objects: &Arc<dyn ObjectStore>, seq: u64, bytes: Vec<u8>) {
+        let k = key(&prefix("c", "m", 0), seq);
+        assert!(objects.put_if_absent(&k, Bytes::from(bytes)).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deposed_owner_is_fenced_and_the_new_one_has_every_acknowledged_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = objects(dir.path());
+        let (a, b) = (
+            node(dir.path(), "a", &objects),
+            node(dir.path(), "b", &objects),
+        );
+        let ca = copy(&a);
+        let cb = copy(&b);
+        let w = a.append(&ca, 1, upsert(0, 10)).await.unwrap();
+        assert_eq!(w.log_sequence, 2, "a fence at 1, then the write");
+        a.append(&ca, 1, upsert(10, 10)).await.unwrap();
+        // b takes the shard over at epoch 2: it applies a's writes, then fences the log.
+        b.append(&cb, 2, upsert(20, 5)).await.unwrap();
+        assert_eq!(count(&b), 25);
+        // a, deposed without knowing it, writes at epoch 1: its put lands on b's fence and
+        // is refused as a stale route; nothing of it is in the log.
+        let e = a.append(&ca, 1, upsert(100, 1)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
+        assert_eq!(count(&a), 20);
+        // As a follower it then applies what b wrote: the copies agree.
+        a.try_catch_up(&ca).await.unwrap().unwrap();
+        assert_eq!(count(&a), 25);
+        assert_eq!(ca.applied(), cb.applied());
+        assert_eq!(objects.list(&prefix("c", "m", 0)).await.unwrap().len(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_entry_stops_a_copy_and_an_invalid_one_is_skipped_by_every_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = objects(dir.path());
+        let a = node(dir.path(), "a", &objects);
+        let ca = copy(&a);
+        // Entry 1 upserts a point of the wrong dimension: every copy refuses it alike.
+        let bad = pb::ShardLogEntry {
+            epoch: 1,
+            write_id: "w1".into(),
+            op: Some(Op::Upsert(pb::UpsertRequest {
+                collection: String::new(),
+                points: vec![pb::Point {
+                    id: Some(pb::PointId::num(1)),
+                    vector: vec![1.0, 2.0, 3.0],
+                    payload: None,
+                }],
+            })),
+        };
+        put_raw(&objects, 1, bad.encode_to_vec()).await;
+        let good = pb::ShardLogEntry {
+            epoch: 1,
+            write_id: "w2".into(),
+            op: Some(upsert(0, 3)),
+        };
+        put_raw(&objects, 2, good.encode_to_vec()).await;
+        // Entry 3 is not a log entry at all.
+        put_raw(&objects, 3, vec![0xff; 7]).await;
+        let e = a.try_catch_up(&ca).await.unwrap().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DataLoss, "{e:?}");
+        assert!(e.message().contains("unreadable"), "{e:?}");
+        assert_eq!(ca.applied(), 2, "stopped at the unreadable entry");
+        assert_eq!(count(&a), 3, "the invalid entry skipped, the next applied");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_copy_starts_from_the_snapshot_and_the_cut_keeps_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = objects(dir.path());
+        let a = node(dir.path(), "a", &objects);
+        let ca = copy(&a);
+        for i in 0..30 {
+            a.append(&ca, 1, upsert(i * 40, 40)).await.unwrap();
+        }
+        let at = a.snapshot(&ca).await.unwrap();
+        assert_eq!(at, 31);
+        assert_eq!(a.cut(&ca, at).await.unwrap(), 30);
+        let left = objects.list(&prefix("c", "m", 0)).await.unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        a.append(&ca, 1, upsert(5_000, 7)).await.unwrap();
+        assert_eq!(a.snapshot(&ca).await.unwrap(), 32);
+        // A snapshot not newer than the pointer there (a former owner finishing late) is
+        // refused: the pointer never goes back.
+        let e = a.snapshot(&ca).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        let snaps = objects.list(&snapshot_prefix("c", "m", 0)).await.unwrap();
+        assert!(
+            snaps
+                .iter()
+                .all(|o| !o.key.contains("/00000000000000000031/")),
+            "older snapshots deleted: {snaps:?}"
+        );
+        // A new copy: rebuilt from the snapshot (1,200 points, 3 parts), then the entries after.
+        let b = node(dir.path(), "b", &objects);
+        let cb = copy(&b);
+        b.try_catch_up(&cb).await.unwrap().unwrap();
+        assert_eq!(count(&b), 1_207);
+        assert_eq!(cb.applied(), ca.applied());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_the_log_was_cut_past_without_a_newer_snapshot_does_not_take_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = objects(dir.path());
+        let a = node(dir.path(), "a", &objects);
+        let ca = copy(&a);
+        for i in 0..10 {
+            a.append(&ca, 1, upsert(i * 10, 10)).await.unwrap();
+        }
+        // b saw entries up to 3, then was away; the log was cut to 8 and the snapshot
+        // pointer lost (standing for one a paused former owner put back to an older one).
+        let b = node(dir.path(), "b", &objects);
+        let cb = copy(&b);
+        cb.set_applied(3);
+        a.cut(&ca, 8).await.unwrap();
+        let e = b.append(&cb, 2, upsert(500, 1)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(e.message().contains("cut past"), "{e:?}");
+        // Nothing was written: the log still ends where a left it.
+        let left = objects.list(&prefix("c", "m", 0)).await.unwrap();
+        assert_eq!(left.len(), 4, "entries 8..=11: {left:?}");
+        // With the snapshot there, b rebuilds from it and takes over.
+        a.snapshot(&ca).await.unwrap();
+        b.append(&cb, 2, upsert(500, 1)).await.unwrap();
+        assert_eq!(count(&b), 101);
     }
 }
