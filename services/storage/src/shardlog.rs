@@ -573,6 +573,9 @@ impl ShardLogs {
             }
             Err(e) => {
                 m.with_label_values(&["error"]).inc();
+                // The next round reads the pointer again (a newer snapshot may have replaced
+                // this one) rather than follow the log onto a half-rebuilt copy.
+                *shard.cut_checked.lock().expect("not poisoned") = None;
                 tracing::warn!(shard = %shard.name, sequence = p.sequence, error = %e.message(), "rebuilding this node's copy of the shard from its snapshot failed; retrying");
             }
         }
