@@ -234,6 +234,17 @@ fn cluster_flags_that_do_not_fit_are_refused() {
             ],
             "--lease-ttl-secs",
         ),
+        (
+            vec![
+                "--etcd",
+                "http://127.0.0.1:1",
+                "--node-id",
+                "n1",
+                "--shard-snapshot-entries",
+                "5",
+            ],
+            "--shard-snapshot-entries 5 is too small",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(BIN)

@@ -310,7 +310,6 @@ impl ShardMap {
                         stay.push(c);
                     }
                 }
-                stay.truncate(wanted);
                 if stay.iter().any(|c| seq(c) + CAUGHT_UP < head) {
                     continue; // catching up: next round
                 }

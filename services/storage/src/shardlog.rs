@@ -425,14 +425,7 @@ impl ShardLogs {
         // copy and the snapshot pointer it read offers nothing newer (a pointer put late by
         // a paused former owner): then not taking over beats a fence no copy reads.
         let next = shard.applied() + 1;
-        let first = self
-            .store
-            .list(&shard.prefix)
-            .await
-            .map_err(|e| store_unavailable(&shard.name, &e))?
-            .iter()
-            .filter_map(|o| o.key[shard.prefix.len()..].parse::<u64>().ok())
-            .min();
+        let first = self.entries(shard).await?.first().map(|(seq, _)| *seq);
         if let Some(first) = first.filter(|f| *f > next) {
             return Err(Status::unavailable(format!(
                 "the log of shard `{}` is cut past this node's copy (its first entry is {first}, this copy has applied {}) and no snapshot this node can find covers the gap: it does not take the shard over (tried again each round)",
@@ -694,27 +687,38 @@ impl ShardLogs {
     /// has applied them); how many. The entry at `upto` stays, so the log, once written, is
     /// never empty and its first entry shows how far it was cut.
     pub async fn cut(&self, shard: &ShardCursor, upto: u64) -> Result<u64, Status> {
-        let objs = self
-            .store
-            .list(&shard.prefix)
-            .await
-            .map_err(|e| store_unavailable(&shard.name, &e))?;
         let mut n = 0;
-        for o in objs {
-            let seq = o.key[shard.prefix.len()..].parse::<u64>().ok();
-            if seq.is_some_and(|s| s < upto) {
-                self.store
-                    .delete(&o.key)
-                    .await
-                    .map_err(|e| store_unavailable(&shard.name, &e))?;
-                n += 1;
-            }
+        for (_, k) in self
+            .entries(shard)
+            .await?
+            .into_iter()
+            .take_while(|(s, _)| *s < upto)
+        {
+            self.store
+                .delete(&k)
+                .await
+                .map_err(|e| store_unavailable(&shard.name, &e))?;
+            n += 1;
         }
         shard.cut_at.fetch_max(upto, Ordering::AcqRel);
         if n > 0 {
             tracing::debug!(shard = %shard.name, upto, entries = n, "cut the shard's log behind its snapshot");
         }
         Ok(n)
+    }
+
+    /// The shard's log entries in the object store, `(sequence, key)` in sequence order.
+    async fn entries(&self, shard: &ShardCursor) -> Result<Vec<(u64, String)>, Status> {
+        let mut out: Vec<(u64, String)> = self
+            .store
+            .list(&shard.prefix)
+            .await
+            .map_err(|e| store_unavailable(&shard.name, &e))?
+            .into_iter()
+            .filter_map(|o| Some((o.key[shard.prefix.len()..].parse().ok()?, o.key)))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
     }
 
     async fn read(&self, name: &str, k: &str) -> Result<pb::ShardLogEntry, Status> {

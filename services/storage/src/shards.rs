@@ -296,6 +296,8 @@ impl ShardGate {
         }
         let job = if shard.snapshot_due(self.snapshot_entries) {
             None
+        } else if shard.snapshot_at() <= shard.cut_at() {
+            return; // nothing behind the latest snapshot left to cut
         } else {
             match self.cut_floor(map, id, shard.snapshot_at()) {
                 Some(upto) if upto > shard.cut_at() => Some(upto),
