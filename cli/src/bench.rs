@@ -1,7 +1,7 @@
 //! `akidb bench`: load a data set through the public API and measure what a user sees.
 //!
 //! Durable ingest vectors/s through ingest, time until fully indexed, then for each `ef` and
-//! concurrency: QPS, p50/p95/p99/max latency measured per request by the client (HDR
+//! concurrency: QPS, p50/p95/p99/p99.9/p99.99/max latency measured per request by the client (HDR
 //! histogram, warm-up excluded) and recall@10 against the ground truth; plus SearchBatch
 //! throughput. Closed loop by default; `--rate` makes it open loop (fixed request rate,
 //! latency counted from the intended send time).
@@ -418,7 +418,11 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     report["search"] = json!(cells.iter().map(|c| json!({
         "ef": c.ef, "concurrency": c.concurrency, "qps": c.qps, "recall_at_10": c.recall, "errors": c.errors,
-        "p50_ms": ms(&c.hist, 0.5), "p95_ms": ms(&c.hist, 0.95), "p99_ms": ms(&c.hist, 0.99), "max_ms": c.hist.max() as f64 / 1000.0,
+        "p50_ms": ms(&c.hist, 0.5), "p95_ms": ms(&c.hist, 0.95), "p99_ms": ms(&c.hist, 0.99), "p999_ms": ms(&c.hist, 0.999), "p9999_ms": ms(&c.hist, 0.9999),
+        "max_ms": c.hist.max() as f64 / 1000.0, "requests": c.hist.len(),
+        // The distribution ([quantile, ms] pairs, denser towards the tail), for models
+        // such as a fan-out's latency from one shard's.
+        "quantiles_ms": c.hist.iter_quantiles(4).map(|v| [v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1000.0]).collect::<Vec<_>>(),
     })).collect::<Vec<_>>());
 
     if g.json {
@@ -434,7 +438,10 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        "p99.9 ms",
+        "p99.99 ms",
         "max ms",
+        "requests",
         "errors",
     ]);
     for c in &cells {
@@ -450,7 +457,10 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
             format!("{:.3}", ms(&c.hist, 0.5)),
             format!("{:.3}", ms(&c.hist, 0.95)),
             format!("{:.3}", ms(&c.hist, 0.99)),
+            format!("{:.3}", ms(&c.hist, 0.999)),
+            format!("{:.3}", ms(&c.hist, 0.9999)),
             format!("{:.3}", c.hist.max() as f64 / 1000.0),
+            c.hist.len().to_string(),
             c.errors.to_string(),
         ]);
     }

@@ -528,6 +528,73 @@ async fn one_storage_node_refuses_more_than_one_shard() {
     assert!(e.message().contains("shards"), "{e:?}");
 }
 
+/// A Flush that waits for graph builds is bound by its caller's deadline, not by ingest's
+/// `--storage-timeout-ms` (a flush of a large shard builds for minutes).
+#[tokio::test]
+async fn a_routed_flush_waits_for_graph_builds_as_long_as_its_caller_allows() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = storage_node(&etcd.url, "s0", dir.path());
+    wait_serving(&node.1, Duration::from_secs(60)).await;
+    let ((i_addr, mut args), _) = listen_with_metrics();
+    let timeout_ms = 1_000;
+    args.extend([
+        "--etcd".into(),
+        etcd.url.clone(),
+        "--storage-timeout-ms".into(),
+        timeout_ms.to_string(),
+    ]);
+    let _ingest = Proc::start("ingest", args, dir.path().join("ingest.log"));
+    let (_query, q_addr) = front("query", &etcd.url, dir.path());
+    wait_serving(&i_addr, Duration::from_secs(60)).await;
+    wait_serving(&q_addr, Duration::from_secs(60)).await;
+    let (q, i) = (Stack::link(&q_addr), Stack::link(&i_addr));
+    // Slow to build on purpose (many links, a wide build list).
+    q.collections()
+        .create_collection(q.request(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            m: Some(32),
+            ef_construction: Some(400),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let n = 10_000;
+    let data = vectors(n, 7);
+    for from in (0..n).step_by(1_000) {
+        i.ingest()
+            .upsert(i.request(batch(from, 1_000, &data)))
+            .await
+            .unwrap();
+    }
+    let mut r = tonic::Request::new(pb::FlushRequest {
+        collection: "docs".into(),
+        wait_indexed: true,
+    });
+    r.set_timeout(Duration::from_secs(300));
+    let t = Instant::now();
+    let res = i
+        .ingest()
+        .flush(r)
+        .await
+        .expect("flush within the caller's deadline")
+        .into_inner();
+    let took = t.elapsed();
+    assert_eq!(
+        (res.point_count, res.indexed_point_count),
+        (n as u64, n as u64),
+        "{res:?}"
+    );
+    assert!(
+        took > Duration::from_millis(timeout_ms),
+        "the build took {took:?}, under --storage-timeout-ms: this test then proves nothing; make the collection slower to build"
+    );
+}
+
 /// A routed call at `epoch` of `method` on node `addr`.
 fn at_epoch<T>(msg: T, epoch: u64) -> tonic::Request<T> {
     let mut r = akidb_cluster::route::routed(tonic::Request::new(msg), epoch);

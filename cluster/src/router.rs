@@ -172,8 +172,10 @@ impl Router {
                     ))
                 })?,
         };
+        // The call's own deadline, chosen by its caller (a flush may wait for graph builds
+        // far longer than --storage-timeout-ms).
         let mut link = self.link(owner)?;
-        link.timeout = link.timeout.min(timeout);
+        link.timeout = timeout;
         Ok(Target {
             epoch: s.epoch,
             node: owner.to_string(),
@@ -310,7 +312,7 @@ impl Router {
             .chain(&s.followers)
             .find(|n| Some(*n) != not.as_ref() && self.view.node(n).is_some())?;
         let mut link = self.link(node).ok()?;
-        link.timeout = link.timeout.min(timeout);
+        link.timeout = timeout;
         Some(Target {
             epoch: s.epoch,
             node: node.clone(),

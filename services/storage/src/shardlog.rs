@@ -534,6 +534,7 @@ impl ShardLogs {
     /// the cursor at 0, so the next round starts over.
     async fn restore(&self, shard: &ShardCursor, p: SnapshotPointer) -> Result<(), Status> {
         let m = &akidb_instrumentation::metrics().shard_snapshots;
+        let started = std::time::Instant::now();
         let r = async {
             shard.set_applied(0);
             let (engine, name) = (self.engine.clone(), shard.name.clone());
@@ -562,7 +563,7 @@ impl ShardLogs {
         match &r {
             Ok(()) => {
                 m.with_label_values(&["restored"]).inc();
-                tracing::info!(shard = %shard.name, sequence = p.sequence, points = p.points, "rebuilt this node's copy of the shard from the shard's snapshot; following the log from there");
+                tracing::info!(shard = %shard.name, sequence = p.sequence, points = p.points, seconds = started.elapsed().as_secs_f64(), "rebuilt this node's copy of the shard from the shard's snapshot; following the log from there");
             }
             Err(e) => {
                 m.with_label_values(&["error"]).inc();
@@ -595,6 +596,7 @@ impl ShardLogs {
     }
 
     async fn write_snapshot(&self, shard: &ShardCursor) -> Result<u64, Status> {
+        let started = std::time::Instant::now();
         let seq = shard.applied();
         let dir = format!("{}{seq:020}/", shard.snap_prefix);
         let (mut parts, mut points) = (0u32, 0u64);
@@ -663,7 +665,7 @@ impl ShardLogs {
             )
             .await
             .map_err(|e| store_unavailable(&shard.name, &e))?;
-        tracing::info!(shard = %shard.name, sequence = seq, parts, points, "took a snapshot of the shard");
+        tracing::info!(shard = %shard.name, sequence = seq, parts, points, seconds = started.elapsed().as_secs_f64(), "took a snapshot of the shard");
         // Older snapshots: nothing names them any more.
         let objs = self
             .store
