@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
-the ground truth, and Get, Count, Delete and a filtered search as documented.
+the ground truth, and Get, Count, UpdatePayload, Delete and a filtered search as documented.
 
 Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
 
@@ -105,6 +105,28 @@ def main():
     assert query.Count(query_pb2.CountRequest(collection=name, filter=f)).count == 5000
     rf = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="bucket", range=common_pb2.Range(gte=2, lt=4)))])
     assert query.Count(query_pb2.CountRequest(collection=name, filter=rf)).count == 2000
+
+    # Payload updates: merge by ids, delete keys by filter; vectors stay; bad input refused
+    u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, ids=[common_pb2.PointId(num=5), common_pb2.PointId(num=6)], set={"label": "seen"}))
+    assert u.updated == 2, u
+    b3 = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="bucket", integer=3))])
+    u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, filter=b3, delete_keys=ingest_pb2.PayloadKeys(keys=["parity"])))
+    assert u.updated == 1000, u
+    g = query.Get(query_pb2.GetRequest(collection=name, ids=[common_pb2.PointId(num=5), common_pb2.PointId(num=13)], with_payload=True, with_vector=True))
+    assert dict(g.points[0].payload) == {"parity": "odd", "bucket": 5, "label": "seen"}, g.points[0].payload
+    assert dict(g.points[1].payload) == {"bucket": 3}, g.points[1].payload
+    assert list(g.points[0].vector) == base[5]
+    odd = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="parity", keyword="odd"))])
+    assert query.Count(query_pb2.CountRequest(collection=name, filter=odd)).count == 4000
+    for bad in (ingest_pb2.UpdatePayloadRequest(collection=name, clear=True),
+                ingest_pb2.UpdatePayloadRequest(collection=name, ids=[common_pb2.PointId(num=5)])):
+        try:
+            ingest.UpdatePayload(bad)
+            raise AssertionError(f"accepted: {bad}")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "update_payload needs" in e.details(), e
+    u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, filter=b3, set={"parity": "odd"}))
+    assert u.updated == 1000 and query.Count(query_pb2.CountRequest(collection=name, filter=odd)).count == 5000
 
     # Delete by ids and by filter
     d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))

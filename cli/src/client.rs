@@ -341,6 +341,96 @@ pub struct FlushArgs {
     pub no_wait: bool,
 }
 
+/// The points a payload change applies to.
+#[derive(clap::Args)]
+pub struct PayloadTarget {
+    #[arg(long)]
+    pub collection: String,
+    /// Point ids, comma-separated (unsigned integers or UUIDs).
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// JSON filter (as `akidb search --filter`): every point matching it, besides `--ids`.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum PayloadCmd {
+    /// Merge a JSON object into each payload: its top-level keys replace the same keys; the
+    /// others stay. `akidb payload set --collection docs --ids 1,2 '{"tag": "new"}'`
+    Set {
+        #[command(flatten)]
+        at: PayloadTarget,
+        payload: String,
+    },
+    /// Replace each whole payload with a JSON object.
+    Overwrite {
+        #[command(flatten)]
+        at: PayloadTarget,
+        payload: String,
+    },
+    /// Remove keys from each payload; dots reach into nested objects (`a.b`).
+    Delete {
+        #[command(flatten)]
+        at: PayloadTarget,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Remove each whole payload.
+    Clear {
+        #[command(flatten)]
+        at: PayloadTarget,
+    },
+}
+
+pub async fn payload(g: &Global, cmd: PayloadCmd) -> anyhow::Result<()> {
+    use pb::update_payload_request::Change;
+    let object = |text: &str| -> anyhow::Result<akidb_proto::prost_types::Struct> {
+        let v: serde_json::Value = serde_json::from_str(text).context("the payload is not JSON")?;
+        let serde_json::Value::Object(m) = v else {
+            bail!("the payload must be a JSON object, like '{{\"tag\": \"new\"}}'");
+        };
+        Ok(akidb_storage::convert::payload_to_pb(&m))
+    };
+    let (at, change) = match cmd {
+        PayloadCmd::Set { at, payload } => (at, Change::Set(object(&payload)?)),
+        PayloadCmd::Overwrite { at, payload } => (at, Change::Overwrite(object(&payload)?)),
+        PayloadCmd::Delete { at, keys } => (at, Change::DeleteKeys(pb::PayloadKeys { keys })),
+        PayloadCmd::Clear { at } => (at, Change::Clear(true)),
+    };
+    let ids = at
+        .ids
+        .iter()
+        .map(|s| match s.trim().parse::<u64>() {
+            Ok(n) => pb::PointId::num(n),
+            Err(_) => pb::PointId::uuid(s.trim()),
+        })
+        .collect();
+    let filter = at.filter.as_deref().map(filter::parse).transpose()?;
+    let l = link(g, &g.ingest_addr)?;
+    let r = l
+        .ingest()
+        .update_payload(l.request(pb::UpdatePayloadRequest {
+            collection: at.collection.clone(),
+            ids,
+            filter,
+            change: Some(change),
+        }))
+        .await
+        .with_context(|| format!("updating payloads in `{}`", at.collection))?
+        .into_inner();
+    emit(
+        g,
+        json!({"updated": r.updated, "sequence": r.sequence}),
+        || {
+            let mut t = table(&["updated", "sequence"]);
+            t.add_row(vec![r.updated.to_string(), r.sequence.to_string()]);
+            t
+        },
+    );
+    Ok(())
+}
+
 pub async fn flush(g: &Global, a: FlushArgs) -> anyhow::Result<()> {
     let l = link(g, &g.ingest_addr)?;
     let start = std::time::Instant::now();

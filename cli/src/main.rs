@@ -51,6 +51,11 @@ pub enum Cmd {
     Upsert(client::UpsertArgs),
     /// Seal a collection's unindexed points and build their graph now (e.g. after a bulk load).
     Flush(client::FlushArgs),
+    /// Change points' payloads (by ids and/or a filter) without resending their vectors.
+    Payload {
+        #[command(subcommand)]
+        cmd: client::PayloadCmd,
+    },
     /// Search a collection.
     Search(client::SearchArgs),
     /// SLO status from the telemetry service.
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Collection { cmd } => client::collection(&cli.global, cmd).await,
             Cmd::Upsert(a) => client::upsert(&cli.global, a).await,
             Cmd::Flush(a) => client::flush(&cli.global, a).await,
+            Cmd::Payload { cmd } => client::payload(&cli.global, cmd).await,
             Cmd::Search(a) => client::search(&cli.global, a).await,
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,

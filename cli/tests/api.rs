@@ -540,3 +540,232 @@ async fn graceful_shutdown_exits_zero_and_metrics_are_served() {
         assert!(st.success(), "{} exited with {st}", p.name);
     }
 }
+
+/// UpdatePayload through ingest: each change by ids, by filter and by both, visible to the
+/// next read, vectors kept and still found by search; bad requests refused with
+/// INVALID_ARGUMENT or NOT_FOUND and nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_updates_keep_vectors_and_refuse_bad_requests() {
+    use pb::update_payload_request::Change;
+    use serde_json::json;
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    q.collections()
+        .create_collection(create("p", 2, pb::Metric::L2))
+        .await
+        .unwrap();
+    let obj = |v: serde_json::Value| {
+        akidb_storage::convert::payload_to_pb(v.as_object().expect("an object"))
+    };
+    let points = (0..10u64)
+        .map(|k| pb::Point {
+            id: Some(pb::PointId::num(k)),
+            vector: vec![k as f32, 0.0],
+            payload: Some(obj(
+                json!({"kind": if k < 5 { "a" } else { "b" }, "n": k, "deep": {"x": 1, "y": 2}}),
+            )),
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "p".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    let kind_is = |k: &str| pb::Filter {
+        must: vec![pb::Condition {
+            condition: Some(pb::condition::Condition::Field(pb::FieldCondition {
+                key: "kind".into(),
+                r#match: Some(pb::field_condition::Match::Keyword(k.into())),
+            })),
+        }],
+        ..Default::default()
+    };
+    let update = |ids: &[u64], filter: Option<pb::Filter>, change: Option<Change>| {
+        pb::UpdatePayloadRequest {
+            collection: "p".into(),
+            ids: ids.iter().map(|k| pb::PointId::num(*k)).collect(),
+            filter,
+            change,
+        }
+    };
+    let all = || async {
+        let r = q
+            .query()
+            .get(q.request(pb::GetRequest {
+                collection: "p".into(),
+                ids: (0..10).map(pb::PointId::num).collect(),
+                with_payload: true,
+                with_vector: true,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        r.points
+            .into_iter()
+            .map(|p| {
+                (
+                    p.vector,
+                    serde_json::Value::Object(
+                        akidb_storage::convert::payload_from_pb(p.payload.as_ref()).unwrap(),
+                    ),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = all().await;
+
+    // Bad requests: nothing changes.
+    let bad: Vec<(pb::UpdatePayloadRequest, Code, &str)> = vec![
+        (
+            update(&[], None, Some(Change::Clear(true))),
+            Code::InvalidArgument,
+            "ids or a non-empty filter",
+        ),
+        (
+            update(&[1], None, None),
+            Code::InvalidArgument,
+            "needs a change",
+        ),
+        (
+            update(&[1], None, Some(Change::Clear(false))),
+            Code::InvalidArgument,
+            "needs a change",
+        ),
+        (
+            update(&[1], None, Some(Change::Set(obj(json!({}))))),
+            Code::InvalidArgument,
+            "needs a change",
+        ),
+        (
+            update(
+                &[1],
+                None,
+                Some(Change::DeleteKeys(pb::PayloadKeys {
+                    keys: vec!["".into()],
+                })),
+            ),
+            Code::InvalidArgument,
+            "needs a change",
+        ),
+        (
+            update(
+                &[1],
+                None,
+                Some(Change::Set(akidb_proto::prost_types::Struct {
+                    fields: [(
+                        "x".to_string(),
+                        akidb_proto::prost_types::Value {
+                            kind: Some(akidb_proto::prost_types::value::Kind::NumberValue(
+                                f64::NAN,
+                            )),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                })),
+            ),
+            Code::InvalidArgument,
+            "not finite",
+        ),
+        (
+            pb::UpdatePayloadRequest {
+                collection: "nope".into(),
+                ..update(&[1], None, Some(Change::Clear(true)))
+            },
+            Code::NotFound,
+            "nope",
+        ),
+        (
+            pb::UpdatePayloadRequest {
+                ids: vec![pb::PointId::default()],
+                ..update(&[], None, Some(Change::Clear(true)))
+            },
+            Code::InvalidArgument,
+            "id is missing",
+        ),
+    ];
+    for (req, code, needle) in bad {
+        expect_code(
+            i.ingest().update_payload(i.request(req)).await,
+            code,
+            needle,
+        );
+    }
+    assert_eq!(all().await, before, "a refused update changed something");
+
+    let run = |req| {
+        let i = i.clone();
+        async move {
+            i.ingest()
+                .update_payload(i.request(req))
+                .await
+                .unwrap()
+                .into_inner()
+                .updated
+        }
+    };
+    // Set by ids (one id absent: skipped), merge keeps the other keys.
+    assert_eq!(
+        run(update(
+            &[1, 2, 99],
+            None,
+            Some(Change::Set(obj(json!({"n": 100, "new": true}))))
+        ))
+        .await,
+        2
+    );
+    // Delete keys by filter, nested too.
+    assert_eq!(
+        run(update(
+            &[],
+            Some(kind_is("b")),
+            Some(Change::DeleteKeys(pb::PayloadKeys {
+                keys: vec!["deep.x".into(), "n".into()]
+            }))
+        ))
+        .await,
+        5
+    );
+    // Overwrite by ids and filter together (3 and every `a`: 5 points, 3 counted once).
+    assert_eq!(
+        run(update(
+            &[3],
+            Some(kind_is("a")),
+            Some(Change::Overwrite(obj(json!({"kind": "c"}))))
+        ))
+        .await,
+        5
+    );
+    // Clear one.
+    assert_eq!(run(update(&[9], None, Some(Change::Clear(true)))).await, 1);
+
+    let after = all().await;
+    let want = |k: usize| match k {
+        0..=4 => json!({"kind": "c"}),
+        9 => json!({}),
+        _ => json!({"kind": "b", "deep": {"y": 2}}),
+    };
+    for (k, (v, p)) in after.iter().enumerate() {
+        assert_eq!(v, &before[k].0, "point {k}: vector changed");
+        assert_eq!(p, &want(k), "point {k}");
+    }
+    // The next search sees the new payloads, and the vectors are still searched.
+    let r = q
+        .query()
+        .search(q.request(pb::SearchRequest {
+            filter: Some(kind_is("c")),
+            with_payload: true,
+            ..search("p", vec![4.0, 0.0], 3)
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = r
+        .hits
+        .iter()
+        .map(|h| h.id.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["4", "3", "2"]);
+}

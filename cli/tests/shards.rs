@@ -401,6 +401,62 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
         n as u64 - 100
     );
 
+    // Payload updates: by ids split by shard, by filter on every shard.
+    let tag_is = |t: &str| pb::Filter {
+        must: vec![pb::Condition {
+            condition: Some(pb::condition::Condition::Field(pb::FieldCondition {
+                key: "tag".into(),
+                r#match: Some(pb::field_condition::Match::Keyword(t.into())),
+            })),
+        }],
+        ..Default::default()
+    };
+    let set_tag = |t: &str| {
+        let mut m = serde_json::Map::new();
+        m.insert("tag".into(), t.into());
+        Some(pb::update_payload_request::Change::Set(
+            akidb_storage::convert::payload_to_pb(&m),
+        ))
+    };
+    let updated = |req| {
+        let i = i.clone();
+        async move {
+            i.ingest()
+                .update_payload(i.request(req))
+                .await
+                .map(|r| r.into_inner().updated)
+        }
+    };
+    let by_ids = pb::UpdatePayloadRequest {
+        collection: "docs".into(),
+        ids: (100..400).map(id_of).collect(),
+        filter: None,
+        change: set_tag("x"),
+    };
+    assert_eq!(updated(by_ids).await.unwrap(), 300);
+    let by_filter = pb::UpdatePayloadRequest {
+        collection: "docs".into(),
+        ids: vec![],
+        filter: Some(tag_is("x")),
+        change: set_tag("y"),
+    };
+    assert_eq!(updated(by_filter.clone()).await.unwrap(), 300);
+    let tagged = |t: &'static str| {
+        let q = q.clone();
+        async move {
+            q.query()
+                .count(q.request(pb::CountRequest {
+                    collection: "docs".into(),
+                    filter: Some(tag_is(t)),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .count
+        }
+    };
+    assert_eq!((tagged("x").await, tagged("y").await), (0, 300));
+
     // One node stops answering: searches are partial within the deadline and name its shards.
     let paused: BTreeSet<u32> = held
         .iter()
@@ -451,6 +507,14 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
         .await
         .unwrap_err();
     assert!(e.message().contains("applied on shards"), "{e:?}");
+    // A payload update by filter is a write: never partial; it fails naming the shards.
+    let e = updated(pb::UpdatePayloadRequest {
+        change: set_tag("z"),
+        ..by_filter
+    })
+    .await
+    .unwrap_err();
+    assert!(e.message().contains("shard"), "{e:?}");
     nodes[1].0.signal(libc::SIGCONT);
 
     // Whole again, and the batch sent again lands everywhere.

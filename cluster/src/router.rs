@@ -624,33 +624,18 @@ impl Router {
     pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
         self.writable()?;
         let map = self.map(&req.collection).await?;
-        let n = map.value.shards.len() as u32;
         let c = req.collection.clone();
-        let mut parts: BTreeMap<u32, pb::DeleteRequest> = BTreeMap::new();
-        if req.filter.is_some() || req.ids.is_empty() {
-            for s in 0..n {
-                parts.insert(
-                    s,
-                    pb::DeleteRequest {
-                        collection: shard_name(&c, s),
-                        ids: Vec::new(),
-                        filter: req.filter.clone(),
-                    },
-                );
-            }
-        }
-        for id in req.ids {
-            let s = shard_of_id(Some(&id), n)?;
-            parts
-                .entry(s)
-                .or_insert_with(|| pb::DeleteRequest {
-                    collection: shard_name(&c, s),
-                    ids: Vec::new(),
-                    filter: req.filter.clone(),
-                })
-                .ids
-                .push(id);
-        }
+        let parts = by_shard(
+            map.value.shards.len() as u32,
+            req.ids,
+            req.filter.is_some(),
+            |s| pb::DeleteRequest {
+                collection: shard_name(&c, s),
+                ids: Vec::new(),
+                filter: req.filter.clone(),
+            },
+            |r| &mut r.ids,
+        )?;
         let results = self
             .each(
                 &map.value,
@@ -662,6 +647,43 @@ impl Router {
             .await;
         combine("delete", &c, results, |a, b| {
             a.deleted += b.deleted;
+            a.sequence = a.sequence.max(b.sequence);
+        })
+    }
+
+    /// Ids: split by shard. A filter: every shard, and every shard must answer.
+    pub async fn update_payload(
+        &self,
+        req: pb::UpdatePayloadRequest,
+    ) -> Result<pb::UpdatePayloadResponse, Status> {
+        self.writable()?;
+        let map = self.map(&req.collection).await?;
+        let c = req.collection.clone();
+        let parts = by_shard(
+            map.value.shards.len() as u32,
+            req.ids,
+            req.filter.is_some(),
+            |s| pb::UpdatePayloadRequest {
+                collection: shard_name(&c, s),
+                ids: Vec::new(),
+                filter: req.filter.clone(),
+                change: req.change.clone(),
+            },
+            |r| &mut r.ids,
+        )?;
+        let results = self
+            .each(
+                &map.value,
+                parts.into_iter().collect(),
+                self.timeout,
+                Holder::Owner,
+                |l: Link, r| async move {
+                    l.storage().update_payload(r).await.map(|r| r.into_inner())
+                },
+            )
+            .await;
+        combine("update_payload", &c, results, |a, b| {
+            a.updated += b.updated;
             a.sequence = a.sequence.max(b.sequence);
         })
     }
@@ -1045,6 +1067,26 @@ fn within_shard(collection: &str, shard: u32, e: Status) -> Status {
 /// The shards' answers to one write: their sum when every shard took its part; otherwise an
 /// error with the first failure's code that says which shards took their part and which did
 /// not.
+/// A write by ids and/or a filter, as one request per shard (`part` makes shard `s`'s, `ids`
+/// reaches its ids): the ids go to their shards; a filter (or no ids) goes to every shard.
+fn by_shard<R>(
+    shards: u32,
+    ids: Vec<pb::PointId>,
+    filter: bool,
+    part: impl Fn(u32) -> R,
+    ids_of: impl Fn(&mut R) -> &mut Vec<pb::PointId>,
+) -> Result<BTreeMap<u32, R>, Status> {
+    let mut parts = BTreeMap::new();
+    if filter || ids.is_empty() {
+        parts.extend((0..shards).map(|s| (s, part(s))));
+    }
+    for id in ids {
+        let s = shard_of_id(Some(&id), shards)?;
+        ids_of(parts.entry(s).or_insert_with(|| part(s))).push(id);
+    }
+    Ok(parts)
+}
+
 fn combine<T: Default>(
     op: &str,
     collection: &str,

@@ -71,6 +71,7 @@ pub struct Metrics {
     pub upsert_duration: HistogramVec,
     pub upserted_points: IntCounter,
     pub deleted_points: IntCounter,
+    pub payload_updated_points: IntCounter,
     pub collection_points: IntGaugeVec,
     pub collections: IntGaugeVec,
     pub tier_bytes: IntGaugeVec,
@@ -299,6 +300,10 @@ impl Metrics {
                 "Points acknowledged by storage.",
             ),
             deleted_points: c("akidb_deleted_points_total", "Points deleted."),
+            payload_updated_points: c(
+                "akidb_payload_updated_points_total",
+                "Points whose payload an UpdatePayload changed.",
+            ),
             collection_points: gv(
                 "akidb_collection_points",
                 "Live points per collection (first 100 collections).",
@@ -582,6 +587,7 @@ impl Metrics {
                     m.upsert_duration,
                     m.upserted_points,
                     m.deleted_points,
+                    m.payload_updated_points,
                     m.collection_points,
                     m.collections,
                     m.tier_bytes,

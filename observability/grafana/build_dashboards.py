@@ -172,7 +172,8 @@ def overview():
     b.ts("Points written per second", "Points acknowledged by ingest and by storage.",
          [(f"sum by (service) (rate(akidb_ingest_points_total{{{SEL}}}[{RI}]))", "ingest accepted"),
           (f"sum by (service) (rate(akidb_upserted_points_total{{{SEL}}}[{RI}]))", "storage upserted"),
-          (f"sum by (service) (rate(akidb_deleted_points_total{{{SEL}}}[{RI}]))", "storage deleted")],
+          (f"sum by (service) (rate(akidb_deleted_points_total{{{SEL}}}[{RI}]))", "storage deleted"),
+          (f"sum by (service) (rate(akidb_payload_updated_points_total{{{SEL}}}[{RI}]))", "payloads updated")],
          unit="short", w=12)
     b.ts("Collections by tier", "Collections that are hot (in memory), warm (local disk), cold (object store).",
          [(f"sum by (tier) (akidb_collections{{{SEL}}})", "{{tier}}")], w=12, stack=True)

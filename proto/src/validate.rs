@@ -68,6 +68,39 @@ pub fn point_id(id: Option<&pb::PointId>, what: &dyn std::fmt::Display) -> Resul
     }
 }
 
+/// An UpdatePayload: the points it names (ids and/or a filter) and what it changes. The
+/// storage node checks the same again (its own callers are not only ingest).
+pub fn update_payload(req: &pb::UpdatePayloadRequest) -> Result<(), Status> {
+    use pb::update_payload_request::Change;
+    collection_name(&req.collection)?;
+    filter(req.filter.as_ref())?;
+    for id in &req.ids {
+        point_id(Some(id), &"update_payload")?;
+    }
+    let no_filter = req
+        .filter
+        .as_ref()
+        .is_none_or(|f| f.must.is_empty() && f.should.is_empty() && f.must_not.is_empty());
+    if req.ids.is_empty() && no_filter {
+        return Err(Status::invalid_argument(
+            "update_payload needs ids or a non-empty filter naming the points to change",
+        ));
+    }
+    let ok = match &req.change {
+        Some(Change::Set(p)) => !p.fields.is_empty(),
+        Some(Change::Overwrite(_)) => true,
+        Some(Change::DeleteKeys(k)) => !k.keys.is_empty() && k.keys.iter().all(|k| !k.is_empty()),
+        Some(Change::Clear(c)) => *c,
+        None => false,
+    };
+    if !ok {
+        return Err(Status::invalid_argument(
+            "update_payload needs a change: `set` (at least one key), `overwrite`, `delete_keys` (at least one non-empty key) or `clear` = true",
+        ));
+    }
+    Ok(())
+}
+
 /// Limits of one write.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {

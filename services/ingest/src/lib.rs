@@ -201,6 +201,21 @@ impl IngestService for Ingest {
         Ok(Response::new(res))
     }
 
+    async fn update_payload(
+        &self,
+        req: Request<pb::UpdatePayloadRequest>,
+    ) -> Result<Response<pb::UpdatePayloadResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
+        let req = req.into_inner();
+        validate::update_payload(&req).map_err(|s| reject("invalid", s))?;
+        let _permit = self.permit().await?;
+        let res = match &self.cluster {
+            Some(r) => r.update_payload(req).await?,
+            None => akidb_client::storage_call!(self.storage, update_payload, req)?,
+        };
+        Ok(Response::new(res))
+    }
+
     async fn flush(
         &self,
         req: Request<pb::FlushRequest>,

@@ -303,6 +303,9 @@ impl Collection {
                     WalOp::Delete(keys) => {
                         state.apply_delete(&keys);
                     }
+                    WalOp::Payloads(changes) => {
+                        state.apply_payloads(changes);
+                    }
                 }
                 state.applied_seq = seq;
                 if state.app.data.len() >= max {
@@ -824,6 +827,53 @@ impl Drop for SnapshotPin {
     }
 }
 
+impl Collection {
+    /// [`CollectionStore::set_payloads`], the writers' lock (`order`) held by the caller.
+    fn set_payloads_in_order(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)> {
+        let span = akidb_instrumentation::context::step_span(
+            || tracing::info_span!("wal.commit", collection = %self.spec.name, payloads = payloads.len()),
+        );
+        let _e = span.enter();
+        let payloads: Vec<_> = {
+            let st = self.state.read();
+            payloads
+                .into_iter()
+                .filter(|(k, _)| st.ids.contains_key(k))
+                .collect()
+        };
+        if payloads.is_empty() {
+            return Ok((0, self.state.read().applied_seq));
+        }
+        let op = WalOp::Payloads(payloads);
+        let seq = self.wal.append(&op.encode())?;
+        let WalOp::Payloads(payloads) = op else {
+            unreachable!()
+        };
+        let (n, sealed) = {
+            let mut st = self.state.write();
+            let n = st.apply_payloads(payloads);
+            (n, self.applied(&mut st, seq))
+        };
+        if let Some(id) = sealed {
+            self.enqueue_build(id);
+        }
+        self.commit(seq)?;
+        Ok((n, seq))
+    }
+
+    /// After a write at `seq` was applied to `st`: the sequence and write time recorded, and
+    /// the appendable segment sealed once full (its id, for the builder).
+    fn applied(&self, st: &mut State, seq: u64) -> Option<u64> {
+        st.applied_seq = seq;
+        self.last_write_ms.store(now_ms(), Ordering::Release);
+        if st.app.data.len() >= self.opts.segment_max_points {
+            st.seal()
+        } else {
+            None
+        }
+    }
+}
+
 impl CollectionStore for Collection {
     fn flush(&self, wait_indexed: bool) -> Result<u64> {
         let sealed = self.seal_counted().map_or(0, |(_, live)| live as u64);
@@ -869,14 +919,7 @@ impl CollectionStore for Collection {
             let seq = self.wal.append(&body)?;
             let mut st = self.state.write();
             st.apply_upsert(points);
-            st.applied_seq = seq;
-            self.last_write_ms.store(now_ms(), Ordering::Release);
-            let sealed = if st.app.data.len() >= self.opts.segment_max_points {
-                st.seal()
-            } else {
-                None
-            };
-            (seq, sealed)
+            (seq, self.applied(&mut st, seq))
         };
         if let Some(id) = sealed {
             self.enqueue_build(id);
@@ -892,20 +935,7 @@ impl CollectionStore for Collection {
         let _e = span.enter();
         let seq = {
             let _o = self.order.lock();
-            let victims: Vec<PointKey> = {
-                let st = self.state.read();
-                let mut v: Vec<PointKey> = keys
-                    .iter()
-                    .filter(|k| st.ids.contains_key(k))
-                    .cloned()
-                    .collect();
-                if let Some(f) = filter {
-                    v.extend(st.keys_matching(f));
-                }
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
+            let victims = self.state.read().named(keys, filter);
             if victims.is_empty() {
                 return Ok((0, self.state.read().applied_seq));
             }
@@ -918,6 +948,32 @@ impl CollectionStore for Collection {
         };
         self.commit(seq.0)?;
         Ok((seq.1, seq.0))
+    }
+
+    fn update_payload(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<(u64, u64)> {
+        // Resolved under the writers' lock: the payloads logged are the ones applied.
+        let _o = self.order.lock();
+        let payloads = self.state.read().resolve_payloads(keys, filter, change);
+        self.set_payloads_in_order(payloads)
+    }
+
+    fn resolve_payloads(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<Vec<(PointKey, Payload)>> {
+        Ok(self.state.read().resolve_payloads(keys, filter, change))
+    }
+
+    fn set_payloads(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)> {
+        let _o = self.order.lock();
+        self.set_payloads_in_order(payloads)
     }
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
@@ -1092,6 +1148,33 @@ mod tests {
                     let (n1, _) = c.delete(&keys, None).unwrap();
                     let (n2, _) = oracle.delete(&keys, None).unwrap();
                     assert_eq!(n1, n2);
+                }
+                if round % 4 == 1 {
+                    // Payload changes by ids and by filter, of every kind; the vectors stay.
+                    let keys: Vec<PointKey> = (0..6)
+                        .map(|_| PointKey::Num(rng.random_range(0..300)))
+                        .collect();
+                    let change = match round / 4 % 4 {
+                        0 => PayloadChange::Set(
+                            json!({"color": "green", "tag": round})
+                                .as_object()
+                                .unwrap()
+                                .clone(),
+                        ),
+                        1 => PayloadChange::DeleteKeys(vec!["n".into(), "nested.x".into()]),
+                        2 => PayloadChange::Overwrite(
+                            json!({"color": "blue", "nested": {"x": 1, "y": 2}})
+                                .as_object()
+                                .unwrap()
+                                .clone(),
+                        ),
+                        _ => PayloadChange::Clear,
+                    };
+                    let f = color_filter(["red", "blue"][round % 2]);
+                    let filter = (round % 3 == 0).then_some(&f);
+                    let a = c.update_payload(&keys, filter, &change).unwrap();
+                    let b = oracle.update_payload(&keys, filter, &change).unwrap();
+                    assert_eq!(a.0, b.0, "{change:?}");
                 }
                 if round == 30 {
                     let f = color_filter("green");

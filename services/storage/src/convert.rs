@@ -1,6 +1,6 @@
 //! Proto ↔ domain conversion for the storage service, in one place.
 
-use crate::error::{FieldProblem, FilterProblem, Result, StorageError};
+use crate::error::{EmptyRequest, FieldProblem, FilterProblem, Result, StorageError};
 use crate::filter::{Condition, Filter, Match, Range};
 use crate::model::*;
 use crate::objstore::breaker::BreakerStatus;
@@ -150,6 +150,27 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
 }
 
 // ---- payloads: google.protobuf.Struct <-> JSON ----
+
+/// What an UpdatePayload changes.
+pub fn payload_change_from_pb(
+    c: Option<&pb::update_payload_request::Change>,
+) -> Result<PayloadChange> {
+    use pb::update_payload_request::Change;
+    let empty = || StorageError::EmptyRequest(EmptyRequest::PayloadChange);
+    Ok(match c {
+        Some(Change::Set(p)) if !p.fields.is_empty() => {
+            PayloadChange::Set(payload_from_pb(Some(p))?)
+        }
+        Some(Change::Overwrite(p)) => PayloadChange::Overwrite(payload_from_pb(Some(p))?),
+        Some(Change::DeleteKeys(k))
+            if !k.keys.is_empty() && k.keys.iter().all(|k| !k.is_empty()) =>
+        {
+            PayloadChange::DeleteKeys(k.keys.clone())
+        }
+        Some(Change::Clear(true)) => PayloadChange::Clear,
+        _ => return Err(empty()),
+    })
+}
 
 pub fn payload_from_pb(s: Option<&prost_types::Struct>) -> Result<Payload> {
     let Some(s) = s else {

@@ -140,6 +140,10 @@ pub enum EmptyRequest {
     SearchBatch,
     /// A delete with neither ids nor a filter.
     Delete,
+    /// A payload update with neither ids nor a filter.
+    UpdatePayload,
+    /// A payload update that changes nothing.
+    PayloadChange,
 }
 
 impl std::fmt::Display for EmptyRequest {
@@ -149,6 +153,12 @@ impl std::fmt::Display for EmptyRequest {
             EmptyRequest::SearchBatch => "search batch is empty",
             EmptyRequest::Delete => {
                 "delete needs ids or a non-empty filter; to drop everything delete the collection"
+            }
+            EmptyRequest::UpdatePayload => {
+                "update_payload needs ids or a non-empty filter naming the points to change"
+            }
+            EmptyRequest::PayloadChange => {
+                "update_payload needs a change: `set` (at least one key), `overwrite`, `delete_keys` (at least one non-empty key) or `clear` = true"
             }
         })
     }

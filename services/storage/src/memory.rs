@@ -128,6 +128,65 @@ impl CollectionStore for MemoryCollection {
         ))
     }
 
+    fn update_payload(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<(u64, u64)> {
+        let payloads = self.resolve_payloads(keys, filter, change)?;
+        self.set_payloads(payloads)
+    }
+
+    fn resolve_payloads(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<Vec<(PointKey, Payload)>> {
+        let g = self.inner.read();
+        let mut named: Vec<PointKey> = keys
+            .iter()
+            .filter(|k| g.by_key.contains_key(k))
+            .cloned()
+            .collect();
+        if let Some(f) = filter {
+            named.extend(
+                g.by_key
+                    .iter()
+                    .filter(|(k, s)| f.matches(k, &g.payloads[**s]))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        named.sort_unstable();
+        named.dedup();
+        Ok(named
+            .into_iter()
+            .map(|k| {
+                let mut p = g.payloads[g.by_key[&k]].clone();
+                change.apply(&mut p);
+                (k, p)
+            })
+            .collect())
+    }
+
+    fn set_payloads(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)> {
+        let mut g = self.inner.write();
+        let mut n = 0;
+        for (k, p) in payloads {
+            if let Some(&s) = g.by_key.get(&k) {
+                g.payloads[s] = p;
+                n += 1;
+            }
+        }
+        let version = if n == 0 {
+            self.version.load(Ordering::Acquire)
+        } else {
+            self.version.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        Ok((n, version))
+    }
+
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
         let dim = self.spec.dimension as usize;
         let metric = self.spec.metric;

@@ -23,6 +23,59 @@ impl fmt::Display for PointKey {
 /// A JSON object attached to a point.
 pub type Payload = serde_json::Map<String, serde_json::Value>;
 
+/// A change to points' payloads (UpdatePayload).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadChange {
+    /// Merge: these top-level keys replace the same keys; the others stay.
+    Set(Payload),
+    /// Replace the whole payload.
+    Overwrite(Payload),
+    /// Remove these keys; dots reach into nested objects (`a.b`).
+    DeleteKeys(Vec<String>),
+    /// Remove the whole payload.
+    Clear,
+}
+
+impl PayloadChange {
+    /// `payload` as this change leaves it.
+    pub fn apply(&self, payload: &mut Payload) {
+        match self {
+            PayloadChange::Set(p) => {
+                for (k, v) in p {
+                    payload.insert(k.clone(), v.clone());
+                }
+            }
+            PayloadChange::Overwrite(p) => *payload = p.clone(),
+            PayloadChange::DeleteKeys(keys) => {
+                for k in keys {
+                    remove_path(payload, k);
+                }
+            }
+            PayloadChange::Clear => payload.clear(),
+        }
+    }
+}
+
+/// Remove `path` (`a.b.c`: key `c` of object `b` of object `a`) from `payload`. A top-level
+/// key that itself contains dots is removed as it is named.
+fn remove_path(payload: &mut Payload, path: &str) {
+    if payload.remove(path).is_some() {
+        return;
+    }
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else { return };
+    let mut at = payload;
+    let mut key = first;
+    for next in parts {
+        match at.get_mut(key) {
+            Some(serde_json::Value::Object(o)) => at = o,
+            _ => return,
+        }
+        key = next;
+    }
+    at.remove(key);
+}
+
 /// One point to write.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PointRecord {
@@ -203,4 +256,48 @@ pub struct StoredPoint {
     pub key: PointKey,
     pub payload: Option<Payload>,
     pub vector: Option<Vec<f32>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: serde_json::Value) -> Payload {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn payload_changes_do_what_their_names_say() {
+        let base = obj(json!({"a": 1, "b": {"c": 2, "d": 3}, "e.f": 4, "g": [1]}));
+        let run = |c: PayloadChange| {
+            let mut p = base.clone();
+            c.apply(&mut p);
+            serde_json::Value::Object(p)
+        };
+        // Set merges top-level keys: a nested object given replaces the whole value.
+        assert_eq!(
+            run(PayloadChange::Set(obj(
+                json!({"a": "x", "b": {"c": 9}, "h": null})
+            ))),
+            json!({"a": "x", "b": {"c": 9}, "e.f": 4, "g": [1], "h": null})
+        );
+        assert_eq!(
+            run(PayloadChange::Overwrite(obj(json!({"z": 1})))),
+            json!({"z": 1})
+        );
+        // Dots reach into objects; a top-level key spelled with a dot is found as named;
+        // a path through a non-object or to nothing changes nothing.
+        assert_eq!(
+            run(PayloadChange::DeleteKeys(vec![
+                "b.c".into(),
+                "e.f".into(),
+                "g.0".into(),
+                "nope.x".into(),
+                "a.b".into(),
+            ])),
+            json!({"a": 1, "b": {"d": 3}, "g": [1]})
+        );
+        assert_eq!(run(PayloadChange::Clear), json!({}));
+    }
 }

@@ -1026,6 +1026,63 @@ impl State {
         }
     }
 
+    /// The points a write by ids and/or filter names: the existing `keys` and every point
+    /// matching `filter`, in key order, each once.
+    pub fn named(&self, keys: &[PointKey], filter: Option<&Filter>) -> Vec<PointKey> {
+        let mut v: Vec<PointKey> = keys
+            .iter()
+            .filter(|k| self.ids.contains_key(k))
+            .cloned()
+            .collect();
+        if let Some(f) = filter {
+            v.extend(self.keys_matching(f));
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The whole payloads `change` gives the existing `keys` and every point matching
+    /// `filter`, in key order.
+    pub fn resolve_payloads(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Vec<(PointKey, Payload)> {
+        self.named(keys, filter)
+            .into_iter()
+            .filter_map(|k| {
+                let mut p = self
+                    .stored(&k, Include::PAYLOAD)?
+                    .payload
+                    .unwrap_or_default();
+                change.apply(&mut p);
+                Some((k, p))
+            })
+            .collect()
+    }
+
+    /// Give the points of these keys these payloads, keeping their vectors (they move to
+    /// the appendable segment, as an upsert of the same vector would); keys that do not
+    /// exist are skipped. Returns how many existed.
+    pub fn apply_payloads(&mut self, payloads: Vec<(PointKey, Payload)>) -> u64 {
+        let points: Vec<PointRecord> = payloads
+            .into_iter()
+            .filter_map(|(key, payload)| {
+                let vector = self.stored(&key, Include::VECTOR)?.vector?;
+                Some(PointRecord {
+                    key,
+                    vector,
+                    payload,
+                })
+            })
+            .collect();
+        let n = points.len() as u64;
+        self.apply_upsert(points);
+        n
+    }
+
     /// Remove the given keys; returns how many existed.
     pub fn apply_delete(&mut self, keys: &[PointKey]) -> u64 {
         let mut n = 0;

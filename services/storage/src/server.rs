@@ -6,6 +6,7 @@ use crate::engine::catalog::{Access, Lookup};
 use crate::engine::{Engine, blocking, with_engine};
 use crate::error::{EmptyRequest, Result, StorageError};
 use crate::model::{CollectionStats, Tier};
+use crate::shardlog::Write;
 use crate::store::{CollectionStore, Include, ScrollParams};
 use crate::validate;
 use akidb_instrumentation::metrics;
@@ -271,7 +272,9 @@ impl StorageService for StorageApi {
             // A shard of a cluster: through its log in the object store.
             let name = req.collection.clone();
             let n = req.points.len() as u64;
-            let applied = gate.write(&admitted, &name, Op::Upsert(req)).await?;
+            let applied = gate
+                .write(&admitted, &name, Write::Op(Op::Upsert(req)))
+                .await?;
             let coll = self.collection(&name).await?;
             let stats = coll.stats();
             tier_duration(true, stats.tier).observe(start.elapsed().as_secs_f64());
@@ -311,7 +314,9 @@ impl StorageService for StorageApi {
         let req = req.into_inner();
         if let Some((gate, admitted)) = routed {
             let name = req.collection.clone();
-            let applied = gate.write(&admitted, &name, Op::Delete(req)).await?;
+            let applied = gate
+                .write(&admitted, &name, Write::Op(Op::Delete(req)))
+                .await?;
             let coll = self.collection(&name).await?;
             metrics().deleted_points.inc_by(applied.points);
             metrics().set_collection_points(&name, coll.stats().point_count);
@@ -332,6 +337,34 @@ impl StorageService for StorageApi {
         metrics().set_collection_points(&req.collection, coll.stats().point_count);
         Ok(Response::new(pb::DeleteResponse {
             deleted,
+            sequence: seq,
+        }))
+    }
+
+    async fn update_payload(
+        &self,
+        req: Request<pb::UpdatePayloadRequest>,
+    ) -> Result<Response<pb::UpdatePayloadResponse>, Status> {
+        let routed = self.admit(&req, &req.get_ref().collection, true).await?;
+        let req = req.into_inner();
+        let (keys, filter, change) = crate::shardlog::update_payload_from_pb(&req)?;
+        if let Some((gate, admitted)) = routed {
+            let name = req.collection.clone();
+            let write = Write::UpdatePayload(keys, filter, change);
+            let applied = gate.write(&admitted, &name, write).await?;
+            metrics().payload_updated_points.inc_by(applied.points);
+            return Ok(Response::new(pb::UpdatePayloadResponse {
+                updated: applied.points,
+                sequence: applied.log_sequence,
+            }));
+        }
+        let coll = self.collection(&req.collection).await?;
+        let c2 = coll.clone();
+        let (updated, seq) =
+            blocking(move || c2.update_payload(&keys, filter.as_ref(), &change)).await?;
+        metrics().payload_updated_points.inc_by(updated);
+        Ok(Response::new(pb::UpdatePayloadResponse {
+            updated,
             sequence: seq,
         }))
     }

@@ -31,7 +31,9 @@
 use crate::convert::{filter_from_pb, keys_from_pb, point_from_pb};
 use crate::engine::Engine;
 use crate::error::{Result as StorageResult, StorageError};
+use crate::filter::Filter;
 use crate::fsutil::write_atomic;
+use crate::model::{Payload, PayloadChange, PointKey};
 use crate::objstore::{ObjectStore, ObjectStoreError};
 use crate::store::CollectionStore;
 use akidb_proto::v1 as pb;
@@ -340,12 +342,43 @@ impl ShardLogs {
 
     /// Write `op` to the log of the shard as its owner at `epoch`, then apply it locally.
     /// `op` must have been validated: an entry is never taken back.
-    pub async fn append(&self, shard: &ShardCursor, epoch: u64, op: Op) -> Result<Applied, Status> {
+    pub async fn append(
+        &self,
+        shard: &ShardCursor,
+        epoch: u64,
+        write: Write,
+    ) -> Result<Applied, Status> {
         let mut owner_at = shard.owner_at.lock().await;
         if *owner_at != Some(epoch) {
             self.take_over(shard, &mut owner_at, epoch).await?;
         }
-        self.put_next(shard, &mut owner_at, epoch, op).await
+        self.put_next(shard, &mut owner_at, epoch, write).await
+    }
+
+    /// The op `write` logs, resolved against this copy as it is now (every entry before
+    /// the next one applied); `None` when it changes nothing.
+    async fn resolve(&self, name: &str, write: &Write) -> Result<Option<Op>, Status> {
+        let (keys, filter, change) = match write {
+            Write::Op(op) => return Ok(Some(op.clone())),
+            Write::UpdatePayload(k, f, c) => (k.clone(), f.clone(), c.clone()),
+        };
+        let (engine, name) = (self.engine.clone(), name.to_string());
+        let payloads = crate::engine::blocking(move || {
+            let coll = engine.lookup(&name)?.get()?.collection;
+            coll.resolve_payloads(&keys, filter.as_ref(), &change)
+        })
+        .await?;
+        Ok((!payloads.is_empty()).then(|| {
+            Op::SetPayloads(pb::PointPayloads {
+                points: payloads
+                    .iter()
+                    .map(|(k, p)| pb::PointPayload {
+                        id: Some(crate::convert::key_to_pb(k)),
+                        payload: Some(crate::convert::payload_to_pb(p)),
+                    })
+                    .collect(),
+            })
+        }))
     }
 
     /// Apply every entry past the cursor, unless another task holds it (it is being caught
@@ -436,7 +469,9 @@ impl ShardLogs {
         let fence = Op::Fence(pb::ShardLogFence {
             node: self.node.clone(),
         });
-        let at = self.put_next(shard, owner_at, epoch, fence).await?;
+        let at = self
+            .put_next(shard, owner_at, epoch, Write::Op(fence))
+            .await?;
         *owner_at = Some(epoch);
         tracing::info!(shard = %shard.name, epoch, sequence = at.log_sequence, caught_up = caught, "took the shard over: its log is fenced at this epoch");
         Ok(())
@@ -451,30 +486,34 @@ impl ShardLogs {
         shard: &ShardCursor,
         owner_at: &mut Option<u64>,
         epoch: u64,
-        op: Op,
+        write: Write,
     ) -> Result<Applied, Status> {
         let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let entry = pb::ShardLogEntry {
-            epoch,
-            write_id: write_id.clone(),
-            op: Some(op),
-        };
-        let bytes = Bytes::from(entry.encode_to_vec());
         let appends = &akidb_instrumentation::metrics().shard_log_appends;
         loop {
+            // Resolved again after an entry not ours took the place: it may change what a
+            // payload update finds.
+            let Some(op) = self.resolve(&shard.name, &write).await? else {
+                return Ok(Applied {
+                    points: 0,
+                    log_sequence: shard.applied(),
+                });
+            };
+            let entry = pb::ShardLogEntry {
+                epoch,
+                write_id: write_id.clone(),
+                op: Some(op),
+            };
+            let bytes = Bytes::from(entry.encode_to_vec());
             let seq = shard.applied() + 1;
             let k = key(&shard.prefix, seq);
-            let created = self
-                .store
-                .put_if_absent(&k, bytes.clone())
-                .await
-                .map_err(|e| {
-                    appends.with_label_values(&["error"]).inc();
-                    store_unavailable(&shard.name, &e)
-                })?;
+            let created = self.store.put_if_absent(&k, bytes).await.map_err(|e| {
+                appends.with_label_values(&["error"]).inc();
+                store_unavailable(&shard.name, &e)
+            })?;
             let entry = if created {
                 appends.with_label_values(&["written"]).inc();
-                entry.clone()
+                entry
             } else {
                 let there = self.read(&shard.name, &k).await?;
                 if there.write_id != write_id && there.epoch > epoch {
@@ -787,8 +826,43 @@ pub fn check(coll: &dyn CollectionStore, op: &Op) -> StorageResult<()> {
             }
             Ok(())
         }
+        Op::SetPayloads(r) => payloads_from_pb(r).map(|_| ()),
         Op::Fence(_) => Ok(()),
     }
+}
+
+/// A routed write: an op logged as sent, or a payload update that the owner resolves
+/// against its copy into the payloads it gives ([`Op::SetPayloads`]) right before the put.
+pub enum Write {
+    Op(Op),
+    UpdatePayload(Vec<PointKey>, Option<Filter>, PayloadChange),
+}
+
+fn payloads_from_pb(r: &pb::PointPayloads) -> StorageResult<Vec<(PointKey, Payload)>> {
+    r.points
+        .iter()
+        .map(|p| {
+            Ok((
+                crate::convert::key_from_pb(p.id.as_ref())?,
+                crate::convert::payload_from_pb(p.payload.as_ref())?,
+            ))
+        })
+        .collect()
+}
+
+/// The ids, filter and change of an UpdatePayload, checked.
+pub fn update_payload_from_pb(
+    r: &pb::UpdatePayloadRequest,
+) -> StorageResult<(Vec<PointKey>, Option<Filter>, PayloadChange)> {
+    let keys = keys_from_pb(&r.ids)?;
+    let filter = filter_from_pb(r.filter.as_ref())?;
+    if keys.is_empty() && filter.is_none() {
+        return Err(StorageError::EmptyRequest(
+            crate::error::EmptyRequest::UpdatePayload,
+        ));
+    }
+    let change = crate::convert::payload_change_from_pb(r.change.as_ref())?;
+    Ok((keys, filter, change))
 }
 
 fn apply_op(coll: &dyn CollectionStore, op: Option<Op>) -> StorageResult<Applied> {
@@ -810,6 +884,13 @@ fn apply_op(coll: &dyn CollectionStore, op: Option<Op>) -> StorageResult<Applied
             let keys = keys_from_pb(&r.ids)?;
             let filter = filter_from_pb(r.filter.as_ref())?;
             let (n, _) = coll.delete(&keys, filter.as_ref())?;
+            Ok(Applied {
+                points: n,
+                log_sequence: 0,
+            })
+        }
+        Some(Op::SetPayloads(r)) => {
+            let (n, _) = coll.set_payloads(payloads_from_pb(&r)?)?;
             Ok(Applied {
                 points: n,
                 log_sequence: 0,
@@ -862,6 +943,44 @@ mod tests {
         })
     }
 
+    fn write(from: u64, n: u64) -> Write {
+        Write::Op(upsert(from, n))
+    }
+
+    /// Points `from..from + n`, each with payload `{"color": color}`.
+    fn colored(from: u64, n: u64, color: &str) -> Write {
+        let Op::Upsert(mut r) = upsert(from, n) else {
+            unreachable!()
+        };
+        for p in &mut r.points {
+            let mut m = Payload::new();
+            m.insert("color".into(), color.into());
+            p.payload = Some(crate::convert::payload_to_pb(&m));
+        }
+        Write::Op(Op::Upsert(r))
+    }
+
+    /// The node's copy as (id, color) pairs.
+    fn colors(logs: &ShardLogs) -> Vec<(PointKey, serde_json::Value)> {
+        let c = logs.engine.lookup(NAME).unwrap().get().unwrap().collection;
+        let params = crate::store::ScrollParams {
+            limit: 1_000,
+            include: crate::store::Include::PAYLOAD,
+            ..Default::default()
+        };
+        c.scroll(&params)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|p| {
+                (
+                    p.key,
+                    p.payload.unwrap().get("color").cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     fn count(logs: &ShardLogs) -> u64 {
         logs.engine
             .lookup(NAME)
@@ -888,15 +1007,15 @@ mod tests {
         );
         let ca = copy(&a);
         let cb = copy(&b);
-        let w = a.append(&ca, 1, upsert(0, 10)).await.unwrap();
+        let w = a.append(&ca, 1, write(0, 10)).await.unwrap();
         assert_eq!(w.log_sequence, 2, "a fence at 1, then the write");
-        a.append(&ca, 1, upsert(10, 10)).await.unwrap();
+        a.append(&ca, 1, write(10, 10)).await.unwrap();
         // b takes the shard over at epoch 2: it applies a's writes, then fences the log.
-        b.append(&cb, 2, upsert(20, 5)).await.unwrap();
+        b.append(&cb, 2, write(20, 5)).await.unwrap();
         assert_eq!(count(&b), 25);
         // a, deposed without knowing it, writes at epoch 1: its put lands on b's fence and
         // is refused as a stale route; nothing of it is in the log.
-        let e = a.append(&ca, 1, upsert(100, 1)).await.unwrap_err();
+        let e = a.append(&ca, 1, write(100, 1)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(akidb_cluster::route::is_stale(&e), "{e:?}");
         assert_eq!(count(&a), 20);
@@ -905,6 +1024,54 @@ mod tests {
         assert_eq!(count(&a), 25);
         assert_eq!(ca.applied(), cb.applied());
         assert_eq!(objects.list(&prefix("c", "m", 0)).await.unwrap().len(), 5);
+    }
+
+    /// A payload update by filter is logged as the payloads it gave, so a copy that applies
+    /// it again after later writes (as after a crash, its saved place behind its state)
+    /// ends where the owner is, not where the filter would take it now.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_payload_update_is_logged_resolved_and_applying_it_again_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = objects(dir.path());
+        let (a, b) = (
+            node(dir.path(), "a", &objects),
+            node(dir.path(), "b", &objects),
+        );
+        let (ca, cb) = (copy(&a), copy(&b));
+        a.append(&ca, 1, colored(0, 6, "blue")).await.unwrap();
+        let blue = crate::filter::Filter {
+            must: vec![crate::filter::Condition::Field {
+                key: "color".into(),
+                path: vec!["color".into()],
+                matcher: crate::filter::Match::Keyword("blue".into()),
+            }],
+            ..Default::default()
+        };
+        let mut red = Payload::new();
+        red.insert("color".into(), "red".into());
+        let update =
+            || Write::UpdatePayload(vec![], Some(blue.clone()), PayloadChange::Set(red.clone()));
+        let w = a.append(&ca, 1, update()).await.unwrap();
+        assert_eq!(w.points, 6);
+        let after_update = w.log_sequence;
+        // A blue point written afterwards: the filter would match it now.
+        a.append(&ca, 1, colored(10, 1, "blue")).await.unwrap();
+        // An update that finds nothing writes no entry.
+        let none = Write::UpdatePayload(vec![PointKey::Num(99)], None, PayloadChange::Clear);
+        let w = a.append(&ca, 1, none).await.unwrap();
+        assert_eq!((w.points, w.log_sequence), (0, after_update + 1));
+        b.try_catch_up(&cb).await.unwrap().unwrap();
+        assert_eq!(colors(&a), colors(&b));
+        assert!(colors(&a)[..6].iter().all(|(_, c)| c == "red"));
+        assert_eq!(colors(&a)[6], (PointKey::Num(10), "blue".into()));
+        // b applies the update and everything after it again.
+        cb.set_applied(after_update - 1);
+        b.try_catch_up(&cb).await.unwrap().unwrap();
+        assert_eq!(
+            colors(&b),
+            colors(&a),
+            "applying the log's tail again changed the copy"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -949,14 +1116,14 @@ mod tests {
         let a = node(dir.path(), "a", &objects);
         let ca = copy(&a);
         for i in 0..30 {
-            a.append(&ca, 1, upsert(i * 40, 40)).await.unwrap();
+            a.append(&ca, 1, write(i * 40, 40)).await.unwrap();
         }
         let at = a.snapshot(&ca).await.unwrap();
         assert_eq!(at, 31);
         assert_eq!(a.cut(&ca, at).await.unwrap(), 30);
         let left = objects.list(&prefix("c", "m", 0)).await.unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
-        a.append(&ca, 1, upsert(5_000, 7)).await.unwrap();
+        a.append(&ca, 1, write(5_000, 7)).await.unwrap();
         assert_eq!(a.snapshot(&ca).await.unwrap(), 32);
         // A snapshot not newer than the pointer there (a former owner finishing late) is
         // refused: the pointer never goes back.
@@ -984,7 +1151,7 @@ mod tests {
         let a = node(dir.path(), "a", &objects);
         let ca = copy(&a);
         for i in 0..10 {
-            a.append(&ca, 1, upsert(i * 10, 10)).await.unwrap();
+            a.append(&ca, 1, write(i * 10, 10)).await.unwrap();
         }
         // b saw entries up to 3, then was away; the log was cut to 8 and the snapshot
         // pointer lost (standing for one a paused former owner put back to an older one).
@@ -992,7 +1159,7 @@ mod tests {
         let cb = copy(&b);
         cb.set_applied(3);
         a.cut(&ca, 8).await.unwrap();
-        let e = b.append(&cb, 2, upsert(500, 1)).await.unwrap_err();
+        let e = b.append(&cb, 2, write(500, 1)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
         assert!(e.message().contains("cut past"), "{e:?}");
         // Nothing was written: the log still ends where a left it.
@@ -1000,7 +1167,7 @@ mod tests {
         assert_eq!(left.len(), 4, "entries 8..=11: {left:?}");
         // With the snapshot there, b rebuilds from it and takes over.
         a.snapshot(&ca).await.unwrap();
-        b.append(&cb, 2, upsert(500, 1)).await.unwrap();
+        b.append(&cb, 2, write(500, 1)).await.unwrap();
         assert_eq!(count(&b), 101);
     }
 }

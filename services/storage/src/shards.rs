@@ -20,13 +20,12 @@
 use crate::convert::spec_from_pb;
 use crate::engine::Engine;
 use crate::error::StorageError;
-use crate::shardlog::{Applied, ShardCursor, ShardLogs};
+use crate::shardlog::{Applied, ShardCursor, ShardLogs, Write};
 use akidb_cluster::membership::{LeaseState, Membership};
 use akidb_cluster::route::stale;
 use akidb_cluster::shardmap::ShardMap;
 use akidb_cluster::view::ClusterView;
 use akidb_proto::limits;
-use akidb_proto::v1::shard_log_entry::Op;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -180,16 +179,30 @@ impl ShardGate {
     }
 
     /// A routed write, admitted: checked, written to the shard's log, applied here.
-    pub async fn write(&self, admitted: &Admitted, name: &str, op: Op) -> Result<Applied, Status> {
-        let engine = self.engine.clone();
-        let n = name.to_string();
-        let op = crate::engine::blocking(move || {
-            let coll = engine.lookup(&n)?.get()?.collection;
-            crate::shardlog::check(&*coll, &op)?;
-            Ok(op)
-        })
-        .await?;
-        self.logs.append(&admitted.shard, admitted.epoch, op).await
+    pub async fn write(
+        &self,
+        admitted: &Admitted,
+        name: &str,
+        write: Write,
+    ) -> Result<Applied, Status> {
+        let write = match write {
+            Write::Op(op) => {
+                let engine = self.engine.clone();
+                let n = name.to_string();
+                Write::Op(
+                    crate::engine::blocking(move || {
+                        let coll = engine.lookup(&n)?.get()?.collection;
+                        crate::shardlog::check(&*coll, &op)?;
+                        Ok(op)
+                    })
+                    .await?,
+                )
+            }
+            w => w,
+        };
+        self.logs
+            .append(&admitted.shard, admitted.epoch, write)
+            .await
     }
 
     /// Keep every copy of a shard this node holds in step with its log until `stop`: every

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::filter::Filter;
-use crate::model::{CollectionStats, Payload, PointKey, PointRecord, StoredPoint};
+use crate::model::{CollectionStats, Payload, PayloadChange, PointKey, PointRecord, StoredPoint};
 
 /// What a read returns of each point besides its id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,6 +24,10 @@ impl Include {
     pub const VECTOR: Include = Include {
         payload: false,
         vector: true,
+    };
+    pub const PAYLOAD: Include = Include {
+        payload: true,
+        vector: false,
     };
 }
 
@@ -88,6 +92,30 @@ pub trait CollectionStore: Send + Sync {
 
     /// Delete the given keys and every point matching `filter`; returns (deleted, sequence).
     fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)>;
+
+    /// Change the payloads of the given keys and of every point matching `filter`, keeping
+    /// their vectors, in one durable write that no other write can come between; returns
+    /// (points changed, sequence). Keys that do not exist are skipped.
+    fn update_payload(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<(u64, u64)>;
+
+    /// The whole payloads an [`Self::update_payload`] would give, point by point (in key
+    /// order), changing nothing.
+    fn resolve_payloads(
+        &self,
+        keys: &[PointKey],
+        filter: Option<&Filter>,
+        change: &PayloadChange,
+    ) -> Result<Vec<(PointKey, Payload)>>;
+
+    /// Give these points these whole payloads, keeping their vectors, in one durable write;
+    /// returns (points changed, sequence). Keys that do not exist are skipped. Applying the
+    /// same payloads again changes nothing.
+    fn set_payloads(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)>;
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)>;
 

@@ -112,10 +112,24 @@ pub enum WalOp {
     Upsert(Vec<PointRecord>),
     /// Keys removed (a delete by filter is logged as the keys it resolved to).
     Delete(Vec<PointKey>),
+    /// Points' new whole payloads, their vectors kept (an UpdatePayload, logged as the keys
+    /// it resolved to and the payloads it made).
+    Payloads(Vec<(PointKey, Payload)>),
 }
 
 const OP_UPSERT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_PAYLOADS: u8 = 3;
+
+fn put_payload(out: &mut Vec<u8>, p: &Payload) {
+    if p.is_empty() {
+        out.extend_from_slice(&0u32.to_le_bytes());
+    } else {
+        let json = serde_json::to_vec(p).expect("JSON map serializes");
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+    }
+}
 
 pub(crate) fn put_key(out: &mut Vec<u8>, k: &PointKey) {
     match k {
@@ -147,13 +161,7 @@ impl WalOp {
                     for x in &p.vector {
                         out.extend_from_slice(&x.to_le_bytes());
                     }
-                    if p.payload.is_empty() {
-                        out.extend_from_slice(&0u32.to_le_bytes());
-                    } else {
-                        let json = serde_json::to_vec(&p.payload).expect("JSON map serializes");
-                        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-                        out.extend_from_slice(&json);
-                    }
+                    put_payload(&mut out, &p.payload);
                 }
                 out
             }
@@ -163,6 +171,16 @@ impl WalOp {
                 out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
                 for k in keys {
                     put_key(&mut out, k);
+                }
+                out
+            }
+            WalOp::Payloads(changes) => {
+                let mut out = Vec::with_capacity(5 + changes.len() * 32);
+                out.push(OP_PAYLOADS);
+                out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+                for (k, p) in changes {
+                    put_key(&mut out, k);
+                    put_payload(&mut out, p);
                 }
                 out
             }
@@ -186,13 +204,7 @@ impl WalOp {
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
-                    let plen = r.u32()? as usize;
-                    let payload = if plen == 0 {
-                        Payload::new()
-                    } else {
-                        serde_json::from_slice(r.take(plen)?)
-                            .map_err(|e| format!("payload JSON: {e}"))?
-                    };
+                    let payload = r.payload()?;
                     points.push(PointRecord {
                         key,
                         vector,
@@ -208,6 +220,16 @@ impl WalOp {
                     keys.push(r.key()?);
                 }
                 WalOp::Delete(keys)
+            }
+            OP_PAYLOADS => {
+                let n = r.u32()? as usize;
+                // A change takes at least a key (2 bytes) and a payload length (4).
+                let mut changes = Vec::with_capacity(n.min(r.left() / 6));
+                for _ in 0..n {
+                    let key = r.key()?;
+                    changes.push((key, r.payload()?));
+                }
+                WalOp::Payloads(changes)
             }
             t => return Err(format!("unknown operation tag {t}")),
         };
@@ -227,6 +249,15 @@ impl<'a> Reader<'a> {
     /// Bytes not read yet.
     fn left(&self) -> usize {
         self.b.len() - self.at
+    }
+
+    /// A payload: its JSON's length, then the JSON (none when 0).
+    fn payload(&mut self) -> std::result::Result<Payload, String> {
+        let len = self.u32()? as usize;
+        if len == 0 {
+            return Ok(Payload::new());
+        }
+        serde_json::from_slice(self.take(len)?).map_err(|e| format!("payload JSON: {e}"))
     }
 
     pub(crate) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
@@ -768,6 +799,16 @@ mod tests {
         assert_eq!(WalOp::decode(&op.encode()).unwrap(), op);
         let d = WalOp::Delete(vec![PointKey::Num(3), PointKey::Uuid("a".into())]);
         assert_eq!(WalOp::decode(&d.encode()).unwrap(), d);
+        let mut payload = Payload::new();
+        payload.insert("a".into(), serde_json::json!({"b": [1, "x"]}));
+        let c = WalOp::Payloads(vec![
+            (PointKey::Num(3), payload),
+            (PointKey::Uuid("a".into()), Payload::new()),
+        ]);
+        assert_eq!(WalOp::decode(&c.encode()).unwrap(), c);
+        // Cut anywhere, it is refused, never misread.
+        let b = c.encode();
+        assert!((0..b.len()).all(|n| WalOp::decode(&b[..n]).is_err()));
         assert!(WalOp::decode(&[9]).is_err());
     }
 

@@ -1,6 +1,8 @@
 //! Crash test: a real `akidb-storage` process is SIGKILLed at random moments while a client
-//! writes; after every restart each acknowledged write is there with its latest vector and
-//! payload, and the batch in flight at the kill is either fully applied or not at all.
+//! writes (upserts, deletes, payload updates by ids and by filter) and another searches with
+//! a filter on the payload those updates change; after every restart each acknowledged write
+//! is there with its latest vector and payload, and the write in flight at the kill is either
+//! fully applied or not at all.
 
 mod common;
 
@@ -68,6 +70,9 @@ type Model = HashMap<u64, (Vec<f32>, f64, f64)>;
 enum Op {
     Upsert(u64, Vec<(u64, Vec<f32>)>),
     Delete(Vec<u64>),
+    /// UpdatePayload: merge `{"batch": b}` into the payloads of these ids and, with `Some(i)`,
+    /// of every point whose `i` is `i` (a filter); vectors stay.
+    SetBatch(u64, Vec<u64>, Option<i64>),
 }
 
 impl Op {
@@ -82,6 +87,13 @@ impl Op {
             Op::Delete(ids) => ids.iter().for_each(|id| {
                 m.remove(id);
             }),
+            Op::SetBatch(b, ids, by_i) => {
+                for (id, (_, batch, i)) in m.iter_mut() {
+                    if ids.contains(id) || by_i.is_some_and(|x| x as f64 == *i) {
+                        *batch = *b as f64;
+                    }
+                }
+            }
         }
     }
 }
@@ -125,8 +137,34 @@ async fn send(c: &mut StorageServiceClient<Channel>, op: &Op) -> Result<(), toni
             })
             .await?;
         }
+        Op::SetBatch(b, ids, by_i) => {
+            c.update_payload(pb::UpdatePayloadRequest {
+                collection: COLLECTION.into(),
+                ids: ids.iter().map(|i| pb::PointId::num(*i)).collect(),
+                filter: by_i.map(i_is),
+                change: Some(pb::update_payload_request::Change::Set(Struct {
+                    fields: [("batch".to_string(), num(*b as f64))]
+                        .into_iter()
+                        .collect(),
+                })),
+            })
+            .await?;
+        }
     }
     Ok(())
+}
+
+/// Points whose payload field `i` is `i`.
+fn i_is(i: i64) -> pb::Filter {
+    pb::Filter {
+        must: vec![pb::Condition {
+            condition: Some(pb::condition::Condition::Field(pb::FieldCondition {
+                key: "i".into(),
+                r#match: Some(pb::field_condition::Match::Integer(i)),
+            })),
+        }],
+        ..Default::default()
+    }
 }
 
 /// The test collection: L2, float32, `dim` dimensions, HNSW `m` and `ef_construction`, with
@@ -232,8 +270,17 @@ async fn sigkill_rounds(kills: usize, quantization: pb::Quantization, on_disk: b
         let ops: Vec<Op> = (0..40_000)
             .map(|_| {
                 batch += 1;
-                if rng.random_bool(0.1) {
+                let dice = rng.random_range(0.0..1.0);
+                if dice < 0.1 {
                     Op::Delete((0..5).map(|_| rng.random_range(0..IDS)).collect())
+                } else if dice < 0.25 {
+                    // Payload updates by ids, by filter, or both.
+                    let ids = (0..rng.random_range(0..6))
+                        .map(|_| rng.random_range(0..IDS))
+                        .collect::<Vec<_>>();
+                    let by_i =
+                        (ids.is_empty() || rng.random_bool(0.3)).then(|| rng.random_range(0..40));
+                    Op::SetBatch(batch, ids, by_i)
                 } else {
                     let n = rng.random_range(1..40);
                     Op::Upsert(
@@ -262,9 +309,33 @@ async fn sigkill_rounds(kills: usize, quantization: pb::Quantization, on_disk: b
             }
             (ops, acked)
         });
+        // Searches filtered on the payload the updates change run meanwhile.
+        let mut sc = c.clone();
+        let searcher = tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                let r = sc
+                    .search(pb::SearchRequest {
+                        collection: COLLECTION.into(),
+                        vector: vec![0.0; DIM],
+                        k: 5,
+                        filter: Some(i_is(n as i64 % 40)),
+                        ..Default::default()
+                    })
+                    .await;
+                match r {
+                    Ok(_) => n += 1,
+                    Err(e) if n > 0 && e.code() == tonic::Code::Unavailable => return n,
+                    Err(e) if n > 0 && e.code() == tonic::Code::Unknown => return n,
+                    Err(e) => panic!("search failed before the kill: {e:?}"),
+                }
+            }
+        });
         tokio::time::sleep(kill_after).await;
         server.kill(); // SIGKILL
         let (ops, acked) = writer.await.unwrap();
+        let searched = searcher.await.unwrap();
+        assert!(searched > 0);
         assert!(acked < ops.len(), "the writer outran the kill");
         for op in &ops[..acked] {
             op.apply(&mut model);
@@ -295,7 +366,11 @@ async fn sigkill_rounds(kills: usize, quantization: pb::Quantization, on_disk: b
             );
         }
         eprintln!(
-            "round {round}: {acked} ops acknowledged, {} points, in-flight applied so far {in_flight_applied}",
+            "round {round}: {acked} ops acknowledged ({} payload updates), {searched} searches, {} points, in-flight applied so far {in_flight_applied}",
+            ops[..acked]
+                .iter()
+                .filter(|o| matches!(o, Op::SetBatch(..)))
+                .count(),
             model.len()
         );
     }
