@@ -95,7 +95,9 @@ mod tests {
     use super::*;
     use crate::collection::{Collection, CollectionOptions};
     use crate::index::Graph;
-    use crate::model::{CollectionSpec, Datatype, Metric, Payload, PointKey, PointRecord};
+    use crate::model::{
+        CollectionSpec, Datatype, Metric, Payload, PayloadChange, PointKey, PointRecord,
+    };
     use crate::store::CollectionStore;
     use akidb_instrumentation::exposition::{self, Exemplar, Format};
     use akidb_instrumentation::metrics::{Component, Metrics};
@@ -159,6 +161,14 @@ mod tests {
         c.upsert(points(6, 4, 20)).unwrap();
         c.delete(&[PointKey::Num(3), PointKey::Num(21)], None)
             .unwrap();
+        let mut tag = Payload::new();
+        tag.insert("tag".into(), json!({"a": [1, "x"]}));
+        c.update_payload(
+            &[PointKey::Num(4), PointKey::Num(22)],
+            None,
+            &PayloadChange::Set(tag),
+        )
+        .unwrap();
         let dt = datatype.as_str();
         if datatype == Datatype::Float32 {
             let wal = wal::list_segments(&dir.join("wal")).unwrap();
