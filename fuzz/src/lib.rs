@@ -22,6 +22,7 @@ pub fn same_wal_op(a: &WalOp, b: &WalOp) -> bool {
                 })
         }
         (WalOp::Delete(x), WalOp::Delete(y)) => x == y,
+        (WalOp::Payloads(x), WalOp::Payloads(y)) => x == y,
         _ => false,
     }
 }
