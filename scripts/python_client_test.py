@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
-the ground truth, and Get, Count, UpdatePayload, Delete and a filtered search as documented.
+the ground truth, and Get, Count, UpdatePayload, aliases, Delete and a filtered search as documented.
 
 Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
 
@@ -127,6 +127,18 @@ def main():
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "update_payload needs" in e.details(), e
     u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, filter=b3, set={"parity": "odd"}))
     assert u.updated == 1000 and query.Count(query_pb2.CountRequest(collection=name, filter=odd)).count == 5000
+
+    # Aliases: reads through an alias; a swap in one call; a cycle refused
+    colls.UpdateAliases(collection_pb2.UpdateAliasesRequest(actions=[collection_pb2.AliasAction(create=collection_pb2.Alias(alias=name + "_live", collection=name))]))
+    assert query.Count(query_pb2.CountRequest(collection=name + "_live")).count == 10_000
+    listed = colls.ListCollections(collection_pb2.ListCollectionsRequest())
+    assert [(a.alias, a.collection) for a in listed.aliases if a.alias == name + "_live"] == [(name + "_live", name)], listed.aliases
+    try:
+        colls.UpdateAliases(collection_pb2.UpdateAliasesRequest(actions=[collection_pb2.AliasAction(create=collection_pb2.Alias(alias=name + "_x", collection=name + "_live"))]))
+        raise AssertionError("an alias of an alias accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "not another alias" in e.details(), e
+    colls.UpdateAliases(collection_pb2.UpdateAliasesRequest(actions=[collection_pb2.AliasAction(delete=name + "_live")]))
 
     # Delete by ids and by filter
     d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))

@@ -34,6 +34,7 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.CollectionService/ListCollections", READ),
     ("/akidb.v1.CollectionService/CreateCollection", ADMIN),
     ("/akidb.v1.CollectionService/DeleteCollection", ADMIN),
+    ("/akidb.v1.CollectionService/UpdateAliases", ADMIN),
     // The public write API (ingest).
     ("/akidb.v1.IngestService/Upsert", WRITE),
     ("/akidb.v1.IngestService/UpsertStream", WRITE),
@@ -62,6 +63,7 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.StorageService/GetCollection", Internal),
     ("/akidb.v1.StorageService/ListCollections", Internal),
     ("/akidb.v1.StorageService/DeleteCollection", Internal),
+    ("/akidb.v1.StorageService/UpdateAliases", Internal),
     ("/akidb.v1.StorageService/Upsert", Internal),
     ("/akidb.v1.StorageService/Delete", Internal),
     ("/akidb.v1.StorageService/UpdatePayload", Internal),

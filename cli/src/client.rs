@@ -341,6 +341,77 @@ pub struct FlushArgs {
     pub no_wait: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum AliasCmd {
+    /// Every alias and the collection it names.
+    List,
+    /// A new alias of a collection: every read and write takes it where it takes the name.
+    Create { alias: String, collection: String },
+    /// Delete an alias (the collection stays).
+    Delete { alias: String },
+    /// Point an existing alias at another collection, atomically: every call sees the old
+    /// collection or the new one, never neither.
+    Swap { alias: String, collection: String },
+}
+
+pub async fn alias(g: &Global, cmd: AliasCmd) -> anyhow::Result<()> {
+    use pb::alias_action::Action;
+    let l = link(g, &g.query_addr)?;
+    let mut c = l.collections();
+    let create = |alias: &str, collection: &str| pb::AliasAction {
+        action: Some(Action::Create(pb::Alias {
+            alias: alias.into(),
+            collection: collection.into(),
+        })),
+    };
+    let delete = |alias: &str| pb::AliasAction {
+        action: Some(Action::Delete(alias.into())),
+    };
+    let aliases = match cmd {
+        AliasCmd::List => {
+            c.list_collections(l.request(pb::ListCollectionsRequest {}))
+                .await?
+                .into_inner()
+                .aliases
+        }
+        AliasCmd::Create { alias, collection } => {
+            update_aliases(&l, vec![create(&alias, &collection)]).await?
+        }
+        AliasCmd::Delete { alias } => update_aliases(&l, vec![delete(&alias)]).await?,
+        AliasCmd::Swap { alias, collection } => {
+            update_aliases(&l, vec![delete(&alias), create(&alias, &collection)]).await?
+        }
+    };
+    emit(
+        g,
+        json!(
+            aliases
+                .iter()
+                .map(|a| json!({"alias": a.alias, "collection": a.collection}))
+                .collect::<Vec<_>>()
+        ),
+        || {
+            let mut t = table(&["alias", "collection"]);
+            for a in &aliases {
+                t.add_row(vec![a.alias.clone(), a.collection.clone()]);
+            }
+            t
+        },
+    );
+    Ok(())
+}
+
+/// One UpdateAliases call (not retried: a retry after a lost reply would answer
+/// ALREADY_EXISTS or NOT_FOUND); every alias after it.
+async fn update_aliases(l: &Link, actions: Vec<pb::AliasAction>) -> anyhow::Result<Vec<pb::Alias>> {
+    Ok(l.collections()
+        .update_aliases(l.request(pb::UpdateAliasesRequest { actions }))
+        .await
+        .context("updating aliases")?
+        .into_inner()
+        .aliases)
+}
+
 /// The points a payload change applies to.
 #[derive(clap::Args)]
 pub struct PayloadTarget {

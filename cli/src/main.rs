@@ -51,6 +51,11 @@ pub enum Cmd {
     Upsert(client::UpsertArgs),
     /// Seal a collection's unindexed points and build their graph now (e.g. after a bulk load).
     Flush(client::FlushArgs),
+    /// Aliases: names that stand for a collection, swapped atomically.
+    Alias {
+        #[command(subcommand)]
+        cmd: client::AliasCmd,
+    },
     /// Change points' payloads (by ids and/or a filter) without resending their vectors.
     Payload {
         #[command(subcommand)]
@@ -175,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Upsert(a) => client::upsert(&cli.global, a).await,
             Cmd::Flush(a) => client::flush(&cli.global, a).await,
             Cmd::Payload { cmd } => client::payload(&cli.global, cmd).await,
+            Cmd::Alias { cmd } => client::alias(&cli.global, cmd).await,
             Cmd::Search(a) => client::search(&cli.global, a).await,
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,

@@ -769,3 +769,199 @@ async fn payload_updates_keep_vectors_and_refuse_bad_requests() {
         .collect();
     assert_eq!(ids, ["4", "3", "2"]);
 }
+
+/// Aliases through query: reads and writes take an alias where they take a collection; a
+/// swap under continuous searches gives every search the old or the new collection, never
+/// an error or a mix; bad calls are refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_swap_under_searches_answers_from_one_collection_or_the_other() {
+    use pb::alias_action::Action;
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    let create_alias = |alias: &str, collection: &str| pb::AliasAction {
+        action: Some(Action::Create(pb::Alias {
+            alias: alias.into(),
+            collection: collection.into(),
+        })),
+    };
+    let delete_alias = |alias: &str| pb::AliasAction {
+        action: Some(Action::Delete(alias.into())),
+    };
+    let update = |actions: Vec<pb::AliasAction>| {
+        let q = q.clone();
+        async move {
+            q.collections()
+                .update_aliases(q.request(pb::UpdateAliasesRequest { actions }))
+                .await
+        }
+    };
+    // `old` holds ids 0..50, `new` ids 1000..1050.
+    for (name, base) in [("old", 0u64), ("new", 1_000)] {
+        q.collections()
+            .create_collection(create(name, 2, pb::Metric::L2))
+            .await
+            .unwrap();
+        i.ingest()
+            .upsert(
+                i.request(pb::UpsertRequest {
+                    collection: name.into(),
+                    points: (0..50)
+                        .map(|k| point(base + k, vec![k as f32, 1.0]))
+                        .collect(),
+                }),
+            )
+            .await
+            .unwrap();
+    }
+    update(vec![create_alias("live", "old")]).await.unwrap();
+
+    // Bad calls, each refused whole.
+    let cases: Vec<(Vec<pb::AliasAction>, Code, &str)> = vec![
+        (vec![], Code::InvalidArgument, "at least one action"),
+        (
+            vec![create_alias("old", "new")],
+            Code::InvalidArgument,
+            "may not hide",
+        ),
+        (
+            vec![create_alias("x", "live")],
+            Code::InvalidArgument,
+            "not another alias",
+        ),
+        (vec![create_alias("x", "nope")], Code::NotFound, "nope"),
+        (
+            vec![create_alias("live", "new")],
+            Code::AlreadyExists,
+            "delete it first",
+        ),
+        (vec![delete_alias("nope")], Code::NotFound, "nope"),
+        (
+            vec![create_alias("ok", "new"), create_alias("bad name", "new")],
+            Code::InvalidArgument,
+            "collection name",
+        ),
+        (
+            vec![pb::AliasAction { action: None }],
+            Code::InvalidArgument,
+            "empty",
+        ),
+    ];
+    for (actions, code, needle) in cases {
+        expect_code(update(actions).await, code, needle);
+    }
+    expect_code(
+        q.collections()
+            .create_collection(create("live", 2, pb::Metric::L2))
+            .await,
+        Code::AlreadyExists,
+        "is an alias",
+    );
+    let listed = q
+        .collections()
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.aliases,
+        vec![pb::Alias {
+            alias: "live".into(),
+            collection: "old".into()
+        }],
+        "a refused call changed the aliases"
+    );
+
+    // Reads and writes through the alias.
+    assert_eq!(count(&s, "live").await, 50);
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "live".into(),
+            points: vec![point(50, vec![50.0, 1.0])],
+        }))
+        .await
+        .unwrap();
+    assert_eq!(count(&s, "old").await, 51);
+    let info = q
+        .collections()
+        .get_collection(pb::GetCollectionRequest {
+            name: "live".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collection
+        .unwrap();
+    assert_eq!(info.name, "old");
+
+    // Searches run continuously while the alias is swapped.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searchers: Vec<_> = (0..4)
+        .map(|t| {
+            let (q, stop) = (q.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut olds, mut news) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let r = q
+                        .query()
+                        .search(q.request(search("live", vec![t as f32, 1.0], 5)))
+                        .await
+                        .expect("a search during the swap failed");
+                    let ids: Vec<u64> = r
+                        .into_inner()
+                        .hits
+                        .iter()
+                        .map(|h| match h.id.as_ref().unwrap().kind {
+                            Some(pb::point_id::Kind::Num(n)) => n,
+                            _ => unreachable!(),
+                        })
+                        .collect();
+                    assert_eq!(ids.len(), 5);
+                    if ids.iter().all(|&n| n < 1_000) {
+                        olds += 1;
+                    } else {
+                        assert!(ids.iter().all(|&n| n >= 1_000), "a mix: {ids:?}");
+                        news += 1;
+                    }
+                }
+                (olds, news)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    update(vec![delete_alias("live"), create_alias("live", "new")])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (mut olds, mut news) = (0, 0);
+    for h in searchers {
+        let (o, n) = h.await.unwrap();
+        (olds, news) = (olds + o, news + n);
+    }
+    eprintln!("searches answered from old {olds}, from new {news}");
+    assert!(olds > 0 && news > 0, "old {olds}, new {news}");
+    assert_eq!(count(&s, "live").await, 50);
+
+    // Deleting the collection deletes its alias.
+    q.collections()
+        .delete_collection(pb::DeleteCollectionRequest { name: "new".into() })
+        .await
+        .unwrap();
+    let listed = q
+        .collections()
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.aliases.is_empty(), "{listed:?}");
+    expect_code(
+        q.query()
+            .count(pb::CountRequest {
+                collection: "live".into(),
+                filter: None,
+            })
+            .await,
+        Code::NotFound,
+        "live",
+    );
+}

@@ -457,6 +457,67 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
     };
     assert_eq!((tagged("x").await, tagged("y").await), (0, 300));
 
+    // An alias reaches every shard: counts, searches, writes.
+    let made = q
+        .collections()
+        .update_aliases(q.request(pb::UpdateAliasesRequest {
+            actions: vec![pb::AliasAction {
+                action: Some(pb::alias_action::Action::Create(pb::Alias {
+                    alias: "d".into(),
+                    collection: "docs".into(),
+                })),
+            }],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.aliases.len(), 1);
+    let via = q
+        .query()
+        .count(q.request(pb::CountRequest {
+            collection: "d".into(),
+            filter: Some(tag_is("y")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(via.count, 300);
+    let r = q
+        .query()
+        .search(q.request(pb::SearchRequest {
+            collection: "d".into(),
+            vector: queries[0].clone(),
+            k: 10,
+            exact: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.shards.len(), SHARDS as usize);
+    assert_eq!(
+        r.hits
+            .iter()
+            .map(|h| id_str(h.id.as_ref().unwrap()))
+            .collect::<Vec<_>>(),
+        search(&q, &queries[0], 10)
+            .await
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| id_str(h.id.as_ref().unwrap()))
+            .collect::<Vec<_>>()
+    );
+    let by_alias = pb::UpdatePayloadRequest {
+        collection: "d".into(),
+        ..by_filter.clone()
+    };
+    assert_eq!(
+        updated(by_alias).await.unwrap(),
+        0,
+        "no point is tagged x any more"
+    );
+
     // One node stops answering: searches are partial within the deadline and name its shards.
     let paused: BTreeSet<u32> = held
         .iter()
@@ -558,6 +619,14 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
     }
     let e = count(q.clone()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+    // Its alias went with it.
+    let listed = q
+        .collections()
+        .list_collections(q.request(pb::ListCollectionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.aliases.is_empty(), "{listed:?}");
 }
 
 #[tokio::test]

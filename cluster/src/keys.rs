@@ -8,6 +8,7 @@
 //! | `/akidb/store` | the id of the object store every node must share (the store holds it too, at `cluster/store-id`) | set once by the first node |
 //! | `/akidb/drain/<node id>` | the `started_ms` of the node's process being drained (`akidb cluster drain`): the controller moves its shards away; a restarted node (another `started_ms`) is not drained | written by the CLI, removed by `akidb cluster undrain` |
 //! | `/akidb/controller` | the id of the node that runs the controller | bound to that node's lease: a new one is elected when it goes |
+//! | `/akidb/aliases` | every alias (JSON: alias → collection) | changed only by compare-and-swap on its revision (UpdateAliases, a collection's deletion) |
 
 /// Registered nodes.
 pub const NODES: &str = "/akidb/nodes/";
@@ -26,6 +27,8 @@ pub fn drain(id: &str) -> String {
 }
 /// The elected controller.
 pub const CONTROLLER: &str = "/akidb/controller";
+/// Every alias, one key (a multi-step change is one compare-and-swap).
+pub const ALIASES: &str = "/akidb/aliases";
 
 /// The key of node `id`'s applied sequences.
 pub fn applied(id: &str) -> String {

@@ -130,8 +130,18 @@ impl Router {
         Ok(l)
     }
 
-    /// `collection`'s map: the view's, or etcd's when the view has none yet (just created).
+    /// The map of `collection`, or of the collection it is an alias of (every call but
+    /// DeleteCollection takes an alias): the view's, or etcd's when the view has none yet
+    /// (just created).
     async fn map(&self, collection: &str) -> Result<Arc<Versioned<ShardMap>>, Status> {
+        match self.view.alias(collection) {
+            Some(target) => self.collection_map(&target).await,
+            None => self.collection_map(collection).await,
+        }
+    }
+
+    /// The map of the collection of this very name.
+    async fn collection_map(&self, collection: &str) -> Result<Arc<Versioned<ShardMap>>, Status> {
         if let Some(m) = self.view.map(collection) {
             return Ok(m);
         }
@@ -429,6 +439,12 @@ impl Router {
                 "no storage node is registered in etcd: start one (akidb serve storage --etcd ... --node-id ...)",
             ));
         }
+        if let Some(target) = self.view.alias(&req.name) {
+            return Err(Status::already_exists(format!(
+                "`{}` is an alias of collection `{target}`; delete the alias first or choose another name",
+                req.name
+            )));
+        }
         let shards = req.shards.max(1);
         let replication = match req.replication {
             0 => self.default_replication,
@@ -463,6 +479,7 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::CollectionInfo, Status> {
         let map = self.map(name).await?;
+        let name = map.value.collection.as_str();
         let parts = self
             .each(
                 &map.value,
@@ -536,7 +553,7 @@ impl Router {
     /// Remove the map (the collection is gone for every router at once), then each shard's
     /// copy; a node that does not answer keeps its copy until it is deleted by hand.
     pub async fn delete_collection(&self, name: &str) -> Result<(), Status> {
-        let map = self.map(name).await?;
+        let map = self.collection_map(name).await?;
         let removed = self
             .view
             .etcd()
@@ -552,6 +569,12 @@ impl Router {
             .refresh_map(name)
             .await
             .map_err(etcd_unavailable)?;
+        // Its aliases go with it.
+        self.change_aliases(|aliases| {
+            aliases.retain(|_, c| c != name);
+            Ok(())
+        })
+        .await?;
         for s in &map.value.shards {
             for node in s.owner.iter().chain(&s.followers) {
                 let Ok(link) = self.link(node) else {
@@ -579,6 +602,80 @@ impl Router {
         Ok(())
     }
 
+    /// Apply an UpdateAliases call (`akidb_proto::aliases::apply`) to the aliases in etcd:
+    /// every action or none, by one compare-and-swap. Returns the aliases after it.
+    pub async fn update_aliases(
+        &self,
+        actions: &[pb::AliasAction],
+    ) -> Result<BTreeMap<String, String>, Status> {
+        self.writable()?;
+        // The collections named: read from etcd when the view has not seen them yet.
+        for a in actions {
+            if let Some(pb::alias_action::Action::Create(al)) = &a.action
+                && self.view.map(&al.collection).is_none()
+            {
+                self.view
+                    .refresh_map(&al.collection)
+                    .await
+                    .map_err(etcd_unavailable)?;
+            }
+        }
+        self.change_aliases(|aliases| {
+            akidb_proto::aliases::apply(aliases, |c| self.view.map(c).is_some(), actions)
+        })
+        .await
+    }
+
+    /// Every alias (as this router's view has them).
+    pub fn aliases(&self) -> BTreeMap<String, String> {
+        self.view.aliases().value.clone()
+    }
+
+    /// Change the aliases in etcd with `change` by compare-and-swap, trying again (on the
+    /// aliases as they are then) when another change came first.
+    async fn change_aliases(
+        &self,
+        change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), Status>,
+    ) -> Result<BTreeMap<String, String>, Status> {
+        let etcd = self.view.etcd();
+        let (mut aliases, mut revision) = {
+            let held = self.view.aliases();
+            (held.value.clone(), held.revision)
+        };
+        for _ in 0..20 {
+            let mut next = aliases.clone();
+            change(&mut next)?;
+            if next == aliases {
+                return Ok(next);
+            }
+            let json = serde_json::to_vec(&next).expect("a map of strings serializes");
+            match etcd
+                .swap(crate::keys::ALIASES, revision, json, 0)
+                .await
+                .map_err(etcd_unavailable)?
+            {
+                Ok(at) => {
+                    self.view.keep_aliases(next.clone(), at);
+                    return Ok(next);
+                }
+                Err(now) => {
+                    (aliases, revision) = match now {
+                        Some(kv) => (
+                            serde_json::from_slice(&kv.value).map_err(|e| {
+                                Status::internal(format!("the aliases in etcd are unreadable: {e}"))
+                            })?,
+                            kv.mod_revision,
+                        ),
+                        None => (BTreeMap::new(), 0),
+                    };
+                }
+            }
+        }
+        Err(Status::aborted(
+            "the aliases kept changing while this call changed them; retry",
+        ))
+    }
+
     // ---- writes ----
 
     /// Split the points by shard; each shard's owner takes its part whole or not at all.
@@ -592,7 +689,7 @@ impl Router {
                 .map_err(|e| Status::new(e.code(), format!("point #{i}: {}", e.message())))?;
             parts.entry(s).or_default().push(p);
         }
-        let c = req.collection;
+        let c = map.value.collection.clone();
         let msgs = parts
             .into_iter()
             .map(|(s, points)| {
@@ -624,7 +721,7 @@ impl Router {
     pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
         self.writable()?;
         let map = self.map(&req.collection).await?;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let parts = by_shard(
             map.value.shards.len() as u32,
             req.ids,
@@ -658,7 +755,7 @@ impl Router {
     ) -> Result<pb::UpdatePayloadResponse, Status> {
         self.writable()?;
         let map = self.map(&req.collection).await?;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let parts = by_shard(
             map.value.shards.len() as u32,
             req.ids,
@@ -695,7 +792,7 @@ impl Router {
         caller: Duration,
     ) -> Result<pb::FlushResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let msgs = every_shard(&map.value, |s| pb::FlushRequest {
             collection: shard_name(&c, s),
             wait_indexed: req.wait_indexed,
@@ -727,7 +824,7 @@ impl Router {
     ) -> Result<pb::SearchResponse, Status> {
         let map = self.map(&req.collection).await?;
         let higher_is_better = higher_is_better(&map.value);
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let k = req.k as usize;
         let msgs = every_shard(&map.value, |s| {
             let mut m = req.clone();
@@ -760,11 +857,11 @@ impl Router {
         if !one || searches.is_empty() {
             return join_all(searches.into_iter().map(|s| self.search(s, caller))).await;
         }
-        let c = searches[0].collection.clone();
-        let map = match self.map(&c).await {
+        let map = match self.map(&searches[0].collection).await {
             Ok(m) => m,
             Err(e) => return searches.iter().map(|_| Err(e.clone())).collect(),
         };
+        let c = map.value.collection.clone();
         let higher_is_better = higher_is_better(&map.value);
         let msgs = every_shard(&map.value, |s| pb::SearchBatchRequest {
             searches: searches
@@ -880,7 +977,7 @@ impl Router {
     ) -> Result<pb::GetResponse, Status> {
         let map = self.map(&req.collection).await?;
         let n = map.value.shards.len() as u32;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let mut parts: BTreeMap<u32, pb::GetRequest> = BTreeMap::new();
         for id in &req.ids {
             let s = shard_of_id(Some(id), n)?;
@@ -931,7 +1028,7 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::CountResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let msgs = every_shard(&map.value, |s| pb::CountRequest {
             collection: shard_name(&c, s),
             filter: req.filter.clone(),
@@ -960,7 +1057,7 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::ScrollResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let c = req.collection.clone();
+        let c = map.value.collection.clone();
         let limit = if req.limit == 0 {
             akidb_proto::limits::DEFAULT_SCROLL_LIMIT
         } else {

@@ -44,7 +44,7 @@ pub struct ShardMap {
 
 /// A value read from etcd with the revision of its last change (what a compare-and-swap of it
 /// names).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Versioned<T> {
     pub value: T,
     pub revision: i64,

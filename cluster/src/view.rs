@@ -26,6 +26,8 @@ struct State {
     applied: BTreeMap<String, BTreeMap<String, u64>>,
     /// Drain markers: node id → the `started_ms` of the process being drained.
     drain: BTreeMap<String, u64>,
+    /// Alias → collection, and the revision of the key they came from (0: none yet).
+    aliases: Arc<Versioned<BTreeMap<String, String>>>,
     /// Whether the first listing arrived.
     synced: bool,
     /// When etcd last answered the watch (a listing, events, or a progress notice).
@@ -96,6 +98,7 @@ impl ClusterView {
                 s.maps.clear();
                 s.applied.clear();
                 s.drain.clear();
+                s.aliases = Default::default();
                 for kv in kvs {
                     put(&mut s, kv);
                 }
@@ -160,6 +163,23 @@ impl ClusterView {
             .cloned()
     }
 
+    /// The collection alias `name` names, if it is an alias.
+    pub fn alias(&self, name: &str) -> Option<String> {
+        let s = self.state.read().expect("not poisoned");
+        s.aliases.value.get(name).cloned()
+    }
+
+    /// Every alias, with the revision of the key it came from.
+    pub fn aliases(&self) -> Arc<Versioned<BTreeMap<String, String>>> {
+        self.state.read().expect("not poisoned").aliases.clone()
+    }
+
+    /// Keep `aliases` (read from etcd at `revision`) unless the view holds newer ones.
+    pub fn keep_aliases(&self, aliases: BTreeMap<String, String>, revision: i64) {
+        let mut s = self.state.write().expect("not poisoned");
+        set_aliases(&mut s, aliases, revision);
+    }
+
     /// Every shard map, by collection name.
     pub fn maps(&self) -> Vec<Arc<Versioned<ShardMap>>> {
         let s = self.state.read().expect("not poisoned");
@@ -217,9 +237,23 @@ impl ClusterView {
     }
 }
 
+fn set_aliases(s: &mut State, aliases: BTreeMap<String, String>, revision: i64) {
+    if s.aliases.revision <= revision {
+        s.aliases = Arc::new(Versioned {
+            value: aliases,
+            revision,
+        });
+    }
+}
+
 fn put(s: &mut State, kv: KeyValue) {
     let key = String::from_utf8_lossy(&kv.key).into_owned();
-    if let Some(id) = key.strip_prefix(keys::NODES) {
+    if key == keys::ALIASES {
+        match serde_json::from_slice(&kv.value) {
+            Ok(a) => set_aliases(s, a, kv.mod_revision),
+            Err(e) => tracing::warn!(key, error = %e, "unreadable aliases; ignored"),
+        }
+    } else if let Some(id) = key.strip_prefix(keys::NODES) {
         match serde_json::from_slice::<NodeInfo>(&kv.value) {
             Ok(n) => {
                 s.nodes.insert(id.to_string(), n);
@@ -265,7 +299,9 @@ fn put(s: &mut State, kv: KeyValue) {
 
 fn remove(s: &mut State, key: &[u8]) {
     let key = String::from_utf8_lossy(key);
-    if let Some(id) = key.strip_prefix(keys::NODES) {
+    if key == keys::ALIASES {
+        s.aliases = Default::default();
+    } else if let Some(id) = key.strip_prefix(keys::NODES) {
         s.nodes.remove(id);
     } else if let Some(name) = key.strip_prefix(keys::SHARD_MAPS) {
         s.maps.remove(name);

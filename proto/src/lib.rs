@@ -8,6 +8,7 @@
 //! - [`limits`]: every limit of the API and the collection name rule, shared by the front
 //!   doors and storage.
 //! - [`validate`]: the checks the front doors (ingest, query) run before forwarding.
+//! - [`aliases`]: the one meaning of an UpdateAliases call (single node and cluster).
 //! - [`codec`]: the codec of every service and client (prost's; a message that does not
 //!   decode is INVALID_ARGUMENT).
 //! - [`convert`]: small helpers on generated types (point id constructors, `Display`).
@@ -24,6 +25,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub use prost_types;
 
+pub mod aliases;
 pub mod codec;
 pub mod convert;
 pub mod limits;

@@ -329,6 +329,7 @@ impl CollectionService for Query {
                 collections: r
                     .list_collections(akidb_client::caller_timeout(&req))
                     .await?,
+                aliases: akidb_proto::aliases::to_pb(&r.aliases()),
             },
             None => {
                 let link = budget(&self.storage, &req);
@@ -337,7 +338,35 @@ impl CollectionService for Query {
         };
         res.collections
             .retain(|c| akidb_auth::principal::sees(who.as_ref(), &c.name));
+        res.aliases
+            .retain(|a| akidb_auth::principal::sees(who.as_ref(), &a.alias));
         Ok(Response::new(res))
+    }
+
+    async fn update_aliases(
+        &self,
+        req: Request<pb::UpdateAliasesRequest>,
+    ) -> Result<Response<pb::UpdateAliasesResponse>, Status> {
+        // A collection-scoped key may name only its own collections and aliases.
+        for a in &req.get_ref().actions {
+            match &a.action {
+                Some(pb::alias_action::Action::Create(al)) => {
+                    akidb_auth::check_collection(&req, &al.alias)?;
+                    akidb_auth::check_collection(&req, &al.collection)?;
+                }
+                Some(pb::alias_action::Action::Delete(alias)) => {
+                    akidb_auth::check_collection(&req, alias)?;
+                }
+                None => {}
+            }
+        }
+        if let Some(r) = &self.cluster {
+            let aliases = r.update_aliases(&req.get_ref().actions).await?;
+            return Ok(Response::new(pb::UpdateAliasesResponse {
+                aliases: akidb_proto::aliases::to_pb(&aliases),
+            }));
+        }
+        forward!(once self, req, update_aliases)
     }
 
     async fn delete_collection(

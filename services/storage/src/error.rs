@@ -61,6 +61,10 @@ pub enum StorageError {
     CollectionNotFound(String),
     #[error("collection `{0}` already exists; delete it first or choose another name")]
     CollectionExists(String),
+    #[error(
+        "`{name}` is an alias of collection `{collection}`; delete the alias first or choose another name"
+    )]
+    NameIsAlias { name: String, collection: String },
 
     // ---- Not possible in the current state (UNAVAILABLE while recovering; else
     //      FAILED_PRECONDITION).
@@ -254,7 +258,9 @@ impl StorageError {
             | StorageError::InvalidFilter(_)
             | StorageError::InvalidField(_) => Code::InvalidArgument,
             StorageError::CollectionNotFound(_) => Code::NotFound,
-            StorageError::CollectionExists(_) => Code::AlreadyExists,
+            StorageError::CollectionExists(_) | StorageError::NameIsAlias { .. } => {
+                Code::AlreadyExists
+            }
             StorageError::Recovering => Code::Unavailable,
             StorageError::Pinned(_)
             | StorageError::NoObjectStore

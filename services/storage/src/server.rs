@@ -241,7 +241,26 @@ impl StorageService for StorageApi {
         _req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
         let collections = self.engine.list().iter().map(info_to_pb).collect();
-        Ok(Response::new(pb::ListCollectionsResponse { collections }))
+        let aliases = akidb_proto::aliases::to_pb(&self.engine.aliases());
+        Ok(Response::new(pb::ListCollectionsResponse {
+            collections,
+            aliases,
+        }))
+    }
+
+    async fn update_aliases(
+        &self,
+        req: Request<pb::UpdateAliasesRequest>,
+    ) -> Result<Response<pb::UpdateAliasesResponse>, Status> {
+        let actions = req.into_inner().actions;
+        let engine = self.engine.clone();
+        let aliases = tokio::task::spawn_blocking(move || engine.update_aliases(&actions))
+            .await
+            .map_err(|e| Status::internal(format!("updating aliases: {e}")))??;
+        tracing::info!(aliases = aliases.len(), "aliases updated");
+        Ok(Response::new(pb::UpdateAliasesResponse {
+            aliases: akidb_proto::aliases::to_pb(&aliases),
+        }))
     }
 
     async fn delete_collection(
@@ -299,7 +318,7 @@ impl StorageService for StorageApi {
         let m = metrics();
         tier_duration(true, stats.tier).observe(start.elapsed().as_secs_f64());
         m.upserted_points.inc_by(n);
-        m.set_collection_points(&req.collection, stats.point_count);
+        m.set_collection_points(&stats.spec.name, stats.point_count);
         Ok(Response::new(pb::UpsertResponse {
             upserted: n,
             sequence: seq,
@@ -334,7 +353,8 @@ impl StorageService for StorageApi {
         let c2 = coll.clone();
         let (deleted, seq) = blocking(move || c2.delete(&keys, filter.as_ref())).await?;
         metrics().deleted_points.inc_by(deleted);
-        metrics().set_collection_points(&req.collection, coll.stats().point_count);
+        let stats = coll.stats();
+        metrics().set_collection_points(&stats.spec.name, stats.point_count);
         Ok(Response::new(pb::DeleteResponse {
             deleted,
             sequence: seq,

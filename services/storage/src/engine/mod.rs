@@ -62,6 +62,8 @@ pub struct Engine {
     opts: EngineOptions,
     /// Every collection by name, in any tier.
     collections: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Alias → collection, durable in `<data_dir>/aliases.json`.
+    aliases: RwLock<BTreeMap<String, String>>,
     /// Snapshot copies in the object store (set by the service before recovery).
     objects: OnceLock<SnapshotStore>,
     /// Recovery is done; until then every call but `list` answers UNAVAILABLE.
@@ -84,6 +86,7 @@ impl Engine {
         Arc::new(Self {
             opts,
             collections: RwLock::new(BTreeMap::new()),
+            aliases: RwLock::new(BTreeMap::new()),
             objects: OnceLock::new(),
             ready: AtomicBool::new(false),
             ddl: Mutex::new(()),

@@ -33,6 +33,7 @@ impl Engine {
 
     fn recover_inner(&self) -> Result<()> {
         let start = Instant::now();
+        self.load_aliases()?;
         let root = self.collections_dir();
         fs::create_dir_all(&root)?;
         let mut dirs = Vec::new();
