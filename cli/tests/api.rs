@@ -940,6 +940,19 @@ async fn an_alias_swap_under_searches_answers_from_one_collection_or_the_other()
     }
     eprintln!("searches answered from old {olds}, from new {news}");
     assert!(olds > 0 && news > 0, "old {olds}, new {news}");
+    // Once the swap has answered, every search is the new collection's (no stale cache).
+    for t in 0..20 {
+        let r = q
+            .query()
+            .search(q.request(search("live", vec![t as f32, 1.0], 5)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            r.hits.iter().all(|h| matches!(h.id.as_ref().unwrap().kind, Some(pb::point_id::Kind::Num(n)) if n >= 1_000)),
+            "{r:?}"
+        );
+    }
     assert_eq!(count(&s, "live").await, 50);
 
     // Deleting the collection deletes its alias.
