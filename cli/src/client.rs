@@ -355,18 +355,9 @@ pub enum AliasCmd {
 }
 
 pub async fn alias(g: &Global, cmd: AliasCmd) -> anyhow::Result<()> {
-    use pb::alias_action::Action;
     let l = link(g, &g.query_addr)?;
     let mut c = l.collections();
-    let create = |alias: &str, collection: &str| pb::AliasAction {
-        action: Some(Action::Create(pb::Alias {
-            alias: alias.into(),
-            collection: collection.into(),
-        })),
-    };
-    let delete = |alias: &str| pb::AliasAction {
-        action: Some(Action::Delete(alias.into())),
-    };
+    let (create, delete) = (pb::AliasAction::create, pb::AliasAction::delete);
     let aliases = match cmd {
         AliasCmd::List => {
             c.list_collections(l.request(pb::ListCollectionsRequest {}))

@@ -775,18 +775,9 @@ async fn payload_updates_keep_vectors_and_refuse_bad_requests() {
 /// an error or a mix; bad calls are refused whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_swap_under_searches_answers_from_one_collection_or_the_other() {
-    use pb::alias_action::Action;
     let s = Stack::start().await;
     let (q, i) = (s.q(), s.i());
-    let create_alias = |alias: &str, collection: &str| pb::AliasAction {
-        action: Some(Action::Create(pb::Alias {
-            alias: alias.into(),
-            collection: collection.into(),
-        })),
-    };
-    let delete_alias = |alias: &str| pb::AliasAction {
-        action: Some(Action::Delete(alias.into())),
-    };
+    let (create_alias, delete_alias) = (pb::AliasAction::create, pb::AliasAction::delete);
     let update = |actions: Vec<pb::AliasAction>| {
         let q = q.clone();
         async move {

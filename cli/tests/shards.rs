@@ -461,12 +461,7 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
     let made = q
         .collections()
         .update_aliases(q.request(pb::UpdateAliasesRequest {
-            actions: vec![pb::AliasAction {
-                action: Some(pb::alias_action::Action::Create(pb::Alias {
-                    alias: "d".into(),
-                    collection: "docs".into(),
-                })),
-            }],
+            actions: vec![pb::AliasAction::create("d", "docs")],
         }))
         .await
         .unwrap()

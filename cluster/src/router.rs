@@ -134,10 +134,9 @@ impl Router {
     /// DeleteCollection takes an alias): the view's, or etcd's when the view has none yet
     /// (just created).
     async fn map(&self, collection: &str) -> Result<Arc<Versioned<ShardMap>>, Status> {
-        match self.view.alias(collection) {
-            Some(target) => self.collection_map(&target).await,
-            None => self.collection_map(collection).await,
-        }
+        let target = self.view.alias(collection);
+        self.collection_map(target.as_deref().unwrap_or(collection))
+            .await
     }
 
     /// The map of the collection of this very name.

@@ -91,21 +91,14 @@ pub fn to_pb(aliases: &BTreeMap<String, String>) -> Vec<pb::Alias> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pb::alias_action::Action;
+    use pb::AliasAction;
 
-    fn create(alias: &str, collection: &str) -> pb::AliasAction {
-        pb::AliasAction {
-            action: Some(Action::Create(pb::Alias {
-                alias: alias.into(),
-                collection: collection.into(),
-            })),
-        }
+    fn create(alias: &str, collection: &str) -> AliasAction {
+        AliasAction::create(alias, collection)
     }
 
-    fn delete(alias: &str) -> pb::AliasAction {
-        pb::AliasAction {
-            action: Some(Action::Delete(alias.into())),
-        }
+    fn delete(alias: &str) -> AliasAction {
+        AliasAction::delete(alias)
     }
 
     #[test]

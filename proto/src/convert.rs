@@ -1,7 +1,25 @@
 //! Small helpers on the generated types shared by every service and client.
 
-use crate::v1::{PointId, point_id};
+use crate::v1::{Alias, AliasAction, PointId, alias_action, point_id};
 use std::fmt;
+
+impl AliasAction {
+    /// A new alias `alias` of collection `collection`.
+    pub fn create(alias: impl Into<String>, collection: impl Into<String>) -> Self {
+        AliasAction {
+            action: Some(alias_action::Action::Create(Alias {
+                alias: alias.into(),
+                collection: collection.into(),
+            })),
+        }
+    }
+    /// The deletion of alias `alias`.
+    pub fn delete(alias: impl Into<String>) -> Self {
+        AliasAction {
+            action: Some(alias_action::Action::Delete(alias.into())),
+        }
+    }
+}
 
 impl PointId {
     pub fn num(n: u64) -> Self {

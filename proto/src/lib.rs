@@ -11,7 +11,8 @@
 //! - [`aliases`]: the one meaning of an UpdateAliases call (single node and cluster).
 //! - [`codec`]: the codec of every service and client (prost's; a message that does not
 //!   decode is INVALID_ARGUMENT).
-//! - [`convert`]: small helpers on generated types (point id constructors, `Display`).
+//! - [`convert`]: small helpers on generated types (point id and alias action constructors,
+//!   `Display`).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
 pub mod v1 {

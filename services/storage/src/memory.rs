@@ -128,16 +128,6 @@ impl CollectionStore for MemoryCollection {
         ))
     }
 
-    fn update_payload(
-        &self,
-        keys: &[PointKey],
-        filter: Option<&Filter>,
-        change: &PayloadChange,
-    ) -> Result<(u64, u64)> {
-        let payloads = self.resolve_payloads(keys, filter, change)?;
-        self.set_payloads(payloads)
-    }
-
     fn resolve_payloads(
         &self,
         keys: &[PointKey],

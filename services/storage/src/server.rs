@@ -254,9 +254,7 @@ impl StorageService for StorageApi {
     ) -> Result<Response<pb::UpdateAliasesResponse>, Status> {
         let actions = req.into_inner().actions;
         let engine = self.engine.clone();
-        let aliases = tokio::task::spawn_blocking(move || engine.update_aliases(&actions))
-            .await
-            .map_err(|e| Status::internal(format!("updating aliases: {e}")))??;
+        let aliases = blocking(move || Ok(engine.update_aliases(&actions))).await??;
         tracing::info!(aliases = aliases.len(), "aliases updated");
         Ok(Response::new(pb::UpdateAliasesResponse {
             aliases: akidb_proto::aliases::to_pb(&aliases),

@@ -95,13 +95,17 @@ pub trait CollectionStore: Send + Sync {
 
     /// Change the payloads of the given keys and of every point matching `filter`, keeping
     /// their vectors, in one durable write that no other write can come between; returns
-    /// (points changed, sequence). Keys that do not exist are skipped.
+    /// (points changed, sequence). Keys that do not exist are skipped. This default leaves
+    /// a gap between the two steps: a store with concurrent writers closes it.
     fn update_payload(
         &self,
         keys: &[PointKey],
         filter: Option<&Filter>,
         change: &PayloadChange,
-    ) -> Result<(u64, u64)>;
+    ) -> Result<(u64, u64)> {
+        let payloads = self.resolve_payloads(keys, filter, change)?;
+        self.set_payloads(payloads)
+    }
 
     /// The whole payloads an [`Self::update_payload`] would give, point by point (in key
     /// order), changing nothing.

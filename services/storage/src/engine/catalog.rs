@@ -246,12 +246,7 @@ mod tests {
     use akidb_proto::v1 as pb;
 
     fn create(alias: &str, collection: &str) -> pb::AliasAction {
-        pb::AliasAction {
-            action: Some(pb::alias_action::Action::Create(pb::Alias {
-                alias: alias.into(),
-                collection: collection.into(),
-            })),
-        }
+        pb::AliasAction::create(alias, collection)
     }
 
     #[test]
@@ -271,9 +266,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(tonic::Status::from(err).code(), tonic::Code::AlreadyExists);
         let before = e.aliases();
-        let delete = pb::AliasAction {
-            action: Some(pb::alias_action::Action::Delete("a".into())),
-        };
+        let delete = pb::AliasAction::delete("a");
         assert!(
             e.update_aliases(&[delete.clone(), create("a", "nope")])
                 .is_err()
