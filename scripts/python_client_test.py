@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
-the ground truth, and Get, Count, UpdatePayload, aliases, Delete and a filtered search as documented.
+the ground truth, and Get, Count, UpdatePayload, aliases, snapshot download and restore, Delete and a filtered search
+as documented.
 
 Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
 
 With CA_PEM and API_KEY (what `akidb up --tls` prints), the client connects over TLS, checks
 the services' certificate against the CA, and sends `authorization: Bearer API_KEY`.
 """
+import hashlib
 import os
 import sys
 
@@ -139,6 +141,42 @@ def main():
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "not another alias" in e.details(), e
     colls.UpdateAliases(collection_pb2.UpdateAliasesRequest(actions=[collection_pb2.AliasAction(delete=name + "_live")]))
+
+    # Snapshots: a new one downloaded as an archive (checked against the SHA-256 sent last),
+    # restored under another name with the same answers; a damaged archive refused
+    from akidb.v1 import storage_pb2, storage_pb2_grpc
+    admin = storage_pb2_grpc.AdminServiceStub(qch)
+    chunks = list(admin.DownloadSnapshot(storage_pb2.DownloadSnapshotRequest(collection=name, create=True)))
+    info, end = chunks[0].info, chunks[-1].end
+    archive = b"".join(c.data for c in chunks[1:-1])
+    assert info.point_count == 10_000 and len(archive) == end.size_bytes, (info, end)
+    assert hashlib.sha256(archive).hexdigest() == end.sha256
+
+    def upload(new_name, data, sha=""):
+        yield storage_pb2.RestoreSnapshotRequest(start=storage_pb2.RestoreSnapshotStart(collection=new_name, sha256=sha))
+        for k in range(0, len(data), 1 << 20):
+            yield storage_pb2.RestoreSnapshotRequest(data=data[k:k + (1 << 20)])
+
+    copy = name + "_restored"
+    r = admin.RestoreSnapshot(upload(copy, archive, end.sha256))
+    assert r.snapshot.point_count == 10_000 and r.archive.sha256 == end.sha256, r
+    assert query.Count(query_pb2.CountRequest(collection=copy, filter=odd)).count == 5000
+    for v in queries[:20]:
+        a = query.Search(query_pb2.SearchRequest(collection=name, vector=v, k=10, with_payload=True))
+        b = query.Search(query_pb2.SearchRequest(collection=copy, vector=v, k=10, with_payload=True))
+        assert [(h.id.num, h.score, h.payload) for h in a.hits] == [(h.id.num, h.score, h.payload) for h in b.hits]
+    damaged = bytearray(archive)
+    damaged[len(damaged) // 2] ^= 0x55
+    for new_name, data, code in [(name + "_bad", bytes(damaged), grpc.StatusCode.INVALID_ARGUMENT),
+                                 (copy, archive, grpc.StatusCode.ALREADY_EXISTS)]:
+        try:
+            admin.RestoreSnapshot(upload(new_name, data))
+            raise AssertionError(f"restore into {new_name} accepted")
+        except grpc.RpcError as e:
+            assert e.code() == code, e
+    names = [c.name for c in colls.ListCollections(collection_pb2.ListCollectionsRequest()).collections]
+    assert name + "_bad" not in names, names
+    colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=copy))
 
     # Delete by ids and by filter
     d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))

@@ -48,6 +48,8 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.AdminService/Pin", ADMIN),
     ("/akidb.v1.AdminService/Snapshot", ADMIN),
     ("/akidb.v1.AdminService/ListSnapshots", ADMIN),
+    ("/akidb.v1.AdminService/DownloadSnapshot", ADMIN),
+    ("/akidb.v1.AdminService/RestoreSnapshot", ADMIN),
     ("/akidb.v1.AdminService/Compact", ADMIN),
     ("/akidb.v1.AdminService/DlqList", ADMIN),
     ("/akidb.v1.AdminService/DlqRetry", ADMIN),

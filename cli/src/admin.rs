@@ -12,7 +12,7 @@ pub enum AdminCmd {
         #[command(subcommand)]
         cmd: TierCmd,
     },
-    /// Snapshots: create, list.
+    /// Snapshots: create, list, download as an archive, restore into a new collection.
     Snapshot {
         #[command(subcommand)]
         cmd: SnapshotCmd,
@@ -63,6 +63,37 @@ pub enum SnapshotCmd {
     Create { collection: String },
     /// List a collection's snapshots.
     List { collection: String },
+    /// Save a snapshot as a tar archive (checked against the SHA-256 storage sends).
+    Download {
+        collection: String,
+        /// The archive to write (written whole or not at all).
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+        /// The snapshot to send (an id from `snapshot list`); default: the newest.
+        #[arg(long, conflicts_with = "new")]
+        id: Option<String>,
+        /// Take a new snapshot and send it.
+        #[arg(long)]
+        new: bool,
+    },
+    /// Create a collection from a snapshot archive (a file, or an object-store key).
+    Restore {
+        /// Name of the new collection.
+        collection: String,
+        /// The archive file to upload.
+        #[arg(
+            long,
+            required_unless_present = "object_key",
+            conflicts_with = "object_key"
+        )]
+        from: Option<std::path::PathBuf>,
+        /// Restore from this key of storage's object store instead.
+        #[arg(long)]
+        object_key: Option<String>,
+        /// The SHA-256 the archive must have (as `snapshot download` printed it).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -196,6 +227,85 @@ fn snapshots(g: &Global, s: &[pb::SnapshotInfo]) {
     });
 }
 
+/// Write a DownloadSnapshot stream to `output` (through a `.partial` file renamed once the
+/// archive's size and SHA-256 match what storage sent last).
+async fn save_archive(
+    mut stream: tonic::Streaming<pb::SnapshotChunk>,
+    output: &std::path::Path,
+) -> anyhow::Result<(pb::SnapshotInfo, pb::SnapshotArchiveEnd)> {
+    use pb::snapshot_chunk::Part;
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", partial.display()))?;
+    let (mut info, mut sha, mut size) = (None, sha2::Sha256::new(), 0u64);
+    let res = async {
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(Part::Info(i)) => info = Some(i),
+                Some(Part::Data(d)) => {
+                    sha.update(&d);
+                    size += d.len() as u64;
+                    file.write_all(&d).await?;
+                }
+                Some(Part::End(end)) => {
+                    let got = hex::encode(sha.clone().finalize());
+                    anyhow::ensure!(
+                        end.size_bytes == size && end.sha256 == got,
+                        "the archive arrived damaged ({size} bytes, SHA-256 {got}; storage sent {} bytes, {})",
+                        end.size_bytes,
+                        end.sha256
+                    );
+                    file.sync_all().await?;
+                    return Ok(end);
+                }
+                None => {}
+            }
+        }
+        anyhow::bail!("the download ended before the archive did")
+    }
+    .await;
+    match res {
+        Ok(end) => {
+            tokio::fs::rename(&partial, output).await?;
+            Ok((info.unwrap_or_default(), end))
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            Err(e)
+        }
+    }
+}
+
+fn archive_line(g: &Global, s: &pb::SnapshotInfo, end: &pb::SnapshotArchiveEnd, file: &str) {
+    let v = json!({"collection": s.collection, "id": s.id, "points": s.point_count,
+        "archive": file, "size_bytes": end.size_bytes, "sha256": end.sha256});
+    emit(g, v, || {
+        let mut t = Table::new();
+        t.set_header([
+            "collection",
+            "snapshot",
+            "points",
+            "archive",
+            "bytes",
+            "sha256",
+        ]);
+        t.add_row(vec![
+            s.collection.clone(),
+            s.id.clone(),
+            s.point_count.to_string(),
+            file.to_string(),
+            end.size_bytes.to_string(),
+            end.sha256.clone(),
+        ]);
+        t
+    });
+}
+
 pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
     // Through the query service, which forwards to storage (storage takes only internal
     // callers when keys are on).
@@ -273,6 +383,67 @@ pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
                     .await?
                     .into_inner();
                 snapshots(g, &r.snapshots);
+            }
+            SnapshotCmd::Download {
+                collection,
+                output,
+                id,
+                new,
+            } => {
+                let stream = a
+                    .download_snapshot(l.request(pb::DownloadSnapshotRequest {
+                        collection,
+                        snapshot_id: id.unwrap_or_default(),
+                        create: new,
+                    }))
+                    .await?
+                    .into_inner();
+                let (info, end) = save_archive(stream, &output).await?;
+                archive_line(g, &info, &end, &output.display().to_string());
+            }
+            SnapshotCmd::Restore {
+                collection,
+                from,
+                object_key,
+                sha256,
+            } => {
+                use futures::StreamExt;
+                let start = pb::RestoreSnapshotRequest {
+                    part: Some(pb::restore_snapshot_request::Part::Start(
+                        pb::RestoreSnapshotStart {
+                            collection,
+                            sha256: sha256.unwrap_or_default(),
+                            object_key: object_key.clone().unwrap_or_default(),
+                        },
+                    )),
+                };
+                let data = match &from {
+                    Some(path) => {
+                        let file = tokio::fs::File::open(path)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+                            .map(|chunk| pb::RestoreSnapshotRequest {
+                                part: Some(pb::restore_snapshot_request::Part::Data(
+                                    chunk.map(|b| b.to_vec()).unwrap_or_default(),
+                                )),
+                            })
+                            .boxed()
+                    }
+                    None => futures::stream::empty().boxed(),
+                };
+                let upload = futures::stream::once(std::future::ready(start)).chain(data);
+                let r = a.restore_snapshot(l.request(upload)).await?.into_inner();
+                let source = match (from, object_key) {
+                    (Some(p), _) => p.display().to_string(),
+                    (None, k) => format!("object {}", k.unwrap_or_default()),
+                };
+                archive_line(
+                    g,
+                    &r.snapshot.unwrap_or_default(),
+                    &r.archive.unwrap_or_default(),
+                    &source,
+                );
             }
         },
         AdminCmd::Compact { collection } => {

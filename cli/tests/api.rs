@@ -969,3 +969,362 @@ async fn an_alias_swap_under_searches_answers_from_one_collection_or_the_other()
         "live",
     );
 }
+
+/// The whole of a DownloadSnapshot stream: its info, the archive, and the archive's end.
+async fn download(
+    s: &Stack,
+    req: pb::DownloadSnapshotRequest,
+) -> Result<(pb::SnapshotInfo, Vec<u8>, pb::SnapshotArchiveEnd), tonic::Status> {
+    use pb::snapshot_chunk::Part;
+    let q = s.q();
+    let mut stream = q
+        .admin()
+        .download_snapshot(q.request(req))
+        .await?
+        .into_inner();
+    let (mut info, mut bytes) = (None, Vec::new());
+    while let Some(chunk) = stream.message().await? {
+        match chunk.part.expect("a part") {
+            Part::Info(i) => info = Some(i),
+            Part::Data(d) => bytes.extend_from_slice(&d),
+            Part::End(end) => return Ok((info.expect("info first"), bytes, end)),
+        }
+    }
+    panic!("the stream ended without `end`")
+}
+
+async fn restore(
+    s: &Stack,
+    collection: &str,
+    sha256: &str,
+    object_key: &str,
+    archive: &[u8],
+) -> Result<pb::RestoreSnapshotResponse, tonic::Status> {
+    use pb::restore_snapshot_request::Part;
+    let start = Part::Start(pb::RestoreSnapshotStart {
+        collection: collection.into(),
+        sha256: sha256.into(),
+        object_key: object_key.into(),
+    });
+    let msgs: Vec<_> = std::iter::once(start)
+        .chain(archive.chunks(300_000).map(|c| Part::Data(c.to_vec())))
+        .map(|p| pb::RestoreSnapshotRequest { part: Some(p) })
+        .collect();
+    let q = s.q();
+    let r = q
+        .admin()
+        .restore_snapshot(q.request(tokio_stream::iter(msgs)))
+        .await?;
+    Ok(r.into_inner())
+}
+
+/// siftsmall through DownloadSnapshot, then RestoreSnapshot under two new names (uploaded,
+/// and from the object store): the same count, payloads and top-10 for 100 queries. Hostile
+/// archives and bad requests are refused with their code, and nothing is written outside
+/// storage's data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downloaded_snapshot_restores_under_another_name_with_the_same_answers() {
+    let Some(set) = akidb_testkit::datasets::VectorSet::load(akidb_testkit::datasets::SIFTSMALL)
+    else {
+        return;
+    };
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    q.collections()
+        .create_collection(create("sift", 128, pb::Metric::L2))
+        .await
+        .unwrap();
+    for (b, rows) in set.base.chunks(1_000).enumerate() {
+        let points = rows
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                let id = (b * 1_000 + k) as u64;
+                pb::Point {
+                    id: Some(pb::PointId::num(id)),
+                    vector: v.clone(),
+                    payload: Some(akidb_storage::convert::payload_to_pb(
+                        serde_json::json!({"row": id, "tag": format!("t{}", id % 17)})
+                            .as_object()
+                            .unwrap(),
+                    )),
+                }
+            })
+            .collect();
+        i.ingest()
+            .upsert(i.request(pb::UpsertRequest {
+                collection: "sift".into(),
+                points,
+            }))
+            .await
+            .unwrap();
+    }
+    // Bad downloads first: nothing to send yet, unknown names, a traversal as an id.
+    let dl = |collection: &str, id: &str, create: bool| pb::DownloadSnapshotRequest {
+        collection: collection.into(),
+        snapshot_id: id.into(),
+        create,
+    };
+    expect_code(
+        download(&s, dl("sift", "", false)).await,
+        Code::FailedPrecondition,
+        "no snapshot yet",
+    );
+    expect_code(
+        download(&s, dl("nope", "", true)).await,
+        Code::NotFound,
+        "not found",
+    );
+    expect_code(
+        download(&s, dl("sift", "x", true)).await,
+        Code::InvalidArgument,
+        "not both",
+    );
+    // The CLI takes a new snapshot and saves it whole, checked.
+    let archive_path = s.dir.path().join("sift.tar");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--json",
+            "--query-addr",
+            &s.query_addr,
+            "admin",
+            "snapshot",
+            "download",
+            "sift",
+            "--new",
+            "-o",
+        ])
+        .arg(&archive_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["points"], 10_000);
+    let (info, archive, end) = download(&s, dl("sift", "", false)).await.unwrap();
+    assert_eq!(
+        std::fs::read(&archive_path).unwrap(),
+        archive,
+        "the CLI saved another archive"
+    );
+    assert_eq!(printed["sha256"], end.sha256.as_str());
+    assert_eq!(
+        (info.collection.as_str(), info.point_count),
+        ("sift", 10_000)
+    );
+    assert_eq!(end.size_bytes, archive.len() as u64);
+    expect_code(
+        download(&s, dl("sift", "../../collections/sift", false)).await,
+        Code::NotFound,
+        "no snapshot",
+    );
+
+    // Restored from the upload (checked against the SHA-256 sent) and from the object store.
+    let r = restore(&s, "copy", &end.sha256, "", &archive)
+        .await
+        .unwrap();
+    assert_eq!(r.snapshot.as_ref().unwrap().point_count, 10_000);
+    assert_eq!(r.archive.unwrap().sha256, end.sha256);
+    let store = s.dir.path().join("storage/objects/backups");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("sift.tar"), &archive).unwrap();
+    restore(&s, "stored", "", "backups/sift.tar", &[])
+        .await
+        .unwrap();
+
+    let everything = |c: &'static str| {
+        let q = q.clone();
+        async move {
+            let mut got = q
+                .query()
+                .get(q.request(pb::GetRequest {
+                    collection: c.into(),
+                    ids: (0..10_000).map(pb::PointId::num).collect(),
+                    with_payload: true,
+                    with_vector: true,
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .points;
+            got.sort_by_key(|p| format!("{:?}", p.id));
+            got
+        }
+    };
+    let top10 = |c: &'static str| {
+        let q = q.clone();
+        let queries = set.queries[..100].to_vec();
+        async move {
+            let mut out = Vec::new();
+            for v in queries {
+                let hits = q
+                    .query()
+                    .search(q.request(search(c, v, 10)))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .hits;
+                out.push(
+                    hits.into_iter()
+                        .map(|h| (h.id, h.score))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            out
+        }
+    };
+    let (points, answers) = (everything("sift").await, top10("sift").await);
+    assert_eq!(points.len(), 10_000);
+    for c in ["copy", "stored"] {
+        assert_eq!(count(&s, c).await, 10_000, "{c}");
+        assert!(
+            everything(c).await == points,
+            "{c}: points or payloads differ"
+        );
+        assert!(top10(c).await == answers, "{c}: a top-10 differs");
+    }
+
+    // Refused: an archive whose SHA-256 is not the one named, a name in use, a hostile
+    // entry, a broken upload, no `start`, a source named twice, missing or malformed keys.
+    let hostile = {
+        let mut b = tar::Builder::new(Vec::new());
+        let manifest_len = u64::from_str_radix(
+            std::str::from_utf8(&archive[124..135])
+                .unwrap()
+                .trim_end_matches('\0')
+                .trim(),
+            8,
+        )
+        .unwrap() as usize;
+        let mut h = tar::Header::new_ustar();
+        h.set_path("manifest.json").unwrap();
+        h.set_size(manifest_len as u64);
+        h.set_cksum();
+        b.append(&h, &archive[512..512 + manifest_len]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..10].copy_from_slice(b"../../evil");
+        h.set_size(4);
+        h.set_cksum();
+        b.append(&h, &b"evil"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let zeros = "0".repeat(64);
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, Code, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "other",
+            &zeros,
+            "",
+            archive.clone(),
+            Code::InvalidArgument,
+            "SHA-256",
+        ),
+        (
+            "other",
+            "zz",
+            "",
+            archive.clone(),
+            Code::InvalidArgument,
+            "64 hexadecimal",
+        ),
+        (
+            "copy",
+            "",
+            "",
+            archive.clone(),
+            Code::AlreadyExists,
+            "already exists",
+        ),
+        (
+            "other",
+            "",
+            "",
+            hostile,
+            Code::InvalidArgument,
+            "not a plain file name",
+        ),
+        (
+            "other",
+            "",
+            "",
+            archive[..archive.len() / 2].to_vec(),
+            Code::InvalidArgument,
+            "refused",
+        ),
+        (
+            "other",
+            "",
+            "backups/sift.tar",
+            archive.clone(),
+            Code::InvalidArgument,
+            "not both",
+        ),
+        (
+            "other",
+            "",
+            "backups/none.tar",
+            Vec::new(),
+            Code::NotFound,
+            "no object",
+        ),
+        (
+            "other",
+            "",
+            "../sift.tar",
+            Vec::new(),
+            Code::InvalidArgument,
+            "object key",
+        ),
+    ];
+    for (name, sha, key, bytes, code, needle) in cases {
+        expect_code(restore(&s, name, sha, key, &bytes).await, code, needle);
+    }
+    let no_start = pb::RestoreSnapshotRequest {
+        part: Some(pb::restore_snapshot_request::Part::Data(
+            archive[..512].to_vec(),
+        )),
+    };
+    expect_code(
+        q.admin()
+            .restore_snapshot(q.request(tokio_stream::iter(vec![no_start])))
+            .await,
+        Code::InvalidArgument,
+        "must be `start`",
+    );
+    let mut names: Vec<_> = q
+        .collections()
+        .list_collections(q.request(pb::ListCollectionsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy", "sift", "stored"]);
+    let mut top: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.ends_with(".log"))
+        .collect();
+    top.sort();
+    assert_eq!(
+        top,
+        ["sift.tar", "storage"],
+        "written beside the data directory"
+    );
+    let mut dirs: Vec<_> = std::fs::read_dir(s.dir.path().join("storage/collections"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        ["copy", "sift", "stored"],
+        "a refused restore left something"
+    );
+}

@@ -83,6 +83,47 @@ impl AdminService for Ops {
         let c = req.get_ref().collection.clone();
         relay!(req, self.storage, admin, list_snapshots, &c)
     }
+    type DownloadSnapshotStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
+
+    async fn download_snapshot(
+        &self,
+        req: Request<pb::DownloadSnapshotRequest>,
+    ) -> Result<Response<Self::DownloadSnapshotStream>, Status> {
+        check(akidb_auth::principal(&req), &req.get_ref().collection)?;
+        let link = self.storage.with_caller_deadline(&req);
+        let r = link
+            .admin()
+            .download_snapshot(link.request(req.into_inner()))
+            .await?;
+        Ok(Response::new(Box::pin(r.into_inner())))
+    }
+
+    /// The first message names the collection (checked against the key's scope); the rest
+    /// is passed on as it comes. An upload that breaks off ends the forwarded stream, which
+    /// storage then refuses as a truncated archive.
+    async fn restore_snapshot(
+        &self,
+        req: Request<tonic::Streaming<pb::RestoreSnapshotRequest>>,
+    ) -> Result<Response<pb::RestoreSnapshotResponse>, Status> {
+        use futures::StreamExt;
+        let who = akidb_auth::principal(&req).cloned();
+        let link = self.storage.with_caller_deadline(&req);
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("RestoreSnapshot got no message"))?;
+        if let Some(pb::restore_snapshot_request::Part::Start(s)) = &first.part {
+            check(who.as_ref(), &s.collection)?;
+        }
+        let rest = inbound
+            .take_while(|m| std::future::ready(m.is_ok()))
+            .filter_map(|m| std::future::ready(m.ok()));
+        let upload = futures::stream::once(std::future::ready(first)).chain(rest);
+        let r = link.admin().restore_snapshot(link.request(upload)).await?;
+        Ok(Response::new(r.into_inner()))
+    }
     async fn compact(
         &self,
         req: Request<pb::CompactRequest>,

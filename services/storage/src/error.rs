@@ -55,10 +55,23 @@ pub enum StorageError {
     InvalidFilter(#[from] FilterProblem),
     #[error(transparent)]
     InvalidField(#[from] FieldProblem),
+    #[error("snapshot archive refused: {0}; nothing was restored")]
+    InvalidArchive(String),
 
     // ---- Something named does not exist (NOT_FOUND) or already does (ALREADY_EXISTS).
     #[error("collection `{0}` not found; list collections with `akidb collection list`")]
     CollectionNotFound(String),
+    #[error(
+        "collection `{collection}` has no snapshot `{}`; list them with `akidb admin snapshot list {collection}`",
+        id.escape_default()
+    )]
+    SnapshotNotFound { collection: String, id: String },
+    #[error(
+        "collection `{0}` has no snapshot yet; take one with `akidb admin snapshot create {0}` (or download with --new)"
+    )]
+    NoSnapshotYet(String),
+    #[error("the object store has no object `{}`", .0.escape_default())]
+    ObjectNotFound(String),
     #[error("collection `{0}` already exists; delete it first or choose another name")]
     CollectionExists(String),
     #[error(
@@ -78,6 +91,10 @@ pub enum StorageError {
     NoObjectStore,
     #[error("collection `{0}` has no local snapshot to move to the cold tier")]
     NoLocalSnapshot(String),
+    #[error(
+        "the archive's files need {needed} bytes and the data directory has {available} to spare; free space first"
+    )]
+    ArchiveTooLarge { needed: u64, available: u64 },
 
     // ---- A dependency failed (mapped by its own kind).
     #[error("object store: {0}")]
@@ -218,6 +235,18 @@ pub enum FieldProblem {
     PayloadNotFinite(f64),
     #[error("scroll cursor `{}` is not one this server issued", .0.escape_default())]
     Cursor(String),
+    #[error("object key: {0}")]
+    ObjectKey(String),
+    #[error("set either snapshot_id or create, not both")]
+    SnapshotIdWithCreate,
+    #[error("sha256 must be 64 hexadecimal digits (or empty), got `{}`", .0.escape_default())]
+    Sha256(String),
+    #[error("the first message of RestoreSnapshot must be `start`, naming the new collection")]
+    RestoreStart,
+    #[error(
+        "RestoreSnapshot takes the archive from `start.object_key` or from `data` messages, not both"
+    )]
+    RestoreSource,
     #[error("name a DLQ entry id, or set all to purge every entry")]
     DlqPurgeTarget,
     #[error(
@@ -256,15 +285,20 @@ impl StorageError {
             | StorageError::OutsideFloat16 { .. }
             | StorageError::EmptyRequest(_)
             | StorageError::InvalidFilter(_)
-            | StorageError::InvalidField(_) => Code::InvalidArgument,
-            StorageError::CollectionNotFound(_) => Code::NotFound,
+            | StorageError::InvalidField(_)
+            | StorageError::InvalidArchive(_) => Code::InvalidArgument,
+            StorageError::CollectionNotFound(_)
+            | StorageError::SnapshotNotFound { .. }
+            | StorageError::ObjectNotFound(_) => Code::NotFound,
+            StorageError::ArchiveTooLarge { .. } => Code::ResourceExhausted,
             StorageError::CollectionExists(_) | StorageError::NameIsAlias { .. } => {
                 Code::AlreadyExists
             }
             StorageError::Recovering => Code::Unavailable,
             StorageError::Pinned(_)
             | StorageError::NoObjectStore
-            | StorageError::NoLocalSnapshot(_) => Code::FailedPrecondition,
+            | StorageError::NoLocalSnapshot(_)
+            | StorageError::NoSnapshotYet(_) => Code::FailedPrecondition,
             StorageError::ObjectStore(e) => match e.kind() {
                 ErrorKind::Transient | ErrorKind::BreakerOpen => Code::Unavailable,
                 // The store answered that an object we recorded is gone.

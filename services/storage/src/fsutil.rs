@@ -61,6 +61,19 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> std::io::Result<()> {
     std::fs::hard_link(src, dst).or_else(|_| std::fs::copy(src, dst).map(drop))
 }
 
+/// Bytes an unprivileged writer may still write on the file system holding `path`.
+pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// fsync a directory so that a rename or a new entry in it is durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

@@ -74,6 +74,14 @@ pub fn snapshot_manifest_decode(bytes: &[u8]) -> Result<SnapshotManifest, String
     snapshot::manifest_from_bytes(bytes)
 }
 
+/// Read a snapshot archive as RestoreSnapshot does, into `into` (which must not exist;
+/// on an error it may hold part of the archive).
+pub fn snapshot_archive_unpack(bytes: &[u8], into: &std::path::Path) -> Result<(), String> {
+    crate::archive::unpack(bytes, into)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Decode a dead-letter entry record (`entries/<id>.entry`).
 pub fn dlq_record_decode(bytes: &[u8]) -> Result<DlqEntry, String> {
     dlq::decode(bytes)
@@ -209,6 +217,12 @@ mod tests {
         c.upsert(points(3, 4, 40)).unwrap();
         c.snapshot().unwrap();
         let (snap, manifest) = crate::snapshot::list(&dir).unwrap().pop().unwrap();
+        let mut archive = Vec::new();
+        crate::archive::write(&snap, &mut archive).unwrap();
+        seeds
+            .entry("snapshot_archive")
+            .or_default()
+            .push((format!("archive-{dt}"), archive));
         seeds.entry("snapshot_manifest").or_default().push((
             format!("manifest-{dt}"),
             fs::read(snap.join(snapshot::MANIFEST)).unwrap(),
@@ -472,6 +486,11 @@ mod tests {
         for (name, bytes) in &seeds["snapshot_codes"] {
             let metric = [Metric::L2, Metric::Dot, Metric::Cosine][bytes[0].min(2) as usize];
             crate::quantize::Codes::decode(&bytes[1..], metric, 4)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, bytes) in &seeds["snapshot_archive"] {
+            let into = tempfile::tempdir().unwrap();
+            snapshot_archive_unpack(bytes, &into.path().join("s"))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for (name, bytes) in &seeds["snapshot_manifest"] {

@@ -25,7 +25,9 @@
 //!   before the best candidates are rescored with the vectors.
 //! - [`distance`]: the distance kernels (AVX-512, AVX2/F16C, scalar; float32, float16, int8
 //!   codes, bits), float16 conversion.
-//! - [`snapshot`]: point-in-time copies of a collection with checksummed manifests.
+//! - [`snapshot`]: point-in-time copies of a collection with checksummed manifests;
+//!   [`archive`]: one snapshot as a tar archive (download, and restore with every entry
+//!   checked).
 //! - [`objstore`]: the object layer: the store trait, S3 and local stores, retries and the
 //!   breaker, the dead-letter queue, uploads, snapshot copies in the store.
 //! - [`model`], [`filter`]: the domain (points, payloads, specs, filters).
@@ -35,6 +37,7 @@
 
 pub mod admin;
 pub mod allocator;
+pub mod archive;
 pub mod collection;
 pub mod config;
 pub mod convert;

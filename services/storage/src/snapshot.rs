@@ -198,6 +198,13 @@ pub fn read_manifest(dir: &Path) -> Result<SnapshotManifest> {
 /// manifest can come from the object store.
 pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> std::result::Result<SnapshotManifest, String> {
     let m: SnapshotManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    // The id names the snapshot's directory.
+    if !plain_file_name(&m.id) || m.id.starts_with('.') {
+        return Err(format!(
+            "its id `{}` is not a plain directory name",
+            m.id.escape_default()
+        ));
+    }
     for name in m.file_names() {
         if !plain_file_name(name) {
             return Err(format!(
@@ -210,7 +217,7 @@ pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> std::result::Result<SnapshotM
 }
 
 /// A file name with no directory part: not empty, `.` or `..`, without `/`, `\` or NUL.
-fn plain_file_name(name: &str) -> bool {
+pub(crate) fn plain_file_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 

@@ -11,7 +11,7 @@ use super::error::ObjectStoreError;
 use super::layer::ObjectLayer;
 use super::store::ObjectStore;
 use super::upload::{UploadOutcome, Uploader};
-use crate::error::{Result, StorageError};
+use crate::error::{FieldProblem, Result, StorageError};
 use crate::fsutil::sync_dir;
 use crate::snapshot::{self, MANIFEST, SnapshotFile};
 use sha2::{Digest, Sha256};
@@ -182,6 +182,23 @@ impl SnapshotStore {
         }
         sync_dir(into)?;
         Ok(())
+    }
+}
+
+impl SnapshotStore {
+    /// Fetch the object `key` (as given: not a snapshot file's key) into the file `into`,
+    /// for a restore from the object store. A key the store does not have is NOT_FOUND; a
+    /// malformed one (`..`, empty segments) INVALID_ARGUMENT. Blocking.
+    pub fn fetch(&self, key: &str, into: &Path) -> Result<u64> {
+        super::store::validate_key(super::error::Operation::Get, key)
+            .map_err(|e| StorageError::InvalidField(FieldProblem::ObjectKey(e.to_string())))?;
+        let (store, k, into) = (self.store.clone(), key.to_string(), into.to_path_buf());
+        self.runtime
+            .block_on(async move { store.get_to_file(&k, &into).await })
+            .map_err(|e| match e.kind() {
+                super::error::ErrorKind::NotFound => StorageError::ObjectNotFound(key.to_string()),
+                _ => e.into(),
+            })
     }
 }
 
