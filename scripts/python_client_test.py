@@ -72,7 +72,9 @@ def main():
         pts = []
         for i in range(start, min(start + 1000, len(base))):
             p = common_pb2.Point(id=common_pb2.PointId(num=i), vector=base[i])
-            p.payload.update({"parity": "even" if i % 2 == 0 else "odd", "bucket": i % 10})
+            p.payload.update({"parity": "even" if i % 2 == 0 else "odd", "bucket": i % 10,
+                              "day": f"2020-01-{i % 28 + 1:02d}", "words": f"row {i} of sift small",
+                              "at": {"lat": (i % 180) - 89.5, "lon": (i % 360) - 179.5}, "tags": ["t"] * (i % 3)})
             pts.append(p)
         r = ingest.Upsert(ingest_pb2.UpsertRequest(collection=name, points=pts))
         assert r.upserted == len(pts)
@@ -115,8 +117,9 @@ def main():
     u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, filter=b3, delete_keys=ingest_pb2.PayloadKeys(keys=["parity"])))
     assert u.updated == 1000, u
     g = query.Get(query_pb2.GetRequest(collection=name, ids=[common_pb2.PointId(num=5), common_pb2.PointId(num=13)], with_payload=True, with_vector=True))
-    assert dict(g.points[0].payload) == {"parity": "odd", "bucket": 5, "label": "seen"}, g.points[0].payload
-    assert dict(g.points[1].payload) == {"bucket": 3}, g.points[1].payload
+    kept = ("parity", "bucket", "label")
+    assert {k: v for k, v in g.points[0].payload.items() if k in kept} == {"parity": "odd", "bucket": 5, "label": "seen"}, g.points[0].payload
+    assert {k: v for k, v in g.points[1].payload.items() if k in kept} == {"bucket": 3}, g.points[1].payload
     assert list(g.points[0].vector) == base[5]
     odd = common_pb2.Filter(must=[common_pb2.Condition(field=common_pb2.FieldCondition(key="parity", keyword="odd"))])
     assert query.Count(query_pb2.CountRequest(collection=name, filter=odd)).count == 4000
@@ -129,6 +132,31 @@ def main():
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "update_payload needs" in e.details(), e
     u = ingest.UpdatePayload(ingest_pb2.UpdatePayloadRequest(collection=name, filter=b3, set={"parity": "odd"}))
     assert u.updated == 1000 and query.Count(query_pb2.CountRequest(collection=name, filter=odd)).count == 5000
+
+    # The other filter kinds: dates, text, geo, emptiness, value counts, min_should; bad ones refused
+    def count(**cond):
+        return query.Count(query_pb2.CountRequest(collection=name, filter=common_pb2.Filter(**cond))).count
+    def field(key, **m):
+        return common_pb2.Condition(field=common_pb2.FieldCondition(key=key, **m))
+    assert count(must=[field("day", datetime_range=common_pb2.DatetimeRange(gte="2020-01-01", lt="2020-01-08T00:00:00Z"))]) == \
+        sum(1 for i in range(10_000) if i % 28 < 7)
+    assert count(must=[field("words", text="SIFT 42")]) == 1
+    assert count(must=[field("words", phrase="small sift")]) == 0
+    assert count(must=[field("at", geo_bounding_box=common_pb2.GeoBoundingBox(
+        top_left=common_pb2.GeoPoint(lat=0, lon=0), bottom_right=common_pb2.GeoPoint(lat=-10, lon=10)))]) == \
+        sum(1 for i in range(10_000) if -10 <= (i % 180) - 89.5 <= 0 and 0 <= (i % 360) - 179.5 <= 10)
+    assert count(must=[common_pb2.Condition(is_empty=common_pb2.FieldKey(key="tags"))]) == sum(1 for i in range(10_000) if i % 3 == 0)
+    assert count(must=[common_pb2.Condition(values_count=common_pb2.ValuesCount(key="tags", count=common_pb2.Range(gte=2)))]) == \
+        sum(1 for i in range(10_000) if i % 3 == 2)
+    assert count(min_should=common_pb2.MinShould(min_count=2, conditions=[
+        field("parity", keyword="odd"), field("bucket", integer=3), field("bucket", integer=4)])) == 1000
+    for bad, words in [(field("at", geo_radius=common_pb2.GeoRadius(center=common_pb2.GeoPoint(lat=91, lon=0), radius_m=5)), "latitude 91"),
+                       (field("day", datetime_range=common_pb2.DatetimeRange(gt="next tuesday")), "RFC 3339")]:
+        try:
+            count(must=[bad])
+            raise AssertionError(f"accepted: {bad}")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.details(), e
 
     # Aliases: reads through an alias; a swap in one call; a cycle refused
     colls.UpdateAliases(collection_pb2.UpdateAliasesRequest(actions=[collection_pb2.AliasAction(create=collection_pb2.Alias(alias=name + "_live", collection=name))]))

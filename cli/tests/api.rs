@@ -311,6 +311,86 @@ async fn validation_cases_answer_the_right_status_and_change_nothing() {
             ..Default::default()
         },
     ];
+    // The filter kinds with their own rules: each refused with a message naming the problem.
+    use pb::field_condition::Match as M;
+    let on = |m: M| pb::Filter {
+        must: vec![pb::Condition {
+            condition: Some(C::Field(pb::FieldCondition {
+                key: "x".into(),
+                r#match: Some(m),
+            })),
+        }],
+        ..Default::default()
+    };
+    let point = |lat, lon| Some(pb::GeoPoint { lat, lon });
+    let min_should = |min_count| pb::Filter {
+        min_should: Some(pb::MinShould {
+            conditions: vec![pb::Condition {
+                condition: Some(C::IsNull(pb::FieldKey { key: "x".into() })),
+            }],
+            min_count,
+        }),
+        ..Default::default()
+    };
+    let kinds = [
+        (
+            on(M::GeoRadius(pb::GeoRadius {
+                center: point(91.0, 0.0),
+                radius_m: 10.0,
+            })),
+            "latitude 91",
+        ),
+        (
+            on(M::GeoRadius(pb::GeoRadius {
+                center: point(0.0, 0.0),
+                radius_m: 0.0,
+            })),
+            "positive",
+        ),
+        (
+            on(M::GeoRadius(pb::GeoRadius {
+                center: None,
+                radius_m: 5.0,
+            })),
+            "needs `center`",
+        ),
+        (
+            on(M::GeoBoundingBox(pb::GeoBoundingBox {
+                top_left: point(0.0, 0.0),
+                bottom_right: point(10.0, 5.0),
+            })),
+            "below",
+        ),
+        (
+            on(M::DatetimeRange(pb::DatetimeRange {
+                gte: Some("2004-13-45".into()),
+                ..Default::default()
+            })),
+            "RFC 3339",
+        ),
+        (
+            on(M::DatetimeRange(pb::DatetimeRange::default())),
+            "no bound",
+        ),
+        (on(M::Text(" ,;! ".into())), "no word"),
+        (min_should(0), "min_count from 1"),
+        (min_should(2), "min_count from 1"),
+    ];
+    for (f, needle) in kinds {
+        let mut r = search("v", vec![0.0; 4], 1);
+        r.filter = Some(f.clone());
+        expect_code(qs.search(r).await, Code::InvalidArgument, needle);
+        expect_code(
+            ing.delete(pb::DeleteRequest {
+                collection: "v".into(),
+                ids: vec![],
+                filter: Some(f),
+            })
+            .await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
     for f in bad_filters {
         let mut r = search("v", vec![0.0; 4], 1);
         r.filter = Some(f.clone());

@@ -24,6 +24,7 @@ fn pb_depth(f: &pb::Filter) -> usize {
         .iter()
         .chain(&f.should)
         .chain(&f.must_not)
+        .chain(f.min_should.iter().flat_map(|m| &m.conditions))
         .filter_map(|c| match &c.condition {
             Some(pb::condition::Condition::Filter(inner)) => Some(pb_depth(inner)),
             _ => None,
@@ -34,10 +35,7 @@ fn pb_depth(f: &pb::Filter) -> usize {
 
 fn depth(f: &Filter) -> usize {
     1 + f
-        .must
-        .iter()
-        .chain(&f.should)
-        .chain(&f.must_not)
+        .conditions()
         .filter_map(|c| match c {
             Condition::Nested(inner) => Some(depth(inner)),
             _ => None,
@@ -73,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
         };
     }
     let pb_levels = pb_depth(&f);
-    let empty = f.must.is_empty() && f.should.is_empty() && f.must_not.is_empty();
+    let empty = f.must.is_empty()
+        && f.should.is_empty()
+        && f.must_not.is_empty()
+        && f.min_should.is_none();
     match filter_from_pb(Some(&f)) {
         Ok(Some(d)) => {
             assert!(!empty);
@@ -82,7 +83,9 @@ fuzz_target!(|data: &[u8]| {
             validate::filter(&d).expect("a converted filter is valid");
             let payload = serde_json::json!({
                 "color": "red", "n": 3, "x": 2.5, "ok": true,
-                "a": {"b": {"c": 1}}, "tags": ["x", "y", 7]
+                "a": {"b": {"c": 1}}, "tags": ["x", "y", 7], "c": null,
+                "q": "This country's capital city", "at": "2004-12-31T10:00:00Z",
+                "geo": {"lat": 48.8, "lon": 2.3}
             });
             let payload = payload.as_object().unwrap();
             for key in [

@@ -26,7 +26,8 @@ pub fn filter(f: Option<&pb::Filter>) -> Result<(), Status> {
                 limits::MAX_FILTER_DEPTH
             )));
         }
-        for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+        let min = f.min_should.iter().flat_map(|m| &m.conditions);
+        for c in f.must.iter().chain(&f.should).chain(&f.must_not).chain(min) {
             *conditions += 1;
             if *conditions > limits::MAX_FILTER_CONDITIONS {
                 return Err(Status::invalid_argument(format!(

@@ -1,7 +1,7 @@
 //! Proto ↔ domain conversion for the storage service, in one place.
 
 use crate::error::{EmptyRequest, FieldProblem, FilterProblem, Result, StorageError};
-use crate::filter::{Condition, Filter, Match, Range};
+use crate::filter::{Condition, Filter, GeoPoint, Match, MinShould, Range, TimeRange};
 use crate::model::*;
 use crate::objstore::breaker::BreakerStatus;
 use crate::objstore::dlq::DlqEntry;
@@ -235,10 +235,42 @@ pub fn filter_from_pb(f: Option<&pb::Filter>) -> Result<Option<Filter>> {
 
 fn filter_inner(f: &pb::Filter) -> Result<Filter> {
     let conv = |cs: &[pb::Condition]| cs.iter().map(condition_from_pb).collect::<Result<Vec<_>>>();
+    let min_should = match &f.min_should {
+        None => None,
+        Some(m) => Some(MinShould {
+            conditions: conv(&m.conditions)?,
+            min_count: m.min_count as usize,
+        }),
+    };
     Ok(Filter {
         must: conv(&f.must)?,
         should: conv(&f.should)?,
         must_not: conv(&f.must_not)?,
+        min_should,
+    })
+}
+
+fn datetime_bound(key: &str, b: &Option<String>) -> Result<Option<i64>> {
+    match b {
+        None => Ok(None),
+        Some(s) => crate::filter::parse_datetime(s).map(Some).ok_or_else(|| {
+            FilterProblem::BadDatetime {
+                key: key.to_string(),
+                value: s.clone(),
+            }
+            .into()
+        }),
+    }
+}
+
+fn geo_point(key: &str, p: Option<&pb::GeoPoint>, what: &'static str) -> Result<GeoPoint> {
+    let p = p.ok_or_else(|| FilterProblem::GeoMissing {
+        key: key.to_string(),
+        what,
+    })?;
+    Ok(GeoPoint {
+        lat: p.lat,
+        lon: p.lon,
     })
 }
 
@@ -256,6 +288,27 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
             Ok(Condition::HasId(ids))
         }
         Some(C::Filter(f)) => Ok(Condition::Nested(filter_inner(f)?)),
+        Some(C::IsEmpty(k)) => Ok(Condition::IsEmpty {
+            key: k.key.clone(),
+            path: crate::filter::path(&k.key),
+        }),
+        Some(C::IsNull(k)) => Ok(Condition::IsNull {
+            key: k.key.clone(),
+            path: crate::filter::path(&k.key),
+        }),
+        Some(C::ValuesCount(v)) => {
+            let r = v.count.unwrap_or_default();
+            Ok(Condition::ValuesCount {
+                key: v.key.clone(),
+                path: crate::filter::path(&v.key),
+                count: Range {
+                    gt: r.gt,
+                    gte: r.gte,
+                    lt: r.lt,
+                    lte: r.lte,
+                },
+            })
+        }
         Some(C::Field(fc)) => {
             let matcher = match fc.r#match.as_ref() {
                 None => {
@@ -283,6 +336,25 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
                     lt: r.lt,
                     lte: r.lte,
                 }),
+                Some(M::DatetimeRange(r)) => {
+                    let k = &fc.key;
+                    Match::Datetime(TimeRange {
+                        gt: datetime_bound(k, &r.gt)?,
+                        gte: datetime_bound(k, &r.gte)?,
+                        lt: datetime_bound(k, &r.lt)?,
+                        lte: datetime_bound(k, &r.lte)?,
+                    })
+                }
+                Some(M::GeoRadius(g)) => Match::GeoRadius {
+                    center: geo_point(&fc.key, g.center.as_ref(), "center")?,
+                    meters: g.radius_m,
+                },
+                Some(M::GeoBoundingBox(b)) => Match::GeoBox {
+                    top_left: geo_point(&fc.key, b.top_left.as_ref(), "top_left")?,
+                    bottom_right: geo_point(&fc.key, b.bottom_right.as_ref(), "bottom_right")?,
+                },
+                Some(M::Text(t)) => Match::Text(crate::filter::words(t)),
+                Some(M::Phrase(t)) => Match::Phrase(crate::filter::words(t)),
             };
             Ok(Condition::field(&fc.key, matcher))
         }

@@ -204,6 +204,25 @@ pub enum FilterProblem {
     NoMatch { key: String },
     #[error("any_of on `{key}` must list either keywords or integers (exactly one kind)")]
     AnyOfMixed { key: String },
+    #[error(
+        "datetime bound `{}` on `{key}` is neither an RFC 3339 date-time (2004-12-31T18:30:00Z) nor a date (2004-12-31)",
+        value.escape_default()
+    )]
+    BadDatetime { key: String, value: String },
+    #[error("geo condition on `{key}` needs `{what}`")]
+    GeoMissing { key: String, what: &'static str },
+    #[error(
+        "geo point on `{key}` has latitude {lat} and longitude {lon}; latitudes are -90 to 90, longitudes -180 to 180"
+    )]
+    GeoOutOfRange { key: String, lat: f64, lon: f64 },
+    #[error("geo radius on `{key}` is {radius} m; give a positive, finite number of meters")]
+    GeoRadius { key: String, radius: f64 },
+    #[error("geo box on `{key}`: top_left's latitude is below bottom_right's")]
+    GeoBoxUpsideDown { key: String },
+    #[error("text match on `{key}` has no word (letters or digits) to look for")]
+    NoWords { key: String },
+    #[error("min_should needs min_count from 1 to its {conditions} conditions, got {min_count}")]
+    MinShould { min_count: usize, conditions: usize },
 }
 
 /// A field of a request that is missing or malformed.

@@ -422,6 +422,60 @@ mod tests {
                     integers: vec![1, 2],
                 }),
             )],
+            // Every other kind, once.
+            min_should: Some(pb::MinShould {
+                conditions: vec![
+                    field(
+                        "at",
+                        M::DatetimeRange(pb::DatetimeRange {
+                            gte: Some("2004-12-31".into()),
+                            lt: Some("2005-01-01T12:00:00+02:00".into()),
+                            ..Default::default()
+                        }),
+                    ),
+                    field(
+                        "geo",
+                        M::GeoRadius(pb::GeoRadius {
+                            center: Some(pb::GeoPoint {
+                                lat: 48.8,
+                                lon: 2.3,
+                            }),
+                            radius_m: 5_000.0,
+                        }),
+                    ),
+                    field(
+                        "geo",
+                        M::GeoBoundingBox(pb::GeoBoundingBox {
+                            top_left: Some(pb::GeoPoint {
+                                lat: 60.0,
+                                lon: 170.0,
+                            }),
+                            bottom_right: Some(pb::GeoPoint {
+                                lat: 0.0,
+                                lon: -170.0,
+                            }),
+                        }),
+                    ),
+                    field("q", M::Text("capital city".into())),
+                    field("q", M::Phrase("this country".into())),
+                    pb::Condition {
+                        condition: Some(C::IsEmpty(pb::FieldKey { key: "a.b".into() })),
+                    },
+                    pb::Condition {
+                        condition: Some(C::IsNull(pb::FieldKey { key: "c".into() })),
+                    },
+                    pb::Condition {
+                        condition: Some(C::ValuesCount(pb::ValuesCount {
+                            key: "tags".into(),
+                            count: Some(pb::Range {
+                                gte: Some(2.0),
+                                ..Default::default()
+                            }),
+                        })),
+                    },
+                ],
+                min_count: 2,
+            }),
         };
         let s = seeds.entry("filter").or_default();
         s.push(("mixed".into(), [&[0u8][..], &f.encode_to_vec()].concat()));

@@ -438,6 +438,43 @@ fn ikeys(v: &Value, out: &mut Vec<IKey>) {
     }
 }
 
+/// The index keys a field condition's matcher looks up; `None` when the index cannot answer
+/// it (ranges, dates, geo, text; keywords too long to be indexed, which the index cannot say
+/// are absent).
+fn index_keys(matcher: &Match) -> Option<Vec<IKey>> {
+    let iks: Vec<IKey> = match matcher {
+        Match::Keyword(s) => vec![IKey::S(s.clone())],
+        Match::Integer(i) => vec![IKey::I(*i)],
+        Match::Bool(b) => vec![IKey::B(*b)],
+        Match::AnyKeyword(set) => set.iter().map(|s| IKey::S(s.clone())).collect(),
+        Match::AnyInteger(set) => set.iter().map(|i| IKey::I(*i)).collect(),
+        Match::Range(_)
+        | Match::Datetime(_)
+        | Match::GeoRadius { .. }
+        | Match::GeoBox { .. }
+        | Match::Text(_)
+        | Match::Phrase(_) => return None,
+    };
+    let long = |k: &IKey| matches!(k, IKey::S(s) if s.len() > MAX_INDEXED_KEYWORD);
+    (!iks.iter().any(long)).then_some(iks)
+}
+
+/// Points of a sealed segment sampled to estimate how many a filter the payload index cannot
+/// narrow keeps ([`State::search`]'s choice between the graph and a scan).
+const FILTER_SAMPLE: usize = 256;
+
+/// How many of a segment's `slots` pass `accept`, estimated from [`FILTER_SAMPLE`] slots
+/// spread evenly over it (all of them when there are no more).
+fn estimate_kept(slots: usize, accept: &dyn Fn(usize) -> bool) -> usize {
+    if slots <= FILTER_SAMPLE {
+        return (0..slots).filter(|&o| accept(o)).count();
+    }
+    let kept = (0..FILTER_SAMPLE)
+        .filter(|i| accept(i * slots / FILTER_SAMPLE))
+        .count();
+    kept * slots / FILTER_SAMPLE
+}
+
 /// Top-level keyword, integer and bool payload values → the live points holding them.
 #[derive(Default)]
 pub struct PayloadIndex {
@@ -502,21 +539,9 @@ impl PayloadIndex {
                 }
                 Condition::Field { path, matcher, .. } if path.len() == 1 => {
                     let field = path[0].as_str();
-                    let iks: Vec<IKey> = match matcher {
-                        Match::Keyword(s) => vec![IKey::S(s.clone())],
-                        Match::Integer(i) => vec![IKey::I(*i)],
-                        Match::Bool(b) => vec![IKey::B(*b)],
-                        Match::AnyKeyword(set) => set.iter().map(|s| IKey::S(s.clone())).collect(),
-                        Match::AnyInteger(set) => set.iter().map(|i| IKey::I(*i)).collect(),
-                        Match::Range(_) => continue,
-                    };
-                    // Long keywords are not indexed: the index cannot say they are absent.
-                    if iks
-                        .iter()
-                        .any(|k| matches!(k, IKey::S(s) if s.len() > MAX_INDEXED_KEYWORD))
-                    {
+                    let Some(iks) = index_keys(matcher) else {
                         continue;
-                    }
+                    };
                     let sets: Vec<&HashSet<PointKey>> = iks
                         .iter()
                         .map(|ik| self.posting(field, ik).unwrap_or(&empty))
@@ -541,6 +566,18 @@ impl PayloadIndex {
             out.dedup();
         }
         Some(out)
+    }
+
+    /// Whether [`PayloadIndex::candidates`] can narrow `filter` (a top-level `must` has-id
+    /// or indexed field condition), without computing the candidates.
+    pub fn narrows(filter: &Filter) -> bool {
+        filter.must.iter().any(|c| match c {
+            Condition::HasId(_) => true,
+            Condition::Field { path, matcher, .. } => {
+                path.len() == 1 && index_keys(matcher).is_some()
+            }
+            _ => false,
+        })
     }
 
     pub fn memory_bytes(&self) -> u64 {
@@ -1468,6 +1505,16 @@ impl State {
                 let accept = |o: usize| {
                     !deleted[o] && f.matches(&s.data.keys.get(o), s.data.payloads.get(o))
                 };
+                // A filter the payload index could not narrow: when a sample says it keeps
+                // few of this segment's points, scoring those exactly is cheaper than a
+                // filtered walk and finds the true nearest (a walk through few accepted
+                // nodes misses some).
+                if !PayloadIndex::narrows(f)
+                    && estimate_kept(s.data.len(), &accept) <= tuning.exact_filter_max
+                {
+                    info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+                    return;
+                }
                 walk(kc, ef, Some(&accept)).collect()
             }
         };

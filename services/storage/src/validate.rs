@@ -115,7 +115,16 @@ fn filter_at(f: &Filter, depth: usize, conditions: &mut usize) -> Result<()> {
         }
         .into());
     }
-    for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+    if let Some(m) = &f.min_should
+        && (m.min_count == 0 || m.min_count > m.conditions.len())
+    {
+        return Err(FilterProblem::MinShould {
+            min_count: m.min_count,
+            conditions: m.conditions.len(),
+        }
+        .into());
+    }
+    for c in f.conditions() {
         *conditions += 1;
         if *conditions > limits::MAX_FILTER_CONDITIONS {
             return Err(FilterProblem::TooManyConditions {
@@ -123,26 +132,88 @@ fn filter_at(f: &Filter, depth: usize, conditions: &mut usize) -> Result<()> {
             }
             .into());
         }
-        match c {
-            Condition::Field { key, matcher, .. } => {
-                if key.is_empty() || key.split('.').any(str::is_empty) {
-                    return Err(FilterProblem::EmptyKey { key: key.clone() }.into());
-                }
-                if let Match::Range(r) = matcher {
-                    let bounds = [r.gt, r.gte, r.lt, r.lte];
-                    if bounds.iter().all(Option::is_none) {
-                        return Err(FilterProblem::RangeWithoutBound { key: key.clone() }.into());
-                    }
-                    if bounds.iter().flatten().any(|b| !b.is_finite()) {
-                        return Err(FilterProblem::RangeNotFinite { key: key.clone() }.into());
-                    }
-                }
+        if let Some(key) = c.key()
+            && (key.is_empty() || key.split('.').any(str::is_empty))
+        {
+            return Err(FilterProblem::EmptyKey {
+                key: key.to_string(),
             }
-            Condition::HasId(_) => {}
+            .into());
+        }
+        match c {
+            Condition::Field { key, matcher, .. } => matcher_ok(key, matcher)?,
+            Condition::ValuesCount { key, count, .. } => range_ok(key, count)?,
+            Condition::HasId(_) | Condition::IsEmpty { .. } | Condition::IsNull { .. } => {}
             Condition::Nested(inner) => filter_at(inner, depth + 1, conditions)?,
         }
     }
     Ok(())
+}
+
+fn range_ok(key: &str, r: &crate::filter::Range) -> Result<()> {
+    if r.set().next().is_none() {
+        return Err(FilterProblem::RangeWithoutBound { key: key.into() }.into());
+    }
+    if r.set().any(|b| !b.is_finite()) {
+        return Err(FilterProblem::RangeNotFinite { key: key.into() }.into());
+    }
+    Ok(())
+}
+
+fn geo_ok(key: &str, p: &crate::filter::GeoPoint) -> Result<()> {
+    if !(-90.0..=90.0).contains(&p.lat) || !(-180.0..=180.0).contains(&p.lon) {
+        return Err(FilterProblem::GeoOutOfRange {
+            key: key.into(),
+            lat: p.lat,
+            lon: p.lon,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn matcher_ok(key: &str, m: &Match) -> Result<()> {
+    match m {
+        Match::Range(r) => range_ok(key, r),
+        Match::Datetime(r) => {
+            if r.set().next().is_none() {
+                return Err(FilterProblem::RangeWithoutBound { key: key.into() }.into());
+            }
+            Ok(())
+        }
+        Match::GeoRadius { center, meters } => {
+            geo_ok(key, center)?;
+            if !(meters.is_finite() && *meters > 0.0) {
+                return Err(FilterProblem::GeoRadius {
+                    key: key.into(),
+                    radius: *meters,
+                }
+                .into());
+            }
+            Ok(())
+        }
+        Match::GeoBox {
+            top_left,
+            bottom_right,
+        } => {
+            geo_ok(key, top_left)?;
+            geo_ok(key, bottom_right)?;
+            if top_left.lat < bottom_right.lat {
+                return Err(FilterProblem::GeoBoxUpsideDown { key: key.into() }.into());
+            }
+            Ok(())
+        }
+        Match::Text(w) | Match::Phrase(w) if w.is_empty() => {
+            Err(FilterProblem::NoWords { key: key.into() }.into())
+        }
+        Match::Keyword(_)
+        | Match::Integer(_)
+        | Match::Bool(_)
+        | Match::AnyKeyword(_)
+        | Match::AnyInteger(_)
+        | Match::Text(_)
+        | Match::Phrase(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
