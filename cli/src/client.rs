@@ -97,6 +97,10 @@ pub enum CollectionCmd {
         /// that take over when it is lost. One storage node takes 1.
         #[arg(long, default_value_t = 1)]
         replication: u32,
+        /// A payload index to keep, `KEY:KIND` (repeatable; KIND one of keyword, integer,
+        /// float, bool, datetime, geo, text): filters on KEY start from the points it names.
+        #[arg(long = "index", value_name = "KEY:KIND")]
+        indexes: Vec<String>,
     },
     /// List collections.
     List,
@@ -132,6 +136,9 @@ pub fn metric_of(s: &str) -> pb::Metric {
 fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
     json!({
         "name": c.name, "dimension": c.dimension,
+        "payload_indexes": c.payload_indexes.iter().map(|(k, v)| (k.clone(), json!(
+            pb::PayloadIndexKind::try_from(*v).map(|k| k.as_str_name()).unwrap_or("?")
+        ))).collect::<serde_json::Map<_, _>>(),
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
         "datatype": match pb::VectorDatatype::try_from(c.datatype) {
             Ok(pb::VectorDatatype::Float16) => "FLOAT16",
@@ -202,7 +209,12 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             on_disk,
             shards,
             replication,
+            indexes,
         } => {
+            let payload_indexes = indexes
+                .iter()
+                .map(|i| payload_index(i))
+                .collect::<anyhow::Result<_>>()?;
             let r = c
                 .create_collection(l.request(pb::CreateCollectionRequest {
                     name,
@@ -216,6 +228,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     on_disk,
                     shards,
                     replication,
+                    payload_indexes,
                 }))
                 .await?
                 .into_inner();
@@ -672,4 +685,25 @@ pub async fn slo(g: &Global) -> anyhow::Result<()> {
         t
     });
     Ok(())
+}
+
+/// `KEY:KIND` of `--index`.
+fn payload_index(spec: &str) -> anyhow::Result<(String, i32)> {
+    use pb::PayloadIndexKind as P;
+    let (key, kind) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--index takes KEY:KIND, got `{spec}`"))?;
+    let kind = match kind {
+        "keyword" => P::PayloadIndexKeyword,
+        "integer" => P::PayloadIndexInteger,
+        "float" => P::PayloadIndexFloat,
+        "bool" => P::PayloadIndexBool,
+        "datetime" => P::PayloadIndexDatetime,
+        "geo" => P::PayloadIndexGeo,
+        "text" => P::PayloadIndexText,
+        other => anyhow::bail!(
+            "--index {key}:{other}: the kind is one of keyword, integer, float, bool, datetime, geo, text"
+        ),
+    };
+    Ok((key.to_string(), kind as i32))
 }

@@ -267,7 +267,9 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["datetime", "text", "phrase", "box", "count", "null", "radius", "empty"]
+            [
+                "datetime", "text", "phrase", "box", "count", "null", "radius", "empty"
+            ]
         );
         assert_eq!(f.min_should.unwrap().min_count, 1);
         for bad in [

@@ -397,6 +397,7 @@ fn ingest() {
             datatype: Datatype::Float32,
             quantization: Default::default(),
             on_disk: false,
+            payload_indexes: Default::default(),
         };
         // The only WAL of this process from here on: the fsyncs counted are its own.
         let fsyncs0 = fsyncs();

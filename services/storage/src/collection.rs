@@ -1361,6 +1361,7 @@ mod tests {
         CollectionSpec {
             quantization: Quantization::Int8,
             on_disk: true,
+            payload_indexes: Default::default(),
             ..spec(metric)
         }
     }

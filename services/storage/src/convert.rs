@@ -123,7 +123,45 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
         datatype: datatype_from_pb(r.datatype)?,
         quantization: quantization_from_pb(r.quantization)?,
         on_disk: r.on_disk,
+        payload_indexes: r
+            .payload_indexes
+            .iter()
+            .map(|(k, &kind)| Ok((k.clone(), index_kind_from_pb(k, kind)?)))
+            .collect::<Result<_>>()?,
     })
+}
+
+fn index_kind_from_pb(key: &str, kind: i32) -> Result<IndexKind> {
+    use pb::PayloadIndexKind as P;
+    Ok(match P::try_from(kind) {
+        Ok(P::PayloadIndexKeyword) => IndexKind::Keyword,
+        Ok(P::PayloadIndexInteger) => IndexKind::Integer,
+        Ok(P::PayloadIndexFloat) => IndexKind::Float,
+        Ok(P::PayloadIndexBool) => IndexKind::Bool,
+        Ok(P::PayloadIndexDatetime) => IndexKind::Datetime,
+        Ok(P::PayloadIndexGeo) => IndexKind::Geo,
+        Ok(P::PayloadIndexText) => IndexKind::Text,
+        Ok(P::Unspecified) | Err(_) => {
+            return Err(FieldProblem::IndexKind {
+                key: key.to_string(),
+                kind,
+            }
+            .into());
+        }
+    })
+}
+
+pub fn index_kind_to_pb(kind: IndexKind) -> pb::PayloadIndexKind {
+    use pb::PayloadIndexKind as P;
+    match kind {
+        IndexKind::Keyword => P::PayloadIndexKeyword,
+        IndexKind::Integer => P::PayloadIndexInteger,
+        IndexKind::Float => P::PayloadIndexFloat,
+        IndexKind::Bool => P::PayloadIndexBool,
+        IndexKind::Datetime => P::PayloadIndexDatetime,
+        IndexKind::Geo => P::PayloadIndexGeo,
+        IndexKind::Text => P::PayloadIndexText,
+    }
 }
 
 pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
@@ -146,6 +184,12 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
         on_disk: s.spec.on_disk,
         shards: 1,
         replication: 1,
+        payload_indexes: s
+            .spec
+            .payload_indexes
+            .iter()
+            .map(|(k, &kind)| (k.clone(), index_kind_to_pb(kind) as i32))
+            .collect(),
     }
 }
 

@@ -256,6 +256,17 @@ pub enum FieldProblem {
     Cursor(String),
     #[error("object key: {0}")]
     ObjectKey(String),
+    #[error(
+        "payload index on `{key}`: kind must be KEYWORD, INTEGER, FLOAT, BOOL, DATETIME, GEO or TEXT, got {kind}"
+    )]
+    IndexKind { key: String, kind: i32 },
+    #[error(
+        "payload index key `{}` is empty or has an empty path segment",
+        .0.escape_default()
+    )]
+    IndexKey(String),
+    #[error("at most {max} payload indexes may be declared, got {got}")]
+    TooManyIndexes { max: usize, got: usize },
     #[error("set either snapshot_id or create, not both")]
     SnapshotIdWithCreate,
     #[error("sha256 must be 64 hexadecimal digits (or empty), got `{}`", .0.escape_default())]

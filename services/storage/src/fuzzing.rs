@@ -159,6 +159,7 @@ mod tests {
             datatype,
             quantization: Default::default(),
             on_disk: false,
+            payload_indexes: Default::default(),
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,

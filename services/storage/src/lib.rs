@@ -19,7 +19,9 @@
 //!   test oracle); [`collection`]: the durable collection (WAL + segments, snapshots,
 //!   merges); [`merge`]: the merge policy ([`merge::plan`], pure).
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
-//! - [`segment`]: in-memory segments (appendable + sealed), id map, payload index, search.
+//! - [`segment`]: in-memory segments (appendable + sealed), id map, search;
+//!   [`payload_index`]: which points hold which payload values (implicit and declared
+//!   indexes), what a filter's search starts from.
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
 //! - [`quantize`]: int8 and binary codes of a segment's vectors, which its graph search walks
 //!   before the best candidates are rescored with the vectors.
@@ -53,6 +55,7 @@ pub mod memory;
 pub mod merge;
 pub mod model;
 pub mod objstore;
+pub mod payload_index;
 pub mod quantize;
 pub mod segment;
 pub mod server;

@@ -219,6 +219,23 @@ pub struct CollectionSpec {
     /// ([`crate::vecfile`]). Absent from specs written before it existed: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_disk: bool,
+    /// Payload indexes declared at creation (dotted key → kind), kept up to date with every
+    /// write and used by the filter planner ([`crate::payload_index`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub payload_indexes: std::collections::BTreeMap<String, IndexKind>,
+}
+
+/// What a declared payload index holds of its field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+    Datetime,
+    Geo,
+    Text,
 }
 
 #[cfg(test)]
@@ -235,6 +252,7 @@ impl CollectionSpec {
             datatype: Datatype::Float32,
             quantization: Quantization::None,
             on_disk: false,
+            payload_indexes: Default::default(),
         }
     }
 }

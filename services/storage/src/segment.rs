@@ -10,15 +10,15 @@
 
 use crate::distance::Ranked;
 use crate::distance::{Row, f32_to_f16, rank_key, score_row};
-use crate::filter::{Condition, Filter, Match, as_integer};
+use crate::filter::Filter;
 use crate::index::{Graph, candidates};
 use crate::model::*;
+use crate::payload_index::PayloadIndex;
 use crate::quantize::Codes;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::vecfile::{self, VecFile};
-use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 /// Where a live point is.
@@ -410,55 +410,6 @@ impl Sealed {
     }
 }
 
-/// A value the payload index knows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum IKey {
-    S(String),
-    I(i64),
-    B(bool),
-}
-
-/// Longest keyword indexed; longer strings (free text) are only matched by scanning.
-const MAX_INDEXED_KEYWORD: usize = 128;
-
-fn ikeys(v: &Value, out: &mut Vec<IKey>) {
-    match v {
-        Value::String(s) if s.len() <= MAX_INDEXED_KEYWORD => out.push(IKey::S(s.clone())),
-        Value::Bool(b) => out.push(IKey::B(*b)),
-        Value::Number(_) => {
-            if let Some(i) = as_integer(v) {
-                out.push(IKey::I(i));
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| match i {
-            Value::Array(_) => {}
-            _ => ikeys(i, out),
-        }),
-        _ => {}
-    }
-}
-
-/// The index keys a field condition's matcher looks up; `None` when the index cannot answer
-/// it (ranges, dates, geo, text; keywords too long to be indexed, which the index cannot say
-/// are absent).
-fn index_keys(matcher: &Match) -> Option<Vec<IKey>> {
-    let iks: Vec<IKey> = match matcher {
-        Match::Keyword(s) => vec![IKey::S(s.clone())],
-        Match::Integer(i) => vec![IKey::I(*i)],
-        Match::Bool(b) => vec![IKey::B(*b)],
-        Match::AnyKeyword(set) => set.iter().map(|s| IKey::S(s.clone())).collect(),
-        Match::AnyInteger(set) => set.iter().map(|i| IKey::I(*i)).collect(),
-        Match::Range(_)
-        | Match::Datetime(_)
-        | Match::GeoRadius { .. }
-        | Match::GeoBox { .. }
-        | Match::Text(_)
-        | Match::Phrase(_) => return None,
-    };
-    let long = |k: &IKey| matches!(k, IKey::S(s) if s.len() > MAX_INDEXED_KEYWORD);
-    (!iks.iter().any(long)).then_some(iks)
-}
-
 /// Points of a sealed segment sampled to estimate how many a filter the payload index cannot
 /// narrow keeps ([`State::search`]'s choice between the graph and a scan).
 const FILTER_SAMPLE: usize = 256;
@@ -473,120 +424,6 @@ fn estimate_kept(slots: usize, accept: &dyn Fn(usize) -> bool) -> usize {
         .filter(|i| accept(i * slots / FILTER_SAMPLE))
         .count();
     kept * slots / FILTER_SAMPLE
-}
-
-/// Top-level keyword, integer and bool payload values → the live points holding them.
-#[derive(Default)]
-pub struct PayloadIndex {
-    fields: HashMap<String, HashMap<IKey, HashSet<PointKey>>>,
-}
-
-impl PayloadIndex {
-    pub fn insert(&mut self, key: &PointKey, payload: &Payload) {
-        let mut buf = Vec::new();
-        for (field, v) in payload {
-            buf.clear();
-            ikeys(v, &mut buf);
-            if buf.is_empty() {
-                continue;
-            }
-            let f = self.fields.entry(field.clone()).or_default();
-            for ik in buf.drain(..) {
-                f.entry(ik).or_default().insert(key.clone());
-            }
-        }
-    }
-
-    pub fn remove(&mut self, key: &PointKey, payload: &Payload) {
-        let mut buf = Vec::new();
-        for (field, v) in payload {
-            buf.clear();
-            ikeys(v, &mut buf);
-            let Some(f) = self.fields.get_mut(field) else {
-                continue;
-            };
-            for ik in buf.drain(..) {
-                if let Some(set) = f.get_mut(&ik) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        f.remove(&ik);
-                    }
-                }
-            }
-            if f.is_empty() {
-                self.fields.remove(field);
-            }
-        }
-    }
-
-    fn posting(&self, field: &str, ik: &IKey) -> Option<&HashSet<PointKey>> {
-        self.fields.get(field).and_then(|f| f.get(ik))
-    }
-
-    /// Keys that may match one `must` condition, for the most selective condition the index
-    /// can answer: a superset of the filter's matches. `None` when no condition is indexed.
-    pub fn candidates(&self, filter: &Filter) -> Option<Vec<PointKey>> {
-        let mut best: Option<Vec<&HashSet<PointKey>>> = None;
-        let mut best_ids: Option<&HashSet<PointKey>> = None;
-        let mut best_len = usize::MAX;
-        let empty = HashSet::new();
-        for c in &filter.must {
-            match c {
-                Condition::HasId(ids) if ids.len() < best_len => {
-                    best_len = ids.len();
-                    best_ids = Some(ids);
-                    best = None;
-                }
-                Condition::Field { path, matcher, .. } if path.len() == 1 => {
-                    let field = path[0].as_str();
-                    let Some(iks) = index_keys(matcher) else {
-                        continue;
-                    };
-                    let sets: Vec<&HashSet<PointKey>> = iks
-                        .iter()
-                        .map(|ik| self.posting(field, ik).unwrap_or(&empty))
-                        .collect();
-                    let n: usize = sets.iter().map(|s| s.len()).sum();
-                    if n < best_len {
-                        best_len = n;
-                        best = Some(sets);
-                        best_ids = None;
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(ids) = best_ids {
-            return Some(ids.iter().cloned().collect());
-        }
-        let sets = best?;
-        let mut out: Vec<PointKey> = sets.iter().flat_map(|s| s.iter().cloned()).collect();
-        if sets.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
-        }
-        Some(out)
-    }
-
-    /// Whether [`PayloadIndex::candidates`] can narrow `filter` (a top-level `must` has-id
-    /// or indexed field condition), without computing the candidates.
-    pub fn narrows(filter: &Filter) -> bool {
-        filter.must.iter().any(|c| match c {
-            Condition::HasId(_) => true,
-            Condition::Field { path, matcher, .. } => {
-                path.len() == 1 && index_keys(matcher).is_some()
-            }
-            _ => false,
-        })
-    }
-
-    pub fn memory_bytes(&self) -> u64 {
-        self.fields
-            .values()
-            .flat_map(|f| f.values())
-            .map(|s| s.len() as u64 * 48 + 64)
-            .sum()
-    }
 }
 
 /// The id map: every live key and where it is, in `PointKey`'s order (integers, then UUIDs)
@@ -950,6 +787,7 @@ pub struct State {
 impl State {
     pub fn new(spec: CollectionSpec) -> Self {
         let datatype = spec.datatype;
+        let pindex = PayloadIndex::new(&spec.payload_indexes);
         State {
             dim: spec.dimension as usize,
             spec,
@@ -957,7 +795,7 @@ impl State {
             app: Appendable::new(datatype),
             sealed: BTreeMap::new(),
             ids: IdMap::default(),
-            pindex: PayloadIndex::default(),
+            pindex,
             applied_seq: 0,
             next_segment_id: 2,
             vectors_dir: None,
@@ -967,7 +805,7 @@ impl State {
     /// Rebuild the id map and payload index after segments were loaded from a snapshot.
     pub fn reindex(&mut self) {
         self.ids.clear();
-        self.pindex = PayloadIndex::default();
+        self.pindex = self.pindex.emptied();
         for (&seg, s) in &self.sealed {
             for off in 0..s.data.len() {
                 if !s.deleted[off] {
@@ -1509,7 +1347,7 @@ impl State {
                 // few of this segment's points, scoring those exactly is cheaper than a
                 // filtered walk and finds the true nearest (a walk through few accepted
                 // nodes misses some).
-                if !PayloadIndex::narrows(f)
+                if !self.pindex.narrows(f)
                     && estimate_kept(s.data.len(), &accept) <= tuning.exact_filter_max
                 {
                     info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);

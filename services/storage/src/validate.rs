@@ -19,9 +19,26 @@ pub fn name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Payload indexes a collection may declare.
+pub const MAX_PAYLOAD_INDEXES: usize = 32;
+
 /// A new collection's spec.
 pub fn spec(spec: &CollectionSpec) -> Result<()> {
     name(&spec.name)?;
+    if spec.payload_indexes.len() > MAX_PAYLOAD_INDEXES {
+        return Err(FieldProblem::TooManyIndexes {
+            max: MAX_PAYLOAD_INDEXES,
+            got: spec.payload_indexes.len(),
+        }
+        .into());
+    }
+    if let Some(k) = spec
+        .payload_indexes
+        .keys()
+        .find(|k| k.is_empty() || k.len() > 256 || k.split('.').any(str::is_empty))
+    {
+        return Err(FieldProblem::IndexKey(k.clone()).into());
+    }
     check_range("dimension", &limits::DIMENSION, spec.dimension.into())?;
     check_range("HNSW m", &limits::M, spec.m.into())?;
     check_range(
@@ -250,6 +267,7 @@ mod tests {
             datatype: Datatype::Float16,
             quantization: Default::default(),
             on_disk: false,
+            payload_indexes: Default::default(),
         };
         let p = |x: f32| PointRecord {
             key: PointKey::Num(1),
@@ -279,6 +297,7 @@ mod tests {
             pinned: false,
             datatype: Datatype::Float32,
             quantization: Quantization::Binary,
+            payload_indexes: Default::default(),
             on_disk: true,
         };
         let e = super::spec(&spec).unwrap_err();

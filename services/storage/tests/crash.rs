@@ -188,6 +188,18 @@ async fn create(
         on_disk,
         shards: 0,
         replication: 0,
+        // Declared indexes on the fields the filters use: kept through every kill and replay.
+        payload_indexes: [
+            (
+                "i".to_string(),
+                pb::PayloadIndexKind::PayloadIndexInteger as i32,
+            ),
+            (
+                "batch".to_string(),
+                pb::PayloadIndexKind::PayloadIndexFloat as i32,
+            ),
+        ]
+        .into(),
     })
     .await
     .unwrap();

@@ -7,10 +7,12 @@ mod common;
 
 use akidb_storage::filter::{Condition, Filter, Match};
 use akidb_storage::memory::MemoryCollection;
-use akidb_storage::model::{Datatype, Metric, PointKey, PointRecord, Quantization};
+use akidb_storage::model::{Datatype, IndexKind, Metric, PointKey, PointRecord, Quantization};
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
-use common::sets::{Set, indexed, indexed_as, indexed_with, load, params, recall, recall_rows};
+use common::sets::{
+    Set, indexed, indexed_as, indexed_declaring, indexed_with, load, params, recall, recall_rows,
+};
 use std::collections::HashSet;
 
 #[test]
@@ -352,6 +354,21 @@ fn jeopardy_new_filter_kinds_equal_a_brute_force_reference() {
         metric: set.metric,
     };
     let (c, _) = indexed(&with_meta, dir.path());
+    // The same points with declared indexes on the fields the new kinds filter on.
+    let dir2 = tempfile::tempdir().unwrap();
+    let declared = [
+        ("question", IndexKind::Text),
+        ("air_date", IndexKind::Datetime),
+        ("value", IndexKind::Integer),
+        ("geo", IndexKind::Geo),
+    ];
+    let (ci, _) = indexed_declaring(
+        &with_meta,
+        dir2.path(),
+        Datatype::Float32,
+        Quantization::None,
+        declared.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    );
 
     // The reference's own reading of the fields.
     fn words(s: &str) -> Vec<String> {
@@ -569,11 +586,13 @@ fn jeopardy_new_filter_kinds_equal_a_brute_force_reference() {
             .unwrap();
         let kept: Vec<usize> = (0..n).filter(|&i| reference(i)).collect();
         let share = kept.len() as f64 / n as f64;
-        assert_eq!(
-            c.count(Some(&f)).unwrap() as usize,
-            kept.len(),
-            "{what}: count"
-        );
+        for c in [&c, &ci] {
+            assert_eq!(
+                c.count(Some(&f)).unwrap() as usize,
+                kept.len(),
+                "{what}: count"
+            );
+        }
         let (mut hit, mut total) = (0usize, 0usize);
         for (qi, q) in queries.iter().enumerate() {
             let mut want: Vec<usize> = kept.clone();
@@ -601,14 +620,17 @@ fn jeopardy_new_filter_kinds_equal_a_brute_force_reference() {
                     "{what}: query {qi}, exact search: {got:?}, the reference {want:?}"
                 );
             }
-            let got = ids(c.search(&params(q, 10, None, Some(f.clone()))).unwrap().0);
-            assert!(
-                got.iter().all(|&i| reference(i)),
-                "{what}: a hit outside the filter"
-            );
-            assert_eq!(got.len(), want.len(), "{what}: query {qi}");
-            hit += got.iter().filter(|i| want.contains(i)).count();
-            total += want.len();
+            // The default search, without and with the declared indexes.
+            for c in [&c, &ci] {
+                let got = ids(c.search(&params(q, 10, None, Some(f.clone()))).unwrap().0);
+                assert!(
+                    got.iter().all(|&i| reference(i)),
+                    "{what}: a hit outside the filter"
+                );
+                assert_eq!(got.len(), want.len(), "{what}: query {qi}");
+                hit += got.iter().filter(|i| want.contains(i)).count();
+                total += want.len();
+            }
         }
         let recall = hit as f64 / total.max(1) as f64;
         eprintln!(

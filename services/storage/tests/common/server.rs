@@ -207,6 +207,7 @@ pub async fn create_with(
         on_disk,
         shards: 0,
         replication: 0,
+        payload_indexes: Default::default(),
     })
     .await
     .unwrap();

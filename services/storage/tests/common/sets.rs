@@ -81,6 +81,17 @@ pub fn indexed_with(
     datatype: Datatype,
     quantization: Quantization,
 ) -> (Arc<Collection>, f64) {
+    indexed_declaring(set, dir, datatype, quantization, Default::default())
+}
+
+/// [`indexed_with`] with declared payload indexes.
+pub fn indexed_declaring(
+    set: &Set,
+    dir: &Path,
+    datatype: Datatype,
+    quantization: Quantization,
+    payload_indexes: std::collections::BTreeMap<String, akidb_storage::model::IndexKind>,
+) -> (Arc<Collection>, f64) {
     let spec = CollectionSpec {
         name: "bench".into(),
         dimension: set.base[0].len() as u32,
@@ -94,6 +105,7 @@ pub fn indexed_with(
         datatype,
         quantization,
         on_disk: false,
+        payload_indexes,
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
