@@ -227,6 +227,12 @@ fn snapshots(g: &Global, s: &[pb::SnapshotInfo]) {
     });
 }
 
+/// An archive's transfer gets the longest deadline a front door allows (10 minutes), not
+/// `--timeout`: a large collection takes longer than a call.
+fn archive_request<T>(msg: T) -> tonic::Request<T> {
+    akidb_client::with_deadline(msg, akidb_proto::limits::MAX_DEADLINE)
+}
+
 /// Write a DownloadSnapshot stream to `output` (through a `.partial` file renamed once the
 /// archive's size and SHA-256 match what storage sent last).
 async fn save_archive(
@@ -391,7 +397,7 @@ pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
                 new,
             } => {
                 let stream = a
-                    .download_snapshot(l.request(pb::DownloadSnapshotRequest {
+                    .download_snapshot(archive_request(pb::DownloadSnapshotRequest {
                         collection,
                         snapshot_id: id.unwrap_or_default(),
                         create: new,
@@ -433,7 +439,10 @@ pub async fn run(g: &Global, cmd: AdminCmd) -> anyhow::Result<()> {
                     None => futures::stream::empty().boxed(),
                 };
                 let upload = futures::stream::once(std::future::ready(start)).chain(data);
-                let r = a.restore_snapshot(l.request(upload)).await?.into_inner();
+                let r = a
+                    .restore_snapshot(archive_request(upload))
+                    .await?
+                    .into_inner();
                 let source = match (from, object_key) {
                     (Some(p), _) => p.display().to_string(),
                     (None, k) => format!("object {}", k.unwrap_or_default()),

@@ -1,9 +1,11 @@
 //! Build speed, memory, search speed and recall on the shared benchmark sets, and durable
 //! ingest (results in docs/benchmarks.md):
 //!
-//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest ...]
+//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest|filters ...]
 //!
-//! With no name, all three. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
+//! `filters`: filtered search with the planner and with the graph walk alone (jeopardy).
+//!
+//! With no name, all four. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
 //! `AKIDB_BENCH_EF_CONSTRUCTION=<n>`, `AKIDB_BENCH_DIR=<dir on a real disk>` (ingest; default
 //! `/work`), `AKIDB_DATASETS` (the sets; default `../shared/data`).
 //!
@@ -49,6 +51,129 @@ fn main() {
     }
     if run("ingest") {
         ingest();
+    }
+    if run("filters") {
+        filters();
+    }
+}
+
+/// Filtered search on jeopardy with `value` ranges (a filter the payload index cannot narrow)
+/// from under 1 % to over 90 % of the points: the planner (a segment where a 256-point sample
+/// says the filter keeps at most 2,000 points is scanned exactly) against the walk alone
+/// (`exact_filter_max` 0: walked unless the sample finds no match), on copies of one
+/// collection, 200 queries, recall@10 against an exact filtered search.
+fn filters() {
+    use akidb_storage::filter::{Condition, Filter, Match, Range};
+    let Some(set) = load(JEOPARDY) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = indexed(&set, dir.path());
+    c.snapshot().unwrap();
+    let path = c.dir().to_path_buf();
+    drop(c);
+    let copy = dir.path().join("walk");
+    copy_dir(&path, &copy);
+    let planned = Collection::open(&path, CollectionOptions::default(), |_, _| {}).unwrap();
+    let mut opts = CollectionOptions::default();
+    opts.tuning.exact_filter_max = 0;
+    let walk = Collection::open(&copy, opts, |_, _| {}).unwrap();
+    let qs = &set.queries[..200];
+    let keys = |hits: Vec<akidb_storage::store::Hit>| -> Vec<usize> {
+        hits.into_iter()
+            .map(|h| match h.key {
+                PointKey::Num(n) => n as usize,
+                _ => usize::MAX,
+            })
+            .collect()
+    };
+    println!(
+        "## filters: jeopardy, {} points, 200 queries, k 10, default ef",
+        set.base.len()
+    );
+    println!();
+    println!(
+        "| filter on `value` | points kept | planned µs | planned recall@10 | walk µs | walk recall@10 | walk / planned time |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let range = |gte: Option<f64>, lte: Option<f64>| Filter {
+        must: vec![Condition::field(
+            "value",
+            Match::Range(Range {
+                gte,
+                lte,
+                ..Default::default()
+            }),
+        )],
+        ..Default::default()
+    };
+    for (what, f) in [
+        ("≥ 4,000", range(Some(4000.0), None)),
+        ("≥ 2,400", range(Some(2400.0), None)),
+        ("= 1,200", range(Some(1200.0), Some(1200.0))),
+        ("= 1,000", range(Some(1000.0), Some(1000.0))),
+        ("≤ 400", range(None, Some(400.0))),
+        ("≥ 200", range(Some(200.0), None)),
+    ] {
+        let kept = planned.count(Some(&f)).unwrap();
+        let truth: Vec<Vec<usize>> = qs
+            .iter()
+            .map(|q| {
+                let p = akidb_storage::store::SearchParams {
+                    exact: true,
+                    ..params(q, 10, None, Some(f.clone()))
+                };
+                keys(planned.search(&p).unwrap().0)
+            })
+            .collect();
+        let variants: [Variant; 2] = [
+            (qs, &|q| {
+                keys(
+                    planned
+                        .search(&params(q, 10, None, Some(f.clone())))
+                        .unwrap()
+                        .0,
+                )
+            }),
+            (qs, &|q| {
+                keys(
+                    walk.search(&params(q, 10, None, Some(f.clone())))
+                        .unwrap()
+                        .0,
+                )
+            }),
+        ];
+        let res = timed_interleaved(&variants, 3);
+        let recall = |out: &[Vec<usize>]| {
+            let (mut hit, mut all) = (0, 0);
+            for (got, want) in out.iter().zip(&truth) {
+                hit += got.iter().filter(|k| want.contains(k)).count();
+                all += want.len();
+            }
+            hit as f64 / all.max(1) as f64
+        };
+        println!(
+            "| {what} | {kept} ({:.2} %) | {:.0} | {:.4} | {:.0} | {:.4} | {:.2}× |",
+            kept as f64 * 100.0 / set.base.len() as f64,
+            res[0].0,
+            recall(&res[0].1),
+            res[1].0,
+            recall(&res[1].1),
+            res[1].0 / res[0].0,
+        );
+    }
+    println!();
+}
+
+/// Copy the directory `from` to `to` (files and subdirectories).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
     }
 }
 
