@@ -267,6 +267,22 @@ impl Declared {
         }
     }
 
+    /// Whether [`Declared::sets`] answers `matcher`, without computing the sets (a range
+    /// over many values costs as many steps).
+    fn answers(&self, matcher: &Match) -> bool {
+        let numeric = !matches!(self.kind, IndexKind::Datetime);
+        match (&self.values, matcher) {
+            (Values::Exact(_), m) => index_keys(m).is_some(),
+            (Values::Ordered(_), Match::Range(_) | Match::Integer(_) | Match::AnyInteger(_)) => {
+                numeric
+            }
+            (Values::Ordered(_), Match::Datetime(_)) => !numeric,
+            (Values::Geo(_), Match::GeoBox { .. } | Match::GeoRadius { .. }) => true,
+            (Values::Words(_), Match::Text(w) | Match::Phrase(w)) => !w.is_empty(),
+            _ => false,
+        }
+    }
+
     fn memory_bytes(&self) -> u64 {
         let sets: Box<dyn Iterator<Item = &HashSet<PointKey>>> = match &self.values {
             Values::Exact(m) => Box::new(m.values()),
@@ -419,6 +435,12 @@ impl PayloadIndex {
     /// Keys that may match one `must` condition, for the most selective condition the index
     /// can answer: a superset of the filter's matches. `None` when no condition is indexed.
     pub fn candidates(&self, filter: &Filter) -> Option<Vec<PointKey>> {
+        self.candidates_up_to(filter, usize::MAX)
+    }
+
+    /// [`PayloadIndex::candidates`] when they are at most `max` (counted before any key is
+    /// collected); `None` otherwise.
+    pub fn candidates_up_to(&self, filter: &Filter, max: usize) -> Option<Vec<PointKey>> {
         let mut best: Option<Vec<&HashSet<PointKey>>> = None;
         let mut best_ids: Option<&HashSet<PointKey>> = None;
         let mut best_len = usize::MAX;
@@ -442,6 +464,9 @@ impl PayloadIndex {
                 best_ids = None;
             }
         }
+        if best_len > max {
+            return None;
+        }
         if let Some(ids) = best_ids {
             return Some(ids.iter().cloned().collect());
         }
@@ -454,13 +479,18 @@ impl PayloadIndex {
         Some(out)
     }
 
-    /// Whether [`PayloadIndex::candidates`] can narrow `filter`.
+    /// Whether [`PayloadIndex::candidates`] can narrow `filter` (without computing it).
     pub fn narrows(&self, filter: &Filter) -> bool {
-        let empty = HashSet::new();
-        filter
-            .must
-            .iter()
-            .any(|c| matches!(c, Condition::HasId(_)) || self.sets(c, &empty).is_some())
+        filter.must.iter().any(|c| match c {
+            Condition::HasId(_) => true,
+            Condition::Field { key, path, matcher } => {
+                self.declared
+                    .iter()
+                    .any(|d| &d.key == key && d.answers(matcher))
+                    || (path.len() == 1 && index_keys(matcher).is_some())
+            }
+            _ => false,
+        })
     }
 
     pub fn memory_bytes(&self) -> u64 {
@@ -610,6 +640,24 @@ mod tests {
         assert_eq!(cands(&must("doc.other", Match::Text(words("city")))), None);
         assert!(!ix.narrows(&must("doc.other", Match::Text(words("city")))));
         assert!(ix.narrows(&text("city")));
+        assert!(ix.narrows(&must("price", range(0.0, 1.0))));
+        assert!(ix.narrows(&must(
+            "place",
+            Match::GeoRadius {
+                center: paris,
+                meters: 5.0
+            }
+        )));
+        assert!(
+            !ix.narrows(&must("at", range(0.0, 1.0))),
+            "a datetime index takes datetimes"
+        );
+        // Counted before they are collected: over the limit, none.
+        assert_eq!(ix.candidates_up_to(&text("city"), 1), None);
+        assert_eq!(
+            nums(ix.candidates_up_to(&text("city"), 2)),
+            Some(vec![0, 1])
+        );
         // The most selective condition wins; removing a point takes it out of every index.
         let both = Filter {
             must: vec![

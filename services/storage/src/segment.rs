@@ -1198,9 +1198,11 @@ impl State {
         let mut info = SearchInfo::default();
 
         let narrow = filter.and_then(|f| {
-            self.pindex
-                .candidates(f)
-                .filter(|c| params.exact || c.len() <= tuning.exact_filter_max)
+            let max = match params.exact {
+                true => usize::MAX,
+                false => tuning.exact_filter_max,
+            };
+            self.pindex.candidates_up_to(f, max)
         });
         if let (Some(cands), Some(f)) = (narrow, filter) {
             // Few candidates: score exactly the ones that really match.
