@@ -141,6 +141,7 @@ def main():
     assert count(must=[field("day", datetime_range=common_pb2.DatetimeRange(gte="2020-01-01", lt="2020-01-08T00:00:00Z"))]) == \
         sum(1 for i in range(10_000) if i % 28 < 7)
     assert count(must=[field("words", text="SIFT 42")]) == 1
+    assert count(must=[field("words", phrase="sift small")]) == 10_000
     assert count(must=[field("words", phrase="small sift")]) == 0
     assert count(must=[field("at", geo_bounding_box=common_pb2.GeoBoundingBox(
         top_left=common_pb2.GeoPoint(lat=0, lon=0), bottom_right=common_pb2.GeoPoint(lat=-10, lon=10)))]) == \

@@ -12,91 +12,20 @@ use crate::objstore::dlq::Target;
 use akidb_proto::v1 as pb;
 use akidb_proto::v1::admin_service_server::AdminService;
 use std::sync::Arc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// Bytes of archive per `data` message.
+/// Bytes of archive per `data` message, at most.
 const CHUNK_BYTES: usize = 1 << 20;
 
-fn archive_end(sum: &crate::archive::ArchiveSum) -> pb::SnapshotArchiveEnd {
+fn archive_end(sum: &crate::fsutil::Sums) -> pb::SnapshotArchiveEnd {
     pb::SnapshotArchiveEnd {
         size_bytes: sum.size_bytes,
         sha256: sum.sha256.clone(),
     }
 }
 
-/// The archive writer's end of a download: `data` messages of [`CHUNK_BYTES`], sent as they
-/// fill (blocking while the channel is full). Fails once the receiver is gone.
-struct ChunkSink {
-    tx: tokio::sync::mpsc::Sender<Result<pb::SnapshotChunk, Status>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkSink {
-    fn send(&mut self) -> std::io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        let chunk = pb::SnapshotChunk {
-            part: Some(pb::snapshot_chunk::Part::Data(data)),
-        };
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the download was abandoned")
-        })
-    }
-}
-
-impl std::io::Write for ChunkSink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = b.len().min(CHUNK_BYTES - self.buf.len());
-        self.buf.extend_from_slice(&b[..n]);
-        if self.buf.len() == CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            self.send()
-        }
-    }
-}
-
-/// The restore's end of an upload: the `data` messages as one byte stream (blocking while
-/// none has arrived).
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    cur: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>) -> Self {
-        ChannelReader {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.cur.len() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(chunk) => {
-                    self.cur = chunk?;
-                    self.pos = 0;
-                }
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+fn chunk(part: pb::snapshot_chunk::Part) -> pb::SnapshotChunk {
+    pb::SnapshotChunk { part: Some(part) }
 }
 
 #[derive(Clone)]
@@ -206,14 +135,18 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::ListSnapshotsResponse { snapshots }))
     }
 
-    type DownloadSnapshotStream = ReceiverStream<Result<pb::SnapshotChunk, Status>>;
+    type DownloadSnapshotStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
 
-    /// The snapshot as an archive ([`crate::archive`]), written on the blocking pool into a
-    /// bounded channel: a slow reader slows the writer, a reader that goes away stops it.
+    /// The snapshot as an archive ([`crate::archive`]), written on the blocking pool into an
+    /// in-memory pipe of [`CHUNK_BYTES`] that the response reads: a slow reader slows the
+    /// writer, a reader that goes away stops it.
     async fn download_snapshot(
         &self,
         req: Request<pb::DownloadSnapshotRequest>,
     ) -> Result<Response<Self::DownloadSnapshotStream>, Status> {
+        use futures::StreamExt;
+        use pb::snapshot_chunk::Part;
         let r = req.into_inner();
         if r.create && !r.snapshot_id.is_empty() {
             return Err(StorageError::from(FieldProblem::SnapshotIdWithCreate).into());
@@ -222,35 +155,38 @@ impl AdminService for AdminApi {
             engine.snapshot_to_send(&r.collection, &r.snapshot_id, r.create)
         })
         .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let info = pb::snapshot_chunk::Part::Info(snapshot_to_pb(&m, false));
-        let _ = tx.send(Ok(pb::SnapshotChunk { part: Some(info) })).await;
+        let (writer, reader) = tokio::io::duplex(CHUNK_BYTES);
+        let writer = tokio_util::io::SyncIoBridge::new(writer);
+        // Started now (the response polls `end` only after the last byte).
         let scope = akidb_instrumentation::context::RequestScope::current();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             scope.in_scope(|| {
                 let _pin = pin;
-                let sink = ChunkSink {
-                    tx: tx.clone(),
-                    buf: Vec::with_capacity(CHUNK_BYTES),
-                };
-                let last = match crate::archive::write(&dir, sink) {
-                    Ok(sum) => Ok(pb::SnapshotChunk {
-                        part: Some(pb::snapshot_chunk::Part::End(archive_end(&sum))),
-                    }),
-                    Err(e) => Err(Status::from(e)),
-                };
-                let _ = tx.blocking_send(last);
+                crate::archive::write(&dir, writer)
             })
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let info =
+            futures::stream::once(async move { Ok(chunk(Part::Info(snapshot_to_pb(&m, false)))) });
+        let data = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK_BYTES)
+            .map(|b| Ok(chunk(Part::Data(b?.to_vec()))));
+        // The writer's end closes the pipe when the archive is written (or fails): then its
+        // sums, or its error.
+        let end = futures::stream::once(async move {
+            let sum = written
+                .await
+                .map_err(|e| StorageError::WorkerFailed(format!("worker task failed: {e}")))??;
+            Ok(chunk(Part::End(archive_end(&sum))))
+        });
+        Ok(Response::new(Box::pin(info.chain(data).chain(end))))
     }
 
-    /// The archive from the stream (or the object store) into a new collection, read on the
-    /// blocking pool as it arrives: a refused entry stops the upload at once.
+    /// The archive from the stream (read on the blocking pool as it arrives: a refused entry
+    /// stops the upload at once) or from the object store, into a new collection.
     async fn restore_snapshot(
         &self,
         req: Request<tonic::Streaming<pb::RestoreSnapshotRequest>>,
     ) -> Result<Response<pb::RestoreSnapshotResponse>, Status> {
+        use futures::StreamExt;
         use pb::restore_snapshot_request::Part;
         let mut inbound = req.into_inner();
         let start = match inbound.message().await? {
@@ -259,61 +195,39 @@ impl AdminService for AdminApi {
             }) => s,
             _ => return Err(StorageError::from(FieldProblem::RestoreStart).into()),
         };
-        crate::validate::name(&start.collection)?;
-        let sha = start.sha256.clone();
-        if !sha.is_empty() && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(StorageError::from(FieldProblem::Sha256(sha)).into());
-        }
-        let engine = self.engine.clone();
-        let (stats, m, sum) = if !start.object_key.is_empty() {
+        let pb::RestoreSnapshotStart {
+            collection,
+            sha256,
+            object_key,
+        } = start;
+        let restored = if !object_key.is_empty() {
             if inbound.message().await?.is_some() {
                 return Err(StorageError::from(FieldProblem::RestoreSource).into());
             }
-            let objects = engine
-                .objects()
-                .cloned()
-                .ok_or(StorageError::NoObjectStore)?;
-            crate::engine::blocking(move || {
-                let root = engine.options().data_dir.join("collections");
-                let file = root.join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
-                let res = objects.fetch(&start.object_key, &file).and_then(|_| {
-                    engine.restore(&start.collection, &sha, std::fs::File::open(&file)?)
-                });
-                let _ = std::fs::remove_file(&file);
-                res
+            with_engine(&self.engine, move |engine| {
+                engine.restore_from_store(&collection, &sha256, &object_key)
             })
             .await?
         } else {
-            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-            let name = start.collection.clone();
-            let task = crate::engine::blocking(move || {
-                engine.restore(&name, &sha, ChannelReader::new(rx))
+            let data = inbound.map(|m| match m {
+                Ok(pb::RestoreSnapshotRequest {
+                    part: Some(Part::Data(d)),
+                }) => Ok(bytes::Bytes::from(d)),
+                Ok(_) => Err(std::io::Error::other(
+                    "a message other than `data` came after `start`",
+                )),
+                Err(e) => Err(std::io::Error::other(format!(
+                    "the upload broke off: {}",
+                    e.message()
+                ))),
             });
-            let feed = async move {
-                loop {
-                    let msg = match inbound.message().await {
-                        Ok(None) => break,
-                        Ok(Some(pb::RestoreSnapshotRequest {
-                            part: Some(Part::Data(d)),
-                        })) => Ok(d),
-                        Ok(Some(_)) => Err(std::io::Error::other(
-                            "a message other than `data` came after `start`",
-                        )),
-                        Err(e) => Err(std::io::Error::other(format!(
-                            "the upload broke off: {}",
-                            e.message()
-                        ))),
-                    };
-                    let stop = msg.is_err();
-                    // The restore stopped reading (it refused the archive): its error answers.
-                    if tx.send(msg).await.is_err() || stop {
-                        break;
-                    }
-                }
-            };
-            let (res, ()) = tokio::join!(task, feed);
-            res?
+            let upload = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(data));
+            with_engine(&self.engine, move |engine| {
+                engine.restore(&collection, &sha256, upload)
+            })
+            .await?
         };
+        let (stats, m, sum) = restored;
         let mut info = snapshot_to_pb(&m, false);
         info.point_count = stats.point_count;
         Ok(Response::new(pb::RestoreSnapshotResponse {

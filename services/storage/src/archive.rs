@@ -13,9 +13,8 @@
 //! manifest's SHA-256 and CRC-32C as it is written. The tar crate's `unpack` is not used.
 
 use crate::error::{Result, StorageError};
-use crate::fsutil::sync_dir;
+use crate::fsutil::{Summing, Sums, sync_dir};
 use crate::snapshot::{self, MANIFEST, SnapshotFile, SnapshotManifest};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -29,64 +28,8 @@ const MAX_TRAILING_BYTES: u64 = 1 << 20;
 /// files.
 const FREE_SPACE_MARGIN: u64 = 256 << 20;
 
-/// Size and SHA-256 of a whole archive, as sent or received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveSum {
-    pub size_bytes: u64,
-    /// Lower-case hex.
-    pub sha256: String,
-}
-
-/// A writer or reader that hashes and counts what goes through it.
-pub struct Summing<T> {
-    inner: T,
-    sha: Sha256,
-    bytes: u64,
-}
-
-impl<T> Summing<T> {
-    pub fn new(inner: T) -> Self {
-        Summing {
-            inner,
-            sha: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// What went through so far, and the inner writer or reader.
-    pub fn finish(self) -> (ArchiveSum, T) {
-        let sum = ArchiveSum {
-            size_bytes: self.bytes,
-            sha256: hex::encode(self.sha.finalize()),
-        };
-        (sum, self.inner)
-    }
-}
-
-impl<W: Write> Write for Summing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Summing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// Write the snapshot in `dir` to `out` as an archive. Blocking.
-pub fn write(dir: &Path, out: impl Write) -> Result<ArchiveSum> {
+pub fn write(dir: &Path, out: impl Write) -> Result<Sums> {
     let manifest = snapshot::read_manifest(dir)?;
     let mut b = tar::Builder::new(Summing::new(out));
     b.mode(tar::HeaderMode::Deterministic);
@@ -114,7 +57,7 @@ fn refuse(problem: impl Into<String>) -> StorageError {
 /// manifest and the archive's size and SHA-256 (of every byte read, the end padding
 /// included). On an error `into` may hold part of the archive: the caller removes it.
 /// Blocking.
-pub fn unpack(input: impl Read, into: &Path) -> Result<(SnapshotManifest, ArchiveSum)> {
+pub fn unpack(input: impl Read, into: &Path) -> Result<(SnapshotManifest, Sums)> {
     fs::create_dir(into)?;
     let mut input = Summing::new(input);
     let mut archive = tar::Archive::new(&mut input);
@@ -184,12 +127,10 @@ pub fn unpack(input: impl Read, into: &Path) -> Result<(SnapshotManifest, Archiv
                 .create_new(true)
                 .open(&path)?,
         );
-        let copied =
-            io::copy(&mut e, &mut out).map_err(|err| refuse(format!("reading `{name}`: {err}")))?;
+        io::copy(&mut e, &mut out).map_err(|err| refuse(format!("reading `{name}`: {err}")))?;
         let (sum, file) = out.finish();
         file.sync_all()?;
-        let crc = crate::fsutil::file_crc(&path)?.0;
-        if copied != f.size_bytes || sum.sha256 != f.sha256 || crc != f.crc32c {
+        if sum.size_bytes != f.size_bytes || sum.sha256 != f.sha256 || sum.crc32c != f.crc32c {
             return Err(refuse(format!(
                 "`{name}` does not match its manifest's checksums"
             )));
@@ -265,6 +206,7 @@ mod tests {
     use crate::collection::{Collection, CollectionOptions};
     use crate::model::{CollectionSpec, Metric, PointKey, PointRecord};
     use crate::store::CollectionStore;
+    use sha2::Digest;
     use std::path::PathBuf;
     use tar::EntryType;
 
@@ -333,7 +275,7 @@ mod tests {
         let mut bytes = Vec::new();
         let sent = write(&src, &mut bytes).unwrap();
         assert_eq!(sent.size_bytes, bytes.len() as u64);
-        assert_eq!(sent.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(sent.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
         let into = root.path().join("restored");
         let (m, got) = unpack(&bytes[..], &into).unwrap();
         assert_eq!(got, sent);

@@ -175,12 +175,18 @@ fn quantize(spec: &CollectionSpec, data: &SegmentData, deleted: &[bool]) -> Opti
     )
 }
 
+/// Write `spec` as the spec of the collection in `dir` (atomically).
+pub fn save_spec(dir: &Path, spec: &CollectionSpec) -> Result<()> {
+    let json = serde_json::to_vec_pretty(spec).expect("spec serializes");
+    write_atomic(&dir.join(SPEC_FILE), &json)?;
+    Ok(())
+}
+
 impl Collection {
     /// Create a new, empty collection in `dir` (which must not exist yet).
     pub fn create(dir: &Path, spec: CollectionSpec, opts: CollectionOptions) -> Result<Arc<Self>> {
         fs::create_dir_all(dir)?;
-        let json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
-        write_atomic(&dir.join(SPEC_FILE), &json)?;
+        save_spec(dir, &spec)?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }

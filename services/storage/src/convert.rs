@@ -599,4 +599,56 @@ mod tests {
             tonic::Code::InvalidArgument
         );
     }
+
+    /// Declared payload indexes: each kind converts and back; an unknown kind, an empty or
+    /// malformed key and more than 32 indexes are refused.
+    #[test]
+    fn payload_indexes_convert_and_bad_ones_are_refused() {
+        use pb::PayloadIndexKind as P;
+        let req = |indexes: Vec<(&str, i32)>| pb::CreateCollectionRequest {
+            name: "c".into(),
+            dimension: 4,
+            metric: pb::Metric::Cosine as i32,
+            payload_indexes: indexes
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..Default::default()
+        };
+        let all = [
+            P::PayloadIndexKeyword,
+            P::PayloadIndexInteger,
+            P::PayloadIndexFloat,
+            P::PayloadIndexBool,
+            P::PayloadIndexDatetime,
+            P::PayloadIndexGeo,
+            P::PayloadIndexText,
+        ];
+        for kind in all {
+            let spec = spec_from_pb(&req(vec![("a.b", kind as i32)])).unwrap();
+            crate::validate::spec(&spec).unwrap();
+            assert_eq!(index_kind_to_pb(spec.payload_indexes["a.b"]), kind);
+        }
+        let refused = |r: pb::CreateCollectionRequest| {
+            let err = spec_from_pb(&r)
+                .and_then(|spec| crate::validate::spec(&spec))
+                .unwrap_err();
+            assert_eq!(
+                tonic::Status::from(err).code(),
+                tonic::Code::InvalidArgument
+            );
+        };
+        refused(req(vec![("a", 0)]));
+        refused(req(vec![("a", 99)]));
+        for key in ["", "a..b", ".a", "a."] {
+            refused(req(vec![(key, P::PayloadIndexText as i32)]));
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("f{i}")).collect();
+        refused(req(many
+            .iter()
+            .map(|k| (k.as_str(), P::PayloadIndexFloat as i32))
+            .collect()));
+        let ok: Vec<(&str, i32)> = many[..32].iter().map(|k| (k.as_str(), 3)).collect();
+        crate::validate::spec(&spec_from_pb(&req(ok)).unwrap()).unwrap();
+    }
 }

@@ -1,5 +1,6 @@
 //! The file-system steps every durable write shares, written once: an atomic file write, a
-//! directory sync, a file's checksum, and the wall clock in milliseconds.
+//! directory sync, a file's checksum (read back, or kept as it is written or read:
+//! [`Summing`]), free space, and the wall clock in milliseconds.
 //!
 //! Every small state file (collection spec, tier record, snapshot manifest, DLQ record,
 //! downloaded object) is written through [`write_atomic`]; every rename or new directory entry
@@ -34,6 +35,75 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// What went through a [`Summing`] writer or reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sums {
+    pub size_bytes: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+    pub crc32c: u32,
+}
+
+/// A writer or reader that keeps the size, SHA-256 and CRC-32C of what goes through it (the
+/// checksums a snapshot manifest lists), so that a file is checksummed as it is written or
+/// read, not read again.
+pub struct Summing<T> {
+    inner: T,
+    sha: sha2::Sha256,
+    crc: u32,
+    size: u64,
+}
+
+impl<T> Summing<T> {
+    pub fn new(inner: T) -> Self {
+        use sha2::Digest;
+        Summing {
+            inner,
+            sha: sha2::Sha256::new(),
+            crc: 0,
+            size: 0,
+        }
+    }
+
+    fn add(&mut self, b: &[u8]) {
+        use sha2::Digest;
+        self.sha.update(b);
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.size += b.len() as u64;
+    }
+
+    /// What went through so far, and the inner writer or reader.
+    pub fn finish(self) -> (Sums, T) {
+        use sha2::Digest;
+        let sums = Sums {
+            size_bytes: self.size,
+            sha256: hex::encode(self.sha.finalize()),
+            crc32c: self.crc,
+        };
+        (sums, self.inner)
+    }
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.add(&b[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Summing<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.add(&b[..n]);
+        Ok(n)
+    }
 }
 
 /// Whether `name` is a temp file [`write_atomic`] left behind (a crash before its rename).

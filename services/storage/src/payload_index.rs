@@ -16,7 +16,9 @@
 //! top-level `must` condition the index covers: a superset of the matches, each still checked
 //! against the whole filter.
 
-use crate::filter::{Condition, EARTH_RADIUS_M, Filter, GeoPoint, Match, as_integer, lookup};
+use crate::filter::{
+    Condition, EARTH_RADIUS_M, Filter, GeoPoint, Match, as_integer, lookup, parse_datetime, words,
+};
 use crate::model::{IndexKind, Payload, PointKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -71,24 +73,41 @@ fn index_keys(matcher: &Match) -> Option<Vec<IKey>> {
     (!iks.iter().any(long)).then_some(iks)
 }
 
-/// An `f64` as a `u64` of the same order (negative numbers below positive ones).
+/// An `f64` as a `u64` of the same order (negative numbers below positive ones; -0 is 0, so
+/// that values and bounds compare as the floats do).
 fn ordered(x: f64) -> u64 {
-    let b = x.to_bits();
+    let b = if x == 0.0 { 0.0f64 } else { x }.to_bits();
     if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
 
 type Postings<K> = HashMap<K, HashSet<PointKey>>;
 type Ordered = BTreeMap<u64, HashSet<PointKey>>;
 
-/// One declared index's values.
+/// Add `key` to the posting of `k` in `map` (a [`Postings`] or an [`Ordered`]), or remove it
+/// (a posting left empty goes).
+macro_rules! change {
+    ($map:expr, $k:expr, $key:expr, $add:expr) => {{
+        let (map, k, key) = ($map, $k, $key);
+        if $add {
+            map.entry(k).or_default().insert(key.clone());
+        } else if let Some(set) = map.get_mut(&k) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(&k);
+            }
+        }
+    }};
+}
+
+/// One declared index: its values, by kind (integer and float alike: numbers; keyword and
+/// bool alike: exact values).
 enum Values {
-    /// `keyword`, `bool`.
     Exact(Postings<IKey>),
-    /// `integer`, `float`, `datetime` (microseconds since the epoch): by [`ordered`] value.
-    Ordered(Ordered),
-    /// `geo`: by [`ordered`] latitude.
+    Numbers(Ordered),
+    /// Microseconds since the epoch.
+    Dates(Ordered),
+    /// Latitudes.
     Geo(Ordered),
-    /// `text`: by word.
     Words(Postings<String>),
 }
 
@@ -99,140 +118,125 @@ struct Declared {
     values: Values,
 }
 
-/// What one declared index holds of a payload value (an array: of each element).
-enum Keys {
-    Exact(Vec<IKey>),
-    Ordered(Vec<u64>),
-    Words(Vec<String>),
+/// What a condition reads in one declared index, decided without reading it.
+enum Lookup<'a> {
+    /// An index of no point has no postings map.
+    Exact(Option<&'a Postings<IKey>>, Vec<IKey>),
+    /// Ranges of [`ordered`] values: numbers, dates or latitudes.
+    Ranges(&'a Ordered, Vec<(Bound<f64>, Bound<f64>)>),
+    /// Every word must be there: the rarest word's points hold every match.
+    Words(&'a Postings<String>, &'a [String]),
+}
+
+impl<'a> Lookup<'a> {
+    /// The posting sets that together hold every point the condition may match.
+    fn sets(self, empty: &'a HashSet<PointKey>) -> Vec<&'a HashSet<PointKey>> {
+        match self {
+            Lookup::Exact(m, iks) => iks
+                .iter()
+                .map(|ik| m.and_then(|m| m.get(ik)).unwrap_or(empty))
+                .collect(),
+            Lookup::Ranges(m, ranges) => ranges
+                .iter()
+                .filter(|(lo, hi)| not_empty(*lo, *hi))
+                .flat_map(|(lo, hi)| m.range((lo.map(ordered), hi.map(ordered))).map(|(_, s)| s))
+                .collect(),
+            Lookup::Words(m, words) => words
+                .iter()
+                .map(|w| m.get(w).unwrap_or(empty))
+                .min_by_key(|s| s.len())
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// Whether a range holds any value (`BTreeMap::range` refuses one that cannot).
+fn not_empty(lo: Bound<f64>, hi: Bound<f64>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+        _ => true,
+    }
+}
+
+/// The tighter of two lower (or, with `upper`, upper) bounds of a filter's range.
+fn bound(strict: Option<f64>, or_equal: Option<f64>, upper: bool) -> Bound<f64> {
+    let strict_is_tighter = |a: f64, b: f64| if upper { a <= b } else { a >= b };
+    match (strict, or_equal) {
+        (Some(a), Some(b)) if strict_is_tighter(a, b) => Bound::Excluded(a),
+        (_, Some(b)) => Bound::Included(b),
+        (Some(a), None) => Bound::Excluded(a),
+        (None, None) => Bound::Unbounded,
+    }
 }
 
 impl Declared {
-    fn keys(&self, payload: &Payload) -> Option<Keys> {
-        let v = lookup(payload, &self.path)?;
-        let items: Vec<&Value> = match v {
-            Value::Array(a) => a.iter().collect(),
-            v => vec![v],
-        };
-        Some(match self.kind {
-            IndexKind::Keyword | IndexKind::Bool => {
-                let mut out = Vec::new();
-                items.iter().for_each(|v| ikeys(v, &mut out));
-                Keys::Exact(out)
-            }
-            IndexKind::Integer | IndexKind::Float => Keys::Ordered(
-                items
-                    .iter()
-                    .filter_map(|v| v.as_f64())
-                    .map(ordered)
-                    .collect(),
-            ),
-            IndexKind::Datetime => Keys::Ordered(
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().and_then(crate::filter::parse_datetime))
-                    .map(|t| ordered(t as f64))
-                    .collect(),
-            ),
-            IndexKind::Geo => Keys::Ordered(
-                items
-                    .iter()
-                    .filter_map(|v| GeoPoint::from_value(v))
-                    .map(|p| ordered(p.lat))
-                    .collect(),
-            ),
-            IndexKind::Text => {
-                let mut w: Vec<String> = items
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .flat_map(crate::filter::words)
-                    .collect();
-                w.sort_unstable();
-                w.dedup();
-                Keys::Words(w)
-            }
-        })
-    }
-
+    /// Take `key`'s payload values into the index (`add`), or out of it.
     fn apply(&mut self, key: &PointKey, payload: &Payload, add: bool) {
-        fn change<K>(map: &mut impl PostingMap<K>, ks: Vec<K>, key: &PointKey, add: bool) {
-            for k in ks {
-                map.change(k, key, add);
-            }
-        }
-        let Some(keys) = self.keys(payload) else {
+        let Some(v) = lookup(payload, &self.path) else {
             return;
         };
-        match (&mut self.values, keys) {
-            (Values::Exact(m), Keys::Exact(ks)) => change(m, ks, key, add),
-            (Values::Ordered(m) | Values::Geo(m), Keys::Ordered(ks)) => change(m, ks, key, add),
-            (Values::Words(m), Keys::Words(ks)) => change(m, ks, key, add),
-            _ => unreachable!("a declared index's keys are of its kind"),
+        let items = match v {
+            Value::Array(a) => a.as_slice(),
+            v => std::slice::from_ref(v),
+        };
+        match &mut self.values {
+            Values::Exact(m) => {
+                let mut iks = Vec::new();
+                ikeys(v, &mut iks);
+                for ik in iks {
+                    change!(&mut *m, ik, key, add);
+                }
+            }
+            Values::Numbers(m) => {
+                for x in items.iter().filter_map(Value::as_f64) {
+                    change!(&mut *m, ordered(x), key, add);
+                }
+            }
+            Values::Dates(m) => {
+                let dates = items
+                    .iter()
+                    .filter_map(|v| v.as_str().and_then(parse_datetime));
+                for t in dates {
+                    change!(&mut *m, ordered(t as f64), key, add);
+                }
+            }
+            Values::Geo(m) => {
+                for p in items.iter().filter_map(GeoPoint::from_value) {
+                    change!(&mut *m, ordered(p.lat), key, add);
+                }
+            }
+            Values::Words(m) => {
+                for w in items.iter().filter_map(Value::as_str).flat_map(words) {
+                    change!(&mut *m, w, key, add);
+                }
+            }
         }
     }
 
-    /// The posting sets that together hold every point `matcher` may match; `None` when this
-    /// index cannot answer it.
-    fn sets<'a>(
-        &'a self,
-        matcher: &Match,
-        empty: &'a HashSet<PointKey>,
-    ) -> Option<Vec<&'a HashSet<PointKey>>> {
-        let range =
-            |m: &'a Ordered, lo: Bound<f64>, hi: Bound<f64>| -> Vec<&'a HashSet<PointKey>> {
-                let lo = lo.map(ordered);
-                let hi = hi.map(ordered);
-                let (a, b) = match (lo, hi) {
-                    (
-                        Bound::Included(a) | Bound::Excluded(a),
-                        Bound::Included(b) | Bound::Excluded(b),
-                    ) => (a, b),
-                    _ => (0, 1),
-                };
-                let empty_range = a > b
-                    || (a == b
-                        && (matches!(lo, Bound::Excluded(_)) || matches!(hi, Bound::Excluded(_))));
-                if empty_range {
-                    return Vec::new();
-                }
-                m.range((lo, hi)).map(|(_, s)| s).collect()
-            };
-        let lower = |gt: Option<f64>, gte: Option<f64>| match (gt, gte) {
-            (Some(a), Some(b)) if a >= b => Bound::Excluded(a),
-            (_, Some(b)) => Bound::Included(b),
-            (Some(a), None) => Bound::Excluded(a),
-            (None, None) => Bound::Unbounded,
-        };
-        let upper = |lt: Option<f64>, lte: Option<f64>| match (lt, lte) {
-            (Some(a), Some(b)) if a <= b => Bound::Excluded(a),
-            (_, Some(b)) => Bound::Included(b),
-            (Some(a), None) => Bound::Excluded(a),
-            (None, None) => Bound::Unbounded,
-        };
-        match (&self.values, matcher) {
-            (Values::Exact(m), _) => {
-                let iks = index_keys(matcher)?;
-                Some(iks.iter().map(|ik| m.get(ik).unwrap_or(empty)).collect())
+    /// What `matcher` reads here; `None` when this index cannot answer it.
+    fn lookup<'a>(&'a self, matcher: &'a Match) -> Option<Lookup<'a>> {
+        let one = |x: f64| (Bound::Included(x), Bound::Included(x));
+        Some(match (&self.values, matcher) {
+            (Values::Exact(m), _) => Lookup::Exact(Some(m), index_keys(matcher)?),
+            (Values::Numbers(m), Match::Range(r)) => Lookup::Ranges(
+                m,
+                vec![(bound(r.gt, r.gte, false), bound(r.lt, r.lte, true))],
+            ),
+            (Values::Numbers(m), Match::Integer(i)) => Lookup::Ranges(m, vec![one(*i as f64)]),
+            (Values::Numbers(m), Match::AnyInteger(set)) => {
+                Lookup::Ranges(m, set.iter().map(|i| one(*i as f64)).collect())
             }
-            (Values::Ordered(m), Match::Range(r)) if self.kind != IndexKind::Datetime => {
-                Some(range(m, lower(r.gt, r.gte), upper(r.lt, r.lte)))
-            }
-            (Values::Ordered(m), Match::Integer(i)) if self.kind != IndexKind::Datetime => {
-                let x = *i as f64;
-                Some(range(m, Bound::Included(x), Bound::Included(x)))
-            }
-            (Values::Ordered(m), Match::AnyInteger(set)) if self.kind != IndexKind::Datetime => {
-                Some(
-                    set.iter()
-                        .flat_map(|i| {
-                            let x = *i as f64;
-                            range(m, Bound::Included(x), Bound::Included(x))
-                        })
-                        .collect(),
-                )
-            }
-            (Values::Ordered(m), Match::Datetime(r)) if self.kind == IndexKind::Datetime => {
+            (Values::Dates(m), Match::Datetime(r)) => {
                 let f = |b: Option<i64>| b.map(|t| t as f64);
-                Some(range(m, lower(f(r.gt), f(r.gte)), upper(f(r.lt), f(r.lte))))
+                Lookup::Ranges(
+                    m,
+                    vec![(
+                        bound(f(r.gt), f(r.gte), false),
+                        bound(f(r.lt), f(r.lte), true),
+                    )],
+                )
             }
             (
                 Values::Geo(m),
@@ -240,94 +244,46 @@ impl Declared {
                     top_left,
                     bottom_right,
                 },
-            ) => Some(range(
+            ) => Lookup::Ranges(
                 m,
-                Bound::Included(bottom_right.lat),
-                Bound::Included(top_left.lat),
-            )),
+                vec![(
+                    Bound::Included(bottom_right.lat),
+                    Bound::Included(top_left.lat),
+                )],
+            ),
             (Values::Geo(m), Match::GeoRadius { center, meters }) => {
                 // The band of latitudes the circle spans (a degree of latitude is the same
                 // length everywhere on the sphere), widened a little for rounding.
                 let deg = meters / (EARTH_RADIUS_M * std::f64::consts::PI / 180.0) + 1e-9;
-                Some(range(
+                Lookup::Ranges(
                     m,
-                    Bound::Included((center.lat - deg).max(-90.0)),
-                    Bound::Included((center.lat + deg).min(90.0)),
-                ))
+                    vec![(
+                        Bound::Included((center.lat - deg).max(-90.0)),
+                        Bound::Included((center.lat + deg).min(90.0)),
+                    )],
+                )
             }
-            (Values::Words(m), Match::Text(words) | Match::Phrase(words)) => {
-                // Every word must be there: the rarest word's points hold every match.
-                let rarest = words
-                    .iter()
-                    .map(|w| m.get(w).unwrap_or(empty))
-                    .min_by_key(|s| s.len())?;
-                Some(vec![rarest])
+            (Values::Words(m), Match::Text(w) | Match::Phrase(w)) if !w.is_empty() => {
+                Lookup::Words(m, w)
             }
-            _ => None,
-        }
-    }
-
-    /// Whether [`Declared::sets`] answers `matcher`, without computing the sets (a range
-    /// over many values costs as many steps).
-    fn answers(&self, matcher: &Match) -> bool {
-        let numeric = !matches!(self.kind, IndexKind::Datetime);
-        match (&self.values, matcher) {
-            (Values::Exact(_), m) => index_keys(m).is_some(),
-            (Values::Ordered(_), Match::Range(_) | Match::Integer(_) | Match::AnyInteger(_)) => {
-                numeric
-            }
-            (Values::Ordered(_), Match::Datetime(_)) => !numeric,
-            (Values::Geo(_), Match::GeoBox { .. } | Match::GeoRadius { .. }) => true,
-            (Values::Words(_), Match::Text(w) | Match::Phrase(w)) => !w.is_empty(),
-            _ => false,
-        }
+            _ => return None,
+        })
     }
 
     fn memory_bytes(&self) -> u64 {
         let sets: Box<dyn Iterator<Item = &HashSet<PointKey>>> = match &self.values {
             Values::Exact(m) => Box::new(m.values()),
-            Values::Ordered(m) | Values::Geo(m) => Box::new(m.values()),
+            Values::Numbers(m) | Values::Dates(m) | Values::Geo(m) => Box::new(m.values()),
             Values::Words(m) => Box::new(m.values()),
         };
         sets.map(|s| s.len() as u64 * 48 + 64).sum()
     }
 }
 
-/// A map from index keys to the points holding them.
-trait PostingMap<K> {
-    fn change(&mut self, k: K, key: &PointKey, add: bool);
-}
-
-impl<K: std::hash::Hash + Eq> PostingMap<K> for Postings<K> {
-    fn change(&mut self, k: K, key: &PointKey, add: bool) {
-        if add {
-            self.entry(k).or_default().insert(key.clone());
-        } else if let Some(set) = self.get_mut(&k) {
-            set.remove(key);
-            if set.is_empty() {
-                self.remove(&k);
-            }
-        }
-    }
-}
-
-impl PostingMap<u64> for Ordered {
-    fn change(&mut self, k: u64, key: &PointKey, add: bool) {
-        if add {
-            self.entry(k).or_default().insert(key.clone());
-        } else if let Some(set) = self.get_mut(&k) {
-            set.remove(key);
-            if set.is_empty() {
-                self.remove(&k);
-            }
-        }
-    }
-}
-
 /// Payload values → the live points holding them (see the module documentation).
 #[derive(Default)]
 pub struct PayloadIndex {
-    fields: HashMap<String, HashMap<IKey, HashSet<PointKey>>>,
+    fields: HashMap<String, Postings<IKey>>,
     declared: Vec<Declared>,
 }
 
@@ -344,9 +300,8 @@ impl PayloadIndex {
                     kind,
                     values: match kind {
                         IndexKind::Keyword | IndexKind::Bool => Values::Exact(HashMap::new()),
-                        IndexKind::Integer | IndexKind::Float | IndexKind::Datetime => {
-                            Values::Ordered(BTreeMap::new())
-                        }
+                        IndexKind::Integer | IndexKind::Float => Values::Numbers(BTreeMap::new()),
+                        IndexKind::Datetime => Values::Dates(BTreeMap::new()),
                         IndexKind::Geo => Values::Geo(BTreeMap::new()),
                         IndexKind::Text => Values::Words(HashMap::new()),
                     },
@@ -375,7 +330,7 @@ impl PayloadIndex {
             }
             let f = self.fields.entry(field.clone()).or_default();
             for ik in buf.drain(..) {
-                f.entry(ik).or_default().insert(key.clone());
+                change!(&mut *f, ik, key, true);
             }
         }
         for d in &mut self.declared {
@@ -392,7 +347,7 @@ impl PayloadIndex {
                 continue;
             };
             for ik in buf.drain(..) {
-                f.change(ik, key, false);
+                change!(&mut *f, ik, key, false);
             }
             if f.is_empty() {
                 self.fields.remove(field);
@@ -403,12 +358,9 @@ impl PayloadIndex {
         }
     }
 
-    /// The posting sets of one condition, when some part of the index answers it.
-    fn sets<'a>(
-        &'a self,
-        c: &Condition,
-        empty: &'a HashSet<PointKey>,
-    ) -> Option<Vec<&'a HashSet<PointKey>>> {
+    /// What one condition reads in the index (a declared index first, then the implicit
+    /// one), when some part of it answers the condition; decided without reading it.
+    fn lookup<'a>(&'a self, c: &'a Condition) -> Option<Lookup<'a>> {
         let Condition::Field { key, path, matcher } = c else {
             return None;
         };
@@ -416,20 +368,14 @@ impl PayloadIndex {
             .declared
             .iter()
             .filter(|d| &d.key == key)
-            .find_map(|d| d.sets(matcher, empty));
+            .find_map(|d| d.lookup(matcher));
         if declared.is_some() {
             return declared;
         }
-        if path.len() != 1 {
+        let [field] = path.as_slice() else {
             return None;
-        }
-        let iks = index_keys(matcher)?;
-        let f = self.fields.get(&path[0]);
-        Some(
-            iks.iter()
-                .map(|ik| f.and_then(|f| f.get(ik)).unwrap_or(empty))
-                .collect(),
-        )
+        };
+        Some(Lookup::Exact(self.fields.get(field), index_keys(matcher)?))
     }
 
     /// Keys that may match one `must` condition, for the most selective condition the index
@@ -454,9 +400,10 @@ impl PayloadIndex {
                 }
                 continue;
             }
-            let Some(sets) = self.sets(c, &empty) else {
+            let Some(lookup) = self.lookup(c) else {
                 continue;
             };
+            let sets = lookup.sets(&empty);
             let n: usize = sets.iter().map(|s| s.len()).sum();
             if n < best_len {
                 best_len = n;
@@ -479,18 +426,12 @@ impl PayloadIndex {
         Some(out)
     }
 
-    /// Whether [`PayloadIndex::candidates`] can narrow `filter` (without computing it).
+    /// Whether [`PayloadIndex::candidates`] can narrow `filter` (without reading the index).
     pub fn narrows(&self, filter: &Filter) -> bool {
-        filter.must.iter().any(|c| match c {
-            Condition::HasId(_) => true,
-            Condition::Field { key, path, matcher } => {
-                self.declared
-                    .iter()
-                    .any(|d| &d.key == key && d.answers(matcher))
-                    || (path.len() == 1 && index_keys(matcher).is_some())
-            }
-            _ => false,
-        })
+        filter
+            .must
+            .iter()
+            .any(|c| matches!(c, Condition::HasId(_)) || self.lookup(c).is_some())
     }
 
     pub fn memory_bytes(&self) -> u64 {
@@ -601,6 +542,24 @@ mod tests {
             Some(vec![]),
             "an empty range"
         );
+        // -0 is 0, in values and in bounds alike.
+        let mut zero = index();
+        zero.insert(
+            &PointKey::Num(9),
+            json!({"price": -0.0}).as_object().unwrap(),
+        );
+        let at_zero = |gte: f64, lte: f64| {
+            nums(zero.candidates(&must(
+                "price",
+                Match::Range(Bounds {
+                    gte: Some(gte),
+                    lte: Some(lte),
+                    ..Default::default()
+                }),
+            )))
+        };
+        assert_eq!(at_zero(0.0, -0.0), Some(vec![9]));
+        assert_eq!(at_zero(-0.0, 0.0), Some(vec![9]));
         assert_eq!(cands(&must("n", Match::Integer(7))), Some(vec![1]));
         assert_eq!(
             cands(&must("n", Match::AnyInteger([3, 1].into()))),

@@ -411,7 +411,7 @@ impl Sealed {
 }
 
 /// Points of a sealed segment sampled to estimate how many a filter the payload index cannot
-/// narrow keeps ([`State::search`]'s choice between the graph and a scan).
+/// narrow keeps (what decides between walking a sealed segment's graph and scanning it).
 const FILTER_SAMPLE: usize = 256;
 
 /// How many of a segment's `slots` pass `accept`, estimated from [`FILTER_SAMPLE`] slots
@@ -1198,9 +1198,10 @@ impl State {
         let mut info = SearchInfo::default();
 
         let narrow = filter.and_then(|f| {
-            let max = match params.exact {
-                true => usize::MAX,
-                false => tuning.exact_filter_max,
+            let max = if params.exact {
+                usize::MAX
+            } else {
+                tuning.exact_filter_max
             };
             self.pindex.candidates_up_to(f, max)
         });
@@ -1223,6 +1224,8 @@ impl State {
             return (self.hits(top, params), info);
         }
 
+        // A filter the payload index cannot narrow is sampled in each sealed segment.
+        let sample = filter.is_some_and(|f| !self.pindex.narrows(f));
         let alive = &self.app.alive;
         info.points_exact += self.scan(
             &mut top,
@@ -1238,7 +1241,7 @@ impl State {
         let parts = self.split_for_search(tuning.search_threads.min(cores() / running.count));
         if parts.len() <= 1 {
             for (&seg, sealed) in &self.sealed {
-                self.search_sealed(&mut top, &mut info, q, params, tuning, seg, sealed);
+                self.search_sealed(&mut top, &mut info, q, params, tuning, seg, sealed, sample);
             }
         } else {
             // Several large segments: searched in parallel, one part on this thread and the
@@ -1254,14 +1257,16 @@ impl State {
                     scope.spawn(move |_| {
                         for &(seg, sealed) in part {
                             self.search_sealed(
-                                &mut out.0, &mut out.1, q, params, tuning, seg, sealed,
+                                &mut out.0, &mut out.1, q, params, tuning, seg, sealed, sample,
                             );
                         }
                     });
                 }
                 let out = &mut first[0];
                 for &(seg, sealed) in &parts[0] {
-                    self.search_sealed(&mut out.0, &mut out.1, q, params, tuning, seg, sealed);
+                    self.search_sealed(
+                        &mut out.0, &mut out.1, q, params, tuning, seg, sealed, sample,
+                    );
                 }
             });
             for (part_top, part_info) in outs {
@@ -1286,6 +1291,7 @@ impl State {
         tuning: &SearchTuning,
         seg: u64,
         s: &Sealed,
+        sample: bool,
     ) {
         let metric = self.spec.metric;
         let k = params.k;
@@ -1349,9 +1355,7 @@ impl State {
                 // few of this segment's points, scoring those exactly is cheaper than a
                 // filtered walk and finds the true nearest (a walk through few accepted
                 // nodes misses some).
-                if !self.pindex.narrows(f)
-                    && estimate_kept(s.data.len(), &accept) <= tuning.exact_filter_max
-                {
+                if sample && estimate_kept(s.data.len(), &accept) <= tuning.exact_filter_max {
                     info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
                     return;
                 }

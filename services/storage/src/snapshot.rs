@@ -18,7 +18,7 @@
 //! `.tmp-` prefix is always complete. Ids sort by sequence number.
 
 use crate::error::{Result, StorageError};
-use crate::fsutil::{file_crc, now_ms, sync_dir};
+use crate::fsutil::{Summing, file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::quantize::Codes;
@@ -281,27 +281,6 @@ pub fn prune(
     Ok(n)
 }
 
-/// A writer that keeps the size, sha256 and crc32c of what went through it.
-struct Summing<W: Write> {
-    w: W,
-    size: u64,
-    sha: Sha256,
-    crc: u32,
-}
-
-impl<W: Write> Write for Summing<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.w.write(b)?;
-        self.size += n as u64;
-        self.sha.update(&b[..n]);
-        self.crc = crc32c::crc32c_append(self.crc, &b[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush()
-    }
-}
-
 /// Write segment `data` to `path` (fsynced) as a stream; returns its manifest entry.
 fn write_segment(
     path: &Path,
@@ -310,21 +289,19 @@ fn write_segment(
     deleted: &[bool],
     dim: usize,
 ) -> Result<SnapshotFile> {
-    let mut w = Summing {
-        w: std::io::BufWriter::with_capacity(64 * 1024, File::create(path)?),
-        size: 0,
-        sha: Sha256::new(),
-        crc: 0,
-    };
+    let mut w = Summing::new(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        File::create(path)?,
+    ));
     encode_segment(&mut w, data, deleted, dim)?;
     w.flush()?;
-    let Summing { w, size, sha, crc } = w;
+    let (sums, w) = w.finish();
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(SnapshotFile {
         name,
-        size_bytes: size,
-        sha256: hex::encode(sha.finalize()),
-        crc32c: crc,
+        size_bytes: sums.size_bytes,
+        sha256: sums.sha256,
+        crc32c: sums.crc32c,
     })
 }
 

@@ -2,10 +2,10 @@
 //! reaches a collection ([`Engine::lookup`], which resolves an alias).
 
 use super::{DELETED_PREFIX, Engine};
-use crate::archive::{self, ArchiveSum};
+use crate::archive;
 use crate::collection::{Collection, SPEC_FILE, SnapshotPin};
-use crate::error::{Result, StorageError};
-use crate::fsutil::{sync_dir, write_atomic};
+use crate::error::{FieldProblem, Result, StorageError};
+use crate::fsutil::{Sums, sync_dir, write_atomic};
 use crate::model::{CollectionSpec, CollectionStats, Tier};
 use crate::snapshot::{self, MANIFEST, SnapshotManifest};
 use crate::store::CollectionStore;
@@ -189,17 +189,29 @@ impl Engine {
         validate::spec(&spec)?;
         self.check_ready()?;
         let _d = self.ddl.lock();
-        self.check_free(&spec.name)?;
-        let dir = self.collections_dir().join(&spec.name);
+        let dir = self.new_dir(&spec.name)?;
+        let c = Collection::create(&dir, spec, self.opts.collection)?;
+        self.add_hot(&c)
+    }
+
+    /// The directory of a new collection `name` (the caller holds the DDL lock): the name
+    /// free, a directory a crash left under it removed.
+    fn new_dir(&self, name: &str) -> Result<PathBuf> {
+        self.check_free(name)?;
+        let dir = self.collections_dir().join(name);
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
         }
-        let c = Collection::create(&dir, spec.clone(), self.opts.collection)?;
-        self.attach_builder(&c);
+        Ok(dir)
+    }
+
+    /// A new collection, loaded, into the catalog as hot (the caller holds the DDL lock).
+    fn add_hot(&self, c: &Arc<Collection>) -> Result<CollectionStats> {
+        self.attach_builder(c);
         let stats = c.stats();
-        let slot = Slot::hot(c, spec.pinned);
+        let slot = Slot::hot(c.clone(), c.spec().pinned);
         slot.persist()?;
-        self.collections.write().insert(spec.name, slot);
+        self.collections.write().insert(c.spec().name.clone(), slot);
         self.refresh_gauges();
         Ok(stats)
     }
@@ -285,10 +297,48 @@ impl Engine {
         name: &str,
         expected_sha256: &str,
         input: impl Read,
-    ) -> Result<(CollectionStats, SnapshotManifest, ArchiveSum)> {
+    ) -> Result<(CollectionStats, SnapshotManifest, Sums)> {
+        self.check_restore(name, expected_sha256)?;
+        self.restore_checked(name, expected_sha256, input)
+    }
+
+    /// [`Engine::restore`] from the archive at `key` in the object store (fetched into a
+    /// temp file under the collections directory first, removed after).
+    pub fn restore_from_store(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+        key: &str,
+    ) -> Result<(CollectionStats, SnapshotManifest, Sums)> {
+        self.check_restore(name, expected_sha256)?;
+        let objects = self.objects().ok_or(StorageError::NoObjectStore)?;
+        let file = self
+            .collections_dir()
+            .join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let res = objects
+            .fetch(key, &file)
+            .and_then(|_| self.restore_checked(name, expected_sha256, fs::File::open(&file)?));
+        let _ = fs::remove_file(&file);
+        res
+    }
+
+    /// What a restore checks before it reads anything.
+    fn check_restore(&self, name: &str, expected_sha256: &str) -> Result<()> {
         validate::name(name)?;
+        let sha = expected_sha256;
+        if !sha.is_empty() && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(FieldProblem::Sha256(sha.to_string()).into());
+        }
         self.check_ready()?;
-        self.check_free(name)?;
+        self.check_free(name)
+    }
+
+    fn restore_checked(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+        input: impl Read,
+    ) -> Result<(CollectionStats, SnapshotManifest, Sums)> {
         let root = self.collections_dir();
         let tmp = root.join(format!(".restore-{}.tmp", uuid::Uuid::new_v4().simple()));
         let res = self.restore_into(&tmp, name, expected_sha256, input);
@@ -305,7 +355,7 @@ impl Engine {
         name: &str,
         expected_sha256: &str,
         input: impl Read,
-    ) -> Result<(CollectionStats, SnapshotManifest, ArchiveSum)> {
+    ) -> Result<(CollectionStats, SnapshotManifest, Sums)> {
         fs::create_dir(tmp)?;
         let incoming = tmp.join("incoming");
         let (mut m, sum) = archive::unpack(input, &incoming)?;
@@ -333,27 +383,16 @@ impl Engine {
         fs::create_dir(&snaps)?;
         fs::rename(&incoming, snaps.join(&m.id))?;
         sync_dir(&snaps)?;
-        let json = serde_json::to_vec_pretty(&spec).expect("spec serializes");
-        write_atomic(&tmp.join(SPEC_FILE), &json)?;
-        let root = self.collections_dir();
-        let _d = self.ddl.lock();
-        self.check_free(name)?;
-        let dir = root.join(name);
-        if dir.exists() {
-            fs::remove_dir_all(&dir)?;
-        }
+        crate::collection::save_spec(tmp, &spec)?;
+        let d = self.ddl.lock();
+        let dir = self.new_dir(name)?;
         fs::rename(tmp, &dir)?;
-        sync_dir(&root)?;
+        sync_dir(&self.collections_dir())?;
         let c = Collection::open(&dir, self.opts.collection, |_, _| {}).inspect_err(|_| {
             let _ = fs::remove_dir_all(&dir);
         })?;
-        self.attach_builder(&c);
-        let stats = c.stats();
-        let slot = Slot::hot(c.clone(), spec.pinned);
-        slot.persist()?;
-        self.collections.write().insert(name.to_string(), slot);
-        drop(_d);
-        self.refresh_gauges();
+        let stats = self.add_hot(&c)?;
+        drop(d);
         self.upload_snapshot(&c, &m.id);
         tracing::info!(collection = %name, snapshot = %m.id, points = stats.point_count, bytes = sum.size_bytes, "collection restored from a snapshot archive");
         Ok((stats, m, sum))
