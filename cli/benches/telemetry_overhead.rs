@@ -172,6 +172,7 @@ async fn load(s: &Stack) {
                             id: Some(pb::PointId::num((c * per_batch + j) as u64)),
                             vector: v.clone(),
                             payload: None,
+                            ..Default::default()
                         })
                         .collect(),
                 }),

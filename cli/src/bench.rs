@@ -314,6 +314,7 @@ pub async fn bench(g: &Global, a: BenchArgs) -> anyhow::Result<()> {
                         id: Some(pb::PointId::num((bi * a.batch_size + j) as u64)),
                         vector: v.clone(),
                         payload: None,
+                        ..Default::default()
                     })
                     .collect(),
             })

@@ -229,6 +229,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     shards,
                     replication,
                     payload_indexes,
+                    ..Default::default()
                 }))
                 .await?
                 .into_inner();
@@ -292,6 +293,7 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
                 id: Some(pb::PointId::num(i as u64)),
                 vector: v,
                 payload: None,
+                ..Default::default()
             })
             .collect()
     } else {
@@ -302,6 +304,7 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
                     id: Some(filter::point_id(&p.id)?),
                     vector: p.vector,
                     payload: Some(akidb_storage::convert::payload_to_pb(&p.payload)),
+                    ..Default::default()
                 })
             })
             .collect::<anyhow::Result<_>>()?
@@ -596,6 +599,7 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
                 with_vector: false,
                 exact: a.exact,
                 oversampling: a.oversampling,
+                ..Default::default()
             }))
             .await?
             .into_inner();

@@ -13,6 +13,7 @@ fn point(id: u64, v: Vec<f32>) -> pb::Point {
         id: Some(pb::PointId::num(id)),
         vector: v,
         payload: None,
+        ..Default::default()
     }
 }
 
@@ -228,6 +229,7 @@ async fn validation_cases_answer_the_right_status_and_change_nothing() {
             id: None,
             vector: vec![0.0; 4],
             payload: None,
+            ..Default::default()
         }]))
         .await,
         Code::InvalidArgument,
@@ -408,6 +410,7 @@ async fn validation_cases_answer_the_right_status_and_change_nothing() {
             id: Some(pb::PointId::uuid("not-a-uuid")),
             vector: vec![0.0; 4],
             payload: None,
+            ..Default::default()
         }]))
         .await,
         Code::InvalidArgument,
@@ -630,6 +633,7 @@ async fn payload_updates_keep_vectors_and_refuse_bad_requests() {
             payload: Some(obj(
                 json!({"kind": if k < 5 { "a" } else { "b" }, "n": k, "deep": {"x": 1, "y": 2}}),
             )),
+            ..Default::default()
         })
         .collect();
     i.ingest()
@@ -1114,6 +1118,7 @@ async fn a_downloaded_snapshot_restores_under_another_name_with_the_same_answers
                             .as_object()
                             .unwrap(),
                     )),
+                    ..Default::default()
                 }
             })
             .collect();

@@ -46,6 +46,7 @@ fn upsert(collection: &str, id: u64) -> pb::UpsertRequest {
             id: Some(pb::PointId::num(id)),
             vector: vec![1.0; 8],
             payload: None,
+            ..Default::default()
         }],
     }
 }
@@ -791,6 +792,7 @@ async fn limits() {
                 id: Some(pb::PointId::num(100 + id)),
                 vector: vec![1.0; 8],
                 payload: None,
+                ..Default::default()
             })
             .collect(),
     };

@@ -12,6 +12,7 @@ fn point(id: u64, v: Vec<f32>) -> pb::Point {
         id: Some(pb::PointId::num(id)),
         vector: v,
         payload: None,
+        ..Default::default()
     }
 }
 

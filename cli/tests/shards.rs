@@ -229,6 +229,7 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
                 id: Some(id_of(k)),
                 vector: data[k].clone(),
                 payload: None,
+                ..Default::default()
             })
             .collect();
         let r = i
@@ -552,6 +553,7 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
             id: Some(id_of(10_000 + k)),
             vector: data[k].clone(),
             payload: None,
+            ..Default::default()
         })
         .collect();
     let e = i
@@ -762,6 +764,7 @@ async fn a_node_serves_only_the_shards_and_epochs_the_map_gives_it() {
             id: Some(pb::PointId::num(k)),
             vector: vec![k as f32, 1.0],
             payload: None,
+            ..Default::default()
         }],
     };
     let a = Stack::link(&a_addr);
@@ -906,6 +909,7 @@ async fn while_etcd_is_silent_writes_stop_and_searches_go_on_flagged_stale() {
                 id: Some(id_of(k)),
                 vector: data[k % 100].clone(),
                 payload: None,
+                ..Default::default()
             })
             .collect(),
     };
@@ -1129,6 +1133,7 @@ fn batch(from: usize, n: usize, data: &[Vec<f32>]) -> pb::UpsertRequest {
                 id: Some(pb::PointId::num(k as u64)),
                 vector: data[k % data.len()].clone(),
                 payload: None,
+                ..Default::default()
             })
             .collect(),
     }

@@ -191,6 +191,7 @@ async fn up_runs_a_cluster_of_storage_nodes_and_stops_it_cleanly() {
             id: Some(pb::PointId::num(k)),
             vector: vec![1.0, k as f32, 2.0, 0.5],
             payload: None,
+            ..Default::default()
         })
         .collect();
     i.ingest()

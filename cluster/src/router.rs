@@ -822,7 +822,7 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::SearchResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let higher_is_better = higher_is_better(&map.value);
+        let higher_is_better = higher_is_better(&map.value) || req.sparse.is_some();
         let c = map.value.collection.clone();
         let k = req.k as usize;
         let msgs = every_shard(&map.value, |s| {
@@ -861,7 +861,7 @@ impl Router {
             Err(e) => return searches.iter().map(|_| Err(e.clone())).collect(),
         };
         let c = map.value.collection.clone();
-        let higher_is_better = higher_is_better(&map.value);
+        let dense_higher_is_better = higher_is_better(&map.value);
         let msgs = every_shard(&map.value, |s| pb::SearchBatchRequest {
             searches: searches
                 .iter()
@@ -899,6 +899,7 @@ impl Router {
                         (*s, one, t.clone())
                     })
                     .collect();
+                let higher_is_better = dense_higher_is_better || req.sparse.is_some();
                 self.merge(&c, req.k as usize, higher_is_better, parts)
             })
             .collect()
@@ -926,6 +927,8 @@ impl Router {
                     stats.tier = stats.tier.max(st.tier);
                     stats.ef = stats.ef.max(st.ef);
                     stats.rescored = stats.rescored.max(st.rescored);
+                    stats.sparse_scored += st.sparse_scored;
+                    stats.sparse_postings += st.sparse_postings;
                     stats.collection_version += st.collection_version;
                     out.hits.extend(res.hits);
                     if let Some(t) = t {
@@ -964,6 +967,7 @@ impl Router {
         out.hits.truncate(k);
         // Not one collection's version: a result cache must not key on it.
         stats.collection_epoch = 0;
+        stats.lower_is_closer = !higher_is_better;
         out.stats = Some(stats);
         Ok(out)
     }

@@ -8,6 +8,8 @@
 //! - [`limits`]: every limit of the API and the collection name rule, shared by the front
 //!   doors and storage.
 //! - [`validate`]: the checks the front doors (ingest, query) run before forwarding.
+//! - [`fusion`]: the one meaning of a Query's fusion (RRF, DBSF), for storage and a cluster's
+//!   query service.
 //! - [`aliases`]: the one meaning of an UpdateAliases call (single node and cluster).
 //! - [`codec`]: the codec of every service and client (prost's; a message that does not
 //!   decode is INVALID_ARGUMENT).
@@ -29,5 +31,6 @@ pub use prost_types;
 pub mod aliases;
 pub mod codec;
 pub mod convert;
+pub mod fusion;
 pub mod limits;
 pub mod validate;

@@ -37,6 +37,110 @@ pub const MAX_CONCURRENT_PER_CONNECTION: usize = 1_024;
 /// Longest deadline a front door gives a forwarded call, whatever `grpc-timeout` asks.
 pub const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Entries one sparse vector may have.
+pub const MAX_SPARSE_ENTRIES: usize = 65_536;
+/// Sparse vectors one collection may declare.
+pub const MAX_SPARSE_VECTORS: usize = 8;
+/// Searches one Query may fuse.
+pub const QUERY_BRANCHES: RangeInclusive<u64> = 1..=8;
+/// RRF's rank constant when a Query sets none.
+pub const DEFAULT_RRF_K: u32 = 60;
+/// RRF rank constants a Query may set.
+pub const RRF_K: RangeInclusive<u64> = 1..=10_000;
+
+/// Why a sparse vector is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SparseProblem {
+    /// `indices` and `values` differ in length.
+    Lengths { indices: usize, values: usize },
+    /// More than [`MAX_SPARSE_ENTRIES`] entries.
+    TooMany(usize),
+    /// Index `got` at position `at` is not above the one before it (`before`).
+    NotAscending { at: usize, before: u32, got: u32 },
+    /// The weight at position `at` is NaN or infinite.
+    NotFinite { at: usize, value: f32 },
+}
+
+impl fmt::Display for SparseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SparseProblem::Lengths { indices, values } => write!(
+                f,
+                "sparse vector has {indices} indices but {values} values; give one value per index"
+            ),
+            SparseProblem::TooMany(n) => write!(
+                f,
+                "sparse vector has {n} entries, over the limit of {MAX_SPARSE_ENTRIES}"
+            ),
+            SparseProblem::NotAscending { at, before, got } if before == got => write!(
+                f,
+                "sparse vector has index {got} twice (positions {} and {at}); each index appears once, in ascending order",
+                at - 1
+            ),
+            SparseProblem::NotAscending { at, before, got } => write!(
+                f,
+                "sparse vector index {got} at position {at} follows {before}; indices must be strictly ascending"
+            ),
+            SparseProblem::NotFinite { at, value } => write!(
+                f,
+                "sparse vector value at position {at} is {value}; weights must be finite"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SparseProblem {}
+
+/// A sparse vector's entries: as many values as indices, at most [`MAX_SPARSE_ENTRIES`],
+/// indices strictly ascending, values finite.
+pub fn check_sparse(indices: &[u32], values: &[f32]) -> Result<(), SparseProblem> {
+    if indices.len() != values.len() {
+        return Err(SparseProblem::Lengths {
+            indices: indices.len(),
+            values: values.len(),
+        });
+    }
+    if indices.len() > MAX_SPARSE_ENTRIES {
+        return Err(SparseProblem::TooMany(indices.len()));
+    }
+    if let Some(at) = (1..indices.len()).find(|&i| indices[i] <= indices[i - 1]) {
+        return Err(SparseProblem::NotAscending {
+            at,
+            before: indices[at - 1],
+            got: indices[at],
+        });
+    }
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        return Err(SparseProblem::NotFinite {
+            at,
+            value: values[at],
+        });
+    }
+    Ok(())
+}
+
+/// A sparse vector's name (declared by a collection, named by points and searches): the
+/// rule of collection names.
+pub fn check_vector_name(name: &str) -> Result<(), BadVectorName> {
+    check_name(name).map_err(|_| BadVectorName(name.escape_default().to_string()))
+}
+
+/// A sparse vector name outside the rule of names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadVectorName(pub String);
+
+impl fmt::Display for BadVectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sparse vector name `{}` must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-]",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadVectorName {}
+
 /// Why a collection name is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameProblem {

@@ -141,6 +141,9 @@ pub fn upsert(
         );
         point_id(p.id.as_ref(), &what)?;
         finite_vector(&p.vector, &what)?;
+        for (name, v) in &p.sparse {
+            sparse(name, v, &what)?;
+        }
         if p.vector.len() != dim {
             return Err(Status::invalid_argument(format!(
                 "{what}: vector has {} components but point #0 has {dim}; all vectors of a collection have its dimension",
@@ -151,6 +154,18 @@ pub fn upsert(
     Ok(())
 }
 
+/// A sparse vector `name` carried or searched: its name and its entries.
+pub fn sparse(
+    name: &str,
+    v: &pb::SparseVector,
+    what: &dyn std::fmt::Display,
+) -> Result<(), Status> {
+    limits::check_vector_name(name)
+        .map_err(|p| Status::invalid_argument(format!("{what}: {p}")))?;
+    limits::check_sparse(&v.indices, &v.values)
+        .map_err(|p| Status::invalid_argument(format!("{what}: sparse vector `{name}`: {p}")))
+}
+
 pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
     collection_name(&req.collection)?;
     in_range("k", &limits::K, req.k.into())?;
@@ -158,7 +173,79 @@ pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
         limits::check_oversampling(o).map_err(|p| Status::invalid_argument(p.to_string()))?;
     }
     filter(req.filter.as_ref())?;
-    finite_vector(&req.vector, &"query")
+    match &req.sparse {
+        Some(q) => {
+            if !req.vector.is_empty() {
+                return Err(Status::invalid_argument(
+                    "query: set either `vector` or `sparse`, not both",
+                ));
+            }
+            let v = q.vector.clone().unwrap_or_default();
+            sparse(&q.name, &v, &"query")?;
+            if v.indices.is_empty() {
+                return Err(Status::invalid_argument(
+                    "query: sparse vector has no entries; it would match no point",
+                ));
+            }
+            Ok(())
+        }
+        None => finite_vector(&req.vector, &"query"),
+    }
+}
+
+/// A Query: its branches (each a valid search of the same collection), weights, fusion and k.
+pub fn query(req: &pb::QueryRequest) -> Result<(), Status> {
+    collection_name(&req.collection)?;
+    in_range("k", &limits::K, req.k.into())?;
+    in_range(
+        "branches",
+        &limits::QUERY_BRANCHES,
+        req.branches.len() as u64,
+    )?;
+    if let Some(r) = req.rrf_k {
+        in_range("rrf_k", &limits::RRF_K, r.into())?;
+    }
+    if pb::Fusion::try_from(req.fusion).is_err() {
+        return Err(Status::invalid_argument(format!(
+            "fusion must be RRF or DBSF (or unset for RRF), got {}",
+            req.fusion
+        )));
+    }
+    if !req.weights.is_empty() && req.weights.len() != req.branches.len() {
+        return Err(Status::invalid_argument(format!(
+            "query has {} weights for {} branches; give one per branch or none",
+            req.weights.len(),
+            req.branches.len()
+        )));
+    }
+    if let Some((i, w)) = req
+        .weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(w.is_finite() && **w >= 0.0))
+    {
+        return Err(Status::invalid_argument(format!(
+            "weight #{i} is {w}; weights must be finite and at least 0"
+        )));
+    }
+    for (i, b) in req.branches.iter().enumerate() {
+        let at = |e: Status| Status::new(e.code(), format!("branch #{i}: {}", e.message()));
+        if !b.collection.is_empty() && b.collection != req.collection {
+            return Err(at(Status::invalid_argument(format!(
+                "names collection `{}`; every branch searches the Query's collection (leave it empty)",
+                b.collection
+            ))));
+        }
+        if b.with_payload || b.with_vector {
+            return Err(at(Status::invalid_argument(
+                "sets with_payload or with_vector; set them on the Query",
+            )));
+        }
+        let mut b = b.clone();
+        b.collection = req.collection.clone();
+        search(&b).map_err(at)?;
+    }
+    Ok(())
 }
 
 pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status> {
@@ -169,6 +256,21 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
     }
     if req.replication != 0 {
         in_range("replication", &limits::REPLICATION, req.replication.into())?;
+    }
+    if req.sparse_vectors.len() > limits::MAX_SPARSE_VECTORS {
+        return Err(Status::invalid_argument(format!(
+            "collection declares {} sparse vectors, over the limit of {}",
+            req.sparse_vectors.len(),
+            limits::MAX_SPARSE_VECTORS
+        )));
+    }
+    for (i, name) in req.sparse_vectors.iter().enumerate() {
+        limits::check_vector_name(name).map_err(|p| Status::invalid_argument(p.to_string()))?;
+        if req.sparse_vectors[..i].contains(name) {
+            return Err(Status::invalid_argument(format!(
+                "sparse vector `{name}` is declared twice"
+            )));
+        }
     }
     match pb::Metric::try_from(req.metric) {
         Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}

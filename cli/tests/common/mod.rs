@@ -378,6 +378,7 @@ pub async fn create_and_fill(s: &Stack, name: &str, n: u64) {
             id: Some(pb::PointId::num(k)),
             vector: (0..8).map(|d| ((k * 7 + d) % 13) as f32).collect(),
             payload: None,
+            ..Default::default()
         })
         .collect();
     i.ingest()

@@ -242,6 +242,45 @@ impl QueryService for Query {
         forward!(self, req, search_batch)
     }
 
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
+        validate::query(req.get_ref())?;
+        if let Some(r) = &self.cluster {
+            // Each branch fanned out to every shard and merged, then fused here as storage
+            // fuses a collection of one node.
+            let caller = akidb_client::caller_timeout(&req);
+            let q = req.into_inner();
+            let searches = q
+                .branches
+                .iter()
+                .map(|b| pb::SearchRequest {
+                    collection: q.collection.clone(),
+                    with_payload: q.with_payload,
+                    with_vector: q.with_vector,
+                    ..b.clone()
+                })
+                .collect();
+            let mut results = Vec::with_capacity(q.branches.len());
+            for (i, r) in r
+                .search_batch(searches, caller)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                results.push(
+                    r.map_err(|e| Status::new(e.code(), format!("branch #{i}: {}", e.message())))?,
+                );
+            }
+            return Ok(Response::new(akidb_proto::fusion::response(
+                &results, &q.weights, q.fusion, q.rrf_k, q.k,
+            )));
+        }
+        forward!(self, req, query)
+    }
+
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         akidb_auth::check_collection(&req, &req.get_ref().collection)?;
         validate::collection_name(&req.get_ref().collection)?;

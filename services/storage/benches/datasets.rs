@@ -523,6 +523,7 @@ fn ingest() {
             quantization: Default::default(),
             on_disk: false,
             payload_indexes: Default::default(),
+            sparse_vectors: Default::default(),
         };
         // The only WAL of this process from here on: the fsyncs counted are its own.
         let fsyncs0 = fsyncs();
@@ -552,6 +553,7 @@ fn ingest() {
                                     ),
                                     vector: v.clone(),
                                     payload: Payload::new(),
+                                    sparse: Default::default(),
                                 })
                                 .collect();
                             c.upsert(pts).unwrap();

@@ -40,6 +40,7 @@ async fn main() {
             id: Some(pb::PointId::num(i as u64)),
             vector: v.clone(),
             payload: None,
+            ..Default::default()
         })
         .collect();
     upsert_all(&mut c, name, pts).await;

@@ -128,6 +128,7 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
             .iter()
             .map(|(k, &kind)| Ok((k.clone(), index_kind_from_pb(k, kind)?)))
             .collect::<Result<_>>()?,
+        sparse_vectors: r.sparse_vectors.iter().cloned().collect(),
     })
 }
 
@@ -190,6 +191,7 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
             .iter()
             .map(|(k, &kind)| (k.clone(), index_kind_to_pb(kind) as i32))
             .collect(),
+        sparse_vectors: s.spec.sparse_vectors.iter().cloned().collect(),
     }
 }
 
@@ -428,7 +430,35 @@ pub fn point_from_pb(p: pb::Point) -> Result<PointRecord> {
         key: key_from_pb(p.id.as_ref())?,
         payload: payload_from_pb(p.payload.as_ref())?,
         vector: p.vector,
+        // An empty sparse vector is the same as none.
+        sparse: p
+            .sparse
+            .into_iter()
+            .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
+            .map(|(n, v)| (n, sparse_from_pb(v)))
+            .collect(),
     })
+}
+
+pub fn sparse_from_pb(v: pb::SparseVector) -> SparseVector {
+    SparseVector {
+        indices: v.indices,
+        values: v.values,
+    }
+}
+
+pub fn sparse_to_pb(s: SparseVectors) -> std::collections::HashMap<String, pb::SparseVector> {
+    s.into_iter()
+        .map(|(n, v)| {
+            (
+                n,
+                pb::SparseVector {
+                    indices: v.indices,
+                    values: v.values,
+                },
+            )
+        })
+        .collect()
 }
 
 pub fn hit_to_pb(h: Hit) -> pb::ScoredPoint {
@@ -437,6 +467,7 @@ pub fn hit_to_pb(h: Hit) -> pb::ScoredPoint {
         score: h.score,
         payload: h.payload.as_ref().map(payload_to_pb),
         vector: h.vector.unwrap_or_default(),
+        sparse: sparse_to_pb(h.sparse),
     }
 }
 
@@ -445,12 +476,16 @@ pub fn stored_to_pb(p: StoredPoint) -> pb::RetrievedPoint {
         id: Some(key_to_pb(&p.key)),
         payload: p.payload.as_ref().map(payload_to_pb),
         vector: p.vector.unwrap_or_default(),
+        sparse: sparse_to_pb(p.sparse),
     }
 }
 
 pub fn search_from_pb(r: pb::SearchRequest) -> Result<SearchParams> {
     Ok(SearchParams {
         filter: filter_from_pb(r.filter.as_ref())?,
+        sparse: r
+            .sparse
+            .map(|q| (q.name, sparse_from_pb(q.vector.unwrap_or_default()))),
         vector: r.vector,
         k: r.k as usize,
         ef: r.ef.map(|e| e as usize),

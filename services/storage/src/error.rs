@@ -267,6 +267,30 @@ pub enum FieldProblem {
     IndexKey(String),
     #[error("at most {max} payload indexes may be declared, got {got}")]
     TooManyIndexes { max: usize, got: usize },
+    #[error("{what}: sparse vector `{name}`: {problem}")]
+    Sparse {
+        what: String,
+        name: String,
+        problem: akidb_proto::limits::SparseProblem,
+    },
+    #[error(transparent)]
+    VectorName(#[from] akidb_proto::limits::BadVectorName),
+    #[error(
+        "{what}: collection `{collection}` has no sparse vector `{name}` (it declares: {declared})"
+    )]
+    UnknownSparse {
+        what: String,
+        collection: String,
+        name: String,
+        /// The names it declares, comma-separated, or `none`.
+        declared: String,
+    },
+    #[error("at most {max} sparse vectors may be declared, got {got}")]
+    TooManySparse { max: usize, got: usize },
+    #[error("query: set either `vector` or `sparse`, not both")]
+    DenseAndSparse,
+    #[error("query: sparse vector has no entries; it would match no point")]
+    EmptySparseQuery,
     #[error("set either snapshot_id or create, not both")]
     SnapshotIdWithCreate,
     #[error("sha256 must be 64 hexadecimal digits (or empty), got `{}`", .0.escape_default())]

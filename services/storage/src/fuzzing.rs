@@ -140,6 +140,7 @@ mod tests {
                         json!({"tags": ["a", "b"], "nested": {"k": i, "ok": true}, "s": null}),
                     ),
                 },
+                sparse: Default::default(),
             })
             .collect()
     }
@@ -160,6 +161,7 @@ mod tests {
             quantization: Default::default(),
             on_disk: false,
             payload_indexes: Default::default(),
+            sparse_vectors: Default::default(),
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,

@@ -21,7 +21,8 @@
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log.
 //! - [`segment`]: in-memory segments (appendable + sealed), id map, search;
 //!   [`payload_index`]: which points hold which payload values (implicit and declared
-//!   indexes), what a filter's search starts from.
+//!   indexes), what a filter's search starts from; [`sparse`]: sparse vectors (a segment's
+//!   columns, a sealed segment's inverted index, the exact pruned search by dot product).
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
 //! - [`quantize`]: int8 and binary codes of a segment's vectors, which its graph search walks
 //!   before the best candidates are rescored with the vectors.
@@ -63,6 +64,7 @@ pub mod service;
 pub mod shardlog;
 pub mod shards;
 pub mod snapshot;
+pub mod sparse;
 pub mod store;
 pub mod tier;
 pub mod validate;

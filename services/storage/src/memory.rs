@@ -18,6 +18,7 @@ struct Inner {
     vectors: Vec<f32>,
     keys: Vec<PointKey>,
     payloads: Vec<Payload>,
+    sparse: Vec<SparseVectors>,
     alive: Vec<bool>,
     free: Vec<usize>,
     by_key: BTreeMap<PointKey, usize>,
@@ -45,6 +46,11 @@ impl MemoryCollection {
             vector: include
                 .vector
                 .then(|| inner.vectors[slot * dim..(slot + 1) * dim].to_vec()),
+            sparse: if include.vector {
+                inner.sparse[slot].clone()
+            } else {
+                SparseVectors::new()
+            },
         }
     }
 }
@@ -85,6 +91,7 @@ impl CollectionStore for MemoryCollection {
                         g.vectors.resize(len + dim, 0.0);
                         g.keys.push(p.key.clone());
                         g.payloads.push(Payload::new());
+                        g.sparse.push(SparseVectors::new());
                         g.alive.push(false);
                         g.keys.len() - 1
                     }
@@ -93,6 +100,7 @@ impl CollectionStore for MemoryCollection {
             g.vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&p.vector);
             g.keys[slot] = p.key.clone();
             g.payloads[slot] = p.payload;
+            g.sparse[slot] = p.sparse;
             g.alive[slot] = true;
             g.by_key.insert(p.key, slot);
         }
@@ -179,7 +187,10 @@ impl CollectionStore for MemoryCollection {
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
         let dim = self.spec.dimension as usize;
-        let metric = self.spec.metric;
+        let metric = match params.sparse {
+            Some(_) => Metric::Dot,
+            None => self.spec.metric,
+        };
         let mut q = params.vector.clone();
         if metric == Metric::Cosine {
             normalize(&mut q);
@@ -197,10 +208,15 @@ impl CollectionStore for MemoryCollection {
                 continue;
             }
             scanned += 1;
-            let r = rank_key(
-                metric,
-                score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
-            );
+            let s = match &params.sparse {
+                // Only points sharing an index with the query are results.
+                Some((name, sq)) => match g.sparse[slot].get(name).map(|v| sq.dot(v)) {
+                    Some((s, true)) => s,
+                    _ => continue,
+                },
+                None => score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
+            };
+            let r = rank_key(metric, s);
             if heap.len() < params.k {
                 heap.push(Ranked(r, slot));
             } else if heap.peek().is_some_and(|w| r < w.0) {
@@ -218,6 +234,7 @@ impl CollectionStore for MemoryCollection {
                     score: rank_key(metric, r),
                     payload: p.payload,
                     vector: p.vector,
+                    sparse: p.sparse,
                 }
             })
             .collect();

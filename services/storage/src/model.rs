@@ -82,7 +82,55 @@ pub struct PointRecord {
     pub key: PointKey,
     pub vector: Vec<f32>,
     pub payload: Payload,
+    /// Its sparse vectors by name (names the collection declared; none empty).
+    #[serde(default, skip_serializing_if = "SparseVectors::is_empty")]
+    pub sparse: SparseVectors,
 }
+
+/// Weights at a few indices: `indices` strictly ascending, one finite value each
+/// (`akidb_proto::limits::check_sparse`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SparseVector {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl SparseVector {
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+    /// The dot product with `other` (the sum, in ascending index order, of the products at
+    /// the indices both have), and whether they share any index.
+    pub fn dot(&self, other: &SparseVector) -> (f32, bool) {
+        let (a, b) = (&self.indices, &other.indices);
+        let (mut i, mut j) = (0, 0);
+        let mut sum = 0.0f32;
+        let mut shared = false;
+        while i < a.len() && j < b.len() {
+            match a[i].cmp(&b[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    sum += self.values[i] * other.values[j];
+                    shared = true;
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        (sum, shared)
+    }
+    /// Heap bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.indices.capacity() * 4 + self.values.capacity() * 4
+    }
+}
+
+/// A point's sparse vectors by name.
+pub type SparseVectors = std::collections::BTreeMap<String, SparseVector>;
 
 /// Distance function of a collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -223,6 +271,10 @@ pub struct CollectionSpec {
     /// write and used by the filter planner ([`crate::payload_index`]).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub payload_indexes: std::collections::BTreeMap<String, IndexKind>,
+    /// Sparse vectors points may carry, by name, each with an inverted index per sealed
+    /// segment ([`crate::sparse`]). Absent from specs written before it existed: none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub sparse_vectors: std::collections::BTreeSet<String>,
 }
 
 /// What a declared payload index holds of its field's values.
@@ -253,6 +305,7 @@ impl CollectionSpec {
             quantization: Quantization::None,
             on_disk: false,
             payload_indexes: Default::default(),
+            sparse_vectors: Default::default(),
         }
     }
 }
@@ -274,6 +327,8 @@ pub struct StoredPoint {
     pub key: PointKey,
     pub payload: Option<Payload>,
     pub vector: Option<Vec<f32>>,
+    /// With the vector: its sparse vectors (empty otherwise).
+    pub sparse: SparseVectors,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::index::{Graph, candidates};
 use crate::model::*;
 use crate::payload_index::PayloadIndex;
 use crate::quantize::Codes;
+use crate::sparse::{SparseColumns, SparseIndex};
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::vecfile::{self, VecFile};
 use std::borrow::Cow;
@@ -311,6 +312,7 @@ pub struct SegmentData {
     pub keys: Keys,
     pub vectors: Vectors,
     pub payloads: Payloads,
+    pub sparse: SparseColumns,
 }
 
 impl SegmentData {
@@ -333,7 +335,8 @@ impl SegmentData {
         self.vectors.row(dim, off)
     }
     pub fn memory_bytes(&self) -> u64 {
-        (self.vectors.bytes() + self.keys.bytes() + self.payloads.bytes()) as u64
+        (self.vectors.bytes() + self.keys.bytes() + self.payloads.bytes() + self.sparse.bytes())
+            as u64
     }
 }
 
@@ -364,6 +367,8 @@ pub struct Sealed {
     pub default_ef: Option<usize>,
     /// Quantized collections: the codes the graph search walks (built with the graph).
     pub codes: Option<Arc<Codes>>,
+    /// The inverted indexes of its sparse vectors by name, built when first searched.
+    pub sparse_index: Arc<std::sync::OnceLock<BTreeMap<String, SparseIndex>>>,
 }
 
 /// What a graph build produces for a segment: the graph, its quantized codes (quantized
@@ -384,6 +389,7 @@ impl Sealed {
             graph,
             default_ef: None,
             codes: None,
+            sparse_index: Default::default(),
         }
     }
 
@@ -407,6 +413,19 @@ impl Sealed {
     }
     pub fn live(&self) -> usize {
         self.data.len() - self.deleted_count
+    }
+
+    /// The inverted index of sparse vector `name` (built on first use).
+    fn sparse_index(&self, name: &str) -> Option<&SparseIndex> {
+        self.sparse_index
+            .get_or_init(|| {
+                self.data
+                    .sparse
+                    .columns()
+                    .map(|(n, c)| (n.to_string(), SparseIndex::build(c)))
+                    .collect()
+            })
+            .get(name)
     }
 }
 
@@ -758,6 +777,12 @@ impl TopK {
             heap: BinaryHeap::with_capacity(k + 1),
         }
     }
+    /// The rank key a candidate must beat (`None` while fewer than k).
+    fn worst(&self) -> Option<f32> {
+        (self.heap.len() == self.k)
+            .then(|| self.heap.peek().map(|w| w.0))
+            .flatten()
+    }
     #[inline]
     fn push(&mut self, r: f32, seg: u64, off: u32) {
         if self.heap.len() < self.k {
@@ -877,6 +902,7 @@ impl State {
                     self.pindex.insert(&p.key, &p.payload);
                     self.app.data.vectors.set(dim, off, &p.vector);
                     self.app.data.payloads.set(off, p.payload);
+                    self.app.data.sparse.set(off, p.sparse);
                 }
                 other => {
                     if let Some(loc) = other {
@@ -887,6 +913,7 @@ impl State {
                     self.app.data.keys.push(p.key.clone());
                     self.app.data.vectors.push(&p.vector);
                     self.app.data.payloads.push(p.payload);
+                    self.app.data.sparse.set(off, p.sparse);
                     self.app.alive.push(true);
                     self.app.live += 1;
                     self.ids.insert(
@@ -945,11 +972,12 @@ impl State {
         let points: Vec<PointRecord> = payloads
             .into_iter()
             .filter_map(|(key, payload)| {
-                let vector = self.stored(&key, Include::VECTOR)?.vector?;
+                let kept = self.stored(&key, Include::VECTOR)?;
                 Some(PointRecord {
                     key,
-                    vector,
+                    vector: kept.vector?,
                     payload,
+                    sparse: kept.sparse,
                 })
             })
             .collect();
@@ -984,22 +1012,26 @@ impl State {
             keys: Keys::with_capacity(old.live),
             vectors: Vectors::default(),
             payloads: Payloads::with_capacity(old.live),
+            sparse: SparseColumns::default(),
         };
         let SegmentData {
             keys,
             vectors,
             payloads,
+            sparse,
             ..
         } = old.data;
-        for ((key, payload), &alive) in keys
+        for (off, ((key, payload), &alive)) in keys
             .into_keys()
             .zip(payloads.into_payloads())
             .zip(&old.alive)
+            .enumerate()
         {
             if !alive {
                 continue;
             }
             let new_off = data.keys.len() as u32;
+            data.sparse.copy_row(new_off as usize, &sparse, off);
             self.ids.insert(
                 key.clone(),
                 Loc {
@@ -1145,6 +1177,11 @@ impl State {
             key: key.clone(),
             payload: include.payload.then(|| d.payloads.get(off).clone()),
             vector: include.vector.then(|| d.vector(self.dim, off).to_vec()),
+            sparse: if include.vector {
+                d.sparse.row(off)
+            } else {
+                SparseVectors::new()
+            },
         })
     }
 
@@ -1182,6 +1219,69 @@ impl State {
             top.push(r, seg, off as u32);
         }
         n
+    }
+
+    /// A search by sparse vector `name`: exact, by dot product, over every segment (each
+    /// sealed one through its inverted index, [`crate::sparse`]); only points sharing an index
+    /// with `q` are results.
+    pub fn search_sparse(
+        &self,
+        name: &str,
+        q: &SparseVector,
+        params: &SearchParams,
+    ) -> (Vec<Hit>, SearchInfo) {
+        struct Into<'a> {
+            top: &'a mut TopK,
+            seg: u64,
+        }
+        impl crate::sparse::Threshold for Into<'_> {
+            fn threshold(&self) -> Option<f32> {
+                self.top.worst().map(|r| rank_key(Metric::Dot, r))
+            }
+            fn offer(&mut self, off: u32, score: f32) {
+                self.top.push(rank_key(Metric::Dot, score), self.seg, off);
+            }
+        }
+        let filter = params.filter.as_ref().filter(|f| !f.is_empty());
+        let mut top = TopK::new(params.k);
+        let mut info = SearchInfo::default();
+        let count = |w: crate::sparse::Work, info: &mut SearchInfo| {
+            info.sparse_scored += w.scored;
+            info.sparse_postings += w.postings;
+            info.points_exact += w.scored;
+            info.segments_searched += 1;
+        };
+        let matches = |d: &SegmentData, off: usize| {
+            filter.is_none_or(|f| f.matches(&d.keys.get(off), d.payloads.get(off)))
+        };
+        let mut sink = Into {
+            top: &mut top,
+            seg: self.app_id,
+        };
+        let app = &self.app;
+        let w = crate::sparse::scan_segment(
+            q,
+            app.data.sparse.column(name),
+            &|off| app.alive[off] && matches(&app.data, off),
+            &mut sink,
+        );
+        count(w, &mut info);
+        for (&seg, s) in &self.sealed {
+            let Some(index) = s.sparse_index(name) else {
+                info.segments_searched += 1;
+                continue;
+            };
+            sink.seg = seg;
+            let w = crate::sparse::search_segment(
+                q,
+                index,
+                s.data.sparse.column(name),
+                &|off| !s.deleted[off] && matches(&s.data, off),
+                &mut sink,
+            );
+            count(w, &mut info);
+        }
+        (self.hits(top, params), info)
     }
 
     /// Search every segment and merge. `q` is already normalized for cosine.
@@ -1411,7 +1511,11 @@ impl State {
     }
 
     fn hits(&self, top: TopK, params: &SearchParams) -> Vec<Hit> {
-        let metric = self.spec.metric;
+        let metric = if params.sparse.is_some() {
+            Metric::Dot
+        } else {
+            self.spec.metric
+        };
         top.heap
             .into_sorted_vec()
             .into_iter()
@@ -1426,6 +1530,11 @@ impl State {
                         .include
                         .vector
                         .then(|| d.vector(self.dim, off).to_vec()),
+                    sparse: if params.include.vector {
+                        d.sparse.row(off)
+                    } else {
+                        SparseVectors::new()
+                    },
                 }
             })
             .collect()
@@ -1639,6 +1748,7 @@ mod tests {
                         .as_object()
                         .unwrap()
                         .clone(),
+                    sparse: Default::default(),
                 })
                 .collect();
             st.apply_upsert(points);
@@ -1698,6 +1808,7 @@ mod tests {
                 oversampling: None,
                 include: Include::ALL,
                 exact: i % 3 == 2,
+                sparse: None,
             };
             let (a, ia) = st.search(&params.vector, &params, &one);
             let (b, ib) = st.search(&params.vector, &params, &split);

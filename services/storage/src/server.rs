@@ -79,6 +79,7 @@ fn search_in(
 ) -> Result<pb::SearchResponse> {
     let params = search_from_pb(req)?;
     validate::search(&stats.spec, &params)?;
+    let lower_is_closer = params.sparse.is_none() && stats.spec.metric == crate::model::Metric::L2;
     let (hits, info) = {
         let _s = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("segment.search", k = params.k, exact = params.exact)
@@ -101,6 +102,9 @@ fn search_in(
             ef: info.ef as u32,
             rescored: info.rescored as u32,
             log_sequence: 0,
+            sparse_scored: info.sparse_scored,
+            sparse_postings: info.sparse_postings,
+            lower_is_closer,
         }),
         ..Default::default()
     })
@@ -112,7 +116,38 @@ fn cheap(stats: &CollectionStats, req: &pb::SearchRequest) -> bool {
     let unindexed = stats.point_count.saturating_sub(stats.indexed_point_count);
     !req.exact
         && req.filter.is_none()
+        && req.sparse.is_none()
         && unindexed * stats.spec.dimension as u64 <= INLINE_EXACT_BUDGET
+}
+
+/// A Query's branches searched one after the other in `coll`, then fused
+/// ([`akidb_proto::fusion`]). A branch's refusal names the branch.
+fn query_in(
+    coll: &dyn CollectionStore,
+    stats: &CollectionStats,
+    req: pb::QueryRequest,
+    start: Instant,
+    served: Tier,
+    loaded: bool,
+) -> std::result::Result<pb::QueryResponse, Status> {
+    let mut results = Vec::with_capacity(req.branches.len());
+    for (i, mut b) in req.branches.into_iter().enumerate() {
+        b.collection = req.collection.clone();
+        b.with_payload = req.with_payload;
+        b.with_vector = req.with_vector;
+        let r = search_in(coll, stats, b, start, served, loaded).map_err(|e| {
+            let st = Status::from(e);
+            Status::new(st.code(), format!("branch #{i}: {}", st.message()))
+        })?;
+        results.push(r);
+    }
+    Ok(akidb_proto::fusion::response(
+        &results,
+        &req.weights,
+        req.fusion,
+        req.rrf_k,
+        req.k,
+    ))
 }
 
 fn parse_if_version(req: &Request<pb::SearchRequest>) -> Option<(u64, u64)> {
@@ -468,6 +503,22 @@ impl StorageService for StorageApi {
         }
         let results = blocking(move || search_many(&engine, searches)).await?;
         Ok(Response::new(pb::SearchBatchResponse { results }))
+    }
+
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let start = Instant::now();
+        self.admit(&req, &req.get_ref().collection, false).await?;
+        akidb_proto::validate::query(req.get_ref())?;
+        let req = req.into_inner();
+        let access = self.access(&req.collection).await?;
+        let (coll, served, loaded) = (access.collection, access.served, access.loaded);
+        let stats = coll.stats();
+        let res =
+            blocking(move || Ok(query_in(&*coll, &stats, req, start, served, loaded))).await??;
+        Ok(Response::new(res))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {

@@ -665,6 +665,7 @@ impl ShardLogs {
                                 id: Some(crate::convert::key_to_pb(&p.key)),
                                 vector: p.vector.unwrap_or_default(),
                                 payload: p.payload.as_ref().map(crate::convert::payload_to_pb),
+                                sparse: crate::convert::sparse_to_pb(p.sparse),
                             })
                             .collect(),
                     })),
@@ -938,6 +939,7 @@ mod tests {
                     id: Some(pb::PointId::num(k)),
                     vector: vec![k as f32, 1.0],
                     payload: None,
+                    ..Default::default()
                 })
                 .collect(),
         })
@@ -1090,6 +1092,7 @@ mod tests {
                     id: Some(pb::PointId::num(1)),
                     vector: vec![1.0, 2.0, 3.0],
                     payload: None,
+                    ..Default::default()
                 }],
             })),
         };

@@ -23,7 +23,8 @@ use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::quantize::Codes;
 use crate::segment::{Keys, Payloads, SegmentData, Vectors};
-use crate::wal::{Decode, put_key};
+use crate::sparse::SparseColumns;
+use crate::wal::{Decode, put_key, put_sparse};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -359,6 +360,19 @@ pub(crate) fn encode_segment<W: Write>(
             w.write_all(&json)?;
         }
     }
+    // Sparse vectors, when any point has one: each slot's, after the payloads (a file
+    // without them ends with the payloads).
+    if !data.sparse.is_empty() {
+        buf.clear();
+        for off in 0..data.len() {
+            put_sparse(&mut buf, &data.sparse.row(off));
+            if buf.len() >= 60 * 1024 {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)?;
+    }
     Ok(())
 }
 
@@ -490,12 +504,20 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
             serde_json::from_slice(src.take(len)?).map_err(|e| e.to_string())?
         });
     }
+    let mut sparse = SparseColumns::default();
+    if src.read < src.size {
+        src.room(n as u64, 1)?;
+        for off in 0..n {
+            sparse.set(off, src.sparse()?);
+        }
+    }
     Ok((
         SegmentData {
             id,
             keys,
             vectors,
             payloads,
+            sparse,
         },
         deleted,
         external,
@@ -911,6 +933,7 @@ mod tests {
             keys: Keys::default(),
             vectors: Vectors::F32(Vec::new()),
             payloads: Payloads::default(),
+            ..Default::default()
         };
         for (i, &x) in floats.iter().enumerate() {
             data.keys.push(crate::model::PointKey::Num(i as u64));

@@ -7,7 +7,10 @@
 
 use crate::error::Result;
 use crate::filter::Filter;
-use crate::model::{CollectionStats, Payload, PayloadChange, PointKey, PointRecord, StoredPoint};
+use crate::model::{
+    CollectionStats, Payload, PayloadChange, PointKey, PointRecord, SparseVector, SparseVectors,
+    StoredPoint,
+};
 
 /// What a read returns of each point besides its id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,7 +37,10 @@ impl Include {
 /// One search.
 #[derive(Debug, Clone)]
 pub struct SearchParams {
+    /// The dense query (empty when `sparse` is set).
     pub vector: Vec<f32>,
+    /// A search by the sparse vector of this name instead (always exact).
+    pub sparse: Option<(String, SparseVector)>,
     pub k: usize,
     pub filter: Option<Filter>,
     pub ef: Option<usize>,
@@ -52,6 +58,8 @@ pub struct Hit {
     pub score: f32,
     pub payload: Option<Payload>,
     pub vector: Option<Vec<f32>>,
+    /// With the vector: its sparse vectors (empty otherwise).
+    pub sparse: SparseVectors,
 }
 
 /// How a search was served.
@@ -70,6 +78,9 @@ pub struct SearchInfo {
     /// Candidates of a walk over quantized codes rescored with the vectors (the most of any
     /// segment); 0 when no quantized graph was searched.
     pub rescored: u64,
+    /// A sparse search: the points it scored, and the posting entries of the query's indices.
+    pub sparse_scored: u64,
+    pub sparse_postings: u64,
 }
 
 impl SearchInfo {
@@ -80,6 +91,8 @@ impl SearchInfo {
         self.segments_searched += part.segments_searched;
         self.ef = self.ef.max(part.ef);
         self.rescored = self.rescored.max(part.rescored);
+        self.sparse_scored += part.sparse_scored;
+        self.sparse_postings += part.sparse_postings;
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::distance::fits_f16;
 use crate::error::{EmptyRequest, FieldProblem, FilterProblem, Result, StorageError};
 use crate::filter::{Condition, Filter, Match};
-use crate::model::{CollectionSpec, Datatype, Metric, PointRecord, Quantization};
+use crate::model::{CollectionSpec, Datatype, Metric, PointRecord, Quantization, SparseVector};
 use crate::store::SearchParams;
 use akidb_proto::limits::{self, check_range};
 
@@ -38,6 +38,16 @@ pub fn spec(spec: &CollectionSpec) -> Result<()> {
         .find(|k| k.is_empty() || k.len() > 256 || k.split('.').any(str::is_empty))
     {
         return Err(FieldProblem::IndexKey(k.clone()).into());
+    }
+    if spec.sparse_vectors.len() > limits::MAX_SPARSE_VECTORS {
+        return Err(FieldProblem::TooManySparse {
+            max: limits::MAX_SPARSE_VECTORS,
+            got: spec.sparse_vectors.len(),
+        }
+        .into());
+    }
+    for n in &spec.sparse_vectors {
+        limits::check_vector_name(n).map_err(FieldProblem::from)?;
     }
     check_range("dimension", &limits::DIMENSION, spec.dimension.into())?;
     check_range("HNSW m", &limits::M, spec.m.into())?;
@@ -72,6 +82,36 @@ pub fn vector(spec: &CollectionSpec, v: &[f32], what: &dyn std::fmt::Display) ->
     Ok(())
 }
 
+/// Sparse vector `name` (carried by a point or searched, `what`) against the collection of
+/// `spec`: declared, with entries a request may have.
+pub fn sparse(
+    spec: &CollectionSpec,
+    name: &str,
+    v: &SparseVector,
+    what: &dyn std::fmt::Display,
+) -> Result<()> {
+    if !spec.sparse_vectors.contains(name) {
+        let declared: Vec<&str> = spec.sparse_vectors.iter().map(String::as_str).collect();
+        return Err(FieldProblem::UnknownSparse {
+            what: what.to_string(),
+            collection: spec.name.clone(),
+            name: name.escape_default().to_string(),
+            declared: if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            },
+        }
+        .into());
+    }
+    limits::check_sparse(&v.indices, &v.values).map_err(|problem| FieldProblem::Sparse {
+        what: what.to_string(),
+        name: name.to_string(),
+        problem,
+    })?;
+    Ok(())
+}
+
 /// A batch of points to upsert into the collection of `spec`.
 pub fn points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<()> {
     if points.is_empty() {
@@ -79,6 +119,9 @@ pub fn points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<()> {
     }
     for p in points {
         vector(spec, &p.vector, &format_args!("point {}", p.key))?;
+        for (name, v) in &p.sparse {
+            sparse(spec, name, v, &format_args!("point {}", p.key))?;
+        }
         // Cosine vectors are stored normalized (components within ±1): always in range.
         if spec.datatype == Datatype::Float16
             && spec.metric != Metric::Cosine
@@ -104,7 +147,18 @@ pub fn search(spec: &CollectionSpec, params: &SearchParams) -> Result<()> {
     if let Some(o) = params.oversampling {
         limits::check_oversampling(o).map_err(FieldProblem::from)?;
     }
-    vector(spec, &params.vector, &"query")?;
+    match &params.sparse {
+        Some((name, q)) => {
+            if !params.vector.is_empty() {
+                return Err(FieldProblem::DenseAndSparse.into());
+            }
+            sparse(spec, name, q, &"query")?;
+            if q.is_empty() {
+                return Err(FieldProblem::EmptySparseQuery.into());
+            }
+        }
+        None => vector(spec, &params.vector, &"query")?,
+    }
     if let Some(f) = &params.filter {
         filter(f)?;
     }
@@ -268,11 +322,13 @@ mod tests {
             quantization: Default::default(),
             on_disk: false,
             payload_indexes: Default::default(),
+            sparse_vectors: Default::default(),
         };
         let p = |x: f32| PointRecord {
             key: PointKey::Num(1),
             vector: vec![x, 0.0, 0.0, 0.0],
             payload: Payload::new(),
+            sparse: Default::default(),
         };
         assert!(points(&spec, &[p(65504.0)]).is_ok());
         assert!(matches!(
@@ -299,6 +355,7 @@ mod tests {
             quantization: Quantization::Binary,
             payload_indexes: Default::default(),
             on_disk: true,
+            sparse_vectors: Default::default(),
         };
         let e = super::spec(&spec).unwrap_err();
         assert!(matches!(
@@ -323,6 +380,7 @@ mod tests {
             oversampling: Some(o),
             include: Default::default(),
             exact: false,
+            sparse: None,
         };
         for ok in [1.0, 2.5, 16.0] {
             assert!(search(&spec, &params(ok)).is_ok(), "{ok}");

@@ -17,7 +17,7 @@
 
 use crate::error::{Result, StorageError, WalFailure};
 use crate::fsutil::sync_dir;
-use crate::model::{Payload, PointKey, PointRecord};
+use crate::model::{Payload, PointKey, PointRecord, SparseVector, SparseVectors};
 use akidb_instrumentation::metrics;
 use parking_lot::{Condvar, Mutex};
 use std::fs::{self, File, OpenOptions};
@@ -120,6 +120,25 @@ pub enum WalOp {
 const OP_UPSERT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_PAYLOADS: u8 = 3;
+/// An upsert whose points carry sparse vectors (each point's followed by them).
+const OP_UPSERT_SPARSE: u8 = 4;
+
+/// A point's sparse vectors: their count, then each one's name (length, bytes), entry count,
+/// indices and values (little-endian). [`Decode::sparse`] reads it back.
+pub(crate) fn put_sparse(out: &mut Vec<u8>, sparse: &SparseVectors) {
+    out.push(sparse.len() as u8);
+    for (name, v) in sparse {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        v.indices
+            .iter()
+            .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
+        v.values
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    }
+}
 
 fn put_payload(out: &mut Vec<u8>, p: &Payload) {
     if p.is_empty() {
@@ -152,7 +171,8 @@ impl WalOp {
             WalOp::Upsert(points) => {
                 let dim = points.first().map_or(0, |p| p.vector.len());
                 let mut out = Vec::with_capacity(9 + points.len() * (dim * 4 + 32));
-                out.push(OP_UPSERT);
+                let sparse = points.iter().any(|p| !p.sparse.is_empty());
+                out.push(if sparse { OP_UPSERT_SPARSE } else { OP_UPSERT });
                 out.extend_from_slice(&(points.len() as u32).to_le_bytes());
                 out.extend_from_slice(&(dim as u32).to_le_bytes());
                 for p in points {
@@ -162,6 +182,9 @@ impl WalOp {
                         out.extend_from_slice(&x.to_le_bytes());
                     }
                     put_payload(&mut out, &p.payload);
+                    if sparse {
+                        put_sparse(&mut out, &p.sparse);
+                    }
                 }
                 out
             }
@@ -190,7 +213,7 @@ impl WalOp {
     pub fn decode(body: &[u8]) -> std::result::Result<WalOp, String> {
         let mut r = Reader { b: body, at: 0 };
         let op = match r.u8()? {
-            OP_UPSERT => {
+            tag @ (OP_UPSERT | OP_UPSERT_SPARSE) => {
                 let n = r.u32()? as usize;
                 let dim = r.u32()? as usize;
                 // A point takes at least a key (2 bytes), its vector and a payload length: a
@@ -205,10 +228,16 @@ impl WalOp {
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
                     let payload = r.payload()?;
+                    let sparse = if tag == OP_UPSERT_SPARSE {
+                        r.sparse()?
+                    } else {
+                        SparseVectors::new()
+                    };
                     points.push(PointRecord {
                         key,
                         vector,
                         payload,
+                        sparse,
                     });
                 }
                 WalOp::Upsert(points)
@@ -294,6 +323,37 @@ pub(crate) trait Decode {
             }
             t => Err(format!("unknown key tag {t}")),
         }
+    }
+    /// A point's sparse vectors ([`put_sparse`]), each checked as a request's would be.
+    fn sparse(&mut self) -> std::result::Result<SparseVectors, String> {
+        let count = self.u8()?;
+        let mut out = SparseVectors::new();
+        for _ in 0..count {
+            let n = self.u8()? as usize;
+            let name = std::str::from_utf8(self.take(n)?)
+                .map_err(|e| e.to_string())?
+                .to_string();
+            akidb_proto::limits::check_vector_name(&name).map_err(|e| e.to_string())?;
+            let len = self.u32()? as usize;
+            if len > akidb_proto::limits::MAX_SPARSE_ENTRIES {
+                return Err(format!("sparse vector of {len} entries"));
+            }
+            let indices = self
+                .take(len * 4)?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>();
+            let values = self
+                .take(len * 4)?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>();
+            akidb_proto::limits::check_sparse(&indices, &values).map_err(|e| e.to_string())?;
+            if len > 0 && out.insert(name, SparseVector { indices, values }).is_some() {
+                return Err("a sparse vector name twice".into());
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -764,7 +824,53 @@ mod tests {
             key: PointKey::Num(n),
             vector: vec![x, x + 1.0, x + 2.0],
             payload: json!({"n": n, "s": "x"}).as_object().unwrap().clone(),
+            sparse: Default::default(),
         }
+    }
+
+    #[test]
+    fn sparse_vectors_round_trip_and_damaged_ones_are_refused() {
+        let mut a = pt(1, 0.5);
+        a.sparse.insert(
+            "text".into(),
+            SparseVector {
+                indices: vec![3, 70_000, u32::MAX],
+                values: vec![-1.5, 0.25, 7.0],
+            },
+        );
+        a.sparse.insert(
+            "b".into(),
+            SparseVector {
+                indices: vec![0],
+                values: vec![1.0],
+            },
+        );
+        // A batch where one point carries sparse vectors logs every point's (none: empty).
+        let op = WalOp::Upsert(vec![a, pt(2, 1.0)]);
+        let body = op.encode();
+        assert_eq!(body[0], OP_UPSERT_SPARSE);
+        assert_eq!(WalOp::decode(&body).unwrap(), op);
+        // Without any, the record is the one written before sparse vectors existed.
+        let plain = WalOp::Upsert(vec![pt(3, 2.0)]);
+        assert_eq!(plain.encode()[0], OP_UPSERT);
+        // Indices out of order (swap the first two), and a NaN weight, do not decode.
+        let mut swapped = body.clone();
+        // Find the `text` vector's indices by their bytes.
+        let needle = 3u32.to_le_bytes();
+        let pos = swapped
+            .windows(8)
+            .position(|w| w[..4] == needle && w[4..] == 70_000u32.to_le_bytes())
+            .expect("indices in the record");
+        swapped[pos..pos + 4].copy_from_slice(&80_000u32.to_le_bytes());
+        assert!(WalOp::decode(&swapped).unwrap_err().contains("ascending"));
+        let mut nan = body.clone();
+        let v = 0.25f32.to_le_bytes();
+        let pos = nan
+            .windows(4)
+            .position(|w| w == v)
+            .expect("value in the record");
+        nan[pos..pos + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(WalOp::decode(&nan).unwrap_err().contains("finite"));
     }
 
     fn opts() -> WalOptions {
@@ -794,6 +900,7 @@ mod tests {
                 key: PointKey::Uuid("6f1c0c7e-0000-4000-8000-000000000001".into()),
                 vector: vec![1.0, 2.0, 3.0],
                 payload: Payload::new(),
+                sparse: Default::default(),
             },
         ]);
         assert_eq!(WalOp::decode(&op.encode()).unwrap(), op);

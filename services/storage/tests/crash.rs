@@ -121,6 +121,7 @@ async fn send(c: &mut StorageServiceClient<Channel>, op: &Op) -> Result<(), toni
                         .into_iter()
                         .collect(),
                     }),
+                    ..Default::default()
                 })
                 .collect();
             c.upsert(pb::UpsertRequest {
@@ -200,6 +201,7 @@ async fn create(
             ),
         ]
         .into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -441,6 +443,7 @@ async fn sigterm_during_a_long_graph_build_stops_in_seconds() {
                 id: Some(pb::PointId::num(id)),
                 vector: (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
                 payload: None,
+                ..Default::default()
             })
             .collect();
         c.upsert(pb::UpsertRequest {

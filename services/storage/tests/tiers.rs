@@ -53,6 +53,7 @@ fn random_points(seed: u64, count: u64, dim: usize, id0: u64) -> Vec<pb::Point> 
                 .into_iter()
                 .collect(),
             }),
+            ..Default::default()
         })
         .collect()
 }

@@ -433,6 +433,7 @@ mod tests {
                 vector: false,
             },
             exact: false,
+            sparse: None,
         };
         c.search(&params).unwrap().0
     }
@@ -449,6 +450,7 @@ mod tests {
             key: PointKey::Num(i),
             vector: vec![(i % 13) as f32, (i % 5) as f32, 1.0, (i % 3) as f32],
             payload: serde_json::json!({"i": i}).as_object().unwrap().clone(),
+            sparse: Default::default(),
         };
         c.upsert((0..3000).map(point).collect()).unwrap();
         c.flush(true).unwrap();

@@ -208,6 +208,7 @@ pub async fn create_with(
         shards: 0,
         replication: 0,
         payload_indexes: Default::default(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -237,6 +238,7 @@ pub fn query(c: &str, v: Vec<f32>) -> pb::SearchRequest {
         with_vector: false,
         exact: false,
         oversampling: None,
+        ..Default::default()
     }
 }
 

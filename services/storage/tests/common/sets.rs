@@ -6,7 +6,7 @@ use akidb_storage::collection::{Collection, CollectionOptions};
 use akidb_storage::filter::Filter;
 use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
-    PointRecord, Quantization,
+    PointRecord, Quantization, SparseVectors,
 };
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
@@ -22,6 +22,8 @@ pub struct Set {
     pub gt: Vec<Vec<u64>>,
     /// Per base row: none for siftsmall; category, value and round for jeopardy.
     pub payloads: Vec<Payload>,
+    /// Per base row, its sparse vectors (none unless a test adds them).
+    pub sparse: Vec<SparseVectors>,
     pub metric: Metric,
 }
 
@@ -54,6 +56,7 @@ pub fn load(name: &str) -> Option<Set> {
         queries: v.queries,
         gt: v.groundtruth,
         payloads,
+        sparse: Vec::new(),
         metric,
     })
 }
@@ -106,6 +109,7 @@ pub fn indexed_declaring(
         quantization,
         on_disk: false,
         payload_indexes,
+        sparse_vectors: set.sparse.iter().flat_map(|s| s.keys().cloned()).collect(),
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
@@ -124,6 +128,7 @@ pub fn indexed_declaring(
                     key: PointKey::Num(id as u64),
                     vector: v.clone(),
                     payload: set.payloads[id].clone(),
+                    sparse: set.sparse.get(id).cloned().unwrap_or_default(),
                 }
             })
             .collect();
@@ -145,6 +150,7 @@ pub fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) ->
         oversampling: None,
         include: Include::default(),
         exact: false,
+        sparse: None,
     }
 }
 

@@ -1,0 +1,241 @@
+//! Sparse vectors: a segment's columns of them ([`SparseColumns`]), the inverted index of a
+//! sealed segment ([`SparseIndex`]), and the exact search by dot product over a segment
+//! ([`search_segment`]).
+//!
+//! The search is exact; its pruning only skips points that cannot enter the results. The
+//! query's indices are taken in descending order of the most each can add to a score (its
+//! `bound`: the query's weight times the posting list's largest or smallest weight, never
+//! below 0), and each list's points are scored exactly, by their stored vectors, once. With
+//! `θ` the k-th best score so far, a point not scored yet appears only in the lists left, so
+//! it scores at most the sum of their bounds: once that sum is below `θ`, the search stops.
+
+use crate::model::{SparseVector, SparseVectors};
+use std::collections::{BTreeMap, HashMap};
+
+/// A segment's sparse vectors, one column per name, rows aligned with the segment's slots.
+/// Rows past a column's end are empty (a segment whose points carry no sparse vector of a
+/// name holds no column of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseColumns {
+    cols: BTreeMap<String, Vec<SparseVector>>,
+}
+
+static EMPTY: SparseVector = SparseVector {
+    indices: Vec::new(),
+    values: Vec::new(),
+};
+
+impl SparseColumns {
+    /// Whether no row holds a vector.
+    pub fn is_empty(&self) -> bool {
+        self.cols
+            .values()
+            .all(|c| c.iter().all(SparseVector::is_empty))
+    }
+
+    /// The vector `name` of slot `off` (empty when it has none).
+    pub fn get(&self, name: &str, off: usize) -> &SparseVector {
+        self.column(name).get(off).unwrap_or(&EMPTY)
+    }
+
+    /// The vectors of slot `off`, by name.
+    pub fn row(&self, off: usize) -> SparseVectors {
+        self.cols
+            .iter()
+            .filter_map(|(name, c)| c.get(off).filter(|v| !v.is_empty()).map(|v| (name, v)))
+            .map(|(name, v)| (name.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Give slot `off` exactly the vectors of `row` (the others of the slot emptied).
+    pub fn set(&mut self, off: usize, row: SparseVectors) {
+        for c in self.cols.values_mut() {
+            if let Some(v) = c.get_mut(off) {
+                *v = SparseVector::default();
+            }
+        }
+        for (name, v) in row {
+            if v.is_empty() {
+                continue;
+            }
+            let c = self.cols.entry(name).or_default();
+            if c.len() <= off {
+                c.resize(off + 1, SparseVector::default());
+            }
+            c[off] = v;
+        }
+    }
+
+    /// Give slot `off` the vectors slot `from_off` has in `from`.
+    pub fn copy_row(&mut self, off: usize, from: &SparseColumns, from_off: usize) {
+        if !from.cols.is_empty() || !self.cols.is_empty() {
+            self.set(off, from.row(from_off));
+        }
+    }
+
+    /// The rows of `name` (shorter than the segment when its last slots have none).
+    pub fn column(&self, name: &str) -> &[SparseVector] {
+        self.cols.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The names that have a column, and their rows.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &[SparseVector])> + '_ {
+        self.cols.iter().map(|(n, c)| (n.as_str(), c.as_slice()))
+    }
+
+    /// Heap bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.cols
+            .iter()
+            .map(|(n, c)| {
+                n.len()
+                    + c.capacity() * std::mem::size_of::<SparseVector>()
+                    + c.iter().map(SparseVector::bytes).sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+/// One index's postings in a sealed segment: the slots whose vector has it, ascending, with
+/// their weights, and the weights' extremes.
+#[derive(Debug, Default)]
+struct Postings {
+    slots: Vec<u32>,
+    weights: Vec<f32>,
+    max: f32,
+    min: f32,
+}
+
+/// The inverted index of one sparse vector name in a sealed segment (built when first
+/// searched; a sealed segment's vectors never change).
+#[derive(Debug, Default)]
+pub struct SparseIndex {
+    postings: HashMap<u32, Postings>,
+}
+
+impl SparseIndex {
+    pub fn build(column: &[SparseVector]) -> Self {
+        let mut postings: HashMap<u32, Postings> = HashMap::new();
+        for (off, v) in column.iter().enumerate() {
+            for (&i, &w) in v.indices.iter().zip(&v.values) {
+                let p = postings.entry(i).or_insert_with(|| Postings {
+                    max: f32::NEG_INFINITY,
+                    min: f32::INFINITY,
+                    ..Default::default()
+                });
+                p.slots.push(off as u32);
+                p.weights.push(w);
+                p.max = p.max.max(w);
+                p.min = p.min.min(w);
+            }
+        }
+        SparseIndex { postings }
+    }
+
+    /// Heap bytes it holds (about).
+    pub fn bytes(&self) -> usize {
+        self.postings
+            .values()
+            .map(|p| 48 + p.slots.capacity() * 4 + p.weights.capacity() * 4)
+            .sum()
+    }
+}
+
+/// The k best points so far of a sparse search: the k-th best score is `θ`.
+pub trait Threshold {
+    /// The score a point must beat to enter the results (`None` while fewer than k).
+    fn threshold(&self) -> Option<f32>;
+    /// Offer slot `off` of the segment with `score`.
+    fn offer(&mut self, off: u32, score: f32);
+}
+
+/// What a sparse search of one segment did: points scored, posting entries of the query's
+/// indices.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub scored: u64,
+    pub postings: u64,
+}
+
+/// Search a segment by `q` through `index`, scoring with the stored `column`; `accept` says
+/// whether a slot may be returned (live, and matching the filter). Every accepted slot that
+/// shares an index with `q` and whose score can still enter `top` is offered, once.
+pub fn search_segment(
+    q: &SparseVector,
+    index: &SparseIndex,
+    column: &[SparseVector],
+    accept: &dyn Fn(usize) -> bool,
+    top: &mut dyn Threshold,
+) -> Work {
+    let mut work = Work::default();
+    // The query's indices the segment has, with the most each can add to a score.
+    let mut terms: Vec<(f32, &Postings)> = q
+        .indices
+        .iter()
+        .zip(&q.values)
+        .filter_map(|(i, &w)| {
+            let p = index.postings.get(i)?;
+            let bound = (w * p.max).max(w * p.min).max(0.0);
+            Some((bound, p))
+        })
+        .collect();
+    work.postings = terms.iter().map(|(_, p)| p.slots.len() as u64).sum();
+    if terms.is_empty() {
+        return work;
+    }
+    // Largest bound first: the lists most likely to hold the best points set θ early.
+    terms.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // rest[j]: the most the lists from j on can add to a point's score.
+    let mut rest = vec![0.0f32; terms.len() + 1];
+    for j in (0..terms.len()).rev() {
+        rest[j] = rest[j + 1] + terms[j].0;
+    }
+    let mut seen = vec![0u64; column.len().div_ceil(64)];
+    for (j, (_, p)) in terms.iter().enumerate() {
+        // A point not scored yet is only in lists j.. and scores at most rest[j]: when
+        // that is below θ, none of them can enter the top k.
+        if top.threshold().is_some_and(|theta| rest[j] < theta) {
+            break;
+        }
+        for &off in &p.slots {
+            let (word, bit) = (off as usize / 64, 1u64 << (off % 64));
+            if seen[word] & bit != 0 {
+                continue;
+            }
+            seen[word] |= bit;
+            let off = off as usize;
+            if !accept(off) {
+                continue;
+            }
+            let (s, shared) = q.dot(&column[off]);
+            work.scored += 1;
+            if shared {
+                top.offer(off as u32, s);
+            }
+        }
+    }
+    work
+}
+
+/// Search the slots of a segment without an index (the appendable one): every accepted slot
+/// that shares an index with `q` is offered.
+pub fn scan_segment(
+    q: &SparseVector,
+    column: &[SparseVector],
+    accept: &dyn Fn(usize) -> bool,
+    top: &mut dyn Threshold,
+) -> Work {
+    let mut work = Work::default();
+    for (off, v) in column.iter().enumerate() {
+        if v.is_empty() || !accept(off) {
+            continue;
+        }
+        let (s, shared) = q.dot(v);
+        work.scored += 1;
+        work.postings += v.len() as u64;
+        if shared {
+            top.offer(off as u32, s);
+        }
+    }
+    work
+}
