@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
-the ground truth, and Get, Count, UpdatePayload, aliases, snapshot download and restore, Delete and a filtered search
-as documented.
+the ground truth, and Get, Count, UpdatePayload, aliases, snapshot download and restore, sparse
+search and the hybrid Query, Delete and a filtered search as documented.
 
 Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
 
@@ -206,6 +206,61 @@ def main():
     names = [c.name for c in colls.ListCollections(collection_pb2.ListCollectionsRequest()).collections]
     assert name + "_bad" not in names, names
     colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=copy))
+
+    # Sparse vectors and the hybrid Query, against this script's own dot products and RRF
+    hy = name + "_hybrid"
+    colls.CreateCollection(collection_pb2.CreateCollectionRequest(name=hy, dimension=4, metric=common_pb2.DOT, sparse_vectors=["kw"]))
+    pts, sparse_of = [], {}
+    for i in range(300):
+        idx = sorted({(i * 7 + j * 13) % 50 for j in range(1 + i % 5)})
+        vals = [((i + j) % 9 + 1) / 4.0 for j in range(len(idx))]
+        sparse_of[i] = dict(zip(idx, vals))
+        p = common_pb2.Point(id=common_pb2.PointId(num=i), vector=[(i % 7) / 7.0, (i % 11) / 11.0, (i % 3) / 3.0, 1.0])
+        p.sparse["kw"].indices.extend(idx)
+        p.sparse["kw"].values.extend(vals)
+        pts.append(p)
+    ingest.Upsert(ingest_pb2.UpsertRequest(collection=hy, points=pts))
+
+    def sparse_query(idx, vals, k):
+        return query_pb2.SearchRequest(collection=hy, k=k, sparse=common_pb2.SparseQuery(
+            name="kw", vector=common_pb2.SparseVector(indices=idx, values=vals)))
+
+    for qi in range(20):
+        qidx = sorted({(qi * 3 + j * 17) % 50 for j in range(3)})
+        qvals = [1.0 + j for j in range(len(qidx))]
+        r = query.Search(sparse_query(qidx, qvals, 10))
+        want = sorted(((sum(w * sparse_of[i].get(t, 0.0) for t, w in zip(qidx, qvals)), i)
+                       for i in range(300) if set(qidx) & set(sparse_of[i])), key=lambda x: (-x[0], x[1]))[:10]
+        assert [round(h.score, 4) for h in r.hits] == [round(w[0], 4) for w in want], (r.hits, want)
+    dense_q = [0.5, 0.2, 0.9, 0.1]
+    branches = [query_pb2.SearchRequest(vector=dense_q, k=20, exact=True), sparse_query([3, 20, 41], [1.0, 2.0, 0.5], 20)]
+    for b in branches:
+        b.collection = ""
+    fused = query.Query(query_pb2.QueryRequest(collection=hy, branches=branches, k=10, fusion=query_pb2.RRF))
+    runs = [query.Search(query_pb2.SearchRequest(collection=hy, vector=dense_q, k=20, exact=True)),
+            query.Search(sparse_query([3, 20, 41], [1.0, 2.0, 0.5], 20))]
+    rrf = {}
+    for run in runs:
+        for rank, h in enumerate(run.hits, start=1):
+            rrf[h.id.num] = rrf.get(h.id.num, 0.0) + 1.0 / (60 + rank)
+    want = sorted(rrf.items(), key=lambda x: (-x[1], x[0]))[:10]
+    assert [h.id.num for h in fused.hits] == [w[0] for w in want], (fused.hits, want)
+    assert [b.returned for b in fused.branches] == [len(runs[0].hits), len(runs[1].hits)]
+    before = query.Count(query_pb2.CountRequest(collection=hy)).count
+    for bad_name, idx, vals, needle in [("nope", [1], [1.0], "no sparse vector `nope`"),
+                                        ("kw", [4, 2], [1.0, 1.0], "strictly ascending"),
+                                        ("kw", [2, 2], [1.0, 1.0], "index 2 twice"),
+                                        ("kw", [1], [float("nan")], "must be finite")]:
+        p = common_pb2.Point(id=common_pb2.PointId(num=1000), vector=[1, 1, 1, 1])
+        p.sparse[bad_name].indices.extend(idx)
+        p.sparse[bad_name].values.extend(vals)
+        try:
+            ingest.Upsert(ingest_pb2.UpsertRequest(collection=hy, points=[p]))
+            raise AssertionError(f"accepted: {p}")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and needle in e.details(), e
+    assert query.Count(query_pb2.CountRequest(collection=hy)).count == before
+    colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=hy))
 
     # Delete by ids and by filter
     d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))

@@ -24,7 +24,7 @@ const SECRET_HEX: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Search, SearchBatch, Get, Count, Scroll, GetCollection, ListCollections, SLO status.
+    /// Search, SearchBatch, Query, Get, Count, Scroll, GetCollection, ListCollections, SLO status.
     Read,
     /// Read, and Upsert, UpsertStream, Delete, Flush.
     Write,

@@ -27,6 +27,7 @@ pub const METHODS: &[(&str, Right)] = &[
     // The public read API (query).
     ("/akidb.v1.QueryService/Search", READ),
     ("/akidb.v1.QueryService/SearchBatch", READ),
+    ("/akidb.v1.QueryService/Query", READ),
     ("/akidb.v1.QueryService/Get", READ),
     ("/akidb.v1.QueryService/Count", READ),
     ("/akidb.v1.QueryService/Scroll", READ),
@@ -72,6 +73,7 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.StorageService/Flush", Internal),
     ("/akidb.v1.StorageService/Search", Internal),
     ("/akidb.v1.StorageService/SearchBatch", Internal),
+    ("/akidb.v1.StorageService/Query", Internal),
     ("/akidb.v1.StorageService/Get", Internal),
     ("/akidb.v1.StorageService/Count", Internal),
     ("/akidb.v1.StorageService/Scroll", Internal),

@@ -101,6 +101,10 @@ pub enum CollectionCmd {
         /// float, bool, datetime, geo, text): filters on KEY start from the points it names.
         #[arg(long = "index", value_name = "KEY:KIND")]
         indexes: Vec<String>,
+        /// A sparse vector points may carry besides the dense one, by name (repeatable):
+        /// searched with `akidb search --sparse NAME=I:W,...` and fused by `akidb query`.
+        #[arg(long = "sparse-vector", value_name = "NAME")]
+        sparse_vectors: Vec<String>,
     },
     /// List collections.
     List,
@@ -210,6 +214,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             shards,
             replication,
             indexes,
+            sparse_vectors,
         } => {
             let payload_indexes = indexes
                 .iter()
@@ -229,7 +234,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     shards,
                     replication,
                     payload_indexes,
-                    ..Default::default()
+                    sparse_vectors,
                 }))
                 .await?
                 .into_inner();
@@ -304,7 +309,19 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
                     id: Some(filter::point_id(&p.id)?),
                     vector: p.vector,
                     payload: Some(akidb_storage::convert::payload_to_pb(&p.payload)),
-                    ..Default::default()
+                    sparse: p
+                        .sparse
+                        .into_iter()
+                        .map(|(n, v)| {
+                            (
+                                n,
+                                pb::SparseVector {
+                                    indices: v.indices,
+                                    values: v.values,
+                                },
+                            )
+                        })
+                        .collect(),
                 })
             })
             .collect::<anyhow::Result<_>>()?
@@ -545,8 +562,11 @@ pub struct SearchArgs {
     #[arg(long)]
     pub collection: String,
     /// Comma-separated components.
-    #[arg(long, conflicts_with = "query_file")]
+    #[arg(long, conflicts_with_all = ["query_file", "sparse"])]
     pub vector: Option<String>,
+    /// Search by a sparse vector instead: `NAME=INDEX:WEIGHT,...` (indices ascending).
+    #[arg(long, value_name = "NAME=I:W,...", conflicts_with = "query_file")]
+    pub sparse: Option<String>,
     /// Search with the rows of an .fvecs file (prints one result table per row; --limit rows).
     #[arg(long)]
     pub query_file: Option<PathBuf>,
@@ -569,19 +589,51 @@ pub struct SearchArgs {
     pub exact: bool,
 }
 
+/// `--vector`'s comma-separated components.
+fn dense_arg(v: &str) -> anyhow::Result<Vec<f32>> {
+    v.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<f32>()
+                .with_context(|| format!("`{x}` is not a number"))
+        })
+        .collect()
+}
+
+/// `--sparse NAME=INDEX:WEIGHT,...`, sent as written (the server checks the order).
+fn sparse_arg(s: &str) -> anyhow::Result<pb::SparseQuery> {
+    let (name, entries) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--sparse takes NAME=INDEX:WEIGHT,..., got `{s}`"))?;
+    let mut v = pb::SparseVector::default();
+    for e in entries.split(',').filter(|e| !e.trim().is_empty()) {
+        let (i, w) = e
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--sparse entry `{e}` is not INDEX:WEIGHT"))?;
+        v.indices.push(
+            i.trim()
+                .parse()
+                .with_context(|| format!("`{i}` is not an index (0 to 4294967295)"))?,
+        );
+        v.values.push(
+            w.trim()
+                .parse()
+                .with_context(|| format!("`{w}` is not a number"))?,
+        );
+    }
+    Ok(pb::SparseQuery {
+        name: name.trim().to_string(),
+        vector: Some(v),
+    })
+}
+
 pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
-    let vectors = match (&a.vector, &a.query_file) {
-        (Some(v), _) => vec![
-            v.split(',')
-                .map(|x| {
-                    x.trim()
-                        .parse::<f32>()
-                        .with_context(|| format!("`{x}` is not a number"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?,
-        ],
-        (None, Some(f)) => dataset::read_fvecs(f)?.into_iter().take(a.limit).collect(),
-        (None, None) => bail!("give --vector or --query-file"),
+    let sparse = a.sparse.as_deref().map(sparse_arg).transpose()?;
+    let vectors = match (&a.vector, &a.query_file, &sparse) {
+        (Some(v), _, _) => vec![dense_arg(v)?],
+        (None, Some(f), _) => dataset::read_fvecs(f)?.into_iter().take(a.limit).collect(),
+        (None, None, Some(_)) => vec![vec![]],
+        (None, None, None) => bail!("give --vector, --sparse or --query-file"),
     };
     let filter = a.filter.as_deref().map(filter::parse).transpose()?;
     let l = link(g, &g.query_addr)?;
@@ -599,7 +651,7 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
                 with_vector: false,
                 exact: a.exact,
                 oversampling: a.oversampling,
-                ..Default::default()
+                sparse: sparse.clone(),
             }))
             .await?
             .into_inner();
@@ -635,6 +687,108 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                 ]);
             }
+        }
+        t
+    });
+    Ok(())
+}
+
+/// `akidb query`: a hybrid search, several searches fused by the server.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    #[arg(long)]
+    pub collection: String,
+    /// A dense branch: comma-separated components (repeatable).
+    #[arg(long = "vector", value_name = "X,Y,...")]
+    pub vectors: Vec<String>,
+    /// A sparse branch: `NAME=INDEX:WEIGHT,...` (repeatable).
+    #[arg(long = "sparse", value_name = "NAME=I:W,...")]
+    pub sparse: Vec<String>,
+    /// How the branches' rankings are fused: rrf (reciprocal rank) or dbsf (normalized scores).
+    #[arg(long, default_value = "rrf", value_parser = ["rrf", "dbsf"])]
+    pub fusion: String,
+    /// One weight per branch (repeatable; dense branches first, then sparse, each in the order
+    /// given); default 1 each.
+    #[arg(long = "weight")]
+    pub weights: Vec<f32>,
+    /// Results of the fused ranking.
+    #[arg(long, default_value_t = 10)]
+    pub k: u32,
+    /// Results each branch contributes (default: twice k).
+    #[arg(long)]
+    pub branch_k: Option<u32>,
+    /// JSON filter applied in every branch.
+    #[arg(long)]
+    pub filter: Option<String>,
+    #[arg(long)]
+    pub with_payload: bool,
+}
+
+pub async fn query(g: &Global, a: QueryArgs) -> anyhow::Result<()> {
+    let filter = a.filter.as_deref().map(filter::parse).transpose()?;
+    let branch = pb::SearchRequest {
+        k: a.branch_k.unwrap_or(a.k.saturating_mul(2)),
+        filter,
+        ..Default::default()
+    };
+    let mut branches = Vec::new();
+    for v in &a.vectors {
+        branches.push(pb::SearchRequest {
+            vector: dense_arg(v)?,
+            ..branch.clone()
+        });
+    }
+    for s in &a.sparse {
+        branches.push(pb::SearchRequest {
+            sparse: Some(sparse_arg(s)?),
+            ..branch.clone()
+        });
+    }
+    if branches.is_empty() {
+        bail!("give at least one --vector or --sparse branch");
+    }
+    let l = link(g, &g.query_addr)?;
+    let r = l
+        .query()
+        .query(l.request(pb::QueryRequest {
+            collection: a.collection,
+            branches,
+            fusion: match a.fusion.as_str() {
+                "dbsf" => pb::Fusion::Dbsf,
+                _ => pb::Fusion::Rrf,
+            } as i32,
+            weights: a.weights,
+            k: a.k,
+            with_payload: a.with_payload,
+            with_vector: false,
+            rrf_k: None,
+        }))
+        .await?
+        .into_inner();
+    let value = json!({
+        "hits": r.hits.iter().map(|h| json!({
+            "id": h.id.as_ref().map(|i| i.to_string()), "score": h.score,
+            "payload": h.payload.as_ref().map(payload::from_struct)})).collect::<Vec<_>>(),
+        "branches": r.branches.iter().map(|b| json!({
+            "returned": b.returned,
+            "points_exact": b.stats.as_ref().map_or(0, |s| s.points_exact),
+            "points_graph": b.stats.as_ref().map_or(0, |s| s.points_graph),
+            "sparse_scored": b.stats.as_ref().map_or(0, |s| s.sparse_scored),
+        })).collect::<Vec<_>>(),
+        "partial": r.partial,
+    });
+    emit(g, value, || {
+        let mut t = table(&["rank", "id", "score", "payload"]);
+        for (i, h) in r.hits.iter().enumerate() {
+            t.add_row(vec![
+                (i + 1).to_string(),
+                h.id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+                format!("{:.5}", h.score),
+                h.payload
+                    .as_ref()
+                    .map(|p| payload::from_struct(p).to_string())
+                    .unwrap_or_default(),
+            ]);
         }
         t
     });

@@ -4,13 +4,23 @@
 use anyhow::Context;
 use std::path::Path;
 
-/// One point of a JSON-lines file: `{"id": 1 | "uuid", "vector": [..], "payload": {..}}`.
+/// One point of a JSON-lines file: `{"id": 1 | "uuid", "vector": [..], "payload": {..},
+/// "sparse": {"NAME": {"indices": [..], "values": [..]}}}`.
 #[derive(Debug, serde::Deserialize)]
 pub struct JsonPoint {
     pub id: serde_json::Value,
     pub vector: Vec<f32>,
     #[serde(default)]
     pub payload: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub sparse: std::collections::BTreeMap<String, JsonSparse>,
+}
+
+/// A sparse vector of a JSON-lines point.
+#[derive(Debug, serde::Deserialize)]
+pub struct JsonSparse {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
 }
 
 pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<JsonPoint>> {

@@ -63,6 +63,8 @@ pub enum Cmd {
     },
     /// Search a collection.
     Search(client::SearchArgs),
+    /// Hybrid search: dense and sparse searches of a collection fused into one ranking.
+    Query(client::QueryArgs),
     /// SLO status from the telemetry service.
     Slo,
     /// Load a data set and measure ingest, indexing, search latency, QPS and recall.
@@ -182,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Payload { cmd } => client::payload(&cli.global, cmd).await,
             Cmd::Alias { cmd } => client::alias(&cli.global, cmd).await,
             Cmd::Search(a) => client::search(&cli.global, a).await,
+            Cmd::Query(a) => client::query(&cli.global, a).await,
             Cmd::Slo => client::slo(&cli.global).await,
             Cmd::Bench(a) => bench::bench(&cli.global, a).await,
             Cmd::Admin { cmd } => admin::run(&cli.global, cmd).await,

@@ -832,11 +832,7 @@ async fn payload_updates_keep_vectors_and_refuse_bad_requests() {
         .await
         .unwrap()
         .into_inner();
-    let ids: Vec<String> = r
-        .hits
-        .iter()
-        .map(|h| h.id.as_ref().unwrap().to_string())
-        .collect();
+    let ids = hit_ids(&r.hits);
     assert_eq!(ids, ["4", "3", "2"]);
 }
 
@@ -1398,4 +1394,231 @@ async fn a_downloaded_snapshot_restores_under_another_name_with_the_same_answers
         ["copy", "sift", "stored"],
         "a refused restore left something"
     );
+}
+
+fn hit_ids(hits: &[pb::ScoredPoint]) -> Vec<String> {
+    hits.iter()
+        .map(|h| h.id.as_ref().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_search_and_the_hybrid_query_through_the_stack_and_their_refusals() {
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    let sv = |indices: Vec<u32>, values: Vec<f32>| pb::SparseVector { indices, values };
+    // Refused specs: a bad name, a name twice.
+    for (names, needle) in [
+        (vec!["a b"], "sparse vector name `a b`"),
+        (vec!["kw", "kw"], "declared twice"),
+    ] {
+        expect_code(
+            q.collections()
+                .create_collection(pb::CreateCollectionRequest {
+                    sparse_vectors: names.iter().map(|n| n.to_string()).collect(),
+                    ..create("h", 2, pb::Metric::L2)
+                })
+                .await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
+    q.collections()
+        .create_collection(pb::CreateCollectionRequest {
+            sparse_vectors: vec!["kw".into()],
+            ..create("h", 2, pb::Metric::L2)
+        })
+        .await
+        .unwrap();
+    let points: Vec<pb::Point> = (0..20u64)
+        .map(|k| pb::Point {
+            sparse: [(
+                "kw".to_string(),
+                sv(
+                    vec![(k % 5) as u32, 10 + (k % 3) as u32],
+                    vec![1.0 + k as f32 / 100.0, 0.5],
+                ),
+            )]
+            .into(),
+            ..point(k, vec![k as f32, 0.0])
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "h".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    let sparse_search = |v: pb::SparseVector, k: u32| pb::SearchRequest {
+        collection: "h".into(),
+        k,
+        sparse: Some(pb::SparseQuery {
+            name: "kw".into(),
+            vector: Some(v),
+        }),
+        ..Default::default()
+    };
+    // Index 0 is in points 0, 5, 10, 15, weighted by their number.
+    let r = q
+        .query()
+        .search(q.request(sparse_search(sv(vec![0], vec![2.0]), 10)))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids = hit_ids(&r.hits);
+    assert_eq!(ids, ["15", "10", "5", "0"]);
+    assert!((r.hits[0].score - 2.0 * 1.15).abs() < 1e-5);
+    assert!(!r.stats.unwrap().lower_is_closer);
+    // Get returns them with the vector.
+    let got = q
+        .query()
+        .get(q.request(pb::GetRequest {
+            collection: "h".into(),
+            ids: vec![pb::PointId::num(7)],
+            with_payload: false,
+            with_vector: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points[0].sparse["kw"], sv(vec![2, 11], vec![1.07, 0.5]));
+
+    // The hybrid Query: dense [0, 0] ranks 0, 1, 2, ...; the sparse branch 15, 10, 5, 0.
+    let query = |fusion: pb::Fusion| pb::QueryRequest {
+        collection: "h".into(),
+        branches: vec![
+            pb::SearchRequest {
+                vector: vec![0.0, 0.0],
+                k: 20,
+                ..Default::default()
+            },
+            sparse_search(sv(vec![0], vec![1.0]), 20),
+        ],
+        fusion: fusion as i32,
+        k: 3,
+        with_payload: false,
+        ..Default::default()
+    };
+    let r = q
+        .query()
+        .query(q.request(query(pb::Fusion::Rrf)))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids = hit_ids(&r.hits);
+    // 0: 1/61 + 1/64; 5: 1/66 + 1/63; 10: 1/71 + 1/62; 15: 1/76 + 1/61; 1: 1/62.
+    assert_eq!(ids, ["0", "5", "10"]);
+    assert_eq!(
+        r.branches.iter().map(|b| b.returned).collect::<Vec<_>>(),
+        [20, 4]
+    );
+    assert!(r.branches[0].stats.unwrap().lower_is_closer);
+    let r = q
+        .query()
+        .query(q.request(query(pb::Fusion::Dbsf)))
+        .await
+        .unwrap()
+        .into_inner();
+    // Dense distances 0..19 normalize (mean ± 3 sd, flipped) to 0.775 for 0, 0.630 for 5,
+    // 0.486 for 10, 0.341 for 15; sparse 1.00 .. 1.15 to 0.277, 0.427, 0.576, 0.725: 15
+    // (1.066), 10 (1.062), 5 (1.057), then 0 (1.052).
+    let ids = hit_ids(&r.hits);
+    assert_eq!(ids, ["15", "10", "5"]);
+
+    // Refused writes and reads change nothing.
+    let bad_point = |name: &str, v: pb::SparseVector| pb::UpsertRequest {
+        collection: "h".into(),
+        points: vec![pb::Point {
+            sparse: [(name.to_string(), v)].into(),
+            ..point(100, vec![1.0, 1.0])
+        }],
+    };
+    for (req, needle) in [
+        (
+            bad_point("nope", sv(vec![1], vec![1.0])),
+            "no sparse vector `nope`",
+        ),
+        (
+            bad_point("kw", sv(vec![3, 1], vec![1.0, 1.0])),
+            "strictly ascending",
+        ),
+        (
+            bad_point("kw", sv(vec![2, 2], vec![1.0, 1.0])),
+            "index 2 twice",
+        ),
+        (
+            bad_point("kw", sv(vec![1], vec![f32::NAN])),
+            "must be finite",
+        ),
+        (
+            bad_point("kw", sv(vec![1, 2], vec![1.0])),
+            "2 indices but 1 values",
+        ),
+    ] {
+        expect_code(
+            i.ingest().upsert(i.request(req)).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
+    assert_eq!(count(&s, "h").await, 20);
+    let mut both = sparse_search(sv(vec![1], vec![1.0]), 3);
+    both.vector = vec![1.0, 1.0];
+    for (req, needle) in [
+        (
+            pb::SearchRequest {
+                sparse: Some(pb::SparseQuery {
+                    name: "other".into(),
+                    vector: Some(sv(vec![1], vec![1.0])),
+                }),
+                ..sparse_search(sv(vec![], vec![]), 3)
+            },
+            "no sparse vector `other`",
+        ),
+        (both, "either `vector` or `sparse`"),
+        (sparse_search(sv(vec![], vec![]), 3), "no entries"),
+        (
+            sparse_search(sv(vec![5, 4], vec![1.0, 1.0]), 3),
+            "strictly ascending",
+        ),
+    ] {
+        expect_code(
+            q.query().search(q.request(req)).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
+    let mut nine = query(pb::Fusion::Rrf);
+    nine.branches = (0..9).map(|_| nine.branches[0].clone()).collect();
+    let mut other = query(pb::Fusion::Rrf);
+    other.branches[1].collection = "elsewhere".into();
+    let mut with_payload = query(pb::Fusion::Rrf);
+    with_payload.branches[0].with_payload = true;
+    let mut weights = query(pb::Fusion::Rrf);
+    weights.weights = vec![1.0];
+    let mut negative = query(pb::Fusion::Rrf);
+    negative.weights = vec![1.0, -1.0];
+    let mut fusion = query(pb::Fusion::Rrf);
+    fusion.fusion = 7;
+    let mut bad_branch = query(pb::Fusion::Rrf);
+    bad_branch.branches[1] = sparse_search(sv(vec![1], vec![f32::INFINITY]), 3);
+    let mut wrong_dim = query(pb::Fusion::Rrf);
+    wrong_dim.branches[0].vector = vec![1.0, 2.0, 3.0];
+    for (req, needle) in [
+        (nine, "branches must be between 1 and 8"),
+        (other, "branch #1: names collection `elsewhere`"),
+        (with_payload, "branch #0: sets with_payload"),
+        (weights, "1 weights for 2 branches"),
+        (negative, "weight #1 is -1"),
+        (fusion, "fusion must be RRF or DBSF"),
+        (bad_branch, "branch #1: query: sparse vector `kw`"),
+        (wrong_dim, "branch #0: query: vector has 3 components"),
+    ] {
+        expect_code(
+            q.query().query(q.request(req)).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
 }

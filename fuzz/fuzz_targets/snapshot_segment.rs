@@ -1,7 +1,7 @@
 //! A snapshot segment file (`seg-<id>.pts`, `AKSEG01`/`AKSEG02`), decoded as a stream as
 //! `snapshot::load` decodes it. Asserts that what decodes is consistent (one key, payload and
-//! tombstone per point, `dim` values each) and re-encodes to a file that decodes to the same
-//! segment (vectors bit for bit), canonically.
+//! tombstone per point, `dim` values each; sparse vectors checked as on write) and re-encodes
+//! to a file that decodes to the same segment (vectors bit for bit), canonically.
 #![no_main]
 
 use akidb_fuzz::same_segment;

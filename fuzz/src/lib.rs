@@ -18,7 +18,10 @@ pub fn same_wal_op(a: &WalOp, b: &WalOp) -> bool {
         (WalOp::Upsert(x), WalOp::Upsert(y)) => {
             x.len() == y.len()
                 && x.iter().zip(y).all(|(p, q)| {
-                    p.key == q.key && p.payload == q.payload && same_f32(&p.vector, &q.vector)
+                    p.key == q.key
+                        && p.payload == q.payload
+                        && same_f32(&p.vector, &q.vector)
+                        && p.sparse == q.sparse
                 })
         }
         (WalOp::Delete(x), WalOp::Delete(y)) => x == y,
@@ -34,7 +37,7 @@ pub fn same_segment(a: &SegmentData, b: &SegmentData) -> bool {
         (Vectors::F16(x), Vectors::F16(y)) => x == y,
         _ => false,
     };
-    a.id == b.id && a.keys == b.keys && a.payloads == b.payloads && vectors
+    a.id == b.id && a.keys == b.keys && a.payloads == b.payloads && a.sparse == b.sparse && vectors
 }
 
 /// Rewrite the checksum of every WAL record whose length fits in `data`, walking the records

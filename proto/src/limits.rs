@@ -66,24 +66,23 @@ impl fmt::Display for SparseProblem {
         match self {
             SparseProblem::Lengths { indices, values } => write!(
                 f,
-                "sparse vector has {indices} indices but {values} values; give one value per index"
+                "has {indices} indices but {values} values; give one value per index"
             ),
-            SparseProblem::TooMany(n) => write!(
-                f,
-                "sparse vector has {n} entries, over the limit of {MAX_SPARSE_ENTRIES}"
-            ),
+            SparseProblem::TooMany(n) => {
+                write!(f, "has {n} entries, over the limit of {MAX_SPARSE_ENTRIES}")
+            }
             SparseProblem::NotAscending { at, before, got } if before == got => write!(
                 f,
-                "sparse vector has index {got} twice (positions {} and {at}); each index appears once, in ascending order",
+                "has index {got} twice (positions {} and {at}); each index appears once, in ascending order",
                 at - 1
             ),
             SparseProblem::NotAscending { at, before, got } => write!(
                 f,
-                "sparse vector index {got} at position {at} follows {before}; indices must be strictly ascending"
+                "index {got} at position {at} follows {before}; indices must be strictly ascending"
             ),
             SparseProblem::NotFinite { at, value } => write!(
                 f,
-                "sparse vector value at position {at} is {value}; weights must be finite"
+                "the value at position {at} is {value}; weights must be finite"
             ),
         }
     }

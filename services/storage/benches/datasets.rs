@@ -1,11 +1,12 @@
 //! Build speed, memory, search speed and recall on the shared benchmark sets, and durable
 //! ingest (results in docs/benchmarks.md):
 //!
-//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest|filters ...]
+//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest|filters|sparse ...]
 //!
 //! `filters`: filtered search with the planner and with the graph walk alone (jeopardy).
+//! `sparse`: sparse (BM25) search pruned against exhaustive, and the hybrid work (jeopardy).
 //!
-//! With no name, all four. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
+//! With no name, all five. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
 //! `AKIDB_BENCH_EF_CONSTRUCTION=<n>`, `AKIDB_BENCH_DIR=<dir on a real disk>` (ingest; default
 //! `/work`), `AKIDB_DATASETS` (the sets; default `../shared/data`).
 //!
@@ -55,6 +56,149 @@ fn main() {
     if run("filters") {
         filters();
     }
+    if run("sparse") {
+        sparse();
+    }
+}
+
+/// Sparse search on jeopardy (BM25 of the questions, `sets::jeopardy_bm25`), 200 queries with
+/// a known word, k 10: the product's pruned search through the segment's inverted index
+/// against an exhaustive term-at-a-time accumulation over the same postings built here (every
+/// posting read, then the top 10); both exact. Then the hybrid work of a Query in storage
+/// (the dense search, the sparse search, RRF) against the dense search alone.
+fn sparse() {
+    use akidb_storage::model::SparseVector;
+    use akidb_storage::store::SearchParams;
+    use std::collections::HashMap;
+    let Some(mut set) = load(JEOPARDY) else {
+        return;
+    };
+    let (base, queries) = common::sets::jeopardy_bm25();
+    set.sparse = base
+        .iter()
+        .map(|v| [("bm25".to_string(), v.clone())].into())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = indexed(&set, dir.path());
+    let qis: Vec<usize> = (0..queries.len())
+        .filter(|&q| !queries[q].is_empty())
+        .take(200)
+        .collect();
+    let qs: Vec<SparseVector> = qis.iter().map(|&q| queries[q].clone()).collect();
+    let sparse_params = |q: &SparseVector, k: usize| SearchParams {
+        vector: vec![],
+        sparse: Some(("bm25".into(), q.clone())),
+        ..params(&[], k, None, None)
+    };
+    // The exhaustive baseline's postings.
+    let mut postings: HashMap<u32, Vec<(u32, f32)>> = HashMap::new();
+    for (i, v) in base.iter().enumerate() {
+        for (&t, &w) in v.indices.iter().zip(&v.values) {
+            postings.entry(t).or_default().push((i as u32, w));
+        }
+    }
+    let exhaustive = |q: &SparseVector| -> Vec<usize> {
+        let mut acc = vec![0.0f32; base.len()];
+        let mut touched = Vec::new();
+        for (t, w) in q.indices.iter().zip(&q.values) {
+            for &(d, x) in postings.get(t).map_or(&[][..], Vec::as_slice) {
+                if acc[d as usize] == 0.0 {
+                    touched.push(d);
+                }
+                acc[d as usize] += w * x;
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let mut top: Vec<(f32, u32)> = touched.iter().map(|&d| (acc[d as usize], d)).collect();
+        let k = top.len().min(10);
+        if k > 0 {
+            top.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        }
+        top.truncate(k);
+        top.sort_by(|a, b| b.0.total_cmp(&a.0));
+        top.into_iter().map(|x| x.1 as usize).collect()
+    };
+    let (mut scored, mut sharing) = (0u64, 0u64);
+    for q in &qs {
+        let (_, info) = c.search(&sparse_params(q, 10)).unwrap();
+        scored += info.sparse_scored;
+        let mut docs: Vec<u32> = q
+            .indices
+            .iter()
+            .flat_map(|t| postings.get(t).into_iter().flatten().map(|x| x.0))
+            .collect();
+        docs.sort_unstable();
+        docs.dedup();
+        sharing += docs.len() as u64;
+    }
+    let product = |q: &SparseVector| keys(c.search(&sparse_params(q, 10)).unwrap().0);
+    let variants: [Variant<'_, SparseVector>; 2] = [(&qs, &product), (&qs, &exhaustive)];
+    let res = timed_interleaved(&variants, 3);
+    let same = res[0]
+        .1
+        .iter()
+        .zip(&res[1].1)
+        .map(|(a, b)| a.iter().filter(|x| b.contains(x)).count())
+        .sum::<usize>() as f64
+        / res[1].1.iter().map(Vec::len).sum::<usize>() as f64;
+    println!(
+        "## sparse: jeopardy BM25, {} points, {} queries, k 10",
+        base.len(),
+        qs.len()
+    );
+    println!();
+    println!("| search | µs a query | points scored a query | top-10 overlap with the other |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| pruned (the product) | {:.0} | {:.0} | {same:.4} |",
+        res[0].0,
+        scored as f64 / qs.len() as f64
+    );
+    println!(
+        "| exhaustive accumulation (here) | {:.0} | {:.0} | {same:.4} |",
+        res[1].0,
+        sharing as f64 / qs.len() as f64
+    );
+    println!();
+    // Hybrid: what storage does for a two-branch Query (limit 20 each, fused to 10).
+    let dense_qs: Vec<Vec<f32>> = qis.iter().map(|&q| set.queries[q].clone()).collect();
+    let pairs: Vec<(Vec<f32>, SparseVector)> = dense_qs.iter().cloned().zip(qs.clone()).collect();
+    let dense_only =
+        |p: &(Vec<f32>, SparseVector)| keys(c.search(&params(&p.0, 10, None, None)).unwrap().0);
+    let hybrid = |p: &(Vec<f32>, SparseVector)| {
+        let to_pb = |h: Vec<akidb_storage::store::Hit>| -> Vec<akidb_proto::v1::ScoredPoint> {
+            h.into_iter()
+                .map(akidb_storage::convert::hit_to_pb)
+                .collect()
+        };
+        let d = to_pb(c.search(&params(&p.0, 20, None, None)).unwrap().0);
+        let s = to_pb(c.search(&sparse_params(&p.1, 20)).unwrap().0);
+        let b = |hits| akidb_proto::fusion::Branch {
+            hits,
+            lower_is_closer: false,
+            weight: 1.0,
+        };
+        akidb_proto::fusion::fuse(&[b(&d), b(&s)], akidb_proto::v1::Fusion::Rrf, 60, 10)
+            .into_iter()
+            .map(|h| match h.id.and_then(|i| i.kind) {
+                Some(akidb_proto::v1::point_id::Kind::Num(n)) => n as usize,
+                _ => usize::MAX,
+            })
+            .collect()
+    };
+    let variants: [Variant<'_, (Vec<f32>, SparseVector)>; 2] =
+        [(&pairs, &dense_only), (&pairs, &hybrid)];
+    let res = timed_interleaved(&variants, 3);
+    println!("| search | µs a query |");
+    println!("|---|---:|");
+    println!("| dense alone (k 10, default ef) | {:.0} |", res[0].0);
+    println!(
+        "| hybrid: dense + sparse (k 20 each) + RRF to 10 | {:.0} ({:.2}× dense) |",
+        res[1].0,
+        res[1].0 / res[0].0
+    );
+    println!();
 }
 
 /// Filtered search on jeopardy with `value` ranges (a filter the payload index cannot narrow)
@@ -77,14 +221,6 @@ fn filters() {
     opts.tuning.exact_filter_max = 0;
     let walk = Collection::open(&copy, opts, |_, _| {}).unwrap();
     let qs = &set.queries[..200];
-    let keys = |hits: Vec<akidb_storage::store::Hit>| -> Vec<usize> {
-        hits.into_iter()
-            .map(|h| match h.key {
-                PointKey::Num(n) => n as usize,
-                _ => usize::MAX,
-            })
-            .collect()
-    };
     println!(
         "## filters: jeopardy, {} points, 200 queries, k 10, default ef",
         set.base.len()
@@ -200,12 +336,25 @@ fn threads() -> usize {
 
 /// For each variant (queries, search): (µs per query, results), best of `reps` passes that
 /// take turns, so a busy machine slows every variant alike.
-type Variant<'a> = (&'a [Vec<f32>], &'a dyn Fn(&[f32]) -> Vec<usize>);
+/// The ids of hits (integer ids; others as `usize::MAX`).
+fn keys(hits: Vec<akidb_storage::store::Hit>) -> Vec<usize> {
+    hits.into_iter()
+        .map(|h| match h.key {
+            PointKey::Num(n) => n as usize,
+            _ => usize::MAX,
+        })
+        .collect()
+}
 
-fn timed_interleaved(variants: &[Variant], reps: usize) -> Vec<(f64, Vec<Vec<usize>>)> {
+/// Queries and what answers one (its ids).
+type Variant<'a, Q = Vec<f32>> = (&'a [Q], &'a dyn Fn(&Q) -> Vec<usize>);
+
+/// Each variant over all its queries, `reps` times interleaved: (the best mean µs a query,
+/// the answers of the first pass).
+fn timed_interleaved<Q>(variants: &[Variant<'_, Q>], reps: usize) -> Vec<(f64, Vec<Vec<usize>>)> {
     let mut out: Vec<(f64, Vec<Vec<usize>>)> = variants
         .iter()
-        .map(|(qs, f)| (f64::INFINITY, qs.iter().map(|q| f(q)).collect()))
+        .map(|(qs, f)| (f64::INFINITY, qs.iter().map(f).collect()))
         .collect();
     for _ in 0..reps {
         for (i, (qs, f)) in variants.iter().enumerate() {

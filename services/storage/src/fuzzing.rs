@@ -140,7 +140,19 @@ mod tests {
                         json!({"tags": ["a", "b"], "nested": {"k": i, "ok": true}, "s": null}),
                     ),
                 },
-                sparse: Default::default(),
+                // Every other point carries a sparse vector.
+                sparse: (i % 2 == 1)
+                    .then(|| {
+                        (
+                            "kw".to_string(),
+                            crate::model::SparseVector {
+                                indices: vec![(i % 7) as u32, 10 + (i % 5) as u32],
+                                values: vec![i as f32 * 0.5, -1.0],
+                            },
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
             })
             .collect()
     }
@@ -161,7 +173,7 @@ mod tests {
             quantization: Default::default(),
             on_disk: false,
             payload_indexes: Default::default(),
-            sparse_vectors: Default::default(),
+            sparse_vectors: ["kw".to_string()].into(),
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,

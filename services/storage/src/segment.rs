@@ -1555,10 +1555,17 @@ impl State {
                     + s.codes.as_ref().map_or(0, |c| c.memory_bytes())
             })
             .sum();
+        // Sparse vectors' inverted indexes (of the sealed segments searched by one so far).
+        let sparse: usize = self
+            .sealed
+            .values()
+            .filter_map(|s| s.sparse_index.get())
+            .flat_map(|m| m.values().map(SparseIndex::bytes))
+            .sum();
         (
             vectors,
             graphs,
-            self.pindex.memory_bytes() + self.ids.memory_bytes(),
+            self.pindex.memory_bytes() + self.ids.memory_bytes() + sparse as u64,
         )
     }
 }

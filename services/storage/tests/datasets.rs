@@ -11,7 +11,8 @@ use akidb_storage::model::{Datatype, IndexKind, Metric, PointKey, PointRecord, Q
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL};
 use common::sets::{
-    Set, indexed, indexed_as, indexed_declaring, indexed_with, load, params, recall, recall_rows,
+    Set, indexed, indexed_as, indexed_declaring, indexed_with, jeopardy_bm25, load, meta_rows,
+    params, recall, recall_rows, words,
 };
 use std::collections::HashSet;
 
@@ -648,33 +649,11 @@ fn jeopardy_new_filter_kinds_equal_a_brute_force_reference() {
     );
 }
 
-/// The words of a text as the reference reads them: runs of letters and digits, lower-cased.
-fn words(s: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    for ch in s.chars() {
-        if ch.is_alphanumeric() {
-            out.last_mut().unwrap().extend(ch.to_lowercase());
-        } else if !out.last().unwrap().is_empty() {
-            out.push(String::new());
-        }
-    }
-    out.retain(|w| !w.is_empty());
-    out
-}
-
-fn meta_rows(file: &str) -> Vec<serde_json::Value> {
-    let path = akidb_testkit::datasets::dir(JEOPARDY).unwrap().join(file);
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Sparse search and the hybrid fusion on jeopardy, against exact references computed here.
 ///
 /// Sparse: each base question weighted by the test's own BM25 (k1 1.2, b 0.75, over the words
-/// of `Question`); each query question's words (weight: how often it has the word). For 200
+/// of `Question`; `sets::jeopardy_bm25`); each query question's words (weight: how often it
+/// has the word). For 200
 /// queries and filters keeping from under 1 % to over 90 % of the points, the sparse search's
 /// top 10 equals a brute-force dot product over every point, rank by rank (score within
 /// 1e-4), and the pruning scored fewer points than the query's posting lists hold.
@@ -686,72 +665,11 @@ fn meta_rows(file: &str) -> Vec<serde_json::Value> {
 fn jeopardy_sparse_bm25_and_hybrid_fusion_equal_exact_references() {
     use akidb_proto::v1 as pb;
     use akidb_storage::filter::Range;
-    use akidb_storage::model::SparseVector;
-    use std::collections::HashMap;
     let Some(mut set) = load(JEOPARDY) else {
         return;
     };
-    let base = meta_rows("jeopardy_base_meta.jsonl");
-    let queries = meta_rows("jeopardy_query_meta.jsonl");
-    let docs: Vec<Vec<String>> = base
-        .iter()
-        .map(|m| words(m["Question"].as_str().unwrap()))
-        .collect();
-    let mut vocab: HashMap<String, u32> = HashMap::new();
-    let mut df: Vec<f64> = Vec::new();
-    for d in &docs {
-        let mut seen: Vec<&String> = d.iter().collect();
-        seen.sort();
-        seen.dedup();
-        for w in seen {
-            let n = vocab.len() as u32;
-            let i = *vocab.entry(w.clone()).or_insert(n);
-            if i as usize == df.len() {
-                df.push(0.0);
-            }
-            df[i as usize] += 1.0;
-        }
-    }
-    let n = docs.len() as f64;
-    let avgdl = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
-    let (k1, b) = (1.2, 0.75);
-    let bm25: Vec<SparseVector> = docs
-        .iter()
-        .map(|d| {
-            let mut tf: HashMap<u32, f64> = HashMap::new();
-            for w in d {
-                *tf.entry(vocab[w]).or_default() += 1.0;
-            }
-            let mut e: Vec<(u32, f32)> = tf
-                .into_iter()
-                .map(|(t, f)| {
-                    let idf = (1.0 + (n - df[t as usize] + 0.5) / (df[t as usize] + 0.5)).ln();
-                    let w =
-                        idf * f * (k1 + 1.0) / (f + k1 * (1.0 - b + b * d.len() as f64 / avgdl));
-                    (t, w as f32)
-                })
-                .collect();
-            e.sort_by_key(|x| x.0);
-            SparseVector {
-                indices: e.iter().map(|x| x.0).collect(),
-                values: e.iter().map(|x| x.1).collect(),
-            }
-        })
-        .collect();
-    let query_vec = |qi: usize| {
-        let mut tf: HashMap<u32, f32> = HashMap::new();
-        for w in words(queries[qi]["Question"].as_str().unwrap()) {
-            if let Some(&t) = vocab.get(&w) {
-                *tf.entry(t).or_default() += 1.0;
-            }
-        }
-        let mut e: Vec<(u32, f32)> = tf.into_iter().collect();
-        e.sort_by_key(|x| x.0);
-        SparseVector {
-            indices: e.iter().map(|x| x.0).collect(),
-            values: e.iter().map(|x| x.1).collect(),
-        }
-    };
+    let (bm25, query_vecs) = jeopardy_bm25();
+    let query_vec = |qi: usize| query_vecs[qi].clone();
     set.sparse = bm25
         .iter()
         .map(|v| [("bm25".to_string(), v.clone())].into())
@@ -820,7 +738,7 @@ fn jeopardy_sparse_bm25_and_hybrid_fusion_equal_exact_references() {
         f.as_ref()
             .is_none_or(|f| f.matches(&PointKey::Num(i as u64), &set.payloads[i]))
     };
-    let qis: Vec<usize> = (0..queries.len())
+    let qis: Vec<usize> = (0..query_vecs.len())
         .filter(|&qi| !query_vec(qi).is_empty())
         .take(200)
         .collect();

@@ -6,7 +6,7 @@ use akidb_storage::collection::{Collection, CollectionOptions};
 use akidb_storage::filter::Filter;
 use akidb_storage::model::{
     CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
-    PointRecord, Quantization, SparseVectors,
+    PointRecord, Quantization, SparseVector, SparseVectors,
 };
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
@@ -182,4 +182,97 @@ pub fn recall_rows(results: &[Vec<usize>], gt: &[Vec<u64>]) -> f64 {
         hit += r.iter().filter(|o| truth.contains(&(**o as u64))).count();
     }
     hit as f64 / (10 * results.len()) as f64
+}
+
+/// The words of a text as the tests read them: runs of letters and digits, lower-cased.
+pub fn words(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for ch in s.chars() {
+        if ch.is_alphanumeric() {
+            out.last_mut().unwrap().extend(ch.to_lowercase());
+        } else if !out.last().unwrap().is_empty() {
+            out.push(String::new());
+        }
+    }
+    out.retain(|w| !w.is_empty());
+    out
+}
+
+/// The rows of one of jeopardy's meta files (`jeopardy_base_meta.jsonl`, `..._query_...`).
+pub fn meta_rows(file: &str) -> Vec<serde_json::Value> {
+    let path = akidb_testkit::datasets::dir(JEOPARDY).unwrap().join(file);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Sparse vectors of jeopardy's questions, computed here: each base question weighted by BM25
+/// (k1 1.2, b 0.75, over its [`words`]), and each query question's words that the base has
+/// (weight: how often the question has the word). (base, queries), in row order.
+pub fn jeopardy_bm25() -> (Vec<SparseVector>, Vec<SparseVector>) {
+    use std::collections::HashMap;
+    let question = |m: &serde_json::Value| words(m["Question"].as_str().unwrap());
+    let docs: Vec<Vec<String>> = meta_rows("jeopardy_base_meta.jsonl")
+        .iter()
+        .map(question)
+        .collect();
+    let mut vocab: HashMap<String, u32> = HashMap::new();
+    let mut df: Vec<f64> = Vec::new();
+    for d in &docs {
+        let mut seen: Vec<&String> = d.iter().collect();
+        seen.sort();
+        seen.dedup();
+        for w in seen {
+            let n = vocab.len() as u32;
+            let i = *vocab.entry(w.clone()).or_insert(n);
+            if i as usize == df.len() {
+                df.push(0.0);
+            }
+            df[i as usize] += 1.0;
+        }
+    }
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
+    let (k1, b) = (1.2, 0.75);
+    let sparse = |mut e: Vec<(u32, f32)>| {
+        e.sort_by_key(|x| x.0);
+        SparseVector {
+            indices: e.iter().map(|x| x.0).collect(),
+            values: e.iter().map(|x| x.1).collect(),
+        }
+    };
+    let base = docs
+        .iter()
+        .map(|d| {
+            let mut tf: HashMap<u32, f64> = HashMap::new();
+            for w in d {
+                *tf.entry(vocab[w]).or_default() += 1.0;
+            }
+            sparse(
+                tf.into_iter()
+                    .map(|(t, f)| {
+                        let df = df[t as usize];
+                        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                        let norm = k1 * (1.0 - b + b * d.len() as f64 / avgdl);
+                        (t, (idf * f * (k1 + 1.0) / (f + norm)) as f32)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let queries = meta_rows("jeopardy_query_meta.jsonl")
+        .iter()
+        .map(|m| {
+            let mut tf: HashMap<u32, f32> = HashMap::new();
+            for w in question(m) {
+                if let Some(&t) = vocab.get(&w) {
+                    *tf.entry(t).or_default() += 1.0;
+                }
+            }
+            sparse(tf.into_iter().collect())
+        })
+        .collect();
+    (base, queries)
 }
