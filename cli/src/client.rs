@@ -727,7 +727,8 @@ pub struct QueryArgs {
 pub async fn query(g: &Global, a: QueryArgs) -> anyhow::Result<()> {
     let filter = a.filter.as_deref().map(filter::parse).transpose()?;
     let branch = pb::SearchRequest {
-        k: a.branch_k.unwrap_or(a.k.saturating_mul(2)),
+        k: a.branch_k
+            .unwrap_or((a.k.saturating_mul(2)).min(*akidb_proto::limits::K.end() as u32)),
         filter,
         ..Default::default()
     };

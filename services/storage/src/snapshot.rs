@@ -509,6 +509,11 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
         src.room(n as u64, 1)?;
         for off in 0..n {
             sparse.set(off, src.sparse()?);
+            // A collection declares at most that many names: more is not a file it wrote
+            // (and would make every slot pay for each name).
+            if sparse.columns().count() > akidb_proto::limits::MAX_SPARSE_VECTORS {
+                return Err("more sparse vector names than a collection declares".into());
+            }
         }
     }
     Ok((

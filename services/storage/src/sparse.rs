@@ -7,7 +7,8 @@
 //! `bound`: the query's weight times the posting list's largest or smallest weight, never
 //! below 0), and each list's points are scored exactly, by their stored vectors, once. With
 //! `θ` the k-th best score so far, a point not scored yet appears only in the lists left, so
-//! it scores at most the sum of their bounds: once that sum is below `θ`, the search stops.
+//! it scores at most the sum of their bounds: once that sum (plus a margin for the rounding
+//! of a score summed in f32) is below `θ`, the search stops.
 
 use crate::model::{SparseVector, SparseVectors};
 use std::collections::{BTreeMap, HashMap};
@@ -168,15 +169,16 @@ pub fn search_segment(
     top: &mut dyn Threshold,
 ) -> Work {
     let mut work = Work::default();
-    // The query's indices the segment has, with the most each can add to a score.
-    let mut terms: Vec<(f32, &Postings)> = q
+    // The query's indices the segment has, with the most each can add to a score (and the
+    // largest size of a product, for the rounding margin below).
+    let mut terms: Vec<(f64, &Postings)> = q
         .indices
         .iter()
         .zip(&q.values)
         .filter_map(|(i, &w)| {
             let p = index.postings.get(i)?;
-            let bound = (w * p.max).max(w * p.min).max(0.0);
-            Some((bound, p))
+            let (hi, lo) = (f64::from(w * p.max), f64::from(w * p.min));
+            Some((hi.max(lo).max(0.0), p))
         })
         .collect();
     work.postings = terms.iter().map(|(_, p)| p.slots.len() as u64).sum();
@@ -185,16 +187,32 @@ pub fn search_segment(
     }
     // Largest bound first: the lists most likely to hold the best points set θ early.
     terms.sort_by(|a, b| b.0.total_cmp(&a.0));
-    // rest[j]: the most the lists from j on can add to a point's score.
-    let mut rest = vec![0.0f32; terms.len() + 1];
+    // rest[j]: the most the lists from j on can add to a point's score, in f64. A score is
+    // summed in f32 (`SparseVector::dot`), which may round it above the exact sum by up to
+    // (terms + 1) ε times the sum of the products' sizes: the margin keeps a point that
+    // rounding lifts to θ from being skipped.
+    let mut rest = vec![0.0f64; terms.len() + 1];
     for j in (0..terms.len()).rev() {
         rest[j] = rest[j + 1] + terms[j].0;
     }
+    let size: f64 = q
+        .indices
+        .iter()
+        .zip(&q.values)
+        .filter_map(|(i, &w)| {
+            let p = index.postings.get(i)?;
+            Some(f64::from((w * p.max).abs().max((w * p.min).abs())))
+        })
+        .sum();
+    let margin = (terms.len() as f64 + 1.0) * f64::from(f32::EPSILON) * size;
     let mut seen = vec![0u64; column.len().div_ceil(64)];
     for (j, (_, p)) in terms.iter().enumerate() {
         // A point not scored yet is only in lists j.. and scores at most rest[j]: when
         // that is below θ, none of them can enter the top k.
-        if top.threshold().is_some_and(|theta| rest[j] < theta) {
+        if top
+            .threshold()
+            .is_some_and(|theta| rest[j] + margin < f64::from(theta))
+        {
             break;
         }
         for &off in &p.slots {
@@ -238,4 +256,51 @@ pub fn scan_segment(
         }
     }
     work
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Top(Vec<(u32, f32)>, usize);
+    impl Threshold for Top {
+        fn threshold(&self) -> Option<f32> {
+            (self.0.len() == self.1)
+                .then(|| self.0.iter().map(|x| x.1).fold(f32::INFINITY, f32::min))
+        }
+        fn offer(&mut self, off: u32, score: f32) {
+            self.0.push((off, score));
+            self.0.sort_by(|a, b| b.1.total_cmp(&a.1));
+            self.0.truncate(self.1);
+        }
+    }
+
+    #[test]
+    fn a_score_rounded_above_the_bounds_sum_is_not_pruned() {
+        // Summed in f32 in index order, A scores 1 + 5u; B's list (bound 1 + 4u) comes
+        // first and sets θ; the bounds of A's other lists, summed the other way, come to
+        // 1 + 3u in f32: without the margin the search stopped before A.
+        let u = f32::EPSILON;
+        let a = SparseVector {
+            indices: vec![0, 1, 2, 3, 4, 5],
+            values: vec![1.0, 0.6 * u, 0.6 * u, 0.6 * u, 0.6 * u, 0.6 * u],
+        };
+        let b = SparseVector {
+            indices: vec![100],
+            values: vec![1.0 + 4.0 * u],
+        };
+        let q = SparseVector {
+            indices: vec![0, 1, 2, 3, 4, 5, 100],
+            values: vec![1.0; 7],
+        };
+        let column = vec![a.clone(), b.clone()];
+        let index = SparseIndex::build(&column);
+        let mut top = Top(Vec::new(), 1);
+        search_segment(&q, &index, &column, &|_| true, &mut top);
+        let mut scan = Top(Vec::new(), 1);
+        scan_segment(&q, &column, &|_| true, &mut scan);
+        assert_eq!(top.0, scan.0);
+        assert!(q.dot(&a).0 > q.dot(&b).0);
+        assert_eq!(top.0[0].0, 0);
+    }
 }

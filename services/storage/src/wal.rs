@@ -327,6 +327,9 @@ pub(crate) trait Decode {
     /// A point's sparse vectors ([`put_sparse`]), each checked as a request's would be.
     fn sparse(&mut self) -> std::result::Result<SparseVectors, String> {
         let count = self.u8()?;
+        if count as usize > akidb_proto::limits::MAX_SPARSE_VECTORS {
+            return Err(format!("{count} sparse vectors on one point"));
+        }
         let mut out = SparseVectors::new();
         for _ in 0..count {
             let n = self.u8()? as usize;
