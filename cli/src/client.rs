@@ -659,9 +659,7 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
     }
     let as_json = |r: &pb::SearchResponse| {
         json!({
-            "hits": r.hits.iter().map(|h| json!({
-                "id": h.id.as_ref().map(|i| i.to_string()), "score": h.score,
-                "payload": h.payload.as_ref().map(payload::from_struct)})).collect::<Vec<_>>(),
+            "hits": hits_json(&r.hits),
             "stats": r.stats.as_ref().map(|s| json!({
                 "tier": pb::Tier::try_from(s.tier).map(|t| t.as_str_name()).unwrap_or("?"), "loaded": s.loaded,
                 "points_exact": s.points_exact, "points_graph": s.points_graph, "cache_hit": s.cache_hit})),
@@ -676,21 +674,38 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
         let mut t = table(&["query", "rank", "id", "score", "payload"]);
         for (qi, r) in out.iter().enumerate() {
             for (i, h) in r.hits.iter().enumerate() {
-                t.add_row(vec![
-                    qi.to_string(),
-                    (i + 1).to_string(),
-                    h.id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
-                    format!("{:.4}", h.score),
-                    h.payload
-                        .as_ref()
-                        .map(|p| payload::from_struct(p).to_string())
-                        .unwrap_or_default(),
-                ]);
+                let mut row = vec![qi.to_string()];
+                row.extend(hit_cells(i, h, 4));
+                t.add_row(row);
             }
         }
         t
     });
     Ok(())
+}
+
+/// Hits as `--json` prints them.
+fn hits_json(hits: &[pb::ScoredPoint]) -> serde_json::Value {
+    json!(
+        hits.iter()
+            .map(|h| json!({
+            "id": h.id.as_ref().map(|i| i.to_string()), "score": h.score,
+            "payload": h.payload.as_ref().map(payload::from_struct)}))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The rank (from 1), id, score (to `digits` decimals) and payload cells of hit `i`.
+fn hit_cells(i: usize, h: &pb::ScoredPoint, digits: usize) -> Vec<String> {
+    vec![
+        (i + 1).to_string(),
+        h.id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+        format!("{:.digits$}", h.score),
+        h.payload
+            .as_ref()
+            .map(|p| payload::from_struct(p).to_string())
+            .unwrap_or_default(),
+    ]
 }
 
 /// `akidb query`: a hybrid search, several searches fused by the server.
@@ -767,9 +782,7 @@ pub async fn query(g: &Global, a: QueryArgs) -> anyhow::Result<()> {
         .await?
         .into_inner();
     let value = json!({
-        "hits": r.hits.iter().map(|h| json!({
-            "id": h.id.as_ref().map(|i| i.to_string()), "score": h.score,
-            "payload": h.payload.as_ref().map(payload::from_struct)})).collect::<Vec<_>>(),
+        "hits": hits_json(&r.hits),
         "branches": r.branches.iter().map(|b| json!({
             "returned": b.returned,
             "points_exact": b.stats.as_ref().map_or(0, |s| s.points_exact),
@@ -781,15 +794,7 @@ pub async fn query(g: &Global, a: QueryArgs) -> anyhow::Result<()> {
     emit(g, value, || {
         let mut t = table(&["rank", "id", "score", "payload"]);
         for (i, h) in r.hits.iter().enumerate() {
-            t.add_row(vec![
-                (i + 1).to_string(),
-                h.id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
-                format!("{:.5}", h.score),
-                h.payload
-                    .as_ref()
-                    .map(|p| payload::from_struct(p).to_string())
-                    .unwrap_or_default(),
-            ]);
+            t.add_row(hit_cells(i, h, 5));
         }
         t
     });

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use akidb_client::Link;
+use akidb_proto::convert::id_order;
 use akidb_proto::limits::shard_name;
 use akidb_proto::v1 as pb;
 use futures::future::join_all;
@@ -822,7 +823,6 @@ impl Router {
         caller: Option<Duration>,
     ) -> Result<pb::SearchResponse, Status> {
         let map = self.map(&req.collection).await?;
-        let higher_is_better = higher_is_better(&map.value) || req.sparse.is_some();
         let c = map.value.collection.clone();
         let k = req.k as usize;
         let msgs = every_shard(&map.value, |s| {
@@ -839,7 +839,7 @@ impl Router {
                 |l: Link, r| async move { l.storage().search(r).await.map(|r| r.into_inner()) },
             )
             .await;
-        self.merge(&c, k, higher_is_better, results)
+        self.merge(&c, k, results)
     }
 
     /// Searches of one collection: each shard gets one SearchBatch of all of them, and each
@@ -861,7 +861,6 @@ impl Router {
             Err(e) => return searches.iter().map(|_| Err(e.clone())).collect(),
         };
         let c = map.value.collection.clone();
-        let dense_higher_is_better = higher_is_better(&map.value);
         let msgs = every_shard(&map.value, |s| pb::SearchBatchRequest {
             searches: searches
                 .iter()
@@ -899,19 +898,18 @@ impl Router {
                         (*s, one, t.clone())
                     })
                     .collect();
-                let higher_is_better = dense_higher_is_better || req.sparse.is_some();
-                self.merge(&c, req.k as usize, higher_is_better, parts)
+                self.merge(&c, req.k as usize, parts)
             })
             .collect()
     }
 
     /// One search's answers from the shards, merged: the best `k` hits of the shards that
-    /// answered, `partial` with the shards that did not answer in time.
+    /// answered (in the order their stats say: `lower_is_closer`), `partial` with the shards
+    /// that did not answer in time.
     fn merge(
         &self,
         c: &str,
         k: usize,
-        higher_is_better: bool,
         results: Vec<ShardAnswer<pb::SearchResponse>>,
     ) -> Result<pb::SearchResponse, Status> {
         let mut out = pb::SearchResponse::default();
@@ -930,6 +928,7 @@ impl Router {
                     stats.sparse_scored += st.sparse_scored;
                     stats.sparse_postings += st.sparse_postings;
                     stats.collection_version += st.collection_version;
+                    stats.lower_is_closer |= st.lower_is_closer;
                     out.hits.extend(res.hits);
                     if let Some(t) = t {
                         out.shards.push(pb::ShardRead {
@@ -962,12 +961,15 @@ impl Router {
         out.stale = !self.view.etcd_reachable();
         out.hits.sort_by(|a, b| {
             let o = a.score.total_cmp(&b.score);
-            if higher_is_better { o.reverse() } else { o }
+            if stats.lower_is_closer {
+                o
+            } else {
+                o.reverse()
+            }
         });
         out.hits.truncate(k);
         // Not one collection's version: a result cache must not key on it.
         stats.collection_epoch = 0;
-        stats.lower_is_closer = !higher_is_better;
         out.stats = Some(stats);
         Ok(out)
     }
@@ -1087,7 +1089,7 @@ impl Router {
             more |= !page.next_cursor.is_empty();
             points.extend(page.points);
         }
-        points.sort_by(|a, b| scroll_order(a.id.as_ref()).cmp(&scroll_order(b.id.as_ref())));
+        points.sort_by(|a, b| id_order(a.id.as_ref()).cmp(&id_order(b.id.as_ref())));
         more |= points.len() > limit;
         points.truncate(limit);
         let next_cursor = match points.last().and_then(|p| p.id.as_ref()) {
@@ -1126,11 +1128,6 @@ pub async fn watch_health(
     .await
 }
 
-/// Whether a higher score is a better hit in `map`'s collection (cosine, dot; not L2).
-fn higher_is_better(map: &ShardMap) -> bool {
-    map.spec().unwrap_or_default().metric != pb::Metric::L2 as i32
-}
-
 /// `make(shard)` for every shard of `map`: a call to each.
 fn every_shard<M>(map: &ShardMap, make: impl Fn(u32) -> M) -> Vec<(u32, M)> {
     (0..map.shards.len() as u32).map(|s| (s, make(s))).collect()
@@ -1144,15 +1141,6 @@ fn id_key(id: &pb::PointId) -> String {
             format!("u{}", canonical_uuid(u).unwrap_or_else(|_| u.clone()))
         }
         None => String::new(),
-    }
-}
-
-/// Scroll order: integer ids, then UUIDs (as storage answers them: canonical form).
-fn scroll_order(id: Option<&pb::PointId>) -> (u8, u64, &str) {
-    match id.and_then(|i| i.kind.as_ref()) {
-        Some(pb::point_id::Kind::Num(n)) => (0, *n, ""),
-        Some(pb::point_id::Kind::Uuid(u)) => (1, 0, u.as_str()),
-        None => (2, 0, ""),
     }
 }
 

@@ -44,6 +44,17 @@ pub fn scroll_cursor(id: &PointId) -> String {
     }
 }
 
+/// The order of point ids wherever results are ordered by id (a cluster's Scroll pages, a
+/// Query's ties): integer ids by value, then UUIDs as storage answers them (canonical form),
+/// then an unset id.
+pub fn id_order(id: Option<&PointId>) -> (u8, u64, &str) {
+    match id.and_then(|i| i.kind.as_ref()) {
+        Some(point_id::Kind::Num(n)) => (0, *n, ""),
+        Some(point_id::Kind::Uuid(u)) => (1, 0, u.as_str()),
+        None => (2, 0, ""),
+    }
+}
+
 impl fmt::Display for PointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

@@ -1,9 +1,31 @@
-//! The one meaning of a Query's fusion: several searches' results made into one ranking.
+//! The one meaning of a Query: its branches as searches ([`branch_searches`], errors named
+//! by [`in_branch`]) and their results made into one ranking ([`fuse`], [`response`]).
 //! Storage fuses the branches it searched (a collection on one node); a cluster's query
-//! service fuses the branches it gathered from the shards. Both call [`fuse`].
+//! service fuses the branches it gathered from the shards.
 
-use crate::v1::{self as pb, point_id};
+use crate::convert::id_order;
+use crate::v1 as pb;
 use std::collections::HashMap;
+use tonic::Status;
+
+/// A Query's branches as the searches they are: of the Query's collection, with its
+/// `with_payload` and `with_vector`.
+pub fn branch_searches(q: &pb::QueryRequest) -> Vec<pb::SearchRequest> {
+    q.branches
+        .iter()
+        .map(|b| pb::SearchRequest {
+            collection: q.collection.clone(),
+            with_payload: q.with_payload,
+            with_vector: q.with_vector,
+            ..b.clone()
+        })
+        .collect()
+}
+
+/// Error `e` of branch `i`, saying so.
+pub fn in_branch(i: usize, e: Status) -> Status {
+    Status::new(e.code(), format!("branch #{i}: {}", e.message()))
+}
 
 /// One branch's results, best first, and how to read its scores.
 pub struct Branch<'a> {
@@ -11,22 +33,6 @@ pub struct Branch<'a> {
     /// The scores rank ascending (L2 distances).
     pub lower_is_closer: bool,
     pub weight: f32,
-}
-
-/// A point id as a sort key: numbers before UUIDs, numbers by value, UUIDs as strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum IdKey {
-    Num(u64),
-    Uuid(String),
-    Unset,
-}
-
-fn id_key(id: Option<&pb::PointId>) -> IdKey {
-    match id.and_then(|i| i.kind.as_ref()) {
-        Some(point_id::Kind::Num(n)) => IdKey::Num(*n),
-        Some(point_id::Kind::Uuid(u)) => IdKey::Uuid(u.clone()),
-        None => IdKey::Unset,
-    }
 }
 
 /// What each of a branch's hits contributes to its point's fused score.
@@ -66,21 +72,22 @@ fn contributions(b: &Branch<'_>, fusion: pb::Fusion, rrf_k: u32) -> Vec<f64> {
 /// The `k` best points of the fused ranking: each point's score the sum of what every branch
 /// that returned it contributes (RRF: `weight / (rrf_k + rank)`, ranks from 1; DBSF: the
 /// weight times its score normalized by the branch's mean ± 3 standard deviations to [0, 1],
-/// flipped when lower is closer). Best first; equal scores in id order. A point's payload and
-/// vectors are those of its first appearance.
+/// flipped when lower is closer). Best first; equal scores in id order
+/// ([`crate::convert::id_order`]). A point's payload and vectors are those of its first
+/// appearance.
 pub fn fuse(
     branches: &[Branch<'_>],
     fusion: pb::Fusion,
     rrf_k: u32,
     k: usize,
 ) -> Vec<pb::ScoredPoint> {
-    let mut by_id: HashMap<IdKey, (f64, &pb::ScoredPoint)> = HashMap::new();
+    let mut by_id: HashMap<(u8, u64, &str), (f64, &pb::ScoredPoint)> = HashMap::new();
     for b in branches.iter().filter(|b| !b.hits.is_empty()) {
         for (h, c) in b.hits.iter().zip(contributions(b, fusion, rrf_k)) {
-            by_id.entry(id_key(h.id.as_ref())).or_insert((0.0, h)).0 += c;
+            by_id.entry(id_order(h.id.as_ref())).or_insert((0.0, h)).0 += c;
         }
     }
-    let mut all: Vec<(IdKey, f64, &pb::ScoredPoint)> =
+    let mut all: Vec<((u8, u64, &str), f64, &pb::ScoredPoint)> =
         by_id.into_iter().map(|(id, (s, h))| (id, s, h)).collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     all.truncate(k);
@@ -252,7 +259,7 @@ mod tests {
                 let got: Vec<(u64, f32)> = fuse(&bs, fusion, 60, k)
                     .into_iter()
                     .map(|h| match h.id.unwrap().kind {
-                        Some(point_id::Kind::Num(n)) => (n, h.score),
+                        Some(crate::v1::point_id::Kind::Num(n)) => (n, h.score),
                         _ => unreachable!(),
                     })
                     .collect();

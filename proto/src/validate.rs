@@ -168,6 +168,11 @@ pub fn sparse(
 
 pub fn search(req: &pb::SearchRequest) -> Result<(), Status> {
     collection_name(&req.collection)?;
+    search_body(req)
+}
+
+/// A search but for the collection it names.
+fn search_body(req: &pb::SearchRequest) -> Result<(), Status> {
     in_range("k", &limits::K, req.k.into())?;
     if let Some(o) = req.oversampling {
         limits::check_oversampling(o).map_err(|p| Status::invalid_argument(p.to_string()))?;
@@ -229,7 +234,7 @@ pub fn query(req: &pb::QueryRequest) -> Result<(), Status> {
         )));
     }
     for (i, b) in req.branches.iter().enumerate() {
-        let at = |e: Status| Status::new(e.code(), format!("branch #{i}: {}", e.message()));
+        let at = |e| crate::fusion::in_branch(i, e);
         if !b.collection.is_empty() && b.collection != req.collection {
             return Err(at(Status::invalid_argument(format!(
                 "names collection `{}`; every branch searches the Query's collection (leave it empty)",
@@ -241,9 +246,7 @@ pub fn query(req: &pb::QueryRequest) -> Result<(), Status> {
                 "sets with_payload or with_vector; set them on the Query",
             )));
         }
-        let mut b = b.clone();
-        b.collection = req.collection.clone();
-        search(&b).map_err(at)?;
+        search_body(b).map_err(at)?;
     }
     Ok(())
 }

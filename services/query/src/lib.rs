@@ -253,16 +253,7 @@ impl QueryService for Query {
             // fuses a collection of one node.
             let caller = akidb_client::caller_timeout(&req);
             let q = req.into_inner();
-            let searches = q
-                .branches
-                .iter()
-                .map(|b| pb::SearchRequest {
-                    collection: q.collection.clone(),
-                    with_payload: q.with_payload,
-                    with_vector: q.with_vector,
-                    ..b.clone()
-                })
-                .collect();
+            let searches = akidb_proto::fusion::branch_searches(&q);
             let mut results = Vec::with_capacity(q.branches.len());
             for (i, r) in r
                 .search_batch(searches, caller)
@@ -270,9 +261,7 @@ impl QueryService for Query {
                 .into_iter()
                 .enumerate()
             {
-                results.push(
-                    r.map_err(|e| Status::new(e.code(), format!("branch #{i}: {}", e.message())))?,
-                );
+                results.push(r.map_err(|e| akidb_proto::fusion::in_branch(i, e))?);
             }
             return Ok(Response::new(akidb_proto::fusion::response(
                 &results, &q.weights, q.fusion, q.rrf_k, q.k,

@@ -211,7 +211,7 @@ impl CollectionStore for MemoryCollection {
             let s = match &params.sparse {
                 // Only points sharing an index with the query are results.
                 Some((name, sq)) => match g.sparse[slot].get(name).map(|v| sq.dot(v)) {
-                    Some((s, true)) => s,
+                    Some((s, shared)) if shared > 0 => s,
                     _ => continue,
                 },
                 None => score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),

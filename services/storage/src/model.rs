@@ -103,19 +103,19 @@ impl SparseVector {
         self.indices.len()
     }
     /// The dot product with `other` (the sum, in ascending index order, of the products at
-    /// the indices both have), and whether they share any index.
-    pub fn dot(&self, other: &SparseVector) -> (f32, bool) {
+    /// the indices both have), and how many indices they share.
+    pub fn dot(&self, other: &SparseVector) -> (f32, usize) {
         let (a, b) = (&self.indices, &other.indices);
         let (mut i, mut j) = (0, 0);
         let mut sum = 0.0f32;
-        let mut shared = false;
+        let mut shared = 0;
         while i < a.len() && j < b.len() {
             match a[i].cmp(&b[j]) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Greater => j += 1,
                 std::cmp::Ordering::Equal => {
                     sum += self.values[i] * other.values[j];
-                    shared = true;
+                    shared += 1;
                     i += 1;
                     j += 1;
                 }

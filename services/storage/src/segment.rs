@@ -368,7 +368,7 @@ pub struct Sealed {
     /// Quantized collections: the codes the graph search walks (built with the graph).
     pub codes: Option<Arc<Codes>>,
     /// The inverted indexes of its sparse vectors by name, built when first searched.
-    pub sparse_index: Arc<std::sync::OnceLock<BTreeMap<String, SparseIndex>>>,
+    pub sparse_indexes: std::sync::OnceLock<BTreeMap<String, SparseIndex>>,
 }
 
 /// What a graph build produces for a segment: the graph, its quantized codes (quantized
@@ -389,7 +389,7 @@ impl Sealed {
             graph,
             default_ef: None,
             codes: None,
-            sparse_index: Default::default(),
+            sparse_indexes: Default::default(),
         }
     }
 
@@ -417,7 +417,7 @@ impl Sealed {
 
     /// The inverted index of sparse vector `name` (built on first use).
     fn sparse_index(&self, name: &str) -> Option<&SparseIndex> {
-        self.sparse_index
+        self.sparse_indexes
             .get_or_init(|| {
                 self.data
                     .sparse
@@ -1230,11 +1230,12 @@ impl State {
         q: &SparseVector,
         params: &SearchParams,
     ) -> (Vec<Hit>, SearchInfo) {
-        struct Into<'a> {
+        /// The search's top k, as the segment searches see it.
+        struct Sink<'a> {
             top: &'a mut TopK,
             seg: u64,
         }
-        impl crate::sparse::Threshold for Into<'_> {
+        impl crate::sparse::Threshold for Sink<'_> {
             fn threshold(&self) -> Option<f32> {
                 self.top.worst().map(|r| rank_key(Metric::Dot, r))
             }
@@ -1254,7 +1255,7 @@ impl State {
         let matches = |d: &SegmentData, off: usize| {
             filter.is_none_or(|f| f.matches(&d.keys.get(off), d.payloads.get(off)))
         };
-        let mut sink = Into {
+        let mut sink = Sink {
             top: &mut top,
             seg: self.app_id,
         };
@@ -1559,7 +1560,7 @@ impl State {
         let sparse: usize = self
             .sealed
             .values()
-            .filter_map(|s| s.sparse_index.get())
+            .filter_map(|s| s.sparse_indexes.get())
             .flat_map(|m| m.values().map(SparseIndex::bytes))
             .sum();
         (

@@ -131,14 +131,15 @@ fn query_in(
     loaded: bool,
 ) -> std::result::Result<pb::QueryResponse, Status> {
     let mut results = Vec::with_capacity(req.branches.len());
-    for (i, mut b) in req.branches.into_iter().enumerate() {
-        b.collection = req.collection.clone();
-        b.with_payload = req.with_payload;
-        b.with_vector = req.with_vector;
-        let r = search_in(coll, stats, b, start, served, loaded).map_err(|e| {
-            let st = Status::from(e);
-            Status::new(st.code(), format!("branch #{i}: {}", st.message()))
-        })?;
+    for (i, b) in akidb_proto::fusion::branch_searches(&req)
+        .into_iter()
+        .enumerate()
+    {
+        // Each branch observes the search latency as one search: the first from when the
+        // Query arrived, the others from when they began.
+        let began = if i == 0 { start } else { Instant::now() };
+        let r = search_in(coll, stats, b, began, served, loaded)
+            .map_err(|e| akidb_proto::fusion::in_branch(i, e.into()))?;
         results.push(r);
     }
     Ok(akidb_proto::fusion::response(

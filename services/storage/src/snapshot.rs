@@ -919,6 +919,38 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
 mod tests {
     use super::*;
 
+    /// A segment file with more sparse vector names than a collection may declare does not
+    /// decode (each name would pad a column over every slot); one with 8 does.
+    #[test]
+    fn segment_files_with_too_many_sparse_names_are_refused() {
+        let file = |names: usize| {
+            let mut data = SegmentData::new(1, Datatype::Float32);
+            for off in 0..names {
+                data.keys.push(crate::model::PointKey::Num(off as u64));
+                data.vectors.push(&[1.0]);
+                data.payloads.push(Payload::new());
+                data.sparse.set(
+                    off,
+                    [(
+                        format!("n{off}"),
+                        crate::model::SparseVector {
+                            indices: vec![1],
+                            values: vec![1.0],
+                        },
+                    )]
+                    .into(),
+                );
+            }
+            let mut out = Vec::new();
+            encode_segment(&mut out, &data, &vec![false; names], 1).unwrap();
+            out
+        };
+        let (eight, _) = decode_segment_bytes(&file(8)).unwrap();
+        assert_eq!(eight.sparse.columns().count(), 8);
+        let err = decode_segment_bytes(&file(9)).unwrap_err();
+        assert!(err.contains("more sparse vector names"), "{err}");
+    }
+
     /// Found by the `snapshot_segment` fuzz target: a payload float with many digits came
     /// back from a segment file one ulp off (serde_json's default float parser rounds some
     /// long decimals wrongly; the `float_roundtrip` feature parses them exactly).

@@ -21,22 +21,12 @@ pub struct SparseColumns {
     cols: BTreeMap<String, Vec<SparseVector>>,
 }
 
-static EMPTY: SparseVector = SparseVector {
-    indices: Vec::new(),
-    values: Vec::new(),
-};
-
 impl SparseColumns {
     /// Whether no row holds a vector.
     pub fn is_empty(&self) -> bool {
         self.cols
             .values()
             .all(|c| c.iter().all(SparseVector::is_empty))
-    }
-
-    /// The vector `name` of slot `off` (empty when it has none).
-    pub fn get(&self, name: &str, off: usize) -> &SparseVector {
-        self.column(name).get(off).unwrap_or(&EMPTY)
     }
 
     /// The vectors of slot `off`, by name.
@@ -97,12 +87,11 @@ impl SparseColumns {
     }
 }
 
-/// One index's postings in a sealed segment: the slots whose vector has it, ascending, with
-/// their weights, and the weights' extremes.
+/// One index's postings in a sealed segment: the slots whose vector has it, ascending, and
+/// the extremes of their weights there (points are scored by their stored vectors).
 #[derive(Debug, Default)]
 struct Postings {
     slots: Vec<u32>,
-    weights: Vec<f32>,
     max: f32,
     min: f32,
 }
@@ -125,7 +114,6 @@ impl SparseIndex {
                     ..Default::default()
                 });
                 p.slots.push(off as u32);
-                p.weights.push(w);
                 p.max = p.max.max(w);
                 p.min = p.min.min(w);
             }
@@ -137,7 +125,7 @@ impl SparseIndex {
     pub fn bytes(&self) -> usize {
         self.postings
             .values()
-            .map(|p| 48 + p.slots.capacity() * 4 + p.weights.capacity() * 4)
+            .map(|p| 48 + p.slots.capacity() * 4)
             .sum()
     }
 }
@@ -169,19 +157,19 @@ pub fn search_segment(
     top: &mut dyn Threshold,
 ) -> Work {
     let mut work = Work::default();
-    // The query's indices the segment has, with the most each can add to a score (and the
-    // largest size of a product, for the rounding margin below).
-    let mut terms: Vec<(f64, &Postings)> = q
+    // The query's indices the segment has, with the most each can add to a score and the
+    // largest size of a product (for the rounding margin below).
+    let mut terms: Vec<(f64, f64, &Postings)> = q
         .indices
         .iter()
         .zip(&q.values)
         .filter_map(|(i, &w)| {
             let p = index.postings.get(i)?;
             let (hi, lo) = (f64::from(w * p.max), f64::from(w * p.min));
-            Some((hi.max(lo).max(0.0), p))
+            Some((hi.max(lo).max(0.0), hi.abs().max(lo.abs()), p))
         })
         .collect();
-    work.postings = terms.iter().map(|(_, p)| p.slots.len() as u64).sum();
+    work.postings = terms.iter().map(|t| t.2.slots.len() as u64).sum();
     if terms.is_empty() {
         return work;
     }
@@ -195,18 +183,10 @@ pub fn search_segment(
     for j in (0..terms.len()).rev() {
         rest[j] = rest[j + 1] + terms[j].0;
     }
-    let size: f64 = q
-        .indices
-        .iter()
-        .zip(&q.values)
-        .filter_map(|(i, &w)| {
-            let p = index.postings.get(i)?;
-            Some(f64::from((w * p.max).abs().max((w * p.min).abs())))
-        })
-        .sum();
+    let size: f64 = terms.iter().map(|t| t.1).sum();
     let margin = (terms.len() as f64 + 1.0) * f64::from(f32::EPSILON) * size;
     let mut seen = vec![0u64; column.len().div_ceil(64)];
-    for (j, (_, p)) in terms.iter().enumerate() {
+    for (j, (_, _, p)) in terms.iter().enumerate() {
         // A point not scored yet is only in lists j.. and scores at most rest[j]: when
         // that is below θ, none of them can enter the top k.
         if top
@@ -227,7 +207,7 @@ pub fn search_segment(
             }
             let (s, shared) = q.dot(&column[off]);
             work.scored += 1;
-            if shared {
+            if shared > 0 {
                 top.offer(off as u32, s);
             }
         }
@@ -250,8 +230,9 @@ pub fn scan_segment(
         }
         let (s, shared) = q.dot(v);
         work.scored += 1;
-        work.postings += v.len() as u64;
-        if shared {
+        // The entries the query's indices would have in postings of this segment.
+        work.postings += shared as u64;
+        if shared > 0 {
             top.offer(off as u32, s);
         }
     }

@@ -309,6 +309,75 @@ mod tests {
         assert!(name(&"a".repeat(64)).is_ok());
     }
 
+    /// Storage's own sparse checks (the front doors refuse most of these first, so the
+    /// cross-process tests do not reach them).
+    #[test]
+    fn sparse_vectors_and_searches_are_checked_against_the_spec() {
+        use crate::error::FieldProblem as F;
+        use crate::store::{Include, SearchParams};
+        let spec = CollectionSpec {
+            sparse_vectors: ["kw".to_string()].into(),
+            ..CollectionSpec::for_test("c", 2, Metric::Dot, 16)
+        };
+        let sv = |indices: Vec<u32>, values: Vec<f32>| SparseVector { indices, values };
+        let point = |name: &str, v: SparseVector| PointRecord {
+            key: PointKey::Num(1),
+            vector: vec![1.0, 0.0],
+            payload: Payload::new(),
+            sparse: [(name.to_string(), v)].into(),
+        };
+        let field = |r: Result<()>| match r {
+            Err(StorageError::InvalidField(f)) => f,
+            other => panic!("expected a field problem, got {other:?}"),
+        };
+        assert!(points(&spec, &[point("kw", sv(vec![1, 2], vec![1.0, -1.0]))]).is_ok());
+        assert!(matches!(
+            field(points(&spec, &[point("other", sv(vec![1], vec![1.0]))])),
+            F::UnknownSparse { declared, .. } if declared == "kw"
+        ));
+        for bad in [sv(vec![2, 1], vec![1.0, 1.0]), sv(vec![1], vec![f32::NAN])] {
+            assert!(matches!(
+                field(points(&spec, &[point("kw", bad)])),
+                F::Sparse { .. }
+            ));
+        }
+        let search = |vector: Vec<f32>, q: SparseVector| SearchParams {
+            vector,
+            sparse: Some(("kw".into(), q)),
+            k: 10,
+            filter: None,
+            ef: None,
+            oversampling: None,
+            include: Include::default(),
+            exact: false,
+        };
+        assert!(super::search(&spec, &search(vec![], sv(vec![3], vec![1.0]))).is_ok());
+        assert!(matches!(
+            field(super::search(
+                &spec,
+                &search(vec![1.0, 0.0], sv(vec![3], vec![1.0]))
+            )),
+            F::DenseAndSparse
+        ));
+        assert!(matches!(
+            field(super::search(&spec, &search(vec![], sv(vec![], vec![])))),
+            F::EmptySparseQuery
+        ));
+        let many = CollectionSpec {
+            sparse_vectors: (0..9).map(|i| format!("s{i}")).collect(),
+            ..spec.clone()
+        };
+        assert!(matches!(
+            field(super::spec(&many)),
+            F::TooManySparse { max: 8, got: 9 }
+        ));
+        let badly_named = CollectionSpec {
+            sparse_vectors: ["a b".to_string()].into(),
+            ..spec.clone()
+        };
+        assert!(matches!(field(super::spec(&badly_named)), F::VectorName(_)));
+    }
+
     #[test]
     fn float16_range_on_write_but_not_for_cosine() {
         let mut spec = CollectionSpec {

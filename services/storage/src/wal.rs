@@ -866,6 +866,19 @@ mod tests {
             .expect("indices in the record");
         swapped[pos..pos + 4].copy_from_slice(&80_000u32.to_le_bytes());
         assert!(WalOp::decode(&swapped).unwrap_err().contains("ascending"));
+        // Nine names on one point: more than a collection may declare.
+        let mut nine = pt(4, 3.0);
+        for i in 0..9 {
+            nine.sparse.insert(
+                format!("n{i}"),
+                SparseVector {
+                    indices: vec![1],
+                    values: vec![1.0],
+                },
+            );
+        }
+        let err = WalOp::decode(&WalOp::Upsert(vec![nine]).encode()).unwrap_err();
+        assert!(err.contains("9 sparse vectors"), "{err}");
         let mut nan = body.clone();
         let v = 0.25f32.to_le_bytes();
         let pos = nan
