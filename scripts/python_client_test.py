@@ -2,7 +2,8 @@
 """A new user's Python grpcio client, generated from proto/ with grpcio-tools, against a
 running AkiDB stack: create a collection, upsert siftsmall in batches, check recall@10 against
 the ground truth, and Get, Count, UpdatePayload, aliases, snapshot download and restore, sparse
-search and the hybrid Query, Delete and a filtered search as documented.
+search and the hybrid Query, named vectors and UpdateVectors, Delete and a filtered search as
+documented.
 
 Usage: python_client_test.py QUERY_ADDR INGEST_ADDR DATASETS_DIR [CA_PEM API_KEY]
 
@@ -261,6 +262,53 @@ def main():
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and needle in e.details(), e
     assert query.Count(query_pb2.CountRequest(collection=hy)).count == before
     colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=hy))
+
+    # Named dense vectors (searched against this script's own distances) and UpdateVectors
+    nv = name + "_named"
+    req = collection_pb2.CreateCollectionRequest(name=nv, dimension=2, metric=common_pb2.L2)
+    req.vectors["pos"].dimension = 3
+    req.vectors["pos"].metric = common_pb2.L2
+    colls.CreateCollection(req)
+    pos_of, pts = {}, []
+    for i in range(200):
+        p = common_pb2.Point(id=common_pb2.PointId(num=i), vector=[i, 0])
+        if i % 4 != 0:
+            pos_of[i] = [(i * 7) % 31 / 3.0, (i * 11) % 17 / 5.0, i % 5]
+            p.vectors["pos"].values.extend(pos_of[i])
+        pts.append(p)
+    ingest.Upsert(ingest_pb2.UpsertRequest(collection=nv, points=pts))
+
+    def l2(a, b):
+        return sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
+
+    for qi in range(20):
+        qv = [qi % 10, qi % 3, qi % 4]
+        r = query.Search(query_pb2.SearchRequest(collection=nv, vector=qv, k=10, vector_name="pos"))
+        want = sorted((l2(qv, v), i) for i, v in pos_of.items())[:10]
+        assert [round(h.score, 3) for h in r.hits] == [round(w[0], 3) for w in want], (r.hits, want)
+        assert all(h.id.num % 4 != 0 for h in r.hits)
+    upd = ingest_pb2.PointVectors(id=common_pb2.PointId(num=4))
+    upd.vectors["pos"].values.extend([100.0, 100.0, 100.0])
+    assert ingest.UpdateVectors(ingest_pb2.UpdateVectorsRequest(collection=nv, points=[upd])).updated == 1
+    r = query.Search(query_pb2.SearchRequest(collection=nv, vector=[100, 100, 100], k=1, vector_name="pos"))
+    assert r.hits[0].id.num == 4 and r.hits[0].score == 0.0, r.hits
+    got = query.Get(query_pb2.GetRequest(collection=nv, ids=[common_pb2.PointId(num=4)], with_vector=True)).points[0]
+    assert list(got.vector) == [4.0, 0.0] and list(got.vectors["pos"].values) == [100.0, 100.0, 100.0]
+    for call, needle, code in [
+            (lambda: query.Search(query_pb2.SearchRequest(collection=nv, vector=[1, 1, 1], k=3, vector_name="nope")),
+             "no named vector `nope`", grpc.StatusCode.INVALID_ARGUMENT),
+            (lambda: ingest.UpdateVectors(ingest_pb2.UpdateVectorsRequest(collection=nv, points=[
+                ingest_pb2.PointVectors(id=common_pb2.PointId(num=5), vector=[1.0, 2.0]),
+                ingest_pb2.PointVectors(id=common_pb2.PointId(num=999), vector=[1.0, 2.0])])),
+             "has no point 999", grpc.StatusCode.NOT_FOUND)]:
+        try:
+            call()
+            raise AssertionError(f"accepted: {needle}")
+        except grpc.RpcError as e:
+            assert e.code() == code and needle in e.details(), e
+    got = query.Get(query_pb2.GetRequest(collection=nv, ids=[common_pb2.PointId(num=5)], with_vector=True)).points[0]
+    assert list(got.vector) == [5.0, 0.0], "a refused update changed nothing"
+    colls.DeleteCollection(collection_pb2.DeleteCollectionRequest(name=nv))
 
     # Delete by ids and by filter
     d = ingest.Delete(ingest_pb2.DeleteRequest(collection=name, ids=[common_pb2.PointId(num=0), common_pb2.PointId(num=1)]))

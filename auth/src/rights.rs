@@ -41,6 +41,7 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.IngestService/UpsertStream", WRITE),
     ("/akidb.v1.IngestService/Delete", WRITE),
     ("/akidb.v1.IngestService/UpdatePayload", WRITE),
+    ("/akidb.v1.IngestService/UpdateVectors", WRITE),
     ("/akidb.v1.IngestService/Flush", WRITE),
     // Operations: served by storage to internal callers, by query to admin keys.
     ("/akidb.v1.AdminService/TierStatus", ADMIN),
@@ -70,6 +71,7 @@ pub const METHODS: &[(&str, Right)] = &[
     ("/akidb.v1.StorageService/Upsert", Internal),
     ("/akidb.v1.StorageService/Delete", Internal),
     ("/akidb.v1.StorageService/UpdatePayload", Internal),
+    ("/akidb.v1.StorageService/UpdateVectors", Internal),
     ("/akidb.v1.StorageService/Flush", Internal),
     ("/akidb.v1.StorageService/Search", Internal),
     ("/akidb.v1.StorageService/SearchBatch", Internal),

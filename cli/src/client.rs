@@ -105,6 +105,11 @@ pub enum CollectionCmd {
         /// searched with `akidb search --sparse NAME=I:W,...` and fused by `akidb query`.
         #[arg(long = "sparse-vector", value_name = "NAME")]
         sparse_vectors: Vec<String>,
+        /// A named dense vector points may carry besides the unnamed one,
+        /// `NAME:DIMENSION[:METRIC]` (repeatable; METRIC cosine, l2 or dot, default cosine):
+        /// indexed with its own graphs, searched with `akidb search --vector-name NAME`.
+        #[arg(long = "named-vector", value_name = "NAME:DIM[:METRIC]")]
+        named_vectors: Vec<String>,
     },
     /// List collections.
     List,
@@ -144,6 +149,10 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
             pb::PayloadIndexKind::try_from(*v).map(|k| k.as_str_name()).unwrap_or("?")
         ))).collect::<serde_json::Map<_, _>>(),
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "vectors": c.vectors.iter().map(|(n, v)| (n.clone(), json!({
+            "dimension": v.dimension,
+            "metric": pb::Metric::try_from(v.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        }))).collect::<serde_json::Map<_, _>>(),
         "datatype": match pb::VectorDatatype::try_from(c.datatype) {
             Ok(pb::VectorDatatype::Float16) => "FLOAT16",
             Ok(_) => "FLOAT32",
@@ -215,7 +224,12 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
             replication,
             indexes,
             sparse_vectors,
+            named_vectors,
         } => {
+            let vectors = named_vectors
+                .iter()
+                .map(|v| named_vector_arg(v))
+                .collect::<anyhow::Result<_>>()?;
             let payload_indexes = indexes
                 .iter()
                 .map(|i| payload_index(i))
@@ -235,6 +249,7 @@ pub async fn collection(g: &Global, cmd: CollectionCmd) -> anyhow::Result<()> {
                     replication,
                     payload_indexes,
                     sparse_vectors,
+                    vectors,
                 }))
                 .await?
                 .into_inner();
@@ -321,6 +336,11 @@ pub async fn upsert(g: &Global, a: UpsertArgs) -> anyhow::Result<()> {
                                 },
                             )
                         })
+                        .collect(),
+                    vectors: p
+                        .vectors
+                        .into_iter()
+                        .map(|(n, values)| (n, pb::DenseVector { values }))
                         .collect(),
                 })
             })
@@ -564,6 +584,10 @@ pub struct SearchArgs {
     /// Comma-separated components.
     #[arg(long, conflicts_with_all = ["query_file", "sparse"])]
     pub vector: Option<String>,
+    /// Search the named dense vector of this name with --vector or --query-file (instead of
+    /// the unnamed one).
+    #[arg(long, conflicts_with = "sparse")]
+    pub vector_name: Option<String>,
     /// Search by a sparse vector instead: `NAME=INDEX:WEIGHT,...` (indices ascending).
     #[arg(long, value_name = "NAME=I:W,...", conflicts_with = "query_file")]
     pub sparse: Option<String>,
@@ -587,6 +611,31 @@ pub struct SearchArgs {
     /// Exact search over every point.
     #[arg(long)]
     pub exact: bool,
+}
+
+/// `--named-vector NAME:DIMENSION[:METRIC]`.
+fn named_vector_arg(s: &str) -> anyhow::Result<(String, pb::NamedVectorParams)> {
+    let mut parts = s.split(':');
+    let (Some(name), Some(dim)) = (parts.next(), parts.next()) else {
+        bail!("--named-vector takes NAME:DIMENSION[:METRIC], got `{s}`");
+    };
+    let dimension = dim
+        .trim()
+        .parse()
+        .with_context(|| format!("--named-vector `{s}`: `{dim}` is not a dimension"))?;
+    let metric = match parts.next().unwrap_or("cosine") {
+        m @ ("cosine" | "l2" | "dot") => metric_of(m) as i32,
+        m => bail!("--named-vector `{s}`: metric `{m}` is not cosine, l2 or dot"),
+    };
+    if parts.next().is_some() {
+        bail!("--named-vector takes NAME:DIMENSION[:METRIC], got `{s}`");
+    }
+    let params = pb::NamedVectorParams {
+        dimension,
+        metric,
+        hnsw: None,
+    };
+    Ok((name.trim().to_string(), params))
 }
 
 /// `--vector`'s comma-separated components.
@@ -652,6 +701,7 @@ pub async fn search(g: &Global, a: SearchArgs) -> anyhow::Result<()> {
                 exact: a.exact,
                 oversampling: a.oversampling,
                 sparse: sparse.clone(),
+                vector_name: a.vector_name.clone().unwrap_or_default(),
             }))
             .await?
             .into_inner();
@@ -713,7 +763,8 @@ fn hit_cells(i: usize, h: &pb::ScoredPoint, digits: usize) -> Vec<String> {
 pub struct QueryArgs {
     #[arg(long)]
     pub collection: String,
-    /// A dense branch: comma-separated components (repeatable).
+    /// A dense branch: comma-separated components, after `NAME=` to search a named vector
+    /// (repeatable).
     #[arg(long = "vector", value_name = "X,Y,...")]
     pub vectors: Vec<String>,
     /// A sparse branch: `NAME=INDEX:WEIGHT,...` (repeatable).
@@ -749,8 +800,13 @@ pub async fn query(g: &Global, a: QueryArgs) -> anyhow::Result<()> {
     };
     let mut branches = Vec::new();
     for v in &a.vectors {
+        let (vector_name, v) = match v.split_once('=') {
+            Some((name, v)) => (name.trim().to_string(), v),
+            None => (String::new(), v.as_str()),
+        };
         branches.push(pb::SearchRequest {
             vector: dense_arg(v)?,
+            vector_name,
             ..branch.clone()
         });
     }

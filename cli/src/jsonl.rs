@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::path::Path;
 
 /// One point of a JSON-lines file: `{"id": 1 | "uuid", "vector": [..], "payload": {..},
-/// "sparse": {"NAME": {"indices": [..], "values": [..]}}}`.
+/// "sparse": {"NAME": {"indices": [..], "values": [..]}}, "vectors": {"NAME": [..]}}`.
 #[derive(Debug, serde::Deserialize)]
 pub struct JsonPoint {
     pub id: serde_json::Value,
@@ -14,6 +14,8 @@ pub struct JsonPoint {
     pub payload: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub sparse: std::collections::BTreeMap<String, JsonSparse>,
+    #[serde(default)]
+    pub vectors: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 /// A sparse vector of a JSON-lines point.

@@ -1409,7 +1409,7 @@ async fn sparse_search_and_the_hybrid_query_through_the_stack_and_their_refusals
     let sv = |indices: Vec<u32>, values: Vec<f32>| pb::SparseVector { indices, values };
     // Refused specs: a bad name, a name twice.
     for (names, needle) in [
-        (vec!["a b"], "sparse vector name `a b`"),
+        (vec!["a b"], "vector name `a b`"),
         (vec!["kw", "kw"], "declared twice"),
     ] {
         expect_code(
@@ -1621,4 +1621,309 @@ async fn sparse_search_and_the_hybrid_query_through_the_stack_and_their_refusals
             needle,
         );
     }
+}
+
+/// Named dense vectors (declared with their own dimension and metric, carried by some points,
+/// searched by name, returned with the vector, a Query branch) and UpdateVectors (replacing
+/// one kind of vector, keeping the rest), through the real binaries; each refusal changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals() {
+    let s = Stack::start().await;
+    let (q, i) = (s.q(), s.i());
+    let params = |dimension: u32, metric: pb::Metric| pb::NamedVectorParams {
+        dimension,
+        metric: metric as i32,
+        hnsw: None,
+    };
+    // Refused specs: a name both sparse and dense, a dimension of 0, nine names.
+    for (vectors, needle) in [
+        (
+            vec![("kw", params(3, pb::Metric::Cosine))],
+            "both as a sparse",
+        ),
+        (vec![("img", params(0, pb::Metric::Cosine))], "dimension"),
+        (
+            (0..9)
+                .map(|n| {
+                    (
+                        ["a", "b", "c", "d", "e", "f", "g", "h", "i"][n],
+                        params(2, pb::Metric::L2),
+                    )
+                })
+                .collect(),
+            "9 named vectors, over the limit of 8",
+        ),
+    ] {
+        expect_code(
+            q.collections()
+                .create_collection(pb::CreateCollectionRequest {
+                    sparse_vectors: vec!["kw".into()],
+                    vectors: vectors
+                        .into_iter()
+                        .map(|(n, p)| (n.to_string(), p))
+                        .collect(),
+                    ..create("nv", 2, pb::Metric::L2)
+                })
+                .await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
+    let info = q
+        .collections()
+        .create_collection(pb::CreateCollectionRequest {
+            sparse_vectors: vec!["kw".into()],
+            vectors: [
+                ("img".to_string(), params(3, pb::Metric::Cosine)),
+                ("pos".to_string(), params(2, pb::Metric::L2)),
+            ]
+            .into(),
+            ..create("nv", 2, pb::Metric::L2)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collection
+        .unwrap();
+    assert_eq!(info.vectors["img"].dimension, 3);
+    assert_eq!(info.vectors["pos"].hnsw.unwrap().m, Some(16));
+    let dense = |values: Vec<f32>| pb::DenseVector { values };
+    // `img` on even points, `pos` on every third.
+    let points: Vec<pb::Point> = (0..20u64)
+        .map(|k| {
+            let mut vectors = std::collections::HashMap::new();
+            if k % 2 == 0 {
+                vectors.insert("img".to_string(), dense(vec![1.0, k as f32 / 10.0, 0.0]));
+            }
+            if k % 3 == 0 {
+                vectors.insert("pos".to_string(), dense(vec![k as f32, k as f32]));
+            }
+            pb::Point {
+                vectors,
+                payload: Some(akidb_storage::convert::payload_to_pb(
+                    serde_json::json!({"k": k}).as_object().unwrap(),
+                )),
+                ..point(k, vec![k as f32, 0.0])
+            }
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "nv".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    let named = |name: &str, v: Vec<f32>, k: u32| pb::SearchRequest {
+        vector_name: name.into(),
+        ..search("nv", v, k)
+    };
+    let r = q
+        .query()
+        .search(q.request(named("pos", vec![0.0, 0.0], 5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hit_ids(&r.hits), ["0", "3", "6", "9", "12"]);
+    assert!((r.hits[1].score - 18f32.sqrt()).abs() < 1e-4);
+    assert!(r.stats.unwrap().lower_is_closer);
+    let r = q
+        .query()
+        .search(q.request(named("img", vec![1.0, 0.0, 0.0], 3)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hit_ids(&r.hits), ["0", "2", "4"]);
+    assert!((r.hits[0].score - 1.0).abs() < 1e-5);
+    assert!(!r.stats.unwrap().lower_is_closer);
+    let get = |id: u64| pb::GetRequest {
+        collection: "nv".into(),
+        ids: vec![pb::PointId::num(id)],
+        with_payload: true,
+        with_vector: true,
+    };
+    let p = q
+        .query()
+        .get(q.request(get(6)))
+        .await
+        .unwrap()
+        .into_inner()
+        .points
+        .remove(0);
+    assert_eq!(p.vectors["pos"].values, [6.0, 6.0]);
+    let n = (1.0f32 + 0.36).sqrt();
+    assert!(
+        p.vectors["img"]
+            .values
+            .iter()
+            .zip([1.0 / n, 0.6 / n, 0.0])
+            .all(|(a, b)| (a - b).abs() < 1e-6)
+    );
+    // A Query branch names its vector.
+    let r = q
+        .query()
+        .query(q.request(pb::QueryRequest {
+            collection: "nv".into(),
+            branches: vec![pb::SearchRequest {
+                collection: String::new(),
+                ..named("pos", vec![18.0, 18.0], 10)
+            }],
+            k: 2,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hit_ids(&r.hits), ["18", "15"]);
+
+    // UpdateVectors: point 1 gets `pos`, point 19 a new unnamed vector; the rest stays.
+    let update = |id: u64, vector: Vec<f32>, vectors: Vec<(&str, Vec<f32>)>| pb::PointVectors {
+        id: Some(pb::PointId::num(id)),
+        vector,
+        vectors: vectors
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), dense(v)))
+            .collect(),
+        sparse: Default::default(),
+    };
+    let r = i
+        .ingest()
+        .update_vectors(i.request(pb::UpdateVectorsRequest {
+            collection: "nv".into(),
+            points: vec![
+                update(1, vec![], vec![("pos", vec![0.1, 0.1])]),
+                update(19, vec![0.5, 0.0], vec![]),
+            ],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.updated, 2);
+    let check_after = || async {
+        let r = q
+            .query()
+            .search(q.request(named("pos", vec![0.0, 0.0], 2)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(hit_ids(&r.hits), ["0", "1"]);
+        let r = q
+            .query()
+            .search(q.request(search("nv", vec![0.4, 0.0], 2)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(hit_ids(&r.hits), ["19", "0"]);
+        let p = q
+            .query()
+            .get(q.request(get(1)))
+            .await
+            .unwrap()
+            .into_inner()
+            .points
+            .remove(0);
+        assert_eq!(p.vector, [1.0, 0.0]);
+        assert_eq!(p.vectors.len(), 1);
+        assert_eq!(p.vectors["pos"].values, [0.1, 0.1]);
+        let p = q
+            .query()
+            .get(q.request(get(19)))
+            .await
+            .unwrap()
+            .into_inner()
+            .points
+            .remove(0);
+        assert_eq!(p.vector, [0.5, 0.0]);
+        assert!(p.vectors.is_empty());
+        assert_eq!(
+            p.payload.unwrap().fields["k"].kind,
+            Some(akidb_proto::prost_types::value::Kind::NumberValue(19.0))
+        );
+    };
+    check_after().await;
+
+    // Refusals, each changing nothing.
+    let bad = |p: pb::PointVectors| pb::UpdateVectorsRequest {
+        collection: "nv".into(),
+        points: vec![update(1, vec![], vec![("pos", vec![5.0, 5.0])]), p],
+    };
+    for (req, code, needle) in [
+        (
+            bad(update(999, vec![], vec![("pos", vec![1.0, 1.0])])),
+            Code::NotFound,
+            "has no point 999",
+        ),
+        (
+            bad(update(2, vec![], vec![("nope", vec![1.0, 1.0])])),
+            Code::InvalidArgument,
+            "no named vector `nope`",
+        ),
+        (
+            bad(update(2, vec![], vec![("img", vec![1.0, 1.0])])),
+            Code::InvalidArgument,
+            "declares it with dimension 3",
+        ),
+        (
+            bad(update(2, vec![], vec![("pos", vec![f32::NAN, 1.0])])),
+            Code::InvalidArgument,
+            "must be finite",
+        ),
+        (
+            bad(update(2, vec![], vec![])),
+            Code::InvalidArgument,
+            "gives no vector to replace",
+        ),
+        (
+            bad(update(2, vec![1.0, 2.0, 3.0], vec![])),
+            Code::InvalidArgument,
+            "dimension 2",
+        ),
+    ] {
+        expect_code(
+            i.ingest().update_vectors(i.request(req)).await,
+            code,
+            needle,
+        );
+    }
+    expect_code(
+        i.ingest()
+            .upsert(i.request(pb::UpsertRequest {
+                collection: "nv".into(),
+                points: vec![pb::Point {
+                    vectors: [("pos".to_string(), dense(vec![1.0]))].into(),
+                    ..point(1, vec![9.0, 9.0])
+                }],
+            }))
+            .await,
+        Code::InvalidArgument,
+        "declares it with dimension 2",
+    );
+    for (req, needle) in [
+        (named("nope", vec![1.0, 1.0], 3), "no named vector `nope`"),
+        (
+            named("img", vec![1.0, 1.0], 3),
+            "declares it with dimension 3",
+        ),
+        (
+            pb::SearchRequest {
+                sparse: Some(pb::SparseQuery {
+                    name: "kw".into(),
+                    vector: Some(pb::SparseVector {
+                        indices: vec![1],
+                        values: vec![1.0],
+                    }),
+                }),
+                ..named("pos", vec![], 3)
+            },
+            "not both",
+        ),
+    ] {
+        expect_code(
+            q.query().search(q.request(req)).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
+    check_after().await;
 }

@@ -624,6 +624,148 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
         .unwrap()
         .into_inner();
     assert!(listed.aliases.is_empty(), "{listed:?}");
+
+    // Named vectors over the shards: a search by name, a Query branch naming it (fanned out,
+    // then fused), and UpdateVectors split by shard, each against the answer over all points.
+    q.collections()
+        .create_collection(
+            q.request(pb::CreateCollectionRequest {
+                name: "multi".into(),
+                dimension: DIM as u32,
+                metric: pb::Metric::L2 as i32,
+                shards: SHARDS,
+                vectors: [(
+                    "pos".to_string(),
+                    pb::NamedVectorParams {
+                        dimension: 2,
+                        metric: pb::Metric::L2 as i32,
+                        hnsw: None,
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let mut pos: BTreeMap<usize, Vec<f32>> = (0..300)
+        .filter(|k| k % 2 == 0)
+        .map(|k| (k, vec![(k % 17) as f32, (k / 17) as f32]))
+        .collect();
+    let points = (0..300)
+        .map(|k| pb::Point {
+            id: Some(id_of(k)),
+            vector: data[k].clone(),
+            vectors: pos
+                .get(&k)
+                .map(|v| ("pos".to_string(), pb::DenseVector { values: v.clone() }))
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    i.ingest()
+        .upsert(i.request(pb::UpsertRequest {
+            collection: "multi".into(),
+            points,
+        }))
+        .await
+        .unwrap();
+    let by_pos = |v: Vec<f32>| pb::SearchRequest {
+        collection: "multi".into(),
+        vector: v,
+        k: 5,
+        vector_name: "pos".into(),
+        exact: true,
+        ..Default::default()
+    };
+    let check = |pos: BTreeMap<usize, Vec<f32>>| {
+        let q = q.clone();
+        async move {
+            for v in [vec![0.0, 0.0], vec![8.0, 8.0], vec![16.0, 3.0]] {
+                let mut truth: Vec<(f32, usize)> =
+                    pos.iter().map(|(k, p)| (l2(&v, p).sqrt(), *k)).collect();
+                truth.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let want: Vec<f32> = truth[..5].iter().map(|t| t.0).collect();
+                let r = q
+                    .query()
+                    .search(q.request(by_pos(v.clone())))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(!r.partial && r.stats.unwrap().lower_is_closer);
+                let got: Vec<f32> = r.hits.iter().map(|h| h.score).collect();
+                assert!(
+                    got.len() == 5 && got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4),
+                    "{v:?}: {got:?} vs {want:?}"
+                );
+                let fused = q
+                    .query()
+                    .query(q.request(pb::QueryRequest {
+                        collection: "multi".into(),
+                        branches: vec![pb::SearchRequest {
+                            collection: String::new(),
+                            ..by_pos(v.clone())
+                        }],
+                        k: 5,
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let ids = |hits: &[pb::ScoredPoint]| -> Vec<String> {
+                    hits.iter()
+                        .map(|h| id_str(h.id.as_ref().unwrap()))
+                        .collect()
+                };
+                assert_eq!(ids(&fused.hits), ids(&r.hits), "{v:?}");
+            }
+        }
+    };
+    check(pos.clone()).await;
+    let moved: Vec<usize> = (0..300).step_by(15).collect();
+    let r = i
+        .ingest()
+        .update_vectors(
+            i.request(pb::UpdateVectorsRequest {
+                collection: "multi".into(),
+                points: moved
+                    .iter()
+                    .map(|&k| pb::PointVectors {
+                        id: Some(id_of(k)),
+                        vectors: [(
+                            "pos".to_string(),
+                            pb::DenseVector {
+                                values: vec![8.0 + k as f32 / 1000.0, 8.0],
+                            },
+                        )]
+                        .into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.updated, moved.len() as u64);
+    for &k in &moved {
+        pos.insert(k, vec![8.0 + k as f32 / 1000.0, 8.0]);
+    }
+    check(pos).await;
+    let e = i
+        .ingest()
+        .update_vectors(i.request(pb::UpdateVectorsRequest {
+            collection: "multi".into(),
+            points: vec![pb::PointVectors {
+                id: Some(id_of(100_000)),
+                vector: data[0].clone(),
+                ..Default::default()
+            }],
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
 }
 
 #[tokio::test]

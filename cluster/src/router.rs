@@ -683,12 +683,7 @@ impl Router {
         self.writable()?;
         let map = self.map(&req.collection).await?;
         let n = map.value.shards.len() as u32;
-        let mut parts: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
-        for (i, p) in req.points.into_iter().enumerate() {
-            let s = shard_of_id(p.id.as_ref(), n)
-                .map_err(|e| Status::new(e.code(), format!("point #{i}: {}", e.message())))?;
-            parts.entry(s).or_default().push(p);
-        }
+        let parts = by_point_id(req.points, n, |p| p.id.as_ref())?;
         let c = map.value.collection.clone();
         let msgs = parts
             .into_iter()
@@ -744,6 +739,40 @@ impl Router {
             .await;
         combine("delete", &c, results, |a, b| {
             a.deleted += b.deleted;
+            a.sequence = a.sequence.max(b.sequence);
+        })
+    }
+
+    /// Split by shard, as an upsert; each shard's part is atomic.
+    pub async fn update_vectors(
+        &self,
+        req: pb::UpdateVectorsRequest,
+    ) -> Result<pb::UpdateVectorsResponse, Status> {
+        self.writable()?;
+        let map = self.map(&req.collection).await?;
+        let n = map.value.shards.len() as u32;
+        let parts = by_point_id(req.points, n, |p| p.id.as_ref())?;
+        let c = map.value.collection.clone();
+        let msgs = parts
+            .into_iter()
+            .map(|(s, points)| {
+                let collection = shard_name(&c, s);
+                (s, pb::UpdateVectorsRequest { collection, points })
+            })
+            .collect();
+        let results = self
+            .each(
+                &map.value,
+                msgs,
+                self.timeout,
+                Holder::Owner,
+                |l: Link, r| async move {
+                    l.storage().update_vectors(r).await.map(|r| r.into_inner())
+                },
+            )
+            .await;
+        combine("update_vectors", &c, results, |a, b| {
+            a.updated += b.updated;
             a.sequence = a.sequence.max(b.sequence);
         })
     }
@@ -1157,6 +1186,21 @@ fn within_shard(collection: &str, shard: u32, e: Status) -> Status {
 /// not.
 /// A write by ids and/or a filter, as one request per shard (`part` makes shard `s`'s, `ids`
 /// reaches its ids): the ids go to their shards; a filter (or no ids) goes to every shard.
+/// Points split by the shard of their id; an error names the point's position.
+fn by_point_id<T>(
+    points: Vec<T>,
+    shards: u32,
+    id: impl Fn(&T) -> Option<&pb::PointId>,
+) -> Result<BTreeMap<u32, Vec<T>>, Status> {
+    let mut parts: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+    for (i, p) in points.into_iter().enumerate() {
+        let s = shard_of_id(id(&p), shards)
+            .map_err(|e| Status::new(e.code(), format!("point #{i}: {}", e.message())))?;
+        parts.entry(s).or_default().push(p);
+    }
+    Ok(parts)
+}
+
 fn by_shard<R>(
     shards: u32,
     ids: Vec<pb::PointId>,

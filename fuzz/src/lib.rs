@@ -22,6 +22,7 @@ pub fn same_wal_op(a: &WalOp, b: &WalOp) -> bool {
                         && p.payload == q.payload
                         && same_f32(&p.vector, &q.vector)
                         && p.sparse == q.sparse
+                        && p.named == q.named
                 })
         }
         (WalOp::Delete(x), WalOp::Delete(y)) => x == y,
@@ -37,7 +38,10 @@ pub fn same_segment(a: &SegmentData, b: &SegmentData) -> bool {
         (Vectors::F16(x), Vectors::F16(y)) => x == y,
         _ => false,
     };
-    a.id == b.id && a.keys == b.keys && a.payloads == b.payloads && a.sparse == b.sparse && vectors
+    a.id == b.id && a.keys == b.keys && a.payloads == b.payloads
+        && a.sparse == b.sparse
+        && a.named == b.named
+        && vectors
 }
 
 /// Rewrite the checksum of every WAL record whose length fits in `data`, walking the records

@@ -41,6 +41,8 @@ pub const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600
 pub const MAX_SPARSE_ENTRIES: usize = 65_536;
 /// Sparse vectors one collection may declare.
 pub const MAX_SPARSE_VECTORS: usize = 8;
+/// Named dense vectors one collection may declare.
+pub const MAX_NAMED_VECTORS: usize = 8;
 /// Searches one Query may fuse.
 pub const QUERY_BRANCHES: RangeInclusive<u64> = 1..=8;
 /// RRF's rank constant when a Query sets none.
@@ -118,13 +120,13 @@ pub fn check_sparse(indices: &[u32], values: &[f32]) -> Result<(), SparseProblem
     Ok(())
 }
 
-/// A sparse vector's name (declared by a collection, named by points and searches): the
-/// rule of collection names.
+/// A sparse or named dense vector's name (declared by a collection, named by points and
+/// searches): the rule of collection names.
 pub fn check_vector_name(name: &str) -> Result<(), BadVectorName> {
     check_name(name).map_err(|_| BadVectorName(name.escape_default().to_string()))
 }
 
-/// A sparse vector name outside the rule of names.
+/// A vector name outside the rule of names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadVectorName(pub String);
 
@@ -132,7 +134,7 @@ impl fmt::Display for BadVectorName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sparse vector name `{}` must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-]",
+            "vector name `{}` must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-]",
             self.0
         )
     }

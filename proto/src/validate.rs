@@ -144,12 +144,79 @@ pub fn upsert(
         for (name, v) in &p.sparse {
             sparse(name, v, &what)?;
         }
+        for (name, v) in &p.vectors {
+            named(name, &v.values, &what)?;
+        }
         if p.vector.len() != dim {
             return Err(Status::invalid_argument(format!(
                 "{what}: vector has {} components but point #0 has {dim}; all vectors of a collection have its dimension",
                 p.vector.len()
             )));
         }
+    }
+    Ok(())
+}
+
+/// An UpdateVectors: its points (at most a batch's, each naming a point and giving at least
+/// one vector, every vector as an upsert's would be) and its size.
+pub fn update_vectors(
+    req: &pb::UpdateVectorsRequest,
+    limits: BatchLimits,
+    encoded_len: usize,
+) -> Result<(), Status> {
+    collection_name(&req.collection)?;
+    if req.points.is_empty() {
+        return Err(Status::invalid_argument(
+            "update_vectors needs at least one point with the vectors to replace",
+        ));
+    }
+    if req.points.len() > limits.max_points || encoded_len > limits.max_bytes {
+        return Err(Status::resource_exhausted(format!(
+            "update has {} points and {encoded_len} bytes, over the limit of {} points or {} bytes; split it",
+            req.points.len(),
+            limits.max_points,
+            limits.max_bytes
+        )));
+    }
+    for (i, p) in req.points.iter().enumerate() {
+        let what = format_args!(
+            "point #{i} (id {})",
+            p.id.as_ref().map(|x| x.to_string()).unwrap_or_default()
+        );
+        point_id(p.id.as_ref(), &what)?;
+        let given = !p.vector.is_empty()
+            || p.vectors.values().any(|v| !v.values.is_empty())
+            || p.sparse
+                .values()
+                .any(|v| !v.indices.is_empty() || !v.values.is_empty());
+        if !given {
+            return Err(Status::invalid_argument(format!(
+                "{what}: gives no vector to replace"
+            )));
+        }
+        if !p.vector.is_empty() {
+            finite_vector(&p.vector, &what)?;
+        }
+        for (name, v) in &p.vectors {
+            named(name, &v.values, &what)?;
+        }
+        for (name, v) in &p.sparse {
+            sparse(name, v, &what)?;
+        }
+    }
+    Ok(())
+}
+
+/// A named dense vector `name` carried: its name and finite components (an empty one is the
+/// same as none).
+pub fn named(name: &str, v: &[f32], what: &dyn std::fmt::Display) -> Result<(), Status> {
+    limits::check_vector_name(name)
+        .map_err(|p| Status::invalid_argument(format!("{what}: {p}")))?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Status::invalid_argument(format!(
+            "{what}: named vector `{name}`: component {i} is {}; vectors must be finite",
+            v[i]
+        )));
     }
     Ok(())
 }
@@ -178,6 +245,15 @@ fn search_body(req: &pb::SearchRequest) -> Result<(), Status> {
         limits::check_oversampling(o).map_err(|p| Status::invalid_argument(p.to_string()))?;
     }
     filter(req.filter.as_ref())?;
+    if !req.vector_name.is_empty() {
+        if req.sparse.is_some() {
+            return Err(Status::invalid_argument(
+                "query: set either `vector_name` or `sparse`, not both",
+            ));
+        }
+        limits::check_vector_name(&req.vector_name)
+            .map_err(|p| Status::invalid_argument(format!("query: {p}")))?;
+    }
     match &req.sparse {
         Some(q) => {
             if !req.vector.is_empty() {
@@ -251,6 +327,16 @@ pub fn query(req: &pb::QueryRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// A metric: COSINE, L2 or DOT; `what` names the field.
+fn metric(m: i32, what: &dyn std::fmt::Display) -> Result<(), Status> {
+    match pb::Metric::try_from(m) {
+        Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => Ok(()),
+        _ => Err(Status::invalid_argument(format!(
+            "{what} must be COSINE, L2 or DOT, got {m}"
+        ))),
+    }
+}
+
 pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status> {
     collection_name(&req.name)?;
     in_range("dimension", &limits::DIMENSION, req.dimension.into())?;
@@ -275,13 +361,32 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
             )));
         }
     }
-    match pb::Metric::try_from(req.metric) {
-        Ok(pb::Metric::Cosine | pb::Metric::L2 | pb::Metric::Dot) => {}
-        _ => {
+    metric(req.metric, &"metric")?;
+    if req.vectors.len() > limits::MAX_NAMED_VECTORS {
+        return Err(Status::invalid_argument(format!(
+            "collection declares {} named vectors, over the limit of {}",
+            req.vectors.len(),
+            limits::MAX_NAMED_VECTORS
+        )));
+    }
+    for (name, v) in &req.vectors {
+        limits::check_vector_name(name).map_err(|p| Status::invalid_argument(p.to_string()))?;
+        if req.sparse_vectors.contains(name) {
             return Err(Status::invalid_argument(format!(
-                "metric must be COSINE, L2 or DOT, got {}",
-                req.metric
+                "`{name}` is declared both as a sparse and as a named dense vector; give each its own name"
             )));
+        }
+        let at =
+            |e: Status| Status::invalid_argument(format!("named vector `{name}`: {}", e.message()));
+        in_range("dimension", &limits::DIMENSION, v.dimension.into()).map_err(at)?;
+        metric(v.metric, &format_args!("named vector `{name}`: metric"))?;
+        if let Some(h) = &v.hnsw {
+            if let Some(m) = h.m {
+                in_range("m", &limits::M, m.into()).map_err(at)?;
+            }
+            if let Some(e) = h.ef_construction {
+                in_range("ef_construction", &limits::EF_CONSTRUCTION, e.into()).map_err(at)?;
+            }
         }
     }
     if pb::VectorDatatype::try_from(req.datatype).is_err() {

@@ -115,14 +115,7 @@ impl Ingest {
     }
 
     async fn upsert_one(&self, req: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
-        validate::upsert(&req, self.limits, req.encoded_len()).map_err(|s| {
-            let reason = if s.code() == tonic::Code::ResourceExhausted {
-                "too_large"
-            } else {
-                "invalid"
-            };
-            reject(reason, s)
-        })?;
+        validate::upsert(&req, self.limits, req.encoded_len()).map_err(refused)?;
         let _permit = self.permit().await?;
         let n = req.points.len() as u64;
         let res = match &self.cluster {
@@ -139,6 +132,16 @@ impl Ingest {
         metrics().ingest_points.inc_by(n);
         Ok(res)
     }
+}
+
+/// A write its front-door check refused, counted by why: too large or invalid.
+fn refused(s: Status) -> Status {
+    let reason = if s.code() == tonic::Code::ResourceExhausted {
+        "too_large"
+    } else {
+        "invalid"
+    };
+    reject(reason, s)
 }
 
 #[tonic::async_trait]
@@ -212,6 +215,21 @@ impl IngestService for Ingest {
         let res = match &self.cluster {
             Some(r) => r.update_payload(req).await?,
             None => akidb_client::storage_call!(self.storage, update_payload, req)?,
+        };
+        Ok(Response::new(res))
+    }
+
+    async fn update_vectors(
+        &self,
+        req: Request<pb::UpdateVectorsRequest>,
+    ) -> Result<Response<pb::UpdateVectorsResponse>, Status> {
+        akidb_auth::check_collection(&req, &req.get_ref().collection)?;
+        let req = req.into_inner();
+        validate::update_vectors(&req, self.limits, req.encoded_len()).map_err(refused)?;
+        let _permit = self.permit().await?;
+        let res = match &self.cluster {
+            Some(r) => r.update_vectors(req).await?,
+            None => akidb_client::storage_call!(self.storage, update_vectors, req)?,
         };
         Ok(Response::new(res))
     }

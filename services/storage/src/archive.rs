@@ -225,6 +225,7 @@ mod tests {
                 vector: vec![i as f32, 1.0, 2.0, (i % 7) as f32],
                 payload: serde_json::json!({"i": i}).as_object().unwrap().clone(),
                 sparse: Default::default(),
+                named: Default::default(),
             })
             .collect();
         c.upsert(points).unwrap();

@@ -20,6 +20,7 @@ use crate::fsutil::{now_ms, sync_dir, write_atomic};
 use crate::index::{BuildControl, Graph};
 use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
+use crate::named::NamedGraph;
 use crate::quantize::Codes;
 use crate::segment::{
     Appendable, Index, Keys, Loc, Payloads, Sealed, SearchTuning, SegmentData, State, Vectors,
@@ -32,6 +33,7 @@ use crate::vecfile;
 use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -274,6 +276,7 @@ impl Collection {
                     let mut sealed =
                         Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new));
                     sealed.codes = s.codes.map(Arc::new);
+                    sealed.named_graphs = s.named_graphs;
                     if sealed.graph.is_some() && sealed.codes.is_none() {
                         // Quantization without codes in the snapshot: encode them now.
                         sealed.codes = quantize(&spec, &sealed.data, &sealed.deleted).map(Arc::new);
@@ -422,6 +425,7 @@ impl Collection {
         let t = Instant::now();
         let ef = g.calibrate(data.vectors.all(), codes.as_ref(), &|o| !deleted[o]);
         let calibration = t.elapsed().as_secs_f64();
+        let named = self.build_named(data, deleted, &control)?;
         // The build, quantizer training and calibration freed their scratch memory.
         crate::allocator::release_free_heap();
         metrics().index_build_duration.observe(secs);
@@ -430,7 +434,52 @@ impl Collection {
             graph: Arc::new(g),
             codes: codes.map(Arc::new),
             default_ef: ef,
+            named,
         })
+    }
+
+    /// The graph of each named vector over the live slots of `data` that have one, with its
+    /// calibrated `ef`; `None` when the build was abandoned.
+    fn build_named(
+        &self,
+        data: &SegmentData,
+        deleted: &[bool],
+        control: &dyn BuildControl,
+    ) -> Option<BTreeMap<String, NamedGraph>> {
+        let mut graphs = BTreeMap::new();
+        for (name, v) in &self.spec.vectors {
+            let Some(col) = data.named.column(name) else {
+                continue;
+            };
+            // The graph indexes the column's rows (of live slots); a search maps them back.
+            let live = |r: usize| col.slot(r).is_some_and(|o| !deleted[o]);
+            let items: Vec<(&[f32], usize)> = (0..col.slots().len())
+                .filter(|&r| live(r))
+                .map(|r| (col.row(r), r))
+                .collect();
+            if items.is_empty() || col.dim() != v.dimension as usize {
+                continue;
+            }
+            let start = Instant::now();
+            let g = Graph::build_with(
+                v.metric,
+                v.m as usize,
+                v.ef_construction as usize,
+                col.dim(),
+                &items,
+                control,
+            )?;
+            let ef = g.calibrate(col.values(), None, &live);
+            tracing::info!(collection = %self.spec.name, vector = %name, points = items.len(), seconds = start.elapsed().as_secs_f64(), ef, "HNSW graph of a named vector built");
+            graphs.insert(
+                name.clone(),
+                NamedGraph {
+                    graph: Arc::new(g),
+                    default_ef: ef,
+                },
+            );
+        }
+        Some(graphs)
     }
 
     /// Build every missing graph now (snapshots, tests).
@@ -560,6 +609,7 @@ impl Collection {
             for off in 0..st.app.data.len() {
                 if st.app.alive[off] {
                     app.sparse.copy_row(app.len(), &st.app.data.sparse, off);
+                    app.named.copy_row(app.len(), &st.app.data.named, off);
                     app.keys.push(st.app.data.keys.get(off).into_owned());
                     app.vectors.push_row(st.app.data.vector(st.dim, off));
                     app.payloads.push(st.app.data.payloads.get(off).clone());
@@ -575,6 +625,7 @@ impl Collection {
                     graph: s.graph.clone(),
                     default_ef: s.default_ef,
                     codes: s.codes.clone(),
+                    named_graphs: s.named_graphs.clone(),
                     appendable: false,
                 })
                 .collect();
@@ -584,6 +635,7 @@ impl Collection {
                 graph: None,
                 default_ef: None,
                 codes: None,
+                named_graphs: BTreeMap::new(),
                 appendable: true,
             });
             Capture {
@@ -717,6 +769,7 @@ impl Collection {
         let mut origins = Vec::with_capacity(n);
         for (seg, s, off) in live() {
             data.sparse.copy_row(data.len(), &s.sparse, off);
+            data.named.copy_row(data.len(), &s.named, off);
             data.keys.push(s.keys.get(off).into_owned());
             data.payloads.push(s.payloads.get(off).clone());
             origins.push(Loc {
@@ -724,6 +777,7 @@ impl Collection {
                 off: off as u32,
             });
         }
+        data.named.shrink_to_fit();
         let rows = live().map(|(_, s, off)| s.vector(dim, off));
         data.vectors = match &vectors_dir {
             // Streamed into the file: a merge never holds its output's vectors on the heap.
@@ -836,6 +890,42 @@ impl Drop for SnapshotPin {
 }
 
 impl Collection {
+    /// Log and apply validated, normalized points, the writers' lock (`order`) held by the
+    /// caller; a segment this seals is queued for its build. Returns the record's sequence
+    /// number (durable once [`Collection::commit`] returns).
+    fn log_upsert(&self, points: Vec<PointRecord>) -> Result<u64> {
+        let op = WalOp::Upsert(points);
+        let body = op.encode();
+        let WalOp::Upsert(points) = op else {
+            unreachable!()
+        };
+        let seq = self.wal.append(&body)?;
+        let sealed = {
+            let mut st = self.state.write();
+            st.apply_upsert(points);
+            self.applied(&mut st, seq)
+        };
+        if let Some(id) = sealed {
+            self.enqueue_build(id);
+        }
+        Ok(seq)
+    }
+
+    /// Normalize the cosine vectors of validated points (the unnamed one and named ones), as
+    /// they are logged and applied.
+    fn normalize(&self, points: &mut [PointRecord]) {
+        for p in points {
+            if self.spec.metric == Metric::Cosine {
+                normalize(&mut p.vector);
+            }
+            for (name, v) in &mut p.named {
+                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
+                    normalize(v);
+                }
+            }
+        }
+    }
+
     /// [`CollectionStore::set_payloads`], the writers' lock (`order`) held by the caller.
     fn set_payloads_in_order(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)> {
         let span = akidb_instrumentation::context::step_span(
@@ -910,30 +1000,47 @@ impl CollectionStore for Collection {
 
     fn upsert(&self, mut points: Vec<PointRecord>) -> Result<u64> {
         validate::points(&self.spec, &points)?;
-        if self.spec.metric == Metric::Cosine {
-            points.iter_mut().for_each(|p| normalize(&mut p.vector));
-        }
-        let op = WalOp::Upsert(points);
-        let body = op.encode();
-        let WalOp::Upsert(points) = op else {
-            unreachable!()
-        };
+        self.normalize(&mut points);
         let span = akidb_instrumentation::context::step_span(
-            || tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len(), bytes = body.len()),
+            || tracing::info_span!("wal.commit", collection = %self.spec.name, points = points.len()),
         );
         let _e = span.enter();
-        let (seq, sealed) = {
+        let seq = {
             let _o = self.order.lock();
-            let seq = self.wal.append(&body)?;
-            let mut st = self.state.write();
-            st.apply_upsert(points);
-            (seq, self.applied(&mut st, seq))
+            self.log_upsert(points)?
         };
-        if let Some(id) = sealed {
-            self.enqueue_build(id);
-        }
         self.commit(seq)?;
         Ok(seq)
+    }
+
+    fn update_vectors(&self, updates: &[VectorUpdate]) -> Result<(u64, u64)> {
+        validate::vector_updates(&self.spec, updates)?;
+        // The vectors given are normalized as an upsert's; those kept already are.
+        let mut updates = updates.to_vec();
+        for u in &mut updates {
+            if let Some(v) = &mut u.vector
+                && self.spec.metric == Metric::Cosine
+            {
+                normalize(v);
+            }
+            for (name, v) in &mut u.named {
+                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
+                    normalize(v);
+                }
+            }
+        }
+        let span = akidb_instrumentation::context::step_span(
+            || tracing::info_span!("wal.commit", collection = %self.spec.name, vector_updates = updates.len()),
+        );
+        let _e = span.enter();
+        let (n, seq) = {
+            // Resolved under the writers' lock: the points logged are the ones applied.
+            let _o = self.order.lock();
+            let points = self.resolve_vectors(&updates)?;
+            (points.len() as u64, self.log_upsert(points)?)
+        };
+        self.commit(seq)?;
+        Ok((n, seq))
     }
 
     fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
@@ -990,7 +1097,11 @@ impl CollectionStore for Collection {
             Some((name, q)) => st.search_sparse(name, q, params),
             None => {
                 let mut q = params.vector.clone();
-                if self.spec.metric == Metric::Cosine {
+                let metric = match &params.vector_name {
+                    Some(n) => self.spec.vectors.get(n).map(|v| v.metric),
+                    None => Some(self.spec.metric),
+                };
+                if metric == Some(Metric::Cosine) {
                     normalize(&mut q);
                 }
                 st.search(&q, params, &self.opts.tuning)
@@ -1030,8 +1141,19 @@ mod tests {
     use serde_json::json;
 
     fn spec(metric: Metric) -> CollectionSpec {
+        let named = |dimension, metric| VectorSpec {
+            dimension,
+            metric,
+            m: 8,
+            ef_construction: 64,
+        };
         CollectionSpec {
             sparse_vectors: ["text".to_string(), "other".to_string()].into(),
+            vectors: [
+                ("img".to_string(), named(5, Metric::L2)),
+                ("txt".to_string(), named(3, Metric::Cosine)),
+            ]
+            .into(),
             ..CollectionSpec::for_test("t", 8, metric, 64)
         }
     }
@@ -1095,6 +1217,17 @@ mod tests {
                         }
                         sv
                     },
+                    // One in two points carries `img`, one in three `txt`.
+                    named: {
+                        let mut nv = NamedVectors::new();
+                        for (name, dim, one_in) in [("img", 5, 2), ("txt", 3, 3)] {
+                            if rng.random_range(0..one_in) == 0 {
+                                let v = (0..dim).map(|_| rng.random_range(-1.0f32..1.0));
+                                nv.insert(name.into(), v.collect());
+                            }
+                        }
+                        nv
+                    },
                 }
             })
             .collect()
@@ -1110,6 +1243,7 @@ mod tests {
             include: Include::ALL,
             exact: true,
             sparse: None,
+            vector_name: None,
         }
     }
 
@@ -1168,6 +1302,25 @@ mod tests {
                     let k2: Vec<_> = h2.iter().map(|h| (&h.key, h.score)).collect();
                     assert_eq!(k1, k2, "sparse `{name}` {sq:?}");
                     assert_eq!(h1, h2);
+                }
+                // Named dense vectors: exactly, and through each sealed segment's graph of
+                // the name (which holds only the points that carry it).
+                for (name, dim) in [("img", 5), ("txt", 3)] {
+                    let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                    let p = SearchParams {
+                        vector_name: Some(name.into()),
+                        ..exact(q, 10, f.clone())
+                    };
+                    let (want, _) = o.search(&p).unwrap();
+                    let (h1, _) = c.search(&p).unwrap();
+                    assert_eq!(h1, want, "named `{name}` exact");
+                    let wide = SearchParams {
+                        exact: false,
+                        ef: Some(400),
+                        ..p
+                    };
+                    let (h2, info) = c.search(&wide).unwrap();
+                    assert_eq!(h2, want, "named `{name}` through the graphs ({info:?})");
                 }
             }
         }
@@ -1237,6 +1390,84 @@ mod tests {
                     let b = oracle.update_payload(&keys, filter, &change).unwrap();
                     assert_eq!(a.0, b.0, "{change:?}");
                 }
+                if round % 6 == 2 {
+                    // Vector updates of existing points: one of each kind, or several.
+                    let existing: Vec<PointKey> = oracle
+                        .scroll(&ScrollParams {
+                            limit: 1000,
+                            ..Default::default()
+                        })
+                        .unwrap()
+                        .0
+                        .into_iter()
+                        .map(|p| p.key)
+                        .collect();
+                    let updates: Vec<VectorUpdate> = (0..4)
+                        .map(|i| {
+                            let key = existing[rng.random_range(0..existing.len())].clone();
+                            let mut v = |d: usize| -> Vec<f32> {
+                                (0..d).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+                            };
+                            VectorUpdate {
+                                vector: (i % 2 == 0).then(|| v(8)),
+                                named: match i {
+                                    1 => [("img".to_string(), v(5))].into(),
+                                    3 => [("txt".to_string(), v(3)), ("img".to_string(), v(5))]
+                                        .into(),
+                                    _ => NamedVectors::new(),
+                                },
+                                sparse: match i {
+                                    2 => [("other".to_string(), random_sparse(&mut rng, 5))].into(),
+                                    _ => SparseVectors::new(),
+                                },
+                                key,
+                            }
+                        })
+                        .collect();
+                    // What each point must hold after, worked out here from before.
+                    let keys: Vec<PointKey> = updates.iter().map(|u| u.key.clone()).collect();
+                    let mut want: std::collections::HashMap<PointKey, StoredPoint> = c
+                        .get(&keys, Include::ALL)
+                        .unwrap()
+                        .into_iter()
+                        .map(|p| (p.key.clone(), p))
+                        .collect();
+                    for u in &updates {
+                        let w = want.get_mut(&u.key).unwrap();
+                        if let Some(v) = &u.vector {
+                            w.vector = Some(v.clone());
+                        }
+                        w.named.extend(u.named.clone());
+                        w.sparse.extend(u.sparse.clone());
+                    }
+                    let a = c.update_vectors(&updates).unwrap();
+                    let b = oracle.update_vectors(&updates).unwrap();
+                    assert_eq!(a.0, b.0);
+                    // Directions compared (cosine vectors are stored normalized), within
+                    // float16's rounding.
+                    let same = |a: &[f32], b: &[f32]| {
+                        let unit = |v: &[f32]| {
+                            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-30);
+                            v.iter().map(|x| x / n).collect::<Vec<f32>>()
+                        };
+                        let (a, b) = (unit(a), unit(b));
+                        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-2)
+                    };
+                    for p in c.get(&keys, Include::ALL).unwrap() {
+                        let w = &want[&p.key];
+                        assert_eq!((&p.payload, &p.sparse), (&w.payload, &w.sparse));
+                        assert!(same(p.vector.as_ref().unwrap(), w.vector.as_ref().unwrap()));
+                        assert!(p.named.keys().eq(w.named.keys()));
+                        assert!(p.named.iter().all(|(n, v)| same(v, &w.named[n])));
+                    }
+                    // A point that does not exist: refused, nothing changed.
+                    let mut bad = updates.clone();
+                    bad[1].key = PointKey::Num(999_999);
+                    let version = c.applied_sequence();
+                    let err = c.update_vectors(&bad).unwrap_err();
+                    assert!(matches!(err, StorageError::PointNotFound { .. }), "{err}");
+                    assert_eq!(c.applied_sequence(), version);
+                }
                 if round == 30 {
                     let f = color_filter("green");
                     let (n1, _) = c.delete(&[], Some(&f)).unwrap();
@@ -1269,7 +1500,11 @@ mod tests {
                     .sealed
                     .values()
                     .all(|s| s.data.vectors.mapped().is_some() == on_disk);
-                coded && mapped
+                // Named vectors have their own graphs (built, merged and reloaded alike).
+                let named = with_graph.iter().any(|s| {
+                    s.named_graphs.contains_key("img") && s.named_graphs.contains_key("txt")
+                });
+                coded && mapped && named
             };
             assert_same(&*c, &oracle, &mut rng);
             assert!(c.stats().segment_count > 2);
@@ -1305,6 +1540,7 @@ mod tests {
                 vector: (0..8).map(|_| rng.random_range(-300.0f32..300.0)).collect(),
                 payload: Payload::new(),
                 sparse: Default::default(),
+                named: Default::default(),
             })
             .collect();
         c.upsert(pts.clone()).unwrap();
@@ -1372,6 +1608,7 @@ mod tests {
                 vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
                 payload: Payload::new(),
                 sparse: Default::default(),
+                named: Default::default(),
             })
             .collect();
         c.upsert(pts.clone()).unwrap();
@@ -1417,6 +1654,7 @@ mod tests {
                 vector: (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
                 payload: Payload::new(),
                 sparse: Default::default(),
+                named: Default::default(),
             })
             .collect()
     }

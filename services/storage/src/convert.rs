@@ -113,12 +113,14 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
     if r.replication > 1 {
         return Err(FieldProblem::ReplicationNeedsCluster(r.replication).into());
     }
+    let m = r.m.unwrap_or(DEFAULT_M);
+    let ef_construction = r.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION);
     Ok(CollectionSpec {
         name: r.name.clone(),
         dimension: r.dimension,
         metric: metric_from_pb(r.metric)?,
-        m: r.m.unwrap_or(DEFAULT_M),
-        ef_construction: r.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION),
+        m,
+        ef_construction,
         pinned: r.pin,
         datatype: datatype_from_pb(r.datatype)?,
         quantization: quantization_from_pb(r.quantization)?,
@@ -129,6 +131,22 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
             .map(|(k, &kind)| Ok((k.clone(), index_kind_from_pb(k, kind)?)))
             .collect::<Result<_>>()?,
         sparse_vectors: r.sparse_vectors.iter().cloned().collect(),
+        vectors: r
+            .vectors
+            .iter()
+            .map(|(name, v)| {
+                let hnsw = v.hnsw.unwrap_or_default();
+                Ok((
+                    name.clone(),
+                    VectorSpec {
+                        dimension: v.dimension,
+                        metric: metric_from_pb(v.metric)?,
+                        m: hnsw.m.unwrap_or(m),
+                        ef_construction: hnsw.ef_construction.unwrap_or(ef_construction),
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -192,6 +210,22 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
             .map(|(k, &kind)| (k.clone(), index_kind_to_pb(kind) as i32))
             .collect(),
         sparse_vectors: s.spec.sparse_vectors.iter().cloned().collect(),
+        vectors: s
+            .spec
+            .vectors
+            .iter()
+            .map(|(name, v)| {
+                let params = pb::NamedVectorParams {
+                    dimension: v.dimension,
+                    metric: metric_to_pb(v.metric) as i32,
+                    hnsw: Some(pb::HnswConfig {
+                        m: Some(v.m),
+                        ef_construction: Some(v.ef_construction),
+                    }),
+                };
+                (name.clone(), params)
+            })
+            .collect(),
     }
 }
 
@@ -437,7 +471,54 @@ pub fn point_from_pb(p: pb::Point) -> Result<PointRecord> {
             .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
             .map(|(n, v)| (n, sparse_from_pb(v)))
             .collect(),
+        named: named_from_pb(p.vectors),
     })
+}
+
+/// An UpdateVectors' points (an empty unnamed vector is kept, as are empty named and
+/// sparse ones).
+pub fn vector_updates_from_pb(points: Vec<pb::PointVectors>) -> Result<Vec<VectorUpdate>> {
+    points
+        .into_iter()
+        .map(|p| {
+            Ok(VectorUpdate {
+                key: key_from_pb(p.id.as_ref())?,
+                vector: (!p.vector.is_empty()).then_some(p.vector),
+                named: named_from_pb(p.vectors),
+                sparse: p
+                    .sparse
+                    .into_iter()
+                    .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
+                    .map(|(n, v)| (n, sparse_from_pb(v)))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// A point to write, as the API carries it.
+pub fn record_to_pb(p: PointRecord) -> pb::Point {
+    pb::Point {
+        id: Some(key_to_pb(&p.key)),
+        vector: p.vector,
+        payload: Some(payload_to_pb(&p.payload)),
+        sparse: sparse_to_pb(p.sparse),
+        vectors: named_to_pb(p.named),
+    }
+}
+
+/// Named dense vectors from the API (an empty one is the same as none).
+pub fn named_from_pb(v: std::collections::HashMap<String, pb::DenseVector>) -> NamedVectors {
+    v.into_iter()
+        .filter(|(_, v)| !v.values.is_empty())
+        .map(|(n, v)| (n, v.values))
+        .collect()
+}
+
+pub fn named_to_pb(v: NamedVectors) -> std::collections::HashMap<String, pb::DenseVector> {
+    v.into_iter()
+        .map(|(n, values)| (n, pb::DenseVector { values }))
+        .collect()
 }
 
 pub fn sparse_from_pb(v: pb::SparseVector) -> SparseVector {
@@ -468,6 +549,7 @@ pub fn hit_to_pb(h: Hit) -> pb::ScoredPoint {
         payload: h.payload.as_ref().map(payload_to_pb),
         vector: h.vector.unwrap_or_default(),
         sparse: sparse_to_pb(h.sparse),
+        vectors: named_to_pb(h.named),
     }
 }
 
@@ -477,6 +559,7 @@ pub fn stored_to_pb(p: StoredPoint) -> pb::RetrievedPoint {
         payload: p.payload.as_ref().map(payload_to_pb),
         vector: p.vector.unwrap_or_default(),
         sparse: sparse_to_pb(p.sparse),
+        vectors: named_to_pb(p.named),
     }
 }
 
@@ -486,6 +569,7 @@ pub fn search_from_pb(r: pb::SearchRequest) -> Result<SearchParams> {
         sparse: r
             .sparse
             .map(|q| (q.name, sparse_from_pb(q.vector.unwrap_or_default()))),
+        vector_name: (!r.vector_name.is_empty()).then_some(r.vector_name),
         vector: r.vector,
         k: r.k as usize,
         ef: r.ef.map(|e| e as usize),

@@ -33,6 +33,16 @@ pub enum StorageError {
         expected: u32,
         received: usize,
     },
+    #[error(
+        "{what}: named vector `{name}` has {received} components but collection `{collection}` declares it with dimension {expected}"
+    )]
+    WrongNamedDimension {
+        what: String,
+        name: String,
+        collection: String,
+        expected: u32,
+        received: usize,
+    },
     #[error("{what}: component {index} is {value}; vectors must be finite")]
     NotFinite {
         what: String,
@@ -61,6 +71,10 @@ pub enum StorageError {
     // ---- Something named does not exist (NOT_FOUND) or already does (ALREADY_EXISTS).
     #[error("collection `{0}` not found; list collections with `akidb collection list`")]
     CollectionNotFound(String),
+    #[error(
+        "collection `{collection}` has no point {id}; UpdateVectors changes existing points (Upsert creates them)"
+    )]
+    PointNotFound { collection: String, id: String },
     #[error(
         "collection `{collection}` has no snapshot `{}`; list them with `akidb admin snapshot list {collection}`",
         id.escape_default()
@@ -165,6 +179,8 @@ pub enum EmptyRequest {
     UpdatePayload,
     /// A payload update that changes nothing.
     PayloadChange,
+    /// A vector update of no point.
+    UpdateVectors,
 }
 
 impl std::fmt::Display for EmptyRequest {
@@ -172,6 +188,9 @@ impl std::fmt::Display for EmptyRequest {
         f.write_str(match self {
             EmptyRequest::Upsert => "upsert batch is empty; send at least one point",
             EmptyRequest::SearchBatch => "search batch is empty",
+            EmptyRequest::UpdateVectors => {
+                "update_vectors needs at least one point with the vectors to replace"
+            }
             EmptyRequest::Delete => {
                 "delete needs ids or a non-empty filter; to drop everything delete the collection"
             }
@@ -287,6 +306,26 @@ pub enum FieldProblem {
     },
     #[error("at most {max} sparse vectors may be declared, got {got}")]
     TooManySparse { max: usize, got: usize },
+    #[error(
+        "{what}: collection `{collection}` has no named vector `{name}` (it declares: {declared})"
+    )]
+    UnknownVector {
+        what: String,
+        collection: String,
+        name: String,
+        /// The names it declares, comma-separated, or `none`.
+        declared: String,
+    },
+    #[error("at most {max} named vectors may be declared, got {got}")]
+    TooManyNamed { max: usize, got: usize },
+    #[error(
+        "`{0}` is declared both as a sparse and as a named dense vector; give each its own name"
+    )]
+    NameTwice(String),
+    #[error("query: set either `vector_name` or `sparse`, not both")]
+    NamedAndSparse,
+    #[error("point {0}: gives no vector to replace")]
+    NoVectorGiven(String),
     #[error("query: set either `vector` or `sparse`, not both")]
     DenseAndSparse,
     #[error("query: sparse vector has no entries; it would match no point")]
@@ -335,6 +374,7 @@ impl StorageError {
             StorageError::InvalidName(_)
             | StorageError::OutOfRange(_)
             | StorageError::WrongDimension { .. }
+            | StorageError::WrongNamedDimension { .. }
             | StorageError::NotFinite { .. }
             | StorageError::OutsideFloat16 { .. }
             | StorageError::EmptyRequest(_)
@@ -342,6 +382,7 @@ impl StorageError {
             | StorageError::InvalidField(_)
             | StorageError::InvalidArchive(_) => Code::InvalidArgument,
             StorageError::CollectionNotFound(_)
+            | StorageError::PointNotFound { .. }
             | StorageError::SnapshotNotFound { .. }
             | StorageError::ObjectNotFound(_) => Code::NotFound,
             StorageError::ArchiveTooLarge { .. } => Code::ResourceExhausted,

@@ -153,6 +153,11 @@ mod tests {
                     })
                     .into_iter()
                     .collect(),
+                // Every third point carries a named vector.
+                named: (i % 3 == 0)
+                    .then(|| ("img".to_string(), vec![i as f32, -0.5, 2.0]))
+                    .into_iter()
+                    .collect(),
             })
             .collect()
     }
@@ -174,6 +179,16 @@ mod tests {
             on_disk: false,
             payload_indexes: Default::default(),
             sparse_vectors: ["kw".to_string()].into(),
+            vectors: [(
+                "img".to_string(),
+                crate::model::VectorSpec {
+                    dimension: 3,
+                    metric: Metric::L2,
+                    m: 4,
+                    ef_construction: 16,
+                },
+            )]
+            .into(),
         };
         let opts = CollectionOptions {
             segment_max_points: 1000,
@@ -244,6 +259,10 @@ mod tests {
         ));
         assert!(manifest.segments.iter().any(|s| s.graph_file.is_some()));
         for f in &manifest.files {
+            // The graph target decodes graphs of the unnamed vector's dimension.
+            if f.name.ends_with(".img.graph") {
+                continue;
+            }
             let bytes = fs::read(snap.join(&f.name)).unwrap();
             let (target, bytes) = if f.name.ends_with(".pts") {
                 ("snapshot_segment", bytes)

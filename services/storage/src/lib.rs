@@ -23,6 +23,7 @@
 //!   [`payload_index`]: which points hold which payload values (implicit and declared
 //!   indexes), what a filter's search starts from; [`sparse`]: sparse vectors (a segment's
 //!   columns, a sealed segment's inverted index, the exact pruned search by dot product).
+//!   [`named`]: named dense vectors (a segment's columns of them, each name's graphs).
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
 //! - [`quantize`]: int8 and binary codes of a segment's vectors, which its graph search walks
 //!   before the best candidates are rescored with the vectors.
@@ -55,6 +56,7 @@ pub mod index;
 pub mod memory;
 pub mod merge;
 pub mod model;
+pub mod named;
 pub mod objstore;
 pub mod payload_index;
 pub mod quantize;

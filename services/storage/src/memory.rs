@@ -19,6 +19,7 @@ struct Inner {
     keys: Vec<PointKey>,
     payloads: Vec<Payload>,
     sparse: Vec<SparseVectors>,
+    named: Vec<NamedVectors>,
     alive: Vec<bool>,
     free: Vec<usize>,
     by_key: BTreeMap<PointKey, usize>,
@@ -31,6 +32,45 @@ pub struct MemoryCollection {
 }
 
 impl MemoryCollection {
+    /// Store normalized points.
+    fn write(&self, points: Vec<PointRecord>) -> Result<u64> {
+        let dim = self.spec.dimension as usize;
+        let mut guard = self.inner.write();
+        let g = &mut *guard;
+        for mut p in points {
+            // Stored as the collection's datatype stores it.
+            if self.spec.datatype == Datatype::Float16 {
+                for x in &mut p.vector {
+                    *x = crate::distance::f16_to_f32(crate::distance::f32_to_f16(*x));
+                }
+            }
+            let slot = match g.by_key.get(&p.key) {
+                Some(&s) => s,
+                None => match g.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        let len = g.vectors.len();
+                        g.vectors.resize(len + dim, 0.0);
+                        g.keys.push(p.key.clone());
+                        g.payloads.push(Payload::new());
+                        g.sparse.push(SparseVectors::new());
+                        g.named.push(NamedVectors::new());
+                        g.alive.push(false);
+                        g.keys.len() - 1
+                    }
+                },
+            };
+            g.vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&p.vector);
+            g.keys[slot] = p.key.clone();
+            g.payloads[slot] = p.payload;
+            g.sparse[slot] = p.sparse;
+            g.named[slot] = p.named;
+            g.alive[slot] = true;
+            g.by_key.insert(p.key, slot);
+        }
+        Ok(self.version.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
     pub fn new(spec: CollectionSpec) -> Self {
         Self {
             spec,
@@ -51,6 +91,11 @@ impl MemoryCollection {
             } else {
                 SparseVectors::new()
             },
+            named: if include.vector {
+                inner.named[slot].clone()
+            } else {
+                NamedVectors::new()
+            },
         }
     }
 }
@@ -68,43 +113,45 @@ impl CollectionStore for MemoryCollection {
         }
     }
 
-    fn upsert(&self, points: Vec<PointRecord>) -> Result<u64> {
-        let dim = self.spec.dimension as usize;
-        let mut guard = self.inner.write();
-        let g = &mut *guard;
-        for mut p in points {
+    fn upsert(&self, mut points: Vec<PointRecord>) -> Result<u64> {
+        for p in &mut points {
             if self.spec.metric == Metric::Cosine {
                 normalize(&mut p.vector);
             }
-            // Stored as the collection's datatype stores it.
-            if self.spec.datatype == Datatype::Float16 {
-                for x in &mut p.vector {
-                    *x = crate::distance::f16_to_f32(crate::distance::f32_to_f16(*x));
+            for (name, v) in &mut p.named {
+                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
+                    normalize(v);
                 }
             }
-            let slot = match g.by_key.get(&p.key) {
-                Some(&s) => s,
-                None => match g.free.pop() {
-                    Some(s) => s,
-                    None => {
-                        let len = g.vectors.len();
-                        g.vectors.resize(len + dim, 0.0);
-                        g.keys.push(p.key.clone());
-                        g.payloads.push(Payload::new());
-                        g.sparse.push(SparseVectors::new());
-                        g.alive.push(false);
-                        g.keys.len() - 1
-                    }
-                },
-            };
-            g.vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&p.vector);
-            g.keys[slot] = p.key.clone();
-            g.payloads[slot] = p.payload;
-            g.sparse[slot] = p.sparse;
-            g.alive[slot] = true;
-            g.by_key.insert(p.key, slot);
         }
-        Ok(self.version.fetch_add(1, Ordering::AcqRel) + 1)
+        self.write(points)
+    }
+
+    fn update_vectors(&self, updates: &[VectorUpdate]) -> Result<(u64, u64)> {
+        // The vectors given are normalized as an upsert's; those kept already are.
+        let mut updates = updates.to_vec();
+        for u in &mut updates {
+            let mut given = PointRecord {
+                key: u.key.clone(),
+                vector: u.vector.take().unwrap_or_default(),
+                payload: Payload::new(),
+                sparse: SparseVectors::new(),
+                named: std::mem::take(&mut u.named),
+            };
+            if self.spec.metric == Metric::Cosine {
+                normalize(&mut given.vector);
+            }
+            for (name, v) in &mut given.named {
+                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
+                    normalize(v);
+                }
+            }
+            u.vector = (!given.vector.is_empty()).then_some(given.vector);
+            u.named = given.named;
+        }
+        let points = self.resolve_vectors(&updates)?;
+        let n = points.len() as u64;
+        Ok((n, self.write(points)?))
     }
 
     fn delete(&self, keys: &[PointKey], filter: Option<&Filter>) -> Result<(u64, u64)> {
@@ -187,9 +234,14 @@ impl CollectionStore for MemoryCollection {
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
         let dim = self.spec.dimension as usize;
-        let metric = match params.sparse {
-            Some(_) => Metric::Dot,
-            None => self.spec.metric,
+        let metric = match (&params.sparse, &params.vector_name) {
+            (Some(_), _) => Metric::Dot,
+            (None, Some(n)) => self
+                .spec
+                .vectors
+                .get(n)
+                .map_or(self.spec.metric, |v| v.metric),
+            (None, None) => self.spec.metric,
         };
         let mut q = params.vector.clone();
         if metric == Metric::Cosine {
@@ -214,7 +266,14 @@ impl CollectionStore for MemoryCollection {
                     Some((s, shared)) if shared > 0 => s,
                     _ => continue,
                 },
-                None => score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
+                None => match &params.vector_name {
+                    // Only points with the named vector are results.
+                    Some(name) => match g.named[slot].get(name) {
+                        Some(v) => score(metric, &q, v),
+                        None => continue,
+                    },
+                    None => score(metric, &q, &g.vectors[slot * dim..(slot + 1) * dim]),
+                },
             };
             let r = rank_key(metric, s);
             if heap.len() < params.k {
@@ -235,6 +294,7 @@ impl CollectionStore for MemoryCollection {
                     payload: p.payload,
                     vector: p.vector,
                     sparse: p.sparse,
+                    named: p.named,
                 }
             })
             .collect();

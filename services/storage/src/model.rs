@@ -85,6 +85,39 @@ pub struct PointRecord {
     /// Its sparse vectors by name (names the collection declared; none empty).
     #[serde(default, skip_serializing_if = "SparseVectors::is_empty")]
     pub sparse: SparseVectors,
+    /// Its named dense vectors by name (names the collection declared, each of its
+    /// dimension; cosine ones normalized once applied).
+    #[serde(default, skip_serializing_if = "NamedVectors::is_empty")]
+    pub named: NamedVectors,
+}
+
+/// The vectors an UpdateVectors gives one point: each replaces the point's vector of the same
+/// kind and name; the others and the payload stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorUpdate {
+    pub key: PointKey,
+    /// The unnamed vector (`None`: kept).
+    pub vector: Option<Vec<f32>>,
+    pub named: NamedVectors,
+    pub sparse: SparseVectors,
+}
+
+impl VectorUpdate {
+    /// The point `stored` (read with its vectors and payload) with these vectors replacing
+    /// its own.
+    pub fn apply(&self, stored: StoredPoint) -> PointRecord {
+        let mut named = stored.named;
+        named.extend(self.named.clone());
+        let mut sparse = stored.sparse;
+        sparse.extend(self.sparse.clone());
+        PointRecord {
+            key: stored.key,
+            vector: self.vector.clone().or(stored.vector).unwrap_or_default(),
+            payload: stored.payload.unwrap_or_default(),
+            sparse,
+            named,
+        }
+    }
 }
 
 /// Weights at a few indices: `indices` strictly ascending, one finite value each
@@ -131,6 +164,19 @@ impl SparseVector {
 
 /// A point's sparse vectors by name.
 pub type SparseVectors = std::collections::BTreeMap<String, SparseVector>;
+
+/// A point's named dense vectors by name.
+pub type NamedVectors = std::collections::BTreeMap<String, Vec<f32>>;
+
+/// A named dense vector's kind: its dimension, metric and graph parameters
+/// ([`CollectionSpec::vectors`]). Kept as float32, not quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VectorSpec {
+    pub dimension: u32,
+    pub metric: Metric,
+    pub m: u32,
+    pub ef_construction: u32,
+}
 
 /// Distance function of a collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -275,6 +321,11 @@ pub struct CollectionSpec {
     /// segment ([`crate::sparse`]). Absent from specs written before it existed: none.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub sparse_vectors: std::collections::BTreeSet<String>,
+    /// Named dense vectors points may carry besides the unnamed one, by name, each with its
+    /// own HNSW graph per sealed segment ([`crate::named`]). Absent from specs written before
+    /// it existed: none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vectors: std::collections::BTreeMap<String, VectorSpec>,
 }
 
 /// What a declared payload index holds of its field's values.
@@ -306,6 +357,7 @@ impl CollectionSpec {
             on_disk: false,
             payload_indexes: Default::default(),
             sparse_vectors: Default::default(),
+            vectors: Default::default(),
         }
     }
 }
@@ -329,6 +381,8 @@ pub struct StoredPoint {
     pub vector: Option<Vec<f32>>,
     /// With the vector: its sparse vectors (empty otherwise).
     pub sparse: SparseVectors,
+    /// With the vector: its named dense vectors (empty otherwise).
+    pub named: NamedVectors,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::distance::{Row, f32_to_f16, rank_key, score_row};
 use crate::filter::Filter;
 use crate::index::{Graph, candidates};
 use crate::model::*;
+use crate::named::{NamedColumns, NamedGraph};
 use crate::payload_index::PayloadIndex;
 use crate::quantize::Codes;
 use crate::sparse::{SparseColumns, SparseIndex};
@@ -313,6 +314,7 @@ pub struct SegmentData {
     pub vectors: Vectors,
     pub payloads: Payloads,
     pub sparse: SparseColumns,
+    pub named: NamedColumns,
 }
 
 impl SegmentData {
@@ -335,8 +337,11 @@ impl SegmentData {
         self.vectors.row(dim, off)
     }
     pub fn memory_bytes(&self) -> u64 {
-        (self.vectors.bytes() + self.keys.bytes() + self.payloads.bytes() + self.sparse.bytes())
-            as u64
+        (self.vectors.bytes()
+            + self.keys.bytes()
+            + self.payloads.bytes()
+            + self.sparse.bytes()
+            + self.named.bytes()) as u64
     }
 }
 
@@ -369,6 +374,8 @@ pub struct Sealed {
     pub codes: Option<Arc<Codes>>,
     /// The inverted indexes of its sparse vectors by name, built when first searched.
     pub sparse_indexes: std::sync::OnceLock<BTreeMap<String, SparseIndex>>,
+    /// The graphs of its named dense vectors by name (built with `graph`).
+    pub named_graphs: BTreeMap<String, NamedGraph>,
 }
 
 /// What a graph build produces for a segment: the graph, its quantized codes (quantized
@@ -377,6 +384,8 @@ pub struct Index {
     pub graph: Arc<Graph>,
     pub codes: Option<Arc<Codes>>,
     pub default_ef: usize,
+    /// The graphs of the segment's named dense vectors.
+    pub named: BTreeMap<String, NamedGraph>,
 }
 
 impl Sealed {
@@ -390,6 +399,7 @@ impl Sealed {
             default_ef: None,
             codes: None,
             sparse_indexes: Default::default(),
+            named_graphs: BTreeMap::new(),
         }
     }
 
@@ -400,6 +410,7 @@ impl Sealed {
             Some(i) => Sealed {
                 default_ef: Some(i.default_ef),
                 codes: i.codes,
+                named_graphs: i.named,
                 ..Sealed::new(data, deleted, Some(i.graph))
             },
         }
@@ -408,7 +419,12 @@ impl Sealed {
     /// The `ef` of a search for `k` that sets none: the graph's calibrated one (scaled with
     /// k), never below `floor` (`--search-ef`) nor k.
     pub fn ef_for(&self, k: usize, floor: usize) -> usize {
-        let calibrated = self.default_ef.map_or(0, |e| e * k.div_ceil(10));
+        Sealed::ef_with(self.default_ef, k, floor)
+    }
+
+    /// [`Sealed::ef_for`] of a graph calibrated at `calibrated` (a named vector's).
+    pub fn ef_with(calibrated: Option<usize>, k: usize, floor: usize) -> usize {
+        let calibrated = calibrated.map_or(0, |e| e * k.div_ceil(10));
         calibrated.max(floor).max(k)
     }
     pub fn live(&self) -> usize {
@@ -427,6 +443,74 @@ impl Sealed {
             })
             .get(name)
     }
+}
+
+/// The dense vector a search reads: the unnamed one, or the named one of `name`.
+#[derive(Debug, Clone, Copy)]
+pub struct Column<'a> {
+    pub name: Option<&'a str>,
+    pub metric: Metric,
+    pub dim: usize,
+}
+
+impl<'a> Column<'a> {
+    /// The unnamed vector of `spec`, or its named vector `name` (which `spec` declares).
+    pub fn of(spec: &CollectionSpec, name: Option<&'a str>) -> Option<Column<'a>> {
+        match name {
+            None => Some(Column {
+                name: None,
+                metric: spec.metric,
+                dim: spec.dimension as usize,
+            }),
+            Some(n) => spec.vectors.get(n).map(|v| Column {
+                name: Some(n),
+                metric: v.metric,
+                dim: v.dimension as usize,
+            }),
+        }
+    }
+
+    /// The vector slot `off` of `d` has (`None`: the slot has no vector of this name).
+    #[inline]
+    pub fn row<'d>(&self, d: &'d SegmentData, off: usize) -> Option<Row<'d>> {
+        match self.name {
+            None => Some(d.vector(self.dim, off)),
+            Some(n) => d.named.column(n)?.get(off).map(Row::F32),
+        }
+    }
+
+    /// The graph of `s` over this vector, the rows it reads, its calibrated `ef`, and (a
+    /// named vector's graph, which indexes its column's rows) each row's slot.
+    pub fn graph<'s>(&self, s: &'s Sealed) -> Option<Indexed<'s>> {
+        match self.name {
+            None => s.graph.as_deref().map(|graph| Indexed {
+                graph,
+                rows: s.data.vectors.all(),
+                calibrated: s.default_ef,
+                slots: None,
+            }),
+            Some(n) => {
+                let g = s.named_graphs.get(n)?;
+                let col = s.data.named.column(n)?;
+                Some(Indexed {
+                    graph: &g.graph,
+                    rows: Row::F32(col.values()),
+                    calibrated: Some(g.default_ef),
+                    slots: Some(col.slots()),
+                })
+            }
+        }
+    }
+}
+
+/// A sealed segment's graph over one dense vector ([`Column::graph`]).
+pub struct Indexed<'s> {
+    pub graph: &'s Graph,
+    pub rows: Row<'s>,
+    pub calibrated: Option<usize>,
+    /// Row → slot, when the graph indexes rows of a named column (its offsets are slots
+    /// otherwise).
+    pub slots: Option<&'s [u32]>,
 }
 
 /// Points of a sealed segment sampled to estimate how many a filter the payload index cannot
@@ -903,6 +987,7 @@ impl State {
                     self.app.data.vectors.set(dim, off, &p.vector);
                     self.app.data.payloads.set(off, p.payload);
                     self.app.data.sparse.set(off, p.sparse);
+                    self.set_named(off, p.named);
                 }
                 other => {
                     if let Some(loc) = other {
@@ -914,6 +999,7 @@ impl State {
                     self.app.data.vectors.push(&p.vector);
                     self.app.data.payloads.push(p.payload);
                     self.app.data.sparse.set(off, p.sparse);
+                    self.set_named(off, p.named);
                     self.app.alive.push(true);
                     self.app.live += 1;
                     self.ids.insert(
@@ -925,6 +1011,14 @@ impl State {
                     );
                 }
             }
+        }
+    }
+
+    /// Give slot `off` of the appendable segment these named vectors (validated against the
+    /// spec: of its dimensions; one of another length, from a damaged log, is dropped).
+    fn set_named(&mut self, off: usize, named: NamedVectors) {
+        if let Err(e) = self.app.data.named.set(off, named) {
+            tracing::warn!(collection = %self.spec.name, error = %e, "named vectors dropped");
         }
     }
 
@@ -978,6 +1072,7 @@ impl State {
                     vector: kept.vector?,
                     payload,
                     sparse: kept.sparse,
+                    named: kept.named,
                 })
             })
             .collect();
@@ -1013,12 +1108,14 @@ impl State {
             vectors: Vectors::default(),
             payloads: Payloads::with_capacity(old.live),
             sparse: SparseColumns::default(),
+            named: NamedColumns::default(),
         };
         let SegmentData {
             keys,
             vectors,
             payloads,
             sparse,
+            named,
             ..
         } = old.data;
         for (off, ((key, payload), &alive)) in keys
@@ -1032,6 +1129,7 @@ impl State {
             }
             let new_off = data.keys.len() as u32;
             data.sparse.copy_row(new_off as usize, &sparse, off);
+            data.named.copy_row(new_off as usize, &named, off);
             self.ids.insert(
                 key.clone(),
                 Loc {
@@ -1042,6 +1140,7 @@ impl State {
             data.keys.push(key);
             data.payloads.push(payload);
         }
+        data.named.shrink_to_fit();
         let rows = || {
             old.alive
                 .iter()
@@ -1100,6 +1199,7 @@ impl State {
                 s.graph = Some(index.graph);
                 s.default_ef = Some(index.default_ef);
                 s.codes = index.codes;
+                s.named_graphs = index.named;
                 true
             }
             _ => false,
@@ -1182,6 +1282,11 @@ impl State {
             } else {
                 SparseVectors::new()
             },
+            named: if include.vector {
+                d.named.row(off)
+            } else {
+                NamedVectors::new()
+            },
         })
     }
 
@@ -1194,16 +1299,18 @@ impl State {
     }
 
     /// Exact scan of one segment's live slots.
+    #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
         top: &mut TopK,
+        col: Column<'_>,
         q: &[f32],
         seg: u64,
         data: &SegmentData,
         dead: &dyn Fn(usize) -> bool,
         filter: Option<&Filter>,
     ) -> u64 {
-        let metric = self.spec.metric;
+        let metric = col.metric;
         let mut n = 0;
         for off in 0..data.len() {
             if dead(off) {
@@ -1214,8 +1321,11 @@ impl State {
             {
                 continue;
             }
+            let Some(row) = col.row(data, off) else {
+                continue;
+            };
             n += 1;
-            let r = rank_key(metric, score_row(metric, q, data.vector(self.dim, off)));
+            let r = rank_key(metric, score_row(metric, q, row));
             top.push(r, seg, off as u32);
         }
         n
@@ -1285,14 +1395,19 @@ impl State {
         (self.hits(top, params), info)
     }
 
-    /// Search every segment and merge. `q` is already normalized for cosine.
+    /// Search every segment and merge, by the unnamed vector or the named one the search
+    /// names. `q` is already normalized for cosine.
     pub fn search(
         &self,
         q: &[f32],
         params: &SearchParams,
         tuning: &SearchTuning,
     ) -> (Vec<Hit>, SearchInfo) {
-        let metric = self.spec.metric;
+        // Validated: a named vector the spec declares.
+        let Some(col) = Column::of(&self.spec, params.vector_name.as_deref()) else {
+            return (Vec::new(), SearchInfo::default());
+        };
+        let metric = col.metric;
         let k = params.k;
         let filter = params.filter.as_ref().filter(|f| !f.is_empty());
         let mut top = TopK::new(k);
@@ -1317,8 +1432,11 @@ impl State {
                 if !f.matches(key, d.payloads.get(off)) {
                     continue;
                 }
+                let Some(row) = col.row(d, off) else {
+                    continue;
+                };
                 info.points_exact += 1;
-                let r = rank_key(metric, score_row(metric, q, d.vector(self.dim, off)));
+                let r = rank_key(metric, score_row(metric, q, row));
                 top.push(r, loc.seg, loc.off);
             }
             info.segments_searched = 1 + self.sealed.len() as u64;
@@ -1330,6 +1448,7 @@ impl State {
         let alive = &self.app.alive;
         info.points_exact += self.scan(
             &mut top,
+            col,
             q,
             self.app_id,
             &self.app.data,
@@ -1342,7 +1461,9 @@ impl State {
         let parts = self.split_for_search(tuning.search_threads.min(cores() / running.count));
         if parts.len() <= 1 {
             for (&seg, sealed) in &self.sealed {
-                self.search_sealed(&mut top, &mut info, q, params, tuning, seg, sealed, sample);
+                self.search_sealed(
+                    &mut top, &mut info, col, q, params, tuning, seg, sealed, sample,
+                );
             }
         } else {
             // Several large segments: searched in parallel, one part on this thread and the
@@ -1358,7 +1479,7 @@ impl State {
                     scope.spawn(move |_| {
                         for &(seg, sealed) in part {
                             self.search_sealed(
-                                &mut out.0, &mut out.1, q, params, tuning, seg, sealed, sample,
+                                &mut out.0, &mut out.1, col, q, params, tuning, seg, sealed, sample,
                             );
                         }
                     });
@@ -1366,7 +1487,7 @@ impl State {
                 let out = &mut first[0];
                 for &(seg, sealed) in &parts[0] {
                     self.search_sealed(
-                        &mut out.0, &mut out.1, q, params, tuning, seg, sealed, sample,
+                        &mut out.0, &mut out.1, col, q, params, tuning, seg, sealed, sample,
                     );
                 }
             });
@@ -1387,6 +1508,7 @@ impl State {
         &self,
         top: &mut TopK,
         info: &mut SearchInfo,
+        col: Column<'_>,
         q: &[f32],
         params: &SearchParams,
         tuning: &SearchTuning,
@@ -1394,27 +1516,40 @@ impl State {
         s: &Sealed,
         sample: bool,
     ) {
-        let metric = self.spec.metric;
+        let metric = col.metric;
         let k = params.k;
         let filter = params.filter.as_ref().filter(|f| !f.is_empty());
         info.segments_searched += 1;
         let deleted = &s.deleted;
         let dead = |o: usize| deleted[o];
-        let graph = match &s.graph {
+        let Indexed {
+            graph,
+            rows,
+            calibrated,
+            slots,
+        } = match col.graph(s) {
             Some(g) if !params.exact => g,
             _ => {
-                info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+                info.points_exact += self.scan(top, col, q, seg, &s.data, &dead, filter);
                 return;
             }
         };
-        let live = s.live();
-        let ef = params
-            .ef
-            .map_or_else(|| s.ef_for(k, tuning.ef_floor), |e| e.max(k));
+        // A named vector's graph holds only the slots that have one.
+        let live = match col.name {
+            None => s.live(),
+            Some(_) => graph.len(),
+        };
+        let ef = params.ef.map_or_else(
+            || Sealed::ef_with(calibrated, k, tuning.ef_floor),
+            |e| e.max(k),
+        );
         info.ef = info.ef.max(ef as u64);
         // Quantized: walk the codes for `k × oversampling` candidates; every candidate
-        // is rescored with the vectors below.
-        let prepared = s.codes.as_ref().map(|c| c.prepare(q));
+        // is rescored with the vectors below. (Named vectors are not quantized.)
+        let prepared = match col.name {
+            None => s.codes.as_ref().map(|c| c.prepare(q)),
+            Some(_) => None,
+        };
         let kc = match &prepared {
             Some(p) => candidates(
                 k,
@@ -1428,11 +1563,20 @@ impl State {
             info.rescored = info.rescored.max(kc as u64);
         }
         let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
-            let found = match &prepared {
-                Some(p) => graph.search_codes(p, n, ef, accept),
-                None => graph.search(s.data.vectors.all(), q, n, ef, accept),
+            let found = match (&prepared, slots) {
+                (Some(p), _) => graph.search_codes(p, n, ef, accept),
+                (None, None) => graph.search(rows, q, n, ef, accept),
+                // A named vector's graph walks its column's rows: `accept` takes slots.
+                (None, Some(m)) => {
+                    let by_row = accept.map(|a| move |r: usize| a(m[r] as usize));
+                    let by_row = by_row.as_ref().map(|f| f as &dyn Fn(usize) -> bool);
+                    graph.search(rows, q, n, ef, by_row)
+                }
             };
-            found.into_iter().map(|r| r.0)
+            found.into_iter().map(move |r| match slots {
+                None => r.0,
+                Some(m) => m[r.0] as usize,
+            })
         };
         let found: Vec<usize> = match filter {
             None if s.deleted_count == 0 => walk(kc, ef, None).collect(),
@@ -1457,7 +1601,7 @@ impl State {
                 // filtered walk and finds the true nearest (a walk through few accepted
                 // nodes misses some).
                 if sample && estimate_kept(s.data.len(), &accept) <= tuning.exact_filter_max {
-                    info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+                    info.points_exact += self.scan(top, col, q, seg, &s.data, &dead, filter);
                     return;
                 }
                 walk(kc, ef, Some(&accept)).collect()
@@ -1465,13 +1609,14 @@ impl State {
         };
         if found.len() < k.min(live) {
             // The graph could not deliver k (tiny or heavily filtered segment): scan it.
-            info.points_exact += self.scan(top, q, seg, &s.data, &dead, filter);
+            info.points_exact += self.scan(top, col, q, seg, &s.data, &dead, filter);
             return;
         }
         info.points_graph += live as u64;
         for off in found {
-            let r = rank_key(metric, score_row(metric, q, s.data.vector(self.dim, off)));
-            top.push(r, seg, off as u32);
+            if let Some(row) = col.row(&s.data, off) {
+                top.push(rank_key(metric, score_row(metric, q, row)), seg, off as u32);
+            }
         }
     }
 
@@ -1512,10 +1657,14 @@ impl State {
     }
 
     fn hits(&self, top: TopK, params: &SearchParams) -> Vec<Hit> {
-        let metric = if params.sparse.is_some() {
-            Metric::Dot
-        } else {
-            self.spec.metric
+        let metric = match (&params.sparse, &params.vector_name) {
+            (Some(_), _) => Metric::Dot,
+            (None, Some(n)) => self
+                .spec
+                .vectors
+                .get(n)
+                .map_or(self.spec.metric, |v| v.metric),
+            (None, None) => self.spec.metric,
         };
         top.heap
             .into_sorted_vec()
@@ -1536,6 +1685,11 @@ impl State {
                     } else {
                         SparseVectors::new()
                     },
+                    named: if params.include.vector {
+                        d.named.row(off)
+                    } else {
+                        NamedVectors::new()
+                    },
                 }
             })
             .collect()
@@ -1554,6 +1708,10 @@ impl State {
             .map(|s| {
                 s.graph.as_ref().map_or(0, |g| g.memory_bytes())
                     + s.codes.as_ref().map_or(0, |c| c.memory_bytes())
+                    + s.named_graphs
+                        .values()
+                        .map(|g| g.graph.memory_bytes())
+                        .sum::<u64>()
             })
             .sum();
         // Sparse vectors' inverted indexes (of the sealed segments searched by one so far).
@@ -1757,6 +1915,7 @@ mod tests {
                         .unwrap()
                         .clone(),
                     sparse: Default::default(),
+                    named: Default::default(),
                 })
                 .collect();
             st.apply_upsert(points);
@@ -1776,6 +1935,7 @@ mod tests {
                 graph,
                 codes: None,
                 default_ef: 32,
+                named: BTreeMap::new(),
             };
             assert!(st.install_index(seg, index));
         }
@@ -1817,6 +1977,7 @@ mod tests {
                 include: Include::ALL,
                 exact: i % 3 == 2,
                 sparse: None,
+                vector_name: None,
             };
             let (a, ia) = st.search(&params.vector, &params, &one);
             let (b, ib) = st.search(&params.vector, &params, &split);

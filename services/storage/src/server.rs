@@ -79,7 +79,11 @@ fn search_in(
 ) -> Result<pb::SearchResponse> {
     let params = search_from_pb(req)?;
     validate::search(&stats.spec, &params)?;
-    let lower_is_closer = params.sparse.is_none() && stats.spec.metric == crate::model::Metric::L2;
+    let metric = match &params.vector_name {
+        Some(n) => stats.spec.vectors.get(n).map(|v| v.metric),
+        None => Some(stats.spec.metric),
+    };
+    let lower_is_closer = params.sparse.is_none() && metric == Some(crate::model::Metric::L2);
     let (hits, info) = {
         let _s = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("segment.search", k = params.k, exact = params.exact)
@@ -117,6 +121,7 @@ fn cheap(stats: &CollectionStats, req: &pb::SearchRequest) -> bool {
     !req.exact
         && req.filter.is_none()
         && req.sparse.is_none()
+        && req.vector_name.is_empty()
         && unindexed * stats.spec.dimension as u64 <= INLINE_EXACT_BUDGET
 }
 
@@ -420,6 +425,29 @@ impl StorageService for StorageApi {
         Ok(Response::new(pb::UpdatePayloadResponse {
             updated,
             sequence: seq,
+        }))
+    }
+
+    async fn update_vectors(
+        &self,
+        req: Request<pb::UpdateVectorsRequest>,
+    ) -> Result<Response<pb::UpdateVectorsResponse>, Status> {
+        let routed = self.admit(&req, &req.get_ref().collection, true).await?;
+        let req = req.into_inner();
+        let updates = crate::convert::vector_updates_from_pb(req.points)?;
+        if let Some((gate, admitted)) = routed {
+            let write = Write::UpdateVectors(updates);
+            let applied = gate.write(&admitted, &req.collection, write).await?;
+            return Ok(Response::new(pb::UpdateVectorsResponse {
+                updated: applied.points,
+                sequence: applied.log_sequence,
+            }));
+        }
+        let coll = self.collection(&req.collection).await?;
+        let (updated, sequence) = blocking(move || coll.update_vectors(&updates)).await?;
+        Ok(Response::new(pb::UpdateVectorsResponse {
+            updated,
+            sequence,
         }))
     }
 

@@ -361,6 +361,23 @@ impl ShardLogs {
         let (keys, filter, change) = match write {
             Write::Op(op) => return Ok(Some(op.clone())),
             Write::UpdatePayload(k, f, c) => (k.clone(), f.clone(), c.clone()),
+            Write::UpdateVectors(updates) => {
+                // Logged as the whole points it makes: applying them again changes nothing.
+                let (engine, name, updates) =
+                    (self.engine.clone(), name.to_string(), updates.clone());
+                let points = crate::engine::blocking(move || {
+                    let coll = engine.lookup(&name)?.get()?.collection;
+                    coll.resolve_vectors(&updates)
+                })
+                .await?;
+                return Ok(Some(Op::Upsert(pb::UpsertRequest {
+                    collection: String::new(),
+                    points: points
+                        .into_iter()
+                        .map(crate::convert::record_to_pb)
+                        .collect(),
+                })));
+            }
         };
         let (engine, name) = (self.engine.clone(), name.to_string());
         let payloads = crate::engine::blocking(move || {
@@ -666,6 +683,7 @@ impl ShardLogs {
                                 vector: p.vector.unwrap_or_default(),
                                 payload: p.payload.as_ref().map(crate::convert::payload_to_pb),
                                 sparse: crate::convert::sparse_to_pb(p.sparse),
+                                vectors: crate::convert::named_to_pb(p.named),
                             })
                             .collect(),
                     })),
@@ -837,6 +855,8 @@ pub fn check(coll: &dyn CollectionStore, op: &Op) -> StorageResult<()> {
 pub enum Write {
     Op(Op),
     UpdatePayload(Vec<PointKey>, Option<Filter>, PayloadChange),
+    /// Resolved by the owner into an upsert of the whole points it makes.
+    UpdateVectors(Vec<crate::model::VectorUpdate>),
 }
 
 fn payloads_from_pb(r: &pb::PointPayloads) -> StorageResult<Vec<(PointKey, Payload)>> {

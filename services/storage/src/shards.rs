@@ -198,6 +198,18 @@ impl ShardGate {
                     .await?,
                 )
             }
+            Write::UpdateVectors(updates) => {
+                let engine = self.engine.clone();
+                let n = name.to_string();
+                Write::UpdateVectors(
+                    crate::engine::blocking(move || {
+                        let coll = engine.lookup(&n)?.get()?.collection;
+                        crate::validate::vector_updates(coll.spec(), &updates)?;
+                        Ok(updates)
+                    })
+                    .await?,
+                )
+            }
             w => w,
         };
         self.logs

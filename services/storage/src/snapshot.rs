@@ -21,11 +21,13 @@ use crate::error::{Result, StorageError};
 use crate::fsutil::{Summing, file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
+use crate::named::{NamedColumns, NamedGraph};
 use crate::quantize::Codes;
 use crate::segment::{Keys, Payloads, SegmentData, Vectors};
 use crate::sparse::SparseColumns;
-use crate::wal::{Decode, put_key, put_sparse};
+use crate::wal::{Decode, put_key, put_named, put_sparse};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -81,6 +83,16 @@ pub struct SegmentEntry {
     /// On-disk collections: the segment's vector file ([`crate::vecfile`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vectors_file: Option<String>,
+    /// The graphs of its named vectors, by name (written with the graph).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_graphs: BTreeMap<String, NamedGraphFile>,
+}
+
+/// A named vector's graph in a snapshot: its file ([`Graph::encode`]) and calibrated `ef`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NamedGraphFile {
+    pub file: String,
+    pub default_ef: u32,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -112,11 +124,13 @@ impl SegmentEntry {
     /// The files of this segment the manifest lists: points, then graph, codes and vectors
     /// when it has them (not format 1's `hnsw_rs` dump base name).
     pub fn files(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.points_file.as_str()).chain(
-            [&self.graph_file, &self.codes_file, &self.vectors_file]
-                .into_iter()
-                .filter_map(|f| f.as_deref()),
-        )
+        std::iter::once(self.points_file.as_str())
+            .chain(
+                [&self.graph_file, &self.codes_file, &self.vectors_file]
+                    .into_iter()
+                    .filter_map(|f| f.as_deref()),
+            )
+            .chain(self.named_graphs.values().map(|g| g.file.as_str()))
     }
 }
 
@@ -134,6 +148,8 @@ pub struct CapturedSegment {
     /// The graph's calibrated `ef`, when known.
     pub default_ef: Option<usize>,
     pub codes: Option<Arc<Codes>>,
+    /// The graphs of its named vectors.
+    pub named_graphs: BTreeMap<String, NamedGraph>,
     pub appendable: bool,
 }
 
@@ -154,6 +170,7 @@ pub struct LoadedSegment {
     /// The graph's calibrated `ef`, when the manifest has it.
     pub default_ef: Option<usize>,
     pub codes: Option<Codes>,
+    pub named_graphs: BTreeMap<String, NamedGraph>,
     pub appendable: bool,
 }
 
@@ -360,12 +377,25 @@ pub(crate) fn encode_segment<W: Write>(
             w.write_all(&json)?;
         }
     }
-    // Sparse vectors, when any point has one: each slot's, after the payloads (a file
-    // without them ends with the payloads).
-    if !data.sparse.is_empty() {
+    // Sparse vectors, when any point has one or a named dense vector: each slot's, after the
+    // payloads (a file without them ends with the payloads). Then named dense vectors, when
+    // any point has one: each slot's (a file without them ends with the sparse vectors).
+    let named = !data.named.is_empty();
+    if named || !data.sparse.is_empty() {
         buf.clear();
         for off in 0..data.len() {
             put_sparse(&mut buf, &data.sparse.row(off));
+            if buf.len() >= 60 * 1024 {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)?;
+    }
+    if named {
+        buf.clear();
+        for off in 0..data.len() {
+            put_named(&mut buf, &data.named.row(off));
             if buf.len() >= 60 * 1024 {
                 w.write_all(&buf)?;
                 buf.clear();
@@ -516,6 +546,17 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
             }
         }
     }
+    let mut named = NamedColumns::default();
+    if src.read < src.size {
+        src.room(n as u64, 1)?;
+        for off in 0..n {
+            named.set(off, src.named()?)?;
+            if named.names().count() > akidb_proto::limits::MAX_NAMED_VECTORS {
+                return Err("more named vectors than a collection declares".into());
+            }
+        }
+        named.shrink_to_fit();
+    }
     Ok((
         SegmentData {
             id,
@@ -523,6 +564,7 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
             vectors,
             payloads,
             sparse,
+            named,
         },
         deleted,
         external,
@@ -720,6 +762,12 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             }
             None => None,
         };
+        let mut named_graphs = BTreeMap::new();
+        for (name, g) in &s.named_graphs {
+            let file = small_file(format!("{base}.{name}.graph"), g.graph.encode())?;
+            let default_ef = g.default_ef as u32;
+            named_graphs.insert(name.clone(), NamedGraphFile { file, default_ef });
+        }
         segments.push(SegmentEntry {
             id: s.data.id,
             points_file,
@@ -730,6 +778,7 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             default_ef: s.default_ef.map(|e| e as u32),
             codes_file,
             vectors_file,
+            named_graphs,
         });
     }
     let typed = cap
@@ -771,6 +820,7 @@ fn reusable<'m>(
         && e.graph_file.is_some() == s.graph.is_some()
         && e.codes_file.is_some() == s.codes.is_some()
         && e.vectors_file.is_some() == s.data.vectors.mapped().is_some()
+        && e.named_graphs.keys().eq(s.named_graphs.keys())
         && e.files().all(listed);
     same.then_some(e)
 }
@@ -903,12 +953,40 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
             }
             None => None,
         };
+        let mut named_graphs = BTreeMap::new();
+        for (name, f) in &e.named_graphs {
+            let path = dir.join(&f.file);
+            let (Some(v), Some(col)) = (spec.vectors.get(name), data.named.column(name)) else {
+                return Err(damaged(
+                    "snapshot graph of a named vector",
+                    &path,
+                    format!("the collection or the segment has no named vector `{name}`"),
+                ));
+            };
+            let g = Graph::decode(&read(&f.file)?, v.metric, v.dimension as usize)
+                .map_err(|err| damaged("snapshot graph", &path, err))?;
+            if g.slots() > col.slots().len() || col.dim() != v.dimension as usize {
+                return Err(damaged(
+                    "snapshot graph of a named vector",
+                    &path,
+                    format!(
+                        "it indexes rows past the column's {} (of {} components)",
+                        col.slots().len(),
+                        col.dim()
+                    ),
+                ));
+            }
+            let graph = Arc::new(g);
+            let default_ef = f.default_ef as usize;
+            named_graphs.insert(name.clone(), NamedGraph { graph, default_ef });
+        }
         segments.push(LoadedSegment {
             data,
             deleted,
             graph,
             default_ef: e.default_ef.map(|e| e as usize),
             codes,
+            named_graphs,
             appendable: e.appendable,
         });
     }
@@ -949,6 +1027,58 @@ mod tests {
         assert_eq!(eight.sparse.columns().count(), 8);
         let err = decode_segment_bytes(&file(9)).unwrap_err();
         assert!(err.contains("more sparse vector names"), "{err}");
+    }
+
+    /// Named vectors round-trip through a segment file (with no sparse vector, the sparse
+    /// section is written empty before them); a file with more names than a collection may
+    /// declare, or rows of one name of two lengths, does not decode.
+    #[test]
+    fn segment_files_with_named_vectors_round_trip_and_bad_ones_are_refused() {
+        let file = |names: usize, second_len: usize| {
+            let mut data = SegmentData::new(1, Datatype::Float32);
+            for off in 0..names.max(2) {
+                data.keys.push(crate::model::PointKey::Num(off as u64));
+                data.vectors.push(&[1.0]);
+                data.payloads.push(Payload::new());
+            }
+            for off in 0..names {
+                let v = vec![off as f32 + 0.5; 3];
+                data.named
+                    .set(off, [(format!("n{off}"), v)].into())
+                    .unwrap();
+            }
+            let mut out = Vec::new();
+            encode_segment(&mut out, &data, &vec![false; data.len()], 1).unwrap();
+            if second_len != 3 {
+                // Slots 0 and 1 given `n0` of two lengths, written by hand after an
+                // empty sparse section (one byte a slot).
+                let mut bytes = Vec::new();
+                put_named(&mut bytes, &[("n0".to_string(), vec![1.0; 3])].into());
+                put_named(
+                    &mut bytes,
+                    &[("n0".to_string(), vec![1.0; second_len])].into(),
+                );
+                let mut base = Vec::new();
+                let plain = SegmentData {
+                    named: NamedColumns::default(),
+                    ..data.clone()
+                };
+                encode_segment(&mut base, &plain, &vec![false; data.len()], 1).unwrap();
+                base.extend(std::iter::repeat_n(0u8, data.len()));
+                base.extend(bytes);
+                return base;
+            }
+            out
+        };
+        let (two, _) = decode_segment_bytes(&file(2, 3)).unwrap();
+        assert_eq!(two.named.row(1), [("n1".to_string(), vec![1.5; 3])].into());
+        assert!(two.sparse.is_empty());
+        let (eight, _) = decode_segment_bytes(&file(8, 3)).unwrap();
+        assert_eq!(eight.named.names().count(), 8);
+        let err = decode_segment_bytes(&file(9, 3)).unwrap_err();
+        assert!(err.contains("more named vectors"), "{err}");
+        let err = decode_segment_bytes(&file(2, 4)).unwrap_err();
+        assert!(err.contains("components"), "{err}");
     }
 
     /// Found by the `snapshot_segment` fuzz target: a payload float with many digits came
@@ -1012,6 +1142,7 @@ mod tests {
                 default_ef: None,
                 codes_file: None,
                 vectors_file: None,
+                named_graphs: Default::default(),
             }],
             files: vec![SnapshotFile {
                 name: file.into(),

@@ -8,8 +8,8 @@
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::{
-    CollectionStats, Payload, PayloadChange, PointKey, PointRecord, SparseVector, SparseVectors,
-    StoredPoint,
+    CollectionStats, NamedVectors, Payload, PayloadChange, PointKey, PointRecord, SparseVector,
+    SparseVectors, StoredPoint, VectorUpdate,
 };
 
 /// What a read returns of each point besides its id.
@@ -41,6 +41,8 @@ pub struct SearchParams {
     pub vector: Vec<f32>,
     /// A search by the sparse vector of this name instead (always exact).
     pub sparse: Option<(String, SparseVector)>,
+    /// Search the named dense vector of this name with `vector` instead of the unnamed one.
+    pub vector_name: Option<String>,
     pub k: usize,
     pub filter: Option<Filter>,
     pub ef: Option<usize>,
@@ -60,6 +62,8 @@ pub struct Hit {
     pub vector: Option<Vec<f32>>,
     /// With the vector: its sparse vectors (empty otherwise).
     pub sparse: SparseVectors,
+    /// With the vector: its named dense vectors (empty otherwise).
+    pub named: NamedVectors,
 }
 
 /// How a search was served.
@@ -134,6 +138,43 @@ pub trait CollectionStore: Send + Sync {
     /// same payloads again changes nothing.
     fn set_payloads(&self, payloads: Vec<(PointKey, Payload)>) -> Result<(u64, u64)>;
 
+    /// The whole points an [`Self::update_vectors`] of validated `updates` makes (each
+    /// point's payload and vectors with the given ones replacing its own), changing nothing;
+    /// `PointNotFound` for the first point that does not exist.
+    fn resolve_vectors(&self, updates: &[VectorUpdate]) -> Result<Vec<PointRecord>> {
+        let keys: Vec<PointKey> = updates.iter().map(|u| u.key.clone()).collect();
+        let mut stored: std::collections::HashMap<PointKey, StoredPoint> = self
+            .get(&keys, Include::ALL)?
+            .into_iter()
+            .map(|p| (p.key.clone(), p))
+            .collect();
+        updates
+            .iter()
+            .map(|u| match stored.remove(&u.key) {
+                Some(p) => {
+                    let r = u.apply(p);
+                    // A later update of the same point builds on this one.
+                    stored.insert(r.key.clone(), record_as_stored(&r));
+                    Ok(r)
+                }
+                None => Err(crate::error::StorageError::PointNotFound {
+                    collection: self.stats().spec.name,
+                    id: u.key.to_string(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Replace the given vectors of existing points (validated `updates`), keeping their
+    /// other vectors and payloads, in one durable write; returns (points updated, sequence).
+    /// Nothing changes when a point does not exist. This default leaves a gap between
+    /// reading and writing: a store with concurrent writers closes it.
+    fn update_vectors(&self, updates: &[VectorUpdate]) -> Result<(u64, u64)> {
+        let points = self.resolve_vectors(updates)?;
+        let n = points.len() as u64;
+        Ok((n, self.upsert(points)?))
+    }
+
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)>;
 
     /// Seal what is still scanned exactly so that it gets indexed now; with `wait_indexed`,
@@ -158,6 +199,17 @@ pub trait CollectionStore: Send + Sync {
     /// Up to `limit` matching points with keys strictly after `after`, in key order, and the
     /// key to continue from when there are more.
     fn scroll(&self, params: &ScrollParams) -> Result<(Vec<StoredPoint>, Option<PointKey>)>;
+}
+
+/// A point to write as the point read back.
+fn record_as_stored(r: &PointRecord) -> StoredPoint {
+    StoredPoint {
+        key: r.key.clone(),
+        payload: Some(r.payload.clone()),
+        vector: Some(r.vector.clone()),
+        sparse: r.sparse.clone(),
+        named: r.named.clone(),
+    }
 }
 
 /// One page of a Scroll.

@@ -8,7 +8,10 @@
 use crate::distance::fits_f16;
 use crate::error::{EmptyRequest, FieldProblem, FilterProblem, Result, StorageError};
 use crate::filter::{Condition, Filter, Match};
-use crate::model::{CollectionSpec, Datatype, Metric, PointRecord, Quantization, SparseVector};
+use crate::model::{
+    CollectionSpec, Datatype, Metric, PointKey, PointRecord, Quantization, SparseVector,
+    VectorUpdate,
+};
 use crate::store::SearchParams;
 use akidb_proto::limits::{self, check_range};
 
@@ -49,6 +52,30 @@ pub fn spec(spec: &CollectionSpec) -> Result<()> {
     for n in &spec.sparse_vectors {
         limits::check_vector_name(n).map_err(FieldProblem::from)?;
     }
+    if spec.vectors.len() > limits::MAX_NAMED_VECTORS {
+        return Err(FieldProblem::TooManyNamed {
+            max: limits::MAX_NAMED_VECTORS,
+            got: spec.vectors.len(),
+        }
+        .into());
+    }
+    for (n, v) in &spec.vectors {
+        limits::check_vector_name(n).map_err(FieldProblem::from)?;
+        if spec.sparse_vectors.contains(n) {
+            return Err(FieldProblem::NameTwice(n.clone()).into());
+        }
+        check_range(
+            "named vector dimension",
+            &limits::DIMENSION,
+            v.dimension.into(),
+        )?;
+        check_range("named vector HNSW m", &limits::M, v.m.into())?;
+        check_range(
+            "named vector HNSW ef_construction",
+            &limits::EF_CONSTRUCTION,
+            v.ef_construction.into(),
+        )?;
+    }
     check_range("dimension", &limits::DIMENSION, spec.dimension.into())?;
     check_range("HNSW m", &limits::M, spec.m.into())?;
     check_range(
@@ -82,6 +109,52 @@ pub fn vector(spec: &CollectionSpec, v: &[f32], what: &dyn std::fmt::Display) ->
     Ok(())
 }
 
+/// Declared vector names, comma-separated, or `none`.
+fn declared<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Named dense vector `name` (carried by a point or searched, `what`) against the collection
+/// of `spec`: declared, of its dimension, finite.
+pub fn named(
+    spec: &CollectionSpec,
+    name: &str,
+    v: &[f32],
+    what: &dyn std::fmt::Display,
+) -> Result<()> {
+    let Some(s) = spec.vectors.get(name) else {
+        return Err(FieldProblem::UnknownVector {
+            what: what.to_string(),
+            collection: spec.name.clone(),
+            name: name.escape_default().to_string(),
+            declared: declared(spec.vectors.keys()),
+        }
+        .into());
+    };
+    if v.len() != s.dimension as usize {
+        return Err(StorageError::WrongNamedDimension {
+            what: what.to_string(),
+            name: name.to_string(),
+            collection: spec.name.clone(),
+            expected: s.dimension,
+            received: v.len(),
+        });
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(StorageError::NotFinite {
+            what: format!("{what}: named vector `{name}`"),
+            index: i,
+            value: v[i],
+        });
+    }
+    Ok(())
+}
+
 /// Sparse vector `name` (carried by a point or searched, `what`) against the collection of
 /// `spec`: declared, with entries a request may have.
 pub fn sparse(
@@ -91,16 +164,11 @@ pub fn sparse(
     what: &dyn std::fmt::Display,
 ) -> Result<()> {
     if !spec.sparse_vectors.contains(name) {
-        let declared: Vec<&str> = spec.sparse_vectors.iter().map(String::as_str).collect();
         return Err(FieldProblem::UnknownSparse {
             what: what.to_string(),
             collection: spec.name.clone(),
             name: name.escape_default().to_string(),
-            declared: if declared.is_empty() {
-                "none".into()
-            } else {
-                declared.join(", ")
-            },
+            declared: declared(spec.sparse_vectors.iter()),
         }
         .into());
     }
@@ -122,17 +190,51 @@ pub fn points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<()> {
         for (name, v) in &p.sparse {
             sparse(spec, name, v, &format_args!("point {}", p.key))?;
         }
-        // Cosine vectors are stored normalized (components within ±1): always in range.
-        if spec.datatype == Datatype::Float16
-            && spec.metric != Metric::Cosine
-            && let Some(i) = p.vector.iter().position(|&x| !fits_f16(x))
-        {
-            return Err(StorageError::OutsideFloat16 {
-                point: p.key.to_string(),
-                index: i,
-                value: p.vector[i],
-                collection: spec.name.clone(),
-            });
+        for (name, v) in &p.named {
+            named(spec, name, v, &format_args!("point {}", p.key))?;
+        }
+        fits(spec, &p.key, &p.vector)?;
+    }
+    Ok(())
+}
+
+/// The unnamed vector of point `key` within what the collection's datatype holds.
+fn fits(spec: &CollectionSpec, key: &PointKey, v: &[f32]) -> Result<()> {
+    // Cosine vectors are stored normalized (components within ±1): always in range.
+    if spec.datatype == Datatype::Float16
+        && spec.metric != Metric::Cosine
+        && let Some(i) = v.iter().position(|&x| !fits_f16(x))
+    {
+        return Err(StorageError::OutsideFloat16 {
+            point: key.to_string(),
+            index: i,
+            value: v[i],
+            collection: spec.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// An UpdateVectors' points against the collection of `spec`: at least one, each giving a
+/// vector to replace, every vector as an upsert's would be.
+pub fn vector_updates(spec: &CollectionSpec, updates: &[VectorUpdate]) -> Result<()> {
+    if updates.is_empty() {
+        return Err(StorageError::EmptyRequest(EmptyRequest::UpdateVectors));
+    }
+    for u in updates {
+        let what = format_args!("point {}", u.key);
+        if u.vector.is_none() && u.named.is_empty() && u.sparse.is_empty() {
+            return Err(FieldProblem::NoVectorGiven(u.key.to_string()).into());
+        }
+        if let Some(v) = &u.vector {
+            vector(spec, v, &what)?;
+            fits(spec, &u.key, v)?;
+        }
+        for (name, v) in &u.named {
+            named(spec, name, v, &what)?;
+        }
+        for (name, v) in &u.sparse {
+            sparse(spec, name, v, &what)?;
         }
     }
     Ok(())
@@ -147,8 +249,9 @@ pub fn search(spec: &CollectionSpec, params: &SearchParams) -> Result<()> {
     if let Some(o) = params.oversampling {
         limits::check_oversampling(o).map_err(FieldProblem::from)?;
     }
-    match &params.sparse {
-        Some((name, q)) => {
+    match (&params.sparse, &params.vector_name) {
+        (Some(_), Some(_)) => return Err(FieldProblem::NamedAndSparse.into()),
+        (Some((name, q)), None) => {
             if !params.vector.is_empty() {
                 return Err(FieldProblem::DenseAndSparse.into());
             }
@@ -157,7 +260,8 @@ pub fn search(spec: &CollectionSpec, params: &SearchParams) -> Result<()> {
                 return Err(FieldProblem::EmptySparseQuery.into());
             }
         }
-        None => vector(spec, &params.vector, &"query")?,
+        (None, Some(name)) => named(spec, name, &params.vector, &"query")?,
+        (None, None) => vector(spec, &params.vector, &"query")?,
     }
     if let Some(f) = &params.filter {
         filter(f)?;
@@ -325,6 +429,7 @@ mod tests {
             vector: vec![1.0, 0.0],
             payload: Payload::new(),
             sparse: [(name.to_string(), v)].into(),
+            named: Default::default(),
         };
         let field = |r: Result<()>| match r {
             Err(StorageError::InvalidField(f)) => f,
@@ -350,6 +455,7 @@ mod tests {
             oversampling: None,
             include: Include::default(),
             exact: false,
+            vector_name: None,
         };
         assert!(super::search(&spec, &search(vec![], sv(vec![3], vec![1.0]))).is_ok());
         assert!(matches!(
@@ -392,12 +498,14 @@ mod tests {
             on_disk: false,
             payload_indexes: Default::default(),
             sparse_vectors: Default::default(),
+            vectors: Default::default(),
         };
         let p = |x: f32| PointRecord {
             key: PointKey::Num(1),
             vector: vec![x, 0.0, 0.0, 0.0],
             payload: Payload::new(),
             sparse: Default::default(),
+            named: Default::default(),
         };
         assert!(points(&spec, &[p(65504.0)]).is_ok());
         assert!(matches!(
@@ -425,6 +533,7 @@ mod tests {
             payload_indexes: Default::default(),
             on_disk: true,
             sparse_vectors: Default::default(),
+            vectors: Default::default(),
         };
         let e = super::spec(&spec).unwrap_err();
         assert!(matches!(
@@ -450,6 +559,7 @@ mod tests {
             include: Default::default(),
             exact: false,
             sparse: None,
+            vector_name: None,
         };
         for ok in [1.0, 2.5, 16.0] {
             assert!(search(&spec, &params(ok)).is_ok(), "{ok}");

@@ -17,7 +17,7 @@
 
 use crate::error::{Result, StorageError, WalFailure};
 use crate::fsutil::sync_dir;
-use crate::model::{Payload, PointKey, PointRecord, SparseVector, SparseVectors};
+use crate::model::{NamedVectors, Payload, PointKey, PointRecord, SparseVector, SparseVectors};
 use akidb_instrumentation::metrics;
 use parking_lot::{Condvar, Mutex};
 use std::fs::{self, File, OpenOptions};
@@ -122,6 +122,22 @@ const OP_DELETE: u8 = 2;
 const OP_PAYLOADS: u8 = 3;
 /// An upsert whose points carry sparse vectors (each point's followed by them).
 const OP_UPSERT_SPARSE: u8 = 4;
+/// An upsert whose points carry named dense vectors (each point's followed by its sparse
+/// vectors, then its named ones).
+const OP_UPSERT_NAMED: u8 = 5;
+
+/// A point's named dense vectors: their count, then each one's name (length, bytes),
+/// component count and components (little-endian). [`Decode::named`] reads it back.
+pub(crate) fn put_named(out: &mut Vec<u8>, named: &NamedVectors) {
+    out.push(named.len() as u8);
+    for (name, v) in named {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        v.iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    }
+}
 
 /// A point's sparse vectors: their count, then each one's name (length, bytes), entry count,
 /// indices and values (little-endian). [`Decode::sparse`] reads it back.
@@ -171,8 +187,13 @@ impl WalOp {
             WalOp::Upsert(points) => {
                 let dim = points.first().map_or(0, |p| p.vector.len());
                 let mut out = Vec::with_capacity(9 + points.len() * (dim * 4 + 32));
-                let sparse = points.iter().any(|p| !p.sparse.is_empty());
-                out.push(if sparse { OP_UPSERT_SPARSE } else { OP_UPSERT });
+                let named = points.iter().any(|p| !p.named.is_empty());
+                let sparse = named || points.iter().any(|p| !p.sparse.is_empty());
+                out.push(match (named, sparse) {
+                    (true, _) => OP_UPSERT_NAMED,
+                    (false, true) => OP_UPSERT_SPARSE,
+                    (false, false) => OP_UPSERT,
+                });
                 out.extend_from_slice(&(points.len() as u32).to_le_bytes());
                 out.extend_from_slice(&(dim as u32).to_le_bytes());
                 for p in points {
@@ -184,6 +205,9 @@ impl WalOp {
                     put_payload(&mut out, &p.payload);
                     if sparse {
                         put_sparse(&mut out, &p.sparse);
+                    }
+                    if named {
+                        put_named(&mut out, &p.named);
                     }
                 }
                 out
@@ -213,7 +237,7 @@ impl WalOp {
     pub fn decode(body: &[u8]) -> std::result::Result<WalOp, String> {
         let mut r = Reader { b: body, at: 0 };
         let op = match r.u8()? {
-            tag @ (OP_UPSERT | OP_UPSERT_SPARSE) => {
+            tag @ (OP_UPSERT | OP_UPSERT_SPARSE | OP_UPSERT_NAMED) => {
                 let n = r.u32()? as usize;
                 let dim = r.u32()? as usize;
                 // A point takes at least a key (2 bytes), its vector and a payload length: a
@@ -228,16 +252,22 @@ impl WalOp {
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
                     let payload = r.payload()?;
-                    let sparse = if tag == OP_UPSERT_SPARSE {
-                        r.sparse()?
-                    } else {
+                    let sparse = if tag == OP_UPSERT {
                         SparseVectors::new()
+                    } else {
+                        r.sparse()?
+                    };
+                    let named = if tag == OP_UPSERT_NAMED {
+                        r.named()?
+                    } else {
+                        NamedVectors::new()
                     };
                     points.push(PointRecord {
                         key,
                         vector,
                         payload,
                         sparse,
+                        named,
                     });
                 }
                 WalOp::Upsert(points)
@@ -324,6 +354,13 @@ pub(crate) trait Decode {
             t => Err(format!("unknown key tag {t}")),
         }
     }
+    /// A vector's name: its length, then its bytes, checked as a request's would be.
+    fn vector_name(&mut self) -> std::result::Result<String, String> {
+        let n = self.u8()? as usize;
+        let name = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
+        akidb_proto::limits::check_vector_name(name).map_err(|e| e.to_string())?;
+        Ok(name.to_string())
+    }
     /// A point's sparse vectors ([`put_sparse`]), each checked as a request's would be.
     fn sparse(&mut self) -> std::result::Result<SparseVectors, String> {
         let count = self.u8()?;
@@ -332,11 +369,7 @@ pub(crate) trait Decode {
         }
         let mut out = SparseVectors::new();
         for _ in 0..count {
-            let n = self.u8()? as usize;
-            let name = std::str::from_utf8(self.take(n)?)
-                .map_err(|e| e.to_string())?
-                .to_string();
-            akidb_proto::limits::check_vector_name(&name).map_err(|e| e.to_string())?;
+            let name = self.vector_name()?;
             let len = self.u32()? as usize;
             if len > akidb_proto::limits::MAX_SPARSE_ENTRIES {
                 return Err(format!("sparse vector of {len} entries"));
@@ -354,6 +387,36 @@ pub(crate) trait Decode {
             akidb_proto::limits::check_sparse(&indices, &values).map_err(|e| e.to_string())?;
             if len > 0 && out.insert(name, SparseVector { indices, values }).is_some() {
                 return Err("a sparse vector name twice".into());
+            }
+        }
+        Ok(out)
+    }
+    /// A point's named dense vectors ([`put_named`]): at most as many names as a collection
+    /// may declare, each valid, once, with 1 to the largest dimension of finite components.
+    fn named(&mut self) -> std::result::Result<NamedVectors, String> {
+        let count = self.u8()?;
+        if count as usize > akidb_proto::limits::MAX_NAMED_VECTORS {
+            return Err(format!("{count} named vectors on one point"));
+        }
+        let mut out = NamedVectors::new();
+        for _ in 0..count {
+            let name = self.vector_name()?;
+            let len = self.u32()? as usize;
+            if !akidb_proto::limits::DIMENSION.contains(&(len as u64)) {
+                return Err(format!("named vector of {len} components"));
+            }
+            let values = self
+                .take(len * 4)?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<f32>>();
+            if values.iter().any(|x| !x.is_finite()) {
+                return Err(format!(
+                    "named vector `{name}` has a component that is not finite"
+                ));
+            }
+            if out.insert(name, values).is_some() {
+                return Err("a named vector twice".into());
             }
         }
         Ok(out)
@@ -828,6 +891,7 @@ mod tests {
             vector: vec![x, x + 1.0, x + 2.0],
             payload: json!({"n": n, "s": "x"}).as_object().unwrap().clone(),
             sparse: Default::default(),
+            named: Default::default(),
         }
     }
 
@@ -889,6 +953,41 @@ mod tests {
         assert!(WalOp::decode(&nan).unwrap_err().contains("finite"));
     }
 
+    #[test]
+    fn named_vectors_round_trip_and_damaged_ones_are_refused() {
+        let mut a = pt(1, 0.5);
+        a.named.insert("img".into(), vec![0.5, -2.0, 1e-30]);
+        a.named.insert("t".into(), vec![7.0]);
+        a.sparse.insert(
+            "kw".into(),
+            SparseVector {
+                indices: vec![4],
+                values: vec![1.0],
+            },
+        );
+        // Named vectors on one point: every point logs its sparse and named vectors.
+        let op = WalOp::Upsert(vec![a, pt(2, 1.0)]);
+        let body = op.encode();
+        assert_eq!(body[0], OP_UPSERT_NAMED);
+        assert_eq!(WalOp::decode(&body).unwrap(), op);
+        // A non-finite component, nine names, and a vector of no component do not decode.
+        let mut inf = body.clone();
+        let v = (-2.0f32).to_le_bytes();
+        let pos = inf.windows(4).position(|w| w == v).expect("in the record");
+        inf[pos..pos + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert!(WalOp::decode(&inf).unwrap_err().contains("not finite"));
+        let mut nine = pt(4, 3.0);
+        for i in 0..9 {
+            nine.named.insert(format!("n{i}"), vec![1.0]);
+        }
+        let err = WalOp::decode(&WalOp::Upsert(vec![nine]).encode()).unwrap_err();
+        assert!(err.contains("9 named vectors"), "{err}");
+        let mut empty = pt(5, 3.0);
+        empty.named.insert("e".into(), vec![]);
+        let err = WalOp::decode(&WalOp::Upsert(vec![empty]).encode()).unwrap_err();
+        assert!(err.contains("0 components"), "{err}");
+    }
+
     fn opts() -> WalOptions {
         WalOptions::default()
     }
@@ -917,6 +1016,7 @@ mod tests {
                 vector: vec![1.0, 2.0, 3.0],
                 payload: Payload::new(),
                 sparse: Default::default(),
+                named: Default::default(),
             },
         ]);
         assert_eq!(WalOp::decode(&op.encode()).unwrap(), op);

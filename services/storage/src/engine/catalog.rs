@@ -434,6 +434,7 @@ mod tests {
             },
             exact: false,
             sparse: None,
+            vector_name: None,
         };
         c.search(&params).unwrap().0
     }
@@ -451,6 +452,7 @@ mod tests {
             vector: vec![(i % 13) as f32, (i % 5) as f32, 1.0, (i % 3) as f32],
             payload: serde_json::json!({"i": i}).as_object().unwrap().clone(),
             sparse: Default::default(),
+            named: Default::default(),
         };
         c.upsert((0..3000).map(point).collect()).unwrap();
         c.flush(true).unwrap();

@@ -5,8 +5,8 @@
 use akidb_storage::collection::{Collection, CollectionOptions};
 use akidb_storage::filter::Filter;
 use akidb_storage::model::{
-    CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, Payload, PointKey,
-    PointRecord, Quantization, SparseVector, SparseVectors,
+    CollectionSpec, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Datatype, Metric, NamedVectors, Payload,
+    PointKey, PointRecord, Quantization, SparseVector, SparseVectors, VectorSpec,
 };
 use akidb_storage::store::{CollectionStore, Include, SearchParams};
 use akidb_testkit::datasets::{JEOPARDY, SIFTSMALL, VectorSet};
@@ -24,6 +24,10 @@ pub struct Set {
     pub payloads: Vec<Payload>,
     /// Per base row, its sparse vectors (none unless a test adds them).
     pub sparse: Vec<SparseVectors>,
+    /// Per base row, its named dense vectors, and their declarations (none unless a test
+    /// adds them).
+    pub named: Vec<NamedVectors>,
+    pub vectors: std::collections::BTreeMap<String, VectorSpec>,
     pub metric: Metric,
 }
 
@@ -57,6 +61,8 @@ pub fn load(name: &str) -> Option<Set> {
         gt: v.groundtruth,
         payloads,
         sparse: Vec::new(),
+        named: Vec::new(),
+        vectors: Default::default(),
         metric,
     })
 }
@@ -110,6 +116,7 @@ pub fn indexed_declaring(
         on_disk: false,
         payload_indexes,
         sparse_vectors: set.sparse.iter().flat_map(|s| s.keys().cloned()).collect(),
+        vectors: set.vectors.clone(),
     };
     // Where the storage engine looks for it when `dir` is its data directory.
     let c = Collection::create(
@@ -129,6 +136,7 @@ pub fn indexed_declaring(
                     vector: v.clone(),
                     payload: set.payloads[id].clone(),
                     sparse: set.sparse.get(id).cloned().unwrap_or_default(),
+                    named: set.named.get(id).cloned().unwrap_or_default(),
                 }
             })
             .collect();
@@ -151,6 +159,7 @@ pub fn params(q: &[f32], k: usize, ef: Option<usize>, filter: Option<Filter>) ->
         include: Include::default(),
         exact: false,
         sparse: None,
+        vector_name: None,
     }
 }
 

@@ -1,0 +1,230 @@
+//! Named dense vectors: a segment's columns of them ([`NamedColumns`]). Each name has its own
+//! dimension and metric ([`crate::model::VectorSpec`]) and, in a sealed segment, its own HNSW
+//! graph over the rows of the slots that carry it (built with the segment's graph,
+//! `Collection::build_over`, kept in `Sealed::named_graphs`, saved with snapshots). A search
+//! names the vector it reads; the segment search is the unnamed vector's
+//! (`State::search`), reading the column of that name (`segment::Column`).
+
+use crate::index::Graph;
+use crate::model::NamedVectors;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One name's vectors in a segment: `dim` float32 components a row, one row per slot that
+/// has one (a slot without one costs 4 bytes), rows in the order they were written. A graph
+/// over the column indexes rows; [`NamedColumn::slot`] maps them back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedColumn {
+    dim: usize,
+    values: Vec<f32>,
+    /// Row → the slot it belongs to ([`NONE`]: a row replaced or removed since).
+    slots: Vec<u32>,
+    /// Slot → its row ([`NONE`]: none); shorter than the segment when its last slots have none.
+    rows: Vec<u32>,
+}
+
+/// No row, or no slot.
+const NONE: u32 = u32::MAX;
+
+impl NamedColumn {
+    /// The vector of slot `off`, if it has one.
+    #[inline]
+    pub fn get(&self, off: usize) -> Option<&[f32]> {
+        match self.rows.get(off) {
+            Some(&r) if r != NONE => Some(self.row(r as usize)),
+            _ => None,
+        }
+    }
+    /// Row `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.values[r * self.dim..(r + 1) * self.dim]
+    }
+    /// The slot row `r` belongs to (`None`: the row was replaced or removed).
+    #[inline]
+    pub fn slot(&self, r: usize) -> Option<usize> {
+        self.slots
+            .get(r)
+            .filter(|s| **s != NONE)
+            .map(|&s| s as usize)
+    }
+    /// Row → slot, for every row ([`NamedColumn::slot`]).
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Every row, contiguously (what a graph over the column reads).
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+    /// Rows a slot still has.
+    pub fn count(&self) -> usize {
+        self.slots.iter().filter(|s| **s != NONE).count()
+    }
+    /// Remove slot `off`'s vector (its row stays, unused, until the segment is rewritten).
+    fn remove(&mut self, off: usize) {
+        if let Some(r) = self.rows.get_mut(off)
+            && *r != NONE
+        {
+            self.slots[*r as usize] = NONE;
+            *r = NONE;
+        }
+    }
+    /// Give slot `off` the vector `v` (of the column's dimension).
+    fn put(&mut self, off: usize, v: &[f32]) {
+        if self.rows.len() <= off {
+            self.rows.resize(off + 1, NONE);
+        }
+        match self.rows[off] {
+            NONE => {
+                self.rows[off] = self.slots.len() as u32;
+                self.slots.push(off as u32);
+                self.values.extend_from_slice(v);
+            }
+            r => {
+                let r = r as usize;
+                self.values[r * self.dim..(r + 1) * self.dim].copy_from_slice(v);
+            }
+        }
+    }
+}
+
+/// A segment's named dense vectors, one column per name. A segment whose points carry no
+/// vector of a name holds no column of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedColumns {
+    cols: BTreeMap<String, NamedColumn>,
+}
+
+impl NamedColumns {
+    /// Whether no slot holds a vector.
+    pub fn is_empty(&self) -> bool {
+        self.cols.values().all(|c| c.count() == 0)
+    }
+
+    /// The vectors of slot `off`, by name.
+    pub fn row(&self, off: usize) -> NamedVectors {
+        self.cols
+            .iter()
+            .filter_map(|(n, c)| c.get(off).map(|v| (n.clone(), v.to_vec())))
+            .collect()
+    }
+
+    /// Give slot `off` exactly the vectors of `row` (the others of the slot removed). A
+    /// vector of another length than its column's is refused, and the slot left unchanged.
+    pub fn set(&mut self, off: usize, row: NamedVectors) -> Result<(), String> {
+        for (name, v) in &row {
+            if let Some(c) = self.cols.get(name)
+                && c.dim != v.len()
+            {
+                return Err(format!(
+                    "named vector `{name}` has {} components where the others have {}",
+                    v.len(),
+                    c.dim
+                ));
+            }
+            if v.is_empty() {
+                return Err(format!("named vector `{name}` has no components"));
+            }
+        }
+        for c in self.cols.values_mut() {
+            c.remove(off);
+        }
+        for (name, v) in row {
+            self.cols
+                .entry(name)
+                .or_insert_with(|| NamedColumn {
+                    dim: v.len(),
+                    ..Default::default()
+                })
+                .put(off, &v);
+        }
+        Ok(())
+    }
+
+    /// Give slot `off` the vectors slot `from_off` has in `from`.
+    pub fn copy_row(&mut self, off: usize, from: &NamedColumns, from_off: usize) {
+        if !from.cols.is_empty() || !self.cols.is_empty() {
+            // Rows of one collection's segments have its dimensions.
+            let _ = self.set(off, from.row(from_off));
+        }
+    }
+
+    /// The column of `name`, if any slot has had one.
+    pub fn column(&self, name: &str) -> Option<&NamedColumn> {
+        self.cols.get(name)
+    }
+
+    /// The names that have a column.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.cols.keys().map(String::as_str)
+    }
+
+    /// Give back the room grown into while rows were added (a segment that will not grow).
+    pub fn shrink_to_fit(&mut self) {
+        for c in self.cols.values_mut() {
+            c.values.shrink_to_fit();
+            c.slots.shrink_to_fit();
+            c.rows.shrink_to_fit();
+        }
+    }
+
+    /// Heap bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.cols
+            .iter()
+            .map(|(n, c)| {
+                n.len() + c.values.capacity() * 4 + (c.slots.capacity() + c.rows.capacity()) * 4
+            })
+            .sum()
+    }
+}
+
+/// The graph of one named vector in a sealed segment, and its calibrated `ef` for k = 10.
+#[derive(Debug, Clone)]
+pub struct NamedGraph {
+    pub graph: Arc<Graph>,
+    pub default_ef: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_set_replaced_and_refused_when_their_length_differs() {
+        let mut c = NamedColumns::default();
+        assert!(c.is_empty());
+        c.set(2, [("a".to_string(), vec![1.0, 2.0])].into())
+            .unwrap();
+        assert_eq!(c.row(2), [("a".to_string(), vec![1.0, 2.0])].into());
+        assert!(c.row(0).is_empty() && c.row(7).is_empty());
+        c.set(1, [("b".to_string(), vec![3.0])].into()).unwrap();
+        // A row replaces every vector of its slot.
+        c.set(2, [("b".to_string(), vec![4.0])].into()).unwrap();
+        assert_eq!(c.row(2), [("b".to_string(), vec![4.0])].into());
+        assert_eq!(c.column("a").unwrap().count(), 0);
+        assert_eq!(c.column("b").unwrap().count(), 2);
+        // Overwritten in place; a removed row is no slot's.
+        assert_eq!(c.column("b").unwrap().values().len(), 2);
+        assert_eq!(c.column("a").unwrap().slot(0), None);
+        assert_eq!(c.column("b").unwrap().slot(1), Some(2));
+        let err = c
+            .set(1, [("b".to_string(), vec![1.0, 1.0])].into())
+            .unwrap_err();
+        assert!(
+            err.contains("1 components") || err.contains("2 components"),
+            "{err}"
+        );
+        assert_eq!(c.row(1), [("b".to_string(), vec![3.0])].into());
+        assert!(c.set(0, [("c".to_string(), vec![])].into()).is_err());
+        let mut d = NamedColumns::default();
+        d.copy_row(0, &c, 2);
+        assert_eq!(d.row(0), c.row(2));
+        c.set(1, NamedVectors::new()).unwrap();
+        c.set(2, NamedVectors::new()).unwrap();
+        assert!(c.is_empty());
+    }
+}
