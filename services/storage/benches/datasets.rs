@@ -1,12 +1,13 @@
 //! Build speed, memory, search speed and recall on the shared benchmark sets, and durable
 //! ingest (results in docs/benchmarks.md):
 //!
-//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest|filters|sparse ...]
+//!   cargo bench -p akidb-storage --bench datasets [-- siftsmall|jeopardy|ingest|filters|sparse|named ...]
 //!
 //! `filters`: filtered search with the planner and with the graph walk alone (jeopardy).
 //! `sparse`: sparse (BM25) search pruned against exhaustive, and the hybrid work (jeopardy).
+//! `named`: search by a named vector against the unnamed one, over the same vectors (jeopardy).
 //!
-//! With no name, all five. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
+//! With no name, all six. Knobs: `AKIDB_BENCH_DATATYPE=float16`,
 //! `AKIDB_BENCH_EF_CONSTRUCTION=<n>`, `AKIDB_BENCH_DIR=<dir on a real disk>` (ingest; default
 //! `/work`), `AKIDB_DATASETS` (the sets; default `../shared/data`).
 //!
@@ -59,6 +60,104 @@ fn main() {
     if run("sparse") {
         sparse();
     }
+    if run("named") {
+        named();
+    }
+}
+
+/// Named dense vectors on jeopardy: every point carries its ada-002 vector twice, as the
+/// unnamed vector and as the named vector `ada` (same metric, same graph parameters, graphs
+/// built in the same segment build), and the same 1,000 queries search each, alternated:
+/// what searching by name costs against the unnamed path, recall@10 of each against exact,
+/// and the memory the named copy adds.
+fn named() {
+    use akidb_storage::model::VectorSpec;
+    use akidb_storage::store::SearchParams;
+    let Some(mut set) = load(JEOPARDY) else {
+        return;
+    };
+    let dim = set.base[0].len() as u32;
+    set.vectors = [(
+        "ada".to_string(),
+        VectorSpec {
+            dimension: dim,
+            metric: set.metric,
+            m: DEFAULT_M,
+            ef_construction: DEFAULT_EF_CONSTRUCTION,
+        },
+    )]
+    .into();
+    set.named = set
+        .base
+        .iter()
+        .map(|v| [("ada".to_string(), v.clone())].into())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, build) = indexed(&set, dir.path());
+    let qs: Vec<Vec<f32>> = set.queries.iter().take(1000).cloned().collect();
+    let search = |name: Option<&str>, exact: bool, q: &Vec<f32>| {
+        let p = SearchParams {
+            vector_name: name.map(String::from),
+            exact,
+            ..params(q, 10, None, None)
+        };
+        keys(c.search(&p).unwrap().0)
+    };
+    let unnamed = |q: &Vec<f32>| search(None, false, q);
+    let named = |q: &Vec<f32>| search(Some("ada"), false, q);
+    let variants: [Variant<'_>; 2] = [(&qs, &unnamed), (&qs, &named)];
+    let res = timed_interleaved(&variants, 5);
+    let truth: Vec<Vec<usize>> = qs.iter().map(|q| search(None, true, q)).collect();
+    let recall = |got: &[Vec<usize>]| {
+        got.iter()
+            .zip(&truth)
+            .map(|(g, t)| g.iter().filter(|x| t.contains(x)).count())
+            .sum::<usize>() as f64
+            / truth.iter().map(Vec::len).sum::<usize>() as f64
+    };
+    let (_, _, _, (vectors, graphs, other)) = c.gauges();
+    // The same points without the named copy, for the memory it adds.
+    set.named = Vec::new();
+    set.vectors = Default::default();
+    let dir2 = tempfile::tempdir().unwrap();
+    let (c2, build2) = indexed(&set, dir2.path());
+    let (_, _, _, (vectors2, graphs2, _)) = c2.gauges();
+    drop(c2);
+    println!(
+        "## named: jeopardy, {} points of {dim} dimensions, {} queries, k 10, default ef",
+        set.base.len(),
+        qs.len()
+    );
+    println!();
+    println!("| search | µs a query | recall@10 against exact |");
+    println!("|---|---:|---:|");
+    println!(
+        "| the unnamed vector | {:.0} | {:.4} |",
+        res[0].0,
+        recall(&res[0].1)
+    );
+    println!(
+        "| the named vector `ada` (same vectors) | {:.0} ({:.2}× unnamed) | {:.4} |",
+        res[1].0,
+        res[1].0 / res[0].0,
+        recall(&res[1].1)
+    );
+    println!();
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!("| collection | build s | vectors MiB | graphs MiB | other MiB |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| unnamed + named `ada` | {build:.1} | {:.1} | {:.1} | {:.1} |",
+        mib(vectors),
+        mib(graphs),
+        mib(other)
+    );
+    println!(
+        "| unnamed alone | {build2:.1} | {:.1} | {:.1} | |",
+        mib(vectors2),
+        mib(graphs2)
+    );
+    println!();
 }
 
 /// Sparse search on jeopardy (BM25 of the questions, `sets::jeopardy_bm25`), 200 queries with
@@ -673,6 +772,7 @@ fn ingest() {
             on_disk: false,
             payload_indexes: Default::default(),
             sparse_vectors: Default::default(),
+            vectors: Default::default(),
         };
         // The only WAL of this process from here on: the fsyncs counted are its own.
         let fsyncs0 = fsyncs();
@@ -703,6 +803,7 @@ fn ingest() {
                                     vector: v.clone(),
                                     payload: Payload::new(),
                                     sparse: Default::default(),
+                                    named: Default::default(),
                                 })
                                 .collect();
                             c.upsert(pts).unwrap();
