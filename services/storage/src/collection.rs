@@ -1524,6 +1524,51 @@ mod tests {
         }
     }
 
+    /// A snapshot whose segments hold a named vector the collection does not declare with
+    /// that dimension does not load (a later write of a valid vector could not join the
+    /// column); a log record's undeclared or wrong-length named vectors are dropped on replay.
+    #[test]
+    fn named_columns_must_match_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let c = Collection::create(&path, spec(Metric::L2), opts(100)).unwrap();
+        let pts: Vec<PointRecord> = (0..10u64)
+            .map(|i| PointRecord {
+                key: PointKey::Num(i),
+                vector: vec![i as f32; 8],
+                payload: Payload::new(),
+                sparse: Default::default(),
+                named: [("img".to_string(), vec![1.0, 2.0, 3.0, 4.0, i as f32])].into(),
+            })
+            .collect();
+        c.upsert(pts).unwrap();
+        c.seal();
+        c.build_pending().unwrap();
+        c.snapshot().unwrap();
+        // Replayed state: a record naming `img` with 3 components and an undeclared `zz`.
+        c.state.write().apply_upsert(vec![PointRecord {
+            key: PointKey::Num(3),
+            vector: vec![0.0; 8],
+            payload: Payload::new(),
+            sparse: Default::default(),
+            named: [
+                ("img".to_string(), vec![1.0, 2.0, 3.0]),
+                ("zz".to_string(), vec![1.0]),
+            ]
+            .into(),
+        }]);
+        let got = c.get(&[PointKey::Num(3)], Include::ALL).unwrap();
+        assert!(got[0].named.is_empty(), "{got:?}");
+        drop(c);
+        let (snap, _) = snapshot::list(&path).unwrap().pop().unwrap();
+        let m = snap.join(snapshot::MANIFEST);
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&m).unwrap()).unwrap();
+        v["collection"]["vectors"]["img"]["dimension"] = json!(4);
+        fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
+        let err = snapshot::load(&snap, None).err().unwrap().to_string();
+        assert!(err.contains("does not declare"), "{err}");
+    }
+
     #[test]
     fn float16_snapshot_holds_half_size_vectors_and_reloads_exactly() {
         let dir = tempfile::tempdir().unwrap();

@@ -129,8 +129,12 @@ impl NamedColumns {
                 return Err(format!("named vector `{name}` has no components"));
             }
         }
-        for c in self.cols.values_mut() {
-            c.remove(off);
+        // A vector the slot keeps a name of is overwritten in place (an overwrite of a point
+        // in the appendable segment adds no row); the names it no longer has are removed.
+        for (name, c) in self.cols.iter_mut() {
+            if !row.contains_key(name) {
+                c.remove(off);
+            }
         }
         for (name, v) in row {
             self.cols
@@ -207,7 +211,9 @@ mod tests {
         assert_eq!(c.row(2), [("b".to_string(), vec![4.0])].into());
         assert_eq!(c.column("a").unwrap().count(), 0);
         assert_eq!(c.column("b").unwrap().count(), 2);
-        // Overwritten in place; a removed row is no slot's.
+        // Overwritten in place (no row added); a removed row is no slot's.
+        assert_eq!(c.column("b").unwrap().values().len(), 2);
+        c.set(1, [("b".to_string(), vec![3.0])].into()).unwrap();
         assert_eq!(c.column("b").unwrap().values().len(), 2);
         assert_eq!(c.column("a").unwrap().slot(0), None);
         assert_eq!(c.column("b").unwrap().slot(1), Some(2));

@@ -1015,8 +1015,18 @@ impl State {
     }
 
     /// Give slot `off` of the appendable segment these named vectors (validated against the
-    /// spec: of its dimensions; one of another length, from a damaged log, is dropped).
-    fn set_named(&mut self, off: usize, named: NamedVectors) {
+    /// spec; one it does not declare or of another length, from a damaged log, is dropped).
+    fn set_named(&mut self, off: usize, mut named: NamedVectors) {
+        let vectors = &self.spec.vectors;
+        let given = named.len();
+        named.retain(|n, v| {
+            vectors
+                .get(n)
+                .is_some_and(|s| s.dimension as usize == v.len())
+        });
+        if named.len() < given {
+            tracing::warn!(collection = %self.spec.name, dropped = given - named.len(), "named vectors the collection does not declare, or of another dimension, dropped");
+        }
         if let Err(e) = self.app.data.named.set(off, named) {
             tracing::warn!(collection = %self.spec.name, error = %e, "named vectors dropped");
         }

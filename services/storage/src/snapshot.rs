@@ -953,6 +953,20 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
             }
             None => None,
         };
+        // Named columns of the collection's names and dimensions only: a write of a valid
+        // vector must never meet a column it cannot join.
+        for name in data.named.names() {
+            let dim = data.named.column(name).map_or(0, |c| c.dim());
+            if spec.vectors.get(name).map(|v| v.dimension as usize) != Some(dim) {
+                return Err(damaged(
+                    "snapshot segment",
+                    &p,
+                    format!(
+                        "it holds named vector `{name}` of {dim} components, which the collection does not declare"
+                    ),
+                ));
+            }
+        }
         let mut named_graphs = BTreeMap::new();
         for (name, f) in &e.named_graphs {
             let path = dir.join(&f.file);
