@@ -109,6 +109,35 @@ pub struct BatchLimits {
     pub max_bytes: usize,
 }
 
+impl BatchLimits {
+    /// A write of `points` points in `encoded_len` bytes: RESOURCE_EXHAUSTED over either limit.
+    fn check(&self, points: usize, encoded_len: usize) -> Result<(), Status> {
+        if points > self.max_points {
+            return Err(Status::resource_exhausted(format!(
+                "batch has {points} points, over the limit of {}; split it into smaller batches",
+                self.max_points
+            )));
+        }
+        if encoded_len > self.max_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "batch is {encoded_len} bytes, over the limit of {} bytes; split it into smaller batches",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How a message names point #`i` of a write (formatted only when a message is made).
+struct PointWhat<'a>(usize, Option<&'a pb::PointId>);
+
+impl std::fmt::Display for PointWhat<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.1.map(|x| x.to_string()).unwrap_or_default();
+        write!(f, "point #{} (id {id})", self.0)
+    }
+}
+
 pub fn upsert(
     req: &pb::UpsertRequest,
     limits: BatchLimits,
@@ -120,25 +149,10 @@ pub fn upsert(
             "upsert batch is empty; send at least one point",
         ));
     }
-    if req.points.len() > limits.max_points {
-        return Err(Status::resource_exhausted(format!(
-            "batch has {} points, over the limit of {}; split it into smaller batches",
-            req.points.len(),
-            limits.max_points
-        )));
-    }
-    if encoded_len > limits.max_bytes {
-        return Err(Status::resource_exhausted(format!(
-            "batch is {encoded_len} bytes, over the limit of {} bytes; split it into smaller batches",
-            limits.max_bytes
-        )));
-    }
+    limits.check(req.points.len(), encoded_len)?;
     let dim = req.points[0].vector.len();
     for (i, p) in req.points.iter().enumerate() {
-        let what = format_args!(
-            "point #{i} (id {})",
-            p.id.as_ref().map(|x| x.to_string()).unwrap_or_default()
-        );
+        let what = PointWhat(i, p.id.as_ref());
         point_id(p.id.as_ref(), &what)?;
         finite_vector(&p.vector, &what)?;
         for (name, v) in &p.sparse {
@@ -170,19 +184,9 @@ pub fn update_vectors(
             "update_vectors needs at least one point with the vectors to replace",
         ));
     }
-    if req.points.len() > limits.max_points || encoded_len > limits.max_bytes {
-        return Err(Status::resource_exhausted(format!(
-            "update has {} points and {encoded_len} bytes, over the limit of {} points or {} bytes; split it",
-            req.points.len(),
-            limits.max_points,
-            limits.max_bytes
-        )));
-    }
+    limits.check(req.points.len(), encoded_len)?;
     for (i, p) in req.points.iter().enumerate() {
-        let what = format_args!(
-            "point #{i} (id {})",
-            p.id.as_ref().map(|x| x.to_string()).unwrap_or_default()
-        );
+        let what = PointWhat(i, p.id.as_ref());
         point_id(p.id.as_ref(), &what)?;
         let given = !p.vector.is_empty()
             || p.vectors.values().any(|v| !v.values.is_empty())

@@ -13,7 +13,7 @@
 //! hard-links the files of unchanged segments from the previous one), so a restart never
 //! builds a graph again that was built before.
 
-use crate::distance::normalize;
+use crate::distance::{normalize, normalize_cosine};
 use crate::error::{Result, StorageError};
 use crate::filter::Filter;
 use crate::fsutil::{now_ms, sync_dir, write_atomic};
@@ -915,14 +915,7 @@ impl Collection {
     /// they are logged and applied.
     fn normalize(&self, points: &mut [PointRecord]) {
         for p in points {
-            if self.spec.metric == Metric::Cosine {
-                normalize(&mut p.vector);
-            }
-            for (name, v) in &mut p.named {
-                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
-                    normalize(v);
-                }
-            }
+            normalize_cosine(&self.spec, &mut p.vector, &mut p.named);
         }
     }
 
@@ -1018,16 +1011,11 @@ impl CollectionStore for Collection {
         // The vectors given are normalized as an upsert's; those kept already are.
         let mut updates = updates.to_vec();
         for u in &mut updates {
-            if let Some(v) = &mut u.vector
-                && self.spec.metric == Metric::Cosine
-            {
-                normalize(v);
-            }
-            for (name, v) in &mut u.named {
-                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
-                    normalize(v);
-                }
-            }
+            normalize_cosine(
+                &self.spec,
+                u.vector.as_deref_mut().unwrap_or(&mut []),
+                &mut u.named,
+            );
         }
         let span = akidb_instrumentation::context::step_span(
             || tracing::info_span!("wal.commit", collection = %self.spec.name, vector_updates = updates.len()),
@@ -1097,11 +1085,7 @@ impl CollectionStore for Collection {
             Some((name, q)) => st.search_sparse(name, q, params),
             None => {
                 let mut q = params.vector.clone();
-                let metric = match &params.vector_name {
-                    Some(n) => self.spec.vectors.get(n).map(|v| v.metric),
-                    None => Some(self.spec.metric),
-                };
-                if metric == Some(Metric::Cosine) {
+                if params.metric(&self.spec) == Metric::Cosine {
                     normalize(&mut q);
                 }
                 st.search(&q, params, &self.opts.tuning)

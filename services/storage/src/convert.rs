@@ -464,13 +464,7 @@ pub fn point_from_pb(p: pb::Point) -> Result<PointRecord> {
         key: key_from_pb(p.id.as_ref())?,
         payload: payload_from_pb(p.payload.as_ref())?,
         vector: p.vector,
-        // An empty sparse vector is the same as none.
-        sparse: p
-            .sparse
-            .into_iter()
-            .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
-            .map(|(n, v)| (n, sparse_from_pb(v)))
-            .collect(),
+        sparse: sparse_map_from_pb(p.sparse),
         named: named_from_pb(p.vectors),
     })
 }
@@ -485,12 +479,7 @@ pub fn vector_updates_from_pb(points: Vec<pb::PointVectors>) -> Result<Vec<Vecto
                 key: key_from_pb(p.id.as_ref())?,
                 vector: (!p.vector.is_empty()).then_some(p.vector),
                 named: named_from_pb(p.vectors),
-                sparse: p
-                    .sparse
-                    .into_iter()
-                    .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
-                    .map(|(n, v)| (n, sparse_from_pb(v)))
-                    .collect(),
+                sparse: sparse_map_from_pb(p.sparse),
             })
         })
         .collect()
@@ -518,6 +507,14 @@ pub fn named_from_pb(v: std::collections::HashMap<String, pb::DenseVector>) -> N
 pub fn named_to_pb(v: NamedVectors) -> std::collections::HashMap<String, pb::DenseVector> {
     v.into_iter()
         .map(|(n, values)| (n, pb::DenseVector { values }))
+        .collect()
+}
+
+/// Sparse vectors by name from the API (an empty one is the same as none).
+fn sparse_map_from_pb(v: std::collections::HashMap<String, pb::SparseVector>) -> SparseVectors {
+    v.into_iter()
+        .filter(|(_, v)| !v.indices.is_empty() || !v.values.is_empty())
+        .map(|(n, v)| (n, sparse_from_pb(v)))
         .collect()
 }
 

@@ -5,7 +5,7 @@
 //! `_f16` kernels compare a float32 query with such a vector, widening each component to
 //! float32 (AVX-512F `vcvtph2ps`, or F16C with AVX2) and computing in float32.
 
-use crate::model::Metric;
+use crate::model::{CollectionSpec, Metric, NamedVectors};
 use std::sync::LazyLock;
 
 type Kernel = fn(&[f32], &[f32]) -> f32;
@@ -854,6 +854,19 @@ pub fn score_row(metric: Metric, q: &[f32], row: Row<'_>) -> f32 {
             Metric::Cosine | Metric::Dot => dot_f16(q, v),
             Metric::L2 => l2_squared_f16(q, v).sqrt(),
         },
+    }
+}
+
+/// Normalize the vectors of a point that its collection scores by cosine: the unnamed one
+/// (`vector`, when given) and each named one.
+pub fn normalize_cosine(spec: &CollectionSpec, vector: &mut [f32], named: &mut NamedVectors) {
+    if spec.metric == Metric::Cosine {
+        normalize(vector);
+    }
+    for (name, v) in named {
+        if spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
+            normalize(v);
+        }
     }
 }
 

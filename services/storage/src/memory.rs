@@ -2,7 +2,7 @@
 //! [`CollectionStore`], used by tests as ground truth and by the engine's appendable segment.
 
 use crate::distance::Ranked;
-use crate::distance::{normalize, rank_key, score};
+use crate::distance::{normalize, normalize_cosine, rank_key, score};
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::*;
@@ -115,14 +115,7 @@ impl CollectionStore for MemoryCollection {
 
     fn upsert(&self, mut points: Vec<PointRecord>) -> Result<u64> {
         for p in &mut points {
-            if self.spec.metric == Metric::Cosine {
-                normalize(&mut p.vector);
-            }
-            for (name, v) in &mut p.named {
-                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
-                    normalize(v);
-                }
-            }
+            normalize_cosine(&self.spec, &mut p.vector, &mut p.named);
         }
         self.write(points)
     }
@@ -131,23 +124,11 @@ impl CollectionStore for MemoryCollection {
         // The vectors given are normalized as an upsert's; those kept already are.
         let mut updates = updates.to_vec();
         for u in &mut updates {
-            let mut given = PointRecord {
-                key: u.key.clone(),
-                vector: u.vector.take().unwrap_or_default(),
-                payload: Payload::new(),
-                sparse: SparseVectors::new(),
-                named: std::mem::take(&mut u.named),
-            };
-            if self.spec.metric == Metric::Cosine {
-                normalize(&mut given.vector);
-            }
-            for (name, v) in &mut given.named {
-                if self.spec.vectors.get(name).map(|s| s.metric) == Some(Metric::Cosine) {
-                    normalize(v);
-                }
-            }
-            u.vector = (!given.vector.is_empty()).then_some(given.vector);
-            u.named = given.named;
+            normalize_cosine(
+                &self.spec,
+                u.vector.as_deref_mut().unwrap_or(&mut []),
+                &mut u.named,
+            );
         }
         let points = self.resolve_vectors(&updates)?;
         let n = points.len() as u64;
@@ -234,15 +215,7 @@ impl CollectionStore for MemoryCollection {
 
     fn search(&self, params: &SearchParams) -> Result<(Vec<Hit>, SearchInfo)> {
         let dim = self.spec.dimension as usize;
-        let metric = match (&params.sparse, &params.vector_name) {
-            (Some(_), _) => Metric::Dot,
-            (None, Some(n)) => self
-                .spec
-                .vectors
-                .get(n)
-                .map_or(self.spec.metric, |v| v.metric),
-            (None, None) => self.spec.metric,
-        };
+        let metric = params.metric(&self.spec);
         let mut q = params.vector.clone();
         if metric == Metric::Cosine {
             normalize(&mut q);

@@ -1667,15 +1667,7 @@ impl State {
     }
 
     fn hits(&self, top: TopK, params: &SearchParams) -> Vec<Hit> {
-        let metric = match (&params.sparse, &params.vector_name) {
-            (Some(_), _) => Metric::Dot,
-            (None, Some(n)) => self
-                .spec
-                .vectors
-                .get(n)
-                .map_or(self.spec.metric, |v| v.metric),
-            (None, None) => self.spec.metric,
-        };
+        let metric = params.metric(&self.spec);
         top.heap
             .into_sorted_vec()
             .into_iter()

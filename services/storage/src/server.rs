@@ -79,11 +79,7 @@ fn search_in(
 ) -> Result<pb::SearchResponse> {
     let params = search_from_pb(req)?;
     validate::search(&stats.spec, &params)?;
-    let metric = match &params.vector_name {
-        Some(n) => stats.spec.vectors.get(n).map(|v| v.metric),
-        None => Some(stats.spec.metric),
-    };
-    let lower_is_closer = params.sparse.is_none() && metric == Some(crate::model::Metric::L2);
+    let lower_is_closer = params.metric(&stats.spec) == crate::model::Metric::L2;
     let (hits, info) = {
         let _s = akidb_instrumentation::context::step_span(|| {
             tracing::info_span!("segment.search", k = params.k, exact = params.exact)

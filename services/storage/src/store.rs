@@ -8,8 +8,8 @@
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::{
-    CollectionStats, NamedVectors, Payload, PayloadChange, PointKey, PointRecord, SparseVector,
-    SparseVectors, StoredPoint, VectorUpdate,
+    CollectionSpec, CollectionStats, Metric, NamedVectors, Payload, PayloadChange, PointKey,
+    PointRecord, SparseVector, SparseVectors, StoredPoint, VectorUpdate,
 };
 
 /// What a read returns of each point besides its id.
@@ -51,6 +51,18 @@ pub struct SearchParams {
     pub include: Include,
     /// Search every point exactly.
     pub exact: bool,
+}
+
+impl SearchParams {
+    /// The metric the search scores by: dot product for a sparse search, else that of the
+    /// dense vector it reads (the named one, or the collection's).
+    pub fn metric(&self, spec: &CollectionSpec) -> Metric {
+        match (&self.sparse, &self.vector_name) {
+            (Some(_), _) => Metric::Dot,
+            (None, Some(n)) => spec.vectors.get(n).map_or(spec.metric, |v| v.metric),
+            (None, None) => spec.metric,
+        }
+    }
 }
 
 /// One search result.
