@@ -106,9 +106,14 @@ pub enum CollectionCmd {
         #[arg(long = "sparse-vector", value_name = "NAME")]
         sparse_vectors: Vec<String>,
         /// A named dense vector points may carry besides the unnamed one,
-        /// `NAME:DIMENSION[:METRIC]` (repeatable; METRIC cosine, l2 or dot, default cosine):
-        /// indexed with its own graphs, searched with `akidb search --vector-name NAME`.
-        #[arg(long = "named-vector", value_name = "NAME:DIM[:METRIC]")]
+        /// `NAME:DIMENSION[:METRIC[:DATATYPE][:QUANTIZATION]]` (repeatable; METRIC cosine, l2
+        /// or dot, default cosine; DATATYPE float32 or float16, QUANTIZATION none, int8 or
+        /// binary, defaults float32 and none): indexed with its own graphs, searched with
+        /// `akidb search --vector-name NAME`.
+        #[arg(
+            long = "named-vector",
+            value_name = "NAME:DIM[:METRIC[:DATATYPE][:QUANT]]"
+        )]
         named_vectors: Vec<String>,
     },
     /// List collections.
@@ -142,6 +147,23 @@ pub fn metric_of(s: &str) -> pb::Metric {
     }
 }
 
+fn datatype_name(d: i32) -> &'static str {
+    match pb::VectorDatatype::try_from(d) {
+        Ok(pb::VectorDatatype::Float16) => "FLOAT16",
+        Ok(_) => "FLOAT32",
+        Err(_) => "?",
+    }
+}
+
+fn quantization_name(q: i32) -> &'static str {
+    match pb::Quantization::try_from(q) {
+        Ok(pb::Quantization::Int8) => "INT8",
+        Ok(pb::Quantization::Binary) => "BINARY",
+        Ok(_) => "NONE",
+        Err(_) => "?",
+    }
+}
+
 fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
     json!({
         "name": c.name, "dimension": c.dimension,
@@ -152,18 +174,11 @@ fn info_json(c: &pb::CollectionInfo) -> serde_json::Value {
         "vectors": c.vectors.iter().map(|(n, v)| (n.clone(), json!({
             "dimension": v.dimension,
             "metric": pb::Metric::try_from(v.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+            "datatype": datatype_name(v.datatype),
+            "quantization": quantization_name(v.quantization),
         }))).collect::<serde_json::Map<_, _>>(),
-        "datatype": match pb::VectorDatatype::try_from(c.datatype) {
-            Ok(pb::VectorDatatype::Float16) => "FLOAT16",
-            Ok(_) => "FLOAT32",
-            Err(_) => "?",
-        },
-        "quantization": match pb::Quantization::try_from(c.quantization) {
-            Ok(pb::Quantization::Int8) => "INT8",
-            Ok(pb::Quantization::Binary) => "BINARY",
-            Ok(_) => "NONE",
-            Err(_) => "?",
-        },
+        "datatype": datatype_name(c.datatype),
+        "quantization": quantization_name(c.quantization),
         "on_disk": c.on_disk, "shards": c.shards, "replication": c.replication,
         "points": c.point_count, "indexed_points": c.indexed_point_count, "segments": c.segment_count,
         "tier": pb::Tier::try_from(c.tier).map(|m| m.as_str_name()).unwrap_or("?"), "pinned": c.pinned, "version": c.version,
@@ -613,11 +628,12 @@ pub struct SearchArgs {
     pub exact: bool,
 }
 
-/// `--named-vector NAME:DIMENSION[:METRIC]`.
+/// `--named-vector NAME:DIMENSION[:METRIC[:DATATYPE][:QUANTIZATION]]`.
 fn named_vector_arg(s: &str) -> anyhow::Result<(String, pb::NamedVectorParams)> {
+    const FORM: &str = "NAME:DIMENSION[:METRIC[:DATATYPE][:QUANTIZATION]]";
     let mut parts = s.split(':');
     let (Some(name), Some(dim)) = (parts.next(), parts.next()) else {
-        bail!("--named-vector takes NAME:DIMENSION[:METRIC], got `{s}`");
+        bail!("--named-vector takes {FORM}, got `{s}`");
     };
     let dimension = dim
         .trim()
@@ -627,13 +643,24 @@ fn named_vector_arg(s: &str) -> anyhow::Result<(String, pb::NamedVectorParams)> 
         m @ ("cosine" | "l2" | "dot") => metric_of(m) as i32,
         m => bail!("--named-vector `{s}`: metric `{m}` is not cosine, l2 or dot"),
     };
-    if parts.next().is_some() {
-        bail!("--named-vector takes NAME:DIMENSION[:METRIC], got `{s}`");
+    let (mut datatype, mut quantization) = (None, None);
+    for p in parts {
+        match p {
+            "float32" | "float16" if datatype.is_none() => datatype = Some(datatype_of(p)),
+            "none" | "int8" | "binary" if quantization.is_none() => {
+                quantization = Some(quantization_of(p))
+            }
+            _ => bail!(
+                "--named-vector `{s}`: `{p}` is not a datatype (float32, float16) or a quantization (none, int8, binary) not given already; the form is {FORM}"
+            ),
+        }
     }
     let params = pb::NamedVectorParams {
         dimension,
         metric,
         hnsw: None,
+        datatype: datatype.unwrap_or(pb::VectorDatatype::Float32) as i32,
+        quantization: quantization.unwrap_or(pb::Quantization::None) as i32,
     };
     Ok((name.trim().to_string(), params))
 }

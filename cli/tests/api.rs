@@ -1634,10 +1634,31 @@ async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals()
     let params = |dimension: u32, metric: pb::Metric| pb::NamedVectorParams {
         dimension,
         metric: metric as i32,
-        hnsw: None,
+        ..Default::default()
     };
-    // Refused specs: a name both sparse and dense, a dimension of 0, nine names.
+    // Refused specs: a name both sparse and dense, a dimension of 0, nine names, binary
+    // codes of an L2 vector, an unknown datatype.
     for (vectors, needle) in [
+        (
+            vec![(
+                "img",
+                pb::NamedVectorParams {
+                    quantization: pb::Quantization::Binary as i32,
+                    ..params(3, pb::Metric::L2)
+                },
+            )],
+            "named vector `img`: BINARY quantization serves COSINE and DOT",
+        ),
+        (
+            vec![(
+                "img",
+                pb::NamedVectorParams {
+                    datatype: 7,
+                    ..params(3, pb::Metric::L2)
+                },
+            )],
+            "named vector `img`: datatype must be FLOAT32 or FLOAT16",
+        ),
         (
             vec![("kw", params(3, pb::Metric::Cosine))],
             "both as a sparse",
@@ -1676,7 +1697,15 @@ async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals()
             sparse_vectors: vec!["kw".into()],
             vectors: [
                 ("img".to_string(), params(3, pb::Metric::Cosine)),
-                ("pos".to_string(), params(2, pb::Metric::L2)),
+                // Kept as float16 and walked through int8 codes once indexed.
+                (
+                    "pos".to_string(),
+                    pb::NamedVectorParams {
+                        datatype: pb::VectorDatatype::Float16 as i32,
+                        quantization: pb::Quantization::Int8 as i32,
+                        ..params(2, pb::Metric::L2)
+                    },
+                ),
             ]
             .into(),
             ..create("nv", 2, pb::Metric::L2)
@@ -1688,6 +1717,15 @@ async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals()
         .unwrap();
     assert_eq!(info.vectors["img"].dimension, 3);
     assert_eq!(info.vectors["pos"].hnsw.unwrap().m, Some(16));
+    let kind = |v: &pb::NamedVectorParams| (v.datatype(), v.quantization());
+    assert_eq!(
+        kind(&info.vectors["img"]),
+        (pb::VectorDatatype::Float32, pb::Quantization::None)
+    );
+    assert_eq!(
+        kind(&info.vectors["pos"]),
+        (pb::VectorDatatype::Float16, pb::Quantization::Int8)
+    );
     let dense = |values: Vec<f32>| pb::DenseVector { values };
     // `img` on even points, `pos` on every third.
     let points: Vec<pb::Point> = (0..20u64)
@@ -1825,7 +1863,8 @@ async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals()
             .remove(0);
         assert_eq!(p.vector, [1.0, 0.0]);
         assert_eq!(p.vectors.len(), 1);
-        assert_eq!(p.vectors["pos"].values, [0.1, 0.1]);
+        // As float16 keeps 0.1.
+        assert_eq!(p.vectors["pos"].values, [0.099975586, 0.099975586]);
         let p = q
             .query()
             .get(q.request(get(19)))
@@ -1898,6 +1937,20 @@ async fn named_vectors_and_update_vectors_through_the_stack_and_their_refusals()
             .await,
         Code::InvalidArgument,
         "declares it with dimension 2",
+    );
+    // Beyond float16's range for the float16 `pos`.
+    expect_code(
+        i.ingest()
+            .upsert(i.request(pb::UpsertRequest {
+                collection: "nv".into(),
+                points: vec![pb::Point {
+                    vectors: [("pos".to_string(), dense(vec![1.0, 70_000.0]))].into(),
+                    ..point(1, vec![9.0, 9.0])
+                }],
+            }))
+            .await,
+        Code::InvalidArgument,
+        "point 1, named vector `pos`: component 1 is 70000, outside the float16 range",
     );
     for (req, needle) in [
         (named("nope", vec![1.0, 1.0], 3), "no named vector `nope`"),

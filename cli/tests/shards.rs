@@ -639,7 +639,7 @@ async fn a_sharded_collection_over_three_nodes_answers_like_one_and_says_when_a_
                     pb::NamedVectorParams {
                         dimension: 2,
                         metric: pb::Metric::L2 as i32,
-                        hnsw: None,
+                        ..Default::default()
                     },
                 )]
                 .into(),

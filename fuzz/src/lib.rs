@@ -4,7 +4,8 @@
 //! nothing else).
 
 use akidb_instrumentation::exposition::{Exemplar, MetricFamily, Sample};
-use akidb_storage::segment::{SegmentData, Vectors};
+use akidb_storage::segment::SegmentData;
+use akidb_storage::vectors::Vectors;
 use akidb_storage::wal::{HEADER_LEN, WalOp};
 
 /// Same floats, bit for bit.

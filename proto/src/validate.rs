@@ -384,6 +384,7 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
             |e: Status| Status::invalid_argument(format!("named vector `{name}`: {}", e.message()));
         in_range("dimension", &limits::DIMENSION, v.dimension.into()).map_err(at)?;
         metric(v.metric, &format_args!("named vector `{name}`: metric"))?;
+        storage_kind(v.datatype, v.quantization, v.metric).map_err(at)?;
         if let Some(h) = &v.hnsw {
             if let Some(m) = h.m {
                 in_range("m", &limits::M, m.into()).map_err(at)?;
@@ -393,23 +394,24 @@ pub fn create_collection(req: &pb::CreateCollectionRequest) -> Result<(), Status
             }
         }
     }
-    if pb::VectorDatatype::try_from(req.datatype).is_err() {
+    storage_kind(req.datatype, req.quantization, req.metric)
+}
+
+/// A vector's datatype and quantization, for its metric: known values, binary codes only for
+/// metrics of angle.
+fn storage_kind(datatype: i32, quantization: i32, metric: i32) -> Result<(), Status> {
+    if pb::VectorDatatype::try_from(datatype).is_err() {
         return Err(Status::invalid_argument(format!(
-            "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {}",
-            req.datatype
+            "datatype must be FLOAT32 or FLOAT16 (or unset for FLOAT32), got {datatype}"
         )));
     }
-    match pb::Quantization::try_from(req.quantization) {
-        Ok(pb::Quantization::Binary) if req.metric == pb::Metric::L2 as i32 => {
-            return Err(Status::invalid_argument(limits::BINARY_NEEDS_ANGLE));
+    match pb::Quantization::try_from(quantization) {
+        Ok(pb::Quantization::Binary) if metric == pb::Metric::L2 as i32 => {
+            Err(Status::invalid_argument(limits::BINARY_NEEDS_ANGLE))
         }
-        Ok(_) => {}
-        Err(_) => {
-            return Err(Status::invalid_argument(format!(
-                "quantization must be QUANTIZATION_NONE, INT8 or BINARY (or unset for none), got {}",
-                req.quantization
-            )));
-        }
+        Ok(_) => Ok(()),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "quantization must be QUANTIZATION_NONE, INT8 or BINARY (or unset for none), got {quantization}"
+        ))),
     }
-    Ok(())
 }

@@ -65,37 +65,48 @@ fn main() {
     }
 }
 
-/// Named dense vectors on jeopardy: every point carries its ada-002 vector twice, as the
-/// unnamed vector and as the named vector `ada` (same metric, same graph parameters, graphs
-/// built in the same segment build), and the same 1,000 queries search each, alternated:
-/// what searching by name costs against the unnamed path, recall@10 of each against exact,
-/// and the memory the named copy adds.
+/// Named dense vectors on jeopardy: every point carries its ada-002 vector as the unnamed
+/// vector and as a named one, in two collections built alike: `ada` (float32, walked as is,
+/// as the unnamed one) and `ada16` (float16, int8 codes); the same 1,000 queries search each,
+/// interleaved: what searching by name costs against the unnamed path, what float16 + int8
+/// saves and costs, recall@10 of each against exact, and the memory each named copy adds.
 fn named() {
-    use akidb_storage::model::VectorSpec;
+    use akidb_storage::model::{Quantization, VectorSpec};
     use akidb_storage::store::SearchParams;
     let Some(mut set) = load(JEOPARDY) else {
         return;
     };
     let dim = set.base[0].len() as u32;
-    set.vectors = [(
-        "ada".to_string(),
-        VectorSpec {
+    let base = set.clone();
+    let with_named = |name: &str, datatype, quantization| {
+        let mut set = base.clone();
+        let spec = VectorSpec {
             dimension: dim,
             metric: set.metric,
             m: DEFAULT_M,
             ef_construction: DEFAULT_EF_CONSTRUCTION,
-        },
-    )]
-    .into();
-    set.named = set
-        .base
-        .iter()
-        .map(|v| [("ada".to_string(), v.clone())].into())
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let (c, build) = indexed(&set, dir.path());
+            datatype,
+            quantization,
+        };
+        set.vectors = [(name.to_string(), spec)].into();
+        set.named = set
+            .base
+            .iter()
+            .map(|v| [(name.to_string(), v.clone())].into())
+            .collect();
+        set
+    };
+    let plain = with_named("ada", Datatype::Float32, Quantization::None);
+    let small = with_named("ada16", Datatype::Float16, Quantization::Int8);
+    let (dir, dir2, dir3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (c, build) = indexed(&plain, dir.path());
+    let (c16, build16) = indexed(&small, dir2.path());
     let qs: Vec<Vec<f32>> = set.queries.iter().take(1000).cloned().collect();
-    let search = |name: Option<&str>, exact: bool, q: &Vec<f32>| {
+    let search = |c: &Collection, name: Option<&str>, exact: bool, q: &Vec<f32>| {
         let p = SearchParams {
             vector_name: name.map(String::from),
             exact,
@@ -103,11 +114,12 @@ fn named() {
         };
         keys(c.search(&p).unwrap().0)
     };
-    let unnamed = |q: &Vec<f32>| search(None, false, q);
-    let named = |q: &Vec<f32>| search(Some("ada"), false, q);
-    let variants: [Variant<'_>; 2] = [(&qs, &unnamed), (&qs, &named)];
+    let unnamed = |q: &Vec<f32>| search(&c, None, false, q);
+    let named = |q: &Vec<f32>| search(&c, Some("ada"), false, q);
+    let named16 = |q: &Vec<f32>| search(&c16, Some("ada16"), false, q);
+    let variants: [Variant<'_>; 3] = [(&qs, &unnamed), (&qs, &named), (&qs, &named16)];
     let res = timed_interleaved(&variants, 5);
-    let truth: Vec<Vec<usize>> = qs.iter().map(|q| search(None, true, q)).collect();
+    let truth: Vec<Vec<usize>> = qs.iter().map(|q| search(&c, None, true, q)).collect();
     let recall = |got: &[Vec<usize>]| {
         got.iter()
             .zip(&truth)
@@ -116,11 +128,12 @@ fn named() {
             / truth.iter().map(Vec::len).sum::<usize>() as f64
     };
     let (_, _, _, (vectors, graphs, other)) = c.gauges();
-    // The same points without the named copy, for the memory it adds.
+    let (_, _, _, (vectors16, graphs16, other16)) = c16.gauges();
+    drop((c, c16));
+    // The same points without a named copy, for the memory each adds.
     set.named = Vec::new();
     set.vectors = Default::default();
-    let dir2 = tempfile::tempdir().unwrap();
-    let (c2, build2) = indexed(&set, dir2.path());
+    let (c2, build2) = indexed(&set, dir3.path());
     let (_, _, _, (vectors2, graphs2, _)) = c2.gauges();
     drop(c2);
     println!(
@@ -136,22 +149,40 @@ fn named() {
         res[0].0,
         recall(&res[0].1)
     );
-    println!(
-        "| the named vector `ada` (same vectors) | {:.0} ({:.2}× unnamed) | {:.4} |",
-        res[1].0,
-        res[1].0 / res[0].0,
-        recall(&res[1].1)
-    );
+    for (r, what) in [
+        (&res[1], "the named vector `ada` (float32, same vectors)"),
+        (&res[2], "the named vector `ada16` (float16, int8 codes)"),
+    ] {
+        println!(
+            "| {what} | {:.0} ({:.2}× unnamed) | {:.4} |",
+            r.0,
+            r.0 / res[0].0,
+            recall(&r.1)
+        );
+    }
     println!();
     let mib = |b: u64| b as f64 / 1048576.0;
-    println!("| collection | build s | vectors MiB | graphs MiB | other MiB |");
+    println!("| collection | build s | vectors MiB | graphs + codes MiB | other MiB |");
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| unnamed + named `ada` | {build:.1} | {:.1} | {:.1} | {:.1} |",
-        mib(vectors),
-        mib(graphs),
-        mib(other)
-    );
+    for (what, b, v, g, o) in [
+        ("unnamed + named `ada`", build, vectors, graphs, other),
+        (
+            "unnamed + named `ada16`",
+            build16,
+            vectors16,
+            graphs16,
+            other16,
+        ),
+    ] {
+        println!(
+            "| {what} | {b:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) | {:.1} |",
+            mib(v),
+            mib(v.saturating_sub(vectors2)),
+            mib(g),
+            mib(g.saturating_sub(graphs2)),
+            mib(o)
+        );
+    }
     println!(
         "| unnamed alone | {build2:.1} | {:.1} | {:.1} | |",
         mib(vectors2),

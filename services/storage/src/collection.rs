@@ -20,16 +20,17 @@ use crate::fsutil::{now_ms, sync_dir, write_atomic};
 use crate::index::{BuildControl, Graph};
 use crate::merge::{MergePolicy, SegmentShape};
 use crate::model::*;
-use crate::named::NamedGraph;
+use crate::named::{NamedColumn, NamedGraph};
 use crate::quantize::Codes;
 use crate::segment::{
-    Appendable, Index, Keys, Loc, Payloads, Sealed, SearchTuning, SegmentData, State, Vectors,
+    Appendable, Index, Keys, Loc, Payloads, Sealed, SearchTuning, SegmentData, State,
 };
 use crate::snapshot::{self, Capture, CapturedSegment, SnapshotManifest};
 use crate::store::CollectionStore;
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
 use crate::validate;
 use crate::vecfile;
+use crate::vectors::Vectors;
 use crate::wal::{Wal, WalOp, WalOptions, WalStatus};
 use akidb_instrumentation::metrics;
 use parking_lot::{Mutex, RwLock};
@@ -177,6 +178,19 @@ fn quantize(spec: &CollectionSpec, data: &SegmentData, deleted: &[bool]) -> Opti
     )
 }
 
+/// The codes of named column `col` for its vector's quantization (`v`), learned from the rows
+/// of live slots (`None` without quantization). A graph over the column indexes its rows.
+fn quantize_named(v: &VectorSpec, col: &NamedColumn, deleted: &[bool]) -> Option<Codes> {
+    Codes::build(
+        v.quantization,
+        v.metric,
+        col.dim(),
+        col.values(),
+        col.slots().len(),
+        &|r| col.slot(r).is_some_and(|o| !deleted[o]),
+    )
+}
+
 /// Write `spec` as the spec of the collection in `dir` (atomically).
 pub fn save_spec(dir: &Path, spec: &CollectionSpec) -> Result<()> {
     let json = serde_json::to_vec_pretty(spec).expect("spec serializes");
@@ -277,6 +291,16 @@ impl Collection {
                         Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new));
                     sealed.codes = s.codes.map(Arc::new);
                     sealed.named_graphs = s.named_graphs;
+                    for (name, g) in sealed.named_graphs.iter_mut() {
+                        if let (None, Some(v), Some(col)) = (
+                            &g.codes,
+                            spec.vectors.get(name),
+                            sealed.data.named.column(name),
+                        ) {
+                            // Quantized without codes in the snapshot: encode them now.
+                            g.codes = quantize_named(v, col, &sealed.deleted).map(Arc::new);
+                        }
+                    }
                     if sealed.graph.is_some() && sealed.codes.is_none() {
                         // Quantization without codes in the snapshot: encode them now.
                         sealed.codes = quantize(&spec, &sealed.data, &sealed.deleted).map(Arc::new);
@@ -453,11 +477,14 @@ impl Collection {
             };
             // The graph indexes the column's rows (of live slots); a search maps them back.
             let live = |r: usize| col.slot(r).is_some_and(|o| !deleted[o]);
+            let dim = col.dim();
+            // Float16 rows are widened for the build, as the unnamed vector's are.
+            let all = col.to_f32();
             let items: Vec<(&[f32], usize)> = (0..col.slots().len())
                 .filter(|&r| live(r))
-                .map(|r| (col.row(r), r))
+                .map(|r| (&all[r * dim..(r + 1) * dim], r))
                 .collect();
-            if items.is_empty() || col.dim() != v.dimension as usize {
+            if items.is_empty() || dim != v.dimension as usize {
                 continue;
             }
             let start = Instant::now();
@@ -465,17 +492,22 @@ impl Collection {
                 v.metric,
                 v.m as usize,
                 v.ef_construction as usize,
-                col.dim(),
+                dim,
                 &items,
                 control,
             )?;
-            let ef = g.calibrate(col.values(), None, &live);
-            tracing::info!(collection = %self.spec.name, vector = %name, points = items.len(), seconds = start.elapsed().as_secs_f64(), ef, "HNSW graph of a named vector built");
+            let points = items.len();
+            drop(items);
+            drop(all);
+            let codes = quantize_named(v, col, deleted);
+            let ef = g.calibrate(col.values(), codes.as_ref(), &live);
+            tracing::info!(collection = %self.spec.name, vector = %name, points, seconds = start.elapsed().as_secs_f64(), ef, quantization = v.quantization.as_str(), "HNSW graph of a named vector built");
             graphs.insert(
                 name.clone(),
                 NamedGraph {
                     graph: Arc::new(g),
                     default_ef: ef,
+                    codes: codes.map(Arc::new),
                 },
             );
         }
@@ -1130,6 +1162,8 @@ mod tests {
             metric,
             m: 8,
             ef_construction: 64,
+            datatype: Datatype::Float32,
+            quantization: Quantization::None,
         };
         CollectionSpec {
             sparse_vectors: ["text".to_string(), "other".to_string()].into(),
@@ -1297,14 +1331,25 @@ mod tests {
                     };
                     let (want, _) = o.search(&p).unwrap();
                     let (h1, _) = c.search(&p).unwrap();
-                    assert_eq!(h1, want, "named `{name}` exact");
+                    // The same points (with their vectors), scores within float16 kernels'
+                    // rounding of the last bit.
+                    let same = |got: &[Hit], how: &str| {
+                        let keys = |h: &[Hit]| h.iter().map(|h| h.key.clone()).collect::<Vec<_>>();
+                        assert_eq!(keys(got), keys(&want), "named `{name}` {how}");
+                        for (a, b) in got.iter().zip(&want) {
+                            assert!((a.score - b.score).abs() <= 1e-5 * b.score.abs().max(1.0));
+                            assert_eq!((&a.named, &a.payload), (&b.named, &b.payload));
+                        }
+                    };
+                    same(&h1, "exact");
                     let wide = SearchParams {
                         exact: false,
                         ef: Some(400),
+                        oversampling: Some(16.0),
                         ..p
                     };
                     let (h2, info) = c.search(&wide).unwrap();
-                    assert_eq!(h2, want, "named `{name}` through the graphs ({info:?})");
+                    same(&h2, &format!("through the graphs ({info:?})"));
                 }
             }
         }
@@ -1321,11 +1366,23 @@ mod tests {
             .flat_map(|(m, d, q)| [(m, d, q, false), (m, d, q, true)]);
         for (metric, datatype, quantization, on_disk) in cases {
             eprintln!("{metric:?} {datatype:?} {quantization:?} on disk {on_disk}");
-            let spec = |metric| CollectionSpec {
-                datatype,
-                quantization,
-                on_disk,
-                ..spec(metric)
+            // The named vectors are kept and quantized as the unnamed one (`img`, of L2, with
+            // int8 codes when the collection's are binary).
+            let spec = |metric| {
+                let mut s = CollectionSpec {
+                    datatype,
+                    quantization,
+                    on_disk,
+                    ..spec(metric)
+                };
+                for (name, v) in s.vectors.iter_mut() {
+                    v.datatype = datatype;
+                    v.quantization = match (name.as_str(), quantization) {
+                        ("img", Binary) => Int8,
+                        (_, q) => q,
+                    };
+                }
+                s
             };
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("t");
@@ -1484,11 +1541,19 @@ mod tests {
                     .sealed
                     .values()
                     .all(|s| s.data.vectors.mapped().is_some() == on_disk);
-                // Named vectors have their own graphs (built, merged and reloaded alike).
+                // Named vectors have their own graphs (built, merged and reloaded alike), with
+                // codes of their own quantization, and rows in their datatype.
                 let named = with_graph.iter().any(|s| {
                     s.named_graphs.contains_key("img") && s.named_graphs.contains_key("txt")
                 });
-                coded && mapped && named
+                let named_coded = with_graph.iter().all(|s| {
+                    s.named_graphs.iter().all(|(n, g)| {
+                        g.codes.as_ref().map(|c| c.kind())
+                            == Some(st.spec.vectors[n].quantization).filter(|q| !q.is_none())
+                            && s.data.named.column(n).unwrap().datatype() == datatype
+                    })
+                });
+                coded && mapped && named && named_coded
             };
             assert_same(&*c, &oracle, &mut rng);
             assert!(c.stats().segment_count > 2);
@@ -1497,8 +1562,17 @@ mod tests {
             let c = Collection::open(&path, opts(40), |_, _| {}).unwrap();
             assert!(coded(&c));
             assert_same(&*c, &oracle, &mut rng);
-            // And once more after a snapshot, with the WAL behind it truncated.
-            c.snapshot().unwrap();
+            // And once more after a snapshot, with the WAL behind it truncated; the codes of
+            // quantized named vectors are in it (loaded, not encoded again).
+            let m = c.snapshot().unwrap();
+            let named_codes = m
+                .segments
+                .iter()
+                .flat_map(|e| e.named_graphs.values())
+                .map(|g| g.codes_file.is_some())
+                .collect::<Vec<_>>();
+            assert!(!named_codes.is_empty());
+            assert!(named_codes.iter().all(|&c| c != quantization.is_none()));
             let b = random_batch(&mut rng, 10, 300);
             c.upsert(b.clone()).unwrap();
             oracle.upsert(b).unwrap();
@@ -1551,6 +1625,12 @@ mod tests {
         fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
         let err = snapshot::load(&snap, None).err().unwrap().to_string();
         assert!(err.contains("does not declare"), "{err}");
+        // Nor one whose named vector the collection keeps in another datatype.
+        v["collection"]["vectors"]["img"]["dimension"] = json!(5);
+        v["collection"]["vectors"]["img"]["datatype"] = json!("Float16");
+        fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
+        let err = snapshot::load(&snap, None).err().unwrap().to_string();
+        assert!(err.contains("5 float32 components"), "{err}");
     }
 
     #[test]

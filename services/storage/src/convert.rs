@@ -143,6 +143,8 @@ pub fn spec_from_pb(r: &pb::CreateCollectionRequest) -> Result<CollectionSpec> {
                         metric: metric_from_pb(v.metric)?,
                         m: hnsw.m.unwrap_or(m),
                         ef_construction: hnsw.ef_construction.unwrap_or(ef_construction),
+                        datatype: datatype_from_pb(v.datatype)?,
+                        quantization: quantization_from_pb(v.quantization)?,
                     },
                 ))
             })
@@ -222,6 +224,8 @@ pub fn info_to_pb(s: &CollectionStats) -> pb::CollectionInfo {
                         m: Some(v.m),
                         ef_construction: Some(v.ef_construction),
                     }),
+                    datatype: datatype_to_pb(v.datatype) as i32,
+                    quantization: quantization_to_pb(v.quantization) as i32,
                 };
                 (name.clone(), params)
             })

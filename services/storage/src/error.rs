@@ -50,7 +50,7 @@ pub enum StorageError {
         value: f32,
     },
     #[error(
-        "point {point}: component {index} is {value}, outside the float16 range of collection `{collection}` (±{max}); scale the vectors or create the collection with datatype FLOAT32",
+        "point {point}: component {index} is {value}, outside the float16 range of collection `{collection}` (±{max}); scale the vectors or declare them with datatype FLOAT32",
         max = crate::distance::F16_MAX
     )]
     OutsideFloat16 {

@@ -186,6 +186,9 @@ mod tests {
                     metric: Metric::L2,
                     m: 4,
                     ef_construction: 16,
+                    // Float16 collections' seeds carry float16 named rows too.
+                    datatype,
+                    quantization: Default::default(),
                 },
             )]
             .into(),

@@ -23,7 +23,8 @@
 //!   [`payload_index`]: which points hold which payload values (implicit and declared
 //!   indexes), what a filter's search starts from; [`sparse`]: sparse vectors (a segment's
 //!   columns, a sealed segment's inverted index, the exact pruned search by dot product).
-//!   [`named`]: named dense vectors (a segment's columns of them, each name's graphs).
+//!   [`named`]: named dense vectors (a segment's columns of them, each name's graphs);
+//!   [`vectors`]: dense vectors in a datatype (on the heap or in a mapped file).
 //! - [`index`]: HNSW graphs (built with `hnsw_rs`, searched, encoded for snapshots).
 //! - [`quantize`]: int8 and binary codes of a segment's vectors, which its graph search walks
 //!   before the best candidates are rescored with the vectors.
@@ -71,6 +72,7 @@ pub mod store;
 pub mod tier;
 pub mod validate;
 pub mod vecfile;
+pub mod vectors;
 pub mod wal;
 
 pub use config::StorageConfig;

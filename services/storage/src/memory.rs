@@ -38,10 +38,17 @@ impl MemoryCollection {
         let mut guard = self.inner.write();
         let g = &mut *guard;
         for mut p in points {
-            // Stored as the collection's datatype stores it.
+            // Stored as the datatype of each vector stores it.
+            let round = |v: &mut [f32]| {
+                v.iter_mut()
+                    .for_each(|x| *x = crate::distance::f16_to_f32(crate::distance::f32_to_f16(*x)))
+            };
             if self.spec.datatype == Datatype::Float16 {
-                for x in &mut p.vector {
-                    *x = crate::distance::f16_to_f32(crate::distance::f32_to_f16(*x));
+                round(&mut p.vector);
+            }
+            for (name, v) in &mut p.named {
+                if self.spec.vectors.get(name).map(|s| s.datatype) == Some(Datatype::Float16) {
+                    round(v);
                 }
             }
             let slot = match g.by_key.get(&p.key) {

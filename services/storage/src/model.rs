@@ -168,14 +168,19 @@ pub type SparseVectors = std::collections::BTreeMap<String, SparseVector>;
 /// A point's named dense vectors by name.
 pub type NamedVectors = std::collections::BTreeMap<String, Vec<f32>>;
 
-/// A named dense vector's kind: its dimension, metric and graph parameters
-/// ([`CollectionSpec::vectors`]). Kept as float32, not quantized.
+/// A named dense vector's kind: its dimension, metric, graph parameters, how its vectors are
+/// kept and what its graphs walk ([`CollectionSpec::vectors`]), as the collection's own
+/// fields are for the unnamed vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VectorSpec {
     pub dimension: u32,
     pub metric: Metric,
     pub m: u32,
     pub ef_construction: u32,
+    #[serde(default)]
+    pub datatype: Datatype,
+    #[serde(default)]
+    pub quantization: Quantization,
 }
 
 /// Distance function of a collection.

@@ -9,7 +9,7 @@
 //! - The payload index holds exactly the live points' indexable top-level values.
 
 use crate::distance::Ranked;
-use crate::distance::{Row, f32_to_f16, rank_key, score_row};
+use crate::distance::{Row, rank_key, score_row};
 use crate::filter::Filter;
 use crate::index::{Graph, candidates};
 use crate::model::*;
@@ -18,7 +18,8 @@ use crate::payload_index::PayloadIndex;
 use crate::quantize::Codes;
 use crate::sparse::{SparseColumns, SparseIndex};
 use crate::store::{Hit, Include, ScrollParams, SearchInfo, SearchParams};
-use crate::vecfile::{self, VecFile};
+use crate::vecfile;
+use crate::vectors::Vectors;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
@@ -28,119 +29,6 @@ use std::sync::Arc;
 pub struct Loc {
     pub seg: u64,
     pub off: u32,
-}
-
-/// A segment's vectors, contiguous in slot order, in the collection's datatype: on the heap,
-/// or (sealed segments of on-disk collections) in a mapped vector file.
-#[derive(Debug, Clone)]
-pub enum Vectors {
-    F32(Vec<f32>),
-    /// IEEE half-precision bit patterns.
-    F16(Vec<u16>),
-    /// Read-only: a sealed segment's vectors in a mapped file ([`crate::vecfile`]).
-    Mapped(Arc<VecFile>),
-}
-
-impl Default for Vectors {
-    fn default() -> Self {
-        Vectors::F32(Vec::new())
-    }
-}
-
-impl Vectors {
-    /// Empty, with room for `values` components.
-    pub fn with_capacity(datatype: Datatype, values: usize) -> Self {
-        match datatype {
-            Datatype::Float32 => Vectors::F32(Vec::with_capacity(values)),
-            Datatype::Float16 => Vectors::F16(Vec::with_capacity(values)),
-        }
-    }
-    pub fn datatype(&self) -> Datatype {
-        match self {
-            Vectors::F32(_) => Datatype::Float32,
-            Vectors::F16(_) => Datatype::Float16,
-            Vectors::Mapped(f) => f.datatype(),
-        }
-    }
-    /// Components held (points × dimension).
-    pub fn values(&self) -> usize {
-        match self {
-            Vectors::F32(v) => v.len(),
-            Vectors::F16(v) => v.len(),
-            Vectors::Mapped(f) => f.points() * f.dim(),
-        }
-    }
-    /// Heap bytes (a mapped file's are the page cache's, not counted).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Vectors::F32(v) => v.capacity() * 4,
-            Vectors::F16(v) => v.capacity() * 2,
-            Vectors::Mapped(_) => 0,
-        }
-    }
-    /// The mapped file holding them, if they are not on the heap.
-    pub fn mapped(&self) -> Option<&Arc<VecFile>> {
-        match self {
-            Vectors::Mapped(f) => Some(f),
-            _ => None,
-        }
-    }
-    /// Every vector, as one row of `values()` components (what a graph search reads).
-    #[inline]
-    pub fn all(&self) -> Row<'_> {
-        match self {
-            Vectors::F32(v) => Row::F32(v),
-            Vectors::F16(v) => Row::F16(v),
-            Vectors::Mapped(f) => f.all(),
-        }
-    }
-    #[inline]
-    pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
-        self.all().row(dim, off)
-    }
-    /// `rows` on the heap, in `datatype`.
-    pub fn collect<'a>(datatype: Datatype, rows: impl Iterator<Item = Row<'a>>) -> Self {
-        let mut v = Vectors::with_capacity(datatype, 0);
-        rows.for_each(|r| v.push_row(r));
-        v
-    }
-    /// Append a float32 vector, rounded to this datatype.
-    pub fn push(&mut self, x: &[f32]) {
-        match self {
-            Vectors::F32(v) => v.extend_from_slice(x),
-            Vectors::F16(v) => v.extend(x.iter().map(|&c| f32_to_f16(c))),
-            Vectors::Mapped(_) => unreachable!("mapped vectors are sealed"),
-        }
-    }
-    /// Overwrite vector `off` with a float32 vector, rounded to this datatype.
-    pub fn set(&mut self, dim: usize, off: usize, x: &[f32]) {
-        let r = off * dim..(off + 1) * dim;
-        match self {
-            Vectors::F32(v) => v[r].copy_from_slice(x),
-            Vectors::F16(v) => v[r]
-                .iter_mut()
-                .zip(x)
-                .for_each(|(d, &c)| *d = f32_to_f16(c)),
-            Vectors::Mapped(_) => unreachable!("mapped vectors are sealed"),
-        }
-    }
-    /// Append a stored vector (copied as is when the datatypes agree).
-    pub fn push_row(&mut self, row: Row<'_>) {
-        match (self, row) {
-            (Vectors::F32(v), Row::F32(r)) => v.extend_from_slice(r),
-            (Vectors::F16(v), Row::F16(r)) => v.extend_from_slice(r),
-            (me, row) => me.push(&row.to_vec()),
-        }
-    }
-    /// All components as float32 (borrowed when they are float32 already).
-    pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
-        match self.all() {
-            Row::F32(v) => std::borrow::Cow::Borrowed(v),
-            Row::F16(v) => {
-                std::borrow::Cow::Owned(v.iter().map(|&h| crate::distance::f16_to_f32(h)).collect())
-            }
-        }
-    }
 }
 
 /// A segment's point ids in slot order: 8 bytes each while every id is an integer, the
@@ -475,7 +363,7 @@ impl<'a> Column<'a> {
     pub fn row<'d>(&self, d: &'d SegmentData, off: usize) -> Option<Row<'d>> {
         match self.name {
             None => Some(d.vector(self.dim, off)),
-            Some(n) => d.named.column(n)?.get(off).map(Row::F32),
+            Some(n) => d.named.column(n)?.get(off),
         }
     }
 
@@ -486,6 +374,7 @@ impl<'a> Column<'a> {
             None => s.graph.as_deref().map(|graph| Indexed {
                 graph,
                 rows: s.data.vectors.all(),
+                codes: s.codes.as_deref(),
                 calibrated: s.default_ef,
                 slots: None,
             }),
@@ -494,7 +383,8 @@ impl<'a> Column<'a> {
                 let col = s.data.named.column(n)?;
                 Some(Indexed {
                     graph: &g.graph,
-                    rows: Row::F32(col.values()),
+                    rows: col.values(),
+                    codes: g.codes.as_deref(),
                     calibrated: Some(g.default_ef),
                     slots: Some(col.slots()),
                 })
@@ -507,6 +397,8 @@ impl<'a> Column<'a> {
 pub struct Indexed<'s> {
     pub graph: &'s Graph,
     pub rows: Row<'s>,
+    /// A quantized vector's codes of those rows, which the walk reads instead.
+    pub codes: Option<&'s Codes>,
     pub calibrated: Option<usize>,
     /// Row → slot, when the graph indexes rows of a named column (its offsets are slots
     /// otherwise).
@@ -1027,7 +919,8 @@ impl State {
         if named.len() < given {
             tracing::warn!(collection = %self.spec.name, dropped = given - named.len(), "named vectors the collection does not declare, or of another dimension, dropped");
         }
-        if let Err(e) = self.app.data.named.set(off, named) {
+        let datatype = |n: &str| vectors.get(n).map_or(Datatype::Float32, |s| s.datatype);
+        if let Err(e) = self.app.data.named.set(off, named, &datatype) {
             tracing::warn!(collection = %self.spec.name, error = %e, "named vectors dropped");
         }
     }
@@ -1535,6 +1428,7 @@ impl State {
         let Indexed {
             graph,
             rows,
+            codes,
             calibrated,
             slots,
         } = match col.graph(s) {
@@ -1555,11 +1449,8 @@ impl State {
         );
         info.ef = info.ef.max(ef as u64);
         // Quantized: walk the codes for `k × oversampling` candidates; every candidate
-        // is rescored with the vectors below. (Named vectors are not quantized.)
-        let prepared = match col.name {
-            None => s.codes.as_ref().map(|c| c.prepare(q)),
-            Some(_) => None,
-        };
+        // is rescored with the vectors below.
+        let prepared = codes.map(|c| c.prepare(q));
         let kc = match &prepared {
             Some(p) => candidates(
                 k,
@@ -1573,15 +1464,17 @@ impl State {
             info.rescored = info.rescored.max(kc as u64);
         }
         let walk = |n: usize, ef: usize, accept: Option<&dyn Fn(usize) -> bool>| {
-            let found = match (&prepared, slots) {
-                (Some(p), _) => graph.search_codes(p, n, ef, accept),
-                (None, None) => graph.search(rows, q, n, ef, accept),
-                // A named vector's graph walks its column's rows: `accept` takes slots.
-                (None, Some(m)) => {
-                    let by_row = accept.map(|a| move |r: usize| a(m[r] as usize));
-                    let by_row = by_row.as_ref().map(|f| f as &dyn Fn(usize) -> bool);
-                    graph.search(rows, q, n, ef, by_row)
-                }
+            // A named vector's graph walks its column's rows: `accept` takes slots.
+            let by_row = slots
+                .zip(accept)
+                .map(|(m, a)| move |r: usize| a(m[r] as usize));
+            let accept = match &by_row {
+                Some(f) => Some(f as &dyn Fn(usize) -> bool),
+                None => accept,
+            };
+            let found = match &prepared {
+                Some(p) => graph.search_codes(p, n, ef, accept),
+                None => graph.search(rows, q, n, ef, accept),
             };
             found.into_iter().map(move |r| match slots {
                 None => r.0,
@@ -1712,7 +1605,10 @@ impl State {
                     + s.codes.as_ref().map_or(0, |c| c.memory_bytes())
                     + s.named_graphs
                         .values()
-                        .map(|g| g.graph.memory_bytes())
+                        .map(|g| {
+                            g.graph.memory_bytes()
+                                + g.codes.as_ref().map_or(0, |c| c.memory_bytes())
+                        })
                         .sum::<u64>()
             })
             .sum();

@@ -17,15 +17,17 @@
 //! is fsynced, and the directory is renamed into place: a snapshot directory without the
 //! `.tmp-` prefix is always complete. Ids sort by sequence number.
 
+use crate::distance::Row;
 use crate::error::{Result, StorageError};
 use crate::fsutil::{Summing, file_crc, now_ms, sync_dir};
 use crate::index::Graph;
 use crate::model::{CollectionSpec, Datatype, Payload};
 use crate::named::{NamedColumns, NamedGraph};
 use crate::quantize::Codes;
-use crate::segment::{Keys, Payloads, SegmentData, Vectors};
+use crate::segment::{Keys, Payloads, SegmentData};
 use crate::sparse::SparseColumns;
-use crate::wal::{Decode, put_key, put_named, put_sparse};
+use crate::vectors::Vectors;
+use crate::wal::{Decode, put_key, put_named_rows, put_sparse};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -88,11 +90,14 @@ pub struct SegmentEntry {
     pub named_graphs: BTreeMap<String, NamedGraphFile>,
 }
 
-/// A named vector's graph in a snapshot: its file ([`Graph::encode`]) and calibrated `ef`.
+/// A named vector's graph in a snapshot: its file ([`Graph::encode`]), calibrated `ef`, and
+/// (a quantized vector's) the codes file of the column's rows ([`Codes::encode`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NamedGraphFile {
     pub file: String,
     pub default_ef: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes_file: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -130,7 +135,11 @@ impl SegmentEntry {
                     .into_iter()
                     .filter_map(|f| f.as_deref()),
             )
-            .chain(self.named_graphs.values().map(|g| g.file.as_str()))
+            .chain(
+                self.named_graphs
+                    .values()
+                    .flat_map(|g| std::iter::once(g.file.as_str()).chain(g.codes_file.as_deref())),
+            )
     }
 }
 
@@ -395,7 +404,7 @@ pub(crate) fn encode_segment<W: Write>(
     if named {
         buf.clear();
         for off in 0..data.len() {
-            put_named(&mut buf, &data.named.row(off));
+            put_named_rows(&mut buf, &data.named.stored(off));
             if buf.len() >= 60 * 1024 {
                 w.write_all(&buf)?;
                 buf.clear();
@@ -550,7 +559,12 @@ fn decode_segment<R: Read>(src: &mut Src<R>) -> std::result::Result<DecodedSegme
     if src.read < src.size {
         src.room(n as u64, 1)?;
         for off in 0..n {
-            named.set(off, src.named()?)?;
+            let typed = src.named_typed()?;
+            let row = typed
+                .iter()
+                .map(|(n, v, d)| (n.clone(), Row::F32(v), *d))
+                .collect();
+            named.set_rows(off, row)?;
             if named.names().count() > akidb_proto::limits::MAX_NAMED_VECTORS {
                 return Err("more named vectors than a collection declares".into());
             }
@@ -754,19 +768,31 @@ pub fn write(collection_dir: &Path, cap: &Capture) -> Result<(PathBuf, SnapshotM
             Some(g) => Some(small_file(format!("{base}.graph"), g.encode())?),
             None => None,
         };
+        let encode = |c: &Codes| -> Result<Vec<u8>> {
+            let mut bytes = Vec::with_capacity(c.memory_bytes() as usize + 64);
+            c.encode(&mut bytes)?;
+            Ok(bytes)
+        };
         let codes_file = match &s.codes {
-            Some(c) => {
-                let mut bytes = Vec::with_capacity(c.memory_bytes() as usize + 64);
-                c.encode(&mut bytes)?;
-                Some(small_file(format!("{base}.codes"), bytes)?)
-            }
+            Some(c) => Some(small_file(format!("{base}.codes"), encode(c)?)?),
             None => None,
         };
         let mut named_graphs = BTreeMap::new();
         for (name, g) in &s.named_graphs {
+            let codes_file = match &g.codes {
+                Some(c) => Some(small_file(format!("{base}.{name}.codes"), encode(c)?)?),
+                None => None,
+            };
             let file = small_file(format!("{base}.{name}.graph"), g.graph.encode())?;
             let default_ef = g.default_ef as u32;
-            named_graphs.insert(name.clone(), NamedGraphFile { file, default_ef });
+            named_graphs.insert(
+                name.clone(),
+                NamedGraphFile {
+                    file,
+                    default_ef,
+                    codes_file,
+                },
+            );
         }
         segments.push(SegmentEntry {
             id: s.data.id,
@@ -820,7 +846,10 @@ fn reusable<'m>(
         && e.graph_file.is_some() == s.graph.is_some()
         && e.codes_file.is_some() == s.codes.is_some()
         && e.vectors_file.is_some() == s.data.vectors.mapped().is_some()
-        && e.named_graphs.keys().eq(s.named_graphs.keys())
+        && e.named_graphs
+            .iter()
+            .map(|(n, f)| (n, f.codes_file.is_some()))
+            .eq(s.named_graphs.iter().map(|(n, g)| (n, g.codes.is_some())))
         && e.files().all(listed);
     same.then_some(e)
 }
@@ -953,16 +982,25 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
             }
             None => None,
         };
-        // Named columns of the collection's names and dimensions only: a write of a valid
-        // vector must never meet a column it cannot join.
+        // Named columns of the collection's names, dimensions and datatypes only: a write of
+        // a valid vector must never meet a column it cannot join.
         for name in data.named.names() {
-            let dim = data.named.column(name).map_or(0, |c| c.dim());
-            if spec.vectors.get(name).map(|v| v.dimension as usize) != Some(dim) {
+            let (dim, datatype) = data
+                .named
+                .column(name)
+                .map_or((0, Datatype::Float32), |c| (c.dim(), c.datatype()));
+            if spec
+                .vectors
+                .get(name)
+                .map(|v| (v.dimension as usize, v.datatype))
+                != Some((dim, datatype))
+            {
                 return Err(damaged(
                     "snapshot segment",
                     &p,
                     format!(
-                        "it holds named vector `{name}` of {dim} components, which the collection does not declare"
+                        "it holds named vector `{name}` of {dim} {} components, which the collection does not declare",
+                        datatype.as_str()
                     ),
                 ));
             }
@@ -990,9 +1028,38 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
                     ),
                 ));
             }
+            let codes = match &f.codes_file {
+                Some(file) => {
+                    let path = dir.join(file);
+                    let c = Codes::decode(&read(file)?, v.metric, v.dimension as usize)
+                        .map_err(|err| damaged("snapshot codes", &path, err))?;
+                    if c.len() != col.slots().len() || c.kind() != v.quantization {
+                        return Err(damaged(
+                            "snapshot codes of a named vector",
+                            &path,
+                            format!(
+                                "{} {} codes for {} rows of {} `{name}`",
+                                c.len(),
+                                c.kind().as_str(),
+                                col.slots().len(),
+                                v.quantization.as_str()
+                            ),
+                        ));
+                    }
+                    Some(Arc::new(c))
+                }
+                None => None,
+            };
             let graph = Arc::new(g);
             let default_ef = f.default_ef as usize;
-            named_graphs.insert(name.clone(), NamedGraph { graph, default_ef });
+            named_graphs.insert(
+                name.clone(),
+                NamedGraph {
+                    graph,
+                    default_ef,
+                    codes,
+                },
+            );
         }
         segments.push(LoadedSegment {
             data,
@@ -1010,6 +1077,7 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::put_named;
 
     /// A segment file with more sparse vector names than a collection may declare does not
     /// decode (each name would pad a column over every slot); one with 8 does.
@@ -1044,8 +1112,8 @@ mod tests {
     }
 
     /// Named vectors round-trip through a segment file (with no sparse vector, the sparse
-    /// section is written empty before them); a file with more names than a collection may
-    /// declare, or rows of one name of two lengths, does not decode.
+    /// section is written empty before them), float16 ones as float16; a file with more names
+    /// than a collection may declare, or rows of one name of two lengths, does not decode.
     #[test]
     fn segment_files_with_named_vectors_round_trip_and_bad_ones_are_refused() {
         let file = |names: usize, second_len: usize| {
@@ -1055,10 +1123,15 @@ mod tests {
                 data.vectors.push(&[1.0]);
                 data.payloads.push(Payload::new());
             }
+            // `n1` kept as float16 (its values exact in it).
+            let datatype = |n: &str| match n {
+                "n1" => Datatype::Float16,
+                _ => Datatype::Float32,
+            };
             for off in 0..names {
                 let v = vec![off as f32 + 0.5; 3];
                 data.named
-                    .set(off, [(format!("n{off}"), v)].into())
+                    .set(off, [(format!("n{off}"), v)].into(), &datatype)
                     .unwrap();
             }
             let mut out = Vec::new();
@@ -1087,6 +1160,26 @@ mod tests {
         let (two, _) = decode_segment_bytes(&file(2, 3)).unwrap();
         assert_eq!(two.named.row(1), [("n1".to_string(), vec![1.5; 3])].into());
         assert!(two.sparse.is_empty());
+        let datatype = |n: &str| two.named.column(n).unwrap().datatype();
+        assert_eq!(
+            (datatype("n0"), datatype("n1")),
+            (Datatype::Float32, Datatype::Float16)
+        );
+        // Its 3 components in 6 bytes, not 12: the file of the float16 one is 6 bytes shorter.
+        let mut all32 = SegmentData::new(1, Datatype::Float32);
+        for off in 0..2 {
+            all32.keys.push(crate::model::PointKey::Num(off as u64));
+            all32.vectors.push(&[1.0]);
+            all32.payloads.push(Payload::new());
+            let v = vec![off as f32 + 0.5; 3];
+            all32
+                .named
+                .set(off, [(format!("n{off}"), v)].into(), &|_| Datatype::Float32)
+                .unwrap();
+        }
+        let mut out32 = Vec::new();
+        encode_segment(&mut out32, &all32, &[false; 2], 1).unwrap();
+        assert_eq!(out32.len(), file(2, 3).len() + 6);
         let (eight, _) = decode_segment_bytes(&file(8, 3)).unwrap();
         assert_eq!(eight.named.names().count(), 8);
         let err = decode_segment_bytes(&file(9, 3)).unwrap_err();

@@ -75,6 +75,9 @@ pub fn spec(spec: &CollectionSpec) -> Result<()> {
             &limits::EF_CONSTRUCTION,
             v.ef_construction.into(),
         )?;
+        if v.quantization == Quantization::Binary && v.metric == Metric::L2 {
+            return Err(FieldProblem::BinaryNeedsAngle.into());
+        }
     }
     check_range("dimension", &limits::DIMENSION, spec.dimension.into())?;
     check_range("HNSW m", &limits::M, spec.m.into())?;
@@ -193,20 +196,32 @@ pub fn points(spec: &CollectionSpec, points: &[PointRecord]) -> Result<()> {
         for (name, v) in &p.named {
             named(spec, name, v, &format_args!("point {}", p.key))?;
         }
-        fits(spec, &p.key, &p.vector)?;
+        fits(spec, &p.key, None, &p.vector)?;
+        for (name, v) in &p.named {
+            fits(spec, &p.key, Some(name), v)?;
+        }
     }
     Ok(())
 }
 
-/// The unnamed vector of point `key` within what the collection's datatype holds.
-fn fits(spec: &CollectionSpec, key: &PointKey, v: &[f32]) -> Result<()> {
+/// The unnamed vector of point `key` (or its named vector `name`, declared) within what its
+/// datatype holds.
+fn fits(spec: &CollectionSpec, key: &PointKey, name: Option<&str>, v: &[f32]) -> Result<()> {
+    let (datatype, metric) = match name.map(|n| spec.vectors.get(n)) {
+        None => (spec.datatype, spec.metric),
+        Some(Some(s)) => (s.datatype, s.metric),
+        Some(None) => return Ok(()),
+    };
     // Cosine vectors are stored normalized (components within ±1): always in range.
-    if spec.datatype == Datatype::Float16
-        && spec.metric != Metric::Cosine
+    if datatype == Datatype::Float16
+        && metric != Metric::Cosine
         && let Some(i) = v.iter().position(|&x| !fits_f16(x))
     {
         return Err(StorageError::OutsideFloat16 {
-            point: key.to_string(),
+            point: match name {
+                None => key.to_string(),
+                Some(n) => format!("{key}, named vector `{n}`"),
+            },
             index: i,
             value: v[i],
             collection: spec.name.clone(),
@@ -228,10 +243,11 @@ pub fn vector_updates(spec: &CollectionSpec, updates: &[VectorUpdate]) -> Result
         }
         if let Some(v) = &u.vector {
             vector(spec, v, &what)?;
-            fits(spec, &u.key, v)?;
+            fits(spec, &u.key, None, v)?;
         }
         for (name, v) in &u.named {
             named(spec, name, v, &what)?;
+            fits(spec, &u.key, Some(name), v)?;
         }
         for (name, v) in &u.sparse {
             sparse(spec, name, v, &what)?;
@@ -395,7 +411,7 @@ fn matcher_ok(key: &str, m: &Match) -> Result<()> {
 mod tests {
     use super::*;
     use crate::filter::Range;
-    use crate::model::{Payload, PointKey};
+    use crate::model::{Payload, PointKey, VectorSpec};
     use akidb_proto::limits::NameProblem;
 
     #[test]
@@ -514,6 +530,50 @@ mod tests {
         ));
         spec.metric = Metric::Cosine;
         assert!(points(&spec, &[p(-1e6)]).is_ok());
+        // A named vector by its own datatype and metric, in upserts and UpdateVectors.
+        let named = |datatype, metric| VectorSpec {
+            dimension: 2,
+            metric,
+            m: 16,
+            ef_construction: 100,
+            datatype,
+            quantization: Quantization::None,
+        };
+        spec.vectors
+            .insert("h".into(), named(Datatype::Float16, Metric::Dot));
+        spec.vectors
+            .insert("f".into(), named(Datatype::Float32, Metric::Dot));
+        spec.vectors
+            .insert("c".into(), named(Datatype::Float16, Metric::Cosine));
+        let with = |n: &str, x: f32| PointRecord {
+            named: [(n.to_string(), vec![1.0, x])].into(),
+            ..p(0.0)
+        };
+        assert!(points(&spec, &[with("f", 1e6), with("c", 1e6), with("h", 6e4)]).is_ok());
+        match points(&spec, &[with("h", 1e6)]) {
+            Err(e @ StorageError::OutsideFloat16 { index: 1, .. }) => {
+                assert!(e.to_string().contains("point 1, named vector `h`"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let update = VectorUpdate {
+            key: PointKey::Num(1),
+            vector: None,
+            named: [("h".to_string(), vec![-7e4, 0.0])].into(),
+            sparse: Default::default(),
+        };
+        assert!(matches!(
+            vector_updates(&spec, &[update]),
+            Err(StorageError::OutsideFloat16 { index: 0, .. })
+        ));
+        // Binary codes of a named vector need a metric of angle, as the unnamed one's.
+        spec.vectors.get_mut("f").unwrap().quantization = Quantization::Binary;
+        assert!(super::spec(&spec).is_ok());
+        spec.vectors.get_mut("f").unwrap().metric = Metric::L2;
+        assert!(matches!(
+            super::spec(&spec),
+            Err(StorageError::InvalidField(FieldProblem::BinaryNeedsAngle))
+        ));
     }
 
     /// Storage checks quantization and oversampling itself (it is reachable directly):

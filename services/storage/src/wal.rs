@@ -15,9 +15,12 @@
 //! else stops start-up with the file and offset, unless the operator chose
 //! [`RecoveryMode::SkipCorrupt`].
 
+use crate::distance::{Row, f16_to_f32};
 use crate::error::{Result, StorageError, WalFailure};
 use crate::fsutil::sync_dir;
-use crate::model::{NamedVectors, Payload, PointKey, PointRecord, SparseVector, SparseVectors};
+use crate::model::{
+    Datatype, NamedVectors, Payload, PointKey, PointRecord, SparseVector, SparseVectors,
+};
 use akidb_instrumentation::metrics;
 use parking_lot::{Condvar, Mutex};
 use std::fs::{self, File, OpenOptions};
@@ -127,15 +130,37 @@ const OP_UPSERT_SPARSE: u8 = 4;
 const OP_UPSERT_NAMED: u8 = 5;
 
 /// A point's named dense vectors: their count, then each one's name (length, bytes),
-/// component count and components (little-endian). [`Decode::named`] reads it back.
+/// component count and components (little-endian float32). [`Decode::named`] reads it back.
 pub(crate) fn put_named(out: &mut Vec<u8>, named: &NamedVectors) {
-    out.push(named.len() as u8);
-    for (name, v) in named {
+    let rows: Vec<(&str, Row<'_>)> = named
+        .iter()
+        .map(|(n, v)| (n.as_str(), Row::F32(v)))
+        .collect();
+    put_named_rows(out, &rows);
+}
+
+/// Flag of a named vector's component count: float16 components follow (2 bytes each), as a
+/// float16 vector is kept; segment files write them so.
+const NAMED_F16: u32 = 1 << 31;
+
+/// [`put_named`] of vectors as they are kept: float16 ones as float16 ([`NAMED_F16`]).
+pub(crate) fn put_named_rows(out: &mut Vec<u8>, rows: &[(&str, Row<'_>)]) {
+    out.push(rows.len() as u8);
+    for (name, v) in rows {
         out.push(name.len() as u8);
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        v.iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        match v {
+            Row::F32(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                v.iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+            Row::F16(v) => {
+                out.extend_from_slice(&(v.len() as u32 | NAMED_F16).to_le_bytes());
+                v.iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+        }
     }
 }
 
@@ -394,31 +419,54 @@ pub(crate) trait Decode {
     /// A point's named dense vectors ([`put_named`]): at most as many names as a collection
     /// may declare, each valid, once, with 1 to the largest dimension of finite components.
     fn named(&mut self) -> std::result::Result<NamedVectors, String> {
+        Ok(self
+            .named_typed()?
+            .into_iter()
+            .map(|(n, v, _)| (n, v))
+            .collect())
+    }
+
+    /// [`Decode::named`] with the datatype each vector was written in ([`put_named_rows`]),
+    /// in name order.
+    fn named_typed(&mut self) -> std::result::Result<Vec<(String, Vec<f32>, Datatype)>, String> {
         let count = self.u8()?;
         if count as usize > akidb_proto::limits::MAX_NAMED_VECTORS {
             return Err(format!("{count} named vectors on one point"));
         }
-        let mut out = NamedVectors::new();
+        let mut out: Vec<(String, Vec<f32>, Datatype)> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let name = self.vector_name()?;
-            let len = self.u32()? as usize;
+            let len = self.u32()?;
+            let (len, datatype) = match len & NAMED_F16 {
+                0 => (len as usize, Datatype::Float32),
+                _ => ((len & !NAMED_F16) as usize, Datatype::Float16),
+            };
             if !akidb_proto::limits::DIMENSION.contains(&(len as u64)) {
                 return Err(format!("named vector of {len} components"));
             }
-            let values = self
-                .take(len * 4)?
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<f32>>();
+            let values = match datatype {
+                Datatype::Float32 => self
+                    .take(len * 4)?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<f32>>(),
+                Datatype::Float16 => self
+                    .take(len * 2)?
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect::<Vec<f32>>(),
+            };
             if values.iter().any(|x| !x.is_finite()) {
                 return Err(format!(
                     "named vector `{name}` has a component that is not finite"
                 ));
             }
-            if out.insert(name, values).is_some() {
+            if out.iter().any(|(n, _, _)| *n == name) {
                 return Err("a named vector twice".into());
             }
+            out.push((name, values, datatype));
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 }

@@ -883,15 +883,17 @@ fn jeopardy_filters() -> Vec<(&'static str, Option<Filter>)> {
 }
 
 /// Named dense vectors on jeopardy-ada002-10k: each point carries `ada` (its ada-002 vector,
-/// searched by L2 distance) and two in three carry `proj` (a fixed random projection of it to
-/// 64 components, searched by cosine), each with its own graph. For 200 queries on each
+/// searched by L2 distance) and `ada16` (the same, searched by cosine, kept as float16 and
+/// walked through int8 codes), and two in three carry `proj` (a fixed random projection of it
+/// to 64 components, searched by cosine), each with its own graph. For 200 queries on each
 /// named vector and six filters keeping 0.6 % to 100 % of the points: the exact search equals
-/// a brute-force reference in f64 rank by rank (every hit a kept point carrying the vector,
-/// at the reference's score), and the default search (through the graphs) reaches recall@10
-/// ≥ 0.95 against it.
+/// a brute-force reference in f64 over what each vector keeps rank by rank (every hit a kept
+/// point carrying the vector, at the reference's score), and the default search (through the
+/// graphs) reaches recall@10 ≥ 0.95 against it.
 #[test]
 fn jeopardy_named_vectors_equal_brute_force_on_each() {
-    use akidb_storage::model::{NamedVectors, VectorSpec};
+    use akidb_storage::distance::{f16_to_f32, f32_to_f16, normalize};
+    use akidb_storage::model::{Datatype, NamedVectors, Quantization, VectorSpec};
     use rand::{Rng, SeedableRng};
     let Some(mut set) = load(JEOPARDY) else {
         return;
@@ -913,10 +915,20 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
         metric,
         m: 16,
         ef_construction: 100,
+        datatype: Datatype::Float32,
+        quantization: Quantization::None,
     };
     set.vectors = [
         ("ada".to_string(), spec(dim, Metric::L2)),
         ("proj".to_string(), spec(PROJ, Metric::Cosine)),
+        (
+            "ada16".to_string(),
+            VectorSpec {
+                datatype: Datatype::Float16,
+                quantization: Quantization::Int8,
+                ..spec(dim, Metric::Cosine)
+            },
+        ),
     ]
     .into();
     set.named = set
@@ -926,12 +938,26 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
         .map(|(i, v)| {
             let mut n = NamedVectors::new();
             n.insert("ada".into(), v.clone());
+            n.insert("ada16".into(), v.clone());
             if i % 3 != 0 {
                 n.insert("proj".into(), project(v));
             }
             n
         })
         .collect();
+    // What `ada16` keeps: each vector normalized (cosine), then each component rounded to
+    // float16. The reference scores those as stored (by their dot product with the normalized
+    // query, as a cosine collection does).
+    let kept16: Vec<Vec<f32>> = set
+        .base
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            normalize(&mut v);
+            v.iter().map(|&x| f16_to_f32(f32_to_f16(x))).collect()
+        })
+        .collect();
+    assert!(kept16.iter().zip(&set.base).any(|(a, b)| a != b));
     let dir = tempfile::tempdir().unwrap();
     let (c, _) = indexed(&set, dir.path());
     let filters = jeopardy_filters();
@@ -942,7 +968,11 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
     let queries: Vec<&Vec<f32>> = set.queries.iter().take(200).collect();
     assert_eq!(queries.len(), 200);
     let mut shares = Vec::new();
-    for (vname, metric) in [("ada", Metric::L2), ("proj", Metric::Cosine)] {
+    for (vname, metric) in [
+        ("ada", Metric::L2),
+        ("proj", Metric::Cosine),
+        ("ada16", Metric::Cosine),
+    ] {
         // The reference: every kept point carrying the vector, scored in f64.
         let reference = |q: &[f32], f: &Option<Filter>| -> Vec<(usize, f64)> {
             let qn = q.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -951,6 +981,14 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
                 .filter_map(|i| {
                     let v = set.named[i].get(vname)?;
                     let s = match metric {
+                        _ if vname == "ada16" => {
+                            let d: f64 = kept16[i]
+                                .iter()
+                                .zip(q)
+                                .map(|(a, b)| *a as f64 * *b as f64)
+                                .sum();
+                            d / qn
+                        }
                         Metric::L2 => v
                             .iter()
                             .zip(q)
@@ -979,11 +1017,11 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
                 .count();
             let share = kept as f64 / set.base.len() as f64;
             shares.push(share);
-            let (mut hit, mut total, mut graph) = (0usize, 0usize, 0u64);
+            let (mut hit, mut total, mut graph, mut rescored) = (0usize, 0usize, 0u64, 0u64);
             for (qi, q) in queries.iter().enumerate() {
                 let q: Vec<f32> = match vname {
-                    "ada" => q.to_vec(),
-                    _ => project(q),
+                    "proj" => project(q),
+                    _ => q.to_vec(),
                 };
                 let mut want = reference(&q, f);
                 let next = (want.len() > 10).then(|| want[10]);
@@ -1022,6 +1060,7 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
                 };
                 let (hits, info) = c.search(&default).unwrap();
                 graph += info.points_graph;
+                rescored += info.rescored;
                 total += want.len();
                 hit += hits
                     .iter()
@@ -1037,6 +1076,12 @@ fn jeopardy_named_vectors_equal_brute_force_on_each() {
             assert!(recall >= 0.95, "{vname}, {fname}: recall {recall}");
             if f.is_none() {
                 assert!(graph > 0, "the default search did not walk the named graph");
+                // Only the quantized one walks codes and rescores candidates.
+                assert_eq!(
+                    rescored > 0,
+                    vname == "ada16",
+                    "{vname}: rescored {rescored}"
+                );
             }
         }
     }

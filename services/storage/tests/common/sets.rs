@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// A data set with what storage needs beside the vectors.
+#[derive(Clone)]
 pub struct Set {
     pub base: Vec<Vec<f32>>,
     pub queries: Vec<Vec<f32>>,
