@@ -291,16 +291,6 @@ impl Collection {
                         Sealed::new(Arc::new(s.data), s.deleted, s.graph.map(Arc::new));
                     sealed.codes = s.codes.map(Arc::new);
                     sealed.named_graphs = s.named_graphs;
-                    for (name, g) in sealed.named_graphs.iter_mut() {
-                        if let (None, Some(v), Some(col)) = (
-                            &g.codes,
-                            spec.vectors.get(name),
-                            sealed.data.named.column(name),
-                        ) {
-                            // Quantized without codes in the snapshot: encode them now.
-                            g.codes = quantize_named(v, col, &sealed.deleted).map(Arc::new);
-                        }
-                    }
                     if sealed.graph.is_some() && sealed.codes.is_none() {
                         // Quantization without codes in the snapshot: encode them now.
                         sealed.codes = quantize(&spec, &sealed.data, &sealed.deleted).map(Arc::new);
@@ -819,7 +809,7 @@ impl Collection {
                 dim,
                 rows,
             )?)),
-            None => Vectors::collect(self.spec.datatype, rows),
+            None => Vectors::collect(self.spec.datatype, n * dim, rows),
         };
         drop(sources);
         let graph = if data.is_empty() {
@@ -1589,7 +1579,10 @@ mod tests {
     fn named_columns_must_match_the_spec() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
-        let c = Collection::create(&path, spec(Metric::L2), opts(100)).unwrap();
+        // `img` walked through int8 codes.
+        let mut quantized = spec(Metric::L2);
+        quantized.vectors.get_mut("img").unwrap().quantization = Quantization::Int8;
+        let c = Collection::create(&path, quantized, opts(100)).unwrap();
         let pts: Vec<PointRecord> = (0..10u64)
             .map(|i| PointRecord {
                 key: PointKey::Num(i),
@@ -1603,6 +1596,36 @@ mod tests {
         c.seal();
         c.build_pending().unwrap();
         c.snapshot().unwrap();
+        // The snapshot holds the codes built with the graph, and loads them as they were.
+        let built: Vec<Arc<Codes>> = c
+            .state
+            .read()
+            .sealed
+            .values()
+            .filter_map(|s| s.named_graphs.get("img")?.codes.clone())
+            .collect();
+        assert_eq!(built.len(), 1);
+        let (snap, _) = snapshot::list(&path).unwrap().pop().unwrap();
+        let loaded = snapshot::load(&snap, None).unwrap();
+        let codes = loaded
+            .segments
+            .iter()
+            .find_map(|s| s.named_graphs.get("img")?.codes.clone())
+            .unwrap();
+        assert_eq!(*codes, *built[0]);
+        // A quantized named vector's graph without its codes does not load.
+        let m = snap.join(snapshot::MANIFEST);
+        let good = fs::read(&m).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        for s in v["segments"].as_array_mut().unwrap() {
+            if let Some(g) = s.get_mut("named_graphs").and_then(|n| n.get_mut("img")) {
+                g.as_object_mut().unwrap().remove("codes_file").unwrap();
+            }
+        }
+        fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
+        let err = snapshot::load(&snap, None).err().unwrap().to_string();
+        assert!(err.contains("without its codes"), "{err}");
+        fs::write(&m, &good).unwrap();
         // Replayed state: a record naming `img` with 3 components and an undeclared `zz`.
         c.state.write().apply_upsert(vec![PointRecord {
             key: PointKey::Num(3),

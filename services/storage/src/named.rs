@@ -161,7 +161,7 @@ impl NamedColumns {
         off: usize,
         row: Vec<(String, Row<'_>, Datatype)>,
     ) -> Result<(), String> {
-        for (name, v, _) in &row {
+        for (name, v, datatype) in &row {
             if let Some(c) = self.cols.get(name)
                 && c.dim != v.len()
             {
@@ -169,6 +169,16 @@ impl NamedColumns {
                     "named vector `{name}` has {} components where the others have {}",
                     v.len(),
                     c.dim
+                ));
+            }
+            // (A float32 value rounded into a float16 column could become infinite.)
+            if let Some(c) = self.cols.get(name)
+                && c.datatype() != *datatype
+            {
+                return Err(format!(
+                    "named vector `{name}` is {} where the others are {}",
+                    datatype.as_str(),
+                    c.datatype().as_str()
                 ));
             }
             if v.is_empty() {
@@ -336,5 +346,14 @@ mod tests {
         assert_eq!(d.column("h").unwrap().datatype(), Datatype::Float16);
         assert_eq!(d.row(3), c.row(0));
         assert_eq!(d.stored(3).len(), 1);
+        // A row of another datatype than its column's is refused, the slot unchanged.
+        let err = d
+            .set(3, [("h".to_string(), vec![1e6, 1.0])].into(), &F32)
+            .unwrap_err();
+        assert!(
+            err.contains("is float32 where the others are float16"),
+            "{err}"
+        );
+        assert_eq!(d.row(3), c.row(0));
     }
 }

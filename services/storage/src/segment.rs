@@ -1064,9 +1064,9 @@ impl State {
             Some(Err(e)) => {
                 // The vectors stay on the heap: the segment is as correct, only larger.
                 tracing::error!(segment = id, error = %e, "could not write the segment's vector file; its vectors stay in memory");
-                Vectors::collect(datatype, rows())
+                Vectors::collect(datatype, old.live * self.dim, rows())
             }
-            None => Vectors::collect(datatype, rows()),
+            None => Vectors::collect(datatype, old.live * self.dim, rows()),
         };
         let n = data.len();
         self.sealed

@@ -1048,6 +1048,16 @@ pub fn load(dir: &Path, vectors_dir: Option<&Path>) -> Result<Loaded> {
                     }
                     Some(Arc::new(c))
                 }
+                None if !v.quantization.is_none() => {
+                    return Err(damaged(
+                        "snapshot graph of a named vector",
+                        &path,
+                        format!(
+                            "the graph of `{name}`, quantized {}, comes without its codes",
+                            v.quantization.as_str()
+                        ),
+                    ));
+                }
                 None => None,
             };
             let graph = Arc::new(g);

@@ -83,9 +83,15 @@ impl Vectors {
     pub fn row(&self, dim: usize, off: usize) -> Row<'_> {
         self.all().row(dim, off)
     }
-    /// `rows` on the heap, in `datatype`.
-    pub fn collect<'a>(datatype: Datatype, rows: impl Iterator<Item = Row<'a>>) -> Self {
-        let mut v = Vectors::with_capacity(datatype, 0);
+    /// `rows`, `values` components in all, on the heap in `datatype` (allocated once, to the
+    /// size: a sealed segment does not grow, and growing by doubling could leave it nearly
+    /// twice the size it needs).
+    pub fn collect<'a>(
+        datatype: Datatype,
+        values: usize,
+        rows: impl Iterator<Item = Row<'a>>,
+    ) -> Self {
+        let mut v = Vectors::with_capacity(datatype, values);
         rows.for_each(|r| v.push_row(r));
         v
     }

@@ -418,12 +418,15 @@ pub(crate) trait Decode {
     }
     /// A point's named dense vectors ([`put_named`]): at most as many names as a collection
     /// may declare, each valid, once, with 1 to the largest dimension of finite components.
+    /// A log record's named vectors (float32: the log keeps them as given).
     fn named(&mut self) -> std::result::Result<NamedVectors, String> {
-        Ok(self
-            .named_typed()?
+        self.named_typed()?
             .into_iter()
-            .map(|(n, v, _)| (n, v))
-            .collect())
+            .map(|(n, v, d)| match d {
+                Datatype::Float32 => Ok((n, v)),
+                Datatype::Float16 => Err(format!("named vector `{n}` in float16 in a log record")),
+            })
+            .collect()
     }
 
     /// [`Decode::named`] with the datatype each vector was written in ([`put_named_rows`]),
@@ -1034,6 +1037,17 @@ mod tests {
         empty.named.insert("e".into(), vec![]);
         let err = WalOp::decode(&WalOp::Upsert(vec![empty]).encode()).unwrap_err();
         assert!(err.contains("0 components"), "{err}");
+        // Float16 components (how segment files keep a float16 vector) decode as such, but a
+        // log record keeps what was given, in float32: refused there.
+        let mut bytes = Vec::new();
+        put_named_rows(&mut bytes, &[("h", Row::F16(&[0x3c00, 0xc000]))]);
+        let typed = Reader { b: &bytes, at: 0 }.named_typed().unwrap();
+        assert_eq!(
+            typed,
+            [("h".to_string(), vec![1.0, -2.0], Datatype::Float16)]
+        );
+        let err = Reader { b: &bytes, at: 0 }.named().unwrap_err();
+        assert!(err.contains("float16 in a log record"), "{err}");
     }
 
     fn opts() -> WalOptions {
