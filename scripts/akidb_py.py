@@ -13,7 +13,8 @@ def generate_stubs():
     import grpc_tools
     out = tempfile.mkdtemp(prefix="akidb-py-")
     wkt = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    protos = [os.path.join("akidb", "v1", f) for f in sorted(os.listdir(os.path.join(ROOT, "proto", "akidb", "v1")))]
+    protos = [os.path.join(d, f) for d in (os.path.join("akidb", "v1"), os.path.join("google", "api"))
+              for f in sorted(os.listdir(os.path.join(ROOT, "proto", d)))]
     rc = protoc.main(["protoc", f"-I{os.path.join(ROOT, 'proto')}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", *protos])
     assert rc == 0, "grpcio-tools failed to compile proto/"
     sys.path.insert(0, out)

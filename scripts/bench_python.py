@@ -7,12 +7,20 @@ check) on the same channel as the floor.
 The collection must already hold the data set (e.g. loaded by `akidb bench --data ...`, whose
 collection is named `bench`), or pass --load INGEST_ADDR to load it here in batches of 1000.
 
+With --rest URL (query's REST port), the same searches also go over REST/JSON from this
+client (one keep-alive HTTP/1.1 connection, bodies serialized before the clock starts),
+alternated with gRPC in --rounds rounds: p50, p99 and searches/s of each, and REST's p50 over
+gRPC's.
+
 Usage: bench_python.py QUERY_ADDR DATASET_DIR [--collection bench] [--ef 16] [--seconds 5]
-                       [--metric l2|cosine] [--load INGEST_ADDR]
+                       [--metric l2|cosine] [--load INGEST_ADDR] [--rest URL] [--rounds 3]
 """
 import argparse
 import glob
+import http.client
+import json
 import os
+import urllib.parse
 import sys
 import time
 
@@ -43,6 +51,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--metric", default="l2")
     ap.add_argument("--load", metavar="INGEST_ADDR")
+    ap.add_argument("--rest", metavar="URL")
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
     generate_stubs()
@@ -88,28 +98,60 @@ def main():
         found += len(set(ids) & set(g[: a.k]))
     recall = found / (len(reqs) * a.k)
 
-    search = query.Search
-    end = time.perf_counter() + a.warmup
-    i = 0
-    while time.perf_counter() < end:
-        search(reqs[i % len(reqs)])
-        i += 1
-    lat = []
-    start = time.perf_counter()
-    end = start + a.seconds
-    i = 0
-    now = start
-    while now < end:
-        t0 = now
-        search(reqs[i % len(reqs)])
-        now = time.perf_counter()
-        lat.append(now - t0)
-        i += 1
-    elapsed = now - start
-    lat_ms = sorted(x * 1000 for x in lat)
+    def measure(call, items):
+        """Warm up, then one request at a time for --seconds: (searches/s, p50 ms, p99 ms)."""
+        end = time.perf_counter() + a.warmup
+        i = 0
+        while time.perf_counter() < end:
+            call(items[i % len(items)])
+            i += 1
+        lat = []
+        start = time.perf_counter()
+        end = start + a.seconds
+        i = 0
+        now = start
+        while now < end:
+            t0 = now
+            call(items[i % len(items)])
+            now = time.perf_counter()
+            lat.append(now - t0)
+            i += 1
+        lat_ms = sorted(x * 1000 for x in lat)
+        return len(lat) / (now - start), pct(lat_ms, 0.5), pct(lat_ms, 0.99)
+
+    qps, p50, p99 = measure(query.Search, reqs)
     print(f"python grpcio client, 1 request at a time, {a.dataset} ef={a.ef} k={a.k}: "
-          f"{len(lat) / elapsed:.0f} searches/s, p50 {pct(lat_ms, 0.5):.3f} ms, p99 {pct(lat_ms, 0.99):.3f} ms, "
+          f"{qps:.0f} searches/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
           f"recall@{a.k} {recall:.4f}; health-check floor {floor_ms:.3f} ms/call")
+    if not a.rest:
+        return
+
+    url = urllib.parse.urlsplit(a.rest)
+    conn = http.client.HTTPConnection(url.hostname, url.port)
+    path = f"/v1/collections/{a.collection}/points/search"
+    bodies = [json.dumps({"vector": q, "k": a.k, "ef": a.ef}).encode() for q in queries]
+    headers = {"content-type": "application/json"}
+
+    def rest_search(body):
+        conn.request("POST", path, body, headers)
+        r = conn.getresponse()
+        data = r.read()
+        assert r.status == 200, data
+        return data
+
+    # The same answers both ways.
+    got = json.loads(rest_search(bodies[0]))
+    assert [h["id"]["num"] for h in got["hits"]] == [h.id.num for h in query.Search(reqs[0]).hits]
+    print("| round | via | searches/s | p50 ms | p99 ms |")
+    print("|---:|---|---:|---:|---:|")
+    ratios = []
+    for rnd in range(1, a.rounds + 1):
+        g = measure(query.Search, reqs)
+        r = measure(rest_search, bodies)
+        ratios.append(r[1] / g[1])
+        for via, (q, m50, m99) in (("gRPC", g), ("REST", r)):
+            print(f"| {rnd} | {via} | {q:,.0f} | {m50:.3f} | {m99:.3f} |")
+    print("REST p50 / gRPC p50 per round: " + ", ".join(f"{x:.2f}" for x in ratios))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ pub fn protect(
     args: &AuthArgs,
     mode: Mode,
     listening: &[SocketAddr],
-) -> anyhow::Result<akidb_instrumentation::http::Access> {
+) -> anyhow::Result<Protection> {
     // One key store for the gRPC check, PUT /tracing and the watcher that reloads it.
     let store = args.key_store()?;
     let auth = match (mode, &store) {
@@ -90,11 +90,21 @@ pub fn protect(
             store.watch(std::time::Duration::from_secs(1), stopped)
         });
     }
-    service.guard(crate::layer::AuthLayer(auth));
-    Ok(akidb_instrumentation::http::Access {
-        metrics_token: args.metrics_token()?,
-        admin,
+    service.guard(crate::layer::AuthLayer(auth.clone()));
+    Ok(Protection {
+        access: akidb_instrumentation::http::Access {
+            metrics_token: args.metrics_token()?,
+            admin,
+        },
+        auth,
     })
+}
+
+/// What [`protect`] set up: who the HTTP port lets in, and who the gRPC layer lets in (the
+/// REST front asks it too).
+pub struct Protection {
+    pub access: akidb_instrumentation::http::Access,
+    pub auth: Auth,
 }
 
 impl AuthArgs {

@@ -48,6 +48,23 @@ impl Auth {
         path: &str,
         headers: &http::HeaderMap,
     ) -> Result<Option<Principal>, (Status, Option<Principal>)> {
+        self.judge(path, headers, true)
+    }
+
+    /// Whether [`Auth::decide`] would let a call to `path` with these headers in, its key's
+    /// rate limit aside, without taking from that limit: the REST front asks before it reads
+    /// a body, so that a caller who will be refused costs no parsing (the call it then makes
+    /// is decided, counted and audited by the layer as any other).
+    pub fn permits(&self, path: &str, headers: &http::HeaderMap) -> bool {
+        self.judge(path, headers, false).is_ok()
+    }
+
+    fn judge(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        admit: bool,
+    ) -> Result<Option<Principal>, (Status, Option<Principal>)> {
         let unauthenticated = || (Status::unauthenticated(UNAUTHENTICATED), None);
         let right = right_of(path);
         if matches!(self, Auth::Off) || right == Some(Right::Open) {
@@ -67,6 +84,9 @@ impl Auth {
                 let who = store.authenticate(key).ok_or_else(unauthenticated)?;
                 let refuse = match right {
                     Some(Right::Role(need)) if who.role >= need => {
+                        if !admit {
+                            return Ok(Some(who));
+                        }
                         return match store.admit(&who.key_id) {
                             Ok(()) => Ok(Some(who)),
                             Err(wait) => {
@@ -265,6 +285,11 @@ mod tests {
             assert!(!e.message().contains(&read[6..]));
         }
         assert_eq!(code("/grpc.health.v1.Health/Check", &[]), Ok(()));
+        // `permits` agrees with `decide` and takes nothing from a rate limit.
+        assert!(auth.permits(search, &headers(&[&bearer(&read)])));
+        assert!(!auth.permits(upsert, &headers(&[&bearer(&read)])));
+        assert!(!auth.permits(search, &headers(&[])));
+        assert!(Auth::Off.permits(upsert, &headers(&[])));
         // Internal: only the internal key; public keys are nobody there.
         let ik = new_internal_key();
         let internal = Auth::Internal(InternalKey::new(&ik));

@@ -31,10 +31,13 @@ pub struct Ports {
     more_storage: Vec<ServicePorts>,
     /// The local etcd of a cluster: client and peer port.
     pub etcd: (u16, u16),
+    /// Query's REST/JSON port.
+    pub rest: u16,
 }
 
 impl Ports {
-    /// The default ports (gRPC 50051-50054, metrics 9100-9103) plus `offset`, on `host`.
+    /// The default ports (gRPC 50051-50054, metrics 9100-9103, REST 8080) plus `offset`, on
+    /// `host`.
     pub fn fixed(host: &str, offset: u16) -> Ports {
         let p = |grpc: u16, metrics: u16| ServicePorts {
             grpc: grpc + offset,
@@ -51,6 +54,7 @@ impl Ports {
                 .map(|i| p(50060 + i, 9110 + i))
                 .collect(),
             etcd: (2379 + offset, 2380 + offset),
+            rest: 8080 + offset,
         }
     }
 
@@ -82,6 +86,7 @@ impl Ports {
                 .map(|_| p())
                 .collect::<anyhow::Result<_>>()?,
             etcd: (free_port()?, free_port()?),
+            rest: free_port()?,
         })
     }
 
@@ -287,6 +292,10 @@ impl Plan {
                     &storage_url,
                     "--telemetry-addr",
                     &format!("{scheme}://{}", p.addr(p.telemetry.grpc)),
+                    "--rest-addr",
+                    &p.addr(p.rest),
+                    "--ingest-addr",
+                    &format!("{scheme}://{}", p.addr(p.ingest.grpc)),
                 ],
                 &query_extra,
             ),

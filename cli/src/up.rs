@@ -13,7 +13,8 @@ pub struct UpArgs {
     /// Interface every service listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Added to every default port (50051-50054, 9100-9103), to run two stacks side by side.
+    /// Added to every default port (50051-50054, 9100-9103, 8080), to run two stacks side by
+    /// side.
     #[arg(long, default_value_t = 0)]
     pub port_offset: u16,
     /// Extra arguments for storage, e.g. `--storage-arg=--s3-endpoint=127.0.0.1:9000`.
@@ -172,6 +173,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             p.addr(sp.metrics)
         );
     }
+    println!(
+        "  REST      {web}://{}/v1/collections   (OpenAPI: {web}://{}/openapi.json)",
+        p.addr(p.rest),
+        p.addr(p.rest)
+    );
     println!(
         "  telemetry gRPC {scheme}{}   metrics {web}://{}/metrics  federate {web}://{}/federate",
         p.addr(p.telemetry.grpc),

@@ -436,9 +436,42 @@ async fn one_trace_across_services_and_export_never_slows_requests() {
         .into_inner();
     assert_eq!(r.hits.len(), 3);
 
+    // The same over the REST port: the caller's `traceparent` reaches query's span (called in
+    // the process) and ingest's (called on its port), and the chain below them.
+    let rest = format!("http://127.0.0.1:{}", s.rest_port);
+    let http = reqwest::Client::new();
+    let (t_rs, c_rs) = ("1af7651916cd43dd8448eb211c80319d", "c7ad6b7169203332");
+    let (t_ru, c_ru) = ("2bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8");
+    for (path, body, t, c) in [
+        (
+            "/v1/collections/t/points/search",
+            // Another vector than the gRPC search's: a cached result would not search.
+            r#"{"vector": [0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "k": 3}"#,
+            t_rs,
+            c_rs,
+        ),
+        (
+            "/v1/collections/t/points",
+            r#"{"points": [{"id": {"num": 1001}, "vector": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]}]}"#,
+            t_ru,
+            c_ru,
+        ),
+    ] {
+        let res = http
+            .post(format!("{rest}{path}"))
+            .header("traceparent", format!("00-{t}-{c}-01"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}: {}", res.text().await.unwrap());
+    }
+
     let t0 = Instant::now();
     linked_chain(&recv, t_se, c_se, Duration::from_secs(15), SEARCH).await;
     linked_chain(&recv, t_up, c_up, Duration::from_secs(5), UPSERT).await;
+    linked_chain(&recv, t_rs, c_rs, Duration::from_secs(5), SEARCH).await;
+    linked_chain(&recv, t_ru, c_ru, Duration::from_secs(5), UPSERT).await;
     eprintln!(
         "spans of both traces received {:?} after the requests",
         t0.elapsed()

@@ -207,11 +207,24 @@ pub async fn serve(
     let app = protected
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    serve_app(listener, tls, app, shutdown).await
+}
+
+/// Serve `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then give
+/// in-flight requests 5 s: every HTTP port of a service (this one, query's REST port). A
+/// client that has not sent its request headers within [`HEADER_TIMEOUT`] (or finished a
+/// TLS handshake within it) is cut off.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::ServerTls>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let handle = axum_server::Handle::<std::net::SocketAddr>::new();
     let stop = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        // In-flight scrapes get a moment; idle keep-alive connections are closed at once.
+        // In-flight requests get a moment; idle keep-alive connections are closed at once.
         stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
     let app = app.into_make_service();

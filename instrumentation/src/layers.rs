@@ -71,28 +71,12 @@ pub fn labels_of(path: &str) -> (&str, &str) {
     }
 }
 
-/// Name of a gRPC status code as in the gRPC spec (`OK`, `NOT_FOUND`, ...).
-pub fn code_name(code: i32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+pub use akidb_proto::rest::code_name;
+
+/// Count a call to `path` that was answered `code` before it reached the server's layers (the
+/// REST front refusing a body that is not the method's JSON), as the layer counts its calls.
+pub fn count_refused(path: &str, start: Instant, code: i32) {
+    SERVER_RPCS.get(path).finish(start, code, None);
 }
 
 /// Codes that count against availability: the server's fault, not the caller's.

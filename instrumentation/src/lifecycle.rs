@@ -242,6 +242,14 @@ pub struct Service {
     guard: Guard,
 }
 
+/// A service's gRPC routes behind the layers of its gRPC port, to call in the process (what
+/// [`Service::local`] gives).
+pub type Local = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    std::convert::Infallible,
+>;
+
 /// A layer around every gRPC route of a service (its API key check), type-erased.
 pub type Guard = tower::util::BoxCloneSyncServiceLayer<
     tonic::service::Routes,
@@ -295,6 +303,18 @@ impl Service {
         <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
     {
         self.guard = Guard::new(layer);
+    }
+
+    /// `routes` behind the same layers as the gRPC port (the instrumentation layer, then the
+    /// guard), to be called in the process: the REST port calls the API through it, so its
+    /// calls are counted, traced and let in as gRPC calls are. Call after [`Service::guard`].
+    pub fn local(&self, routes: tonic::service::Routes) -> Local {
+        Local::new(
+            tower::ServiceBuilder::new()
+                .layer(crate::layers::ServerLayer)
+                .layer(self.guard.clone())
+                .service(routes),
+        )
     }
 
     /// What `grpc.health.v1` answers.

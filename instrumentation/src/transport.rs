@@ -65,6 +65,18 @@ pub fn channel_with(
     connect_timeout: Duration,
     layer: ClientLayer,
 ) -> Result<Channel, tonic::transport::Error> {
+    Ok(tower::Layer::layer(
+        &layer,
+        plain_channel(endpoint, connect_timeout)?,
+    ))
+}
+
+/// [`channel`] without the client layer: for a front that passes its caller's calls on as
+/// they came (the REST port's writes to ingest), whose trace and metrics are the server's.
+pub fn plain_channel(
+    endpoint: &str,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let tls = crate::tls::client();
     let url = tls.url(endpoint);
     let mut ep = tonic::transport::Endpoint::from_shared(url.clone())?;
@@ -78,5 +90,5 @@ pub fn channel_with(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(tower::Layer::layer(&layer, ch))
+    Ok(ch)
 }

@@ -15,7 +15,11 @@
 //!   decode is INVALID_ARGUMENT).
 //! - [`convert`]: small helpers on generated types (point id and alias action constructors,
 //!   `Display`).
-//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`rest`]: the REST routes (each method's `google.api.http` option), JSON ↔ protobuf, and
+//!   the HTTP status and JSON body of an error.
+//! - [`openapi`]: the OpenAPI 3.1 document of the REST routes (`docs/openapi.json`).
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors (with comments and options), for gRPC
+//!   reflection and [`rest`].
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
@@ -33,4 +37,6 @@ pub mod codec;
 pub mod convert;
 pub mod fusion;
 pub mod limits;
+pub mod openapi;
+pub mod rest;
 pub mod validate;

@@ -137,6 +137,8 @@ pub struct Stack {
     pub storage_metrics: u16,
     pub ingest_metrics: u16,
     pub query_metrics: u16,
+    /// Query's REST port (`http` or `https`, as the stack's scheme).
+    pub rest_port: u16,
 }
 
 /// The CA and certificates of this test process's TLS stacks (`akidb tls init`, once), with
@@ -277,6 +279,7 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let (sp, ip, qp) = (free_port(), free_port(), free_port());
         let (sm, im, qm) = (free_port(), free_port(), free_port());
+        let rest_port = free_port();
         let storage_addr = format!("127.0.0.1:{sp}");
         let mut sargs: Vec<String> = vec![
             "--grpc-addr".into(),
@@ -311,10 +314,17 @@ impl Stack {
             front(ip, im, ingest_extra),
             dir.path().join("ingest.log"),
         );
+        let mut qargs = front(qp, qm, query_extra);
+        qargs.extend([
+            "--rest-addr".into(),
+            format!("127.0.0.1:{rest_port}"),
+            "--ingest-addr".into(),
+            format!("{scheme}://127.0.0.1:{ip}"),
+        ]);
         let query = Proc::start_wrapped(
             wrapper("query"),
             "query",
-            front(qp, qm, query_extra),
+            qargs,
             dir.path().join("query.log"),
         );
         let s = Stack {
@@ -327,6 +337,7 @@ impl Stack {
             storage_metrics: sm,
             ingest_metrics: im,
             query_metrics: qm,
+            rest_port,
             dir,
         };
         for a in [&s.storage_addr, &s.ingest_addr, &s.query_addr] {

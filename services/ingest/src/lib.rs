@@ -274,7 +274,8 @@ pub async fn run(config: IngestConfig, on: Serving) -> anyhow::Result<()> {
         }),
     }
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
-    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
+    let access =
+        akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?.access;
     service.serve_http(on.http, None, access);
     tracing::info!(grpc = %on.grpc.local_addr()?, storage = %config.storage.storage_addr, "ingest serving");
     let routes = tonic::service::Routes::new(

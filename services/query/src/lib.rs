@@ -7,7 +7,9 @@
 //! - this file: [`QueryConfig`] (flags), [`Query`] (the `QueryService` and
 //!   `CollectionService` handlers) and [`run`] (the service through the lifecycle of
 //!   `akidb_instrumentation`);
-//! - [`cache`]: the search result cache, revalidated against storage's collection version.
+//! - [`cache`]: the search result cache, revalidated against storage's collection version;
+//! - [`ops`]: AdminService and TelemetryService, forwarded;
+//! - [`rest`]: the REST/JSON port (`--rest-addr`), every public call as JSON over HTTP.
 
 use akidb_auth::args::Mode;
 use akidb_client::{Link, with_deadline};
@@ -61,10 +63,29 @@ pub struct QueryConfig {
         default_value_t = 4_096
     )]
     pub cache_entries: usize,
+    /// The REST/JSON port (`/v1/...`, `/openapi.json`); unset: no REST port (`akidb up`
+    /// always sets one).
+    #[arg(long = "rest-addr", env = "AKIDB_QUERY_REST_ADDR")]
+    pub rest_addr: Option<std::net::SocketAddr>,
+    /// Largest JSON body the REST port reads; a larger one is refused with 413.
+    #[arg(
+        long = "rest-max-body-bytes",
+        env = "AKIDB_QUERY_REST_MAX_BODY_BYTES",
+        default_value_t = rest::DEFAULT_MAX_BODY_BYTES
+    )]
+    pub rest_max_body_bytes: usize,
+    /// The ingest service, where the REST port sends the writes.
+    #[arg(
+        long = "ingest-addr",
+        env = "AKIDB_QUERY_INGEST_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub ingest_addr: String,
 }
 
 pub mod cache;
 pub mod ops;
+pub mod rest;
 
 #[derive(Clone)]
 pub struct Query {
@@ -444,8 +465,22 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
         }),
     }
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
-    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
-    service.serve_http(on.http, None, access);
+    let rest_listener = match config.rest_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the REST port {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut listening = listening.to_vec();
+    if let Some(l) = &rest_listener {
+        listening.push(l.local_addr()?);
+    }
+    let protection =
+        akidb_auth::args::protect(&mut service, &config.auth, Mode::Public, &listening)?;
+    let rest_tls = on.http.tls.clone();
+    service.serve_http(on.http, None, protection.access);
     let ops = ops::Ops {
         storage: query.storage.clone(),
         telemetry: Link::with_key(
@@ -476,6 +511,26 @@ pub async fn run(config: QueryConfig, on: Serving) -> anyhow::Result<()> {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
     );
+    if let Some(listener) = rest_listener {
+        let rest = rest::Rest {
+            max_body: config.rest_max_body_bytes,
+            local: service.local(routes.clone()),
+            ingest: akidb_instrumentation::transport::plain_channel(
+                &config.ingest_addr,
+                Duration::from_secs(5),
+            )?,
+            auth: protection.auth,
+        };
+        tracing::info!(rest = %listener.local_addr()?, ingest = %config.ingest_addr, "REST serving");
+        service.spawn("rest", move |stopped| async move {
+            let app = rest::router(rest);
+            if let Err(e) =
+                akidb_instrumentation::http::serve_app(listener, rest_tls, app, stopped).await
+            {
+                tracing::error!(error = %e, "REST port failed");
+            }
+        });
+    }
     service
         .run(on.grpc, routes, async { Ok(()) }, || async {})
         .await

@@ -372,6 +372,70 @@ mod tests {
         }
     }
 
+    /// REST requests the port accepts: a route's index, the query string, NUL, the body.
+    fn rest_request_seeds(seeds: &mut Seeds) {
+        let s = seeds.entry("rest_request").or_default();
+        let routes = akidb_proto::rest::routes();
+        let index = |grpc: &str| {
+            routes
+                .iter()
+                .position(|r| r.grpc_path == grpc)
+                .unwrap_or_else(|| panic!("no route for {grpc}")) as u8
+        };
+        let cases: [(&str, &str, &str, &str); 6] = [
+            (
+                "search",
+                "/akidb.v1.QueryService/Search",
+                "",
+                r#"{"vector": [0.5, -1, 1e-3, "NaN"], "k": 10, "ef": 64, "with_payload": true,
+                    "filter": {"must": [{"field": {"key": "tag", "keyword": "red"}},
+                    {"field": {"key": "n", "range": {"gte": 1, "lt": 2.5}}}],
+                    "min_should": {"conditions": [{"is_empty": {"key": "x"}}], "min_count": 1}}}"#,
+            ),
+            (
+                "upsert",
+                "/akidb.v1.IngestService/Upsert",
+                "",
+                r#"{"points": [{"id": {"num": 18446744073709551615}, "vector": [1, 2],
+                    "payload": {"a": null, "b": [1, "x", {"c": true}], "d": -0.0, "e": 1e300},
+                    "sparse": {"words": {"indices": [1, 7], "values": [0.5, 2]}},
+                    "vectors": {"img": {"values": [3, 4]}}},
+                    {"id": {"uuid": "5bf92f35-77b3-4da6-a3ce-929d0e0e4700"}, "vector": [0, 1]}]}"#,
+            ),
+            (
+                "create",
+                "/akidb.v1.CollectionService/CreateCollection",
+                "",
+                r#"{"name": "docs", "dimension": 4, "metric": "COSINE", "m": 16,
+                    "quantization": "INT8", "sparse_vectors": ["words"],
+                    "vectors": {"img": {"dimension": 2, "metric": 3, "datatype": "FLOAT16"}},
+                    "payload_indexes": {"tag": "PAYLOAD_INDEX_KEYWORD"}}"#,
+            ),
+            (
+                "update-payload",
+                "/akidb.v1.IngestService/UpdatePayload",
+                "",
+                r#"{"ids": [{"num": 1}], "set": {"seen": true}}"#,
+            ),
+            (
+                "tiers-query",
+                "/akidb.v1.AdminService/TierStatus",
+                "collection=docs",
+                "",
+            ),
+            (
+                "restore-query",
+                "/akidb.v1.AdminService/RestoreSnapshot",
+                "start.collection=copy&start.sha256=00",
+                "",
+            ),
+        ];
+        for (name, grpc, query, body) in cases {
+            let bytes = [&[index(grpc)][..], query.as_bytes(), &[0], body.as_bytes()].concat();
+            s.push((name.into(), bytes));
+        }
+    }
+
     fn traceparent_seeds(seeds: &mut Seeds) {
         let s = seeds.entry("traceparent").or_default();
         let (hi, lo, span) = (
@@ -552,6 +616,7 @@ mod tests {
         traceparent_seeds(&mut seeds);
         filter_seeds(&mut seeds);
         codes_seeds(&mut seeds);
+        rest_request_seeds(&mut seeds);
 
         // Each target's decoder accepts its real seeds.
         for (name, bytes) in &seeds["wal_record"] {
@@ -601,6 +666,19 @@ mod tests {
         }
         for (name, bytes) in &seeds["filter"] {
             pb::Filter::decode(&bytes[1..]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, bytes) in &seeds["rest_request"] {
+            let routes = akidb_proto::rest::routes();
+            let route = &routes[bytes[0] as usize % routes.len()];
+            let nul = 1 + bytes[1..].iter().position(|b| *b == 0).unwrap();
+            let query = std::str::from_utf8(&bytes[1..nul]).unwrap();
+            let path: Vec<(String, String)> = route
+                .path_fields
+                .iter()
+                .map(|f| (f.clone(), "docs".to_string()))
+                .collect();
+            akidb_proto::rest::request(route, &path, Some(query), &bytes[nul + 1..])
+                .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
         }
 
         if std::env::var_os("AKIDB_FUZZ_WRITE_SEEDS").is_some() {

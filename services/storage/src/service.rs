@@ -81,7 +81,8 @@ pub async fn run(config: StorageConfig, on: Serving) -> anyhow::Result<()> {
     };
     let http_addr = on.http.local_addr()?;
     let listening = [on.grpc.local_addr()?, http_addr];
-    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
+    let access =
+        akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?.access;
     service.serve_http(on.http, None, access);
     let max = config.listen.max_message_bytes;
     let routes = tonic::service::Routes::new(

@@ -57,7 +57,8 @@ pub async fn run(config: TelemetryConfig, on: Serving) -> anyhow::Result<()> {
         .await;
     let http_addr = on.http.local_addr()?;
     let listening = [on.grpc.local_addr()?, on.http.local_addr()?];
-    let access = akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?;
+    let access =
+        akidb_auth::args::protect(&mut service, &config.auth, Mode::Internal, &listening)?.access;
     service.serve_http(on.http, Some(aggregator.router()), access);
     if let Some(endpoints) = config.etcd.as_deref().filter(|e| !e.trim().is_empty()) {
         let etcd = akidb_cluster::Etcd::new(endpoints, Duration::from_secs(2))?;
