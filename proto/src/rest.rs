@@ -49,16 +49,11 @@ pub struct Route {
     /// `/akidb.v1.QueryService/Search`: the gRPC path, as the server layers see it.
     pub grpc_path: String,
     pub method: MethodDescriptor,
+    /// The service's full name (`akidb.v1.IngestService`).
+    pub service: String,
     pub body: Body,
     /// A server stream whose messages' bytes field of this name is the raw response body.
     pub response_body: Option<String>,
-}
-
-impl Route {
-    /// The service's full name (`akidb.v1.IngestService`).
-    pub fn service(&self) -> String {
-        self.method.parent_service().full_name().to_string()
-    }
 }
 
 /// Every route of the API, in the order of the proto files.
@@ -131,6 +126,7 @@ fn route_of(method: &MethodDescriptor, rule: &DynamicMessage) -> Route {
         path_fields,
         grpc_path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
         method: method.clone(),
+        service: method.parent_service().full_name().to_string(),
         body,
         response_body,
     }

@@ -92,13 +92,18 @@ pub fn router(rest: Rest) -> axum::Router {
             uri.path()
         )))
     })
+    // A known path with another verb: 405, named as gRPC names a method it does not have.
     .method_not_allowed_fallback(|method: http::Method, uri: http::Uri| async move {
-        let mut r = error(Status::unimplemented(format!(
+        let message = format!(
             "{} does not take {method}: the routes are in /openapi.json",
             uri.path()
-        )));
-        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        r
+        );
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            api::error_json(Code::Unimplemented, &message),
+        )
+            .into_response()
     })
     .with_state(rest)
 }
@@ -165,7 +170,7 @@ async fn call(
         .parse()
         .expect("a method's gRPC path is a valid URI path");
     // The servers' own limits apply; the client here adds none.
-    let mut grpc = if route.service() == "akidb.v1.IngestService" {
+    let mut grpc = if route.service == "akidb.v1.IngestService" {
         Target::Ingest(
             tonic::client::Grpc::new(rest.ingest.clone())
                 .max_decoding_message_size(usize::MAX)
